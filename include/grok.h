@@ -1,0 +1,234 @@
+/*
+ * grok.h - the public C API of libgrok.
+ *
+ * libgrok loads Grok-architecture mixture-of-experts models (Grok-1, Grok-2 and
+ * models trained with grok.c) from GGUF files and runs them on the CPU:
+ *
+ *   gk_err err;
+ *   gk_model *m = gk_model_load("model.gguf", NULL, &err);      // mmap, no copies
+ *   gk_context *c = gk_context_new(m, NULL, &err);              // KV cache, threads
+ *   gk_decode(c, prompt, n_prompt, &err);                       // logits of each token
+ *   const float *logits = gk_get_logits(c, n_prompt - 1);
+ *
+ * Conventions: functions that can fail take a gk_err * (may be NULL) and return
+ * -1 or NULL, with a message in err->msg naming what failed (file, tensor,
+ * field, offset). The library never prints and never exits.
+ */
+#ifndef GROK_H
+#define GROK_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define GK_VERSION "0.1.0"
+
+/* The message of the last failure of a call that received this struct. */
+typedef struct gk_err {
+    char msg[512];
+} gk_err;
+
+/* ---------------------------------------------------------------- model --- */
+
+/* Which numerical choices to follow where the sources disagree (spec "Decisions" 1). */
+typedef enum gk_numerics {
+    GK_NUMERICS_REFERENCE = 0, /* xAI's JAX code (Grok-1), SGLang (Grok-2) */
+    GK_NUMERICS_LLAMACPP = 1   /* llama.cpp's Grok graph, for cross-checking */
+} gk_numerics;
+
+typedef enum gk_variant {
+    GK_VARIANT_GROK1 = 1, /* MoE only */
+    GK_VARIANT_GROK2 = 2  /* dense residual MLP beside the MoE, (MLP + MoE)/sqrt(2) */
+} gk_variant;
+
+typedef enum gk_rope_scaling {
+    GK_ROPE_SCALING_NONE = 0,
+    GK_ROPE_SCALING_LINEAR = 1,
+    GK_ROPE_SCALING_YARN = 2
+} gk_rope_scaling;
+
+/* Hyper-parameters, read from the grok.* keys of a GGUF (spec section 8). */
+typedef struct gk_hparams {
+    gk_variant variant;
+    uint32_t n_vocab;
+    uint32_t n_ctx_train; /* grok.context_length */
+    uint32_t n_embd;      /* grok.embedding_length */
+    uint32_t n_layer;     /* grok.block_count */
+    uint32_t n_head;
+    uint32_t n_head_kv;
+    uint32_t head_dim;  /* grok.attention.key_length (= value_length) */
+    uint32_t n_rot;     /* grok.rope.dimension_count */
+    uint32_t n_ff;      /* grok.feed_forward_length: dense MLP width (Grok-2) */
+    uint32_t n_ff_exp;  /* grok.expert_feed_forward_length (defaults to n_ff) */
+    uint32_t n_expert;  /* grok.expert_count */
+    uint32_t n_expert_used;
+    float norm_eps;
+    float rope_freq_base;
+    gk_rope_scaling rope_scaling;
+    float rope_scaling_factor;
+    uint32_t rope_orig_ctx;
+    float yarn_ext_factor, yarn_attn_factor, yarn_beta_fast, yarn_beta_slow;
+    float embedding_scale;   /* grok.embedding_scale */
+    float attn_out_scale;    /* grok.attention.output_scale: multiplies q.k */
+    float logit_scale;       /* grok.logit_scale: multiplies the output logits */
+    float attn_softcap;      /* grok.attn_logit_softcapping (0 = none) */
+    float router_softcap;    /* grok.router_logit_softcapping (0 = none) */
+    float final_softcap;     /* grok.final_logit_softcapping (0 = none) */
+    uint32_t attn_temp_len;  /* grok.attention.temperature_length (0 = none) */
+    bool tied_output;        /* no output.weight: the embedding is the output matrix */
+} gk_hparams;
+
+/* Where each hyper-parameter came from, for `grok info`. */
+typedef struct gk_hparam_info {
+    const char *name;  /* the GGUF key */
+    char value[64];    /* printed value */
+    bool from_file;    /* false: a default (llama.cpp's, spec section 8) */
+} gk_hparam_info;
+
+typedef struct gk_model_params {
+    gk_numerics numerics;
+} gk_model_params;
+
+typedef struct gk_model gk_model;
+struct gk_tokenizer;
+
+/* Default model parameters (reference numerics). */
+gk_model_params gk_model_default_params(void);
+
+/* Maps a GGUF file and binds its tensors; validates every shape against the
+ * hyper-parameters. params may be NULL for the defaults. */
+gk_model *gk_model_load(const char *path, const gk_model_params *params, gk_err *err);
+void gk_model_free(gk_model *m);
+const gk_hparams *gk_model_hparams(const gk_model *m);
+gk_numerics gk_model_numerics(const gk_model *m);
+/* Hyper-parameter provenance: fills up to cap entries, returns how many exist. */
+int gk_model_hparam_info(const gk_model *m, gk_hparam_info *out, int cap);
+/* Size in bytes of the mapped file. */
+uint64_t gk_model_file_size(const gk_model *m);
+/* Number of parameters (elements of all tensors). */
+uint64_t gk_model_n_params(const gk_model *m);
+
+/* The tokenizer embedded in the model's GGUF, or NULL when it has none. */
+const struct gk_tokenizer *gk_model_tokenizer(const gk_model *m);
+
+/* -------------------------------------------------------------- context --- */
+
+typedef struct gk_context_params {
+    uint32_t n_ctx;     /* KV cache length in tokens (0 = min(n_ctx_train, 4096)) */
+    uint32_t n_batch;   /* most tokens per gk_decode call (0 = 512) */
+    int n_threads;      /* 0 = number of online CPUs */
+    bool all_logits;    /* keep the logits of every token of a batch, not only the last */
+} gk_context_params;
+
+typedef struct gk_context gk_context;
+
+gk_context_params gk_context_default_params(void);
+gk_context *gk_context_new(gk_model *m, const gk_context_params *params, gk_err *err);
+void gk_context_free(gk_context *c);
+
+/* Runs the model on n tokens that follow the ones already in the KV cache.
+ * n may exceed n_batch (the batch is split). Fails, changing nothing, when the
+ * context length would be exceeded or a token id is out of range. */
+int gk_decode(gk_context *c, const int32_t *tokens, int n, gk_err *err);
+/* Logits (n_vocab floats) of the i-th token of the last gk_decode call; with
+ * all_logits false only the last token's (i = n-1) are kept. NULL otherwise. */
+const float *gk_get_logits(const gk_context *c, int i);
+/* Tokens held in the KV cache. */
+uint32_t gk_context_n_past(const gk_context *c);
+uint32_t gk_context_n_ctx(const gk_context *c);
+/* Forgets the KV cache from position n_keep on (0 clears it). */
+void gk_context_truncate(gk_context *c, uint32_t n_keep);
+/* Bytes of the KV cache. */
+uint64_t gk_context_kv_bytes(const gk_context *c);
+
+/* ------------------------------------------------------------- sampling --- */
+
+typedef struct gk_sampler_params {
+    float temperature;    /* 0 = greedy */
+    int32_t top_k;        /* 0 = off */
+    float top_p;          /* 1 = off */
+    float min_p;          /* 0 = off */
+    float repeat_penalty; /* 1 = off; llama.cpp's: divides positive logits, multiplies negative */
+    int32_t repeat_last_n;
+    uint64_t seed;
+} gk_sampler_params;
+
+typedef struct gk_sampler gk_sampler;
+
+gk_sampler_params gk_sampler_default_params(void);
+gk_sampler *gk_sampler_new(const gk_sampler_params *p, int32_t n_vocab, gk_err *err);
+void gk_sampler_free(gk_sampler *s);
+/* Picks a token from logits (not modified). history: the tokens so far (for the
+ * repetition penalty). Deterministic for a given seed and call sequence. */
+int32_t gk_sampler_sample(gk_sampler *s, const float *logits, const int32_t *history,
+                          int n_history);
+
+/* ------------------------------------------------------------ tokenizer --- */
+
+/*
+ * Tokenizers: SentencePiece BPE (Grok-1, GGUF "llama") and rank-based byte-level
+ * BPE (Grok-2's tokenizer.tok.json, tiktoken files, GGUF "gpt2"). Spec section 7.
+ */
+typedef struct gk_tokenizer gk_tokenizer;
+
+typedef enum gk_tokenizer_kind {
+    GK_TOKENIZER_SPM = 1, /* SentencePiece BPE */
+    GK_TOKENIZER_BPE = 2  /* rank-based byte-level BPE */
+} gk_tokenizer_kind;
+
+/* Loads tokenizer.model (SentencePiece protobuf), tokenizer.tok.json (Grok-2),
+ * a .tiktoken rank file, or the vocabulary embedded in a .gguf. */
+gk_tokenizer *gk_tokenizer_load(const char *path, gk_err *err);
+void gk_tokenizer_free(gk_tokenizer *t);
+gk_tokenizer_kind gk_tokenizer_get_kind(const gk_tokenizer *t);
+int32_t gk_tokenizer_n_vocab(const gk_tokenizer *t);
+/* BOS / EOS ids, or -1 when the vocabulary has none. */
+int32_t gk_tokenizer_bos(const gk_tokenizer *t);
+int32_t gk_tokenizer_eos(const gk_tokenizer *t);
+/* True for tokens that end generation: EOS and the vocabulary's stop tokens
+ * (<|eos|> and <|separator|> for Grok-2). */
+bool gk_tokenizer_is_stop(const gk_tokenizer *t, int32_t id);
+/* Encodes len bytes of text. Special tokens written in the text are recognised
+ * only when allow_special is true (the chat template sets it); otherwise they are
+ * plain text. Writes up to cap ids and returns the total count (which may exceed
+ * cap: call again with a larger buffer), or -1 on error. No BOS is added. */
+int gk_tokenize(const gk_tokenizer *t, const char *text, size_t len, bool allow_special,
+                int32_t *out, int cap, gk_err *err);
+/* The raw bytes of one token (may be part of a UTF-8 character); returns the byte
+ * count (which may exceed cap: nothing is written then), or -1 for a bad id.
+ * SentencePiece's leading-space handling applies when first is true (the first
+ * token of a text drops the dummy-prefix space). */
+int gk_token_to_bytes(const gk_tokenizer *t, int32_t id, bool first, char *buf, int cap);
+/* The token's piece as stored in the vocabulary (NUL-terminated), or NULL. */
+const char *gk_token_piece(const gk_tokenizer *t, int32_t id);
+
+/* Streaming decoder: feed ids one at a time, get back only whole UTF-8
+ * characters (bytes of a character split across tokens are held until complete;
+ * invalid sequences come out as U+FFFD). */
+typedef struct gk_detok {
+    const gk_tokenizer *tok;
+    bool first;
+    int n_pending;
+    unsigned char pending[8];
+} gk_detok;
+void gk_detok_init(gk_detok *d, const gk_tokenizer *t);
+/* Appends the text completed by token id to out (cap bytes); returns the byte
+ * count written, or -1 if it does not fit or the id is invalid. */
+int gk_detok_push(gk_detok *d, int32_t id, char *out, int cap);
+/* Flushes held bytes at the end of a stream (as U+FFFD if incomplete). */
+int gk_detok_flush(gk_detok *d, char *out, int cap);
+
+/* --------------------------------------------------------------- system --- */
+
+/* Name of the kernel set chosen for this CPU ("avx2", "scalar", ...). */
+const char *gk_kernels_name(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs what grok.c needs to build and test, and only what is missing.
+# Idempotent: a second run installs nothing. Uses apt-get (Debian/Ubuntu) and,
+# for test-only peers, npm. Works as root without sudo.
+set -euo pipefail
+
+# Build: compiler and CMake. Library deps: PCRE2 (BPE pre-tokenizer), cJSON and
+# libmicrohttpd (server, safetensors headers), OpenMPI (multi-process).
+# Tests: python3-torch/numpy (independent reference), sentencepiece (peer),
+# clang (libFuzzer + sanitizers), nodejs/npm (tiktoken peer).
+PKGS=(build-essential cmake pkg-config clang libclang-rt-14-dev
+      libpcre2-dev libcjson-dev libmicrohttpd-dev
+      python3 python3-torch python3-numpy sentencepiece time)
+
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+
+if [ ${#missing[@]} -gt 0 ]; then
+  SUDO=""
+  if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+  echo "setup-deps: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+else
+  echo "setup-deps: all packages present"
+fi

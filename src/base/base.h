@@ -1,0 +1,85 @@
+/*
+ * base.h - internal helpers shared by every module of libgrok: error reporting,
+ * overflow-checked arithmetic, read-only file mapping, a small thread pool and
+ * fp16/bf16 scalar conversions.
+ *
+ * Errors: a function that can fail takes a gk_err * (may be NULL) and returns
+ * -1 (or NULL) after writing a message that names what failed. gk_fail() does
+ * both in one line: `return gk_fail(err, "tensor '%s': bad shape", name);`.
+ */
+#ifndef GK_BASE_H
+#define GK_BASE_H
+
+#include "grok.h"
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Writes a formatted message into err (if non-NULL) and returns -1. */
+int gk_fail(gk_err *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Like gk_fail but returns NULL, for functions that return pointers. */
+void *gk_failp(gk_err *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Prepends "prefix: " to an existing message (for adding context on the way up). */
+void gk_err_prefix(gk_err *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Overflow-checked arithmetic: return false on overflow (out is then unspecified). */
+static inline bool gk_add_u64(uint64_t a, uint64_t b, uint64_t *out) {
+    return !__builtin_add_overflow(a, b, out);
+}
+static inline bool gk_mul_u64(uint64_t a, uint64_t b, uint64_t *out) {
+    return !__builtin_mul_overflow(a, b, out);
+}
+
+/* Allocation that reports failure through err. Size 0 allocates 1 byte. */
+void *gk_malloc(size_t n, gk_err *err);
+void *gk_calloc(size_t n, size_t size, gk_err *err);
+/* 64-byte aligned allocation, freed with gk_free_aligned. */
+void *gk_malloc_aligned(size_t n, gk_err *err);
+void gk_free_aligned(void *p);
+
+/* A read-only memory map of a whole file. */
+typedef struct gk_mmap {
+    const uint8_t *data;
+    size_t size;
+} gk_mmap;
+int gk_mmap_open(gk_mmap *m, const char *path, gk_err *err);
+void gk_mmap_close(gk_mmap *m);
+
+/* Monotonic time in seconds. */
+double gk_time_s(void);
+
+/* fp16 / bf16 scalar conversions (IEEE binary16 and bfloat16, round to nearest even). */
+float gk_fp16_to_fp32(uint16_t h);
+uint16_t gk_fp32_to_fp16(float f);
+static inline float gk_bf16_to_fp32(uint16_t h) {
+    union {
+        uint32_t u;
+        float f;
+    } v = {.u = (uint32_t)h << 16};
+    return v.f;
+}
+uint16_t gk_fp32_to_bf16(float f);
+
+/*
+ * Thread pool: n worker threads (the caller counts as thread 0). gk_pool_run()
+ * calls fn(arg, ith, nth) on every thread and returns when all are done. With
+ * nth == 1 it simply calls fn on the caller. Workers spin briefly and then sleep,
+ * so a decode step of one token does not pay a futex wake-up per matmul.
+ */
+typedef struct gk_pool gk_pool;
+typedef void (*gk_pool_fn)(void *arg, int ith, int nth);
+gk_pool *gk_pool_new(int n_threads, gk_err *err);
+void gk_pool_free(gk_pool *p);
+int gk_pool_size(const gk_pool *p);
+void gk_pool_run(gk_pool *p, gk_pool_fn fn, void *arg);
+
+/* Splits [0, n) into nth nearly equal ranges; returns thread ith's [*lo, *hi). */
+static inline void gk_split(int64_t n, int ith, int nth, int64_t *lo, int64_t *hi) {
+    int64_t per = n / nth, rem = n % nth;
+    *lo = ith * per + (ith < rem ? ith : rem);
+    *hi = *lo + per + (ith < rem ? 1 : 0);
+}
+
+#endif
