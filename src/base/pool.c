@@ -1,0 +1,121 @@
+/*
+ * pool.c - a fork-join thread pool for the forward pass.
+ *
+ * gk_pool_run() publishes (fn, arg) under a new generation number; workers
+ * spin on the generation for a short while (a decode step issues hundreds of
+ * small jobs, and a futex wake-up costs more than the job), then fall back to
+ * a condition variable. The caller works as thread 0 and waits for the rest.
+ */
+#include "base/base.h"
+
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+
+#define SPIN_ITERS 20000
+
+struct gk_pool {
+    int n;
+    pthread_t *threads;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    gk_pool_fn fn;
+    void *arg;
+    atomic_uint gen;  /* bumped once per job */
+    atomic_int done;  /* workers finished with the current job */
+    atomic_bool quit;
+};
+
+typedef struct {
+    gk_pool *p;
+    int ith;
+} worker_arg;
+
+static void *worker(void *v) {
+    worker_arg *wa = v;
+    gk_pool *p = wa->p;
+    int ith = wa->ith;
+    free(wa);
+    unsigned seen = 0;
+    for (;;) {
+        unsigned g;
+        int spins = 0;
+        while ((g = atomic_load_explicit(&p->gen, memory_order_acquire)) == seen &&
+               !atomic_load(&p->quit)) {
+            if (++spins < SPIN_ITERS) continue;
+            pthread_mutex_lock(&p->mu);
+            while (atomic_load(&p->gen) == seen && !atomic_load(&p->quit))
+                pthread_cond_wait(&p->cv, &p->mu);
+            pthread_mutex_unlock(&p->mu);
+        }
+        if (atomic_load(&p->quit)) return NULL;
+        seen = g;
+        p->fn(p->arg, ith, p->n);
+        atomic_fetch_add_explicit(&p->done, 1, memory_order_release);
+    }
+}
+
+gk_pool *gk_pool_new(int n_threads, gk_err *err) {
+    if (n_threads < 1) n_threads = 1;
+    gk_pool *p = gk_calloc(1, sizeof *p, err);
+    if (!p) return NULL;
+    p->n = n_threads;
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_cond_init(&p->cv, NULL);
+    atomic_init(&p->gen, 0);
+    atomic_init(&p->done, 0);
+    atomic_init(&p->quit, false);
+    p->threads = gk_calloc((size_t)n_threads, sizeof(pthread_t), err);
+    if (!p->threads) goto fail;
+    for (int i = 1; i < n_threads; i++) {
+        worker_arg *wa = gk_malloc(sizeof *wa, err);
+        if (!wa) goto fail;
+        wa->p = p;
+        wa->ith = i;
+        if (pthread_create(&p->threads[i], NULL, worker, wa) != 0) {
+            free(wa);
+            gk_fail(err, "cannot start thread %d of %d", i, n_threads);
+            p->n = i; /* only threads 1..i-1 exist */
+            goto fail;
+        }
+    }
+    return p;
+fail:
+    gk_pool_free(p);
+    return NULL;
+}
+
+void gk_pool_free(gk_pool *p) {
+    if (!p) return;
+    pthread_mutex_lock(&p->mu);
+    atomic_store(&p->quit, true);
+    pthread_cond_broadcast(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+    if (p->threads)
+        for (int i = 1; i < p->n; i++) pthread_join(p->threads[i], NULL);
+    free(p->threads);
+    pthread_mutex_destroy(&p->mu);
+    pthread_cond_destroy(&p->cv);
+    free(p);
+}
+
+int gk_pool_size(const gk_pool *p) { return p ? p->n : 1; }
+
+void gk_pool_run(gk_pool *p, gk_pool_fn fn, void *arg) {
+    if (!p || p->n == 1) {
+        fn(arg, 0, 1);
+        return;
+    }
+    p->fn = fn;
+    p->arg = arg;
+    atomic_store_explicit(&p->done, 0, memory_order_relaxed);
+    pthread_mutex_lock(&p->mu);
+    atomic_fetch_add_explicit(&p->gen, 1, memory_order_release);
+    pthread_cond_broadcast(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+    fn(arg, 0, p->n);
+    int spins = 0;
+    while (atomic_load_explicit(&p->done, memory_order_acquire) < p->n - 1)
+        if (++spins > SPIN_ITERS) sched_yield();
+}

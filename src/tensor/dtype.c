@@ -1,0 +1,270 @@
+/*
+ * dtype.c - the type-traits table, scalar conversions and the scalar
+ * reference dot products. The reference kernels are the oracle that the SIMD
+ * kernels (dtype_avx2.c) are tested against; gk_dtype_init() swaps the faster
+ * ones into the table once, at start.
+ */
+#include "tensor/dtype.h"
+#include "base/base.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+/* ------------------------------------------------------------ conversions --- */
+
+static void f32_to_float(const void *src, float *dst, int64_t n) {
+    memcpy(dst, src, (size_t)n * sizeof(float));
+}
+static void f32_from_float(const float *src, void *dst, int64_t n) {
+    memcpy(dst, src, (size_t)n * sizeof(float));
+}
+
+static void f16_to_float(const void *src, float *dst, int64_t n) {
+    const uint16_t *s = src;
+    for (int64_t i = 0; i < n; i++) dst[i] = gk_fp16_to_fp32(s[i]);
+}
+static void f16_from_float(const float *src, void *dst, int64_t n) {
+    uint16_t *d = dst;
+    for (int64_t i = 0; i < n; i++) d[i] = gk_fp32_to_fp16(src[i]);
+}
+
+static void bf16_to_float(const void *src, float *dst, int64_t n) {
+    const uint16_t *s = src;
+    for (int64_t i = 0; i < n; i++) dst[i] = gk_bf16_to_fp32(s[i]);
+}
+static void bf16_from_float(const float *src, void *dst, int64_t n) {
+    uint16_t *d = dst;
+    for (int64_t i = 0; i < n; i++) d[i] = gk_fp32_to_bf16(src[i]);
+}
+
+static void q8_0_to_float(const void *src, float *dst, int64_t n) {
+    const gk_block_q8_0 *b = src;
+    for (int64_t i = 0; i < n / GK_QK8_0; i++) {
+        float d = gk_fp16_to_fp32(b[i].d);
+        for (int j = 0; j < GK_QK8_0; j++) dst[i * GK_QK8_0 + j] = d * (float)b[i].qs[j];
+    }
+}
+
+/* ggml's quantize_row_q8_0_ref: d = amax/127, q = round(x/d) (half away from zero). */
+static void q8_0_from_float(const float *src, void *dst, int64_t n) {
+    gk_block_q8_0 *b = dst;
+    for (int64_t i = 0; i < n / GK_QK8_0; i++) {
+        const float *x = src + i * GK_QK8_0;
+        float amax = 0.0f;
+        for (int j = 0; j < GK_QK8_0; j++) amax = fmaxf(amax, fabsf(x[j]));
+        float d = amax / 127.0f;
+        float id = d != 0.0f ? 1.0f / d : 0.0f;
+        b[i].d = gk_fp32_to_fp16(d);
+        for (int j = 0; j < GK_QK8_0; j++) b[i].qs[j] = (int8_t)roundf(x[j] * id);
+    }
+}
+
+static void q4_0_to_float(const void *src, float *dst, int64_t n) {
+    const gk_block_q4_0 *b = src;
+    for (int64_t i = 0; i < n / GK_QK4_0; i++) {
+        float d = gk_fp16_to_fp32(b[i].d);
+        float *y = dst + i * GK_QK4_0;
+        for (int j = 0; j < GK_QK4_0 / 2; j++) {
+            y[j] = d * (float)((b[i].qs[j] & 0x0f) - 8);
+            y[j + GK_QK4_0 / 2] = d * (float)((b[i].qs[j] >> 4) - 8);
+        }
+    }
+}
+
+/* ggml's quantize_row_q4_0_ref: the element of largest magnitude (with its sign)
+ * maps to -8, so d = max / -8; q = min(15, (int)(x/d + 8.5)). */
+static void q4_0_from_float(const float *src, void *dst, int64_t n) {
+    gk_block_q4_0 *b = dst;
+    for (int64_t i = 0; i < n / GK_QK4_0; i++) {
+        const float *x = src + i * GK_QK4_0;
+        float amax = 0.0f, max = 0.0f;
+        for (int j = 0; j < GK_QK4_0; j++) {
+            if (amax < fabsf(x[j])) {
+                amax = fabsf(x[j]);
+                max = x[j];
+            }
+        }
+        float d = max / -8.0f;
+        float id = d != 0.0f ? 1.0f / d : 0.0f;
+        b[i].d = gk_fp32_to_fp16(d);
+        for (int j = 0; j < GK_QK4_0 / 2; j++) {
+            int q0 = (int)(int8_t)(x[j] * id + 8.5f);
+            int q1 = (int)(int8_t)(x[j + GK_QK4_0 / 2] * id + 8.5f);
+            q0 = q0 < 15 ? q0 : 15;
+            q1 = q1 < 15 ? q1 : 15;
+            b[i].qs[j] = (uint8_t)(q0 | (q1 << 4));
+        }
+    }
+}
+
+/* ------------------------------------------------------- reference dots --- */
+
+float gk_vec_dot_f32_ref(int64_t n, const void *x, const void *y) {
+    const float *a = x, *b = y;
+    double s = 0.0;
+    for (int64_t i = 0; i < n; i++) s += (double)a[i] * (double)b[i];
+    return (float)s;
+}
+
+float gk_vec_dot_f16_ref(int64_t n, const void *x, const void *y) {
+    const uint16_t *a = x;
+    const float *b = y;
+    double s = 0.0;
+    for (int64_t i = 0; i < n; i++) s += (double)gk_fp16_to_fp32(a[i]) * (double)b[i];
+    return (float)s;
+}
+
+float gk_vec_dot_bf16_ref(int64_t n, const void *x, const void *y) {
+    const uint16_t *a = x;
+    const float *b = y;
+    double s = 0.0;
+    for (int64_t i = 0; i < n; i++) s += (double)gk_bf16_to_fp32(a[i]) * (double)b[i];
+    return (float)s;
+}
+
+float gk_vec_dot_q8_0_q8_0_ref(int64_t n, const void *x, const void *y) {
+    const gk_block_q8_0 *a = x, *b = y;
+    float s = 0.0f;
+    for (int64_t i = 0; i < n / GK_QK8_0; i++) {
+        int32_t acc = 0;
+        for (int j = 0; j < GK_QK8_0; j++) acc += (int32_t)a[i].qs[j] * (int32_t)b[i].qs[j];
+        s += gk_fp16_to_fp32(a[i].d) * gk_fp16_to_fp32(b[i].d) * (float)acc;
+    }
+    return s;
+}
+
+float gk_vec_dot_q4_0_q8_0_ref(int64_t n, const void *x, const void *y) {
+    const gk_block_q4_0 *a = x;
+    const gk_block_q8_0 *b = y;
+    float s = 0.0f;
+    for (int64_t i = 0; i < n / GK_QK4_0; i++) {
+        int32_t acc = 0;
+        for (int j = 0; j < GK_QK4_0 / 2; j++) {
+            acc += ((a[i].qs[j] & 0x0f) - 8) * (int32_t)b[i].qs[j];
+            acc += ((a[i].qs[j] >> 4) - 8) * (int32_t)b[i].qs[j + GK_QK4_0 / 2];
+        }
+        s += gk_fp16_to_fp32(a[i].d) * gk_fp16_to_fp32(b[i].d) * (float)acc;
+    }
+    return s;
+}
+
+/* ------------------------------------------------------------------ table --- */
+
+#define BLOCK(nm, bs, ts) {.name = nm, .blck_size = bs, .type_size = ts}
+
+static gk_type_traits traits[GK_TYPE_COUNT] = {
+    [GK_TYPE_F32] = {.name = "f32", .blck_size = 1, .type_size = 4, .to_float = f32_to_float,
+                     .from_float = f32_from_float, .vec_dot = gk_vec_dot_f32_ref,
+                     .vec_dot_type = GK_TYPE_F32},
+    [GK_TYPE_F16] = {.name = "f16", .blck_size = 1, .type_size = 2, .to_float = f16_to_float,
+                     .from_float = f16_from_float, .vec_dot = gk_vec_dot_f16_ref,
+                     .vec_dot_type = GK_TYPE_F32},
+    [GK_TYPE_BF16] = {.name = "bf16", .blck_size = 1, .type_size = 2, .to_float = bf16_to_float,
+                      .from_float = bf16_from_float, .vec_dot = gk_vec_dot_bf16_ref,
+                      .vec_dot_type = GK_TYPE_F32},
+    [GK_TYPE_Q8_0] = {.name = "q8_0", .blck_size = 32, .type_size = 34,
+                      .to_float = q8_0_to_float, .from_float = q8_0_from_float,
+                      .vec_dot = gk_vec_dot_q8_0_q8_0_ref, .vec_dot_type = GK_TYPE_Q8_0},
+    [GK_TYPE_Q4_0] = {.name = "q4_0", .blck_size = 32, .type_size = 18,
+                      .to_float = q4_0_to_float, .from_float = q4_0_from_float,
+                      .vec_dot = gk_vec_dot_q4_0_q8_0_ref, .vec_dot_type = GK_TYPE_Q8_0},
+    /* Known to ggml, parsed and described, not computed with (yet). */
+    [GK_TYPE_Q4_1] = BLOCK("q4_1", 32, 20),
+    [GK_TYPE_Q5_0] = BLOCK("q5_0", 32, 22),
+    [GK_TYPE_Q5_1] = BLOCK("q5_1", 32, 24),
+    [GK_TYPE_Q8_1] = BLOCK("q8_1", 32, 36),
+    [GK_TYPE_Q2_K] = BLOCK("q2_k", 256, 84),
+    [GK_TYPE_Q3_K] = BLOCK("q3_k", 256, 110),
+    [GK_TYPE_Q4_K] = BLOCK("q4_k", 256, 144),
+    [GK_TYPE_Q5_K] = BLOCK("q5_k", 256, 176),
+    [GK_TYPE_Q6_K] = BLOCK("q6_k", 256, 210),
+    [GK_TYPE_Q8_K] = BLOCK("q8_k", 256, 292),
+    [GK_TYPE_IQ2_XXS] = BLOCK("iq2_xxs", 256, 66),
+    [GK_TYPE_IQ2_XS] = BLOCK("iq2_xs", 256, 74),
+    [GK_TYPE_IQ3_XXS] = BLOCK("iq3_xxs", 256, 98),
+    [GK_TYPE_IQ1_S] = BLOCK("iq1_s", 256, 50),
+    [GK_TYPE_IQ4_NL] = BLOCK("iq4_nl", 32, 18),
+    [GK_TYPE_IQ3_S] = BLOCK("iq3_s", 256, 110),
+    [GK_TYPE_IQ2_S] = BLOCK("iq2_s", 256, 82),
+    [GK_TYPE_IQ4_XS] = BLOCK("iq4_xs", 256, 136),
+    [GK_TYPE_I8] = BLOCK("i8", 1, 1),
+    [GK_TYPE_I16] = BLOCK("i16", 1, 2),
+    [GK_TYPE_I32] = BLOCK("i32", 1, 4),
+    [GK_TYPE_I64] = BLOCK("i64", 1, 8),
+    [GK_TYPE_F64] = BLOCK("f64", 1, 8),
+    [GK_TYPE_IQ1_M] = BLOCK("iq1_m", 256, 56),
+    [GK_TYPE_TQ1_0] = BLOCK("tq1_0", 256, 54),
+    [GK_TYPE_TQ2_0] = BLOCK("tq2_0", 256, 66),
+    [GK_TYPE_MXFP4] = BLOCK("mxfp4", 32, 17),
+};
+
+const gk_type_traits *gk_type_traits_of(uint32_t type) {
+    if (type >= GK_TYPE_COUNT || !traits[type].name) return NULL;
+    return &traits[type];
+}
+
+bool gk_type_is_supported(uint32_t type) {
+    const gk_type_traits *t = gk_type_traits_of(type);
+    return t && t->to_float && t->vec_dot;
+}
+
+const char *gk_type_name(uint32_t type) {
+    const gk_type_traits *t = gk_type_traits_of(type);
+    return t ? t->name : "?";
+}
+
+int gk_type_from_name(const char *name) {
+    for (int i = 0; i < GK_TYPE_COUNT; i++)
+        if (traits[i].name && strcasecmp(traits[i].name, name) == 0) return i;
+    return -1;
+}
+
+size_t gk_row_size(uint32_t type, int64_t n) {
+    const gk_type_traits *t = gk_type_traits_of(type);
+    if (!t || n < 0 || n % t->blck_size) return 0;
+    uint64_t bytes;
+    if (!gk_mul_u64((uint64_t)(n / t->blck_size), t->type_size, &bytes) || bytes > SIZE_MAX)
+        return 0;
+    return (size_t)bytes;
+}
+
+/* ------------------------------------------------------------- dispatch --- */
+
+#if defined(__x86_64__) || defined(_M_X64)
+float gk_vec_dot_f32_avx2(int64_t n, const void *x, const void *y);
+float gk_vec_dot_f16_avx2(int64_t n, const void *x, const void *y);
+float gk_vec_dot_bf16_avx2(int64_t n, const void *x, const void *y);
+float gk_vec_dot_q8_0_q8_0_avx2(int64_t n, const void *x, const void *y);
+float gk_vec_dot_q4_0_q8_0_avx2(int64_t n, const void *x, const void *y);
+#endif
+
+static const char *kernels_name = "scalar";
+static pthread_once_t init_once = PTHREAD_ONCE_INIT;
+
+static void dtype_init(void) {
+#if defined(__x86_64__) || defined(_M_X64)
+    if (getenv("GK_FORCE_SCALAR")) return;
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+        __builtin_cpu_supports("f16c")) {
+        traits[GK_TYPE_F32].vec_dot = gk_vec_dot_f32_avx2;
+        traits[GK_TYPE_F16].vec_dot = gk_vec_dot_f16_avx2;
+        traits[GK_TYPE_BF16].vec_dot = gk_vec_dot_bf16_avx2;
+        traits[GK_TYPE_Q8_0].vec_dot = gk_vec_dot_q8_0_q8_0_avx2;
+        traits[GK_TYPE_Q4_0].vec_dot = gk_vec_dot_q4_0_q8_0_avx2;
+        kernels_name = "avx2";
+    }
+#endif
+}
+
+void gk_dtype_init(void) { pthread_once(&init_once, dtype_init); }
+
+const char *gk_dtype_kernels(void) {
+    gk_dtype_init();
+    return kernels_name;
+}
+
+const char *gk_kernels_name(void) { return gk_dtype_kernels(); }

@@ -1,0 +1,112 @@
+/*
+ * dtype_avx2.c - AVX2/FMA/F16C dot products. Compiled with -mavx2 -mfma -mf16c
+ * and only called after dtype.c checked the CPU. Each kernel computes the same
+ * sum as its scalar reference in dtype.c (in a different order, so results agree
+ * to rounding, not bit for bit); test_dtype compares them.
+ */
+#include "tensor/dtype.h"
+#include "base/base.h"
+
+#include <immintrin.h>
+#include <string.h>
+
+static inline float hsum256(__m256 v) {
+    __m128 lo = _mm256_castps256_ps128(v), hi = _mm256_extractf128_ps(v, 1);
+    lo = _mm_add_ps(lo, hi);
+    lo = _mm_add_ps(lo, _mm_movehl_ps(lo, lo));
+    lo = _mm_add_ss(lo, _mm_movehdup_ps(lo));
+    return _mm_cvtss_f32(lo);
+}
+
+float gk_vec_dot_f32_avx2(int64_t n, const void *x, const void *y) {
+    const float *a = x, *b = y;
+    __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
+    __m256 s2 = _mm256_setzero_ps(), s3 = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
+        s1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), s1);
+        s2 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 16), _mm256_loadu_ps(b + i + 16), s2);
+        s3 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 24), _mm256_loadu_ps(b + i + 24), s3);
+    }
+    for (; i + 8 <= n; i += 8)
+        s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
+    float s = hsum256(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
+    for (; i < n; i++) s += a[i] * b[i];
+    return s;
+}
+
+float gk_vec_dot_f16_avx2(int64_t n, const void *x, const void *y) {
+    const uint16_t *a = x;
+    const float *b = y;
+    __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m256 a0 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(a + i)));
+        __m256 a1 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(a + i + 8)));
+        s0 = _mm256_fmadd_ps(a0, _mm256_loadu_ps(b + i), s0);
+        s1 = _mm256_fmadd_ps(a1, _mm256_loadu_ps(b + i + 8), s1);
+    }
+    float s = hsum256(_mm256_add_ps(s0, s1));
+    for (; i < n; i++) s += gk_fp16_to_fp32(a[i]) * b[i];
+    return s;
+}
+
+static inline __m256 bf16x8_to_f32(const uint16_t *p) {
+    __m256i w = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(w, 16));
+}
+
+float gk_vec_dot_bf16_avx2(int64_t n, const void *x, const void *y) {
+    const uint16_t *a = x;
+    const float *b = y;
+    __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        s0 = _mm256_fmadd_ps(bf16x8_to_f32(a + i), _mm256_loadu_ps(b + i), s0);
+        s1 = _mm256_fmadd_ps(bf16x8_to_f32(a + i + 8), _mm256_loadu_ps(b + i + 8), s1);
+    }
+    float s = hsum256(_mm256_add_ps(s0, s1));
+    for (; i < n; i++) s += gk_bf16_to_fp32(a[i]) * b[i];
+    return s;
+}
+
+/* Sum of products of signed bytes, as 8 float lanes (maddubs needs one unsigned
+ * operand: use |x| and move x's sign onto y). */
+static inline __m256 mul_sum_i8_pairs(__m256i x, __m256i y) {
+    __m256i ax = _mm256_sign_epi8(x, x);
+    __m256i sy = _mm256_sign_epi8(y, x);
+    __m256i dot16 = _mm256_maddubs_epi16(ax, sy);
+    __m256i dot32 = _mm256_madd_epi16(dot16, _mm256_set1_epi16(1));
+    return _mm256_cvtepi32_ps(dot32);
+}
+
+float gk_vec_dot_q8_0_q8_0_avx2(int64_t n, const void *x, const void *y) {
+    const gk_block_q8_0 *a = x, *b = y;
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t i = 0; i < n / GK_QK8_0; i++) {
+        __m256 d = _mm256_set1_ps(_cvtsh_ss(a[i].d) * _cvtsh_ss(b[i].d));
+        __m256i qa = _mm256_loadu_si256((const __m256i *)a[i].qs);
+        __m256i qb = _mm256_loadu_si256((const __m256i *)b[i].qs);
+        acc = _mm256_fmadd_ps(d, mul_sum_i8_pairs(qa, qb), acc);
+    }
+    return hsum256(acc);
+}
+
+float gk_vec_dot_q4_0_q8_0_avx2(int64_t n, const void *x, const void *y) {
+    const gk_block_q4_0 *a = x;
+    const gk_block_q8_0 *b = y;
+    const __m128i lowmask = _mm_set1_epi8(0x0f);
+    const __m256i eight = _mm256_set1_epi8(8);
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t i = 0; i < n / GK_QK4_0; i++) {
+        __m256 d = _mm256_set1_ps(_cvtsh_ss(a[i].d) * _cvtsh_ss(b[i].d));
+        __m128i packed = _mm_loadu_si128((const __m128i *)a[i].qs);
+        __m128i lo = _mm_and_si128(packed, lowmask);
+        __m128i hi = _mm_and_si128(_mm_srli_epi16(packed, 4), lowmask);
+        __m256i qa = _mm256_sub_epi8(_mm256_set_m128i(hi, lo), eight);
+        __m256i qb = _mm256_loadu_si256((const __m256i *)b[i].qs);
+        acc = _mm256_fmadd_ps(d, mul_sum_i8_pairs(qa, qb), acc);
+    }
+    return hsum256(acc);
+}
