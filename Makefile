@@ -1,0 +1,57 @@
+# grok.c - top-level entry points. Everything goes through CMake; this file only
+# strings the steps together so that a fresh machine needs two commands:
+#   make run    set up, build, and generate text with the default model
+#   make test   set up, build, and run every test (also under ASan + UBSan)
+BUILD      ?= build
+ASAN_BUILD ?= build-asan
+JOBS       ?= 2
+PYTHON     ?= /usr/bin/python3
+MODEL      ?= models/default.gguf
+RANDOM_MODEL = $(BUILD)/random-grok2.gguf
+
+.PHONY: all setup build build-asan run test test-asan bench clean format
+
+all: build
+
+setup:
+	@./scripts/setup-deps.sh
+
+build: setup
+	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release >/dev/null
+	@cmake --build $(BUILD) -j$(JOBS)
+
+build-asan: setup
+	@CC=clang cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DGK_SANITIZE=ON -DGK_FUZZ=ON >/dev/null
+	@cmake --build $(ASAN_BUILD) -j$(JOBS)
+
+# A random model stands in until a trained default model ships in models/.
+$(RANDOM_MODEL): tests/reference/make_model.py | build
+	@$(PYTHON) tests/reference/make_model.py $@ --kind grok2 --seed 1
+
+run: build
+	@if [ -f $(MODEL) ]; then \
+	  ./$(BUILD)/grok run -m $(MODEL) -p "The history of" -n 64 -v; \
+	else \
+	  $(MAKE) --no-print-directory $(RANDOM_MODEL) && \
+	  echo "make run: no trained model in $(MODEL) yet; running a RANDOMLY INITIALISED" && \
+	  echo "          Grok-2-shaped model ($(RANDOM_MODEL)), so the output is noise (token ids)." && \
+	  ./$(BUILD)/grok info $(RANDOM_MODEL) && \
+	  ./$(BUILD)/grok run -m $(RANDOM_MODEL) --tokens 1,2,3,4,5,6,7,8 -n 32 --seed 1 -v; \
+	fi
+
+test: build
+	@cd $(BUILD) && ctest -j$(JOBS) --output-on-failure
+	@$(MAKE) --no-print-directory test-asan
+
+test-asan: build-asan
+	@cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1 ctest -j$(JOBS) --output-on-failure
+
+bench: build
+	@if [ -f $(MODEL) ]; then ./$(BUILD)/grok bench -m $(MODEL); \
+	else $(MAKE) --no-print-directory $(RANDOM_MODEL) && ./$(BUILD)/grok bench -m $(RANDOM_MODEL); fi
+
+format:
+	@clang-format -i $$(git ls-files '*.c' '*.h')
+
+clean:
+	rm -rf $(BUILD) $(ASAN_BUILD)

@@ -1,0 +1,404 @@
+/*
+ * model.c - loading a Grok model from GGUF: hyper-parameters from the grok.*
+ * keys (with llama.cpp's defaults for old Grok-1 files, spec section 8), the
+ * numerics switches of the chosen mode (spec "Decisions" 1), and views of every
+ * tensor in the map, each checked against the shape the hyper-parameters imply.
+ */
+#include "model/model.h"
+#include "tokenizer/tokenizer.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+gk_model_params gk_model_default_params(void) {
+    return (gk_model_params){.numerics = GK_NUMERICS_REFERENCE};
+}
+
+/* ----------------------------------------------------- hyper-parameters --- */
+
+static void note(gk_model *m, const char *key, bool from_file, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void note(gk_model *m, const char *key, bool from_file, const char *fmt, ...) {
+    if (m->n_info >= GK_MAX_HPARAM_INFO) return;
+    gk_hparam_info *hi = &m->info[m->n_info++];
+    hi->name = key;
+    hi->from_file = from_file;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(hi->value, sizeof hi->value, fmt, ap);
+    va_end(ap);
+}
+
+/* Reads a u32 key; required keys fail when absent, optional ones take def. */
+static int get_u32(gk_model *m, const char *key, bool required, uint32_t def, uint32_t *out,
+                   gk_err *err) {
+    int r = gk_gguf_get_u32(m->gguf, key, out, err);
+    if (r < 0) return -1;
+    if (r == 0) {
+        if (required) return gk_fail(err, "missing required key '%s'", key);
+        *out = def;
+    }
+    note(m, key, r == 1, "%u", *out);
+    return 0;
+}
+
+static int get_f32(gk_model *m, const char *key, bool required, float def, float *out,
+                   gk_err *err) {
+    int r = gk_gguf_get_f32(m->gguf, key, out, err);
+    if (r < 0) return -1;
+    if (r == 0) {
+        if (required) return gk_fail(err, "missing required key '%s'", key);
+        *out = def;
+    }
+    if (!isfinite(*out)) return gk_fail(err, "key '%s' is not a finite number", key);
+    note(m, key, r == 1, "%.9g", *out);
+    return 0;
+}
+
+/* Upper bounds that keep every size computation far from overflow while
+ * allowing models much larger than Grok. */
+#define MAX_DIM (1u << 20)
+#define MAX_LAYERS 4096u
+#define MAX_EXPERTS 1024u
+
+static int load_hparams(gk_model *m, gk_err *err) {
+    gk_hparams *hp = &m->hp;
+    gk_str arch;
+    int r = gk_gguf_get_str(m->gguf, "general.architecture", &arch, err);
+    if (r < 0) return -1;
+    if (r == 0) return gk_fail(err, "missing key 'general.architecture'");
+    if (arch.len != 4 || memcmp(arch.ptr, "grok", 4) != 0)
+        return gk_fail(err, "architecture '%.*s' is not supported (expected 'grok')",
+                       (int)(arch.len > 64 ? 64 : arch.len), arch.ptr);
+
+    if (get_u32(m, "grok.context_length", true, 0, &hp->n_ctx_train, err) ||
+        get_u32(m, "grok.embedding_length", true, 0, &hp->n_embd, err) ||
+        get_u32(m, "grok.block_count", true, 0, &hp->n_layer, err) ||
+        get_u32(m, "grok.feed_forward_length", true, 0, &hp->n_ff, err) ||
+        get_u32(m, "grok.attention.head_count", true, 0, &hp->n_head, err))
+        return -1;
+    if (get_u32(m, "grok.attention.head_count_kv", false, hp->n_head, &hp->n_head_kv, err) ||
+        get_u32(m, "grok.attention.key_length", false,
+                hp->n_head ? hp->n_embd / hp->n_head : 0, &hp->head_dim, err) ||
+        get_u32(m, "grok.rope.dimension_count", false, hp->head_dim, &hp->n_rot, err) ||
+        get_u32(m, "grok.expert_feed_forward_length", false, hp->n_ff, &hp->n_ff_exp, err) ||
+        get_u32(m, "grok.expert_count", true, 0, &hp->n_expert, err) ||
+        get_u32(m, "grok.expert_used_count", true, 0, &hp->n_expert_used, err))
+        return -1;
+    uint32_t v_len;
+    if (get_u32(m, "grok.attention.value_length", false, hp->head_dim, &v_len, err)) return -1;
+    if (get_f32(m, "grok.attention.layer_norm_rms_epsilon", true, 0, &hp->norm_eps, err) ||
+        get_f32(m, "grok.rope.freq_base", false, 10000.0f, &hp->rope_freq_base, err) ||
+        get_f32(m, "grok.embedding_scale", false, 78.38367176906169f, &hp->embedding_scale,
+                err) ||
+        get_f32(m, "grok.attention.output_scale", false, 0.08838834764831845f,
+                &hp->attn_out_scale, err) ||
+        get_f32(m, "grok.logit_scale", false, 0.5773502691896257f, &hp->logit_scale, err) ||
+        get_f32(m, "grok.attn_logit_softcapping", false, 30.0f, &hp->attn_softcap, err) ||
+        get_f32(m, "grok.router_logit_softcapping", false, 30.0f, &hp->router_softcap, err) ||
+        get_f32(m, "grok.final_logit_softcapping", false, 0.0f, &hp->final_softcap, err) ||
+        get_u32(m, "grok.attention.temperature_length", false, 1024, &hp->attn_temp_len, err))
+        return -1;
+
+    /* RoPE scaling keys, honoured only in llamacpp mode (spec "Decisions" 4). */
+    gk_str st = {0};
+    r = gk_gguf_get_str(m->gguf, "grok.rope.scaling.type", &st, err);
+    if (r < 0) return -1;
+    hp->rope_scaling = GK_ROPE_SCALING_NONE;
+    if (r == 1) {
+        if (st.len == 4 && memcmp(st.ptr, "yarn", 4) == 0) hp->rope_scaling = GK_ROPE_SCALING_YARN;
+        else if (st.len == 6 && memcmp(st.ptr, "linear", 6) == 0)
+            hp->rope_scaling = GK_ROPE_SCALING_LINEAR;
+        else if (!(st.len == 4 && memcmp(st.ptr, "none", 4) == 0))
+            return gk_fail(err, "key 'grok.rope.scaling.type': unknown value '%.*s'",
+                           (int)(st.len > 32 ? 32 : st.len), st.ptr);
+        note(m, "grok.rope.scaling.type", true, "%.*s", (int)(st.len > 32 ? 32 : st.len),
+             st.ptr);
+    }
+    if (hp->rope_scaling != GK_ROPE_SCALING_NONE) {
+        if (get_f32(m, "grok.rope.scaling.factor", false, 1.0f, &hp->rope_scaling_factor, err) ||
+            get_u32(m, "grok.rope.scaling.original_context_length", false, hp->n_ctx_train,
+                    &hp->rope_orig_ctx, err) ||
+            get_f32(m, "grok.rope.scaling.yarn_ext_factor", false, -1.0f, &hp->yarn_ext_factor,
+                    err) ||
+            get_f32(m, "grok.rope.scaling.yarn_attn_factor", false, 1.0f,
+                    &hp->yarn_attn_factor, err) ||
+            get_f32(m, "grok.rope.scaling.yarn_beta_fast", false, 8.0f, &hp->yarn_beta_fast,
+                    err) ||
+            get_f32(m, "grok.rope.scaling.yarn_beta_slow", false, 1.0f, &hp->yarn_beta_slow, err))
+            return -1;
+        if (!(hp->rope_scaling_factor > 0.0f))
+            return gk_fail(err, "key 'grok.rope.scaling.factor' must be positive");
+    }
+
+    /* Sanity of the shapes, before any size is computed from them. */
+    if (hp->n_embd == 0 || hp->n_embd > MAX_DIM)
+        return gk_fail(err, "grok.embedding_length %u is out of range", hp->n_embd);
+    if (hp->n_layer == 0 || hp->n_layer > MAX_LAYERS)
+        return gk_fail(err, "grok.block_count %u is out of range", hp->n_layer);
+    if (hp->n_head == 0 || hp->n_head > MAX_DIM)
+        return gk_fail(err, "grok.attention.head_count %u is out of range", hp->n_head);
+    if (hp->n_head_kv == 0 || hp->n_head % hp->n_head_kv)
+        return gk_fail(err, "grok.attention.head_count_kv %u does not divide head_count %u",
+                       hp->n_head_kv, hp->n_head);
+    if (hp->head_dim == 0 || hp->head_dim > 4096 || (uint64_t)hp->head_dim * hp->n_head > MAX_DIM)
+        return gk_fail(err, "grok.attention.key_length %u is out of range", hp->head_dim);
+    if (v_len != hp->head_dim)
+        return gk_fail(err, "grok.attention.value_length %u differs from key_length %u", v_len,
+                       hp->head_dim);
+    if (hp->n_rot == 0 || hp->n_rot > hp->head_dim || hp->n_rot % 2)
+        return gk_fail(err, "grok.rope.dimension_count %u must be even and at most %u",
+                       hp->n_rot, hp->head_dim);
+    if (hp->n_ff_exp == 0 || hp->n_ff_exp > MAX_DIM || hp->n_ff > MAX_DIM)
+        return gk_fail(err, "feed-forward length out of range (%u, expert %u)", hp->n_ff,
+                       hp->n_ff_exp);
+    if (hp->n_expert == 0 || hp->n_expert > MAX_EXPERTS)
+        return gk_fail(err, "grok.expert_count %u is out of range", hp->n_expert);
+    if (hp->n_expert_used == 0 || hp->n_expert_used > hp->n_expert)
+        return gk_fail(err, "grok.expert_used_count %u must be in 1..%u", hp->n_expert_used,
+                       hp->n_expert);
+    if (hp->n_ctx_train == 0) return gk_fail(err, "grok.context_length is 0");
+    if (!(hp->norm_eps > 0.0f))
+        return gk_fail(err, "grok.attention.layer_norm_rms_epsilon must be positive");
+    if (!(hp->rope_freq_base > 1.0f)) return gk_fail(err, "grok.rope.freq_base must be > 1");
+    if (hp->attn_softcap < 0 || hp->router_softcap < 0 || hp->final_softcap < 0)
+        return gk_fail(err, "softcapping values must not be negative");
+    return 0;
+}
+
+/* The switches of spec "Decisions" 1 for this variant and mode. */
+static void set_numerics(gk_model *m) {
+    const gk_hparams *hp = &m->hp;
+    gk_numerics_cfg *c = &m->cfg;
+    memset(c, 0, sizeof *c);
+    c->rope_freq_scale = 1.0f;
+    if (m->numerics == GK_NUMERICS_REFERENCE) {
+        /* xAI's JAX code has no router softcap for Grok-1; SGLang applies it for Grok-2. */
+        c->router_softcap = hp->variant == GK_VARIANT_GROK2 ? hp->router_softcap : 0.0f;
+        c->attn_temp_len = hp->variant == GK_VARIANT_GROK2 ? hp->attn_temp_len : 0;
+        c->gelu_erf = hp->variant == GK_VARIANT_GROK2;
+        return;
+    }
+    /* llama.cpp: renormalised top-k, no router softcap, no temperature, tanh GELU,
+     * and the GGUF's RoPE scaling as ggml computes it. */
+    c->renorm_topk = true;
+    if (hp->rope_scaling == GK_ROPE_SCALING_LINEAR) {
+        c->rope_freq_scale = 1.0f / hp->rope_scaling_factor;
+    } else if (hp->rope_scaling == GK_ROPE_SCALING_YARN) {
+        c->rope_yarn = true;
+        c->rope_freq_scale = 1.0f / hp->rope_scaling_factor;
+        /* llama.cpp: a negative ext_factor means "1 for YaRN". */
+        c->rope_ext_factor = hp->yarn_ext_factor < 0.0f ? 1.0f : hp->yarn_ext_factor;
+        /* ggml multiplies cos and sin by attn_factor * (1 + 0.1 ln(1/freq_scale)) when
+         * ext_factor != 0 (spec 3.3: about 1.277 for Grok-2's factor 16). */
+        c->rope_mscale = hp->yarn_attn_factor;
+        if (c->rope_ext_factor != 0.0f)
+            c->rope_mscale *= 1.0f + 0.1f * logf(1.0f / c->rope_freq_scale);
+        /* ggml_rope_yarn_corr_dims */
+        double n_dims = hp->n_rot, base = hp->rope_freq_base, orig = hp->rope_orig_ctx;
+        double lo = n_dims * log(orig / (hp->yarn_beta_fast * 2 * M_PI)) / (2 * log(base));
+        double hi = n_dims * log(orig / (hp->yarn_beta_slow * 2 * M_PI)) / (2 * log(base));
+        c->rope_corr_lo = (float)fmax(0.0, floor(lo));
+        c->rope_corr_hi = (float)fmin(n_dims - 1, ceil(hi));
+    }
+}
+
+/* -------------------------------------------------------------- tensors --- */
+
+/* Binds a tensor that must exist with the given ggml shape (ne[i] = 0: any). */
+static int bind(gk_model *m, gk_weight *w, const char *name, int n_dims, int64_t ne0, int64_t ne1,
+                int64_t ne2, bool optional, gk_err *err) {
+    const gk_gguf_tensor *t = gk_gguf_find_tensor(m->gguf, name);
+    memset(w, 0, sizeof *w);
+    if (!t) return optional ? 0 : gk_fail(err, "missing tensor '%s'", name);
+    if (!gk_type_is_supported(t->type))
+        return gk_fail(err, "tensor '%s': type %s is not supported by this engine", name,
+                       gk_type_name(t->type));
+    int64_t want[3] = {ne0, ne1, ne2};
+    bool ok = true;
+    for (int i = 0; i < GK_GGUF_MAX_DIMS; i++) ok = ok && t->ne[i] == (i < n_dims ? want[i] : 1);
+    if (!ok) {
+        char got[96], exp[96];
+        snprintf(got, sizeof got, "{%lld, %lld, %lld}", (long long)t->ne[0], (long long)t->ne[1],
+                 (long long)t->ne[2]);
+        snprintf(exp, sizeof exp, "{%lld, %lld, %lld}", (long long)want[0],
+                 (long long)(n_dims > 1 ? want[1] : 1), (long long)(n_dims > 2 ? want[2] : 1));
+        return gk_fail(err, "tensor '%s' has shape %s, but the hyper-parameters imply %s", name,
+                       got, exp);
+    }
+    w->name = t->name;
+    w->data = t->data;
+    w->type = t->type;
+    w->ne[0] = t->ne[0];
+    w->ne[1] = t->ne[1];
+    w->ne[2] = t->ne[2];
+    w->nb_row = gk_row_size(t->type, t->ne[0]);
+    w->nb_mat = w->nb_row * (size_t)t->ne[1];
+    return 1;
+}
+
+/* Binds a 1-D norm weight and converts it to fp32 into dst (n floats). */
+static int bind_norm(gk_model *m, float *dst, const char *name, int64_t n, bool optional,
+                     gk_err *err) {
+    gk_weight w;
+    int r = bind(m, &w, name, 1, n, 0, 0, optional, err);
+    if (r <= 0) return r;
+    gk_type_traits_of(w.type)->to_float(w.data, dst, n);
+    return 1;
+}
+
+static int load_tensors(gk_model *m, gk_err *err) {
+    gk_hparams *hp = &m->hp;
+    const gk_gguf_tensor *te = gk_gguf_find_tensor(m->gguf, "token_embd.weight");
+    if (!te) return gk_fail(err, "missing tensor 'token_embd.weight'");
+    if (te->ne[1] < 1 || te->ne[1] > INT32_MAX)
+        return gk_fail(err, "tensor 'token_embd.weight': vocabulary size %lld is out of range",
+                       (long long)te->ne[1]);
+    hp->n_vocab = (uint32_t)te->ne[1];
+    const int64_t d = hp->n_embd, nq = (int64_t)hp->n_head * hp->head_dim,
+                  nkv = (int64_t)hp->n_head_kv * hp->head_dim, E = hp->n_expert;
+    if (bind(m, &m->tok_embd, "token_embd.weight", 2, d, hp->n_vocab, 0, false, err) < 0)
+        return -1;
+    int r = bind(m, &m->output, "output.weight", 2, d, hp->n_vocab, 0, true, err);
+    if (r < 0) return -1;
+    hp->tied_output = r == 0;
+    if (hp->tied_output) m->output = m->tok_embd;
+
+    /* Grok-2 has a dense MLP beside the MoE; its presence in block 0 decides. */
+    hp->variant = gk_gguf_find_tensor(m->gguf, "blk.0.ffn_gate.weight") ? GK_VARIANT_GROK2
+                                                                       : GK_VARIANT_GROK1;
+    if (hp->variant == GK_VARIANT_GROK2 && hp->n_ff == 0)
+        return gk_fail(err, "grok.feed_forward_length is 0 but the model has a dense MLP");
+
+    size_t n_norms = (size_t)(4 * hp->n_layer + 1) * (size_t)d;
+    m->norm_store = gk_malloc(n_norms * sizeof(float), err);
+    m->layers = gk_calloc(hp->n_layer, sizeof(gk_layer), err);
+    if (!m->norm_store || !m->layers) return -1;
+    float *ns = m->norm_store;
+    m->output_norm = ns;
+    ns += d;
+    if (bind_norm(m, m->output_norm, "output_norm.weight", d, false, err) < 0) return -1;
+
+    uint64_t n_bound = m->hp.tied_output ? 2 : 3;
+    char name[96];
+#define NAME(fmt) (snprintf(name, sizeof name, "blk.%u." fmt, l), name)
+    for (uint32_t l = 0; l < hp->n_layer; l++) {
+        gk_layer *L = &m->layers[l];
+        L->attn_norm = ns, ns += d;
+        L->attn_out_norm = ns, ns += d;
+        L->ffn_norm = ns, ns += d;
+        L->post_ffn_norm = ns, ns += d;
+        if (bind_norm(m, L->attn_norm, NAME("attn_norm.weight"), d, false, err) < 0 ||
+            bind_norm(m, L->attn_out_norm, NAME("attn_output_norm.weight"), d, false, err) < 0 ||
+            bind_norm(m, L->ffn_norm, NAME("ffn_norm.weight"), d, false, err) < 0)
+            return -1;
+        /* The post-MoE norm is layer_output_norm in Grok-1 files, post_ffw_norm in Grok-2's. */
+        int r1 = bind_norm(m, L->post_ffn_norm, NAME("layer_output_norm.weight"), d, true, err);
+        if (r1 < 0) return -1;
+        int r2 = bind_norm(m, L->post_ffn_norm, NAME("post_ffw_norm.weight"), d, true, err);
+        if (r2 < 0) return -1;
+        if (r1 + r2 != 1)
+            return gk_fail(err, "block %u needs exactly one of 'layer_output_norm.weight' and "
+                                "'post_ffw_norm.weight' (found %d)", l, r1 + r2);
+        n_bound += 4;
+        if (bind(m, &L->wq, NAME("attn_q.weight"), 2, d, nq, 0, false, err) < 0 ||
+            bind(m, &L->wk, NAME("attn_k.weight"), 2, d, nkv, 0, false, err) < 0 ||
+            bind(m, &L->wv, NAME("attn_v.weight"), 2, d, nkv, 0, false, err) < 0 ||
+            bind(m, &L->wo, NAME("attn_output.weight"), 2, nq, d, 0, false, err) < 0 ||
+            bind(m, &L->router, NAME("ffn_gate_inp.weight"), 2, d, E, 0, false, err) < 0 ||
+            bind(m, &L->gate_exps, NAME("ffn_gate_exps.weight"), 3, d, hp->n_ff_exp, E, false,
+                 err) < 0 ||
+            bind(m, &L->up_exps, NAME("ffn_up_exps.weight"), 3, d, hp->n_ff_exp, E, false,
+                 err) < 0 ||
+            bind(m, &L->down_exps, NAME("ffn_down_exps.weight"), 3, hp->n_ff_exp, d, E, false,
+                 err) < 0)
+            return -1;
+        n_bound += 8;
+        bool optional = hp->variant != GK_VARIANT_GROK2;
+        int g = bind(m, &L->ffn_gate, NAME("ffn_gate.weight"), 2, d, hp->n_ff, 0, optional, err);
+        int u = g < 0 ? -1 : bind(m, &L->ffn_up, NAME("ffn_up.weight"), 2, d, hp->n_ff, 0,
+                                  optional, err);
+        int w = u < 0 ? -1 : bind(m, &L->ffn_down, NAME("ffn_down.weight"), 2, hp->n_ff, d, 0,
+                                  optional, err);
+        if (g < 0 || u < 0 || w < 0) return -1;
+        if (g + u + w != 0 && hp->variant == GK_VARIANT_GROK1)
+            return gk_fail(err, "block %u has a dense MLP tensor but block 0 has none", l);
+        n_bound += (uint64_t)(g + u + w);
+    }
+#undef NAME
+    /* Every tensor in the file must have been used: a stray one means the file is
+     * not what its keys say (e.g. more blocks than grok.block_count). */
+    if ((uint64_t)gk_gguf_n_tensors(m->gguf) != n_bound) {
+        for (int64_t i = 0; i < gk_gguf_n_tensors(m->gguf); i++) {
+            const char *tn = gk_gguf_tensor_at(m->gguf, i)->name;
+            unsigned blk;
+            int pos = 0;
+            if (sscanf(tn, "blk.%u.%n", &blk, &pos) == 1 && pos > 0 && blk >= hp->n_layer)
+                return gk_fail(err, "unexpected tensor '%s': the file has more blocks than "
+                                    "grok.block_count = %u", tn, hp->n_layer);
+        }
+        return gk_fail(err, "the file has %lld tensors, but a grok model with these "
+                            "hyper-parameters has %llu (unexpected extra tensors)",
+                       (long long)gk_gguf_n_tensors(m->gguf), (unsigned long long)n_bound);
+    }
+    for (int64_t i = 0; i < gk_gguf_n_tensors(m->gguf); i++) {
+        const gk_gguf_tensor *t = gk_gguf_tensor_at(m->gguf, i);
+        m->n_params += (uint64_t)(t->ne[0] * t->ne[1] * t->ne[2] * t->ne[3]);
+    }
+    return 0;
+}
+
+gk_model *gk_model_load(const char *path, const gk_model_params *params, gk_err *err) {
+    gk_dtype_init();
+    gk_model *m = gk_calloc(1, sizeof *m, err);
+    if (!m) return NULL;
+    m->numerics = params ? params->numerics : GK_NUMERICS_REFERENCE;
+    if (m->numerics != GK_NUMERICS_REFERENCE && m->numerics != GK_NUMERICS_LLAMACPP) {
+        gk_fail(err, "unknown numerics mode %d", (int)m->numerics);
+        goto fail;
+    }
+    m->gguf = gk_gguf_open(path, err);
+    if (!m->gguf) goto fail;
+    if (load_hparams(m, err) < 0 || load_tensors(m, err) < 0) {
+        gk_err_prefix(err, "%s", path);
+        goto fail;
+    }
+    set_numerics(m);
+    if (err) err->msg[0] = 0;
+    m->tok = gk_tokenizer_from_gguf(m->gguf, err);
+    if (!m->tok && err && err->msg[0]) {
+        gk_err_prefix(err, "%s: tokenizer", path);
+        goto fail;
+    }
+    if (m->tok && gk_tokenizer_n_vocab(m->tok) > (int32_t)m->hp.n_vocab) {
+        gk_fail(err, "%s: the tokenizer has %d tokens but the model only %u", path,
+                gk_tokenizer_n_vocab(m->tok), m->hp.n_vocab);
+        goto fail;
+    }
+    return m;
+fail:
+    gk_model_free(m);
+    return NULL;
+}
+
+void gk_model_free(gk_model *m) {
+    if (!m) return;
+    gk_tokenizer_free(m->tok);
+    free(m->layers);
+    free(m->norm_store);
+    gk_gguf_close(m->gguf);
+    free(m);
+}
+
+const gk_hparams *gk_model_hparams(const gk_model *m) { return &m->hp; }
+gk_numerics gk_model_numerics(const gk_model *m) { return m->numerics; }
+uint64_t gk_model_file_size(const gk_model *m) { return gk_gguf_file_size(m->gguf); }
+uint64_t gk_model_n_params(const gk_model *m) { return m->n_params; }
+const struct gk_tokenizer *gk_model_tokenizer(const gk_model *m) { return m->tok; }
+
+int gk_model_hparam_info(const gk_model *m, gk_hparam_info *out, int cap) {
+    for (int i = 0; i < m->n_info && i < cap; i++) out[i] = m->info[i];
+    return m->n_info;
+}

@@ -1,0 +1,169 @@
+/*
+ * cmd_bench.c - `grok bench`: prompt and generation throughput, and generation
+ * speed as a share of the memory-bandwidth limit measured in the same run.
+ *
+ * Generating one token reads every active weight once (attention, router, the
+ * chosen experts, the dense MLP, the output matrix), so bytes-per-token divided
+ * by the machine's read bandwidth is the fastest a CPU can go; the bench
+ * measures that bandwidth itself (a multi-threaded sum over a buffer much larger
+ * than the caches) and reports the achieved fraction.
+ */
+#include "cli.h"
+#include "model/model.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+typedef struct {
+    const float *p;
+    size_t n;
+    double sum;
+} bw_job;
+
+static void *bw_worker(void *v) {
+    bw_job *j = v;
+    float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    for (size_t i = 0; i + 4 <= j->n; i += 4) {
+        s0 += j->p[i];
+        s1 += j->p[i + 1];
+        s2 += j->p[i + 2];
+        s3 += j->p[i + 3];
+    }
+    j->sum = s0 + s1 + s2 + s3;
+    return NULL;
+}
+
+/* Read bandwidth in bytes/s with nt threads over a 512 MiB buffer (best of 3). */
+static double read_bandwidth(int nt) {
+    size_t n = (512u << 20) / sizeof(float);
+    float *buf = malloc(n * sizeof(float));
+    if (!buf) return 0;
+    for (size_t i = 0; i < n; i++) buf[i] = (float)(i & 7);
+    double best = 0;
+    for (int rep = 0; rep < 3; rep++) {
+        pthread_t th[64];
+        bw_job jobs[64];
+        if (nt > 64) nt = 64;
+        double t0 = gk_time_s();
+        for (int t = 0; t < nt; t++) {
+            jobs[t] = (bw_job){buf + n / nt * t, n / nt, 0};
+            pthread_create(&th[t], NULL, bw_worker, &jobs[t]);
+        }
+        double sink = 0;
+        for (int t = 0; t < nt; t++) {
+            pthread_join(th[t], NULL);
+            sink += jobs[t].sum;
+        }
+        double bw = n * sizeof(float) / (gk_time_s() - t0);
+        if (bw > best && sink >= 0) best = bw;
+    }
+    free(buf);
+    return best;
+}
+
+static uint64_t wbytes(const gk_weight *w) { return (uint64_t)w->nb_mat; }
+
+/* Bytes of weights read to generate one token. */
+static uint64_t active_bytes(const gk_model *m) {
+    const gk_hparams *hp = &m->hp;
+    uint64_t b = m->output.nb_mat + m->tok_embd.nb_row;
+    for (uint32_t l = 0; l < hp->n_layer; l++) {
+        const gk_layer *L = &m->layers[l];
+        b += wbytes(&L->wq) + wbytes(&L->wk) + wbytes(&L->wv) + wbytes(&L->wo) + wbytes(&L->router);
+        b += (uint64_t)hp->n_expert_used *
+             (L->gate_exps.nb_mat + L->up_exps.nb_mat + L->down_exps.nb_mat);
+        if (hp->variant == GK_VARIANT_GROK2)
+            b += wbytes(&L->ffn_gate) + wbytes(&L->ffn_up) + wbytes(&L->ffn_down);
+    }
+    return b;
+}
+
+int gk_cmd_bench(int argc, char **argv) {
+    const char *path = NULL;
+    long n_prompt = 128, n_gen = 32, threads = 0, reps = 3, n_batch = 0;
+    gk_model_params mp = gk_model_default_params();
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v;
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            printf("usage: grok bench [-m MODEL] [-p N_PROMPT] [-n N_GEN] [-t THREADS] [-b BATCH] "
+                   "[-r REPS]\n");
+            return 0;
+        }
+        if (!(v = gk_cli_value(argc, argv, &i))) return 2;
+        if (!strcmp(a, "-m") || !strcmp(a, "--model")) path = v;
+        else if (!strcmp(a, "-p")) { if (!gk_cli_int(a, v, 1, 1 << 20, &n_prompt)) return 2; }
+        else if (!strcmp(a, "-n")) { if (!gk_cli_int(a, v, 1, 1 << 20, &n_gen)) return 2; }
+        else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) { if (!gk_cli_int(a, v, 1, 256, &threads)) return 2; }
+        else if (!strcmp(a, "-b") || !strcmp(a, "--batch")) { if (!gk_cli_int(a, v, 1, 1 << 16, &n_batch)) return 2; }
+        else if (!strcmp(a, "-r")) { if (!gk_cli_int(a, v, 1, 100, &reps)) return 2; }
+        else {
+            fprintf(stderr, "grok bench: unknown option '%s'\n", a);
+            return 2;
+        }
+    }
+    if (!(path = gk_cli_model_path(path))) return 1;
+    gk_err err;
+    gk_model *m = gk_model_load(path, &mp, &err);
+    if (!m) {
+        fprintf(stderr, "grok bench: %s\n", err.msg);
+        return 1;
+    }
+    const gk_hparams *hp = gk_model_hparams(m);
+    gk_context_params cp = gk_context_default_params();
+    cp.n_ctx = (uint32_t)(n_prompt + n_gen);
+    cp.n_threads = (int)threads;
+    cp.n_batch = (uint32_t)n_batch;
+    gk_context *c = gk_context_new(m, &cp, &err);
+    if (!c) {
+        fprintf(stderr, "grok bench: %s\n", err.msg);
+        gk_model_free(m);
+        return 1;
+    }
+    int nt = threads ? (int)threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
+    int32_t *toks = malloc((size_t)n_prompt * sizeof *toks);
+    if (!toks) return 1;
+    uint64_t x = 12345;
+    for (long i = 0; i < n_prompt; i++) {
+        x = x * 6364136223846793005ull + 1442695040888963407ull;
+        toks[i] = (int32_t)((x >> 33) % hp->n_vocab);
+    }
+    printf("model: %s (%.1f MiB, %u layers, %u experts top-%u), kernels %s, %d threads\n", path,
+           gk_model_file_size(m) / 1048576.0, hp->n_layer, hp->n_expert, hp->n_expert_used,
+           gk_kernels_name(), nt);
+    double best_pp = 0, best_tg = 0;
+    for (long r = 0; r < reps; r++) {
+        gk_context_truncate(c, 0);
+        double t0 = gk_time_s();
+        if (gk_decode(c, toks, (int)n_prompt, &err) < 0) goto fail;
+        double t1 = gk_time_s();
+        int32_t tok = toks[0];
+        for (long i = 0; i < n_gen; i++)
+            if (gk_decode(c, &tok, 1, &err) < 0) goto fail;
+        double t2 = gk_time_s();
+        double pp = n_prompt / (t1 - t0), tg = n_gen / (t2 - t1);
+        if (pp > best_pp) best_pp = pp;
+        if (tg > best_tg) best_tg = tg;
+    }
+    double bw = read_bandwidth(nt);
+    uint64_t ab = active_bytes(m);
+    printf("prompt:     %8.2f tokens/s  (%ld tokens, best of %ld)\n", best_pp, n_prompt, reps);
+    printf("generation: %8.2f tokens/s  (%ld tokens after the prompt, best of %ld)\n", best_tg,
+           n_gen, reps);
+    printf("memory:     %.1f MiB of weights per generated token; read bandwidth %.2f GB/s "
+           "measured now\n", ab / 1048576.0, bw / 1e9);
+    printf("            generation reaches %.1f%% of the bandwidth limit (%.2f tokens/s)\n",
+           100.0 * best_tg * (double)ab / bw, bw / (double)ab);
+    free(toks);
+    gk_context_free(c);
+    gk_model_free(m);
+    return 0;
+fail:
+    fprintf(stderr, "grok bench: %s\n", err.msg);
+    free(toks);
+    gk_context_free(c);
+    gk_model_free(m);
+    return 1;
+}
