@@ -80,13 +80,13 @@ int gk_cmd_info(int argc, char **argv) {
     if (cfg->attn_temp_len) printf("  attn temperature:   log2(p)/log2(%u) past position %u\n", cfg->attn_temp_len, cfg->attn_temp_len);
     else printf("  attn temperature:   none\n");
     printf("  GELU:               %s\n", cfg->gelu_erf ? "exact (erf)" : "tanh approximation");
-    if (cfg->rope_yarn)
+    if (cfg->rope.yarn)
         printf("  RoPE:               YaRN, freq_scale %g, ext_factor %g, mscale %g, corr dims [%g, %g]\n",
-               cfg->rope_freq_scale, cfg->rope_ext_factor, cfg->rope_mscale, cfg->rope_corr_lo,
-               cfg->rope_corr_hi);
+               cfg->rope.freq_scale, cfg->rope.ext_factor, cfg->rope.mscale, cfg->rope.corr_lo,
+               cfg->rope.corr_hi);
     else
         printf("  RoPE:               NeoX, theta %g, freq_scale %g%s\n", hp->rope_freq_base,
-               cfg->rope_freq_scale,
+               cfg->rope.freq_scale,
                hp->rope_scaling != GK_ROPE_SCALING_NONE && gk_model_numerics(m) == GK_NUMERICS_REFERENCE
                    ? " (the file's rope.scaling keys are ignored: spec Decisions 4)"
                    : "");

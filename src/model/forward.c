@@ -39,7 +39,6 @@ struct gk_context {
     float *exp_gate;            /* [n_expert][n_batch]: their gate weights */
     int32_t *exp_n;             /* [n_expert] */
     float *logits;              /* [n_batch or 1][n_vocab] */
-    double *inv_freq;           /* [n_rot/2] */
     void *arena;                /* one allocation for the scratch above */
 };
 
@@ -47,155 +46,22 @@ gk_context_params gk_context_default_params(void) {
     return (gk_context_params){.n_ctx = 0, .n_batch = 0, .n_threads = 0, .all_logits = false};
 }
 
-/* ------------------------------------------------------------- matmul --- */
-
-typedef struct {
-    gk_context *c;
-    float *y;
-    const uint8_t *w;
-    const gk_type_traits *tt;
-    size_t nb_row;
-    int64_t n_out, n_in;
-    const float *x;
-    const uint8_t *xq; /* x converted to tt->vec_dot_type (or x itself) */
-    size_t xq_row;
-    int T;
-} matmul_job;
-
-static void matmul_convert(void *arg, int ith, int nth) {
-    matmul_job *j = arg;
-    const gk_type_traits *vt = gk_type_traits_of(j->tt->vec_dot_type);
-    int64_t lo, hi;
-    gk_split(j->T, ith, nth, &lo, &hi);
-    for (int64_t t = lo; t < hi; t++)
-        vt->from_float(j->x + t * j->n_in, (uint8_t *)j->xq + t * j->xq_row, j->n_in);
-}
-
-/* Rows of W in tiles of 4, each tile against every token: the tile stays in
- * cache while the tokens stream past it. */
-static void matmul_rows(void *arg, int ith, int nth) {
-    matmul_job *j = arg;
-    int64_t lo, hi;
-    gk_split((j->n_out + 3) / 4, ith, nth, &lo, &hi);
-    lo *= 4;
-    hi = hi * 4 < j->n_out ? hi * 4 : j->n_out;
-    gk_vec_dot_fn dot = j->tt->vec_dot;
-    for (int64_t o0 = lo; o0 < hi; o0 += 4) {
-        int64_t o1 = o0 + 4 < hi ? o0 + 4 : hi;
-        for (int t = 0; t < j->T; t++) {
-            const uint8_t *xr = j->xq + (size_t)t * j->xq_row;
-            float *yr = j->y + (size_t)t * j->n_out;
-            for (int64_t o = o0; o < o1; o++) yr[o] = dot(j->n_in, j->w + (size_t)o * j->nb_row, xr);
-        }
-    }
-}
-
-/* y[t][o] = sum_i W[o][i] * x[t][i] for t < T; W is n_out rows of n_in elements. */
-static void matmul(gk_context *c, float *y, const uint8_t *w, gk_dtype type, size_t nb_row,
-                   int64_t n_out, const float *x, int64_t n_in, int T) {
-    matmul_job j = {.c = c, .y = y, .w = w, .tt = gk_type_traits_of(type), .nb_row = nb_row,
-                    .n_out = n_out, .n_in = n_in, .x = x, .T = T};
-    if (j.tt->vec_dot_type == GK_TYPE_F32) {
-        j.xq = (const uint8_t *)x;
-        j.xq_row = (size_t)n_in * sizeof(float);
-    } else {
-        j.xq = c->qbuf;
-        j.xq_row = gk_row_size(j.tt->vec_dot_type, n_in);
-        gk_pool_run(c->pool, matmul_convert, &j);
-    }
-    gk_pool_run(c->pool, matmul_rows, &j);
-}
+/* ------------------------------------------------------------- helpers --- */
 
 static void matmul_w(gk_context *c, float *y, const gk_weight *w, const float *x, int T) {
-    matmul(c, y, w->data, w->type, w->nb_row, w->ne[1], x, w->ne[0], T);
+    gk_matmul(c->pool, y, w->data, w->type, w->nb_row, w->ne[1], x, w->ne[0], T, c->qbuf);
 }
 
 /* Matrix e of an expert stack. */
 static void matmul_expert(gk_context *c, float *y, const gk_weight *w, int e, const float *x,
                           int T) {
-    matmul(c, y, w->data + (size_t)e * w->nb_mat, w->type, w->nb_row, w->ne[1], x, w->ne[0], T);
+    gk_matmul(c->pool, y, w->data + (size_t)e * w->nb_mat, w->type, w->nb_row, w->ne[1], x,
+              w->ne[0], T, c->qbuf);
 }
 
-/* ------------------------------------------------------ elementwise ops --- */
-
-/* out = x / sqrt(mean(x^2) + eps) * w   (no 1+w offset: spec section 2) */
-static void rmsnorm(float *out, const float *x, const float *w, int64_t n, float eps) {
-    double ss = 0.0;
-    for (int64_t i = 0; i < n; i++) ss += (double)x[i] * x[i];
-    float r = (float)(1.0 / sqrt(ss / (double)n + eps));
-    for (int64_t i = 0; i < n; i++) out[i] = x[i] * r * w[i];
-}
-
-static inline float gelu_tanh(float x) {
-    return 0.5f * x * (1.0f + tanhf(0.7978845608028654f * (x + 0.044715f * x * x * x)));
-}
-static inline float gelu_erf(float x) { return 0.5f * x * (1.0f + erff(x * 0.7071067811865476f)); }
-
-typedef struct {
-    float *a;
-    const float *b;
-    int64_t n;
-    bool erf;
-} geglu_job;
-
-/* a = GELU(a) * b, elementwise over n values, split over threads. */
-static void geglu_part(void *arg, int ith, int nth) {
-    geglu_job *j = arg;
-    int64_t lo, hi;
-    gk_split(j->n, ith, nth, &lo, &hi);
-    if (j->erf)
-        for (int64_t i = lo; i < hi; i++) j->a[i] = gelu_erf(j->a[i]) * j->b[i];
-    else
-        for (int64_t i = lo; i < hi; i++) j->a[i] = gelu_tanh(j->a[i]) * j->b[i];
-}
-
-static void geglu(gk_context *c, float *a, const float *b, int64_t n) {
-    geglu_job j = {.a = a, .b = b, .n = n, .erf = c->m->cfg.gelu_erf};
-    gk_pool_run(c->pool, geglu_part, &j);
-}
-
-/* ------------------------------------------------------------------ RoPE --- */
-
-/* cos/sin of every rotated pair for the batch's positions. Angles in double:
- * with Grok-2's theta of 2e8 and long contexts a float angle loses digits. */
-static void rope_tables(gk_context *c, int T) {
-    const gk_hparams *hp = &c->m->hp;
-    const gk_numerics_cfg *cfg = &c->m->cfg;
-    int half = (int)hp->n_rot / 2;
-    for (int t = 0; t < T; t++) {
-        double p = (double)(c->n_past + (uint32_t)t);
-        for (int i = 0; i < half; i++) {
-            double th_extrap = p * c->inv_freq[i];
-            double theta = cfg->rope_freq_scale * th_extrap, mscale = 1.0;
-            if (cfg->rope_yarn) {
-                /* ggml rope_yarn: mix interpolated and extrapolated angles over the
-                 * correction range, and scale magnitudes by mscale. */
-                double y = (i - cfg->rope_corr_lo) / fmax(0.001, cfg->rope_corr_hi - cfg->rope_corr_lo);
-                double ramp = (1.0 - fmin(1.0, fmax(0.0, y))) * cfg->rope_ext_factor;
-                theta = theta * (1.0 - ramp) + th_extrap * ramp;
-                mscale = cfg->rope_mscale;
-            }
-            c->rope_cos[t * half + i] = (float)(cos(theta) * mscale);
-            c->rope_sin[t * half + i] = (float)(sin(theta) * mscale);
-        }
-    }
-}
-
-/* NeoX rotate-half over the first n_rot dims of each head: pairs (i, i + n_rot/2). */
 static void rope_apply(gk_context *c, float *v, int T, int n_heads) {
     const gk_hparams *hp = &c->m->hp;
-    int half = (int)hp->n_rot / 2, hd = (int)hp->head_dim;
-    for (int t = 0; t < T; t++) {
-        const float *cs = c->rope_cos + t * half, *sn = c->rope_sin + t * half;
-        for (int h = 0; h < n_heads; h++) {
-            float *x = v + ((size_t)t * n_heads + h) * hd;
-            for (int i = 0; i < half; i++) {
-                float a = x[i], b = x[i + half];
-                x[i] = a * cs[i] - b * sn[i];
-                x[i + half] = b * cs[i] + a * sn[i];
-            }
-        }
-    }
+    gk_rope_apply(v, T, n_heads, (int)hp->head_dim, (int)hp->n_rot, c->rope_cos, c->rope_sin);
 }
 
 /* ------------------------------------------------------------- attention --- */
@@ -231,8 +97,7 @@ static void attn_part(void *arg, int ith, int nth) {
         float mx = -INFINITY;
         for (uint32_t k = 0; k <= p; k++) {
             float v = dot(hd, q, K + k * kv_row + koff) * scale;
-            if (cap > 0.0f) v = cap * tanhf(v / cap);
-            v *= temp;
+            v = gk_softcap(v, cap) * temp;
             s[k] = v;
             mx = v > mx ? v : mx;
         }
@@ -257,7 +122,7 @@ static void attention(gk_context *c, int layer, int T) {
     const gk_layer *L = &c->m->layers[layer];
     const int64_t d = hp->n_embd, nq = (int64_t)hp->n_head * hp->head_dim,
                   nkv = (int64_t)hp->n_head_kv * hp->head_dim;
-    for (int t = 0; t < T; t++) rmsnorm(c->xn + t * d, c->x + t * d, L->attn_norm, d, hp->norm_eps);
+    for (int t = 0; t < T; t++) gk_rmsnorm(c->xn + t * d, c->x + t * d, L->attn_norm, d, hp->norm_eps);
     matmul_w(c, c->q, &L->wq, c->xn, T);
     matmul_w(c, c->k, &L->wk, c->xn, T);
     matmul_w(c, c->v, &L->wv, c->xn, T);
@@ -271,7 +136,7 @@ static void attention(gk_context *c, int layer, int T) {
     matmul_w(c, c->tmp, &L->wo, c->att, T);
     (void)nq;
     for (int t = 0; t < T; t++) {
-        rmsnorm(c->tmp + t * d, c->tmp + t * d, L->attn_out_norm, d, hp->norm_eps);
+        gk_rmsnorm(c->tmp + t * d, c->tmp + t * d, L->attn_out_norm, d, hp->norm_eps);
         for (int64_t i = 0; i < d; i++) c->x[t * d + i] += c->tmp[t * d + i];
     }
 }
@@ -290,7 +155,7 @@ static void route(gk_context *c, int T) {
         float *g = c->rl + (size_t)t * E;
         float mx = -INFINITY;
         for (int e = 0; e < E; e++) {
-            if (cfg->router_softcap > 0.0f) g[e] = cfg->router_softcap * tanhf(g[e] / cfg->router_softcap);
+            g[e] = gk_softcap(g[e], cfg->router_softcap);
             mx = g[e] > mx ? g[e] : mx;
         }
         double sum = 0.0;
@@ -333,7 +198,7 @@ static void moe(gk_context *c, const gk_layer *L, float *out, int T) {
             memcpy(c->xe + (size_t)i * d, c->xn + (size_t)toks[i] * d, (size_t)d * sizeof(float));
         matmul_expert(c, c->h1, &L->gate_exps, e, c->xe, n);
         matmul_expert(c, c->h3, &L->up_exps, e, c->xe, n);
-        geglu(c, c->h1, c->h3, (int64_t)n * F);
+        gk_geglu(c->pool, c->h1, c->h3, (int64_t)n * F, c->m->cfg.gelu_erf);
         matmul_expert(c, c->ye, &L->down_exps, e, c->h1, n);
         for (int i = 0; i < n; i++) {
             float *o = out + (size_t)toks[i] * d;
@@ -347,19 +212,19 @@ static void ffn(gk_context *c, int layer, int T) {
     const gk_hparams *hp = &c->m->hp;
     const gk_layer *L = &c->m->layers[layer];
     const int64_t d = hp->n_embd;
-    for (int t = 0; t < T; t++) rmsnorm(c->xn + t * d, c->x + t * d, L->ffn_norm, d, hp->norm_eps);
+    for (int t = 0; t < T; t++) gk_rmsnorm(c->xn + t * d, c->x + t * d, L->ffn_norm, d, hp->norm_eps);
     moe(c, L, c->moe, T);
     if (hp->variant == GK_VARIANT_GROK2) {
         /* dense residual MLP on the same input, then (MLP + MoE)/sqrt(2) (spec 4.3) */
         matmul_w(c, c->g, &L->ffn_gate, c->xn, T);
         matmul_w(c, c->u, &L->ffn_up, c->xn, T);
-        geglu(c, c->g, c->u, (int64_t)T * hp->n_ff);
+        gk_geglu(c->pool, c->g, c->u, (int64_t)T * hp->n_ff, c->m->cfg.gelu_erf);
         matmul_w(c, c->tmp, &L->ffn_down, c->g, T);
         for (int64_t i = 0; i < T * d; i++)
             c->moe[i] = (c->tmp[i] + c->moe[i]) / 1.4142135623730951f;
     }
     for (int t = 0; t < T; t++) {
-        rmsnorm(c->tmp + t * d, c->moe + t * d, L->post_ffn_norm, d, hp->norm_eps);
+        gk_rmsnorm(c->tmp + t * d, c->moe + t * d, L->post_ffn_norm, d, hp->norm_eps);
         for (int64_t i = 0; i < d; i++) c->x[t * d + i] += c->tmp[t * d + i];
     }
 }
@@ -377,7 +242,7 @@ static void forward(gk_context *c, const int32_t *tokens, int T) {
         et->to_float(m->tok_embd.data + (size_t)tokens[t] * m->tok_embd.nb_row, x, d);
         for (int64_t i = 0; i < d; i++) x[i] *= hp->embedding_scale;
     }
-    rope_tables(c, T);
+    gk_rope_tables(&m->cfg.rope, c->n_past, T, c->rope_cos, c->rope_sin);
     for (uint32_t l = 0; l < hp->n_layer; l++) {
         attention(c, (int)l, T);
         ffn(c, (int)l, T);
@@ -385,12 +250,12 @@ static void forward(gk_context *c, const int32_t *tokens, int T) {
     /* logits of every token, or of the last one only */
     int first = c->all_logits ? 0 : T - 1, n = T - first;
     for (int t = 0; t < n; t++)
-        rmsnorm(c->xn + t * d, c->x + (first + t) * d, m->output_norm, d, hp->norm_eps);
+        gk_rmsnorm(c->xn + t * d, c->x + (first + t) * d, m->output_norm, d, hp->norm_eps);
     matmul_w(c, c->logits, &m->output, c->xn, n);
     const float fcap = hp->final_softcap;
     for (int64_t i = 0; i < (int64_t)n * hp->n_vocab; i++) {
         float v = c->logits[i] * hp->logit_scale;
-        c->logits[i] = fcap > 0.0f ? fcap * tanhf(v / fcap) : v;
+        c->logits[i] = gk_softcap(v, fcap);
     }
     c->n_past += (uint32_t)T;
 }
@@ -465,18 +330,16 @@ gk_context *gk_context_new(gk_model *m, const gk_context_params *params, gk_err 
     if (nq > max_in) max_in = nq;
     if (F > max_in) max_in = F;
     if (Fd > max_in) max_in = Fd;
-    /* Q8_0 rows are the largest converted form (34 bytes per 32 values) */
-    size_t qrow = gk_row_size(GK_TYPE_Q8_0, (int64_t)((max_in + 31) / 32 * 32));
     size_t kv = (size_t)hp->n_layer * c->n_ctx * nkv;
     size_t n_logit_rows = c->all_logits ? B : 1;
     /* scratch sizes in floats, in the order carved below (all well below 2^60 thanks to
      * the hyper-parameter limits checked at load) */
     size_t sizes[] = {B * d, B * d, B * d, B * nq, B * nkv, B * nkv, B * nq, B * d, B * d,
                       B * d, B * F, B * F, B * Fd, B * Fd, B * E, B * half, B * half,
-                      (size_t)nt * c->n_ctx, n_logit_rows * V, E * B, E * B, E, half * 2};
+                      (size_t)nt * c->n_ctx, n_logit_rows * V, E * B, E * B, E};
     size_t total = 0;
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) total += (sizes[i] + 15) / 16 * 16;
-    total = total * sizeof(float) + B * qrow + 64;
+    total = total * sizeof(float) + gk_matmul_qbuf_size((int64_t)max_in, (int)B) + 64;
     c->arena = gk_malloc_aligned(total, err);
     c->kcache = gk_malloc_aligned(kv * sizeof(float), err);
     c->vcache = gk_malloc_aligned(kv * sizeof(float), err);
@@ -495,10 +358,7 @@ gk_context *gk_context_new(gk_model *m, const gk_context_params *params, gk_err 
     }
     c->exp_tok = (int32_t *)a, a += (sizes[i++] + 15) / 16 * 16;
     c->exp_n = (int32_t *)a, a += (sizes[i++] + 15) / 16 * 16;
-    c->inv_freq = (double *)a, a += (sizes[i++] + 15) / 16 * 16;
     c->qbuf = (uint8_t *)a;
-    for (size_t r = 0; r < half; r++)
-        c->inv_freq[r] = pow((double)hp->rope_freq_base, -2.0 * (double)r / (double)hp->n_rot);
     c->pool = gk_pool_new(nt, err);
     if (!c->pool) goto fail;
     return c;

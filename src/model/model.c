@@ -173,7 +173,8 @@ static void set_numerics(gk_model *m) {
     const gk_hparams *hp = &m->hp;
     gk_numerics_cfg *c = &m->cfg;
     memset(c, 0, sizeof *c);
-    c->rope_freq_scale = 1.0f;
+    c->rope = (gk_rope_cfg){.n_rot = (int)hp->n_rot, .freq_base = hp->rope_freq_base,
+                            .freq_scale = 1.0f};
     if (m->numerics == GK_NUMERICS_REFERENCE) {
         /* xAI's JAX code has no router softcap for Grok-1; SGLang applies it for Grok-2. */
         c->router_softcap = hp->variant == GK_VARIANT_GROK2 ? hp->router_softcap : 0.0f;
@@ -184,24 +185,24 @@ static void set_numerics(gk_model *m) {
     /* llama.cpp: renormalised top-k, no router softcap, no temperature, tanh GELU,
      * and the GGUF's RoPE scaling as ggml computes it. */
     c->renorm_topk = true;
+    gk_rope_cfg *r = &c->rope;
     if (hp->rope_scaling == GK_ROPE_SCALING_LINEAR) {
-        c->rope_freq_scale = 1.0f / hp->rope_scaling_factor;
+        r->freq_scale = 1.0f / hp->rope_scaling_factor;
     } else if (hp->rope_scaling == GK_ROPE_SCALING_YARN) {
-        c->rope_yarn = true;
-        c->rope_freq_scale = 1.0f / hp->rope_scaling_factor;
+        r->yarn = true;
+        r->freq_scale = 1.0f / hp->rope_scaling_factor;
         /* llama.cpp: a negative ext_factor means "1 for YaRN". */
-        c->rope_ext_factor = hp->yarn_ext_factor < 0.0f ? 1.0f : hp->yarn_ext_factor;
+        r->ext_factor = hp->yarn_ext_factor < 0.0f ? 1.0f : hp->yarn_ext_factor;
         /* ggml multiplies cos and sin by attn_factor * (1 + 0.1 ln(1/freq_scale)) when
          * ext_factor != 0 (spec 3.3: about 1.277 for Grok-2's factor 16). */
-        c->rope_mscale = hp->yarn_attn_factor;
-        if (c->rope_ext_factor != 0.0f)
-            c->rope_mscale *= 1.0f + 0.1f * logf(1.0f / c->rope_freq_scale);
+        r->mscale = hp->yarn_attn_factor;
+        if (r->ext_factor != 0.0f) r->mscale *= 1.0f + 0.1f * logf(1.0f / r->freq_scale);
         /* ggml_rope_yarn_corr_dims */
         double n_dims = hp->n_rot, base = hp->rope_freq_base, orig = hp->rope_orig_ctx;
         double lo = n_dims * log(orig / (hp->yarn_beta_fast * 2 * M_PI)) / (2 * log(base));
         double hi = n_dims * log(orig / (hp->yarn_beta_slow * 2 * M_PI)) / (2 * log(base));
-        c->rope_corr_lo = (float)fmax(0.0, floor(lo));
-        c->rope_corr_hi = (float)fmin(n_dims - 1, ceil(hi));
+        r->corr_lo = (float)fmax(0.0, floor(lo));
+        r->corr_hi = (float)fmin(n_dims - 1, ceil(hi));
     }
 }
 

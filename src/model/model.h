@@ -7,6 +7,7 @@
 
 #include "base/base.h"
 #include "format/gguf.h"
+#include "kernels/ops.h"
 #include "tensor/dtype.h"
 
 /* A weight: a view into the map. Rows are ne[0] elements of type; a stack of
@@ -34,9 +35,7 @@ typedef struct gk_numerics_cfg {
     float router_softcap;   /* 0 = none */
     uint32_t attn_temp_len; /* 0 = no xAI attention temperature */
     bool gelu_erf;          /* exact erf GELU (reference Grok-2); else tanh approximation */
-    bool rope_yarn;         /* YaRN as ggml computes it (llamacpp mode with yarn keys) */
-    float rope_freq_scale;  /* YaRN: 1/factor */
-    float rope_ext_factor, rope_mscale, rope_corr_lo, rope_corr_hi;
+    gk_rope_cfg rope;       /* plain, or YaRN as ggml computes it (llamacpp mode, yarn keys) */
 } gk_numerics_cfg;
 
 #define GK_MAX_HPARAM_INFO 48

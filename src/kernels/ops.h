@@ -1,0 +1,53 @@
+/*
+ * ops.h - the numerical building blocks shared by inference (src/model) and
+ * training (src/train): the threaded matmul over any weight type, RMSNorm,
+ * GELU in both forms, GeGLU products, softcap and NeoX RoPE (plain or ggml's
+ * YaRN). One implementation of each, so the two paths cannot drift apart.
+ */
+#ifndef GK_OPS_H
+#define GK_OPS_H
+
+#include "base/base.h"
+#include "tensor/dtype.h"
+
+#include <math.h>
+
+/* y[t][o] = sum_i W[o][i] * x[t][i] for t < T. W holds n_out rows of n_in
+ * elements of type, nb_row bytes apart. When the type's vec_dot_type is not f32,
+ * x is first converted into qbuf (gk_matmul_qbuf_size bytes). */
+void gk_matmul(gk_pool *pool, float *y, const void *w, gk_dtype type, size_t nb_row,
+               int64_t n_out, const float *x, int64_t n_in, int T, void *qbuf);
+/* Bytes of qbuf that gk_matmul needs for T rows of n_in inputs (any supported type). */
+size_t gk_matmul_qbuf_size(int64_t n_in, int T);
+
+/* out = x / sqrt(mean(x^2) + eps) * w   (no 1+w offset: spec section 2); out may be x. */
+void gk_rmsnorm(float *out, const float *x, const float *w, int64_t n, float eps);
+
+static inline float gk_gelu_tanh(float x) {
+    return 0.5f * x * (1.0f + tanhf(0.7978845608028654f * (x + 0.044715f * x * x * x)));
+}
+static inline float gk_gelu_erf(float x) {
+    return 0.5f * x * (1.0f + erff(x * 0.7071067811865476f));
+}
+/* cap * tanh(x / cap); cap <= 0 means none. */
+static inline float gk_softcap(float x, float cap) { return cap > 0.0f ? cap * tanhf(x / cap) : x; }
+
+/* a[i] = GELU(a[i]) * b[i] for i < n, split over the pool. */
+void gk_geglu(gk_pool *pool, float *a, const float *b, int64_t n, bool erf);
+
+/* RoPE as a model's numerics use it (spec 3.3). */
+typedef struct gk_rope_cfg {
+    int n_rot;         /* rotated dims per head (even) */
+    double freq_base;
+    float freq_scale;  /* 1 = none; 1/factor for linear or YaRN scaling */
+    bool yarn;         /* ggml's rope_yarn: ramp between interpolation and extrapolation */
+    float ext_factor, mscale, corr_lo, corr_hi;
+} gk_rope_cfg;
+
+/* cos/sin tables [T][n_rot/2] for positions pos0 .. pos0+T-1. */
+void gk_rope_tables(const gk_rope_cfg *rc, uint32_t pos0, int T, float *cos_t, float *sin_t);
+/* Rotates v [T][n_heads][head_dim] in place, NeoX style: pairs (i, i + n_rot/2). */
+void gk_rope_apply(float *v, int T, int n_heads, int head_dim, int n_rot, const float *cos_t,
+                   const float *sin_t);
+
+#endif
