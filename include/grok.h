@@ -222,6 +222,30 @@ int gk_detok_push(gk_detok *d, int32_t id, char *out, int cap);
 /* Flushes held bytes at the end of a stream (as U+FFFD if incomplete). */
 int gk_detok_flush(gk_detok *d, char *out, int cap);
 
+/* The BPE pre-tokenizer's name ("grok-2", "gpt-2", "llama-bpe", "gpt-4o",
+ * "custom"), or "" for SentencePiece. */
+const char *gk_tokenizer_pre(const gk_tokenizer *t);
+/* True for CONTROL tokens (never shown by gk_detok_push). */
+bool gk_tokenizer_is_control(const gk_tokenizer *t, int32_t id);
+
+/* Chat (spec 7.2). Grok-2's vocabulary carries its template:
+ *   user      "Human: " + strip(content) + "<|separator|>\n\n"
+ *   system    "System: " + strip(content) + "<|separator|>\n\n"
+ *   assistant "Assistant: " + content + "<|separator|>\n\n"
+ * then "Assistant:" to prompt the reply. Base models (Grok-1) have none and
+ * take plain text. */
+typedef struct gk_chat_msg {
+    const char *role; /* "system", "user" or "assistant" */
+    const char *content;
+} gk_chat_msg;
+bool gk_tokenizer_has_chat(const gk_tokenizer *t);
+/* Renders n messages (and the assistant prompt when add_assistant) into buf
+ * (cap bytes, NUL-terminated when it fits). Returns the full length, which may
+ * exceed cap - 1 (call again with a larger buffer), or -1 (no template, unknown
+ * role). Encode the result with allow_special = true. */
+int64_t gk_chat_apply(const gk_tokenizer *t, const gk_chat_msg *msgs, int n, bool add_assistant,
+                      char *buf, size_t cap, gk_err *err);
+
 /* --------------------------------------------------------------- system --- */
 
 /* Name of the kernel set chosen for this CPU ("avx2", "scalar", ...). */
