@@ -81,32 +81,49 @@ static inline __m256 mul_sum_i8_pairs(__m256i x, __m256i y) {
     return _mm256_cvtepi32_ps(dot32);
 }
 
+/* Two blocks per iteration into two accumulators: the FMA latency, not the
+ * integer work, bounds a one-accumulator loop. */
+static inline __m256 q8_block(const gk_block_q8_0 *a, const gk_block_q8_0 *b, __m256 acc) {
+    __m256 d = _mm256_set1_ps(_cvtsh_ss(a->d) * _cvtsh_ss(b->d));
+    __m256i qa = _mm256_loadu_si256((const __m256i *)a->qs);
+    __m256i qb = _mm256_loadu_si256((const __m256i *)b->qs);
+    return _mm256_fmadd_ps(d, mul_sum_i8_pairs(qa, qb), acc);
+}
+
 float gk_vec_dot_q8_0_q8_0_avx2(int64_t n, const void *x, const void *y) {
     const gk_block_q8_0 *a = x, *b = y;
-    __m256 acc = _mm256_setzero_ps();
-    for (int64_t i = 0; i < n / GK_QK8_0; i++) {
-        __m256 d = _mm256_set1_ps(_cvtsh_ss(a[i].d) * _cvtsh_ss(b[i].d));
-        __m256i qa = _mm256_loadu_si256((const __m256i *)a[i].qs);
-        __m256i qb = _mm256_loadu_si256((const __m256i *)b[i].qs);
-        acc = _mm256_fmadd_ps(d, mul_sum_i8_pairs(qa, qb), acc);
+    const int64_t nb = n / GK_QK8_0;
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 2 <= nb; i += 2) {
+        acc0 = q8_block(a + i, b + i, acc0);
+        acc1 = q8_block(a + i + 1, b + i + 1, acc1);
     }
-    return hsum256(acc);
+    if (i < nb) acc0 = q8_block(a + i, b + i, acc0);
+    return hsum256(_mm256_add_ps(acc0, acc1));
+}
+
+static inline __m256 q4_block(const gk_block_q4_0 *a, const gk_block_q8_0 *b, __m256 acc) {
+    const __m128i lowmask = _mm_set1_epi8(0x0f);
+    __m256 d = _mm256_set1_ps(_cvtsh_ss(a->d) * _cvtsh_ss(b->d));
+    __m128i packed = _mm_loadu_si128((const __m128i *)a->qs);
+    __m128i lo = _mm_and_si128(packed, lowmask);
+    __m128i hi = _mm_and_si128(_mm_srli_epi16(packed, 4), lowmask);
+    __m256i qa = _mm256_sub_epi8(_mm256_set_m128i(hi, lo), _mm256_set1_epi8(8));
+    __m256i qb = _mm256_loadu_si256((const __m256i *)b->qs);
+    return _mm256_fmadd_ps(d, mul_sum_i8_pairs(qa, qb), acc);
 }
 
 float gk_vec_dot_q4_0_q8_0_avx2(int64_t n, const void *x, const void *y) {
     const gk_block_q4_0 *a = x;
     const gk_block_q8_0 *b = y;
-    const __m128i lowmask = _mm_set1_epi8(0x0f);
-    const __m256i eight = _mm256_set1_epi8(8);
-    __m256 acc = _mm256_setzero_ps();
-    for (int64_t i = 0; i < n / GK_QK4_0; i++) {
-        __m256 d = _mm256_set1_ps(_cvtsh_ss(a[i].d) * _cvtsh_ss(b[i].d));
-        __m128i packed = _mm_loadu_si128((const __m128i *)a[i].qs);
-        __m128i lo = _mm_and_si128(packed, lowmask);
-        __m128i hi = _mm_and_si128(_mm_srli_epi16(packed, 4), lowmask);
-        __m256i qa = _mm256_sub_epi8(_mm256_set_m128i(hi, lo), eight);
-        __m256i qb = _mm256_loadu_si256((const __m256i *)b[i].qs);
-        acc = _mm256_fmadd_ps(d, mul_sum_i8_pairs(qa, qb), acc);
+    const int64_t nb = n / GK_QK4_0;
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 2 <= nb; i += 2) {
+        acc0 = q4_block(a + i, b + i, acc0);
+        acc1 = q4_block(a + i + 1, b + i + 1, acc1);
     }
-    return hsum256(acc);
+    if (i < nb) acc0 = q4_block(a + i, b + i, acc0);
+    return hsum256(_mm256_add_ps(acc0, acc1));
 }
