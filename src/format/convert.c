@@ -17,6 +17,7 @@
 #include "format/convert.h"
 
 #include "format/safetensors.h"
+#include "tokenizer/tokenizer.h"
 
 #include <cjson/cJSON.h>
 #include <dirent.h>
@@ -872,47 +873,25 @@ static int add_metadata(cctx *x, gk_gguf_writer *w) {
     return rc ? -1 : 0;
 }
 
-/* tokenizer.tok.json, checked before any long work so that a broken
- * tokenizer fails early: a JSON object with a regular_tokens list no longer
- * than vocab_size.
- *
- * INTERIM: the tokenizer module's export (gk_tokenizer_load + a writer of the
- * tokenizer.ggml.* keys) is not there yet; when it is, check_tokenizer loads
- * the file with it and add_tokenizer writes the keys. Until then the output
- * carries no tokenizer (models still run from token ids). */
-static int check_tokenizer(const char *dir, int64_t n_vocab, uint64_t *file_bytes, gk_err *err) {
+/* tokenizer.tok.json, loaded before any long work so that a broken tokenizer
+ * fails early; it must not hold more tokens than the embedding has rows. */
+static gk_tokenizer *load_tokenizer(const char *dir, int64_t n_vocab, uint64_t *file_bytes,
+                                    gk_err *err) {
     char path[4096];
     snprintf(path, sizeof path, "%s/tokenizer.tok.json", dir);
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return gk_fail(err, "%s: cannot open: %s (the Grok-2 tokenizer ships beside config.json)",
-                       path, strerror(errno));
-    char *text = NULL;
-    long n = -1;
-    if (fseek(f, 0, SEEK_END) == 0 && (n = ftell(f)) >= 0 && n <= (256 << 20) &&
-        fseek(f, 0, SEEK_SET) == 0 && (text = gk_malloc((size_t)n + 1, err)) &&
-        fread(text, 1, (size_t)n, f) != (size_t)n) {
-        free(text);
-        text = NULL;
+    struct stat st;
+    if (stat(path, &st) != 0)
+        return gk_failp(err, "%s: cannot open: %s (the Grok-2 tokenizer ships beside config.json)",
+                        path, strerror(errno));
+    *file_bytes = (uint64_t)st.st_size;
+    gk_tokenizer *t = gk_tokenizer_load(path, err);
+    if (t && gk_tokenizer_n_vocab(t) > n_vocab) {
+        gk_fail(err, "%s: %d tokens, more than vocab_size = %lld in config.json", path,
+                gk_tokenizer_n_vocab(t), (long long)n_vocab);
+        gk_tokenizer_free(t);
+        return NULL;
     }
-    fclose(f);
-    if (!text) return gk_fail(err, "%s: cannot read (or larger than 256 MiB)", path);
-    *file_bytes = (uint64_t)n;
-    cJSON *root = cJSON_ParseWithLength(text, (size_t)n);
-    free(text);
-    const cJSON *reg = cJSON_GetObjectItemCaseSensitive(root, "regular_tokens");
-    int rc = 0;
-    if (!cJSON_IsObject(root) || !cJSON_IsArray(reg))
-        rc = gk_fail(err, "%s: not a tokenizer.tok.json (a JSON object with regular_tokens)", path);
-    else if (cJSON_GetArraySize(reg) > n_vocab)
-        rc = gk_fail(err, "%s: %d regular tokens, more than vocab_size = %lld", path,
-                     cJSON_GetArraySize(reg), (long long)n_vocab);
-    cJSON_Delete(root);
-    return rc;
-}
-
-static int add_tokenizer(gk_gguf_writer *w, const char *dir, gk_err *err) {
-    return 0;
+    return t;
 }
 
 /* ------------------------------------------------------------ convert --- */
@@ -929,6 +908,7 @@ int gk_convert(const char *dir, const char *out_path, const gk_convert_params *p
     double t0 = gk_time_s();
     cctx x = {.dir = dir, .p = p};
     gk_gguf_writer *w = NULL;
+    gk_tokenizer *tok = NULL;
     uint64_t tok_bytes = 0;
     int rc = -1;
     if (!gk_quant_type_ok(p->policy.type)) {
@@ -939,7 +919,7 @@ int gk_convert(const char *dir, const char *out_path, const gk_convert_params *p
         goto done;
     }
     /* Everything that can be checked is checked before the first byte is written. */
-    if (load_config(dir, &x.c, err) || check_tokenizer(dir, x.c.n_vocab, &tok_bytes, err) ||
+    if (load_config(dir, &x.c, err) || !(tok = load_tokenizer(dir, x.c.n_vocab, &tok_bytes, err)) ||
         find_shards(&x, err) || check_ranks(&x, err) || open_shards(&x, err) ||
         build_index(&x, err) || plan(&x, err))
         goto done;
@@ -954,7 +934,7 @@ int gk_convert(const char *dir, const char *out_path, const gk_convert_params *p
     if (!(x.rows = gk_quant_rows_new(p->out.n_threads, err)) || !(w = gk_gguf_writer_new(err)))
         goto done;
     add_metadata(&x, w); /* a failed setter fails gk_gguf_write with its message */
-    if (add_tokenizer(w, dir, err)) goto done;
+    if (gk_tokenizer_to_gguf(tok, w, err)) goto done;
     for (int64_t i = 0; i < x.n_jobs; i++) {
         const gk_quant_out_tensor *o = &x.outs[i];
         if (gk_gguf_add_tensor_fn(w, o->name, o->type, o->n_dims, o->ne, produce, &x.jobs[i], err))
@@ -973,6 +953,7 @@ int gk_convert(const char *dir, const char *out_path, const gk_convert_params *p
     }
 done:
     gk_gguf_writer_free(w);
+    gk_tokenizer_free(tok);
     gk_quant_rows_free(x.rows);
     for (int i = 0; i < x.n_shards; i++) {
         gk_st_close(x.shards[i].st);

@@ -118,10 +118,11 @@ def write_safetensors(path, tensors):
 
 
 def write_tokenizer(out_dir, n_vocab):
-    """A byte-level vocabulary: 3 specials, the 256 single bytes, then byte pairs."""
+    """A byte-level vocabulary of n_vocab (>= 259) tokens: 3 specials, the 256 single
+    bytes, then byte pairs of lower-case letters."""
     special = [(0, "<|pad|>"), (1, "<|separator|>"), (2, "<|eos|>")]
     regular = [{"token": 3 + b, "bytes": [b]} for b in range(256)]
-    pairs = [(a, b) for a in b"etaoinsrhl " for b in b"etaoinsrhl "]
+    pairs = [(a, b) for a in b"abcdefghijklmnopqrstuvwxyz" for b in b"abcdefghijklmnopqrstuvwxyz"]
     for i, (a, b) in enumerate(pairs[: n_vocab - 3 - 256]):
         regular.append({"token": 259 + i, "bytes": [a, b]})
     tok = {"regular_tokens": regular,

@@ -56,7 +56,7 @@ static ck ck_default(void) {
             .n_head = 4,
             .n_head_kv = 2,
             .head_dim = 16,
-            .n_vocab = 96,
+            .n_vocab = 320,
             .n_ff = 96,
             .n_ff_exp = 64,
             .n_expert = 8,
@@ -252,10 +252,17 @@ static void write_tokenizer(const char *dir, const ck *c) {
     char path[512];
     snprintf(path, sizeof path, "%s/tokenizer.tok.json", dir);
     FILE *f = fopen(path, "w");
-    /* Bytes 0..n-4 as single-byte tokens, then three specials (spec 7.2). */
+    /* Three specials (spec 7.2), the 256 single bytes, then byte pairs up to
+     * vocab_size (n_vocab >= 259). */
     fprintf(f, "{\"regular_tokens\":[");
-    for (int i = 0; i < c->n_vocab - 3; i++)
-        fprintf(f, "%s{\"token\":%d,\"bytes\":[%d]}", i ? "," : "", i + 3, 32 + i);
+    for (int i = 3; i < c->n_vocab; i++) {
+        int k = i - 3;
+        if (k < 256)
+            fprintf(f, "%s{\"token\":%d,\"bytes\":[%d]}", i > 3 ? "," : "", i, k);
+        else
+            fprintf(f, ",{\"token\":%d,\"bytes\":[%d,%d]}", i, 'a' + (k - 256) / 26,
+                    'a' + (k - 256) % 26);
+    }
     fprintf(f, "],\"special_tokens\":[{\"token\":0,\"bytes\":[60,124,112,97,100,124,62]},"
                "{\"token\":1,\"bytes\":[60,124,115,101,112,97,114,97,116,111,114,124,62]},"
                "{\"token\":2,\"bytes\":[60,124,101,111,115,124,62]}],\"word_split\":\"V1\"}");
@@ -602,6 +609,14 @@ static void test_convert_bf16(void) {
         CHECK_MSG(!strstr(gk_gguf_kv_at(g, i)->key, "rope.scaling"), "%s",
                   gk_gguf_kv_at(g, i)->key);
     CHECK(gk_gguf_find(g, "general.quantization_version") == NULL);
+    /* The tokenizer of tokenizer.tok.json, as llama.cpp's Grok-2 files carry it. */
+    CHECK(gk_gguf_get_str(g, "tokenizer.ggml.model", &s, &err) == 1 && s.len == 4 &&
+          !memcmp(s.ptr, "gpt2", 4));
+    CHECK(gk_gguf_get_str(g, "tokenizer.ggml.pre", &s, &err) == 1 && s.len == 6 &&
+          !memcmp(s.ptr, "grok-2", 6));
+    gk_gguf_array toks;
+    CHECK(gk_gguf_get_arr(g, "tokenizer.ggml.tokens", GK_GGUF_STRING, &toks, &err) == 1 &&
+          toks.n == (uint64_t)c.n_vocab);
     gk_gguf_close(g);
     /* Nothing but the output beside it. */
     CHECK(n_entries(root) == 2); /* ck/ and bf16.gguf */
@@ -864,9 +879,14 @@ static void test_failures(void) {
     CHECK(gk_convert(dir, out, &p, NULL, &err) == -1);
     CHECK_ERR_HAS(err.msg, "pytorch_model-00011-TP-common.safetensors: header");
     snprintf(f, sizeof f, "%s/tokenizer.tok.json", dir);
+    fp = fopen(f, "w");
+    fputs("{\"regular_tokens\":[{\"token\":0,\"bytes\":[65]}],\"word_split\":\"V1\"}", fp);
+    fclose(fp);
+    CHECK(gk_convert(dir, out, &p, NULL, &err) == -1);
+    CHECK_ERR_HAS(err.msg, "tokenizer.tok.json: byte 0x00 has no regular token");
     unlink(f);
     CHECK(gk_convert(dir, out, &p, NULL, &err) == -1);
-    CHECK_ERR_HAS(err.msg, "tokenizer.tok.json");
+    CHECK_ERR_HAS(err.msg, "tokenizer.tok.json: cannot open");
     snprintf(f, sizeof f, "%s/config.json", dir);
     unlink(f);
     CHECK(gk_convert(dir, out, &p, NULL, &err) == -1);
