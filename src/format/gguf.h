@@ -11,7 +11,15 @@
  *
  * The reader trusts nothing: every count, length, offset, shape and type is
  * checked, with overflow-safe arithmetic, before it is used, and a failure
- * names what is wrong and where (byte offset, key or tensor name).
+ * names what is wrong and where (byte offset, key or tensor name). It accepts
+ * versions 2 and 3 (v1 used 32-bit counts; big-endian files are refused);
+ * non-empty keys and tensor names without NUL bytes, unique, names at most
+ * GK_GGUF_MAX_NAME bytes; arrays nested at most GK_GGUF_MAX_DEPTH deep;
+ * general.alignment only as a u32 power of two; tensors of a known ggml type
+ * with n_dims 1..4, every ne >= 1, ne[0] a whole number of blocks, the element
+ * count within int64, an aligned offset and the bytes inside the file.
+ * Overlapping tensors are accepted, as llama.cpp accepts them. A file without
+ * tensors may end at its header (llama.cpp's vocabulary files do).
  */
 #ifndef GK_GGUF_H
 #define GK_GGUF_H
@@ -21,6 +29,10 @@
 
 #define GK_GGUF_MAX_DIMS 4
 #define GK_GGUF_DEFAULT_ALIGNMENT 32
+/* Longest tensor name accepted (llama.cpp's own limit is 63 bytes). */
+#define GK_GGUF_MAX_NAME 256
+/* Deepest nesting of arrays accepted (an array of arrays has depth 2). */
+#define GK_GGUF_MAX_DEPTH 8
 
 typedef enum gk_gguf_type {
     GK_GGUF_UINT8 = 0,
@@ -85,7 +97,7 @@ typedef struct gk_gguf_tensor {
 
 typedef struct gk_gguf gk_gguf;
 
-/* Maps and parses a file. */
+/* Maps and parses a file. Messages start with the path. */
 gk_gguf *gk_gguf_open(const char *path, gk_err *err);
 /* Parses a buffer that outlives the result (no copy); for tests and fuzzing. */
 gk_gguf *gk_gguf_open_memory(const void *data, size_t size, gk_err *err);
@@ -114,7 +126,8 @@ int gk_gguf_get_str(const gk_gguf *g, const char *key, gk_str *out, gk_err *err)
 /* Arrays: elem_type is the required element type (or -1 for any). */
 int gk_gguf_get_arr(const gk_gguf *g, const char *key, int elem_type, gk_gguf_array *out,
                     gk_err *err);
-/* Element accessors for numeric arrays (index must be < n; type must match). */
+/* Element accessors for numeric arrays (index must be < n; type must match;
+ * otherwise they return 0). */
 float gk_gguf_arr_f32(const gk_gguf_array *a, uint64_t i);
 int32_t gk_gguf_arr_i32(const gk_gguf_array *a, uint64_t i);
 uint32_t gk_gguf_arr_u32(const gk_gguf_array *a, uint64_t i);
@@ -135,12 +148,18 @@ typedef struct gk_gguf_writer gk_gguf_writer;
  * gk_gguf_sink_write; lets converters stream tensors that never fit in memory. */
 typedef struct gk_gguf_sink gk_gguf_sink;
 typedef int (*gk_gguf_produce_fn)(void *ud, gk_gguf_sink *sink, gk_err *err);
+/* Appends n bytes of the tensor being produced. Returns -1 when the file write
+ * fails or the bytes would exceed the tensor's size; the whole gk_gguf_write
+ * then fails with that message, whatever the producer returns. */
 int gk_gguf_sink_write(gk_gguf_sink *sink, const void *data, size_t n, gk_err *err);
 
 gk_gguf_writer *gk_gguf_writer_new(gk_err *err);
 void gk_gguf_writer_free(gk_gguf_writer *w);
 
-/* Metadata setters; a key set twice keeps the last value. Values are copied. */
+/* Metadata setters; a key set twice keeps the last value (in the first one's
+ * place). Values are copied. They return 0, or -1 on a bad key or value or out
+ * of memory; the first such failure also makes gk_gguf_write fail with its
+ * message, so a caller may set many keys and check once. */
 int gk_gguf_set_u32(gk_gguf_writer *w, const char *key, uint32_t v);
 int gk_gguf_set_i32(gk_gguf_writer *w, const char *key, int32_t v);
 int gk_gguf_set_u64(gk_gguf_writer *w, const char *key, uint64_t v);
@@ -149,23 +168,31 @@ int gk_gguf_set_bool(gk_gguf_writer *w, const char *key, bool v);
 int gk_gguf_set_str(gk_gguf_writer *w, const char *key, const char *v);
 /* Arrays of numbers (elem_type a numeric or bool type; data holds n elements in
  * that type's in-memory layout) and of strings. */
-int gk_gguf_set_arr(gk_gguf_writer *w, const char *key, gk_gguf_type elem_type,
-                    const void *data, uint64_t n);
-int gk_gguf_set_arr_str(gk_gguf_writer *w, const char *key, const char *const *strs,
-                        uint64_t n);
+int gk_gguf_set_arr(gk_gguf_writer *w, const char *key, gk_gguf_type elem_type, const void *data,
+                    uint64_t n);
+int gk_gguf_set_arr_str(gk_gguf_writer *w, const char *key, const char *const *strs, uint64_t n);
+/* Any value, as the reader exposes it: every scalar type, strings, and arrays
+ * nested up to GK_GGUF_MAX_DEPTH (elems[i] of type ARRAY). */
+int gk_gguf_set_value(gk_gguf_writer *w, const char *key, const gk_gguf_value *v, gk_err *err);
 /* Copies every key/value of a reader (used by quantize and friends). */
 int gk_gguf_copy_kv(gk_gguf_writer *w, const gk_gguf *src, gk_err *err);
 
-/* Adds a tensor whose bytes are at data (kept by pointer until written). */
+/* Adds a tensor whose bytes are at data (kept by pointer until written). The
+ * name (1..GK_GGUF_MAX_NAME bytes, unique), type and shape are checked as the
+ * reader checks them; a failure also makes gk_gguf_write fail. */
 int gk_gguf_add_tensor(gk_gguf_writer *w, const char *name, gk_dtype type, uint32_t n_dims,
                        const int64_t *ne, const void *data, gk_err *err);
 /* Adds a tensor whose bytes are produced on write (exactly its byte size). */
 int gk_gguf_add_tensor_fn(gk_gguf_writer *w, const char *name, gk_dtype type, uint32_t n_dims,
                           const int64_t *ne, gk_gguf_produce_fn fn, void *ud, gk_err *err);
 
-/* Writes version 3 with general.alignment's value (default 32) to path through a
- * temporary file in the same directory, fsynced and renamed into place only when
- * complete; on failure nothing is left behind. */
+/* Writes version 3 with general.alignment's value (a u32 power of two; default
+ * 32) to path through a temporary file in the same directory (path.tmp.XXXXXX,
+ * mode 0644), fsynced and renamed into place only when complete; on failure
+ * nothing is left behind. Tensors are written in the order added, each padded
+ * with zeros to the alignment; produced tensors stream through a bounded
+ * buffer, and a producer that writes more or fewer bytes than the tensor's size
+ * fails the write. */
 int gk_gguf_write(gk_gguf_writer *w, const char *path, gk_err *err);
 
 #endif
