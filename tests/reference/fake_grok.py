@@ -4,7 +4,8 @@
 Implements just `run -m FILE --tokens ... -n 0 --numerics MODE --dump-logits OUT
 [--threads N] [--ubatch N]` with grok_ref.py, rounding the logits to float32.
 FAKE_GROK_BUG=<numerics field>=<value> (e.g. gelu=tanh, router_softcap=0,
-renormalize=1) runs with that field changed, to show that parity.py catches it.
+renormalize=1) runs with that field changed, to show that parity.py catches it;
+FAKE_GROK_ACTQ=1 rounds the activations of quantized matmuls to Q8_0 like the engine.
 
     parity.py --grok tests/reference/fake_grok.py --case 'grok2-f32-*'
 """
@@ -32,6 +33,8 @@ def main(argv):
         field, val = bug.split("=")
         cur = getattr(nm, field)
         nm = nm.replace(**{field: type(cur)(float(val)) if not isinstance(cur, str) else val})
+    if os.environ.get("FAKE_GROK_ACTQ"):
+        nm = nm.replace(act_quant="q8_0")
     tokens = [int(t) for t in opts["--tokens"].split(",")]
     m.forward(tokens, nm).numpy().astype("<f4").tofile(opts["--dump-logits"])
     return 0

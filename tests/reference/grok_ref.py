@@ -102,6 +102,11 @@ class Numerics:
     # Switch tests only (selfcheck.py): the spec's choices are the defaults.
     use_dense_mlp: bool = True   # False: Grok-2's dense MLP left out
     kv_head_map: str = "div"     # "div": h // group (spec); "mod": query head h reads h % n_kv
+    # Not part of the model's math: "q8_0" rounds the input rows of every matmul whose
+    # weight is stored as Q8_0/Q4_0 to Q8_0 blocks (fp32 -> llama.cpp's quantize_row_q8_0),
+    # as llama.cpp and this engine do inside their quantized dot products (parity.py
+    # compares quantized models against both this and the exact-activation reference).
+    act_quant: str = None
 
     def replace(self, **kw):
         return dataclasses.replace(self, **kw)
@@ -233,6 +238,24 @@ def temperature(positions, length):
                        torch.ones_like(p))
 
 
+QUANT_TYPES = (2, 8)     # ggml Q4_0, Q8_0
+
+
+def q8_0_rows(x):
+    """Rounds fp32 activation rows to Q8_0 blocks of 32 and back (llama.cpp quantize_row_q8_0)."""
+    a = x.detach().numpy().astype(np.float32)
+    b = a.reshape(-1, 32)
+    amax = np.abs(b).max(axis=1)
+    d = (amax / np.float32(127)).astype(np.float32)
+    with np.errstate(divide="ignore"):
+        inv = np.where(d != 0, np.float32(1) / d, np.float32(0)).astype(np.float32)
+    xs = (b * inv[:, None]).astype(np.float32).astype(np.float64)
+    q = np.sign(xs) * np.floor(np.abs(xs) + 0.5)                  # roundf
+    d16 = d.astype(np.float16).astype(np.float32)                  # the block stores fp16 d
+    out = (d16[:, None].astype(np.float64) * q).reshape(a.shape)
+    return torch.from_numpy(out)
+
+
 def route(g, nm, n_used):
     """§4.1: router logits g [T, E] -> (expert ids [T, k], gate weights [T, k])."""
     g = softcap(g, nm.router_softcap)
@@ -270,6 +293,8 @@ class GrokModel:
         self.output = T("output.weight") if "output.weight" in f.tensors else self.tok_embd
         self.tied = "output.weight" not in f.tensors
         self.output_norm = T("output_norm.weight")
+        out_name = "output.weight" if "output.weight" in f.tensors else "token_embd.weight"
+        self.top = dict(output=self.output, quantized={"output": f.tensors[out_name].type in QUANT_TYPES})
         # Grok-2 when the dense residual MLP exists (spec §4.3, §8).
         self.variant = "grok2" if "blk.0.ffn_gate.weight" in f.tensors else "grok1"
         self.layers = []
@@ -296,18 +321,32 @@ class GrokModel:
             if self.variant == "grok2":
                 L.update(gate=T(p + "ffn_gate.weight"), up=T(p + "ffn_up.weight"),
                          down=T(p + "ffn_down.weight"))
+            names = dict(wq="attn_q", wk="attn_k", wv="attn_v", wo="attn_output", gate_exps="ffn_gate_exps",
+                         up_exps="ffn_up_exps", down_exps="ffn_down_exps", gate="ffn_gate", up="ffn_up",
+                         down="ffn_down")
+            L["quantized"] = {k: f.tensors[f"{p}{n}.weight"].type in QUANT_TYPES
+                              for k, n in names.items() if k in L}
             self.layers.append(L)
 
     def numerics(self, mode):
         return resolve_numerics(self.file, mode, self.variant)
 
     # -- forward -------------------------------------------------------------
+    @staticmethod
+    def linear(x, L, name, nm, expert=None):
+        """x @ W^T for weight L[name] (expert slice `expert` of a stack), with the optional
+        Q8_0 rounding of x that emulates quantized dot products (Numerics.act_quant)."""
+        W = L[name] if expert is None else L[name][expert]
+        if nm.act_quant == "q8_0" and L["quantized"][name]:
+            x = q8_0_rows(x)
+        return x @ W.T
+
     def attention(self, L, h, positions, nm):
         """§3: h [T, d] (normed) -> attention output [T, d], causal over the T tokens."""
         n_tok, D, H, Hkv = h.shape[0], self.head_dim, self.n_head, self.n_head_kv
-        q = (h @ L["wq"].T).view(n_tok, H, D)
-        k = (h @ L["wk"].T).view(n_tok, Hkv, D)
-        v = (h @ L["wv"].T).view(n_tok, Hkv, D)
+        q = self.linear(h, L, "wq", nm).view(n_tok, H, D)
+        k = self.linear(h, L, "wk", nm).view(n_tok, Hkv, D)
+        v = self.linear(h, L, "wv", nm).view(n_tok, Hkv, D)
         q = apply_rope(q, positions, nm.rope)
         k = apply_rope(k, positions, nm.rope)
         group = H // Hkv
@@ -322,7 +361,7 @@ class GrokModel:
         s = s.masked_fill(~causal[None], float("-inf"))
         P = torch.softmax(s, dim=-1)
         out = torch.einsum("hij,jhd->ihd", P, v).reshape(n_tok, H * D)
-        return out @ L["wo"].T
+        return self.linear(out, L, "wo", nm)
 
     def moe(self, L, h, nm):
         """§4.1-4.2: h [T, d] -> sum over the top-k experts of gate * expert(h)."""
@@ -333,13 +372,15 @@ class GrokModel:
             if rows.numel() == 0:
                 continue
             x = h[rows]
-            y = (gelu(x @ L["gate_exps"][e].T, nm.gelu) * (x @ L["up_exps"][e].T)) @ L["down_exps"][e].T
+            a = gelu(self.linear(x, L, "gate_exps", nm, e), nm.gelu) * self.linear(x, L, "up_exps", nm, e)
+            y = self.linear(a, L, "down_exps", nm, e)
             out.index_add_(0, rows, w[rows, slot][:, None] * y)
         return out
 
     def dense_mlp(self, L, h, nm):
         """§4.3: Grok-2 dense residual MLP."""
-        return (gelu(h @ L["gate"].T, nm.gelu) * (h @ L["up"].T)) @ L["down"].T
+        a = gelu(self.linear(h, L, "gate", nm), nm.gelu) * self.linear(h, L, "up", nm)
+        return self.linear(a, L, "down", nm)
 
     def forward(self, tokens, nm, positions=None):
         """Logits [T, n_vocab] (float64) of every position of the token list."""
@@ -359,7 +400,7 @@ class GrokModel:
                 f = (f + self.dense_mlp(L, h, nm)) * nm.moe_dense_scale
             x = x + rms_norm(f, L["post_moe_norm"], nm.eps)
         y = rms_norm(x, self.output_norm, nm.eps)
-        logits = (y @ self.output.T) * nm.logit_scale
+        logits = self.linear(y, self.top, "output", nm) * nm.logit_scale
         return softcap(logits, nm.final_softcap)
 
     def router_margins(self, tokens, nm):

@@ -9,14 +9,27 @@ Grok model (make_model.py), runs the engine on a random prompt of >= 48 tokens
 
 reads OUT (little-endian float32, one row of n_vocab per prompt position) and
 compares every position with grok_ref.py run on the same file (spec Decisions 1-5;
-numerics rules in grok_ref.py's docstring).
+the numerics rules are in grok_ref.py's docstring). Errors are reported relative
+to s = 1 + max|reference logit|, per position p: e_p = max_v |engine - ref| / s.
 
-Bounds, relative to (1 + max|reference logit|):
-  f32        max|d| <= 1e-4; the KV-cache runs equal the full-prompt run within 1e-4
-  f16, bf16  max|d| <= 1e-2 (the reference runs on the exact rounded weights)
-  q8_0, q4_0 same top-1 token at >= 95% of positions and max|d| <= QUANT_BOUND[type]
-             (the engine quantizes activations to Q8_0 blocks inside its matmuls, as
-             llama.cpp does, so there is error beyond the weights')
+Pass rules:
+  f32        max_p e_p <= 1e-4, and every KV-cache run equals the full run within 1e-4.
+  f16, bf16  max_p e_p <= 1e-2 (the reference runs on the exact rounded weights), and
+             KV-cache runs within the same bound of the full run.
+  q8_0, q4_0 The engine rounds activations to Q8_0 blocks inside quantized matmuls (as
+             llama.cpp does), which moves these small, deliberately sensitive models'
+             logits by ~1-3% and, where a router decision is close, picks another expert
+             (a jump of up to ~0.4 at a few positions). So:
+             - median_p e_p <= QUANT_MEDIAN_BOUND against the exact reference (dequantized
+               weights, exact activations): catches a wrong block format or kernel;
+             - median_p e_p <= QUANT_TIGHT_BOUND against the exact reference OR against the
+               reference that emulates the Q8_0 activation rounding (act_quant): catches
+               small kernel errors whichever way the engine computes;
+             - max_p e_p <= QUANT_MAX_BOUND: no position is garbage;
+             - same top-1 token at >= 95% of positions, where a position also agrees when
+               the engine's top token is within QUANT_MEDIAN_BOUND*s of the reference's
+               best logit (a near-tie; the strict share is printed too);
+             - KV-cache runs: the same median / max rules against the full run.
 The prompt is chosen (seeded) so that no router decision of the reference is a
 near-tie (spec "Testing note"), which would let fp32 rounding pick another expert.
 
@@ -39,15 +52,18 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import grok_ref  # noqa: E402
 import make_model  # noqa: E402
 
-# Bounds on max|engine - reference| as a multiple of (1 + max|reference logit|).
-BOUND = {"f32": 1e-4, "f16": 1e-2, "bf16": 1e-2, "q8_0": 0.05, "q4_0": 0.1}
-KV_BOUND_F32 = 1e-4          # KV-cache (ubatch) runs vs the full-prompt run, f32 weights
-TOP1_MIN = 0.95              # quantized types: share of positions with the same argmax
-MIN_ROUTER_MARGIN = 1e-4     # smallest k-th vs (k+1)-th router probability gap allowed in a prompt
+# Bounds, as fractions of s = 1 + max|reference logit|.
+MAX_BOUND = {"f32": 1e-4, "f16": 1e-2, "bf16": 1e-2}    # max over positions
+QUANT_MEDIAN_BOUND = {"q8_0": 0.05, "q4_0": 0.05}        # median over positions, exact reference
+QUANT_TIGHT_BOUND = 5e-3                                 # median, exact or act_quant reference
+QUANT_MAX_BOUND = 0.5                                    # max over positions, quantized types
+TOP1_MIN = 0.95                                          # quantized: share of agreeing positions
+MIN_ROUTER_MARGIN = 1e-4      # smallest k-th vs (k+1)-th router probability gap allowed in a prompt
 PROMPT_LEN, PROMPT_LEN_QUICK = 64, 48
 UBATCHES, UBATCHES_QUICK = (1, 7), (1,)
 ENGINE_TIMEOUT_S = 300
 MODEL_SEED = 0
+QUANT = ("q8_0", "q4_0")
 
 
 class Case:
@@ -63,17 +79,18 @@ def all_cases():
     return cases
 
 
-def choose_prompt(model, nm, n_tok, seed):
-    """Random token ids whose router decisions in the reference are no near-ties."""
-    for attempt in range(100):
+def choose_prompt(model, numerics, n_tok, seed):
+    """Random token ids whose router decisions in the reference(s) are no near-ties."""
+    for attempt in range(200):
         rng = np.random.default_rng(seed * 1000 + attempt)
         toks = rng.integers(0, model.n_vocab, n_tok).tolist()
-        if float(model.router_margins(toks, nm).min()) >= MIN_ROUTER_MARGIN:
+        if all(float(model.router_margins(toks, nm).min()) >= MIN_ROUTER_MARGIN for nm in numerics):
             return toks
     raise RuntimeError("no prompt without router near-ties found")
 
 
 def run_engine(grok, model_path, tokens, mode, out, ubatch=None):
+    """Runs the engine; returns (logits float64 [n] or None, error message or None)."""
     cmd = [grok, "run", "-m", model_path, "--tokens", ",".join(map(str, tokens)), "-n", "0",
            "--numerics", mode, "--dump-logits", out, "--threads", "2"]
     if ubatch:
@@ -83,7 +100,7 @@ def run_engine(grok, model_path, tokens, mode, out, ubatch=None):
     try:
         r = subprocess.run(cmd, capture_output=True, text=True, timeout=ENGINE_TIMEOUT_S)
     except subprocess.TimeoutExpired:
-        return None, f"timed out after {ENGINE_TIMEOUT_S}s: {' '.join(cmd[:4])} ..."
+        return None, f"timed out after {ENGINE_TIMEOUT_S}s"
     if r.returncode != 0:
         tail = (r.stderr or r.stdout).strip().splitlines()[-5:]
         return None, f"exit {r.returncode}: " + " | ".join(tail)
@@ -92,68 +109,97 @@ def run_engine(grok, model_path, tokens, mode, out, ubatch=None):
     return np.fromfile(out, dtype="<f4").astype(np.float64), None
 
 
-def compare(eng, ref):
-    """(max|d|, position of the worst row, share of positions with the same argmax)."""
-    d = np.abs(eng - ref)
-    worst = int(d.max(axis=1).argmax())
-    top1 = float((eng.argmax(axis=1) == ref.argmax(axis=1)).mean())
-    return float(d.max()), worst, top1
+def errors(a, b, s):
+    """Per-position max|a - b| / s."""
+    return np.abs(a - b).max(axis=1) / s
+
+
+def judge(label, eng, ref, ref_q, wtype, s, tokens, margins):
+    """Stats dict and failure messages for one engine run against the reference(s)."""
+    e = errors(eng, ref, s)
+    st = dict(run=label, max=float(e.max()), med=float(np.median(e)),
+              top1=float((eng.argmax(1) == ref.argmax(1)).mean()))
+    fails = []
+    worst = int(e.argmax())
+    where = (f"worst position {worst}, token {tokens[worst]}, router margin there {margins[worst]:.1e}, "
+             f"first position over: {{}}")
+    if wtype in MAX_BOUND:
+        if st["max"] > MAX_BOUND[wtype]:
+            over = int(np.nonzero(e > MAX_BOUND[wtype])[0][0])
+            fails.append(f"{label}: max error {st['max']:.2e} > {MAX_BOUND[wtype]:.0e} ({where.format(over)})")
+        return st, fails
+    eq = errors(eng, ref_q, s)
+    st["med_q"] = float(np.median(eq))
+    best = ref.max(1)
+    picked = ref[np.arange(len(ref)), eng.argmax(1)]
+    st["top1_tol"] = float((picked >= best - QUANT_MEDIAN_BOUND[wtype] * s).mean())
+    if st["med"] > QUANT_MEDIAN_BOUND[wtype]:
+        fails.append(f"{label}: median error {st['med']:.2e} > {QUANT_MEDIAN_BOUND[wtype]:.0e}")
+    if min(st["med"], st["med_q"]) > QUANT_TIGHT_BOUND:
+        fails.append(f"{label}: median error {st['med']:.2e} (exact activations) and {st['med_q']:.2e} "
+                     f"(Q8_0 activations) both > {QUANT_TIGHT_BOUND:.0e}")
+    if st["max"] > QUANT_MAX_BOUND:
+        over = int(np.nonzero(e > QUANT_MAX_BOUND)[0][0])
+        fails.append(f"{label}: max error {st['max']:.2e} > {QUANT_MAX_BOUND} ({where.format(over)})")
+    if st["top1_tol"] < TOP1_MIN:
+        fails.append(f"{label}: same top-1 token (up to near-ties) at {st['top1_tol']:.1%} of positions "
+                     f"< {TOP1_MIN:.0%}")
+    return st, fails
+
+
+def judge_kv(label, eng, full, wtype, s):
+    """A KV-cache (ubatch) run against the engine's own full-prompt run."""
+    e = errors(eng, full, s)
+    mx, med = float(e.max()), float(np.median(e))
+    if wtype in MAX_BOUND:
+        ok = mx <= MAX_BOUND[wtype]
+        rule = f"max {mx:.2e} > {MAX_BOUND[wtype]:.0e}"
+    else:
+        ok = med <= QUANT_TIGHT_BOUND and mx <= QUANT_MAX_BOUND
+        rule = f"median {med:.2e} (bound {QUANT_TIGHT_BOUND:.0e}), max {mx:.2e} (bound {QUANT_MAX_BOUND})"
+    return mx, ([] if ok else [f"{label} vs full run: {rule}"])
 
 
 def run_case(case, grok, tmp, quick):
-    """Returns (row dict for the table, list of failure messages)."""
+    """Returns (list of per-run stats, case info, failure messages)."""
     path = os.path.join(tmp, f"{case.kind}-{case.wtype}.gguf")
     if not os.path.exists(path):
         make_model.build(path, case.kind, case.wtype, seed=MODEL_SEED)
     model = grok_ref.load(path)
     nm = model.numerics(case.mode)
+    nm_q = nm.replace(act_quant="q8_0")
     n_tok = PROMPT_LEN_QUICK if quick else PROMPT_LEN
-    tokens = choose_prompt(model, nm, n_tok, seed=zlib.crc32(case.name.encode()) % 1000)
+    quant = case.wtype in QUANT
+    tokens = choose_prompt(model, [nm, nm_q] if quant else [nm], n_tok, seed=zlib.crc32(case.name.encode()) % 1000)
     ref = model.forward(tokens, nm).numpy()
+    ref_q = model.forward(tokens, nm_q).numpy() if quant else None
+    margins = model.router_margins(tokens, nm)
     n_vocab = ref.shape[1]
-    scale = 1.0 + float(np.abs(ref).max())
-    bound = BOUND[case.wtype] * scale
-    row = dict(case=case.name, n=n_tok, maxlogit=scale - 1, bound=bound)
-    fails = []
-    runs = {}
+    s = 1.0 + float(np.abs(ref).max())
+    info = dict(case=case.name, n=n_tok, maxlogit=s - 1)
+    stats, fails, runs = [], [], {}
     for ub in (None,) + (UBATCHES_QUICK if quick else UBATCHES):
+        label = "full" if ub is None else f"ubatch {ub}"
         out = os.path.join(tmp, f"{case.name}-ub{ub or 0}.f32")
         eng, err = run_engine(grok, path, tokens, case.mode, out, ub)
-        label = "full" if ub is None else f"ubatch {ub}"
+        if err is None and eng.size != n_tok * n_vocab:
+            err = f"{eng.size} floats in the logits file, expected {n_tok} x {n_vocab}"
+        if err is None:
+            eng = eng.reshape(n_tok, n_vocab)
+            if not np.isfinite(eng).all():
+                err = f"non-finite logits at positions {sorted(set(np.nonzero(~np.isfinite(eng))[0].tolist()))[:8]}"
         if err:
             fails.append(f"{label}: {err}")
-            continue
-        if eng.size != n_tok * n_vocab:
-            fails.append(f"{label}: {eng.size} floats in the logits file, expected {n_tok} x {n_vocab}")
-            continue
-        eng = eng.reshape(n_tok, n_vocab)
-        if not np.isfinite(eng).all():
-            fails.append(f"{label}: non-finite logits at positions "
-                         f"{sorted(set(np.nonzero(~np.isfinite(eng))[0].tolist()))[:8]}")
+            stats.append(dict(run=label))
             continue
         runs[ub] = eng
-        dmax, worst, top1 = compare(eng, ref)
-        row[label] = dmax
-        row.setdefault("top1", top1)
-        row["top1"] = min(row["top1"], top1)
-        if dmax > bound:
-            margins = model.router_margins(tokens, nm)
-            fails.append(f"{label}: max|d| {dmax:.3e} > bound {bound:.3e} (worst position {worst} "
-                         f"of {n_tok}, token {tokens[worst]}, router margin there {margins[worst]:.1e}; "
-                         f"first position over: {int(np.nonzero(np.abs(eng - ref).max(1) > bound)[0][0])})")
-        if case.wtype in ("q8_0", "q4_0") and top1 < TOP1_MIN:
-            fails.append(f"{label}: same top-1 token at {top1:.1%} of positions < {TOP1_MIN:.0%}")
-    # KV-cache runs against the full-prompt run of the engine itself.
-    if None in runs:
-        kv_bound = (KV_BOUND_F32 if case.wtype == "f32" else BOUND[case.wtype]) * scale
-        for ub, eng in runs.items():
-            if ub is None:
-                continue
-            d = float(np.abs(eng - runs[None]).max())
-            row["kv"] = max(row.get("kv", 0.0), d)
-            if d > kv_bound:
-                fails.append(f"ubatch {ub} vs full run: max|d| {d:.3e} > {kv_bound:.3e}")
-    return row, fails
+        st, f = judge(label, eng, ref, ref_q, case.wtype, s, tokens, margins)
+        if ub is not None and None in runs:
+            st["kv"], fkv = judge_kv(label, eng, runs[None], case.wtype, s)
+            f += fkv
+        stats.append(st)
+        fails += f
+    return stats, info, fails
 
 
 def fmt(v, spec=".2e"):
@@ -184,23 +230,27 @@ def main(argv=None):
     ctx = tempfile.TemporaryDirectory() if not a.keep else None
     tmp = a.keep or ctx.name
     os.makedirs(tmp, exist_ok=True)
-    labels = ["full"] + [f"ubatch {u}" for u in (UBATCHES_QUICK if a.quick else UBATCHES)]
-    head = (f"{'case':28s} {'n':>3s} {'max|logit|':>10s} " + " ".join(f"{l:>10s}" for l in labels) +
-            f" {'kv-vs-full':>10s} {'bound':>9s} {'top1':>6s}  result")
-    print("max|engine - reference| per run; bound = BOUND[type] * (1 + max|logit|)")
-    print(head)
+    print("errors are max_v|engine - reference| / (1 + max|reference logit|) per position p;")
+    print("max/median over p vs the exact reference; med(q8act) vs the Q8_0-activation reference;")
+    print("kv = max vs the engine's full-prompt run; top1 = same argmax (top1~ = up to near-ties)")
+    print(f"{'case':26s} {'n':>3s} {'max|logit|':>10s} {'run':>9s} {'max':>9s} {'median':>9s} "
+          f"{'med(q8act)':>10s} {'kv':>9s} {'top1':>6s} {'top1~':>6s}  result")
     n_fail = 0
     t0 = time.time()
     for case in cases:
         try:
-            row, fails = run_case(case, a.grok, tmp, a.quick)
+            stats, info, fails = run_case(case, a.grok, tmp, a.quick)
         except Exception as e:   # a broken case must not hide the others
-            row, fails = dict(case=case.name), [f"driver error: {type(e).__name__}: {e}"]
+            stats, info, fails = [], dict(case=case.name), [f"driver error: {type(e).__name__}: {e}"]
         n_fail += bool(fails)
-        print(f"{row['case']:28s} {row.get('n', 0):3d} {fmt(row.get('maxlogit'), '10.3f'):>10s} " +
-              " ".join(f"{fmt(row.get(l)):>10s}" for l in labels) +
-              f" {fmt(row.get('kv')):>10s} {fmt(row.get('bound'), '9.2e'):>9s} "
-              f"{fmt(row.get('top1'), '6.1%'):>6s}  {'FAIL' if fails else 'ok'}")
+        for i, st in enumerate(stats or [dict(run="-")]):
+            head = (f"{info['case']:26s} {info.get('n', 0):3d} {fmt(info.get('maxlogit'), '.3f'):>10s}"
+                    if i == 0 else " " * 41)
+            last = i == len(stats or [0]) - 1
+            cols = [(st.get("max"), ".2e", 9), (st.get("med"), ".2e", 9), (st.get("med_q"), ".2e", 10),
+                    (st.get("kv"), ".2e", 9), (st.get("top1"), ".1%", 6), (st.get("top1_tol"), ".1%", 6)]
+            print(f"{head} {st['run']:>9s} " + " ".join(f"{fmt(v, sp):>{w}s}" for v, sp, w in cols) +
+                  f"  {('FAIL' if fails else 'ok') if last else ''}")
         for msg in fails:
             print(f"    {msg}")
         sys.stdout.flush()
