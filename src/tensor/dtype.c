@@ -244,12 +244,28 @@ float gk_vec_dot_q4_0_q8_0_avx2(int64_t n, const void *x, const void *y);
 static const char *kernels_name = "scalar";
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
 
+#if defined(__x86_64__) || defined(_M_X64)
+#include <cpuid.h>
+/* AVX2 + FMA + F16C with the OS saving YMM state. Read from cpuid directly:
+ * clang 14's __builtin_cpu_supports does not know "f16c". */
+static bool cpu_has_avx2_fma_f16c(void) {
+    unsigned a, b, c, d;
+    if (!__get_cpuid(1, &a, &b, &c, &d)) return false;
+    bool fma = c & (1u << 12), osxsave = c & (1u << 27), avx = c & (1u << 28),
+         f16c = c & (1u << 29);
+    if (!(fma && osxsave && avx && f16c)) return false;
+    unsigned lo, hi;
+    __asm__("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    if ((lo & 6) != 6) return false; /* XMM and YMM state enabled */
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return false;
+    return b & (1u << 5); /* AVX2 */
+}
+#endif
+
 static void dtype_init(void) {
 #if defined(__x86_64__) || defined(_M_X64)
     if (getenv("GK_FORCE_SCALAR")) return;
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-        __builtin_cpu_supports("f16c")) {
+    if (cpu_has_avx2_fma_f16c()) {
         traits[GK_TYPE_F32].vec_dot = gk_vec_dot_f32_avx2;
         traits[GK_TYPE_F16].vec_dot = gk_vec_dot_f16_avx2;
         traits[GK_TYPE_BF16].vec_dot = gk_vec_dot_bf16_avx2;
