@@ -17,6 +17,8 @@ static const command commands[] = {
     {"run", gk_cmd_run, "generate text from a prompt"},
     {"info", gk_cmd_info, "describe a model file"},
     {"bench", gk_cmd_bench, "prompt and generation throughput"},
+    {"convert", gk_cmd_convert, "import an official checkpoint to GGUF"},
+    {"quantize", gk_cmd_quantize, "re-encode a model's weights"},
 };
 
 static void usage(FILE *f) {
