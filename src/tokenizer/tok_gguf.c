@@ -16,6 +16,8 @@
  *                              tiktoken does (Grok-2's tokenizer.tok.json); the
  *                              merges are still written for llama.cpp
  *   tokenizer.gk.pattern       the regex when tokenizer.ggml.pre is "gk-custom"
+ *   tokenizer.gk.unk_surface   how SentencePiece shows the unknown piece, when it
+ *                              is not the default " \u2047 " (Grok-1: "[UNK]")
  */
 #include "tokenizer/tok_internal.h"
 
@@ -100,8 +102,12 @@ static int load_spm(gk_tokenizer *t, const gk_gguf *g, const gk_gguf_array *toke
         t->charsmap_len = cm.n;
     }
     t->byte_fallback = n_bytes == 256;
-    t->unk_surface = strdup(" \xe2\x81\x87 ");
+    gk_str us = {" \xe2\x81\x87 ", 5};
+    if (gk_gguf_get_str(g, "tokenizer.gk.unk_surface", &us, err) < 0) return -1;
+    t->unk_surface = malloc(us.len + 1);
     if (!t->unk_surface) return gk_fail(err, "out of memory");
+    memcpy(t->unk_surface, us.ptr, us.len);
+    t->unk_surface[us.len] = 0;
     return 0;
 }
 
@@ -273,6 +279,7 @@ gk_tokenizer *gk_tokenizer_from_gguf(const gk_gguf *g, gk_err *err) {
         t->whole_word = strcmp(t->pre, "gpt-2") != 0;
         if (load_merges(t, g, err) < 0) goto fail;
     }
+    if (gk_tok_bpe_byte_pairs(t, err) < 0) goto fail;
     return t;
 fail:
     gk_tokenizer_free(t);
@@ -408,6 +415,8 @@ int gk_tokenizer_to_gguf(const gk_tokenizer *t, gk_gguf_writer *w, gk_err *err) 
         bad |= gk_gguf_set_arr(w, "tokenizer.ggml.scores", GK_GGUF_FLOAT32, scores, (uint64_t)n);
         bad |= gk_gguf_set_bool(w, "tokenizer.ggml.add_space_prefix", t->add_dummy_prefix);
         bad |= gk_gguf_set_bool(w, "tokenizer.ggml.remove_extra_whitespaces", t->remove_extra_ws);
+        if (strcmp(t->unk_surface, " \xe2\x81\x87 ") != 0)
+            bad |= gk_gguf_set_str(w, "tokenizer.gk.unk_surface", t->unk_surface);
         if (t->charsmap_len)
             bad |= gk_gguf_set_arr(w, "tokenizer.ggml.precompiled_charsmap", GK_GGUF_UINT8,
                                    t->charsmap, t->charsmap_len);

@@ -47,9 +47,15 @@ typedef struct gk_tok_info {
 } gk_tok_info;
 
 /* Open-addressing map from byte strings to token ids. A slot holds the upper
- * 32 bits of the hash and id + 1 (0 = empty). */
+ * 32 bits of the hash, id + 1 (0 = empty) and the token's place in the byte
+ * pool, so that a probe touches one cache line before the final memcmp. */
+typedef struct gk_tok_slot {
+    uint32_t hhi, id1, off, len;
+} gk_tok_slot;
 typedef struct gk_tok_map {
-    uint64_t *slot;
+    gk_tok_slot *slot;
+    uint8_t *tag; /* per slot: 8 hash bits, never 0; 0 = empty. Probes scan these
+                   * (a table 16 times smaller) and read a slot only on a match. */
     uint32_t mask;
 } gk_tok_map;
 
@@ -110,6 +116,7 @@ struct gk_tokenizer {
     pcre2_code *re;         /* compiled with UTF, UCP, MATCH_INVALID_UTF; JIT when available */
     bool whole_word;        /* a piece that is a token is emitted whole (tiktoken) */
     int32_t byte_id[256];   /* token of each single byte, or -1 */
+    int32_t *bp_rank, *bp_id; /* merging two single bytes (a << 8 | b): rank and token */
     gk_tok_pairs pairs;     /* GK_BPE_MERGES */
     int32_t n_merges;
 
@@ -144,6 +151,8 @@ static inline const char *gk_tok_raw(const gk_tokenizer *t, int32_t id) {
     return t->bytes + t->tok[id].off;
 }
 int32_t gk_tok_find(const gk_tokenizer *t, const void *s, size_t n);
+/* Fills bp_rank/bp_id (BPE, once the merges or ranks are known). */
+int gk_tok_bpe_byte_pairs(gk_tokenizer *t, gk_err *err);
 uint64_t gk_tok_hash(const void *p, size_t n);
 
 int gk_tok_pairs_init(gk_tok_pairs *p, uint32_t n, gk_err *err);
@@ -205,6 +214,10 @@ const char *gk_tok_bpe_pattern(const char *name);
 /* The two tokens whose merge makes token id under rank order (1), or 0 when
  * the merges below its rank do not end in exactly two parts. */
 int gk_tok_bpe_last_merge(const gk_tokenizer *t, int32_t id, int32_t *left, int32_t *right);
+/* The pre-tokenizer's pieces of text: writes up to cap end offsets and returns
+ * the count (for tests). */
+int gk_tok_bpe_pieces(const gk_tokenizer *t, const char *text, size_t len, size_t *ends, int cap,
+                      gk_err *err);
 int gk_tok_bpe_encode(const gk_tokenizer *t, const char *text, size_t len, gk_tok_vec *out,
                       gk_err *err);
 

@@ -42,35 +42,44 @@ static uint32_t table_size(uint64_t n) {
     return (uint32_t)cap;
 }
 
+static inline uint8_t hash_tag(uint64_t h) {
+    uint8_t g = (uint8_t)(h >> 24);
+    return g ? g : 1;
+}
+
 int32_t gk_tok_find(const gk_tokenizer *t, const void *s, size_t n) {
     uint64_t h = gk_tok_hash(s, n);
+    uint8_t g = hash_tag(h);
     uint32_t hi = (uint32_t)(h >> 32);
     for (uint32_t i = (uint32_t)h & t->map.mask;; i = (i + 1) & t->map.mask) {
-        uint64_t e = t->map.slot[i];
-        if (!e) return -1;
-        if ((uint32_t)(e >> 32) != hi) continue;
-        int32_t id = (int32_t)(uint32_t)e - 1;
-        const gk_tok_info *ti = &t->tok[id];
-        if (ti->len == n && memcmp(t->bytes + ti->off, s, n) == 0) return id;
+        uint8_t tg = t->map.tag[i];
+        if (!tg) return -1;
+        if (tg != g) continue;
+        const gk_tok_slot *e = &t->map.slot[i];
+        if (e->hhi == hi && e->len == n && memcmp(t->bytes + e->off, s, n) == 0)
+            return (int32_t)e->id1 - 1;
     }
 }
 
-/* Inserts id; returns the id already holding those bytes, or -1 if none did. */
-static int32_t map_insert(gk_tokenizer *t, int32_t id) {
+/* Inserts id; returns the id already holding those bytes, or -1 if none did.
+ * With replace, a duplicate takes over the slot (the old id is returned). */
+static int32_t map_insert(gk_tokenizer *t, int32_t id, bool replace) {
     const gk_tok_info *ti = &t->tok[id];
     const char *s = t->bytes + ti->off;
     uint64_t h = gk_tok_hash(s, ti->len);
     uint32_t hi = (uint32_t)(h >> 32);
     for (uint32_t i = (uint32_t)h & t->map.mask;; i = (i + 1) & t->map.mask) {
-        uint64_t e = t->map.slot[i];
-        if (!e) {
-            t->map.slot[i] = ((uint64_t)hi << 32) | (uint32_t)(id + 1);
+        gk_tok_slot *e = &t->map.slot[i];
+        if (!e->id1) {
+            *e = (gk_tok_slot){hi, (uint32_t)id + 1, ti->off, ti->len};
+            t->map.tag[i] = hash_tag(h);
             return -1;
         }
-        if ((uint32_t)(e >> 32) != hi) continue;
-        int32_t o = (int32_t)(uint32_t)e - 1;
-        if (t->tok[o].len == ti->len && memcmp(t->bytes + t->tok[o].off, s, ti->len) == 0)
-            return o;
+        if (e->hhi == hi && e->len == ti->len && memcmp(t->bytes + e->off, s, ti->len) == 0) {
+            int32_t old = (int32_t)e->id1 - 1;
+            if (replace) e->id1 = (uint32_t)id + 1;
+            return old;
+        }
     }
 }
 
@@ -455,7 +464,8 @@ int gk_tok_finish(gk_tokenizer *t, bool dup_ok, gk_err *err) {
     if (t->n_vocab == 0) return gk_fail(err, "the vocabulary is empty");
     uint32_t cap = table_size((uint64_t)t->n_vocab);
     t->map.slot = gk_calloc(cap, sizeof *t->map.slot, err);
-    if (!t->map.slot) return -1;
+    t->map.tag = gk_calloc(cap, 1, err);
+    if (!t->map.slot || !t->map.tag) return -1;
     t->map.mask = cap - 1;
     for (int32_t id = 0; id < t->n_vocab; id++) {
         const gk_tok_info *ti = &t->tok[id];
@@ -464,10 +474,18 @@ int gk_tok_finish(gk_tokenizer *t, bool dup_ok, gk_err *err) {
             if (ti->type != GK_TOK_UNUSED) return gk_fail(err, "token %d is empty", id);
             continue;
         }
-        int32_t old = map_insert(t, id);
-        if (old >= 0 && !dup_ok)
-            return gk_fail(err, "tokens %d and %d are the same ('%s')", old, id,
-                           t->pieces + ti->piece);
+        int32_t old = map_insert(t, id, false);
+        if (old >= 0) {
+            /* A special token may spell a regular one: lookups find the regular
+             * one. Two regular tokens with the same bytes are an error unless
+             * the caller tolerates it (GGUF files from elsewhere). */
+            bool old_plain = t->tok[old].type != GK_TOK_CONTROL && t->tok[old].type != GK_TOK_UNKNOWN;
+            bool new_plain = ti->type != GK_TOK_CONTROL && ti->type != GK_TOK_UNKNOWN;
+            if (old_plain && new_plain && !dup_ok)
+                return gk_fail(err, "tokens %d and %d are the same ('%s')", old, id,
+                               t->pieces + ti->piece);
+            if (!old_plain && new_plain) map_insert(t, id, true);
+        }
         if (ti->len == 1 && t->kind == GK_TOKENIZER_BPE && t->byte_id[(uint8_t)t->bytes[ti->off]] < 0 &&
             (ti->type == GK_TOK_NORMAL || ti->type == GK_TOK_BYTE))
             t->byte_id[(uint8_t)t->bytes[ti->off]] = id;

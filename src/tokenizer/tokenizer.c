@@ -21,6 +21,9 @@ static void tok_free_parts(gk_tokenizer *t) {
     free(t->bytes);
     free(t->pieces);
     free(t->map.slot);
+    free(t->map.tag);
+    free(t->bp_rank);
+    free(t->bp_id);
     gk_tok_trie_free(&t->special);
     gk_tok_trie_free(&t->user);
     gk_tok_pairs_free(&t->pairs);

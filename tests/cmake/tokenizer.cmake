@@ -9,3 +9,18 @@ set(GK_TOK_DIR ${CMAKE_SOURCE_DIR}/tests/tokenizer)
 
 add_executable(tok_tool ${GK_TOK_DIR}/tok_tool.c)
 target_link_libraries(tok_tool PRIVATE grokcore)
+
+# The corpus (make_corpus.py, deterministic) is built once per test run by a
+# fixture that the parity tests require.
+set(GK_TOK_CORPUS ${CMAKE_CURRENT_BINARY_DIR}/tok_corpus)
+set(GK_TOK_PARITY ${GK_PYTHON} ${GK_TOK_DIR}/parity.py)
+add_test(NAME tok_corpus COMMAND ${GK_TOK_PARITY} corpus --out ${GK_TOK_CORPUS})
+set_tests_properties(tok_corpus PROPERTIES FIXTURES_SETUP tok_corpus TIMEOUT 120)
+
+foreach(what spm bpe roundtrip)
+  add_test(NAME tok_${what}_parity
+           COMMAND ${GK_TOK_PARITY} ${what} --tool $<TARGET_FILE:tok_tool> --corpus ${GK_TOK_CORPUS}
+                   --testdata ${GK_TESTDATA} --peer-dir ${GK_TOK_DIR})
+  set_tests_properties(tok_${what}_parity PROPERTIES FIXTURES_REQUIRED tok_corpus
+                       SKIP_RETURN_CODE 77 TIMEOUT 300 ENVIRONMENT "PYTHONDONTWRITEBYTECODE=1")
+endforeach()
