@@ -12,10 +12,13 @@ equal to the PyTorch reference run on the unsharded weights (ctest convert_parit
    GGUF writer (its own Q8_0/Q4_0 quantizers for the tensors convert quantizes:
    2-D weights but the embedding and the router) and run by grok_ref.py in
    reference numerics on a prompt without router near-ties; the engine runs the
-   converted file (`grok run --tokens ... -n 0 --dump-logits`). Bounds are
-   parity.py's: bf16 weights are exact in fp32, so the fp32 bound
-   max|d| <= 1e-4 (1 + max|logit|); q8_0 / q4_0 within parity.BOUND and the same
-   top-1 token at >= parity.TOP1_MIN of positions.
+   converted file (`grok run --tokens ... -n 0 --dump-logits`), judged by
+   parity.py's rules: bf16 weights are exact in fp32, so the f32 rule
+   max|d| <= 1e-4 (1 + max|logit|); q8_0 / q4_0 by its quantized rules (median
+   and max error against the exact and the Q8_0-activation reference, top-1).
+5. The command line: `grok quantize` of the bf16 file equals `convert --type
+   q4_0` byte for byte; a bad type and a missing shard fail with their messages
+   and leave no file.
 
 Usage: convert_parity.py --grok build/grok [--keep DIR]
 Exit: 0 pass, 1 fail, 77 the engine binary is missing.
@@ -39,7 +42,6 @@ import grok_ref  # noqa: E402
 import parity  # noqa: E402
 
 PROMPT_LEN = 40          # crosses attn_temperature_len (16) of the small config
-F32_BOUND = 1e-4
 
 
 def gguf_names(cfg, w):
@@ -122,6 +124,32 @@ def run(cmd):
     return r
 
 
+def compare_logits(grok, converted, ref_path, wtype, tmp):
+    """Engine on the converted file vs grok_ref on the reference file, judged by
+    parity.py's rules (bf16 weights are exact in fp32, so they get the f32 rule)."""
+    model = grok_ref.load(ref_path)
+    nm = model.numerics("reference")
+    quant = wtype in parity.QUANT
+    nm_q = nm.replace(act_quant="q8_0")
+    tokens = parity.choose_prompt(model, [nm, nm_q] if quant else [nm], PROMPT_LEN, seed=7)
+    ref = model.forward(tokens, nm).numpy()
+    ref_q = model.forward(tokens, nm_q).numpy() if quant else None
+    margins = model.router_margins(tokens, nm)
+    eng, err = parity.run_engine(grok, converted, tokens, "reference",
+                                 os.path.join(tmp, f"logits-{wtype}.f32"))
+    if err:
+        return [f"{wtype}: grok run: {err}"]
+    if eng.size != ref.size:
+        return [f"{wtype}: {eng.size} logits, expected {ref.shape[0]} x {ref.shape[1]}"]
+    eng = eng.reshape(ref.shape)
+    s = 1.0 + float(np.abs(ref).max())
+    st, fails = parity.judge(wtype, eng, ref, ref_q, wtype if quant else "f32", s, tokens, margins)
+    extra = "" if not quant else f", median {st['med']:.2e} (Q8_0 activations {st['med_q']:.2e})"
+    print(f"{wtype:5s} max|engine - reference| / (1 + max|logit|) = {st['max']:.2e}{extra}, "
+          f"same top-1 {st['top1']:.1%}  {'FAIL' if fails else 'ok'}")
+    return fails
+
+
 def cli_checks(grok, tmp, ck):
     """The command line: quantize agrees with convert, and failures leave nothing behind."""
     fails = []
@@ -178,27 +206,7 @@ def main(argv=None):
             fails += [f"bf16 file: {m}" for m in check_bf16_file(out, cfg, weights)]
         ref_path = os.path.join(tmp, f"reference-{wtype}.gguf")
         reference_gguf(ref_path, cfg, weights, wtype)
-        model = grok_ref.load(ref_path)
-        nm = model.numerics("reference")
-        tokens = parity.choose_prompt(model, nm, PROMPT_LEN, seed=7)
-        ref = model.forward(tokens, nm).numpy()
-        logits = os.path.join(tmp, f"logits-{wtype}.f32")
-        eng, err = parity.run_engine(a.grok, out, tokens, "reference", logits)
-        if err:
-            fails.append(f"{wtype}: grok run: {err}")
-            continue
-        if eng.size != ref.size:
-            fails.append(f"{wtype}: {eng.size} logits, expected {ref.shape[0]} x {ref.shape[1]}")
-            continue
-        eng = eng.reshape(ref.shape)
-        scale = 1.0 + float(np.abs(ref).max())
-        bound = (F32_BOUND if wtype == "bf16" else parity.BOUND[wtype]) * scale
-        dmax, worst, top1 = parity.compare(eng, ref)
-        ok = dmax <= bound and (wtype == "bf16" or top1 >= parity.TOP1_MIN)
-        print(f"{wtype:5s} max|engine - reference| {dmax:.3e} (bound {bound:.3e}, worst position "
-              f"{worst}), same top-1 {top1:.1%}  {'ok' if ok else 'FAIL'}")
-        if not ok:
-            fails.append(f"{wtype}: max|d| {dmax:.3e} vs bound {bound:.3e}, top-1 {top1:.1%}")
+        fails += compare_logits(a.grok, out, ref_path, wtype, tmp)
     fails += cli_checks(a.grok, tmp, ck)
     for m in fails:
         print("FAIL: " + m)
