@@ -24,3 +24,34 @@ foreach(what spm bpe roundtrip)
   set_tests_properties(tok_${what}_parity PROPERTIES FIXTURES_REQUIRED tok_corpus
                        SKIP_RETURN_CODE 77 TIMEOUT 300 ENVIRONMENT "PYTHONDONTWRITEBYTECODE=1")
 endforeach()
+
+# Fuzz targets (GK_FUZZ=ON, clang), as tests/cmake/fuzz.cmake does for GGUF: a
+# libFuzzer executable per target and a bounded, repeatable ctest run from the
+# committed seeds in tests/fuzz/corpus/<corpus>/ (tests/tokenizer/make_fuzz_seeds.py
+# writes them). fuzz.cmake, included before this file, already instruments
+# grokcore for coverage.
+if(GK_FUZZ)
+  function(gk_tok_add_fuzzer name corpus max_len runs)
+    add_executable(${name} ${CMAKE_SOURCE_DIR}/tests/fuzz/${name}.c)
+    target_compile_options(${name} PRIVATE -fsanitize=fuzzer)
+    target_link_options(${name} PRIVATE -fsanitize=fuzzer)
+    target_link_libraries(${name} PRIVATE grokcore)
+    set(work ${CMAKE_CURRENT_BINARY_DIR}/fuzz/${name})
+    file(MAKE_DIRECTORY ${work}/corpus)
+    add_test(NAME ${name}
+             COMMAND ${name} -seed=1 -runs=${runs} -max_len=${max_len} -timeout=10
+                     -rss_limit_mb=2048 -artifact_prefix=${work}/ ${work}/corpus
+                     ${CMAKE_SOURCE_DIR}/tests/fuzz/corpus/${corpus})
+    set_tests_properties(${name} PROPERTIES TIMEOUT 180)
+  endfunction()
+  gk_tok_add_fuzzer(fuzz_tok_load tok_load 16384 3000)
+  gk_tok_add_fuzzer(fuzz_tok_encode tok_encode 4096 20000)
+endif()
+
+# grok chat / grok tokenize / grok run with text, end to end on small random
+# models that carry a tokenizer (skips while the CLI lacks the chat command).
+add_test(NAME tok_chat_e2e
+         COMMAND ${GK_PYTHON} ${GK_TOK_DIR}/chat_test.py --grok $<TARGET_FILE:grok>
+                 --workdir ${CMAKE_CURRENT_BINARY_DIR}/tok_chat)
+set_tests_properties(tok_chat_e2e PROPERTIES SKIP_RETURN_CODE 77 TIMEOUT 300
+                     ENVIRONMENT "PYTHONDONTWRITEBYTECODE=1")
