@@ -192,10 +192,20 @@ int32_t gk_tokenizer_eos(const gk_tokenizer *t);
 /* True for tokens that end generation: EOS and the vocabulary's stop tokens
  * (<|eos|> and <|separator|> for Grok-2). */
 bool gk_tokenizer_is_stop(const gk_tokenizer *t, int32_t id);
-/* Encodes len bytes of text. Special tokens written in the text are recognised
- * only when allow_special is true (the chat template sets it); otherwise they are
- * plain text. Writes up to cap ids and returns the total count (which may exceed
- * cap: call again with a larger buffer), or -1 on error. No BOS is added. */
+/* Encodes len bytes of text. Special (CONTROL) tokens written in the text are
+ * recognised only when allow_special is true (the chat template sets it);
+ * otherwise they are plain text. User-defined tokens are always recognised
+ * (SentencePiece: with its own rules, e.g. Grok-1's digits and newline runs).
+ * Writes up to cap ids and returns the total count (which may exceed cap: call
+ * again with a larger buffer; out may be NULL when cap is 0), or -1 on error.
+ * No BOS is added. Thread-safe: a tokenizer may be shared by threads.
+ *
+ * Malformed UTF-8 never fails: the rank BPE encodes the bytes as they are, so
+ * concatenating gk_token_to_bytes of the ids gives back the input exactly;
+ * SentencePiece replaces each malformed byte by U+FFFD, as SentencePiece itself
+ * does (the ids match spm_encode), so decoding gives U+FFFD there. For valid
+ * UTF-8, decoding gives back the input with both (SentencePiece: unless the
+ * text contains U+2581, its own space symbol, which decodes as a space). */
 int gk_tokenize(const gk_tokenizer *t, const char *text, size_t len, bool allow_special,
                 int32_t *out, int cap, gk_err *err);
 /* The raw bytes of one token (may be part of a UTF-8 character); returns the byte
@@ -208,7 +218,8 @@ const char *gk_token_piece(const gk_tokenizer *t, int32_t id);
 
 /* Streaming decoder: feed ids one at a time, get back only whole UTF-8
  * characters (bytes of a character split across tokens are held until complete;
- * invalid sequences come out as U+FFFD). */
+ * each byte that cannot start or continue a valid character comes out as
+ * U+FFFD, so the output is always valid UTF-8). CONTROL tokens produce nothing. */
 typedef struct gk_detok {
     const gk_tokenizer *tok;
     bool first;
