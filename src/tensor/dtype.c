@@ -49,7 +49,7 @@ static void q8_0_to_float(const void *src, float *dst, int64_t n) {
 }
 
 /* ggml's quantize_row_q8_0_ref: d = amax/127, q = round(x/d) (half away from zero). */
-static void q8_0_from_float(const float *src, void *dst, int64_t n) {
+void gk_quantize_q8_0_ref(const float *src, void *dst, int64_t n) {
     gk_block_q8_0 *b = dst;
     for (int64_t i = 0; i < n / GK_QK8_0; i++) {
         const float *x = src + i * GK_QK8_0;
@@ -166,7 +166,7 @@ static gk_type_traits traits[GK_TYPE_COUNT] = {
                       .from_float = bf16_from_float, .vec_dot = gk_vec_dot_bf16_ref,
                       .vec_dot_type = GK_TYPE_F32},
     [GK_TYPE_Q8_0] = {.name = "q8_0", .blck_size = 32, .type_size = 34,
-                      .to_float = q8_0_to_float, .from_float = q8_0_from_float,
+                      .to_float = q8_0_to_float, .from_float = gk_quantize_q8_0_ref,
                       .vec_dot = gk_vec_dot_q8_0_q8_0_ref, .vec_dot_type = GK_TYPE_Q8_0},
     [GK_TYPE_Q4_0] = {.name = "q4_0", .blck_size = 32, .type_size = 18,
                       .to_float = q4_0_to_float, .from_float = q4_0_from_float,
@@ -239,6 +239,7 @@ float gk_vec_dot_f16_avx2(int64_t n, const void *x, const void *y);
 float gk_vec_dot_bf16_avx2(int64_t n, const void *x, const void *y);
 float gk_vec_dot_q8_0_q8_0_avx2(int64_t n, const void *x, const void *y);
 float gk_vec_dot_q4_0_q8_0_avx2(int64_t n, const void *x, const void *y);
+void gk_quantize_q8_0_avx2(const float *src, void *dst, int64_t n);
 #endif
 
 static const char *kernels_name = "scalar";
@@ -271,6 +272,7 @@ static void dtype_init(void) {
         traits[GK_TYPE_BF16].vec_dot = gk_vec_dot_bf16_avx2;
         traits[GK_TYPE_Q8_0].vec_dot = gk_vec_dot_q8_0_q8_0_avx2;
         traits[GK_TYPE_Q4_0].vec_dot = gk_vec_dot_q4_0_q8_0_avx2;
+        traits[GK_TYPE_Q8_0].from_float = gk_quantize_q8_0_avx2;
         kernels_name = "avx2";
     }
 #endif

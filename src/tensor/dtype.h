@@ -81,7 +81,7 @@ typedef struct gk_type_traits {
     int64_t blck_size; /* elements per block */
     size_t type_size;  /* bytes per block */
     gk_to_float_fn to_float;
-    gk_from_float_fn from_float; /* reference (scalar) quantizer */
+    gk_from_float_fn from_float; /* quantizer; SIMD versions are bit-identical to the scalar */
     gk_vec_dot_fn vec_dot;       /* fastest available kernel, chosen at start */
     gk_dtype vec_dot_type;       /* what the activation row is converted to */
 } gk_type_traits;
@@ -103,6 +103,7 @@ float gk_vec_dot_f16_ref(int64_t n, const void *x, const void *y);
 float gk_vec_dot_bf16_ref(int64_t n, const void *x, const void *y);
 float gk_vec_dot_q8_0_q8_0_ref(int64_t n, const void *x, const void *y);
 float gk_vec_dot_q4_0_q8_0_ref(int64_t n, const void *x, const void *y);
+void gk_quantize_q8_0_ref(const float *src, void *dst, int64_t n);
 
 /* Picks the SIMD kernels the CPU supports; called once (thread-safe, idempotent). */
 void gk_dtype_init(void);

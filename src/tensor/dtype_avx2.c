@@ -127,3 +127,43 @@ float gk_vec_dot_q4_0_q8_0_avx2(int64_t n, const void *x, const void *y) {
     if (i < nb) acc0 = q4_block(a + i, b + i, acc0);
     return hsum256(_mm256_add_ps(acc0, acc1));
 }
+
+/* Q8_0 quantization, bit-identical to the scalar reference (dtype.c): the same
+ * d = amax/127 rounded to fp16, the same 1/d, and roundf's ties-away-from-zero
+ * (AVX rounds ties to even, so exact .5 fractions are fixed up). */
+void gk_quantize_q8_0_avx2(const float *src, void *dst, int64_t n) {
+    gk_block_q8_0 *b = dst;
+    const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    const __m256 half = _mm256_set1_ps(0.5f);
+    for (int64_t i = 0; i < n / GK_QK8_0; i++) {
+        const float *x = src + i * GK_QK8_0;
+        __m256 v[4], amax = _mm256_setzero_ps();
+        for (int k = 0; k < 4; k++) {
+            v[k] = _mm256_loadu_ps(x + 8 * k);
+            amax = _mm256_max_ps(amax, _mm256_and_ps(v[k], absmask));
+        }
+        __m128 m = _mm_max_ps(_mm256_castps256_ps128(amax), _mm256_extractf128_ps(amax, 1));
+        m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+        m = _mm_max_ss(m, _mm_movehdup_ps(m));
+        float d = _mm_cvtss_f32(m) / 127.0f;
+        float id = d != 0.0f ? 1.0f / d : 0.0f;
+        b[i].d = gk_fp32_to_fp16(d);
+        __m256 vid = _mm256_set1_ps(id);
+        __m256i q[4];
+        for (int k = 0; k < 4; k++) {
+            __m256 s = _mm256_mul_ps(v[k], vid);
+            __m256 t = _mm256_round_ps(s, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+            __m256 r = _mm256_round_ps(s, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+            /* |s - trunc(s)| == 0.5: a tie, which roundf sends away from zero */
+            __m256 tie = _mm256_cmp_ps(_mm256_and_ps(_mm256_sub_ps(s, t), absmask), half, _CMP_EQ_OQ);
+            __m256 away = _mm256_add_ps(t, _mm256_or_ps(_mm256_andnot_ps(absmask, s), _mm256_set1_ps(1.0f)));
+            q[k] = _mm256_cvtps_epi32(_mm256_blendv_ps(r, away, tie));
+        }
+        /* pack 32 int32 -> 32 int8 in order */
+        __m256i p01 = _mm256_packs_epi32(q[0], q[1]);
+        __m256i p23 = _mm256_packs_epi32(q[2], q[3]);
+        __m256i p = _mm256_packs_epi16(p01, p23);
+        p = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+        _mm256_storeu_si256((__m256i *)b[i].qs, p);
+    }
+}

@@ -8,6 +8,7 @@
 #include "base/base.h"
 
 #include <math.h>
+#include <string.h>
 
 static void test_traits(void) {
     CHECK(gk_type_traits_of(GK_TYPE_Q8_0)->blck_size == 32);
@@ -121,7 +122,29 @@ static void test_simd_vs_ref(void) {
     }
 }
 
+/* The SIMD Q8_0 quantizer writes the same bytes as the scalar reference,
+ * including exact .5 ties (roundf rounds them away from zero). */
+static void test_quantize_simd(void) {
+    enum { N = 32 * 512 };
+    static float x[N];
+    static gk_block_q8_0 a[N / 32], b[N / 32];
+    uint64_t s = 7;
+    for (int i = 0; i < N; i++) {
+        s = s * 6364136223846793005ull + 1;
+        x[i] = (float)((int64_t)(s >> 33) % 20001 - 10000) / 997.0f;
+    }
+    /* blocks whose amax is 127 make x * (1/d) land on exact halves */
+    for (int i = 0; i < 32; i++) x[i] = (i == 0) ? 127.0f : (float)(i - 16) + 0.5f;
+    for (int i = 32; i < 64; i++) x[i] = (i == 32) ? -127.0f : -(float)(i - 48) - 0.5f;
+    for (int i = 64; i < 96; i++) x[i] = 0.0f; /* d = 0 */
+    gk_quantize_q8_0_ref(x, a, N);
+    gk_type_traits_of(GK_TYPE_Q8_0)->from_float(x, b, N);
+    CHECK(memcmp(a, b, sizeof a) == 0);
+    CHECK(a[0].qs[1] == -15 && a[0].qs[16] == 1); /* -14.5 -> -15, 0.5 -> 1 */
+}
+
 int main(void) {
+    test_quantize_simd();
     test_traits();
     test_half();
     test_q8_0_golden();
