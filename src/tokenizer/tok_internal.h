@@ -122,6 +122,7 @@ struct gk_tokenizer {
 
     /* ---- SentencePiece ---- */
     bool add_dummy_prefix, remove_extra_ws, escape_ws, byte_fallback;
+    bool spm_words; /* merges never cross a word start: encode word by word */
     gk_tok_trie user; /* USER_DEFINED pieces */
     uint8_t *charsmap; /* precompiled_charsmap copy (may be NULL) */
     size_t charsmap_len;

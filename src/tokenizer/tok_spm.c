@@ -21,6 +21,12 @@
  * 4. Resegment UNUSED pieces into the pair they came from; a symbol that is no
  *    piece is unknown: with byte_fallback it becomes <0xNN> byte pieces,
  *    otherwise runs of unknown symbols become one unknown token.
+ *
+ * Speed: SentencePiece runs one heap over the whole text. When no piece has
+ * U+2581 after another character (true of Grok-1 and LLaMA, trained with
+ * split_by_whitespace), no merge can cross the start of a word, so each word
+ * gets its own small heap and repeated words come from a cache; the ids are
+ * the same (tests compare both against spm_encode).
  */
 #include "tokenizer/tok_internal.h"
 
@@ -268,6 +274,11 @@ fail:
 
 /* ------------------------------------------------------------ set-up ------- */
 
+/* Pieces that merges may produce (SentencePiece's pieces_ map). */
+static inline bool mergeable(uint8_t type) {
+    return type == GK_TOK_NORMAL || type == GK_TOK_USER || type == GK_TOK_UNUSED;
+}
+
 static int parse_byte_piece(const char *s, size_t n) {
     static const char hex[] = "0123456789ABCDEF";
     if (n != 6 || memcmp(s, "<0x", 3) != 0 || s[5] != '>') return -1;
@@ -309,6 +320,19 @@ int gk_tok_spm_setup(gk_tokenizer *t, gk_err *err) {
         }
     }
     if (t->unk < 0) return gk_fail(err, "the vocabulary has no unknown piece");
+    /* Words can be merged one at a time (tok_spm_encode) unless some mergeable
+     * piece has U+2581 after another character, or UNUSED pieces make the
+     * resegmentation depend on merges elsewhere in the text. */
+    t->spm_words = t->escape_ws;
+    for (int32_t id = 0; id < t->n_vocab && t->spm_words; id++) {
+        const gk_tok_info *ti = &t->tok[id];
+        if (ti->type == GK_TOK_UNUSED) t->spm_words = false;
+        if (!mergeable(ti->type)) continue;
+        const char *p = gk_tok_raw(t, id);
+        for (uint32_t i = 1; i + 3 <= ti->len; i++)
+            if (memcmp(p + i, SPACE_SYM, 3) == 0 && !(i >= 3 && memcmp(p + i - 3, SPACE_SYM, 3) == 0))
+                t->spm_words = false;
+    }
     if (t->byte_fallback && n_bytes != 256)
         return gk_fail(err, "byte_fallback is set but only %d of the 256 byte pieces exist",
                        n_bytes);
@@ -323,6 +347,7 @@ typedef struct sbuf {
 } sbuf;
 
 static int sb_put(sbuf *b, const char *s, size_t n, gk_err *err) {
+    if (!n) return 0;
     if (b->n + n > b->cap) {
         size_t cap = b->cap ? b->cap : 256;
         while (cap < b->n + n) cap *= 2;
@@ -558,9 +583,6 @@ typedef struct spm_state {
     revm rev;
 } spm_state;
 
-static inline bool mergeable(uint8_t type) {
-    return type == GK_TOK_NORMAL || type == GK_TOK_USER || type == GK_TOK_UNUSED;
-}
 
 static int try_pair(spm_state *st, int32_t l, int32_t r, gk_err *err) {
     if (l < 0 || r < 0 || st->s[l].freeze || st->s[r].freeze) return 0;
@@ -607,10 +629,52 @@ static int emit_piece(spm_state *st, uint32_t start, uint32_t len, bool *prev_un
     return 0;
 }
 
+/* Merges symbols [lo, hi) among themselves (SentencePiece's main loop) and
+ * emits the result. */
+static int bpe_run(spm_state *st, int32_t lo, int32_t hi, bool *prev_unk, gk_tok_vec *out,
+                   gk_err *err) {
+    for (int32_t i = lo; i < hi; i++) {
+        st->s[i].prev = i > lo ? i - 1 : -1;
+        st->s[i].next = i + 1 < hi ? i + 1 : -1;
+    }
+    st->h.n = 0;
+    for (int32_t i = lo + 1; i < hi; i++)
+        if (try_pair(st, i - 1, i, err) < 0) return -1;
+    while (st->h.n) {
+        cand c = heap_pop(&st->h);
+        sym *l = &st->s[c.left], *r = &st->s[c.right];
+        if (l->len == 0 || r->len == 0 || l->len + r->len != c.size) continue;
+        l->len += r->len;
+        l->next = r->next;
+        if (r->next >= 0) st->s[r->next].prev = c.left;
+        r->len = 0;
+        if (try_pair(st, l->prev, c.left, err) < 0 || try_pair(st, c.left, l->next, err) < 0)
+            return -1;
+    }
+    for (int32_t i = lo; i >= 0; i = st->s[i].next)
+        if (emit_piece(st, st->s[i].start, st->s[i].len, prev_unk, out, err) < 0) return -1;
+    return 0;
+}
+
+/* Words repeat, so a long text keeps the ids of the words it merged in a
+ * direct-mapped cache (ids in the output vector, key bytes in the normalized
+ * text). Used only with byte fallback, where a word's ids never depend on its
+ * neighbours (without it, runs of unknown pieces merge across words). */
+typedef struct wc_ent {
+    uint32_t hhi, len, n_ids;
+    size_t off, out_pos;
+} wc_ent;
+
+static inline bool is_space_sym(const spm_state *st, int32_t i) {
+    return st->s[i].len == 3 && memcmp(st->norm + st->s[i].start, SPACE_SYM, 3) == 0;
+}
+
 int gk_tok_spm_encode(const gk_tokenizer *t, const char *text, size_t len, gk_tok_vec *out,
                       gk_err *err) {
     sbuf nb = {0};
     spm_state st = {.t = t};
+    wc_ent *wc = NULL;
+    uint32_t wc_mask = 0;
     int rc = -1;
     if (normalize(t, text, len, &nb, err) < 0) goto done;
     if (nb.n == 0) {
@@ -636,29 +700,50 @@ int gk_tok_spm_encode(const gk_tokenizer *t, const char *text, size_t len, gk_to
             m = (size_t)gk_utf8_lead_len((uint8_t)nb.p[pos]);
             if (m > nb.n - pos) m = nb.n - pos;
         }
-        st.s[n] = (sym){n - 1, -1, (uint32_t)pos, (uint32_t)m, freeze};
-        if (n > 0) st.s[n - 1].next = n;
-        n++;
+        st.s[n++] = (sym){-1, -1, (uint32_t)pos, (uint32_t)m, freeze};
         pos += m;
     }
-    for (int32_t i = 1; i < n; i++)
-        if (try_pair(&st, i - 1, i, err) < 0) goto done;
-    while (st.h.n) {
-        cand c = heap_pop(&st.h);
-        sym *l = &st.s[c.left], *r = &st.s[c.right];
-        if (l->len == 0 || r->len == 0 || l->len + r->len != c.size) continue;
-        l->len += r->len;
-        l->next = r->next;
-        if (r->next >= 0) st.s[r->next].prev = c.left;
-        r->len = 0;
-        if (try_pair(&st, l->prev, c.left, err) < 0 || try_pair(&st, c.left, l->next, err) < 0)
-            goto done;
-    }
     bool prev_unk = false;
-    for (int32_t i = 0; i >= 0; i = st.s[i].next)
-        if (emit_piece(&st, st.s[i].start, st.s[i].len, &prev_unk, out, err) < 0) goto done;
+    if (!t->spm_words) {
+        rc = bpe_run(&st, 0, n, &prev_unk, out, err);
+        goto done;
+    }
+    /* No mergeable piece has U+2581 after another character, so no merge
+     * crosses the start of a word ("▁" after a non-"▁") or a frozen symbol:
+     * each word is merged alone, with the same result as the whole text. */
+    if (t->byte_fallback && nb.n >= 1024) {
+        uint32_t cap = 256;
+        while (cap < nb.n / 16 && cap < (1u << 16)) cap <<= 1;
+        wc = calloc(cap, sizeof *wc); /* without it, encoding is only slower */
+        wc_mask = cap - 1;
+    }
+    for (int32_t lo = 0; lo < n;) {
+        int32_t hi = lo + 1;
+        if (!st.s[lo].freeze)
+            while (hi < n && !st.s[hi].freeze &&
+                   !(is_space_sym(&st, hi) && !is_space_sym(&st, hi - 1)))
+                hi++;
+        uint32_t off = st.s[lo].start, wl = st.s[hi - 1].start + st.s[hi - 1].len - off;
+        wc_ent *e = NULL;
+        uint64_t h = 0;
+        if (wc && hi - lo > 1) {
+            h = gk_tok_hash(nb.p + off, wl);
+            e = &wc[(uint32_t)h & wc_mask];
+            if (e->len == wl && e->hhi == (uint32_t)(h >> 32) && memcmp(nb.p + e->off, nb.p + off, wl) == 0) {
+                for (uint32_t i = 0; i < e->n_ids; i++)
+                    if (gk_tok_vec_push(out, out->v[e->out_pos + i], err) < 0) goto done;
+                lo = hi;
+                continue;
+            }
+        }
+        size_t before = out->n;
+        if (bpe_run(&st, lo, hi, &prev_unk, out, err) < 0) goto done;
+        if (e) *e = (wc_ent){(uint32_t)(h >> 32), wl, (uint32_t)(out->n - before), off, before};
+        lo = hi;
+    }
     rc = 0;
 done:
+    free(wc);
     free(nb.p);
     free(st.s);
     free(st.h.a);

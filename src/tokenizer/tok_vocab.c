@@ -5,6 +5,7 @@
  */
 #include "tokenizer/tok_internal.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -311,28 +312,29 @@ static uint16_t gpt2_byte_cp(uint8_t b) {
     return (uint16_t)(256 + k);
 }
 
-int gk_gpt2_encode(const void *raw, size_t len, char *out) {
-    static uint16_t cp_of[256];
-    static int ready; /* benign race: every thread writes the same values */
-    if (!ready) {
-        for (int b = 0; b < 256; b++) cp_of[b] = gpt2_byte_cp((uint8_t)b);
-        ready = 1;
+static uint16_t gpt2_cp_of[256];
+static int16_t gpt2_byte_of[324];
+static pthread_once_t gpt2_once = PTHREAD_ONCE_INIT;
+
+static void gpt2_init(void) {
+    for (int i = 0; i < 324; i++) gpt2_byte_of[i] = -1;
+    for (int b = 0; b < 256; b++) {
+        gpt2_cp_of[b] = gpt2_byte_cp((uint8_t)b);
+        gpt2_byte_of[gpt2_cp_of[b]] = (int16_t)b;
     }
+}
+
+int gk_gpt2_encode(const void *raw, size_t len, char *out) {
+    pthread_once(&gpt2_once, gpt2_init);
     const uint8_t *s = raw;
     int n = 0;
-    for (size_t i = 0; i < len; i++) n += gk_utf8_put(cp_of[s[i]], out + n);
+    for (size_t i = 0; i < len; i++) n += gk_utf8_put(gpt2_cp_of[s[i]], out + n);
     out[n] = 0;
     return n;
 }
 
 long gk_gpt2_decode(const char *s, size_t n, uint8_t *out) {
-    static int16_t byte_of[324];
-    static int ready;
-    if (!ready) {
-        for (int i = 0; i < 324; i++) byte_of[i] = -1;
-        for (int b = 0; b < 256; b++) byte_of[gpt2_byte_cp((uint8_t)b)] = (int16_t)b;
-        ready = 1;
-    }
+    pthread_once(&gpt2_once, gpt2_init);
     long m = 0;
     size_t i = 0;
     while (i < n) {
@@ -340,8 +342,8 @@ long gk_gpt2_decode(const char *s, size_t n, uint8_t *out) {
         int l = gk_utf8_valid_len(u, n - i);
         if (l == 0 || l > 2) return -1;
         uint32_t cp = l == 1 ? u[0] : (((uint32_t)u[0] & 0x1F) << 6) | (u[1] & 0x3F);
-        if (cp >= 324 || byte_of[cp] < 0) return -1;
-        out[m++] = (uint8_t)byte_of[cp];
+        if (cp >= 324 || gpt2_byte_of[cp] < 0) return -1;
+        out[m++] = (uint8_t)gpt2_byte_of[cp];
         i += (size_t)l;
     }
     return m;

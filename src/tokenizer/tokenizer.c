@@ -190,7 +190,7 @@ int gk_token_to_bytes(const gk_tokenizer *t, int32_t id, bool first, char *buf, 
     }
     case GK_TOK_UNKNOWN: {
         size_t un = strlen(t->unk_surface);
-        if ((size_t)cap >= un) memcpy(buf, t->unk_surface, un);
+        if ((size_t)cap >= un && un) memcpy(buf, t->unk_surface, un);
         return (int)un;
     }
     default: break;
