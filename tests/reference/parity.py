@@ -14,8 +14,12 @@ to s = 1 + max|reference logit|, per position p: e_p = max_v |engine - ref| / s.
 
 Pass rules:
   f32        max_p e_p <= 1e-4, and every KV-cache run equals the full run within 1e-4.
-  f16, bf16  max_p e_p <= 1e-2 (the reference runs on the exact rounded weights), and
-             KV-cache runs within the same bound of the full run.
+  f16, bf16  max_p e_p <= 1e-4 (the reference runs on the exact rounded weights), and
+             KV-cache runs within the same bound of the full run. The brief's first
+             bound was 1e-2, for an engine that rounds activations to f16/bf16 as
+             llama.cpp does; this engine's f16/bf16 dot products take fp32 activations
+             (measured error ~1e-6), so the f32 bound applies and catches the subtler
+             features too. Loosen it if the engine starts rounding activations.
   q8_0, q4_0 The engine rounds activations to Q8_0 blocks inside quantized matmuls (as
              llama.cpp does), which moves these small, deliberately sensitive models'
              logits by ~1-3% and, where a router decision is close, picks another expert
@@ -24,7 +28,8 @@ Pass rules:
                weights, exact activations): catches a wrong block format or kernel;
              - median_p e_p <= QUANT_TIGHT_BOUND against the exact reference OR against the
                reference that emulates the Q8_0 activation rounding (act_quant): catches
-               small kernel errors whichever way the engine computes;
+               small kernel errors whichever way the engine computes (measured: ~1e-7
+               against the emulation, i.e. the engine rounds exactly like llama.cpp);
              - max_p e_p <= QUANT_MAX_BOUND: no position is garbage;
              - same top-1 token at >= 95% of positions, where a position also agrees when
                the engine's top token is within QUANT_MEDIAN_BOUND*s of the reference's
@@ -53,9 +58,13 @@ import grok_ref  # noqa: E402
 import make_model  # noqa: E402
 
 # Bounds, as fractions of s = 1 + max|reference logit|.
-MAX_BOUND = {"f32": 1e-4, "f16": 1e-2, "bf16": 1e-2}    # max over positions
+# Measured on the engine of 2026-11-28 (64-token prompts): f32/f16/bf16 max <= 1.2e-6;
+# q8_0/q4_0 median 1.4e-2..2.6e-2 and max <= 0.2 against the exact reference, median
+# <= 1e-7 against the Q8_0-activation reference; strict top-1 90.6%..96.9%, near-tie
+# tolerant top-1 100%; KV-cache runs bit-identical to the full runs.
+MAX_BOUND = {"f32": 1e-4, "f16": 1e-4, "bf16": 1e-4}    # max over positions
 QUANT_MEDIAN_BOUND = {"q8_0": 0.05, "q4_0": 0.05}        # median over positions, exact reference
-QUANT_TIGHT_BOUND = 5e-3                                 # median, exact or act_quant reference
+QUANT_TIGHT_BOUND = 1e-3                                 # median, exact or act_quant reference
 QUANT_MAX_BOUND = 0.5                                    # max over positions, quantized types
 TOP1_MIN = 0.95                                          # quantized: share of agreeing positions
 MIN_ROUTER_MARGIN = 1e-4      # smallest k-th vs (k+1)-th router probability gap allowed in a prompt
