@@ -13,7 +13,7 @@
 # tok_tool (built with the tests) and, for the peers, scripts/setup-deps.sh.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-BUILD="${1:-$ROOT/build}"
+BUILD="$(cd "${1:-$ROOT/build}" && pwd)"
 SECS="${2:-3}"
 TOOL="$BUILD/tests/tok_tool"
 TOK="$ROOT/tests/tokenizer"

@@ -100,7 +100,7 @@ int gk_tok_bpe_set_pre(gk_tokenizer *t, const char *name, const char *pattern, g
     }
     /* Without JIT (a build of PCRE2 lacking it) the interpreter gives the same
      * matches, only slower. */
-    pcre2_jit_compile(t->re, PCRE2_JIT_COMPLETE);
+    t->re_jit = pcre2_jit_compile(t->re, PCRE2_JIT_COMPLETE) == 0;
     return 0;
 }
 
@@ -354,7 +354,8 @@ static int bpe_scan(const gk_tokenizer *t, const char *text, size_t len, piece_f
     int rc = -1;
     size_t off = 0;
     while (off < len) {
-        int r = pcre2_match(t->re, (PCRE2_SPTR)text, len, off, 0, md, mc);
+        int r = t->re_jit ? pcre2_jit_match(t->re, (PCRE2_SPTR)text, len, off, 0, md, mc)
+                          : pcre2_match(t->re, (PCRE2_SPTR)text, len, off, 0, md, mc);
         if (r == PCRE2_ERROR_JIT_STACKLIMIT && !js) {
             /* A long run made the JIT's default 32 KiB stack too small. */
             mc = pcre2_match_context_create(NULL);

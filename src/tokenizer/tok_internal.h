@@ -114,6 +114,7 @@ struct gk_tokenizer {
     char pre[32];           /* pre-tokenizer name ("grok-2", "gpt-2", ...) */
     char *pattern;          /* its regex */
     pcre2_code *re;         /* compiled with UTF, UCP, MATCH_INVALID_UTF; JIT when available */
+    bool re_jit;
     bool whole_word;        /* a piece that is a token is emitted whole (tiktoken) */
     int32_t byte_id[256];   /* token of each single byte, or -1 */
     int32_t *bp_rank, *bp_id; /* merging two single bytes (a << 8 | b): rank and token */

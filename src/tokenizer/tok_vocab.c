@@ -48,6 +48,20 @@ static inline uint8_t hash_tag(uint64_t h) {
     return g ? g : 1;
 }
 
+/* memcmp(a, b, n) == 0 for the short strings of token lookups, without a call. */
+static inline bool same_bytes(const char *a, const char *b, size_t n) {
+    while (n >= 8) {
+        uint64_t x, y;
+        memcpy(&x, a, 8);
+        memcpy(&y, b, 8);
+        if (x != y) return false;
+        a += 8, b += 8, n -= 8;
+    }
+    while (n--)
+        if (*a++ != *b++) return false;
+    return true;
+}
+
 int32_t gk_tok_find(const gk_tokenizer *t, const void *s, size_t n) {
     uint64_t h = gk_tok_hash(s, n);
     uint8_t g = hash_tag(h);
@@ -57,7 +71,7 @@ int32_t gk_tok_find(const gk_tokenizer *t, const void *s, size_t n) {
         if (!tg) return -1;
         if (tg != g) continue;
         const gk_tok_slot *e = &t->map.slot[i];
-        if (e->hhi == hi && e->len == n && memcmp(t->bytes + e->off, s, n) == 0)
+        if (e->hhi == hi && e->len == n && same_bytes(t->bytes + e->off, s, n))
             return (int32_t)e->id1 - 1;
     }
 }
@@ -464,7 +478,10 @@ void gk_tok_detect_specials(gk_tokenizer *t) {
 
 int gk_tok_finish(gk_tokenizer *t, bool dup_ok, gk_err *err) {
     if (t->n_vocab == 0) return gk_fail(err, "the vocabulary is empty");
-    uint32_t cap = table_size((uint64_t)t->n_vocab);
+    /* The tag array keeps probing cheap, so the map may be fuller than the
+     * others: a smaller table stays in cache better. */
+    uint32_t cap = 16;
+    while (cap < (uint64_t)t->n_vocab + t->n_vocab / 3) cap <<= 1;
     t->map.slot = gk_calloc(cap, sizeof *t->map.slot, err);
     t->map.tag = gk_calloc(cap, 1, err);
     if (!t->map.slot || !t->map.tag) return -1;
