@@ -215,6 +215,11 @@ gk_tokenizer *gk_tokenizer_from_gguf(const gk_gguf *g, gk_err *err) {
         return NULL;
     }
     gk_tokenizer_kind kind;
+    if ((model.len == 4 && memcmp(model.ptr, "none", 4) == 0) ||
+        (model.len == 8 && memcmp(model.ptr, "no_vocab", 8) == 0)) {
+        if (err) err->msg[0] = 0; /* llama.cpp's way of saying "no tokenizer" */
+        return NULL;
+    }
     if (model.len == 5 && memcmp(model.ptr, "llama", 5) == 0) kind = GK_TOKENIZER_SPM;
     else if (model.len == 4 && memcmp(model.ptr, "gpt2", 4) == 0) kind = GK_TOKENIZER_BPE;
     else

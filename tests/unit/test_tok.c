@@ -446,6 +446,30 @@ static void test_grok1(const char *dir) {
     check_round_trip(t, "grok1");
     gk_tokenizer_free(t);
 
+    /* Truncated files fail with a message, wherever they are cut. */
+    const char *files[] = {"grok1/tokenizer.model", "llamacpp-vocab/ggml-vocab-gpt-2.gguf",
+                           "llamacpp-vocab/ggml-vocab-llama-spm.gguf"};
+    for (int f = 0; f < 3; f++) {
+        snprintf(path, sizeof path, "%s/%s", dir, files[f]);
+        FILE *fp = fopen(path, "rb");
+        if (!fp) continue;
+        fseek(fp, 0, SEEK_END);
+        long size = ftell(fp);
+        fseek(fp, 0, SEEK_SET);
+        char *data = malloc((size_t)size);
+        CHECK(data && fread(data, 1, (size_t)size, fp) == (size_t)size);
+        fclose(fp);
+        long cuts[] = {1, 2, 5, 17, 100, 1000, 4097, 100000, size / 2, size - 1};
+        for (int i = 0; i < 10; i++) {
+            gk_err e2 = {{0}};
+            gk_tokenizer *u = gk_tokenizer_load_memory(data, (size_t)cuts[i], files[f], &e2);
+            CHECK_MSG(!u && e2.msg[0], "%s cut at %ld bytes: %s", files[f], cuts[i],
+                      u ? "loaded" : "no message");
+            gk_tokenizer_free(u);
+        }
+        free(data);
+    }
+
     snprintf(path, sizeof path, "%s/llamacpp-vocab/ggml-vocab-gpt-2.gguf", dir);
     t = gk_tokenizer_load(path, &err);
     CHECK_MSG(t != NULL, "%s", err.msg);
