@@ -35,3 +35,4 @@ function(gk_add_fuzzer name corpus)
 endfunction()
 
 gk_add_fuzzer(fuzz_gguf gguf)
+gk_add_fuzzer(fuzz_safetensors safetensors)
