@@ -219,7 +219,10 @@ const char *gk_token_piece(const gk_tokenizer *t, int32_t id);
 /* Streaming decoder: feed ids one at a time, get back only whole UTF-8
  * characters (bytes of a character split across tokens are held until complete;
  * each byte that cannot start or continue a valid character comes out as
- * U+FFFD, so the output is always valid UTF-8). CONTROL tokens produce nothing. */
+ * U+FFFD, so the output is always valid UTF-8). CONTROL tokens produce nothing.
+ * gk_detok_init starts a continuation (generated tokens after a prompt: a
+ * leading space is real). To decode a text from its beginning, set first = true
+ * after gk_detok_init: SentencePiece's dummy-prefix space is then dropped. */
 typedef struct gk_detok {
     const gk_tokenizer *tok;
     bool first;

@@ -270,8 +270,7 @@ static int respond(chat *c) {
     size_t cap = 256, len = 0;
     char *reply = malloc(cap);
     gk_detok d;
-    gk_detok_init(&d, c->tok);
-    d.first = false; /* the reply continues a text: its first space is real */
+    gk_detok_init(&d, c->tok); /* a continuation: the reply's first space is real */
     char buf[1024];
     int n_gen = 0;
     bool full = false;

@@ -216,7 +216,7 @@ int gk_token_to_bytes(const gk_tokenizer *t, int32_t id, bool first, char *buf, 
 void gk_detok_init(gk_detok *d, const gk_tokenizer *t) {
     memset(d, 0, sizeof *d);
     d->tok = t;
-    d->first = true;
+    d->first = false;
 }
 
 /* Does s[0..n) (n < the length its lead byte announces) start a valid character? */

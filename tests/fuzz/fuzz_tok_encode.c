@@ -200,6 +200,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     /* The streaming decoder accepts every id and writes only valid UTF-8. */
     gk_detok d;
     gk_detok_init(&d, t);
+    d.first = true;
     char out[4096];
     for (int i = 0; i < k; i++) {
         int l = gk_detok_push(&d, ids[i], out, sizeof out);

@@ -61,6 +61,7 @@ static char *decode(const gk_tokenizer *t, const int32_t *ids, int n, size_t *le
     char *out = malloc(cap);
     gk_detok d;
     gk_detok_init(&d, t);
+    d.first = true; /* a whole text */
     char buf[4096];
     for (int i = 0; i <= n; i++) {
         int k = i < n ? gk_detok_push(&d, ids[i], buf, sizeof buf) : gk_detok_flush(&d, buf, sizeof buf);
