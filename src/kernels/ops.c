@@ -35,11 +35,17 @@ static void matmul_rows(void *arg, int ith, int nth) {
     lo *= 4;
     hi = hi * 4 < j->n_out ? hi * 4 : j->n_out;
     gk_vec_dot_fn dot = j->tt->vec_dot;
+    gk_vec_dot4_fn dot4 = j->tt->vec_dot4;
     for (int64_t o0 = lo; o0 < hi; o0 += 4) {
         int64_t o1 = o0 + 4 < hi ? o0 + 4 : hi;
+        const uint8_t *w = j->w + (size_t)o0 * j->nb_row;
         for (int t = 0; t < j->T; t++) {
             const uint8_t *xr = j->xq + (size_t)t * j->xq_row;
             float *yr = j->y + (size_t)t * j->n_out;
+            if (dot4 && o1 - o0 == 4) {
+                dot4(j->n_in, w, j->nb_row, xr, yr + o0);
+                continue;
+            }
             for (int64_t o = o0; o < o1; o++) yr[o] = dot(j->n_in, j->w + (size_t)o * j->nb_row, xr);
         }
     }

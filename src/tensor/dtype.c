@@ -240,6 +240,9 @@ float gk_vec_dot_bf16_avx2(int64_t n, const void *x, const void *y);
 float gk_vec_dot_q8_0_q8_0_avx2(int64_t n, const void *x, const void *y);
 float gk_vec_dot_q4_0_q8_0_avx2(int64_t n, const void *x, const void *y);
 void gk_quantize_q8_0_avx2(const float *src, void *dst, int64_t n);
+void gk_vec_dot4_q8_0_q8_0_avx2(int64_t n, const void *x, size_t bx, const void *y, float *s);
+void gk_vec_dot4_q4_0_q8_0_avx2(int64_t n, const void *x, size_t bx, const void *y, float *s);
+void gk_vec_dot4_f32_avx2(int64_t n, const void *x, size_t bx, const void *y, float *s);
 #endif
 
 static const char *kernels_name = "scalar";
@@ -273,6 +276,9 @@ static void dtype_init(void) {
         traits[GK_TYPE_Q8_0].vec_dot = gk_vec_dot_q8_0_q8_0_avx2;
         traits[GK_TYPE_Q4_0].vec_dot = gk_vec_dot_q4_0_q8_0_avx2;
         traits[GK_TYPE_Q8_0].from_float = gk_quantize_q8_0_avx2;
+        traits[GK_TYPE_F32].vec_dot4 = gk_vec_dot4_f32_avx2;
+        traits[GK_TYPE_Q8_0].vec_dot4 = gk_vec_dot4_q8_0_q8_0_avx2;
+        traits[GK_TYPE_Q4_0].vec_dot4 = gk_vec_dot4_q4_0_q8_0_avx2;
         kernels_name = "avx2";
     }
 #endif

@@ -75,6 +75,9 @@ typedef void (*gk_to_float_fn)(const void *src, float *dst, int64_t n);
 typedef void (*gk_from_float_fn)(const float *src, void *dst, int64_t n);
 /* Dot product of n elements: x in this type, y in the type's vec_dot_type. */
 typedef float (*gk_vec_dot_fn)(int64_t n, const void *x, const void *y);
+/* Four dot products at once: s[r] = dot(x + r * bx, y) for r < 4 (rows bx bytes
+ * apart). Loads each activation block once for four weight rows. */
+typedef void (*gk_vec_dot4_fn)(int64_t n, const void *x, size_t bx, const void *y, float *s);
 
 typedef struct gk_type_traits {
     const char *name;  /* "f32", "q8_0", ...; NULL for ids that ggml never used */
@@ -83,6 +86,7 @@ typedef struct gk_type_traits {
     gk_to_float_fn to_float;
     gk_from_float_fn from_float; /* quantizer; SIMD versions are bit-identical to the scalar */
     gk_vec_dot_fn vec_dot;       /* fastest available kernel, chosen at start */
+    gk_vec_dot4_fn vec_dot4;     /* optional 4-row kernel (NULL: use vec_dot) */
     gk_dtype vec_dot_type;       /* what the activation row is converted to */
 } gk_type_traits;
 

@@ -167,3 +167,63 @@ void gk_quantize_q8_0_avx2(const float *src, void *dst, int64_t n) {
         _mm256_storeu_si256((__m256i *)b[i].qs, p);
     }
 }
+
+/* Four weight rows against one activation row: the activation block and its
+ * scale are loaded once, and the four accumulators are independent chains. */
+void gk_vec_dot4_q8_0_q8_0_avx2(int64_t n, const void *x, size_t bx, const void *y, float *s) {
+    const gk_block_q8_0 *b = y;
+    const gk_block_q8_0 *a[4];
+    for (int r = 0; r < 4; r++) a[r] = (const gk_block_q8_0 *)((const uint8_t *)x + r * bx);
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
+                     _mm256_setzero_ps()};
+    for (int64_t i = 0; i < n / GK_QK8_0; i++) {
+        __m256i qb = _mm256_loadu_si256((const __m256i *)b[i].qs);
+        float db = _cvtsh_ss(b[i].d);
+        for (int r = 0; r < 4; r++) {
+            __m256i qa = _mm256_loadu_si256((const __m256i *)a[r][i].qs);
+            __m256 d = _mm256_set1_ps(_cvtsh_ss(a[r][i].d) * db);
+            acc[r] = _mm256_fmadd_ps(d, mul_sum_i8_pairs(qa, qb), acc[r]);
+        }
+    }
+    for (int r = 0; r < 4; r++) s[r] = hsum256(acc[r]);
+}
+
+void gk_vec_dot4_q4_0_q8_0_avx2(int64_t n, const void *x, size_t bx, const void *y, float *s) {
+    const gk_block_q8_0 *b = y;
+    const gk_block_q4_0 *a[4];
+    for (int r = 0; r < 4; r++) a[r] = (const gk_block_q4_0 *)((const uint8_t *)x + r * bx);
+    const __m128i lowmask = _mm_set1_epi8(0x0f);
+    const __m256i eight = _mm256_set1_epi8(8);
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
+                     _mm256_setzero_ps()};
+    for (int64_t i = 0; i < n / GK_QK4_0; i++) {
+        __m256i qb = _mm256_loadu_si256((const __m256i *)b[i].qs);
+        float db = _cvtsh_ss(b[i].d);
+        for (int r = 0; r < 4; r++) {
+            __m128i packed = _mm_loadu_si128((const __m128i *)a[r][i].qs);
+            __m128i lo = _mm_and_si128(packed, lowmask);
+            __m128i hi = _mm_and_si128(_mm_srli_epi16(packed, 4), lowmask);
+            __m256i qa = _mm256_sub_epi8(_mm256_set_m128i(hi, lo), eight);
+            __m256 d = _mm256_set1_ps(_cvtsh_ss(a[r][i].d) * db);
+            acc[r] = _mm256_fmadd_ps(d, mul_sum_i8_pairs(qa, qb), acc[r]);
+        }
+    }
+    for (int r = 0; r < 4; r++) s[r] = hsum256(acc[r]);
+}
+
+void gk_vec_dot4_f32_avx2(int64_t n, const void *x, size_t bx, const void *y, float *s) {
+    const float *b = y;
+    const float *a[4];
+    for (int r = 0; r < 4; r++) a[r] = (const float *)((const uint8_t *)x + r * bx);
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
+                     _mm256_setzero_ps()};
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 vb = _mm256_loadu_ps(b + i);
+        for (int r = 0; r < 4; r++) acc[r] = _mm256_fmadd_ps(_mm256_loadu_ps(a[r] + i), vb, acc[r]);
+    }
+    for (int r = 0; r < 4; r++) {
+        s[r] = hsum256(acc[r]);
+        for (int64_t k = i; k < n; k++) s[r] += a[r][k] * b[k];
+    }
+}

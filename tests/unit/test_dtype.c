@@ -110,6 +110,17 @@ static void test_simd_vs_ref(void) {
             CHECK_MSG(fabsf(r - f) <= 1e-4f * (1.0f + fabsf(r)), "%s n=%d: ref %g simd %g",
                       t->name, n, r, f);
         }
+        /* the 4-row kernel, where there is one, computes the same four dots */
+        if (t->vec_dot4) {
+            size_t rb = gk_row_size(types[k], 1024);
+            float s4[4];
+            t->vec_dot4(1024, wa, rb, wb, s4);
+            for (int r = 0; r < 4; r++) {
+                float one = t->vec_dot(1024, wa + r * rb, wb);
+                CHECK_MSG(fabsf(s4[r] - one) <= 1e-5f * (1.0f + fabsf(one)), "%s dot4 row %d: %g vs %g",
+                          t->name, r, s4[r], one);
+            }
+        }
         /* and the dequantized dot agrees with the quantized kernel */
         static float da[N], db[N];
         t->to_float(wa, da, N);
