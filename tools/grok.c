@@ -15,8 +15,10 @@ typedef struct {
 
 static const command commands[] = {
     {"run", gk_cmd_run, "generate text from a prompt"},
+    {"chat", gk_cmd_chat, "interactive chat with the model's template"},
     {"info", gk_cmd_info, "describe a model file"},
     {"bench", gk_cmd_bench, "prompt and generation throughput"},
+    {"tokenize", gk_cmd_tokenize, "print the ids and pieces of a text"},
     {"convert", gk_cmd_convert, "import an official checkpoint to GGUF"},
     {"quantize", gk_cmd_quantize, "re-encode a model's weights"},
 };
