@@ -10,6 +10,7 @@ set -euo pipefail
 # clang (libFuzzer + sanitizers), nodejs/npm (tiktoken peer).
 PKGS=(build-essential cmake pkg-config clang libclang-rt-14-dev
       libpcre2-dev libcjson-dev libmicrohttpd-dev
+      libopenmpi-dev openmpi-bin
       python3 python3-torch python3-numpy sentencepiece time)
 
 missing=()

@@ -21,6 +21,7 @@ static const command commands[] = {
     {"tokenize", gk_cmd_tokenize, "print the ids and pieces of a text"},
     {"convert", gk_cmd_convert, "import an official checkpoint to GGUF"},
     {"quantize", gk_cmd_quantize, "re-encode a model's weights"},
+    {"train", gk_cmd_train, "pretrain or fine-tune a model on text"},
 };
 
 static void usage(FILE *f) {

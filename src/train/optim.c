@@ -64,5 +64,6 @@ double gk_adamw_step(gk_tmodel *tm, float *m, float *v, int64_t t, const gk_adam
                   .b2 = c->beta2, .eps = c->eps, .wd = c->weight_decay, .gscale = gscale,
                   .bc1 = 1.0f - powf(c->beta1, (float)t), .bc2 = 1.0f - powf(c->beta2, (float)t)};
     gk_pool_run(pool, adam_part, &j);
+    tm->wt_stale = true;
     return norm;
 }

@@ -32,7 +32,16 @@ static void tgemm_part(void *arg, int ith, int nth) {
     }
     int64_t items = ((j->M + 3) / 4) * ((j->N + 63) / 64), lo, hi;
     gk_split(items, ith, nth, &lo, &hi);
-    f(j, lo, hi);
+    /* K in chunks of 256, so that a 16-column strip of B (16 KiB) stays in L1
+     * across the row tiles; the chunks are summed in order, whatever nth is. */
+    for (int64_t k0 = 0; k0 < j->K; k0 += 256) {
+        gk_tgemm_job c = *j;
+        c.A = j->A + k0 * j->sak;
+        c.B = j->B + k0 * j->ldb;
+        c.K = j->K - k0 < 256 ? j->K - k0 : 256;
+        c.acc = j->acc || k0 > 0;
+        f(&c, lo, hi);
+    }
 }
 
 void gk_tgemm(gk_pool *pool, gk_tgemm_job *j) {
@@ -53,9 +62,30 @@ void gk_tgemm_dx(gk_pool *pool, float *dx, const float *dy, const float *w, int6
     gk_tgemm(pool, &j);
 }
 
+typedef struct {
+    float *dst;
+    const float *src;
+    int64_t rows, cols;
+} transpose_job;
+
+/* dst[c][r] = src[r][c], in 32 x 32 blocks; split over columns. */
+static void transpose_part(void *arg, int ith, int nth) {
+    transpose_job *j = arg;
+    int64_t lo, hi;
+    gk_split((j->cols + 31) / 32, ith, nth, &lo, &hi);
+    for (int64_t cb = lo * 32; cb < hi * 32 && cb < j->cols; cb += 32)
+        for (int64_t rb = 0; rb < j->rows; rb += 32)
+            for (int64_t c = cb; c < cb + 32 && c < j->cols; c++)
+                for (int64_t r = rb; r < rb + 32 && r < j->rows; r++)
+                    j->dst[c * j->rows + r] = j->src[r * j->cols + c];
+}
+
 void gk_tgemm_dw(gk_pool *pool, float *dw, const float *dy, const float *x, int64_t T,
-                 int64_t n_out, int64_t n_in) {
-    gk_tgemm_job j = {.C = dw, .ldc = n_in, .A = dy, .sam = 1, .sak = n_out, .B = x,
+                 int64_t n_out, int64_t n_in, float *scratch) {
+    /* dY^T first, so that the kernel reads each row of A contiguously */
+    transpose_job tj = {.dst = scratch, .src = dy, .rows = T, .cols = n_out};
+    gk_pool_run(pool, transpose_part, &tj);
+    gk_tgemm_job j = {.C = dw, .ldc = n_in, .A = scratch, .sam = T, .sak = 1, .B = x,
                       .ldb = n_in, .M = n_out, .N = n_in, .K = T, .acc = true};
     gk_tgemm(pool, &j);
 }

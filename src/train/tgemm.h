@@ -26,9 +26,10 @@ void gk_tgemm(gk_pool *pool, gk_tgemm_job *j);
 /* dX[T][n_in] (+)= dY[T][n_out] W[n_out][n_in]  (the input gradient of Y = X W^T). */
 void gk_tgemm_dx(gk_pool *pool, float *dx, const float *dy, const float *w, int64_t T,
                  int64_t n_out, int64_t n_in, bool acc);
-/* dW[n_out][n_in] += dY^T X  (the weight gradient of Y = X W^T). */
+/* dW[n_out][n_in] += dY^T X  (the weight gradient of Y = X W^T); scratch holds
+ * T * n_out floats (dY transposed). */
 void gk_tgemm_dw(gk_pool *pool, float *dw, const float *dy, const float *x, int64_t T,
-                 int64_t n_out, int64_t n_in);
+                 int64_t n_out, int64_t n_in, float *scratch);
 
 /* The scalar reference (the oracle of the fast kernels in the unit tests). */
 void gk_tgemm_ref(gk_tgemm_job *j);

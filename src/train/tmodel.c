@@ -81,6 +81,7 @@ gk_tmodel *gk_tmodel_new(const gk_hparams *hp_in, gk_numerics numerics, gk_err *
     if (big > (1ull << 34))
         return gk_failp(err, "model of about %llu parameters is too large to train here",
                         (unsigned long long)big);
+    gk_dtype_init(); /* the SIMD kernels, as gk_model_load picks them */
     gk_tmodel *tm = gk_calloc(1, sizeof *tm, err);
     if (!tm) return NULL;
     tm->hp = *hp;
@@ -122,7 +123,9 @@ gk_tmodel *gk_tmodel_new(const gk_hparams *hp_in, gk_numerics numerics, gk_err *
     }
     tm->w = gk_malloc_aligned(tm->n_params * sizeof(float), err);
     tm->g = gk_malloc_aligned(tm->n_params * sizeof(float), err);
-    if (!tm->w || !tm->g) {
+    tm->wt = gk_malloc_aligned(tm->n_params * sizeof(float), err);
+    tm->wt_stale = true;
+    if (!tm->w || !tm->g || !tm->wt) {
         gk_err_prefix(err, "parameters of %zu floats", tm->n_params);
         goto fail;
     }
@@ -142,6 +145,7 @@ void gk_tmodel_free(gk_tmodel *tm) {
     free(tm->layer_store);
     gk_free_aligned(tm->w);
     gk_free_aligned(tm->g);
+    gk_free_aligned(tm->wt);
     free(tm);
 }
 
@@ -164,6 +168,7 @@ gk_tmodel *gk_tmodel_from_model(const gk_model *m, gk_err *err) {
             tt->to_float((const uint8_t *)gt->data + (size_t)r * row, tm->w + t->offset + r * t->ne[0],
                          t->ne[0]);
     }
+    tm->wt_stale = true;
     return tm;
 }
 
@@ -195,6 +200,7 @@ void gk_tmodel_init(gk_tmodel *tm, uint64_t seed, float std) {
             if (k + 1 < t->n) p[k + 1] = (float)(r * sin(2 * M_PI * u2)) * sd;
         }
     }
+    tm->wt_stale = true;
 }
 
 /* ------------------------------------------------------------------ save --- */
@@ -258,8 +264,8 @@ int gk_tmodel_save(const gk_tmodel *tm, const char *path, const gk_tsave_opts *o
         if (gk_gguf_copy_kv(w, o->src, err) < 0) goto done;
     } else {
         set_hparams(w, &tm->hp);
-        if (o->tok && gk_tokenizer_to_gguf(o->tok, w, err) < 0) goto done;
     }
+    if (o->tok && gk_tokenizer_to_gguf(o->tok, w, err) < 0) goto done;
     if (o->name) gk_gguf_set_str(w, "general.name", o->name);
     gk_gguf_set_u64(w, "train.step", o->step);
     for (int i = 0; i < tm->n_tensors; i++) {
