@@ -7,6 +7,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/stat.h>
 
 bool gk_cli_int(const char *opt, const char *s, long lo, long hi, long *out) {
@@ -50,4 +51,58 @@ const char *gk_cli_model_path(const char *given) {
         return NULL;
     }
     return GK_DEFAULT_MODEL;
+}
+
+bool gk_cli_numerics(const char *s, gk_numerics *out) {
+    if (!strcmp(s, "reference")) *out = GK_NUMERICS_REFERENCE;
+    else if (!strcmp(s, "llamacpp")) *out = GK_NUMERICS_LLAMACPP;
+    else {
+        fprintf(stderr, "grok: --numerics expects 'reference' or 'llamacpp', got '%s'\n", s);
+        return false;
+    }
+    return true;
+}
+
+void gk_cli_gen_init(gk_cli_gen *g) {
+    *g = (gk_cli_gen){.numerics = GK_NUMERICS_REFERENCE, .sp = gk_sampler_default_params()};
+}
+
+int gk_cli_gen_option(int argc, char **argv, int *i, gk_cli_gen *g) {
+    static const char *const opts[] = {"-m", "--model", "-c", "--ctx-size", "-t", "--threads",
+                                       "--numerics", "--temp", "--top-k", "--top-p", "--min-p",
+                                       "--repeat-penalty", "--repeat-last-n", "--seed"};
+    const char *a = argv[*i], *v;
+    size_t k = 0;
+    while (k < sizeof opts / sizeof opts[0] && strcmp(a, opts[k])) k++;
+    if (k == sizeof opts / sizeof opts[0]) return 0;
+    if (!(v = gk_cli_value(argc, argv, i))) return -1;
+    long n = 0;
+    double x = 0;
+    switch (k) {
+    case 0: case 1: g->model = v; return 1;
+    case 2: case 3: return gk_cli_int(a, v, 8, 1 << 24, &g->n_ctx) ? 1 : -1;
+    case 4: case 5: return gk_cli_int(a, v, 1, 256, &g->threads) ? 1 : -1;
+    case 6: return gk_cli_numerics(v, &g->numerics) ? 1 : -1;
+    case 7: if (!gk_cli_float(a, v, 0, 100, &x)) return -1;
+        g->sp.temperature = (float)x;
+        return 1;
+    case 8: if (!gk_cli_int(a, v, 0, 1 << 30, &n)) return -1;
+        g->sp.top_k = (int32_t)n;
+        return 1;
+    case 9: if (!gk_cli_float(a, v, 1e-6, 1, &x)) return -1;
+        g->sp.top_p = (float)x;
+        return 1;
+    case 10: if (!gk_cli_float(a, v, 0, 1, &x)) return -1;
+        g->sp.min_p = (float)x;
+        return 1;
+    case 11: if (!gk_cli_float(a, v, 1e-3, 100, &x)) return -1;
+        g->sp.repeat_penalty = (float)x;
+        return 1;
+    case 12: if (!gk_cli_int(a, v, 0, 1 << 24, &n)) return -1;
+        g->sp.repeat_last_n = (int32_t)n;
+        return 1;
+    default: if (!gk_cli_int(a, v, 0, 0x7fffffffL, &n)) return -1;
+        g->sp.seed = (uint64_t)n;
+        return 1;
+    }
 }

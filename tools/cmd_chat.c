@@ -25,78 +25,40 @@
 #include <unistd.h>
 
 typedef struct chat_opts {
-    const char *model, *system;
-    long n_predict, n_ctx, threads;
-    gk_numerics numerics;
-    gk_sampler_params sp;
+    gk_cli_gen g; /* model, context, threads, numerics, sampling */
+    const char *system;
+    long n_predict;
     bool verbose;
 } chat_opts;
 
 static void usage(FILE *f) {
     fprintf(f,
             "usage: grok chat [-m MODEL] [options]\n"
-            "  -m, --model FILE        GGUF model with a tokenizer (default: %s)\n"
             "  -s, --system TEXT       system message (chat models)\n"
             "  -n, --n-predict N       longest reply in tokens (default 512)\n"
-            "  --temp T                temperature, 0 = greedy (default 0.8)\n"
-            "  --top-k K, --top-p P, --min-p P, --repeat-penalty X, --seed S   sampling\n"
-            "  -c, --ctx-size N        context length (default: min(train, 4096))\n"
-            "  -t, --threads N         threads (default: all cores)\n"
-            "  --numerics MODE         reference (default) or llamacpp\n"
+            GK_CLI_GEN_HELP
             "  -v, --verbose           print timings after each reply\n"
-            "In the session: /exit (or Ctrl-D) ends it, /reset forgets the conversation,\n"
-            "a line ending in \\ continues on the next line.\n",
-            GK_DEFAULT_MODEL);
+            "The model needs a tokenizer. In the session: /exit (or Ctrl-D) ends it, /reset\n"
+            "forgets the conversation, a line ending in \\ continues on the next line.\n");
 }
 
 static int parse(int argc, char **argv, chat_opts *o) {
-    *o = (chat_opts){.n_predict = 512, .sp = gk_sampler_default_params()};
+    *o = (chat_opts){.n_predict = 512};
+    gk_cli_gen_init(&o->g);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = NULL;
-        long n;
-        double x;
+        int r = gk_cli_gen_option(argc, argv, &i, &o->g);
+        if (r < 0) return -1;
+        if (r > 0) continue;
 #define VAL() ((v = gk_cli_value(argc, argv, &i)) != NULL)
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             usage(stdout);
             exit(0);
-        } else if (!strcmp(a, "-m") || !strcmp(a, "--model")) {
-            if (!VAL()) return -1;
-            o->model = v;
         } else if (!strcmp(a, "-s") || !strcmp(a, "--system")) {
             if (!VAL()) return -1;
             o->system = v;
         } else if (!strcmp(a, "-n") || !strcmp(a, "--n-predict")) {
             if (!VAL() || !gk_cli_int(a, v, 1, 1 << 24, &o->n_predict)) return -1;
-        } else if (!strcmp(a, "-c") || !strcmp(a, "--ctx-size")) {
-            if (!VAL() || !gk_cli_int(a, v, 8, 1 << 24, &o->n_ctx)) return -1;
-        } else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) {
-            if (!VAL() || !gk_cli_int(a, v, 1, 256, &o->threads)) return -1;
-        } else if (!strcmp(a, "--temp")) {
-            if (!VAL() || !gk_cli_float(a, v, 0, 100, &x)) return -1;
-            o->sp.temperature = (float)x;
-        } else if (!strcmp(a, "--top-k")) {
-            if (!VAL() || !gk_cli_int(a, v, 0, 1 << 30, &n)) return -1;
-            o->sp.top_k = (int32_t)n;
-        } else if (!strcmp(a, "--top-p")) {
-            if (!VAL() || !gk_cli_float(a, v, 1e-6, 1, &x)) return -1;
-            o->sp.top_p = (float)x;
-        } else if (!strcmp(a, "--min-p")) {
-            if (!VAL() || !gk_cli_float(a, v, 0, 1, &x)) return -1;
-            o->sp.min_p = (float)x;
-        } else if (!strcmp(a, "--repeat-penalty")) {
-            if (!VAL() || !gk_cli_float(a, v, 1e-3, 100, &x)) return -1;
-            o->sp.repeat_penalty = (float)x;
-        } else if (!strcmp(a, "--seed")) {
-            if (!VAL() || !gk_cli_int(a, v, 0, 0x7fffffffL, &n)) return -1;
-            o->sp.seed = (uint64_t)n;
-        } else if (!strcmp(a, "--numerics")) {
-            if (!VAL()) return -1;
-            if (!strcmp(v, "reference")) o->numerics = GK_NUMERICS_REFERENCE;
-            else if (!strcmp(v, "llamacpp")) o->numerics = GK_NUMERICS_LLAMACPP;
-            else {
-                fprintf(stderr, "grok chat: --numerics expects 'reference' or 'llamacpp'\n");
-                return -1;
-            }
         } else if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) {
             o->verbose = true;
         } else {
@@ -361,12 +323,12 @@ static char *read_message(void) {
 int gk_cmd_chat(int argc, char **argv) {
     chat_opts o;
     if (parse(argc, argv, &o) < 0) return 2;
-    const char *path = gk_cli_model_path(o.model);
+    const char *path = gk_cli_model_path(o.g.model);
     if (!path) return 1;
     gk_err err = {{0}};
     int rc = 1;
     chat c = {.o = &o};
-    gk_model_params mp = {.numerics = o.numerics};
+    gk_model_params mp = {.numerics = o.g.numerics};
     gk_model *m = gk_model_load(path, &mp, &err);
     if (!m) {
         fprintf(stderr, "grok chat: %s\n", err.msg);
@@ -379,10 +341,10 @@ int gk_cmd_chat(int argc, char **argv) {
     }
     c.has_template = gk_tokenizer_has_chat(c.tok);
     gk_context_params cp = gk_context_default_params();
-    cp.n_ctx = (uint32_t)o.n_ctx;
-    cp.n_threads = (int)o.threads;
+    cp.n_ctx = (uint32_t)o.g.n_ctx;
+    cp.n_threads = (int)o.g.threads;
     c.ctx = gk_context_new(m, &cp, &err);
-    if (!c.ctx || !(c.smp = gk_sampler_new(&o.sp, (int32_t)gk_model_hparams(m)->n_vocab, &err))) {
+    if (!c.ctx || !(c.smp = gk_sampler_new(&o.g.sp, (int32_t)gk_model_hparams(m)->n_vocab, &err))) {
         fprintf(stderr, "grok chat: %s\n", err.msg);
         goto done;
     }

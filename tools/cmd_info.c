@@ -30,12 +30,7 @@ int gk_cmd_info(int argc, char **argv) {
             list = true;
         } else if (!strcmp(argv[i], "--numerics")) {
             const char *v = gk_cli_value(argc, argv, &i);
-            if (!v) return 2;
-            if (!strcmp(v, "llamacpp")) mp.numerics = GK_NUMERICS_LLAMACPP;
-            else if (strcmp(v, "reference")) {
-                fprintf(stderr, "grok info: --numerics expects 'reference' or 'llamacpp'\n");
-                return 2;
-            }
+            if (!v || !gk_cli_numerics(v, &mp.numerics)) return 2;
         } else if (argv[i][0] == '-') {
             fprintf(stderr, "grok info: unknown option '%s'\n", argv[i]);
             info_usage(stderr);

@@ -17,51 +17,38 @@
 #include <unistd.h>
 
 typedef struct {
-    const char *model, *prompt, *tokens, *dump;
-    long n_predict, n_ctx, n_batch, threads;
-    gk_numerics numerics;
-    gk_sampler_params sp;
+    gk_cli_gen g; /* model, context, threads, numerics, sampling */
+    const char *prompt, *tokens, *dump;
+    long n_predict, n_batch;
     bool ignore_eos, verbose;
 } run_opts;
 
 static void run_usage(FILE *f) {
     fprintf(f,
             "usage: grok run [-m MODEL] [-p PROMPT | --tokens 1,2,3 | < prompt.txt] [options]\n"
-            "  -m, --model FILE        GGUF model (default: %s)\n"
             "  -p, --prompt TEXT       prompt text (default: read stdin)\n"
             "  --tokens IDS            prompt as comma-separated token ids\n"
             "  -n, --n-predict N       tokens to generate (default 128)\n"
-            "  --temp T                temperature, 0 = greedy (default 0.8)\n"
-            "  --top-k K               (default 40, 0 = off)\n"
-            "  --top-p P               (default 0.95, 1 = off)\n"
-            "  --min-p P               (default 0.05, 0 = off)\n"
-            "  --repeat-penalty X      (default 1.0 = off)\n"
-            "  --repeat-last-n N       tokens the penalty looks back on (default 64)\n"
-            "  --seed S                sampling seed (default 0)\n"
+            GK_CLI_GEN_HELP
             "  --ignore-eos            keep generating past stop tokens\n"
-            "  -c, --ctx-size N        context length (default: min(train, 4096))\n"
             "  -b, --batch N           prompt tokens per forward pass (default 64)\n"
             "  --ubatch N              same as --batch\n"
-            "  -t, --threads N         threads (default: all cores)\n"
-            "  --numerics MODE         reference (default) or llamacpp\n"
             "  --dump-logits FILE      write fp32 logits of every position (n_pos x n_vocab)\n"
-            "  -v, --verbose           print timings\n",
-            GK_DEFAULT_MODEL);
+            "  -v, --verbose           print timings\n");
 }
 
 static int parse(int argc, char **argv, run_opts *o) {
-    *o = (run_opts){.n_predict = 128, .sp = gk_sampler_default_params()};
+    *o = (run_opts){.n_predict = 128};
+    gk_cli_gen_init(&o->g);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = NULL;
-        long n;
-        double x;
+        int r = gk_cli_gen_option(argc, argv, &i, &o->g);
+        if (r < 0) return -1;
+        if (r > 0) continue;
 #define VAL() ((v = gk_cli_value(argc, argv, &i)) != NULL)
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             run_usage(stdout);
             exit(0);
-        } else if (!strcmp(a, "-m") || !strcmp(a, "--model")) {
-            if (!VAL()) return -1;
-            o->model = v;
         } else if (!strcmp(a, "-p") || !strcmp(a, "--prompt")) {
             if (!VAL()) return -1;
             o->prompt = v;
@@ -73,41 +60,8 @@ static int parse(int argc, char **argv, run_opts *o) {
             o->dump = v;
         } else if (!strcmp(a, "-n") || !strcmp(a, "--n-predict")) {
             if (!VAL() || !gk_cli_int(a, v, 0, 1 << 24, &o->n_predict)) return -1;
-        } else if (!strcmp(a, "-c") || !strcmp(a, "--ctx-size")) {
-            if (!VAL() || !gk_cli_int(a, v, 1, 1 << 24, &o->n_ctx)) return -1;
         } else if (!strcmp(a, "-b") || !strcmp(a, "--batch") || !strcmp(a, "--ubatch")) {
             if (!VAL() || !gk_cli_int(a, v, 1, 1 << 16, &o->n_batch)) return -1;
-        } else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) {
-            if (!VAL() || !gk_cli_int(a, v, 1, 256, &o->threads)) return -1;
-        } else if (!strcmp(a, "--temp")) {
-            if (!VAL() || !gk_cli_float(a, v, 0, 100, &x)) return -1;
-            o->sp.temperature = (float)x;
-        } else if (!strcmp(a, "--top-k")) {
-            if (!VAL() || !gk_cli_int(a, v, 0, 1 << 30, &n)) return -1;
-            o->sp.top_k = (int32_t)n;
-        } else if (!strcmp(a, "--top-p")) {
-            if (!VAL() || !gk_cli_float(a, v, 1e-6, 1, &x)) return -1;
-            o->sp.top_p = (float)x;
-        } else if (!strcmp(a, "--min-p")) {
-            if (!VAL() || !gk_cli_float(a, v, 0, 1, &x)) return -1;
-            o->sp.min_p = (float)x;
-        } else if (!strcmp(a, "--repeat-penalty")) {
-            if (!VAL() || !gk_cli_float(a, v, 1e-3, 100, &x)) return -1;
-            o->sp.repeat_penalty = (float)x;
-        } else if (!strcmp(a, "--repeat-last-n")) {
-            if (!VAL() || !gk_cli_int(a, v, 0, 1 << 24, &n)) return -1;
-            o->sp.repeat_last_n = (int32_t)n;
-        } else if (!strcmp(a, "--seed")) {
-            if (!VAL() || !gk_cli_int(a, v, 0, 0x7fffffffL, &n)) return -1;
-            o->sp.seed = (uint64_t)n;
-        } else if (!strcmp(a, "--numerics")) {
-            if (!VAL()) return -1;
-            if (!strcmp(v, "reference")) o->numerics = GK_NUMERICS_REFERENCE;
-            else if (!strcmp(v, "llamacpp")) o->numerics = GK_NUMERICS_LLAMACPP;
-            else {
-                fprintf(stderr, "grok: --numerics expects 'reference' or 'llamacpp', got '%s'\n", v);
-                return -1;
-            }
         } else if (!strcmp(a, "--ignore-eos")) {
             o->ignore_eos = true;
         } else if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) {
@@ -217,7 +171,7 @@ static int dump_close(dump_file *d, bool ok) {
 int gk_cmd_run(int argc, char **argv) {
     run_opts o;
     if (parse(argc, argv, &o) < 0) return 2;
-    const char *path = gk_cli_model_path(o.model);
+    const char *path = gk_cli_model_path(o.g.model);
     if (!path) return 1;
 
     int rc = 1;
@@ -230,7 +184,7 @@ int gk_cmd_run(int argc, char **argv) {
     char *text = NULL;
     dump_file dump = {0};
 
-    gk_model_params mp = {.numerics = o.numerics};
+    gk_model_params mp = {.numerics = o.g.numerics};
     m = gk_model_load(path, &mp, &err);
     if (!m) {
         fprintf(stderr, "grok run: %s\n", err.msg);
@@ -287,9 +241,9 @@ int gk_cmd_run(int argc, char **argv) {
         }
 
     gk_context_params cp = gk_context_default_params();
-    cp.n_ctx = (uint32_t)o.n_ctx;
+    cp.n_ctx = (uint32_t)o.g.n_ctx;
     cp.n_batch = (uint32_t)o.n_batch;
-    cp.n_threads = (int)o.threads;
+    cp.n_threads = (int)o.g.threads;
     cp.all_logits = o.dump != NULL;
     c = gk_context_new(m, &cp, &err);
     if (!c) {
@@ -305,7 +259,7 @@ int gk_cmd_run(int argc, char **argv) {
                 n_prompt, o.n_predict, n_ctx, hp->n_ctx_train);
         goto done;
     }
-    s = gk_sampler_new(&o.sp, (int32_t)hp->n_vocab, &err);
+    s = gk_sampler_new(&o.g.sp, (int32_t)hp->n_vocab, &err);
     if (!s) {
         fprintf(stderr, "grok run: %s\n", err.msg);
         goto done;
