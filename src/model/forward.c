@@ -120,8 +120,7 @@ static void attn_part(void *arg, int ith, int nth) {
 static void attention(gk_context *c, int layer, int T) {
     const gk_hparams *hp = &c->m->hp;
     const gk_layer *L = &c->m->layers[layer];
-    const int64_t d = hp->n_embd, nq = (int64_t)hp->n_head * hp->head_dim,
-                  nkv = (int64_t)hp->n_head_kv * hp->head_dim;
+    const int64_t d = hp->n_embd, nkv = (int64_t)hp->n_head_kv * hp->head_dim;
     for (int t = 0; t < T; t++) gk_rmsnorm(c->xn + t * d, c->x + t * d, L->attn_norm, d, hp->norm_eps);
     matmul_w(c, c->q, &L->wq, c->xn, T);
     matmul_w(c, c->k, &L->wk, c->xn, T);
@@ -134,7 +133,6 @@ static void attention(gk_context *c, int layer, int T) {
     attn_job j = {.c = c, .layer = layer, .T = T};
     gk_pool_run(c->pool, attn_part, &j);
     matmul_w(c, c->tmp, &L->wo, c->att, T);
-    (void)nq;
     for (int t = 0; t < T; t++) {
         gk_rmsnorm(c->tmp + t * d, c->tmp + t * d, L->attn_out_norm, d, hp->norm_eps);
         for (int64_t i = 0; i < d; i++) c->x[t * d + i] += c->tmp[t * d + i];
