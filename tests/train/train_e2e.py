@@ -20,6 +20,7 @@ Exit: 0 pass, 1 fail, 77 skipped (no spm_train; for mpi: no MPI build or mpirun)
 
 import argparse
 import hashlib
+import math
 import os
 import random
 import re
@@ -70,10 +71,18 @@ def run(cmd, check_rc=0, limit_fsize=None):
     return p
 
 
+QUICK = False   # --quick (sanitizer builds): smaller runs
+
+
+def ctx():
+    return "24" if QUICK else "48"
+
+
 def train_args(grok, data, out, steps, extra=()):
-    return [grok, "train", "--data", data, "--config", CONFIG, "--vocab", "400", "-o", out,
-            "--steps", str(steps), "--batch", "4", "--ctx", "48", "--lr", "3e-3",
-            "--warmup", "10", "--log-every", "10", "-t", "2", *extra]
+    config = CONFIG.replace("layers=2,dim=64", "layers=1,dim=32") if QUICK else CONFIG
+    return [grok, "train", "--data", data, "--config", config, "--vocab", "400", "-o", out,
+            "--steps", str(steps), "--batch", "4", "--ctx", ctx(),
+            "--lr", "3e-3", "--warmup", "10", "--log-every", "10", "-t", "2", *extra]
 
 
 def sha(path):
@@ -82,15 +91,18 @@ def sha(path):
 
 def case_learn(a, tmp):
     data = os.path.join(tmp, "corpus.txt")
-    make_corpus(data, 6000, 1)
-    steps = 60 if a.quick else 200
+    make_corpus(data, 2500 if a.quick else 6000, 1)
+    steps = 40 if a.quick else 200
     p = run(train_args(a.grok, data, os.path.join(tmp, "out"), steps,
-                       ["--eval-every", str(steps), "--save-every", "0", "--batch", "8"]))
+                       ["--eval-every", str(steps), "--save-every", "0", "--batch", "8",
+                        "--val-tokens", "2000" if a.quick else "32768"]))
     m = re.findall(r"validation loss ([0-9.]+) \(unigram entropy ([0-9.]+)\)", p.stderr)
     val, uni = float(m[-1][0]), float(m[-1][1])
-    margin = 0.3 if a.quick else 1.5
     print(f"validation loss {val:.3f} after {steps} steps, unigram entropy {uni:.3f}")
-    assert val < uni - margin, f"validation loss {val} is not below {uni} - {margin}"
+    if a.quick:   # sanitizer builds: a short run must still learn (uniform = ln 400 = 5.99)
+        assert val < math.log(400) - 0.5, f"validation loss {val} did not fall below ln(400) - 0.5"
+    else:
+        assert val < uni - 1.5, f"validation loss {val} is not below the unigram entropy {uni} - 1.5"
     out = os.path.join(tmp, "out", "model.gguf")
     assert os.path.exists(out) and os.path.exists(os.path.join(tmp, "out", "loss.svg"))
     # the result is an ordinary model: grok run loads it and writes text
@@ -106,7 +118,7 @@ def case_resume(a, tmp):
     data = os.path.join(tmp, "corpus.txt")
     make_corpus(data, 3000, 2)
     tok = os.path.join(tmp, "tok")
-    steps, k = (16, 8) if a.quick else (40, 20)
+    steps, k = (6, 3) if a.quick else (40, 20)
     common = ["--eval-every", "0", "--save-every", "0"]
     ta, tb = os.path.join(tmp, "a.trace"), os.path.join(tmp, "b.trace")
     run(train_args(a.grok, data, tok, 1, common))     # builds the shared tokenizer
@@ -115,7 +127,7 @@ def case_resume(a, tmp):
     run(train_args(a.grok, data, os.path.join(tmp, "b"), steps,
                    common + tk + ["--trace", tb, "--stop-after", str(k)]))
     p = run([a.grok, "train", "--data", data, "--resume", os.path.join(tmp, "b"), "-o",
-             os.path.join(tmp, "b"), "--steps", str(steps), "--batch", "4", "--ctx", "48",
+             os.path.join(tmp, "b"), "--steps", str(steps), "--batch", "4", "--ctx", ctx(),
              "--lr", "3e-3", "--warmup", "10", "-t", "1", "--trace", tb, *common])
     assert f"resuming at step {k}" in p.stderr, p.stderr
     A, B = read_trace(ta), read_trace(tb)
@@ -165,7 +177,7 @@ def case_badinput(a, tmp):
     raw = bytearray(open(opt, "rb").read())
     raw[len(raw) // 2] ^= 0x40
     open(opt, "wb").write(raw)
-    resume = [a.grok, "train", "--data", data, "--batch", "4", "--ctx", "48", "--steps", "12",
+    resume = [a.grok, "train", "--data", data, "--batch", "4", "--ctx", ctx(), "--steps", "12",
               "--eval-every", "0", "-t", "2"]
     expect_fail(resume + ["--resume", bad_ck, "-o", bad_ck], r"checksum mismatch: the file is corrupt", "corrupt optimizer state")
     g = os.path.join(bad_ck, "step-00000004.gguf")
@@ -194,7 +206,7 @@ def case_mpi(a, tmp):
         return 77
     data = os.path.join(tmp, "corpus.txt")
     make_corpus(data, 3000, 4)
-    steps = 10 if a.quick else 25
+    steps = 4 if a.quick else 25
     common = ["--eval-every", str(steps), "--save-every", "0"]
     tok = os.path.join(tmp, "tok")
     run(train_args(a.grok, data, tok, 1, common))
@@ -202,6 +214,9 @@ def case_mpi(a, tmp):
     t1, t2 = os.path.join(tmp, "one.trace"), os.path.join(tmp, "two.trace")
     run(train_args(a.grok, data, os.path.join(tmp, "one"), steps, common + tk + ["--accum", "2", "--trace", t1]))
     env = dict(os.environ, OMPI_MCA_btl_vader_single_copy_mechanism="none", OMPI_MCA_rmaps_base_oversubscribe="1")
+    # OpenMPI's own allocations are reported as leaks under LeakSanitizer; the other
+    # cases check this program's leaks without MPI.
+    env["ASAN_OPTIONS"] = (env.get("ASAN_OPTIONS", "") + ":detect_leaks=0").lstrip(":")
     cmd = [mpirun, "--allow-run-as-root", "--oversubscribe", "-np", "2"] + \
         train_args(a.grok, data, os.path.join(tmp, "two"), steps, common + tk + ["--trace", t2])
     cmd[cmd.index("-t") + 1] = "1"
@@ -227,6 +242,8 @@ def main():
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--keep")
     a = ap.parse_args()
+    global QUICK
+    QUICK = a.quick
     if not os.path.exists(a.grok):
         print(f"skip: {a.grok} not built")
         return 77
