@@ -31,23 +31,27 @@ typedef struct {
     const char **data;
     int n_data;
     const char *init, *config, *out, *resume, *tokenizer, *cache, *save_type, *name, *trace;
-    long vocab, steps, batch, ctx, accum, warmup, seed, threads, eval_every, val_tokens,
-        save_every, keep, log_every, stop_after;
+    long vocab, steps, batch, ctx, accum, warmup, seed, threads, eval_every, val_tokens, save_every,
+        keep, log_every, stop_after;
     double lr, min_lr, wd, clip, beta1, beta2, aux, val_frac, time_limit, init_std, peak_gflops;
     gk_numerics numerics;
     bool quiet;
 } train_opts;
 
 static void train_usage(FILE *f) {
-    fprintf(f,
-        "usage: grok train --data FILE... (--config SPEC | --init MODEL.gguf | --resume DIR) [options]\n"
+    fprintf(
+        f,
+        "usage: grok train --data FILE... (--config SPEC | --init MODEL.gguf | --resume DIR) "
+        "[options]\n"
         "  --data FILE...        UTF-8 text files (every argument up to the next option)\n"
         "  --config SPEC         pretrain a new model: key=value list or file, keys: variant\n"
-        "                        (grok1|grok2) layers dim heads kv_heads head_dim ff ff_exp experts\n"
+        "                        (grok1|grok2) layers dim heads kv_heads head_dim ff ff_exp "
+        "experts\n"
         "                        experts_used ctx rope_base vocab (the spm_train vocabulary size)\n"
         "  --init FILE           fine-tune this model (its embedded tokenizer is used)\n"
         "  --resume PATH         continue a run from a checkpoint directory or step-N.gguf\n"
-        "  --tokenizer FILE      tokenizer for --config (else spm_train builds one from the data);\n"
+        "  --tokenizer FILE      tokenizer for --config (else spm_train builds one from the "
+        "data);\n"
         "                        with --init it must match the model's\n"
         "  -o, --out DIR         checkpoints, log, plot, final model.gguf (default train-out)\n"
         "  --steps N             optimizer steps (default 1000)\n"
@@ -81,12 +85,30 @@ static void train_usage(FILE *f) {
 }
 
 static int parse(int argc, char **argv, train_opts *o) {
-    *o = (train_opts){.out = "train-out", .vocab = 4096, .steps = 1000, .batch = 8, .ctx = 128,
-                      .accum = 1, .warmup = 100, .seed = 1, .eval_every = 100,
-                      .val_tokens = 32768, .save_every = 500, .keep = 2, .log_every = 10,
-                      .stop_after = -1, .lr = 1e-3, .min_lr = -1, .wd = 0.1, .clip = 1.0,
-                      .beta1 = 0.9, .beta2 = 0.95, .aux = 0.01, .val_frac = 0.05,
-                      .init_std = 0.02, .save_type = "f32"};
+    *o = (train_opts){.out = "train-out",
+                      .vocab = 4096,
+                      .steps = 1000,
+                      .batch = 8,
+                      .ctx = 128,
+                      .accum = 1,
+                      .warmup = 100,
+                      .seed = 1,
+                      .eval_every = 100,
+                      .val_tokens = 32768,
+                      .save_every = 500,
+                      .keep = 2,
+                      .log_every = 10,
+                      .stop_after = -1,
+                      .lr = 1e-3,
+                      .min_lr = -1,
+                      .wd = 0.1,
+                      .clip = 1.0,
+                      .beta1 = 0.9,
+                      .beta2 = 0.95,
+                      .aux = 0.01,
+                      .val_frac = 0.05,
+                      .init_std = 0.02,
+                      .save_type = "f32"};
     o->data = calloc((size_t)argc, sizeof(char *));
     if (!o->data) return 1;
     for (int i = 1; i < argc; i++) {
@@ -101,46 +123,84 @@ static int parse(int argc, char **argv, train_opts *o) {
         } else if (!strcmp(a, "--data")) {
             while (i + 1 < argc && argv[i + 1][0] != '-') o->data[o->n_data++] = argv[++i];
             if (o->n_data == 0) ok = false, fprintf(stderr, "grok: --data needs files\n");
-        } else if (!strcmp(a, "--config")) ok = VAL() && (o->config = v);
-        else if (!strcmp(a, "--init")) ok = VAL() && (o->init = v);
-        else if (!strcmp(a, "--resume")) ok = VAL() && (o->resume = v);
-        else if (!strcmp(a, "--tokenizer")) ok = VAL() && (o->tokenizer = v);
-        else if (!strcmp(a, "-o") || !strcmp(a, "--out")) ok = VAL() && (o->out = v);
-        else if (!strcmp(a, "--cache")) ok = VAL() && (o->cache = v);
-        else if (!strcmp(a, "--save-type")) ok = VAL() && (o->save_type = v);
-        else if (!strcmp(a, "--name")) ok = VAL() && (o->name = v);
-        else if (!strcmp(a, "--trace")) ok = VAL() && (o->trace = v);
-        else if (!strcmp(a, "--steps")) ok = INT(1, 100000000, &o->steps);
-        else if (!strcmp(a, "--batch")) ok = INT(1, 65536, &o->batch);
-        else if (!strcmp(a, "--ctx")) ok = INT(2, 65536, &o->ctx);
-        else if (!strcmp(a, "--accum")) ok = INT(1, 65536, &o->accum);
-        else if (!strcmp(a, "--warmup")) ok = INT(0, 100000000, &o->warmup);
-        else if (!strcmp(a, "--seed")) ok = INT(0, 2147483647, &o->seed);
-        else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) ok = INT(1, 256, &o->threads);
-        else if (!strcmp(a, "--eval-every")) ok = INT(0, 100000000, &o->eval_every);
-        else if (!strcmp(a, "--val-tokens")) ok = INT(1, 1000000000, &o->val_tokens);
-        else if (!strcmp(a, "--save-every")) ok = INT(0, 100000000, &o->save_every);
-        else if (!strcmp(a, "--keep")) ok = INT(1, 1000, &o->keep);
-        else if (!strcmp(a, "--log-every")) ok = INT(1, 100000000, &o->log_every);
-        else if (!strcmp(a, "--stop-after")) ok = INT(0, 100000000, &o->stop_after);
-        else if (!strcmp(a, "--vocab")) ok = INT(300, 1000000, &o->vocab);
-        else if (!strcmp(a, "--lr")) ok = FLT(0, 10, &o->lr);
-        else if (!strcmp(a, "--min-lr")) ok = FLT(0, 10, &o->min_lr);
-        else if (!strcmp(a, "--wd")) ok = FLT(0, 10, &o->wd);
-        else if (!strcmp(a, "--clip")) ok = FLT(0, 1e9, &o->clip);
-        else if (!strcmp(a, "--beta1")) ok = FLT(0, 0.999999, &o->beta1);
-        else if (!strcmp(a, "--beta2")) ok = FLT(0, 0.999999, &o->beta2);
-        else if (!strcmp(a, "--aux")) ok = FLT(0, 100, &o->aux);
-        else if (!strcmp(a, "--val-frac")) ok = FLT(0.001, 0.49, &o->val_frac);
-        else if (!strcmp(a, "--time-limit")) ok = FLT(0, 1e9, &o->time_limit);
-        else if (!strcmp(a, "--init-std")) ok = FLT(1e-6, 10, &o->init_std);
-        else if (!strcmp(a, "--peak-gflops")) ok = FLT(1e-3, 1e9, &o->peak_gflops);
-        else if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) o->quiet = true;
+        } else if (!strcmp(a, "--config"))
+            ok = VAL() && (o->config = v);
+        else if (!strcmp(a, "--init"))
+            ok = VAL() && (o->init = v);
+        else if (!strcmp(a, "--resume"))
+            ok = VAL() && (o->resume = v);
+        else if (!strcmp(a, "--tokenizer"))
+            ok = VAL() && (o->tokenizer = v);
+        else if (!strcmp(a, "-o") || !strcmp(a, "--out"))
+            ok = VAL() && (o->out = v);
+        else if (!strcmp(a, "--cache"))
+            ok = VAL() && (o->cache = v);
+        else if (!strcmp(a, "--save-type"))
+            ok = VAL() && (o->save_type = v);
+        else if (!strcmp(a, "--name"))
+            ok = VAL() && (o->name = v);
+        else if (!strcmp(a, "--trace"))
+            ok = VAL() && (o->trace = v);
+        else if (!strcmp(a, "--steps"))
+            ok = INT(1, 100000000, &o->steps);
+        else if (!strcmp(a, "--batch"))
+            ok = INT(1, 65536, &o->batch);
+        else if (!strcmp(a, "--ctx"))
+            ok = INT(2, 65536, &o->ctx);
+        else if (!strcmp(a, "--accum"))
+            ok = INT(1, 65536, &o->accum);
+        else if (!strcmp(a, "--warmup"))
+            ok = INT(0, 100000000, &o->warmup);
+        else if (!strcmp(a, "--seed"))
+            ok = INT(0, 2147483647, &o->seed);
+        else if (!strcmp(a, "-t") || !strcmp(a, "--threads"))
+            ok = INT(1, 256, &o->threads);
+        else if (!strcmp(a, "--eval-every"))
+            ok = INT(0, 100000000, &o->eval_every);
+        else if (!strcmp(a, "--val-tokens"))
+            ok = INT(1, 1000000000, &o->val_tokens);
+        else if (!strcmp(a, "--save-every"))
+            ok = INT(0, 100000000, &o->save_every);
+        else if (!strcmp(a, "--keep"))
+            ok = INT(1, 1000, &o->keep);
+        else if (!strcmp(a, "--log-every"))
+            ok = INT(1, 100000000, &o->log_every);
+        else if (!strcmp(a, "--stop-after"))
+            ok = INT(0, 100000000, &o->stop_after);
+        else if (!strcmp(a, "--vocab"))
+            ok = INT(300, 1000000, &o->vocab);
+        else if (!strcmp(a, "--lr"))
+            ok = FLT(0, 10, &o->lr);
+        else if (!strcmp(a, "--min-lr"))
+            ok = FLT(0, 10, &o->min_lr);
+        else if (!strcmp(a, "--wd"))
+            ok = FLT(0, 10, &o->wd);
+        else if (!strcmp(a, "--clip"))
+            ok = FLT(0, 1e9, &o->clip);
+        else if (!strcmp(a, "--beta1"))
+            ok = FLT(0, 0.999999, &o->beta1);
+        else if (!strcmp(a, "--beta2"))
+            ok = FLT(0, 0.999999, &o->beta2);
+        else if (!strcmp(a, "--aux"))
+            ok = FLT(0, 100, &o->aux);
+        else if (!strcmp(a, "--val-frac"))
+            ok = FLT(0.001, 0.49, &o->val_frac);
+        else if (!strcmp(a, "--time-limit"))
+            ok = FLT(0, 1e9, &o->time_limit);
+        else if (!strcmp(a, "--init-std"))
+            ok = FLT(1e-6, 10, &o->init_std);
+        else if (!strcmp(a, "--peak-gflops"))
+            ok = FLT(1e-3, 1e9, &o->peak_gflops);
+        else if (!strcmp(a, "-q") || !strcmp(a, "--quiet"))
+            o->quiet = true;
         else if (!strcmp(a, "--numerics")) {
             ok = VAL();
-            if (ok && !strcmp(v, "reference")) o->numerics = GK_NUMERICS_REFERENCE;
-            else if (ok && !strcmp(v, "llamacpp")) o->numerics = GK_NUMERICS_LLAMACPP;
-            else if (ok) ok = false, fprintf(stderr, "grok: --numerics is reference or llamacpp\n");
+            if (ok && !strcmp(v, "reference"))
+                o->numerics = GK_NUMERICS_REFERENCE;
+            else if (ok && !strcmp(v, "llamacpp"))
+                o->numerics = GK_NUMERICS_LLAMACPP;
+            else if (ok)
+                ok = false, fprintf(stderr, "grok: --numerics is reference or llamacpp\n");
         } else {
             fprintf(stderr, "grok: train: unknown option '%s' (see grok train --help)\n", a);
             return 1;
@@ -191,9 +251,12 @@ static int parse_config(const char *spec, gk_hparams *hp, long *vocab, gk_err *e
         const char *k = tok, *v = eq + 1;
         char *end;
         if (!strcmp(k, "variant")) {
-            if (!strcmp(v, "grok1")) variant = 1;
-            else if (!strcmp(v, "grok2")) variant = 2;
-            else return gk_fail(err, "--config: variant is grok1 or grok2, not '%s'", v);
+            if (!strcmp(v, "grok1"))
+                variant = 1;
+            else if (!strcmp(v, "grok2"))
+                variant = 2;
+            else
+                return gk_fail(err, "--config: variant is grok1 or grok2, not '%s'", v);
             continue;
         }
         if (!strcmp(k, "rope_base")) {
@@ -204,23 +267,36 @@ static int parse_config(const char *spec, gk_hparams *hp, long *vocab, gk_err *e
         long x = strtol(v, &end, 10);
         if (*end || end == v || x < 1 || x > (1 << 20))
             return gk_fail(err, "--config: %s=%s is not a whole number in 1..%d", k, v, 1 << 20);
-        if (!strcmp(k, "layers")) layers = x;
-        else if (!strcmp(k, "dim")) dim = x;
-        else if (!strcmp(k, "heads")) heads = x;
-        else if (!strcmp(k, "kv_heads")) kv = x;
-        else if (!strcmp(k, "head_dim")) head_dim = x;
-        else if (!strcmp(k, "ff")) ff = x;
-        else if (!strcmp(k, "ff_exp")) ff_exp = x;
-        else if (!strcmp(k, "experts")) experts = x;
-        else if (!strcmp(k, "experts_used")) used = x;
-        else if (!strcmp(k, "ctx")) ctx = x;
-        else if (!strcmp(k, "vocab")) *vocab = x;
-        else return gk_fail(err, "--config: unknown key '%s'", k);
+        if (!strcmp(k, "layers"))
+            layers = x;
+        else if (!strcmp(k, "dim"))
+            dim = x;
+        else if (!strcmp(k, "heads"))
+            heads = x;
+        else if (!strcmp(k, "kv_heads"))
+            kv = x;
+        else if (!strcmp(k, "head_dim"))
+            head_dim = x;
+        else if (!strcmp(k, "ff"))
+            ff = x;
+        else if (!strcmp(k, "ff_exp"))
+            ff_exp = x;
+        else if (!strcmp(k, "experts"))
+            experts = x;
+        else if (!strcmp(k, "experts_used"))
+            used = x;
+        else if (!strcmp(k, "ctx"))
+            ctx = x;
+        else if (!strcmp(k, "vocab"))
+            *vocab = x;
+        else
+            return gk_fail(err, "--config: unknown key '%s'", k);
     }
     if (!head_dim) head_dim = dim / heads;
     if (head_dim < 2 || head_dim % 2 || heads % kv || used > experts || layers > 1024)
-        return gk_fail(err, "--config: inconsistent shape (head_dim %ld must be even, kv_heads "
-                            "%ld must divide heads %ld, experts_used %ld <= experts %ld)",
+        return gk_fail(err,
+                       "--config: inconsistent shape (head_dim %ld must be even, kv_heads "
+                       "%ld must divide heads %ld, experts_used %ld <= experts %ld)",
                        head_dim, kv, heads, used, experts);
     memset(hp, 0, sizeof *hp);
     hp->variant = variant == 1 ? GK_VARIANT_GROK1 : GK_VARIANT_GROK2;
@@ -260,20 +336,32 @@ static int run_spm_train(const train_opts *o, const char *prefix) {
         if (i) strcat(input, ",");
         strcat(input, o->data[i]);
     }
-    const char *fmt[] = {"--model_prefix=%s", "--vocab_size=%ld", "--model_type=bpe",
-                         "--byte_fallback=true", "--character_coverage=1.0", "--pad_id=0",
-                         "--bos_id=1", "--eos_id=2", "--unk_id=3",
-                         "--input_sentence_size=300000", "--shuffle_input_sentence=true",
-                         "--max_sentence_length=8192", "--normalization_rule_name=identity",
-                         "--remove_extra_whitespaces=false", "--split_digits=true",
+    const char *fmt[] = {"--model_prefix=%s",
+                         "--vocab_size=%ld",
+                         "--model_type=bpe",
+                         "--byte_fallback=true",
+                         "--character_coverage=1.0",
+                         "--pad_id=0",
+                         "--bos_id=1",
+                         "--eos_id=2",
+                         "--unk_id=3",
+                         "--input_sentence_size=300000",
+                         "--shuffle_input_sentence=true",
+                         "--max_sentence_length=8192",
+                         "--normalization_rule_name=identity",
+                         "--remove_extra_whitespaces=false",
+                         "--split_digits=true",
                          "--minloglevel=2"};
     char *av[20];
     av[0] = "spm_train";
     av[1] = input;
     for (int i = 0; i < 16; i++) {
-        if (i == 0) snprintf(args[i], sizeof args[i], fmt[i], prefix);
-        else if (i == 1) snprintf(args[i], sizeof args[i], fmt[i], o->vocab);
-        else snprintf(args[i], sizeof args[i], "%s", fmt[i]);
+        if (i == 0)
+            snprintf(args[i], sizeof args[i], fmt[i], prefix);
+        else if (i == 1)
+            snprintf(args[i], sizeof args[i], fmt[i], o->vocab);
+        else
+            snprintf(args[i], sizeof args[i], "%s", fmt[i]);
         av[2 + i] = args[i];
     }
     av[18] = NULL;
@@ -288,7 +376,8 @@ static int run_spm_train(const train_opts *o, const char *prefix) {
     free(input);
     int st = 0;
     if (pid < 0 || waitpid(pid, &st, 0) < 0 || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
-        fprintf(stderr, "grok: spm_train failed (status %d)\n", WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+        fprintf(stderr, "grok: spm_train failed (status %d)\n",
+                WIFEXITED(st) ? WEXITSTATUS(st) : -1);
         return -1;
     }
     return 0;
@@ -299,17 +388,23 @@ static int check_tokenizer(const gk_tokenizer *t, const gk_tokenizer *mt, uint32
                            const char *path, gk_err *err) {
     int32_t n = gk_tokenizer_n_vocab(t);
     if ((uint32_t)n > n_vocab)
-        return gk_fail(err, "the tokenizer %s has %d tokens but the model's vocabulary is %u: it "
-                            "does not belong to this model", path, n, n_vocab);
+        return gk_fail(err,
+                       "the tokenizer %s has %d tokens but the model's vocabulary is %u: it "
+                       "does not belong to this model",
+                       path, n, n_vocab);
     if (!mt) return 0;
     if (gk_tokenizer_n_vocab(mt) != n || gk_tokenizer_get_kind(mt) != gk_tokenizer_get_kind(t))
-        return gk_fail(err, "the tokenizer %s (%d tokens) does not match the model's embedded "
-                            "tokenizer (%d tokens)", path, n, gk_tokenizer_n_vocab(mt));
+        return gk_fail(err,
+                       "the tokenizer %s (%d tokens) does not match the model's embedded "
+                       "tokenizer (%d tokens)",
+                       path, n, gk_tokenizer_n_vocab(mt));
     for (int32_t i = 0; i < n; i++) {
         const char *a = gk_token_piece(t, i), *b = gk_token_piece(mt, i);
         if ((a == NULL) != (b == NULL) || (a && strcmp(a, b)))
-            return gk_fail(err, "the tokenizer %s does not match the model's embedded tokenizer "
-                                "(token %d differs)", path, i);
+            return gk_fail(err,
+                           "the tokenizer %s does not match the model's embedded tokenizer "
+                           "(token %d differs)",
+                           path, i);
     }
     return 0;
 }
@@ -356,13 +451,17 @@ static void write_svg(const char *dir, const series *tr, const series *va, doubl
     const double W = 720, H = 420, L = 60, R = 20, T = 30, B = 50;
 #define X(s) (L + (double)(s) / smax * (W - L - R))
 #define Y(v) (T + (hi - (v)) / (hi - lo) * (H - T - B))
-    fprintf(f, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%g\" height=\"%g\" "
-               "font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%%\" "
-               "height=\"100%%\" fill=\"white\"/>\n", W, H);
-    fprintf(f, "<text x=\"%g\" y=\"18\" font-size=\"14\">grok train: loss (nats/token)</text>\n", L);
+    fprintf(f,
+            "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%g\" height=\"%g\" "
+            "font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%%\" "
+            "height=\"100%%\" fill=\"white\"/>\n",
+            W, H);
+    fprintf(f, "<text x=\"%g\" y=\"18\" font-size=\"14\">grok train: loss (nats/token)</text>\n",
+            L);
     for (double v = lo; v <= hi + 1e-9; v += (hi - lo) > 4 ? 1.0 : 0.5)
-        fprintf(f, "<line x1=\"%g\" y1=\"%.1f\" x2=\"%g\" y2=\"%.1f\" stroke=\"#ddd\"/><text "
-                   "x=\"%g\" y=\"%.1f\" text-anchor=\"end\">%.1f</text>\n",
+        fprintf(f,
+                "<line x1=\"%g\" y1=\"%.1f\" x2=\"%g\" y2=\"%.1f\" stroke=\"#ddd\"/><text "
+                "x=\"%g\" y=\"%.1f\" text-anchor=\"end\">%.1f</text>\n",
                 L, Y(v), W - R, Y(v), L - 6, Y(v) + 4, v);
     for (int i = 0; i <= 4; i++)
         fprintf(f, "<text x=\"%.1f\" y=\"%g\" text-anchor=\"middle\">%lld</text>\n",
@@ -378,15 +477,18 @@ static void write_svg(const char *dir, const series *tr, const series *va, doubl
                 (int)T + 16 + 16 * k, col[k], lab[k]);
     }
     if (unigram > 0)
-        fprintf(f, "<line x1=\"%g\" y1=\"%.1f\" x2=\"%g\" y2=\"%.1f\" stroke=\"#888\" "
-                   "stroke-dasharray=\"4 4\"/><text x=\"%g\" y=\"%.1f\" fill=\"#888\">unigram "
-                   "entropy %.2f</text>\n", L, Y(unigram), W - R, Y(unigram), L + 8,
-                Y(unigram) - 4, unigram);
+        fprintf(f,
+                "<line x1=\"%g\" y1=\"%.1f\" x2=\"%g\" y2=\"%.1f\" stroke=\"#888\" "
+                "stroke-dasharray=\"4 4\"/><text x=\"%g\" y=\"%.1f\" fill=\"#888\">unigram "
+                "entropy %.2f</text>\n",
+                L, Y(unigram), W - R, Y(unigram), L + 8, Y(unigram) - 4, unigram);
     fprintf(f, "</svg>\n");
 #undef X
 #undef Y
-    if (fclose(f) == 0) rename(tmp, path);
-    else unlink(tmp);
+    if (fclose(f) == 0)
+        rename(tmp, path);
+    else
+        unlink(tmp);
 }
 
 /* Reads back train.tsv up to step (resume): the plot continues. */
@@ -400,8 +502,10 @@ static void load_log(const char *dir, int64_t upto, series *tr, series *va) {
         char kind[16];
         double v;
         if (sscanf(line, "%lld %15s %lf", &s, kind, &v) == 3 && s <= upto) {
-            if (!strcmp(kind, "train")) series_add(tr, s, v);
-            else if (!strcmp(kind, "val")) series_add(va, s, v);
+            if (!strcmp(kind, "train"))
+                series_add(tr, s, v);
+            else if (!strcmp(kind, "val"))
+                series_add(va, s, v);
         }
     }
     fclose(f);
@@ -414,10 +518,14 @@ static void save_log(const char *dir, const series *tr, const series *va) {
     FILE *f = fopen(tmp, "w");
     if (!f) return;
     fprintf(f, "# step\tkind\tloss\n");
-    for (int i = 0; i < tr->n; i++) fprintf(f, "%lld\ttrain\t%.6f\n", (long long)tr->step[i], tr->loss[i]);
-    for (int i = 0; i < va->n; i++) fprintf(f, "%lld\tval\t%.6f\n", (long long)va->step[i], va->loss[i]);
-    if (fclose(f) == 0) rename(tmp, path);
-    else unlink(tmp);
+    for (int i = 0; i < tr->n; i++)
+        fprintf(f, "%lld\ttrain\t%.6f\n", (long long)tr->step[i], tr->loss[i]);
+    for (int i = 0; i < va->n; i++)
+        fprintf(f, "%lld\tval\t%.6f\n", (long long)va->step[i], va->loss[i]);
+    if (fclose(f) == 0)
+        rename(tmp, path);
+    else
+        unlink(tmp);
 }
 
 /* Matmul FLOPs per token of a training step (3x the forward's: forward, dX, dW),
@@ -502,8 +610,8 @@ int gk_cmd_train(int argc, char **argv) {
         tok = gk_model_tokenizer(model);
         if (o.tokenizer) {
             own_tok = gk_tokenizer_load(o.tokenizer, &err);
-            if (!own_tok ||
-                check_tokenizer(own_tok, tok, gk_model_hparams(model)->n_vocab, o.tokenizer, &err) < 0)
+            if (!own_tok || check_tokenizer(own_tok, tok, gk_model_hparams(model)->n_vocab,
+                                            o.tokenizer, &err) < 0)
                 goto fail;
             tok = own_tok;
         }
@@ -520,8 +628,10 @@ int gk_cmd_train(int argc, char **argv) {
         if (!tpath) {
             snprintf(path, sizeof path, "%s/tokenizer", o.out);
             if (dist.rank == 0) {
-                R0 fprintf(stderr, "grok train: training a %ld-token SentencePiece BPE vocabulary "
-                                   "with spm_train\n", o.vocab);
+                R0 fprintf(stderr,
+                           "grok train: training a %ld-token SentencePiece BPE vocabulary "
+                           "with spm_train\n",
+                           o.vocab);
                 int32_t bad = run_spm_train(&o, path) < 0;
                 gk_dist_bcast_i32(&dist, &bad, &err);
                 if (bad) goto fail_quiet;
@@ -573,9 +683,10 @@ int gk_cmd_train(int argc, char **argv) {
     }
     double unigram = gk_corpus_unigram_entropy(&corpus, (int32_t)hp->n_vocab);
     uint64_t data_key = gk_fnv1a(0xcbf29ce484222325ull, corpus.train, corpus.n_train * 4);
-    R0 fprintf(stderr, "grok train: %zu training and %zu validation tokens%s; unigram entropy "
-                       "%.3f nats/token\n", corpus.n_train, corpus.n_val,
-               corpus.from_cache ? " (cached)" : "", unigram);
+    R0 fprintf(stderr,
+               "grok train: %zu training and %zu validation tokens%s; unigram entropy "
+               "%.3f nats/token\n",
+               corpus.n_train, corpus.n_val, corpus.from_cache ? " (cached)" : "", unigram);
 
     /* --- compute state --- */
     int nt = o.threads ? (int)o.threads : (int)(sysconf(_SC_NPROCESSORS_ONLN) / dist.size);
@@ -597,8 +708,10 @@ int gk_cmd_train(int argc, char **argv) {
     if (o.resume) {
         if (gk_ckpt_load_opt(ck_opt, tm, adam_m, adam_v, &pos, &err) < 0) goto fail;
         if (pos.cfg_hash != cfg_hash) {
-            gk_fail(&err, "%s was made with other --batch/--ctx/--accum/--seed or another number of "
-                          "processes; resume with the same ones", ck_opt);
+            gk_fail(&err,
+                    "%s was made with other --batch/--ctx/--accum/--seed or another number of "
+                    "processes; resume with the same ones",
+                    ck_opt);
             goto fail;
         }
         if (pos.data_key != data_key) {
@@ -611,10 +724,17 @@ int gk_cmd_train(int argc, char **argv) {
     }
     pos.seed = (uint64_t)o.seed, pos.cfg_hash = cfg_hash, pos.data_key = data_key;
 
-    gk_adamw_cfg ac = {.lr_max = (float)o.lr, .lr_min = (float)o.min_lr, .warmup = o.warmup,
-                       .total_steps = o.steps, .beta1 = (float)o.beta1, .beta2 = (float)o.beta2,
-                       .eps = 1e-8f, .weight_decay = (float)o.wd, .clip = (float)o.clip};
-    gk_tsave_opts so = {.type = GK_TYPE_F32, .src = model ? model->gguf : NULL,
+    gk_adamw_cfg ac = {.lr_max = (float)o.lr,
+                       .lr_min = (float)o.min_lr,
+                       .warmup = o.warmup,
+                       .total_steps = o.steps,
+                       .beta1 = (float)o.beta1,
+                       .beta2 = (float)o.beta2,
+                       .eps = 1e-8f,
+                       .weight_decay = (float)o.wd,
+                       .clip = (float)o.clip};
+    gk_tsave_opts so = {.type = GK_TYPE_F32,
+                        .src = model ? model->gguf : NULL,
                         .tok = (model && tok == gk_model_tokenizer(model)) ? NULL : tok,
                         .name = o.name};
     const int64_t seq_per_step = (int64_t)dist.size * o.accum * B;
@@ -627,28 +747,29 @@ int gk_cmd_train(int argc, char **argv) {
     int64_t vb_max = o.val_tokens / ((int64_t)B * T);
     if (vb_max < 1) vb_max = 1;
     if (n_val_batches > vb_max) n_val_batches = vb_max;
-    R0 fprintf(stderr, "grok train: %s model, %zu parameters, %u layers, d=%u, %u experts (top %u), "
-                       "vocab %u; %d process(es) x %d threads; global batch %lld x %d tokens\n",
+    R0 fprintf(stderr,
+               "grok train: %s model, %zu parameters, %u layers, d=%u, %u experts (top %u), "
+               "vocab %u; %d process(es) x %d threads; global batch %lld x %d tokens\n",
                hp->variant == GK_VARIANT_GROK2 ? "Grok-2" : "Grok-1", tm->n_params, hp->n_layer,
                hp->n_embd, hp->n_expert, hp->n_expert_used, hp->n_vocab, dist.size, nt,
                (long long)seq_per_step, T);
 
     /* validation: windows of T tokens; batch i goes to process i % size */
-#define VALIDATE(out_loss)                                                                     \
-    do {                                                                                       \
-        double vs[2] = {0, 0};                                                                 \
-        for (int64_t vb = dist.rank; vb < n_val_batches; vb += dist.size) {                    \
-            for (int b = 0; b < B; b++) {                                                      \
-                size_t off = ((size_t)vb * B + b) * (size_t)T;                                 \
-                memcpy(inp + b * T, corpus.val + off, (size_t)T * 4);                          \
-                memcpy(tgt + b * T, corpus.val + off + 1, (size_t)T * 4);                      \
-            }                                                                                  \
-            gk_tloss vl;                                                                       \
-            if (gk_tforward(st, inp, tgt, &vl, &err) < 0) goto fail;                           \
-            vs[0] += vl.ce_sum, vs[1] += (double)vl.n_tokens;                                  \
-        }                                                                                      \
-        if (gk_dist_sum_f64(&dist, vs, 2, &err) < 0) goto fail;                                \
-        out_loss = vs[1] > 0 ? vs[0] / vs[1] : NAN;                                            \
+#define VALIDATE(out_loss)                                                                         \
+    do {                                                                                           \
+        double vs[2] = {0, 0};                                                                     \
+        for (int64_t vb = dist.rank; vb < n_val_batches; vb += dist.size) {                        \
+            for (int b = 0; b < B; b++) {                                                          \
+                size_t off = ((size_t)vb * B + b) * (size_t)T;                                     \
+                memcpy(inp + b * T, corpus.val + off, (size_t)T * 4);                              \
+                memcpy(tgt + b * T, corpus.val + off + 1, (size_t)T * 4);                          \
+            }                                                                                      \
+            gk_tloss vl;                                                                           \
+            if (gk_tforward(st, inp, tgt, &vl, &err) < 0) goto fail;                               \
+            vs[0] += vl.ce_sum, vs[1] += (double)vl.n_tokens;                                      \
+        }                                                                                          \
+        if (gk_dist_sum_f64(&dist, vs, 2, &err) < 0) goto fail;                                    \
+        out_loss = vs[1] > 0 ? vs[0] / vs[1] : NAN;                                                \
     } while (0)
 
     double t_start = gk_time_s(), interval_loss = 0, last_val = NAN;
@@ -689,14 +810,17 @@ int gk_cmd_train(int argc, char **argv) {
                     (unsigned long long)pos.step);
             goto fail;
         }
-        if (dist.rank == 0 && !o.quiet && (pos.step % (uint64_t)o.log_every == 0 || pos.step == 1)) {
+        if (dist.rank == 0 && !o.quiet &&
+            (pos.step % (uint64_t)o.log_every == 0 || pos.step == 1)) {
             double now = gk_time_s(), tps = tok_interval / fmax(now - t_interval, 1e-9);
             double eta = (double)(o.steps - (int64_t)pos.step) * global_tokens / fmax(tps, 1e-9);
             char etas[32];
             gk_format_duration(eta, etas, sizeof etas);
-            fprintf(stderr, "step %6llu/%ld | loss %.4f | aux %.3f | lr %.2e | gnorm %.3f | "
-                            "%.0f tok/s | MFU %.1f%% | ETA %s\n", (unsigned long long)pos.step,
-                    o.steps, loss, aux, lr, gnorm, tps, 100.0 * tps * fpt / peak, etas);
+            fprintf(stderr,
+                    "step %6llu/%ld | loss %.4f | aux %.3f | lr %.2e | gnorm %.3f | "
+                    "%.0f tok/s | MFU %.1f%% | ETA %s\n",
+                    (unsigned long long)pos.step, o.steps, loss, aux, lr, gnorm, tps,
+                    100.0 * tps * fpt / peak, etas);
             t_interval = now, tok_interval = 0;
         }
         if (pos.step % (uint64_t)o.log_every == 0 || pos.step == (uint64_t)o.steps) {
@@ -718,8 +842,8 @@ int gk_cmd_train(int argc, char **argv) {
         if ((o.save_every > 0 && pos.step % (uint64_t)o.save_every == 0) || last) {
             int32_t fail_save = 0;
             if (dist.rank == 0) {
-                fail_save = gk_ckpt_save(o.out, tm, adam_m, adam_v, &pos, &so, (int)o.keep,
-                                         path, sizeof path, &err) < 0;
+                fail_save = gk_ckpt_save(o.out, tm, adam_m, adam_v, &pos, &so, (int)o.keep, path,
+                                         sizeof path, &err) < 0;
                 if (!fail_save) {
                     save_log(o.out, &trs, &vas);
                     write_svg(o.out, &trs, &vas, unigram);
@@ -746,9 +870,10 @@ int gk_cmd_train(int argc, char **argv) {
         so.step = pos.step;
         snprintf(path, sizeof path, "%s/model.gguf", o.out);
         if (gk_tmodel_save(tm, path, &so, &err) < 0) goto fail;
-        R0 fprintf(stderr, "grok train: done: %llu steps, %.0f tokens in %.0f s; validation loss "
-                           "%.4f; model %s\n", (unsigned long long)pos.step, pos.tokens,
-                   pos.elapsed_s, last_val, path);
+        R0 fprintf(stderr,
+                   "grok train: done: %llu steps, %.0f tokens in %.0f s; validation loss "
+                   "%.4f; model %s\n",
+                   (unsigned long long)pos.step, pos.tokens, pos.elapsed_s, last_val, path);
     }
     rc = 0;
     goto done;

@@ -94,8 +94,12 @@ int gk_ckpt_save(const char *dir, const gk_tmodel *tm, const float *m, const flo
     uint32_t hdr32[2] = {1, 0};
     uint64_t hdr64[2] = {tm->n_params, gk_tmodel_checksum(tm)};
     const void *parts[] = {"GKOPTST1", hdr32, hdr64, pos, m, v};
-    size_t sizes[] = {8, sizeof hdr32, sizeof hdr64, sizeof *pos,
-                      tm->n_params * sizeof(float), tm->n_params * sizeof(float)};
+    size_t sizes[] = {8,
+                      sizeof hdr32,
+                      sizeof hdr64,
+                      sizeof *pos,
+                      tm->n_params * sizeof(float),
+                      tm->n_params * sizeof(float)};
     if (write_atomic(o, parts, sizes, 6, true, err) < 0) return -1;
     gk_tsave_opts s = *so;
     s.type = GK_TYPE_F32;
@@ -133,7 +137,8 @@ int gk_ckpt_resolve(const char *arg, char *gguf, char *opt, size_t cap, gk_err *
         fclose(f);
         unsigned long long s;
         int pos = 0;
-        if (n == 0 || sscanf(name, "step-%llu%n", &s, &pos) != 1 || (name[pos] && name[pos] != '\n'))
+        if (n == 0 || sscanf(name, "step-%llu%n", &s, &pos) != 1 ||
+            (name[pos] && name[pos] != '\n'))
             return gk_fail(err, "--resume %s: 'latest' is damaged", arg);
         pair_paths(arg, s, gguf, opt, cap);
         return 0;
@@ -149,8 +154,8 @@ int gk_ckpt_resolve(const char *arg, char *gguf, char *opt, size_t cap, gk_err *
     return gk_fail(err, "--resume %s: give a checkpoint directory or a step-N.gguf file", arg);
 }
 
-int gk_ckpt_load_opt(const char *path, const gk_tmodel *tm, float *m, float *v,
-                     gk_train_pos *pos, gk_err *err) {
+int gk_ckpt_load_opt(const char *path, const gk_tmodel *tm, float *m, float *v, gk_train_pos *pos,
+                     gk_err *err) {
     FILE *f = fopen(path, "rb");
     if (!f) return gk_fail(err, "%s: %s", path, strerror(errno));
     const size_t head = 8 + 8 + 16 + sizeof *pos, body = 2 * tm->n_params * sizeof(float);
@@ -191,8 +196,10 @@ int gk_ckpt_load_opt(const char *path, const gk_tmodel *tm, float *m, float *v,
         goto done;
     }
     if (wsum != gk_tmodel_checksum(tm)) {
-        gk_fail(err, "%s: belongs to other weights than the checkpoint's .gguf (checksum "
-                     "mismatch)", path);
+        gk_fail(err,
+                "%s: belongs to other weights than the checkpoint's .gguf (checksum "
+                "mismatch)",
+                path);
         goto done;
     }
     memcpy(pos, hdr + 32, sizeof *pos);

@@ -14,12 +14,12 @@
 
 /* Where a run stands; saved with the optimizer state. */
 typedef struct gk_train_pos {
-    uint64_t step;      /* optimizer steps done */
-    uint64_t seed;      /* data-order seed */
-    uint64_t data_key;  /* hash of the token cache the run trains on */
-    uint64_t cfg_hash;  /* hash of the options that must not change on resume */
-    double tokens;      /* training tokens seen */
-    double elapsed_s;   /* training time so far */
+    uint64_t step;     /* optimizer steps done */
+    uint64_t seed;     /* data-order seed */
+    uint64_t data_key; /* hash of the token cache the run trains on */
+    uint64_t cfg_hash; /* hash of the options that must not change on resume */
+    double tokens;     /* training tokens seen */
+    double elapsed_s;  /* training time so far */
 } gk_train_pos;
 
 /* FNV-1a of every parameter (the padding excluded). */
@@ -35,7 +35,7 @@ int gk_ckpt_save(const char *dir, const gk_tmodel *tm, const float *m, const flo
 int gk_ckpt_resolve(const char *arg, char *gguf, char *opt, size_t cap, gk_err *err);
 /* Reads the optimizer state for a model whose weights were loaded from the
  * matching .gguf; checks its integrity and that it belongs to those weights. */
-int gk_ckpt_load_opt(const char *path, const gk_tmodel *tm, float *m, float *v,
-                     gk_train_pos *pos, gk_err *err);
+int gk_ckpt_load_opt(const char *path, const gk_tmodel *tm, float *m, float *v, gk_train_pos *pos,
+                     gk_err *err);
 
 #endif

@@ -32,7 +32,8 @@ int gk_text_check(const uint8_t *p, size_t n, const char *name, gk_err *err) {
     if (n == 0) return gk_fail(err, "%s: the file is empty", name);
     for (size_t i = 0; i < n;) {
         uint8_t c = p[i];
-        if (c == 0) return gk_fail(err, "%s: NUL byte at offset %zu: a binary file, not text", name, i);
+        if (c == 0)
+            return gk_fail(err, "%s: NUL byte at offset %zu: a binary file, not text", name, i);
         if (c < 0x80) {
             i++;
             continue;
@@ -45,12 +46,14 @@ int gk_text_check(const uint8_t *p, size_t n, const char *name, gk_err *err) {
             cp = cp << 6 | (p[i + k] & 0x3F);
         }
         /* no overlong forms, surrogates or code points past U+10FFFF */
-        if (ok) ok = !(len == 2 && cp < 0x80) && !(len == 3 && cp < 0x800) &&
-                     !(len == 4 && cp < 0x10000) && !(cp >= 0xD800 && cp <= 0xDFFF) &&
-                     cp <= 0x10FFFF;
+        if (ok)
+            ok = !(len == 2 && cp < 0x80) && !(len == 3 && cp < 0x800) &&
+                 !(len == 4 && cp < 0x10000) && !(cp >= 0xD800 && cp <= 0xDFFF) && cp <= 0x10FFFF;
         if (!ok)
-            return gk_fail(err, "%s: invalid UTF-8 at byte offset %zu (0x%02x): the corpus must "
-                                "be UTF-8 text", name, i, c);
+            return gk_fail(err,
+                           "%s: invalid UTF-8 at byte offset %zu (0x%02x): the corpus must "
+                           "be UTF-8 text",
+                           name, i, c);
         i += (size_t)len;
     }
     return 0;
@@ -123,8 +126,8 @@ static int ivec_push(ivec *a, const int32_t *src, size_t n, gk_err *err) {
 
 /* Tokenizes a text in chunks of about CHUNK bytes cut after a newline (the
  * SentencePiece dummy prefix then only starts a chunk, as it starts a prompt). */
-static int tokenize_text(const gk_tokenizer *t, const uint8_t *p, size_t n, ivec *out,
-                         int32_t *buf, int cap, const char *name, gk_err *err) {
+static int tokenize_text(const gk_tokenizer *t, const uint8_t *p, size_t n, ivec *out, int32_t *buf,
+                         int cap, const char *name, gk_err *err) {
     for (size_t pos = 0; pos < n;) {
         size_t end = pos + CHUNK < n ? pos + CHUNK : n;
         while (end < n && p[end - 1] != '\n' && end - pos < 4 * CHUNK) end++;
@@ -205,8 +208,10 @@ static int read_cache(const char *path, uint64_t key, int32_t n_vocab, gk_corpus
         uint32_t v = 0;
         memcpy(&v, buf + 48 + i * bpt, bpt);
         if ((int64_t)v >= n_vocab) goto done;
-        if (i < nt) c->train[i] = (int32_t)v;
-        else c->val[i - nt] = (int32_t)v;
+        if (i < nt)
+            c->train[i] = (int32_t)v;
+        else
+            c->val[i - nt] = (int32_t)v;
     }
     c->n_train = nt, c->n_val = nv;
     rc = 1;
@@ -257,8 +262,7 @@ int gk_corpus_load(gk_corpus *c, const gk_tokenizer *tok, const char *const *fil
         if (tokenize_text(tok, texts[i], lens[i], &all, buf, cap, files[i], err) < 0) goto done;
         c->n_bytes += lens[i];
     }
-    if (all.n < 4 * BLOCK)
-        {
+    if (all.n < 4 * BLOCK) {
         gk_fail(err, "the corpus has only %zu tokens; at least %d are needed", all.n, 4 * BLOCK);
         goto done;
     }
@@ -272,8 +276,10 @@ int gk_corpus_load(gk_corpus *c, const gk_tokenizer *tok, const char *const *fil
         bool val = b % every == every - 1;
         int32_t *dst = val ? c->val + c->n_val : c->train + c->n_train;
         memcpy(dst, all.v + lo, n * sizeof(int32_t));
-        if (val) c->n_val += n;
-        else c->n_train += n;
+        if (val)
+            c->n_val += n;
+        else
+            c->n_train += n;
     }
     rc = write_cache(c->cache_path, c, key, n_vocab <= 65536 ? 2 : 4, err);
 done:
@@ -306,8 +312,8 @@ uint64_t gk_corpus_window(const gk_corpus *c, uint64_t seed, uint64_t step, uint
     return mix(mix(seed ^ mix(step)) ^ seq) % span;
 }
 
-void gk_corpus_batch(const gk_corpus *c, uint64_t seed, uint64_t step, uint64_t seq0, int B,
-                     int T, int32_t *inp, int32_t *tgt) {
+void gk_corpus_batch(const gk_corpus *c, uint64_t seed, uint64_t step, uint64_t seq0, int B, int T,
+                     int32_t *inp, int32_t *tgt) {
     for (int b = 0; b < B; b++) {
         uint64_t off = gk_corpus_window(c, seed, step, seq0 + (uint64_t)b, T);
         memcpy(inp + (size_t)b * T, c->train + off, (size_t)T * sizeof(int32_t));

@@ -12,7 +12,7 @@
 typedef struct gk_corpus {
     int32_t *train, *val;
     size_t n_train, n_val;
-    size_t n_bytes;       /* text bytes tokenized (0 when read from the cache) */
+    size_t n_bytes; /* text bytes tokenized (0 when read from the cache) */
     bool from_cache;
     char cache_path[4200];
 } gk_corpus;
@@ -33,8 +33,8 @@ void gk_corpus_free(gk_corpus *c);
  * (seed, step, seq): resuming and splitting a batch over processes need no state. */
 uint64_t gk_corpus_window(const gk_corpus *c, uint64_t seed, uint64_t step, uint64_t seq, int T);
 /* Inputs and targets of sequences seq0 .. seq0+B-1 of a step. */
-void gk_corpus_batch(const gk_corpus *c, uint64_t seed, uint64_t step, uint64_t seq0, int B,
-                     int T, int32_t *inp, int32_t *tgt);
+void gk_corpus_batch(const gk_corpus *c, uint64_t seed, uint64_t step, uint64_t seq0, int B, int T,
+                     int32_t *inp, int32_t *tgt);
 /* Cross-entropy (nats per token) of the training unigram distribution on the
  * validation tokens: the bar a trained model must get well below. */
 double gk_corpus_unigram_entropy(const gk_corpus *c, int32_t n_vocab);

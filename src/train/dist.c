@@ -8,7 +8,9 @@
 #ifdef GK_HAVE_MPI
 #include <mpi.h>
 
-bool gk_dist_have_mpi(void) { return true; }
+bool gk_dist_have_mpi(void) {
+    return true;
+}
 
 /* mpirun sets these; a plain start stays a single process without MPI_Init
  * (which would try to reach a launcher). */
@@ -61,13 +63,17 @@ void gk_dist_barrier(gk_dist *d) {
 
 #else /* one process */
 
-bool gk_dist_have_mpi(void) { return false; }
+bool gk_dist_have_mpi(void) {
+    return false;
+}
 int gk_dist_init(gk_dist *d, int *argc, char ***argv, gk_err *err) {
     (void)argc, (void)argv, (void)err;
     *d = (gk_dist){.rank = 0, .size = 1};
     return 0;
 }
-void gk_dist_finalize(gk_dist *d) { (void)d; }
+void gk_dist_finalize(gk_dist *d) {
+    (void)d;
+}
 int gk_dist_sum_f32(gk_dist *d, float *buf, size_t n, gk_err *err) {
     (void)d, (void)buf, (void)n, (void)err;
     return 0;
@@ -80,5 +86,7 @@ int gk_dist_bcast_i32(gk_dist *d, int32_t *v, gk_err *err) {
     (void)d, (void)v, (void)err;
     return 0;
 }
-void gk_dist_barrier(gk_dist *d) { (void)d; }
+void gk_dist_barrier(gk_dist *d) {
+    (void)d;
+}
 #endif

@@ -60,9 +60,17 @@ double gk_adamw_step(gk_tmodel *tm, float *m, float *v, int64_t t, const gk_adam
     double norm = gk_grad_norm(tm);
     float gscale = 1.0f;
     if (c->clip > 0 && norm > c->clip) gscale = (float)(c->clip / (norm + 1e-6));
-    adam_job j = {.tm = tm, .m = m, .v = v, .lr = gk_lr_at(c, t - 1), .b1 = c->beta1,
-                  .b2 = c->beta2, .eps = c->eps, .wd = c->weight_decay, .gscale = gscale,
-                  .bc1 = 1.0f - powf(c->beta1, (float)t), .bc2 = 1.0f - powf(c->beta2, (float)t)};
+    adam_job j = {.tm = tm,
+                  .m = m,
+                  .v = v,
+                  .lr = gk_lr_at(c, t - 1),
+                  .b1 = c->beta1,
+                  .b2 = c->beta2,
+                  .eps = c->eps,
+                  .wd = c->weight_decay,
+                  .gscale = gscale,
+                  .bc1 = 1.0f - powf(c->beta1, (float)t),
+                  .bc2 = 1.0f - powf(c->beta2, (float)t)};
     gk_pool_run(pool, adam_part, &j);
     tm->wt_stale = true;
     return norm;

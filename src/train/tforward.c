@@ -32,10 +32,10 @@ typedef struct {
     int32_t *sel;          /* [N][K] chosen experts */
     int32_t *exp_off;      /* [E+1] first expert row of each expert */
     int32_t *row_tok, *row_slot; /* [N*K] token and slot of each expert row */
-    float *h1, *h3, *ye;   /* [N*K][F], [N*K][F], [N*K][d] by expert row */
-    float *g, *u;          /* [N][Fd] Grok-2 dense MLP */
-    float *f, *r4;         /* [N][d] input of the post-FFN norm */
-    float *aux_frac;       /* [E] share of the assignments that went to each expert */
+    float *h1, *h3, *ye;         /* [N*K][F], [N*K][F], [N*K][d] by expert row */
+    float *g, *u;                /* [N][Fd] Grok-2 dense MLP */
+    float *f, *r4;               /* [N][d] input of the post-FFN norm */
+    float *aux_frac;             /* [E] share of the assignments that went to each expert */
 } tact;
 
 struct gk_tstate {
@@ -60,11 +60,20 @@ struct gk_tstate {
  * gk_matmul's; it runs as an outer-product GEMM over the transposed copy of W
  * (tm->wt), about twice as fast as dot products for training's many rows
  * (test_train checks the two kernels agree). */
-static void mm(gk_tstate *s, float *y, const float *w, int64_t n_out, const float *x,
-               int64_t n_in, int64_t T) {
+static void mm(gk_tstate *s, float *y, const float *w, int64_t n_out, const float *x, int64_t n_in,
+               int64_t T) {
     const float *wt = s->tm->wt + (w - s->tm->w);
-    gk_tgemm_job j = {.C = y, .ldc = n_out, .A = x, .sam = n_in, .sak = 1, .B = wt,
-                      .ldb = n_out, .M = T, .N = n_out, .K = n_in, .acc = false};
+    gk_tgemm_job j = {.C = y,
+                      .ldc = n_out,
+                      .A = x,
+                      .sam = n_in,
+                      .sak = 1,
+                      .B = wt,
+                      .ldb = n_out,
+                      .M = T,
+                      .N = n_out,
+                      .K = n_in,
+                      .acc = false};
     gk_tgemm(s->pool, &j);
 }
 
@@ -87,14 +96,15 @@ static void wt_part(void *arg, int ith, int nth) {
             float *dst = tm->wt + t->offset + e * in * out;
             for (int64_t i0 = 0; i0 < in; i0 += 32)
                 for (int64_t o = o0; o < o0 + 32 && o < out; o++)
-                    for (int64_t k = i0; k < i0 + 32 && k < in; k++) dst[k * out + o] = src[o * in + k];
+                    for (int64_t k = i0; k < i0 + 32 && k < in; k++)
+                        dst[k * out + o] = src[o * in + k];
         }
     }
 }
 
 /* out = x * r * w with r = 1/sqrt(mean(x^2) + eps), the rstd kept for the backward. */
-static void rmsnorm_fwd(float *out, float *r, const float *x, const float *w, int64_t N,
-                        int64_t d, float eps) {
+static void rmsnorm_fwd(float *out, float *r, const float *x, const float *w, int64_t N, int64_t d,
+                        float eps) {
     for (int64_t t = 0; t < N; t++) {
         const float *xr = x + t * d;
         double ss = 0.0;
@@ -125,7 +135,9 @@ static void rmsnorm_bwd(float *dx, bool acc, float *dw, const float *dy, const f
     }
 }
 
-static inline float gelu_fwd(float x, bool erf) { return erf ? gk_gelu_erf(x) : gk_gelu_tanh(x); }
+static inline float gelu_fwd(float x, bool erf) {
+    return erf ? gk_gelu_erf(x) : gk_gelu_tanh(x);
+}
 
 static inline float gelu_grad(float x, bool erf) {
     if (erf)
@@ -410,7 +422,8 @@ static double moe_fwd(gk_tstate *s, const gk_tlayer *W, tact *A, float *out) {
         int64_t r0 = A->exp_off[e], n = A->exp_off[e + 1] - r0;
         if (n == 0) continue;
         for (int64_t i = 0; i < n; i++)
-            memcpy(s->xe + i * d, A->xn2 + (int64_t)A->row_tok[r0 + i] * d, (size_t)d * sizeof(float));
+            memcpy(s->xe + i * d, A->xn2 + (int64_t)A->row_tok[r0 + i] * d,
+                   (size_t)d * sizeof(float));
         float *h1 = A->h1 + r0 * F, *h3 = A->h3 + r0 * F, *ye = A->ye + r0 * d;
         mm(s, h1, W->gate_exps + e * F * d, F, s->xe, d, n);
         mm(s, h3, W->up_exps + e * F * d, F, s->xe, d, n);
@@ -430,8 +443,8 @@ static double moe_fwd(gk_tstate *s, const gk_tlayer *W, tact *A, float *out) {
 /* dmo: gradient of the MoE output [N][d]. Adds to dxn (the gradient of xn2,
  * which must hold something already or be zeroed) and the expert and router
  * gradients. */
-static void moe_bwd(gk_tstate *s, const gk_tlayer *W, gk_tlayer *G, const tact *A,
-                    const float *dmo, float aux_scale) {
+static void moe_bwd(gk_tstate *s, const gk_tlayer *W, gk_tlayer *G, const tact *A, const float *dmo,
+                    float aux_scale) {
     const gk_hparams *hp = &s->tm->hp;
     const gk_numerics_cfg *cfg = &s->tm->cfg;
     const int64_t d = hp->n_embd, F = hp->n_ff_exp, E = hp->n_expert, K = hp->n_expert_used,
@@ -455,8 +468,8 @@ static void moe_bwd(gk_tstate *s, const gk_tlayer *W, gk_tlayer *G, const tact *
         geglu_fwd(s, s->buf1, h1, h3, n * F); /* recomputed activation */
         gk_tgemm_dw(s->pool, G->down_exps + e * d * F, s->dye, s->buf1, n, d, F, s->tbuf);
         gk_tgemm_dx(s->pool, s->buf2, s->dye, W->down_exps + e * d * F, n, d, F, false);
-        geglu_bwd_job gj = {.da = s->buf2, .dh3 = s->buf3, .h1 = h1, .h3 = h3, .n = n * F,
-                            .erf = cfg->gelu_erf};
+        geglu_bwd_job gj = {
+            .da = s->buf2, .dh3 = s->buf3, .h1 = h1, .h3 = h3, .n = n * F, .erf = cfg->gelu_erf};
         gk_pool_run(s->pool, geglu_bwd_part, &gj);
         gk_tgemm_dw(s->pool, G->gate_exps + e * F * d, s->buf2, s->xe, n, F, d, s->tbuf);
         gk_tgemm_dw(s->pool, G->up_exps + e * F * d, s->buf3, s->xe, n, F, d, s->tbuf);
@@ -597,8 +610,12 @@ void gk_tbackward(gk_tstate *s, float ce_scale, float aux_scale) {
             geglu_fwd(s, s->buf1, A->g, A->u, N * Fd);
             gk_tgemm_dw(s->pool, G->ffn_down, s->dt1, s->buf1, N, d, Fd, s->tbuf);
             gk_tgemm_dx(s->pool, s->buf2, s->dt1, W->ffn_down, N, d, Fd, false);
-            geglu_bwd_job gj = {.da = s->buf2, .dh3 = s->buf3, .h1 = A->g, .h3 = A->u,
-                                .n = N * Fd, .erf = tm->cfg.gelu_erf};
+            geglu_bwd_job gj = {.da = s->buf2,
+                                .dh3 = s->buf3,
+                                .h1 = A->g,
+                                .h3 = A->u,
+                                .n = N * Fd,
+                                .erf = tm->cfg.gelu_erf};
             gk_pool_run(s->pool, geglu_bwd_part, &gj);
             gk_tgemm_dw(s->pool, G->ffn_gate, s->buf2, A->xn2, N, Fd, d, s->tbuf);
             gk_tgemm_dw(s->pool, G->ffn_up, s->buf3, A->xn2, N, Fd, d, s->tbuf);
@@ -707,8 +724,8 @@ gk_tstate *gk_tstate_new(const gk_tmodel *tm, int B, int T, gk_pool *pool, gk_er
     size_t bytes = layout(s, NULL);
     s->arena = gk_malloc_aligned(bytes, err);
     if (!s->arena) {
-        gk_err_prefix(err, "training activations (%.1f MiB for %d x %d tokens)",
-                      bytes / 1048576.0, B, T);
+        gk_err_prefix(err, "training activations (%.1f MiB for %d x %d tokens)", bytes / 1048576.0,
+                      B, T);
         goto fail;
     }
     layout(s, s->arena);

@@ -57,8 +57,17 @@ void gk_tgemm(gk_pool *pool, gk_tgemm_job *j) {
 
 void gk_tgemm_dx(gk_pool *pool, float *dx, const float *dy, const float *w, int64_t T,
                  int64_t n_out, int64_t n_in, bool acc) {
-    gk_tgemm_job j = {.C = dx, .ldc = n_in, .A = dy, .sam = n_out, .sak = 1, .B = w,
-                      .ldb = n_in, .M = T, .N = n_in, .K = n_out, .acc = acc};
+    gk_tgemm_job j = {.C = dx,
+                      .ldc = n_in,
+                      .A = dy,
+                      .sam = n_out,
+                      .sak = 1,
+                      .B = w,
+                      .ldb = n_in,
+                      .M = T,
+                      .N = n_in,
+                      .K = n_out,
+                      .acc = acc};
     gk_tgemm(pool, &j);
 }
 
@@ -85,8 +94,17 @@ void gk_tgemm_dw(gk_pool *pool, float *dw, const float *dy, const float *x, int6
     /* dY^T first, so that the kernel reads each row of A contiguously */
     transpose_job tj = {.dst = scratch, .src = dy, .rows = T, .cols = n_out};
     gk_pool_run(pool, transpose_part, &tj);
-    gk_tgemm_job j = {.C = dw, .ldc = n_in, .A = scratch, .sam = T, .sak = 1, .B = x,
-                      .ldb = n_in, .M = n_out, .N = n_in, .K = T, .acc = true};
+    gk_tgemm_job j = {.C = dw,
+                      .ldc = n_in,
+                      .A = scratch,
+                      .sam = T,
+                      .sak = 1,
+                      .B = x,
+                      .ldb = n_in,
+                      .M = n_out,
+                      .N = n_in,
+                      .K = T,
+                      .acc = true};
     gk_tgemm(pool, &j);
 }
 

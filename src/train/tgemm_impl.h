@@ -67,7 +67,8 @@ void TGEMM_FN(const gk_tgemm_job *j, int64_t item_lo, int64_t item_hi) {
         for (; n < n1; n++) /* columns left over from the 16-wide steps */
             for (int64_t r = 0; r < mr; r++) {
                 float s = 0.0f;
-                for (int64_t k = 0; k < j->K; k++) s += A[r * j->sam + k * j->sak] * j->B[k * j->ldb + n];
+                for (int64_t k = 0; k < j->K; k++)
+                    s += A[r * j->sam + k * j->sak] * j->B[k * j->ldb + n];
                 float *cr = j->C + (m0 + r) * j->ldc + n;
                 *cr = j->acc ? *cr + s : s;
             }

@@ -19,8 +19,8 @@ gk_numerics_cfg gk_tmodel_numerics_cfg(const gk_hparams *hp, gk_numerics numeric
      * erf GELU; llamacpp renormalises the top-k. */
     gk_numerics_cfg c;
     memset(&c, 0, sizeof c);
-    c.rope = (gk_rope_cfg){.n_rot = (int)hp->n_rot, .freq_base = hp->rope_freq_base,
-                           .freq_scale = 1.0f};
+    c.rope =
+        (gk_rope_cfg){.n_rot = (int)hp->n_rot, .freq_base = hp->rope_freq_base, .freq_scale = 1.0f};
     if (numerics == GK_NUMERICS_REFERENCE) {
         bool g2 = hp->variant == GK_VARIANT_GROK2;
         c.router_softcap = g2 ? hp->router_softcap : 0.0f;
@@ -59,8 +59,10 @@ static void bind_view(gk_tmodel *tm, gk_tview *v, float *base, gk_tlayer *layers
         L->attn_out_norm = NEXT(), L->ffn_norm = NEXT(), L->router = NEXT();
         L->gate_exps = NEXT(), L->up_exps = NEXT(), L->down_exps = NEXT();
         L->post_ffn_norm = NEXT();
-        if (hp->variant == GK_VARIANT_GROK2) L->ffn_gate = NEXT(), L->ffn_up = NEXT(), L->ffn_down = NEXT();
-        else L->ffn_gate = L->ffn_up = L->ffn_down = NULL;
+        if (hp->variant == GK_VARIANT_GROK2)
+            L->ffn_gate = NEXT(), L->ffn_up = NEXT(), L->ffn_down = NEXT();
+        else
+            L->ffn_gate = L->ffn_up = L->ffn_down = NULL;
     }
 #undef NEXT
 }
@@ -68,16 +70,15 @@ static void bind_view(gk_tmodel *tm, gk_tview *v, float *base, gk_tlayer *layers
 gk_tmodel *gk_tmodel_new(const gk_hparams *hp_in, gk_numerics numerics, gk_err *err) {
     const gk_hparams *hp = hp_in;
     if (hp->n_layer == 0 || hp->n_layer > 1024 || hp->n_embd == 0 || hp->n_head == 0 ||
-        hp->n_head_kv == 0 || hp->n_head % hp->n_head_kv || hp->head_dim == 0 ||
-        hp->n_rot == 0 || hp->n_rot > hp->head_dim || hp->n_rot % 2 || hp->n_expert == 0 ||
-        hp->n_expert_used == 0 || hp->n_expert_used > hp->n_expert || hp->n_expert_used > 64 ||
-        hp->n_ff_exp == 0 || hp->n_vocab == 0 ||
-        (hp->variant == GK_VARIANT_GROK2 && hp->n_ff == 0) ||
+        hp->n_head_kv == 0 || hp->n_head % hp->n_head_kv || hp->head_dim == 0 || hp->n_rot == 0 ||
+        hp->n_rot > hp->head_dim || hp->n_rot % 2 || hp->n_expert == 0 || hp->n_expert_used == 0 ||
+        hp->n_expert_used > hp->n_expert || hp->n_expert_used > 64 || hp->n_ff_exp == 0 ||
+        hp->n_vocab == 0 || (hp->variant == GK_VARIANT_GROK2 && hp->n_ff == 0) ||
         (hp->variant != GK_VARIANT_GROK1 && hp->variant != GK_VARIANT_GROK2))
         return gk_failp(err, "model configuration is inconsistent (check layers, dims, heads, "
                              "kv heads dividing heads, experts, expert_used <= experts)");
-    uint64_t big = (uint64_t)hp->n_embd * hp->n_vocab + (uint64_t)hp->n_layer *
-                   ((uint64_t)hp->n_expert * 3 * hp->n_ff_exp * hp->n_embd);
+    uint64_t big = (uint64_t)hp->n_embd * hp->n_vocab +
+                   (uint64_t)hp->n_layer * ((uint64_t)hp->n_expert * 3 * hp->n_ff_exp * hp->n_embd);
     if (big > (1ull << 34))
         return gk_failp(err, "model of about %llu parameters is too large to train here",
                         (unsigned long long)big);
@@ -92,8 +93,8 @@ gk_tmodel *gk_tmodel_new(const gk_hparams *hp_in, gk_numerics numerics, gk_err *
     tm->layer_store = gk_calloc(2 * (size_t)hp->n_layer, sizeof(gk_tlayer), err);
     if (!tm->tensors || !tm->layer_store) goto fail;
     const int64_t d = hp->n_embd, nq = (int64_t)hp->n_head * hp->head_dim,
-                  nkv = (int64_t)hp->n_head_kv * hp->head_dim, E = hp->n_expert,
-                  F = hp->n_ff_exp, Fd = hp->n_ff, V = hp->n_vocab;
+                  nkv = (int64_t)hp->n_head_kv * hp->head_dim, E = hp->n_expert, F = hp->n_ff_exp,
+                  Fd = hp->n_ff, V = hp->n_vocab;
     add_tensor(tm, "token_embd.weight", 2, d, V, 0);
     add_tensor(tm, "output_norm.weight", 1, d, 0, 0);
     if (!hp->tied_output) add_tensor(tm, "output.weight", 2, d, V, 0);
@@ -165,8 +166,8 @@ gk_tmodel *gk_tmodel_from_model(const gk_model *m, gk_err *err) {
         size_t row = gk_row_size(gt->type, gt->ne[0]);
         int64_t rows = t->ne[1] * t->ne[2];
         for (int64_t r = 0; r < rows; r++)
-            tt->to_float((const uint8_t *)gt->data + (size_t)r * row, tm->w + t->offset + r * t->ne[0],
-                         t->ne[0]);
+            tt->to_float((const uint8_t *)gt->data + (size_t)r * row,
+                         tm->w + t->offset + r * t->ne[0], t->ne[0]);
     }
     tm->wt_stale = true;
     return tm;
@@ -179,7 +180,9 @@ static uint64_t mix64(uint64_t *s) {
     z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
     return z ^ (z >> 31);
 }
-static double unif(uint64_t *s) { return ((mix64(s) >> 11) + 0.5) * (1.0 / 9007199254740992.0); }
+static double unif(uint64_t *s) {
+    return ((mix64(s) >> 11) + 0.5) * (1.0 / 9007199254740992.0);
+}
 
 void gk_tmodel_init(gk_tmodel *tm, uint64_t seed, float std) {
     uint64_t s = seed * 0x2545F4914F6CDD1Dull + 1;
@@ -277,8 +280,10 @@ int gk_tmodel_save(const gk_tmodel *tm, const char *path, const gk_tsave_opts *o
         if (type == GK_TYPE_F32) {
             r = gk_gguf_add_tensor(w, t->name, type, t->n_dims, t->ne, tm->w + t->offset, err);
         } else {
-            jobs[i] = (conv_job){.src = tm->w + t->offset, .rows = t->ne[1] * t->ne[2],
-                                 .n0 = t->ne[0], .type = type};
+            jobs[i] = (conv_job){.src = tm->w + t->offset,
+                                 .rows = t->ne[1] * t->ne[2],
+                                 .n0 = t->ne[0],
+                                 .type = type};
             r = gk_gguf_add_tensor_fn(w, t->name, type, t->n_dims, t->ne, produce_conv, &jobs[i],
                                       err);
         }

@@ -54,8 +54,8 @@ typedef struct gk_tmodel {
     int n_tensors;
     gk_ttensor *tensors;
     size_t n_params;
-    float *w, *g; /* parameters and gradients, n_params floats each */
-    float *wt;    /* every matrix transposed ([in][out]), for the forward GEMM */
+    float *w, *g;  /* parameters and gradients, n_params floats each */
+    float *wt;     /* every matrix transposed ([in][out]), for the forward GEMM */
     bool wt_stale; /* w changed since wt was made: set it after writing w */
     gk_tview W, G;
     gk_tlayer *layer_store; /* 2 * n_layer views */
@@ -76,11 +76,11 @@ gk_numerics_cfg gk_tmodel_numerics_cfg(const gk_hparams *hp, gk_numerics numeric
 
 /* Extra metadata for a saved model (train.* keys). */
 typedef struct gk_tsave_opts {
-    gk_dtype type;         /* storage type of matrices: F32 (checkpoints), BF16, F16, Q8_0 */
-    const gk_gguf *src;    /* copy its keys first (fine-tuning), or NULL */
+    gk_dtype type;           /* storage type of matrices: F32 (checkpoints), BF16, F16, Q8_0 */
+    const gk_gguf *src;      /* copy its keys first (fine-tuning), or NULL */
     const gk_tokenizer *tok; /* embed this tokenizer (its keys replace src's), or NULL */
-    const char *name;      /* general.name, or NULL */
-    uint64_t step;         /* written as train.step */
+    const char *name;        /* general.name, or NULL */
+    uint64_t step;           /* written as train.step */
 } gk_tsave_opts;
 
 /* Writes the parameters as a GGUF that gk_model_load reads (atomic: temp file

@@ -108,6 +108,11 @@ def case_learn(a, tmp):
     # the result is an ordinary model: grok run loads it and writes text
     g = run([a.grok, "run", "-m", out, "-p", "The old king", "-n", "8", "--temp", "0"])
     print("sample:", g.stdout.strip()[:120])
+    # fine-tuning it (--init) keeps its tokenizer and writes a loadable model
+    ft = os.path.join(tmp, "ft")
+    run([a.grok, "train", "--data", data, "--init", out, "-o", ft, "--steps", "3", "--batch", "4",
+         "--ctx", ctx(), "--eval-every", "0", "--save-every", "0", "-t", "2", "--save-type", "bf16"])
+    run([a.grok, "run", "-m", os.path.join(ft, "model.gguf"), "-p", "The old king", "-n", "4"])
 
 
 def read_trace(path):

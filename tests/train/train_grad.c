@@ -25,7 +25,8 @@ static int parse_ids(const char *s, int32_t *out, int n) {
 
 int main(int argc, char **argv) {
     if (argc < 8) {
-        fprintf(stderr, "usage: train_grad MODEL B T INPUTS TARGETS AUX OUT [llamacpp] [THREADS]\n");
+        fprintf(stderr,
+                "usage: train_grad MODEL B T INPUTS TARGETS AUX OUT [llamacpp] [THREADS]\n");
         return 2;
     }
     gk_err err;

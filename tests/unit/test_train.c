@@ -45,9 +45,17 @@ static void test_tgemm(void) {
                     float *At = malloc(M * K * 4);
                     for (int64_t m = 0; m < M; m++)
                         for (int64_t k = 0; k < K; k++) At[k * M + m] = A[m * K + k];
-                    gk_tgemm_job j = {.C = C, .ldc = N, .A = tr ? At : A, .sam = tr ? 1 : K,
-                                      .sak = tr ? M : 1, .B = B, .ldb = N, .M = M, .N = N,
-                                      .K = K, .acc = acc};
+                    gk_tgemm_job j = {.C = C,
+                                      .ldc = N,
+                                      .A = tr ? At : A,
+                                      .sam = tr ? 1 : K,
+                                      .sak = tr ? M : 1,
+                                      .B = B,
+                                      .ldb = N,
+                                      .M = M,
+                                      .N = N,
+                                      .K = K,
+                                      .acc = acc};
                     gk_tgemm_job r = j;
                     r.C = R;
                     if (tr == 1) { /* the same C again: restore it */
@@ -58,9 +66,9 @@ static void test_tgemm(void) {
                     gk_tgemm(pool, &j);
                     memcpy(R, keep, M * N * 4);
                     gk_tgemm_ref(&r);
-                    CHECK_MSG(max_rel(C, R, M * N) < 1e-5, "tgemm %lldx%lldx%lld acc %d tr %d nt %d: %g",
-                              (long long)M, (long long)N, (long long)K, acc, tr, nt,
-                              max_rel(C, R, M * N));
+                    CHECK_MSG(max_rel(C, R, M * N) < 1e-5,
+                              "tgemm %lldx%lldx%lld acc %d tr %d nt %d: %g", (long long)M,
+                              (long long)N, (long long)K, acc, tr, nt, max_rel(C, R, M * N));
                     memcpy(C, keep, M * N * 4);
                     free(keep);
                     free(At);
@@ -87,18 +95,44 @@ static void test_forward_vs_matmul(void) {
     for (int64_t o = 0; o < O; o++)
         for (int64_t i = 0; i < I; i++) wt[i * O + o] = w[o * I + i];
     gk_matmul(p1, y1, w, GK_TYPE_F32, I * 4, O, x, I, (int)T, NULL);
-    gk_tgemm_job j = {.C = y2, .ldc = O, .A = x, .sam = I, .sak = 1, .B = wt, .ldb = O,
-                      .M = T, .N = O, .K = I, .acc = false};
+    gk_tgemm_job j = {.C = y2,
+                      .ldc = O,
+                      .A = x,
+                      .sam = I,
+                      .sak = 1,
+                      .B = wt,
+                      .ldb = O,
+                      .M = T,
+                      .N = O,
+                      .K = I,
+                      .acc = false};
     gk_tgemm(p3, &j);
-    CHECK_MSG(max_rel(y2, y1, T * O) < 1e-5, "forward GEMM vs gk_matmul: %g", max_rel(y2, y1, T * O));
+    CHECK_MSG(max_rel(y2, y1, T * O) < 1e-5, "forward GEMM vs gk_matmul: %g",
+              max_rel(y2, y1, T * O));
     free(w), free(wt), free(x), free(y1), free(y2);
 
-    gk_hparams hp = {.variant = GK_VARIANT_GROK2, .n_vocab = 64, .n_ctx_train = 64, .n_embd = 32,
-                     .n_layer = 2, .n_head = 4, .n_head_kv = 2, .head_dim = 8, .n_rot = 8,
-                     .n_ff = 48, .n_ff_exp = 32, .n_expert = 4, .n_expert_used = 2,
-                     .norm_eps = 1e-5f, .rope_freq_base = 10000, .embedding_scale = 5.6f,
-                     .attn_out_scale = 0.35f, .logit_scale = 0.5f, .attn_softcap = 30,
-                     .router_softcap = 30, .final_softcap = 50, .attn_temp_len = 8};
+    gk_hparams hp = {.variant = GK_VARIANT_GROK2,
+                     .n_vocab = 64,
+                     .n_ctx_train = 64,
+                     .n_embd = 32,
+                     .n_layer = 2,
+                     .n_head = 4,
+                     .n_head_kv = 2,
+                     .head_dim = 8,
+                     .n_rot = 8,
+                     .n_ff = 48,
+                     .n_ff_exp = 32,
+                     .n_expert = 4,
+                     .n_expert_used = 2,
+                     .norm_eps = 1e-5f,
+                     .rope_freq_base = 10000,
+                     .embedding_scale = 5.6f,
+                     .attn_out_scale = 0.35f,
+                     .logit_scale = 0.5f,
+                     .attn_softcap = 30,
+                     .router_softcap = 30,
+                     .final_softcap = 50,
+                     .attn_temp_len = 8};
     gk_tmodel *tm = gk_tmodel_new(&hp, GK_NUMERICS_REFERENCE, &err);
     CHECK(tm != NULL);
     gk_tmodel_init(tm, 3, 0.2f);
@@ -107,7 +141,8 @@ static void test_forward_vs_matmul(void) {
     gk_tstate *a = gk_tstate_new(tm, 2, 16, p1, &err), *b = gk_tstate_new(tm, 2, 16, p3, &err);
     gk_tloss la, lb;
     CHECK(gk_tforward(a, in, tg, &la, &err) == 0 && gk_tforward(b, in, tg, &lb, &err) == 0);
-    CHECK_MSG(la.ce_sum == lb.ce_sum, "loss depends on threads: %.17g vs %.17g", la.ce_sum, lb.ce_sum);
+    CHECK_MSG(la.ce_sum == lb.ce_sum, "loss depends on threads: %.17g vs %.17g", la.ce_sum,
+              lb.ce_sum);
     CHECK(la.ce_sum / 32 > 3.0 && la.ce_sum / 32 < 6.0); /* near ln 64 = 4.16 */
     in[5] = 64;
     CHECK(gk_tforward(a, in, tg, &la, &err) < 0);
@@ -116,8 +151,13 @@ static void test_forward_vs_matmul(void) {
     memset(tm->g, 0, tm->n_params * 4);
     float *m = calloc(tm->n_params, 4), *v = calloc(tm->n_params, 4);
     float w0 = tm->W.layers[0].wq[0], n0 = tm->W.layers[0].attn_norm[0];
-    gk_adamw_cfg ac = {.lr_max = 1, .lr_min = 1, .total_steps = 10, .beta1 = 0.9f, .beta2 = 0.95f,
-                       .eps = 1e-8f, .weight_decay = 0.5f};
+    gk_adamw_cfg ac = {.lr_max = 1,
+                       .lr_min = 1,
+                       .total_steps = 10,
+                       .beta1 = 0.9f,
+                       .beta2 = 0.95f,
+                       .eps = 1e-8f,
+                       .weight_decay = 0.5f};
     gk_adamw_step(tm, m, v, 1, &ac, p1);
     CHECK(tm->W.layers[0].wq[0] == w0 * 0.5f && tm->W.layers[0].attn_norm[0] == n0);
     free(m), free(v);
@@ -155,7 +195,8 @@ static void test_text(void) {
     gk_corpus_batch(&c, 9, 4, 6, 3, 10, in, tg);
     for (int b = 0; b < 3; b++) {
         uint64_t off = gk_corpus_window(&c, 9, 4, 6 + b, 10);
-        CHECK(off + 11 <= 5000 && in[b * 10] == (int32_t)off && tg[b * 10 + 9] == (int32_t)off + 10);
+        CHECK(off + 11 <= 5000 && in[b * 10] == (int32_t)off &&
+              tg[b * 10 + 9] == (int32_t)off + 10);
     }
     CHECK(gk_corpus_window(&c, 9, 4, 6, 10) != gk_corpus_window(&c, 9, 5, 6, 10));
 }
