@@ -8,10 +8,17 @@ per-expert index gathers, GeGLU with exact-erf GELU, the dense residual MLP, the
 (MoE + MLP)/sqrt(2) combine, the sandwich norms, the final softcap, cross-entropy,
 the Switch balance loss, AdamW) written for speed, not as a reference.
 
+PyTorch runs twice: as installed (Debian's python3-torch calls the system BLAS,
+which is the netlib reference BLAS unless an optimised one is selected), and, when
+Debian's libopenblas0-pthread is present, with OpenBLAS preloaded through
+LD_LIBRARY_PATH (the system default is left alone).
+
 Usage: bench/train_bench.py [--grok build/grok] [--steps 20] [--threads 2]
                             [--config SPEC] [--batch 8] [--ctx 256] [--data FILE...]
 Needs the corpus of scripts/make-corpus.sh (or --data) for the tokenizer and tokens.
 """
+
+OPENBLAS_DIR = "/usr/lib/x86_64-linux-gnu/openblas-pthread"
 
 import argparse
 import math
@@ -163,19 +170,34 @@ def main():
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--ctx", type=int, default=256)
     ap.add_argument("--data", nargs="+", default=["build/corpus/sotu.txt", "build/corpus/brown.txt"])
+    ap.add_argument("--torch-only", action="store_true", help=argparse.SUPPRESS)
     a = ap.parse_args()
+    c = parse_config(a.config)
+    if a.torch_only:
+        t, tp = bench_torch(c, a.vocab, a.batch, a.ctx, a.steps, a.threads)
+        print(f"{t} {tp}")
+        return
     for f in a.data:
         if not os.path.exists(f):
             sys.exit(f"{f} missing: run scripts/make-corpus.sh first (or give --data)")
-    c = parse_config(a.config)
     with tempfile.TemporaryDirectory() as tmp:
         g, gp = bench_grok(a.grok, a.data, a.config, a.vocab, a.batch, a.ctx, a.steps, a.threads, tmp)
-    t, tp = bench_torch(c, a.vocab, a.batch, a.ctx, a.steps, a.threads)
     print(f"model: {a.config}, vocab {a.vocab}; batch {a.batch} x {a.ctx} tokens; "
           f"{a.threads} threads; median of {a.steps} steps")
-    print(f"  grok train   {g:9.0f} tokens/s   ({gp} parameters)")
-    print(f"  PyTorch {torch.__version__}  {t:9.0f} tokens/s   ({tp} parameters)")
-    print(f"  ratio        {g / t:9.2f}x")
+    print(f"  grok train                     {g:9.0f} tokens/s   ({gp} parameters)")
+    runs = [("as installed (system BLAS)", {})]
+    if os.path.isdir(OPENBLAS_DIR):
+        runs.append(("with OpenBLAS", {"LD_LIBRARY_PATH": OPENBLAS_DIR,
+                                       "OPENBLAS_NUM_THREADS": str(a.threads)}))
+    for name, extra in runs:
+        cmd = [sys.executable, os.path.abspath(__file__), "--torch-only", "--steps", str(a.steps),
+               "--threads", str(a.threads), "--config", a.config, "--vocab", str(a.vocab),
+               "--batch", str(a.batch), "--ctx", str(a.ctx)]
+        out = subprocess.run(cmd, check=True, capture_output=True, text=True,
+                             env=dict(os.environ, **extra)).stdout.split()
+        t, tp = float(out[0]), int(out[1])
+        print(f"  PyTorch {torch.__version__} {name:26s} {t:9.0f} tokens/s   ({tp} parameters)"
+              f"   grok/PyTorch {g / t:.2f}x")
 
 
 if __name__ == "__main__":

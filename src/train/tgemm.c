@@ -4,12 +4,15 @@
  */
 #include "train/tgemm.h"
 
+#include <stdlib.h>
+
 #define TGEMM_FN tgemm_tiles_generic
 static void tgemm_tiles_generic(const gk_tgemm_job *j, int64_t item_lo, int64_t item_hi);
 #include "train/tgemm_impl.h"
 
 #if defined(__x86_64__) || defined(_M_X64)
 void gk_tgemm_tiles_avx2(const gk_tgemm_job *j, int64_t item_lo, int64_t item_hi);
+void gk_tgemm_tiles_avx512(const gk_tgemm_job *j, int64_t item_lo, int64_t item_hi);
 #endif
 
 typedef void (*tiles_fn)(const gk_tgemm_job *j, int64_t lo, int64_t hi);
@@ -17,6 +20,7 @@ typedef void (*tiles_fn)(const gk_tgemm_job *j, int64_t lo, int64_t hi);
 static tiles_fn pick(void) {
 #if defined(__x86_64__) || defined(_M_X64)
     __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f") && !getenv("GK_NO_AVX512")) return gk_tgemm_tiles_avx512;
     if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return gk_tgemm_tiles_avx2;
 #endif
     return tgemm_tiles_generic;

@@ -10,14 +10,20 @@
  * element is summed by one thread in k order: the result does not depend on
  * the thread count.
  */
-typedef float tg_v8 __attribute__((vector_size(32)));
+#ifndef TG_VW
+#define TG_VW 8 /* floats per vector: 8 (AVX2, portable) or 16 (AVX-512) */
+#endif
+#ifndef TGEMM_ATTR
+#define TGEMM_ATTR
+#endif
+typedef float tg_v8 __attribute__((vector_size(TG_VW * 4)));
 
 /* Unaligned loads and stores as macros: a function taking or returning a
  * 32-byte vector would change the ABI of the portable build (-Wpsabi). */
 #define TG_LOAD(v, p) __builtin_memcpy(&(v), (p), sizeof(tg_v8))
 #define TG_STORE(p, v) __builtin_memcpy((p), &(v), sizeof(tg_v8))
 
-void TGEMM_FN(const gk_tgemm_job *j, int64_t item_lo, int64_t item_hi) {
+TGEMM_ATTR void TGEMM_FN(const gk_tgemm_job *j, int64_t item_lo, int64_t item_hi) {
     const int64_t mt = (j->M + 3) / 4;
     for (int64_t item = item_lo; item < item_hi; item++) {
         int64_t nb = item / mt, mb = item % mt;
@@ -25,14 +31,14 @@ void TGEMM_FN(const gk_tgemm_job *j, int64_t item_lo, int64_t item_hi) {
         int64_t n0 = nb * 64, n1 = n0 + 64 < j->N ? n0 + 64 : j->N;
         const float *A = j->A + m0 * j->sam;
         int64_t n = n0;
-        for (; n + 16 <= n1; n += 16) {
+        for (; n + 2 * TG_VW <= n1; n += 2 * TG_VW) {
             tg_v8 c[4][2] = {{{0}}};
             if (mr == 4) {
                 for (int64_t k = 0; k < j->K; k++) {
                     const float *b = j->B + k * j->ldb + n;
                     tg_v8 b0, b1;
                     TG_LOAD(b0, b);
-                    TG_LOAD(b1, b + 8);
+                    TG_LOAD(b1, b + TG_VW);
                     const float *a = A + k * j->sak;
                     float a0 = a[0], a1 = a[j->sam], a2 = a[2 * j->sam], a3 = a[3 * j->sam];
                     c[0][0] += a0 * b0, c[0][1] += a0 * b1;
@@ -45,7 +51,7 @@ void TGEMM_FN(const gk_tgemm_job *j, int64_t item_lo, int64_t item_hi) {
                     const float *b = j->B + k * j->ldb + n;
                     tg_v8 b0, b1;
                     TG_LOAD(b0, b);
-                    TG_LOAD(b1, b + 8);
+                    TG_LOAD(b1, b + TG_VW);
                     for (int64_t r = 0; r < mr; r++) {
                         float a = A[r * j->sam + k * j->sak];
                         c[r][0] += a * b0, c[r][1] += a * b1;
@@ -57,14 +63,14 @@ void TGEMM_FN(const gk_tgemm_job *j, int64_t item_lo, int64_t item_hi) {
                 if (j->acc) {
                     tg_v8 o0, o1;
                     TG_LOAD(o0, cr);
-                    TG_LOAD(o1, cr + 8);
+                    TG_LOAD(o1, cr + TG_VW);
                     c[r][0] += o0, c[r][1] += o1;
                 }
                 TG_STORE(cr, c[r][0]);
-                TG_STORE(cr + 8, c[r][1]);
+                TG_STORE(cr + TG_VW, c[r][1]);
             }
         }
-        for (; n < n1; n++) /* columns left over from the 16-wide steps */
+        for (; n < n1; n++) /* columns left over from the 2-vector steps */
             for (int64_t r = 0; r < mr; r++) {
                 float s = 0.0f;
                 for (int64_t k = 0; k < j->K; k++)
