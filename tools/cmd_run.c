@@ -20,7 +20,7 @@ typedef struct {
     gk_cli_gen g; /* model, context, threads, numerics, sampling */
     const char *prompt, *tokens, *dump;
     long n_predict, n_batch;
-    bool ignore_eos, verbose;
+    bool ignore_eos, verbose, no_echo;
 } run_opts;
 
 static void run_usage(FILE *f) {
@@ -31,6 +31,7 @@ static void run_usage(FILE *f) {
             "  -n, --n-predict N       tokens to generate (default 128)\n"
             GK_CLI_GEN_HELP
             "  --ignore-eos            keep generating past stop tokens\n"
+            "  --no-echo               print only the continuation, not the prompt text\n"
             "  -b, --batch N           prompt tokens per forward pass (default 64)\n"
             "  --ubatch N              same as --batch\n"
             "  --dump-logits FILE      write fp32 logits of every position (n_pos x n_vocab)\n"
@@ -64,6 +65,8 @@ static int parse(int argc, char **argv, run_opts *o) {
             if (!VAL() || !gk_cli_int(a, v, 1, 1 << 16, &o->n_batch)) return -1;
         } else if (!strcmp(a, "--ignore-eos")) {
             o->ignore_eos = true;
+        } else if (!strcmp(a, "--no-echo")) {
+            o->no_echo = true;
         } else if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) {
             o->verbose = true;
         } else {
@@ -193,11 +196,12 @@ int gk_cmd_run(int argc, char **argv) {
     const gk_hparams *hp = gk_model_hparams(m);
     const gk_tokenizer *tok = gk_model_tokenizer(m);
 
+    const char *ptext = NULL; /* the prompt as text (len bytes), when not given as ids */
+    size_t len = 0;
     if (o.tokens) {
         ids = parse_ids(o.tokens, &n_prompt);
         if (!ids) goto done;
     } else {
-        size_t len;
         if (o.prompt) {
             len = strlen(o.prompt);
         } else {
@@ -208,7 +212,7 @@ int gk_cmd_run(int argc, char **argv) {
                 goto done;
             }
         }
-        const char *ptext = o.prompt ? o.prompt : text;
+        ptext = o.prompt ? o.prompt : text;
         if (!tok) {
             fprintf(stderr, "grok run: %s has no tokenizer; give the prompt as --tokens\n", path);
             goto done;
@@ -290,6 +294,8 @@ int gk_cmd_run(int argc, char **argv) {
     if (tok) gk_detok_init(&dt, tok);
     char buf[512];
     const float *logits = gk_get_logits(c, last_T - 1);
+    /* like llama.cpp, show the text prompt before its continuation */
+    if (ptext && !o.no_echo && o.n_predict > 0) fwrite(ptext, 1, len, stdout);
     while (n_gen < o.n_predict) {
         int32_t id = gk_sampler_sample(s, logits, ids, n_hist);
         ids[n_hist++] = id;
