@@ -96,6 +96,7 @@ float gk_vec_dot_q8_0_q8_0_avx2(int64_t n, const void *x, const void *y) {
     __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
     int64_t i = 0;
     for (; i + 2 <= nb; i += 2) {
+        _mm_prefetch((const char *)(a + i) + 1024, _MM_HINT_T0);
         acc0 = q8_block(a + i, b + i, acc0);
         acc1 = q8_block(a + i + 1, b + i + 1, acc1);
     }
@@ -172,20 +173,34 @@ void gk_quantize_q8_0_avx2(const float *src, void *dst, int64_t n) {
  * scale are loaded once, and the four accumulators are independent chains. */
 void gk_vec_dot4_q8_0_q8_0_avx2(int64_t n, const void *x, size_t bx, const void *y, float *s) {
     const gk_block_q8_0 *b = y;
-    const gk_block_q8_0 *a[4];
-    for (int r = 0; r < 4; r++) a[r] = (const gk_block_q8_0 *)((const uint8_t *)x + r * bx);
-    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
-                     _mm256_setzero_ps()};
+    const gk_block_q8_0 *a0 = x, *a1 = (const gk_block_q8_0 *)((const uint8_t *)x + bx),
+                        *a2 = (const gk_block_q8_0 *)((const uint8_t *)x + 2 * bx),
+                        *a3 = (const gk_block_q8_0 *)((const uint8_t *)x + 3 * bx);
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    __m256 acc2 = _mm256_setzero_ps(), acc3 = _mm256_setzero_ps();
     for (int64_t i = 0; i < n / GK_QK8_0; i++) {
-        __m256i qb = _mm256_loadu_si256((const __m256i *)b[i].qs);
-        float db = _cvtsh_ss(b[i].d);
-        for (int r = 0; r < 4; r++) {
-            __m256i qa = _mm256_loadu_si256((const __m256i *)a[r][i].qs);
-            __m256 d = _mm256_set1_ps(_cvtsh_ss(a[r][i].d) * db);
-            acc[r] = _mm256_fmadd_ps(d, mul_sum_i8_pairs(qa, qb), acc[r]);
-        }
+        const __m256i qb = _mm256_loadu_si256((const __m256i *)b[i].qs);
+        const float db = _cvtsh_ss(b[i].d);
+        /* Four short streams defeat the hardware prefetcher. The rows are
+         * contiguous, so fetch the next four rows (the next tile) as one stream,
+         * 4 blocks' worth of bytes per block here. */
+        const char *next = (const char *)x + 4 * bx + (size_t)i * 4 * sizeof(gk_block_q8_0);
+        _mm_prefetch(next, _MM_HINT_T0);
+        _mm_prefetch(next + 64, _MM_HINT_T0);
+        _mm_prefetch(next + 128, _MM_HINT_T0);
+#define ROW(a, acc)                                                                               \
+    acc = _mm256_fmadd_ps(_mm256_set1_ps(_cvtsh_ss(a[i].d) * db),                                 \
+                          mul_sum_i8_pairs(_mm256_loadu_si256((const __m256i *)a[i].qs), qb), acc)
+        ROW(a0, acc0);
+        ROW(a1, acc1);
+        ROW(a2, acc2);
+        ROW(a3, acc3);
+#undef ROW
     }
-    for (int r = 0; r < 4; r++) s[r] = hsum256(acc[r]);
+    s[0] = hsum256(acc0);
+    s[1] = hsum256(acc1);
+    s[2] = hsum256(acc2);
+    s[3] = hsum256(acc3);
 }
 
 void gk_vec_dot4_q4_0_q8_0_avx2(int64_t n, const void *x, size_t bx, const void *y, float *s) {
@@ -199,6 +214,10 @@ void gk_vec_dot4_q4_0_q8_0_avx2(int64_t n, const void *x, size_t bx, const void 
     for (int64_t i = 0; i < n / GK_QK4_0; i++) {
         __m256i qb = _mm256_loadu_si256((const __m256i *)b[i].qs);
         float db = _cvtsh_ss(b[i].d);
+        /* the next four rows as one stream (see the Q8_0 kernel) */
+        const char *next = (const char *)x + 4 * bx + (size_t)i * 4 * sizeof(gk_block_q4_0);
+        _mm_prefetch(next, _MM_HINT_T0);
+        _mm_prefetch(next + 64, _MM_HINT_T0);
         for (int r = 0; r < 4; r++) {
             __m128i packed = _mm_loadu_si128((const __m128i *)a[r][i].qs);
             __m128i lo = _mm_and_si128(packed, lowmask);
@@ -220,6 +239,9 @@ void gk_vec_dot4_f32_avx2(int64_t n, const void *x, size_t bx, const void *y, fl
     int64_t i = 0;
     for (; i + 8 <= n; i += 8) {
         __m256 vb = _mm256_loadu_ps(b + i);
+        const char *next = (const char *)x + 4 * bx + (size_t)i * 4 * sizeof(float);
+        _mm_prefetch(next, _MM_HINT_T0);
+        _mm_prefetch(next + 64, _MM_HINT_T0);
         for (int r = 0; r < 4; r++) acc[r] = _mm256_fmadd_ps(_mm256_loadu_ps(a[r] + i), vb, acc[r]);
     }
     for (int r = 0; r < 4; r++) {
