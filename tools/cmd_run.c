@@ -321,6 +321,7 @@ int gk_cmd_run(int argc, char **argv) {
         if (w > 0) fwrite(buf, 1, (size_t)w, stdout);
     }
     if (n_gen > 0) putchar('\n');
+    fflush(stdout); /* the text before the timings on stderr */
     double t2 = gk_time_s();
     if (o.verbose)
         fprintf(stderr, "prompt: %d tokens in %.3f s (%.2f tok/s); generation: %d tokens in %.3f s "
