@@ -489,7 +489,7 @@ int gk_tok_finish(gk_tokenizer *t, bool dup_ok, gk_err *err) {
     for (int32_t id = 0; id < t->n_vocab; id++) {
         const gk_tok_info *ti = &t->tok[id];
         if (ti->len == 0) {
-            /* Only placeholders (UNUSED gaps of a rank file) may be empty. */
+            /* Only the UNUSED entries that fill gaps in a rank file may be empty. */
             if (ti->type != GK_TOK_UNUSED) return gk_fail(err, "token %d is empty", id);
             continue;
         }
