@@ -106,3 +106,20 @@ int gk_cli_gen_option(int argc, char **argv, int *i, gk_cli_gen *g) {
         return 1;
     }
 }
+
+static volatile sig_atomic_t interrupted;
+static struct sigaction old_sigint;
+
+static void on_sigint(int sig) {
+    (void)sig;
+    interrupted = 1;
+}
+
+volatile sig_atomic_t *gk_cli_catch_sigint(void) {
+    struct sigaction sa = {.sa_handler = on_sigint};
+    interrupted = 0;
+    sigaction(SIGINT, &sa, &old_sigint);
+    return &interrupted;
+}
+
+void gk_cli_release_sigint(void) { sigaction(SIGINT, &old_sigint, NULL); }

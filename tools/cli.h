@@ -7,6 +7,7 @@
 
 #include "grok.h"
 
+#include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -30,6 +31,13 @@ bool gk_cli_float(const char *opt, const char *s, double lo, double hi, double *
 const char *gk_cli_value(int argc, char **argv, int *i);
 /* The model to use: the -m value, or the default model (with a check that it exists). */
 const char *gk_cli_model_path(const char *given);
+/* Ctrl-C for long jobs: gk_cli_catch_sigint() installs a handler that sets the
+ * returned flag (which the library's cancel pointers watch) instead of killing
+ * the process, so the job can remove its temporary file; gk_cli_release_sigint()
+ * restores the previous handler. */
+volatile sig_atomic_t *gk_cli_catch_sigint(void);
+void gk_cli_release_sigint(void);
+
 /* Parses a --numerics value ("reference" or "llamacpp"); prints an error otherwise. */
 bool gk_cli_numerics(const char *s, gk_numerics *out);
 

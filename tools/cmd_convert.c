@@ -8,18 +8,10 @@
 #include "cli.h"
 #include "format/convert.h"
 
-#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
 #define MAX_KEEP 64
-
-static volatile sig_atomic_t interrupted;
-
-static void on_sigint(int sig) {
-    (void)sig;
-    interrupted = 1;
-}
 
 static void usage(FILE *f) {
     char list[128];
@@ -101,14 +93,12 @@ int gk_cmd_convert(int argc, char **argv) {
     gk_progress_init(&bar, quiet ? NULL : stderr);
     p.out.progress = gk_progress_cb;
     p.out.progress_ud = &bar;
-    p.out.cancel = &interrupted;
-    struct sigaction sa = {.sa_handler = on_sigint}, old;
-    sigaction(SIGINT, &sa, &old);
+    p.out.cancel = gk_cli_catch_sigint();
     gk_convert_info info;
     gk_err err;
     int rc = gk_convert(dir, out, &p, &info, &err);
     gk_progress_finish(&bar);
-    sigaction(SIGINT, &old, NULL);
+    gk_cli_release_sigint();
     if (rc != 0) {
         fprintf(stderr, "grok convert: %s\n", err.msg);
         return 1;

@@ -6,18 +6,10 @@
 #include "cli.h"
 #include "format/quantize.h"
 
-#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
 #define MAX_KEEP 64
-
-static volatile sig_atomic_t interrupted;
-
-static void on_sigint(int sig) {
-    (void)sig;
-    interrupted = 1;
-}
 
 static void usage(FILE *f) {
     char list[128];
@@ -94,13 +86,11 @@ int gk_cmd_quantize(int argc, char **argv) {
     gk_progress_init(&bar, quiet ? NULL : stderr);
     p.out.progress = gk_progress_cb;
     p.out.progress_ud = &bar;
-    p.out.cancel = &interrupted;
-    struct sigaction sa = {.sa_handler = on_sigint}, old;
-    sigaction(SIGINT, &sa, &old);
+    p.out.cancel = gk_cli_catch_sigint();
     gk_err err;
     int rc = gk_quantize(pos[0], pos[1], &p, &err);
     gk_progress_finish(&bar);
-    sigaction(SIGINT, &old, NULL);
+    gk_cli_release_sigint();
     if (rc != 0) {
         fprintf(stderr, "grok quantize: %s\n", err.msg);
         return 1;
