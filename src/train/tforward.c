@@ -63,18 +63,9 @@ struct gk_tstate {
 static void mm(gk_tstate *s, float *y, const float *w, int64_t n_out, const float *x, int64_t n_in,
                int64_t T) {
     const float *wt = s->tm->wt + (w - s->tm->w);
-    gk_tgemm_job j = {.C = y,
-                      .ldc = n_out,
-                      .A = x,
-                      .sam = n_in,
-                      .sak = 1,
-                      .B = wt,
-                      .ldb = n_out,
-                      .M = T,
-                      .N = n_out,
-                      .K = n_in,
-                      .acc = false};
-    gk_tgemm(s->pool, &j);
+    /* y = x Wt has the form of an input gradient (C[T][N] = A[T][K] B[K][N]),
+     * with Wt [n_in][n_out] in the place of W. */
+    gk_tgemm_dx(s->pool, y, x, wt, T, n_in, n_out, false);
 }
 
 typedef struct {
