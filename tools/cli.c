@@ -123,3 +123,59 @@ volatile sig_atomic_t *gk_cli_catch_sigint(void) {
 }
 
 void gk_cli_release_sigint(void) { sigaction(SIGINT, &old_sigint, NULL); }
+
+void gk_cli_write_init(gk_cli_write *w, const char *cmd, gk_quant_policy *policy,
+                       gk_quant_out_opts *out) {
+    *w = (gk_cli_write){.cmd = cmd, .policy = policy, .out = out};
+    policy->keep = w->keep;
+}
+
+int gk_cli_write_option(int argc, char **argv, int *i, gk_cli_write *w) {
+    const char *a = argv[*i], *v;
+    long n;
+    if (!strcmp(a, "--keep")) {
+        if (!(v = gk_cli_value(argc, argv, i))) return -1;
+        if (w->policy->n_keep == GK_CLI_MAX_KEEP) {
+            fprintf(stderr, "grok %s: at most %d --keep patterns\n", w->cmd, GK_CLI_MAX_KEEP);
+            return -1;
+        }
+        w->keep[w->policy->n_keep++] = v;
+    } else if (!strcmp(a, "--quantize-embedding")) {
+        w->policy->quantize_embedding = true;
+    } else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) {
+        if (!(v = gk_cli_value(argc, argv, i)) || !gk_cli_int(a, v, 1, 1024, &n)) return -1;
+        w->out->n_threads = (int)n;
+    } else if (!strcmp(a, "--no-verify")) {
+        w->out->verify_data = false;
+    } else if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) {
+        w->quiet = true;
+    } else {
+        return 0;
+    }
+    return 1;
+}
+
+bool gk_cli_write_type(gk_cli_write *w, const char *name) {
+    int t = gk_quant_type_from_name(name);
+    if (t < 0) {
+        char list[128];
+        gk_quant_type_list(list, sizeof list);
+        fprintf(stderr, "grok %s: unknown or unsupported type '%s' (choose from %s)\n", w->cmd,
+                name, list);
+        return false;
+    }
+    w->policy->type = (gk_dtype)t;
+    return true;
+}
+
+void gk_cli_write_begin(gk_cli_write *w) {
+    gk_progress_init(&w->bar, w->quiet ? NULL : stderr);
+    w->out->progress = gk_progress_cb;
+    w->out->progress_ud = &w->bar;
+    w->out->cancel = gk_cli_catch_sigint();
+}
+
+void gk_cli_write_end(gk_cli_write *w) {
+    gk_progress_finish(&w->bar);
+    gk_cli_release_sigint();
+}

@@ -6,6 +6,8 @@
 #define GK_CLI_H
 
 #include "grok.h"
+#include "base/progress.h"
+#include "format/quantize.h"
 
 #include <signal.h>
 #include <stdbool.h>
@@ -37,6 +39,28 @@ const char *gk_cli_model_path(const char *given);
  * restores the previous handler. */
 volatile sig_atomic_t *gk_cli_catch_sigint(void);
 void gk_cli_release_sigint(void);
+
+/* Options of the commands that write model files (convert, quantize). */
+#define GK_CLI_MAX_KEEP 64
+typedef struct gk_cli_write {
+    const char *cmd; /* for messages: "convert", "quantize" */
+    gk_quant_policy *policy;
+    gk_quant_out_opts *out;
+    const char *keep[GK_CLI_MAX_KEEP]; /* policy->keep points here */
+    bool quiet;
+    gk_progress bar;
+} gk_cli_write;
+
+void gk_cli_write_init(gk_cli_write *w, const char *cmd, gk_quant_policy *policy,
+                       gk_quant_out_opts *out);
+/* --keep, --quantize-embedding, -t/--threads, --no-verify, -q/--quiet; same
+ * return contract as gk_cli_gen_option. */
+int gk_cli_write_option(int argc, char **argv, int *i, gk_cli_write *w);
+/* Sets policy->type from a name, or prints the writable types and returns false. */
+bool gk_cli_write_type(gk_cli_write *w, const char *name);
+/* Around the job: the progress bar (unless quiet) and Ctrl-C catching. */
+void gk_cli_write_begin(gk_cli_write *w);
+void gk_cli_write_end(gk_cli_write *w);
 
 /* Parses a --numerics value ("reference" or "llamacpp"); prints an error otherwise. */
 bool gk_cli_numerics(const char *s, gk_numerics *out);

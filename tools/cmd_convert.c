@@ -11,8 +11,6 @@
 #include <stdio.h>
 #include <string.h>
 
-#define MAX_KEEP 64
-
 static void usage(FILE *f) {
     char list[128];
     gk_quant_type_list(list, sizeof list);
@@ -33,47 +31,24 @@ static void usage(FILE *f) {
 }
 
 int gk_cmd_convert(int argc, char **argv) {
-    const char *dir = NULL, *out = NULL, *keep[MAX_KEEP], *v;
+    const char *dir = NULL, *out = NULL, *v;
     gk_convert_params p = gk_convert_default_params();
-    p.policy.keep = keep;
-    bool quiet = false;
-    long n;
+    gk_cli_write w;
+    gk_cli_write_init(&w, "convert", &p.policy, &p.out);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
+        int r = gk_cli_write_option(argc, argv, &i, &w);
+        if (r < 0) return 2;
+        if (r > 0) continue;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             usage(stdout);
             return 0;
         } else if (!strcmp(a, "-o") || !strcmp(a, "--output")) {
             if (!(out = gk_cli_value(argc, argv, &i))) return 2;
         } else if (!strcmp(a, "--type")) {
-            if (!(v = gk_cli_value(argc, argv, &i))) return 2;
-            int t = gk_quant_type_from_name(v);
-            if (t < 0) {
-                char list[128];
-                gk_quant_type_list(list, sizeof list);
-                fprintf(stderr, "grok convert: unknown or unsupported type '%s' (choose from %s)\n",
-                        v, list);
-                return 2;
-            }
-            p.policy.type = (gk_dtype)t;
-        } else if (!strcmp(a, "--keep")) {
-            if (!(v = gk_cli_value(argc, argv, &i))) return 2;
-            if (p.policy.n_keep == MAX_KEEP) {
-                fprintf(stderr, "grok convert: at most %d --keep patterns\n", MAX_KEEP);
-                return 2;
-            }
-            keep[p.policy.n_keep++] = v;
-        } else if (!strcmp(a, "--quantize-embedding")) {
-            p.policy.quantize_embedding = true;
+            if (!(v = gk_cli_value(argc, argv, &i)) || !gk_cli_write_type(&w, v)) return 2;
         } else if (!strcmp(a, "--name")) {
             if (!(p.name = gk_cli_value(argc, argv, &i))) return 2;
-        } else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) {
-            if (!(v = gk_cli_value(argc, argv, &i)) || !gk_cli_int(a, v, 1, 1024, &n)) return 2;
-            p.out.n_threads = (int)n;
-        } else if (!strcmp(a, "--no-verify")) {
-            p.out.verify_data = false;
-        } else if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) {
-            quiet = true;
         } else if (a[0] == '-') {
             fprintf(stderr, "grok convert: unknown option '%s'\n", a);
             usage(stderr);
@@ -89,21 +64,16 @@ int gk_cmd_convert(int argc, char **argv) {
         usage(stderr);
         return 2;
     }
-    gk_progress bar;
-    gk_progress_init(&bar, quiet ? NULL : stderr);
-    p.out.progress = gk_progress_cb;
-    p.out.progress_ud = &bar;
-    p.out.cancel = gk_cli_catch_sigint();
+    gk_cli_write_begin(&w);
     gk_convert_info info;
     gk_err err;
     int rc = gk_convert(dir, out, &p, &info, &err);
-    gk_progress_finish(&bar);
-    gk_cli_release_sigint();
+    gk_cli_write_end(&w);
     if (rc != 0) {
         fprintf(stderr, "grok convert: %s\n", err.msg);
         return 1;
     }
-    if (!quiet) {
+    if (!w.quiet) {
         char in_s[32], out_s[32];
         gk_format_bytes(info.bytes_in, in_s, sizeof in_s);
         gk_format_bytes(info.bytes_out, out_s, sizeof out_s);
