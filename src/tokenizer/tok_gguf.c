@@ -298,6 +298,26 @@ static int cmp_i64(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
+/* Appends merge n (rank; left and right token ids), growing both arrays. */
+static int push_merge(int64_t **order, int32_t **lr, size_t *n, size_t *cap, int64_t rank,
+                      int32_t l, int32_t r) {
+    if (*n == *cap) {
+        size_t c = *cap ? *cap * 2 : 1024;
+        int64_t *no = realloc(*order, c * sizeof *no);
+        if (!no) return -1;
+        *order = no;
+        int32_t *nlr = realloc(*lr, c * 2 * sizeof *nlr);
+        if (!nlr) return -1;
+        *lr = nlr;
+        *cap = c;
+    }
+    (*lr)[2 * *n] = l;
+    (*lr)[2 * *n + 1] = r;
+    (*order)[*n] = (rank << 32) | (int64_t)*n;
+    (*n)++;
+    return 0;
+}
+
 /* The merges, as "left right" pieces in rank order. For a rank BPE each token
  * of two or more bytes is split where the merges below its rank leave two
  * parts; tokens that cannot be reached that way get no merge line. */
@@ -311,18 +331,10 @@ static int build_merges(const gk_tokenizer *t, char ***out, uint64_t *n_out, gk_
     if (t->mode == GK_BPE_MERGES) {
         for (uint32_t i = 0; i <= t->pairs.mask; i++) {
             if (!t->pairs.key[i]) continue;
-            if (n == cap) {
-                cap = cap ? cap * 2 : 1024;
-                int64_t *no = realloc(order, cap * sizeof *no);
-                int32_t *nlr = realloc(lr, cap * 2 * sizeof *nlr);
-                if (no) order = no;
-                if (nlr) lr = nlr;
-                if (!no || !nlr) goto oom;
-            }
-            lr[2 * n] = (int32_t)(t->pairs.key[i] >> 32) - 1;
-            lr[2 * n + 1] = (int32_t)(uint32_t)t->pairs.key[i] - 1;
-            order[n] = ((int64_t)t->pairs.rank[i] << 32) | (int64_t)n;
-            n++;
+            if (push_merge(&order, &lr, &n, &cap, t->pairs.rank[i],
+                           (int32_t)(t->pairs.key[i] >> 32) - 1,
+                           (int32_t)(uint32_t)t->pairs.key[i] - 1) < 0)
+                goto oom;
         }
     } else {
         for (int32_t id = 0; id < t->n_vocab; id++) {
@@ -330,18 +342,7 @@ static int build_merges(const gk_tokenizer *t, char ***out, uint64_t *n_out, gk_
             if (ti->type != GK_TOK_NORMAL || ti->len < 2 || ti->rank == GK_TOK_NO_RANK) continue;
             int32_t l, r;
             if (gk_tok_bpe_last_merge(t, id, &l, &r) <= 0) continue;
-            if (n == cap) {
-                cap = cap ? cap * 2 : 1024;
-                int64_t *no = realloc(order, cap * sizeof *no);
-                int32_t *nlr = realloc(lr, cap * 2 * sizeof *nlr);
-                if (no) order = no;
-                if (nlr) lr = nlr;
-                if (!no || !nlr) goto oom;
-            }
-            lr[2 * n] = l;
-            lr[2 * n + 1] = r;
-            order[n] = ((int64_t)ti->rank << 32) | (int64_t)n;
-            n++;
+            if (push_merge(&order, &lr, &n, &cap, ti->rank, l, r) < 0) goto oom;
         }
     }
     qsort(order, n, sizeof *order, cmp_i64);
