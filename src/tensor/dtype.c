@@ -6,6 +6,7 @@
  */
 #include "tensor/dtype.h"
 #include "base/base.h"
+#include "tensor/kquants.h"
 
 #include <math.h>
 #include <pthread.h>
@@ -153,43 +154,110 @@ float gk_vec_dot_q4_0_q8_0_ref(int64_t n, const void *x, const void *y) {
 
 /* ------------------------------------------------------------------ table --- */
 
-#define BLOCK(nm, bs, ts) {.name = nm, .blck_size = bs, .type_size = ts}
+#define BLOCK(nm, bs, ts)                                                                          \
+    { .name = nm, .blck_size = bs, .type_size = ts }
 
 static gk_type_traits traits[GK_TYPE_COUNT] = {
-    [GK_TYPE_F32] = {.name = "f32", .blck_size = 1, .type_size = 4, .to_float = f32_to_float,
-                     .from_float = f32_from_float, .vec_dot = gk_vec_dot_f32_ref,
+    [GK_TYPE_F32] = {.name = "f32",
+                     .blck_size = 1,
+                     .type_size = 4,
+                     .to_float = f32_to_float,
+                     .from_float = f32_from_float,
+                     .vec_dot = gk_vec_dot_f32_ref,
                      .vec_dot_type = GK_TYPE_F32},
-    [GK_TYPE_F16] = {.name = "f16", .blck_size = 1, .type_size = 2, .to_float = f16_to_float,
-                     .from_float = f16_from_float, .vec_dot = gk_vec_dot_f16_ref,
+    [GK_TYPE_F16] = {.name = "f16",
+                     .blck_size = 1,
+                     .type_size = 2,
+                     .to_float = f16_to_float,
+                     .from_float = f16_from_float,
+                     .vec_dot = gk_vec_dot_f16_ref,
                      .vec_dot_type = GK_TYPE_F32},
-    [GK_TYPE_BF16] = {.name = "bf16", .blck_size = 1, .type_size = 2, .to_float = bf16_to_float,
-                      .from_float = bf16_from_float, .vec_dot = gk_vec_dot_bf16_ref,
+    [GK_TYPE_BF16] = {.name = "bf16",
+                      .blck_size = 1,
+                      .type_size = 2,
+                      .to_float = bf16_to_float,
+                      .from_float = bf16_from_float,
+                      .vec_dot = gk_vec_dot_bf16_ref,
                       .vec_dot_type = GK_TYPE_F32},
-    [GK_TYPE_Q8_0] = {.name = "q8_0", .blck_size = 32, .type_size = 34,
-                      .to_float = q8_0_to_float, .from_float = gk_quantize_q8_0_ref,
-                      .vec_dot = gk_vec_dot_q8_0_q8_0_ref, .vec_dot_type = GK_TYPE_Q8_0},
-    [GK_TYPE_Q4_0] = {.name = "q4_0", .blck_size = 32, .type_size = 18,
-                      .to_float = q4_0_to_float, .from_float = q4_0_from_float,
-                      .vec_dot = gk_vec_dot_q4_0_q8_0_ref, .vec_dot_type = GK_TYPE_Q8_0},
+    [GK_TYPE_Q8_0] = {.name = "q8_0",
+                      .blck_size = 32,
+                      .type_size = 34,
+                      .to_float = q8_0_to_float,
+                      .from_float = gk_quantize_q8_0_ref,
+                      .vec_dot = gk_vec_dot_q8_0_q8_0_ref,
+                      .vec_dot_type = GK_TYPE_Q8_0},
+    [GK_TYPE_Q4_0] = {.name = "q4_0",
+                      .blck_size = 32,
+                      .type_size = 18,
+                      .to_float = q4_0_to_float,
+                      .from_float = q4_0_from_float,
+                      .vec_dot = gk_vec_dot_q4_0_q8_0_ref,
+                      .vec_dot_type = GK_TYPE_Q8_0},
     /* Known to ggml, parsed and described, not computed with (yet). */
     [GK_TYPE_Q4_1] = BLOCK("q4_1", 32, 20),
     [GK_TYPE_Q5_0] = BLOCK("q5_0", 32, 22),
     [GK_TYPE_Q5_1] = BLOCK("q5_1", 32, 24),
     [GK_TYPE_Q8_1] = BLOCK("q8_1", 32, 36),
-    [GK_TYPE_Q2_K] = BLOCK("q2_k", 256, 84),
-    [GK_TYPE_Q3_K] = BLOCK("q3_k", 256, 110),
-    [GK_TYPE_Q4_K] = BLOCK("q4_k", 256, 144),
-    [GK_TYPE_Q5_K] = BLOCK("q5_k", 256, 176),
-    [GK_TYPE_Q6_K] = BLOCK("q6_k", 256, 210),
-    [GK_TYPE_Q8_K] = BLOCK("q8_k", 256, 292),
+    /* k-quants and IQ4 (kquants.c) */
+    [GK_TYPE_Q2_K] = {.name = "q2_k",
+                      .blck_size = 256,
+                      .type_size = 84,
+                      .to_float = gk_dequantize_q2_K,
+                      .from_float = gk_quantize_q2_K,
+                      .vec_dot = gk_vec_dot_q2_K_q8_K_ref,
+                      .vec_dot_type = GK_TYPE_Q8_K},
+    [GK_TYPE_Q3_K] = {.name = "q3_k",
+                      .blck_size = 256,
+                      .type_size = 110,
+                      .to_float = gk_dequantize_q3_K,
+                      .from_float = gk_quantize_q3_K,
+                      .vec_dot = gk_vec_dot_q3_K_q8_K_ref,
+                      .vec_dot_type = GK_TYPE_Q8_K},
+    [GK_TYPE_Q4_K] = {.name = "q4_k",
+                      .blck_size = 256,
+                      .type_size = 144,
+                      .to_float = gk_dequantize_q4_K,
+                      .from_float = gk_quantize_q4_K,
+                      .vec_dot = gk_vec_dot_q4_K_q8_K_ref,
+                      .vec_dot_type = GK_TYPE_Q8_K},
+    [GK_TYPE_Q5_K] = {.name = "q5_k",
+                      .blck_size = 256,
+                      .type_size = 176,
+                      .to_float = gk_dequantize_q5_K,
+                      .from_float = gk_quantize_q5_K,
+                      .vec_dot = gk_vec_dot_q5_K_q8_K_ref,
+                      .vec_dot_type = GK_TYPE_Q8_K},
+    [GK_TYPE_Q6_K] = {.name = "q6_k",
+                      .blck_size = 256,
+                      .type_size = 210,
+                      .to_float = gk_dequantize_q6_K,
+                      .from_float = gk_quantize_q6_K,
+                      .vec_dot = gk_vec_dot_q6_K_q8_K_ref,
+                      .vec_dot_type = GK_TYPE_Q8_K},
+    /* activations only: a from_float for the k-quant dots, no vec_dot of its own */
+    [GK_TYPE_Q8_K] = {.name = "q8_k",
+                      .blck_size = 256,
+                      .type_size = 292,
+                      .to_float = gk_dequantize_q8_K,
+                      .from_float = gk_quantize_q8_K_ref},
+    [GK_TYPE_IQ4_NL] = {.name = "iq4_nl",
+                        .blck_size = 32,
+                        .type_size = 18,
+                        .to_float = gk_dequantize_iq4_nl,
+                        .vec_dot = gk_vec_dot_iq4_nl_q8_0_ref,
+                        .vec_dot_type = GK_TYPE_Q8_0},
+    [GK_TYPE_IQ4_XS] = {.name = "iq4_xs",
+                        .blck_size = 256,
+                        .type_size = 136,
+                        .to_float = gk_dequantize_iq4_xs,
+                        .vec_dot = gk_vec_dot_iq4_xs_q8_K_ref,
+                        .vec_dot_type = GK_TYPE_Q8_K},
     [GK_TYPE_IQ2_XXS] = BLOCK("iq2_xxs", 256, 66),
     [GK_TYPE_IQ2_XS] = BLOCK("iq2_xs", 256, 74),
     [GK_TYPE_IQ3_XXS] = BLOCK("iq3_xxs", 256, 98),
     [GK_TYPE_IQ1_S] = BLOCK("iq1_s", 256, 50),
-    [GK_TYPE_IQ4_NL] = BLOCK("iq4_nl", 32, 18),
     [GK_TYPE_IQ3_S] = BLOCK("iq3_s", 256, 110),
     [GK_TYPE_IQ2_S] = BLOCK("iq2_s", 256, 82),
-    [GK_TYPE_IQ4_XS] = BLOCK("iq4_xs", 256, 136),
     [GK_TYPE_I8] = BLOCK("i8", 1, 1),
     [GK_TYPE_I16] = BLOCK("i16", 1, 2),
     [GK_TYPE_I32] = BLOCK("i32", 1, 4),
@@ -279,16 +347,34 @@ static void dtype_init(void) {
         traits[GK_TYPE_F32].vec_dot4 = gk_vec_dot4_f32_avx2;
         traits[GK_TYPE_Q8_0].vec_dot4 = gk_vec_dot4_q8_0_q8_0_avx2;
         traits[GK_TYPE_Q4_0].vec_dot4 = gk_vec_dot4_q4_0_q8_0_avx2;
+        traits[GK_TYPE_Q8_K].from_float = gk_quantize_q8_K_avx2;
+        traits[GK_TYPE_Q2_K].vec_dot = gk_vec_dot_q2_K_q8_K_avx2;
+        traits[GK_TYPE_Q3_K].vec_dot = gk_vec_dot_q3_K_q8_K_avx2;
+        traits[GK_TYPE_Q4_K].vec_dot = gk_vec_dot_q4_K_q8_K_avx2;
+        traits[GK_TYPE_Q5_K].vec_dot = gk_vec_dot_q5_K_q8_K_avx2;
+        traits[GK_TYPE_Q6_K].vec_dot = gk_vec_dot_q6_K_q8_K_avx2;
+        traits[GK_TYPE_IQ4_NL].vec_dot = gk_vec_dot_iq4_nl_q8_0_avx2;
+        traits[GK_TYPE_IQ4_XS].vec_dot = gk_vec_dot_iq4_xs_q8_K_avx2;
+        traits[GK_TYPE_Q2_K].vec_dot4 = gk_vec_dot4_q2_K_q8_K_avx2;
+        traits[GK_TYPE_Q3_K].vec_dot4 = gk_vec_dot4_q3_K_q8_K_avx2;
+        traits[GK_TYPE_Q4_K].vec_dot4 = gk_vec_dot4_q4_K_q8_K_avx2;
+        traits[GK_TYPE_Q5_K].vec_dot4 = gk_vec_dot4_q5_K_q8_K_avx2;
+        traits[GK_TYPE_Q6_K].vec_dot4 = gk_vec_dot4_q6_K_q8_K_avx2;
+        traits[GK_TYPE_IQ4_XS].vec_dot4 = gk_vec_dot4_iq4_xs_q8_K_avx2;
         kernels_name = "avx2";
     }
 #endif
 }
 
-void gk_dtype_init(void) { pthread_once(&init_once, dtype_init); }
+void gk_dtype_init(void) {
+    pthread_once(&init_once, dtype_init);
+}
 
 const char *gk_dtype_kernels(void) {
     gk_dtype_init();
     return kernels_name;
 }
 
-const char *gk_kernels_name(void) { return gk_dtype_kernels(); }
+const char *gk_kernels_name(void) {
+    return gk_dtype_kernels();
+}
