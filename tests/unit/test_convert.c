@@ -703,9 +703,9 @@ static void test_convert_types(void) {
     qp.allow_requantize = true;
     qp.policy.type = GK_TYPE_Q8_0;
     CHECK(gk_quantize(q4, q8, &qp, &err) == 0);
-    qp.policy.type = GK_TYPE_Q4_K;
+    qp.policy.type = GK_TYPE_TQ1_0;
     CHECK(gk_quantize(out, q8, &qp, &err) == -1);
-    CHECK_ERR_HAS(err.msg, "cannot write type q4_k");
+    CHECK_ERR_HAS(err.msg, "cannot write type tq1_0");
     qp.policy.type = GK_TYPE_Q8_0;
     CHECK(gk_quantize(out, out, &qp, &err) == -1);
     CHECK_ERR_HAS(err.msg, "overwrite the input");

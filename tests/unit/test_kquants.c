@@ -13,6 +13,7 @@
 #include "gk_test.h"
 #include "base/base.h"
 #include "tensor/dtype.h"
+#include "format/quantize.h"
 #include "tensor/kquants.h"
 
 #include <math.h>
@@ -392,6 +393,84 @@ static void test_malformed(void) {
     CHECK(nan_seen > 0); /* NaN scales did reach the kernels */
 }
 
+/* ---------------------------------------------------------------- mixes --- */
+
+static gk_dtype pick(const gk_quant_policy *p, const char *name, int64_t ne0) {
+    return gk_quant_choose(p, name, 2, ne0, GK_TYPE_F32, GK_TYPE_BF16);
+}
+
+static void test_mixes(void) {
+    /* Grok-2's shape: 64 layers, 8 experts, 64 query heads over 8 KV heads.
+     * Expected types worked out from llama.cpp's rules (llama-quant.cpp):
+     * 8 experts -> attn_k/attn_v Q8_0; attn_output Q5_K for Q2_K/Q3_K_M/Q4_K_M;
+     * ffn_down Q6_K where use_more_bits (layers < 8, >= 56, (i-8)%3 == 2). */
+    gk_quant_policy p = {.n_layer = 64, .n_expert = 8, .n_gqa = 8};
+    gk_dtype base;
+    CHECK(gk_quant_mix_from_name("Q4_K_M", &p.mix, &base) == 0 && base == GK_TYPE_Q4_K);
+    p.type = base;
+    CHECK(pick(&p, "blk.0.attn_v.weight", 8192) == GK_TYPE_Q8_0);
+    CHECK(pick(&p, "blk.0.attn_k.weight", 8192) == GK_TYPE_Q8_0);
+    CHECK(pick(&p, "blk.5.attn_q.weight", 8192) == GK_TYPE_Q4_K);
+    CHECK(pick(&p, "blk.5.attn_output.weight", 8192) == GK_TYPE_Q5_K);
+    CHECK(pick(&p, "blk.0.ffn_down_exps.weight", 16384) == GK_TYPE_Q6_K);
+    CHECK(pick(&p, "blk.9.ffn_down_exps.weight", 16384) == GK_TYPE_Q4_K);
+    CHECK(pick(&p, "blk.10.ffn_down_exps.weight", 16384) == GK_TYPE_Q6_K);
+    CHECK(pick(&p, "blk.56.ffn_down.weight", 32768) == GK_TYPE_Q6_K);
+    CHECK(pick(&p, "blk.10.ffn_up_exps.weight", 8192) == GK_TYPE_Q4_K);
+    CHECK(pick(&p, "output.weight", 8192) == GK_TYPE_Q6_K);
+    CHECK(pick(&p, "token_embd.weight", 8192) == GK_TYPE_BF16); /* kept unless asked */
+    CHECK(gk_quant_choose(&p, "blk.3.ffn_gate_inp.weight", 2, 8192, GK_TYPE_F32, GK_TYPE_BF16) ==
+          GK_TYPE_F32);
+    CHECK(gk_quant_choose(&p, "blk.3.attn_norm.weight", 1, 8192, GK_TYPE_F32, GK_TYPE_BF16) ==
+          GK_TYPE_F32);
+    p.quantize_embedding = true;
+    CHECK(pick(&p, "token_embd.weight", 8192) == GK_TYPE_Q4_K);
+    /* rows that are not whole 256-blocks: llama.cpp's fallbacks (Q5_0/Q5_1 are
+     * not engine types, so Q4_K -> Q8_0), f16 when not even 32-blocks */
+    CHECK(pick(&p, "blk.5.attn_q.weight", 224) == GK_TYPE_Q8_0);
+    CHECK(pick(&p, "blk.5.attn_q.weight", 200) == GK_TYPE_F16);
+    CHECK(pick(&p, "output.weight", 224) == GK_TYPE_Q8_0);
+    CHECK(gk_quant_policy_file_type(&p) == 15);
+
+    CHECK(gk_quant_mix_from_name("q3_k_m", &p.mix, &p.type) == 0);
+    CHECK(pick(&p, "blk.3.ffn_down_exps.weight", 16384) == GK_TYPE_Q5_K); /* 3 < 64/16 */
+    CHECK(pick(&p, "blk.4.ffn_down_exps.weight", 16384) == GK_TYPE_Q4_K);
+    CHECK(pick(&p, "blk.4.attn_output.weight", 8192) == GK_TYPE_Q5_K);
+    CHECK(pick(&p, "blk.4.attn_q.weight", 8192) == GK_TYPE_Q3_K);
+    CHECK(pick(&p, "blk.4.attn_q.weight", 224) == GK_TYPE_Q4_0);
+
+    CHECK(gk_quant_mix_from_name("q2_k", &p.mix, &p.type) == 0 && p.type == GK_TYPE_Q2_K);
+    CHECK(pick(&p, "blk.4.ffn_down_exps.weight", 16384) == GK_TYPE_Q3_K);
+    CHECK(pick(&p, "blk.4.attn_output.weight", 8192) == GK_TYPE_Q5_K);
+    CHECK(pick(&p, "blk.4.attn_v.weight", 8192) == GK_TYPE_Q8_0);
+    CHECK(pick(&p, "blk.4.ffn_gate_exps.weight", 8192) == GK_TYPE_Q2_K);
+    CHECK(pick(&p, "output.weight", 8192) == GK_TYPE_Q6_K);
+
+    CHECK(gk_quant_mix_from_name("q5_k_m", &p.mix, &p.type) == 0);
+    CHECK(pick(&p, "blk.10.ffn_down_exps.weight", 16384) == GK_TYPE_Q6_K);
+    CHECK(pick(&p, "blk.11.ffn_down_exps.weight", 16384) == GK_TYPE_Q5_K);
+    CHECK(pick(&p, "blk.11.attn_output.weight", 8192) == GK_TYPE_Q5_K);
+
+    CHECK(gk_quant_mix_from_name("q6_k", &p.mix, &p.type) == 0);
+    CHECK(pick(&p, "blk.1.attn_k.weight", 8192) == GK_TYPE_Q8_0);
+    CHECK(pick(&p, "blk.1.ffn_down_exps.weight", 16384) == GK_TYPE_Q6_K);
+    CHECK(pick(&p, "blk.1.attn_output.weight", 8192) == GK_TYPE_Q6_K);
+
+    /* not 8 experts, 1 query head per KV head: the general rules */
+    gk_quant_policy q = {.n_layer = 4, .n_expert = 4, .n_gqa = 1};
+    CHECK(gk_quant_mix_from_name("q2_k", &q.mix, &q.type) == 0);
+    CHECK(pick(&q, "blk.0.attn_v.weight", 256) == GK_TYPE_Q3_K);
+    CHECK(pick(&q, "blk.0.attn_k.weight", 256) == GK_TYPE_Q2_K);
+    CHECK(pick(&q, "blk.0.attn_output.weight", 256) == GK_TYPE_Q3_K);
+    CHECK(gk_quant_mix_from_name("q4_k_m", &q.mix, &q.type) == 0);
+    /* use_more_bits(i, 4): i < 0, i >= 3, or (i - 0) % 3 == 2 */
+    CHECK(pick(&q, "blk.0.attn_v.weight", 256) == GK_TYPE_Q4_K);
+    CHECK(pick(&q, "blk.2.attn_v.weight", 256) == GK_TYPE_Q6_K);
+    CHECK(pick(&q, "blk.3.attn_v.weight", 256) == GK_TYPE_Q6_K);
+    CHECK(gk_quant_mix_from_name("q4_k", &q.mix, &q.type) == -1);
+    CHECK(gk_quant_type_from_name("q4_k") == GK_TYPE_Q4_K);
+}
+
 int main(void) {
     gk_dtype_init();
     test_sizes();
@@ -401,5 +480,6 @@ int main(void) {
     test_quantize_roundtrip();
     test_simd_vs_ref();
     test_malformed();
+    test_mixes();
     return gk_test_done();
 }
