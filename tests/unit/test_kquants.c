@@ -471,8 +471,34 @@ static void test_mixes(void) {
     CHECK(gk_quant_type_from_name("q4_k") == GK_TYPE_Q4_K);
 }
 
-int main(void) {
+/* --dump DIR: random blocks of every type (half of them with arbitrary fp16
+ * scales: subnormal, inf, NaN) and their scalar dequantization, for
+ * tests/reference/kquants_check.py to compare with its numpy decoder. */
+static int dump(const char *dir) {
+    enum { NB = 64 };
+    static uint8_t blk[NB * 256];
+    static float y[NB * 256];
+    for (int k = 0; k < N_KQ; k++) {
+        const gk_type_traits *tr = gk_type_traits_of(kq_types[k].t);
+        int64_t n = NB * tr->blck_size;
+        size_t bytes = (size_t)NB * tr->type_size;
+        for (size_t i = 0; i < bytes; i++) blk[i] = (uint8_t)rnd();
+        fix_scales(kq_types[k].t, blk, tr->type_size, NB / 2, true);
+        tr->to_float(blk, y, n);
+        char path[1024];
+        snprintf(path, sizeof path, "%s/%s.blocks", dir, tr->name);
+        FILE *f = fopen(path, "wb");
+        if (!f || fwrite(blk, 1, bytes, f) != bytes || fclose(f)) return 1;
+        snprintf(path, sizeof path, "%s/%s.f32", dir, tr->name);
+        f = fopen(path, "wb");
+        if (!f || fwrite(y, sizeof(float), (size_t)n, f) != (size_t)n || fclose(f)) return 1;
+    }
+    return 0;
+}
+
+int main(int argc, char **argv) {
     gk_dtype_init();
+    if (argc == 3 && !strcmp(argv[1], "--dump")) return dump(argv[2]);
     test_sizes();
     test_golden();
     test_q8_K_golden();
