@@ -5,3 +5,17 @@ add_test(NAME kquants_numpy
                  $<TARGET_FILE:test_kquants>)
 set_tests_properties(kquants_numpy PROPERTIES
   ENVIRONMENT "PYTHONDONTWRITEBYTECODE=1" SKIP_RETURN_CODE 77 TIMEOUT 120)
+
+# llama.cpp's mixes written by `grok quantize` (k-quants with Q8_0 attn_k/attn_v and
+# a Q6_K output), against the float64 reference on the exactly dequantized weights
+# (parity.py's rules for quantized types).
+set(GK_KQ_PARITY_ARGS)
+if(GK_SANITIZE)
+  list(APPEND GK_KQ_PARITY_ARGS --quick)
+endif()
+add_test(NAME parity_kquant
+         COMMAND ${GK_PYTHON} ${CMAKE_SOURCE_DIR}/tests/reference/parity.py --grok $<TARGET_FILE:grok>
+                 --case "*-q2_k-*,*-q3_k_m-*,*-q4_k_m-*,*-q5_k_m-*,*-q6_k-*" ${GK_KQ_PARITY_ARGS})
+set_tests_properties(parity_kquant PROPERTIES
+  ENVIRONMENT "PYTHONDONTWRITEBYTECODE=1;OMP_NUM_THREADS=2"
+  SKIP_RETURN_CODE 77 TIMEOUT 900 LABELS parity)
