@@ -94,10 +94,14 @@ def all_cases():
     cases = [Case(k, "f32", m) for k in make_model.KINDS for m in ("reference", "llamacpp")]
     for t in ("f16", "bf16", "q8_0", "q4_0"):
         cases += [Case("grok1", t, "reference"), Case("grok2", t, "reference"), Case("grok2", t, "llamacpp")]
-    # one case per mix (each a few seconds of reference time): Grok-1 shape for the
-    # low-bit mixes, Grok-2 shape (dense MLP, separate output Q6_K) for the others
+    # one case per mix: Grok-1 shape for the low-bit mixes, Grok-2 shape (dense MLP,
+    # separate Q6_K output) for the others. Only one in llamacpp mode: there (no router
+    # softcap) a Q8_0/Q8_K activation value that lands on a rounding boundary in one of
+    # engine and emulation but not the other can flip a later router choice and move
+    # every following position (seen for Q8_0 as much as for the k-quants on the wide
+    # models); reference mode's softcapped router absorbs it.
     cases += [Case("grok1", "q2_k", "reference"), Case("grok1", "q3_k_m", "reference"),
-              Case("grok2", "q4_k_m", "llamacpp"), Case("grok2", "q5_k_m", "reference"),
+              Case("grok2", "q4_k_m", "reference"), Case("grok2", "q5_k_m", "reference"),
               Case("grok2", "q6_k", "llamacpp")]
     return cases
 
