@@ -60,8 +60,10 @@ static inline void q2k_sums(const gk_block_q2_K *x, const gk_block_q8_K *y, int3
                     _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(_mm_srli_si128(sc, 8)))};
     const __m256i mask3 = _mm256_set1_epi8(3);
     __m256i acc = _mm256_setzero_si256();
+#pragma GCC unroll 2
     for (int h = 0; h < 2; h++) {
         __m256i q = load256(x->qs + 32 * h);
+#pragma GCC unroll 4
         for (int k = 0; k < 4; k++) {
             __m256i w = _mm256_and_si256(_mm256_srli_epi16(q, 2 * k), mask3);
             __m256i p = _mm256_maddubs_epi16(w, load256(y->qs + 128 * h + 32 * k));
@@ -83,7 +85,8 @@ static inline __m128i q3k_scales(const uint8_t *s) {
     a[3] = ((a[1] >> 4) & k2) | (((tmp >> 6) & k1) << 4);
     a[0] = (a[0] & k2) | (((tmp >> 0) & k1) << 4);
     a[1] = (a[1] & k2) | (((tmp >> 2) & k1) << 4);
-    return _mm_loadu_si128((const __m128i *)a);
+    /* from registers: a 16-byte load of four fresh 4-byte stores would stall */
+    return _mm_setr_epi32((int)a[0], (int)a[1], (int)a[2], (int)a[3]);
 }
 
 static inline void q3k_sums(const gk_block_q3_K *x, const gk_block_q8_K *y, int32_t *isum,
@@ -97,8 +100,10 @@ static inline void q3k_sums(const gk_block_q3_K *x, const gk_block_q8_K *y, int3
     __m256i acc =
         _mm256_slli_epi32(_mm256_madd_epi16(load256(y->bsums), _mm256_cvtepi8_epi16(sc)), 2);
     acc = _mm256_sub_epi32(_mm256_setzero_si256(), acc);
+#pragma GCC unroll 2
     for (int h = 0; h < 2; h++) {
         __m256i q = load256(x->qs + 32 * h);
+#pragma GCC unroll 4
         for (int k = 0; k < 4; k++) {
             __m256i lo = _mm256_and_si256(_mm256_srli_epi16(q, 2 * k), mask3);
             __m256i hb = _mm256_and_si256(_mm256_srli_epi16(hm, 4 * h + k), one);
@@ -123,7 +128,7 @@ static inline __m128i q45_scales_mins(const uint8_t *s) {
     u[1] = (u[2] & k4) | (((u[0] >> 6) & k2) << 4);        /* scales 4..7 */
     u[2] = m03;
     u[0] &= k6; /* scales 0..3 */
-    return _mm_loadu_si128((const __m128i *)u);
+    return _mm_setr_epi32((int)u[0], (int)u[1], (int)u[2], (int)u[3]);
 }
 
 /* msum = sum_j m[j] * (bsums[2j] + bsums[2j+1]); the scale table for the dots. */
@@ -140,6 +145,7 @@ static inline void q4k_sums(const gk_block_q4_K *x, const gk_block_q8_K *y, int3
     __m256i t = q45_prep(x->scales, y, msum);
     const __m256i m4 = _mm256_set1_epi8(15);
     __m256i acc = _mm256_setzero_si256();
+#pragma GCC unroll 4
     for (int p = 0; p < 4; p++) {
         __m256i q = load256(x->qs + 32 * p);
         __m256i lo = _mm256_and_si256(q, m4), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
@@ -157,6 +163,7 @@ static inline void q5k_sums(const gk_block_q5_K *x, const gk_block_q8_K *y, int3
     const __m256i m4 = _mm256_set1_epi8(15), b0 = _mm256_set1_epi8(1), b1 = _mm256_set1_epi8(2);
     __m256i qh = load256(x->qh);
     __m256i acc = _mm256_setzero_si256();
+#pragma GCC unroll 4
     for (int p = 0; p < 4; p++) {
         __m256i q = load256(x->qs + 32 * p);
         __m256i lo = _mm256_and_si256(q, m4), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
@@ -185,6 +192,7 @@ static inline void q6k_sums(const gk_block_q6_K *x, const gk_block_q8_K *y, int3
     __m256i acc =
         _mm256_slli_epi32(_mm256_madd_epi16(load256(y->bsums), _mm256_cvtepi8_epi16(sc)), 5);
     acc = _mm256_sub_epi32(_mm256_setzero_si256(), acc);
+#pragma GCC unroll 2
     for (int h = 0; h < 2; h++) {
         __m256i l0 = load256(x->ql + 64 * h), l1 = load256(x->ql + 64 * h + 32);
         __m256i qh = load256(x->qh + 32 * h);
@@ -197,6 +205,7 @@ static inline void q6k_sums(const gk_block_q6_K *x, const gk_block_q8_K *y, int3
                                _mm256_and_si256(qh, m30));
         w[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
                                _mm256_srli_epi16(_mm256_and_si256(qh, mc0), 2));
+#pragma GCC unroll 4
         for (int k = 0; k < 4; k++) {
             __m256i p = _mm256_maddubs_epi16(w[k], load256(y->qs + 128 * h + 32 * k));
             acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p, scale_pair(t[h], k)));
@@ -226,6 +235,7 @@ static inline void iq4xs_sums(const gk_block_iq4_xs *x, const gk_block_q8_K *y, 
                               int32_t *msum) {
     const __m256i grid = iq4_grid();
     __m256i acc = _mm256_setzero_si256();
+#pragma GCC unroll 8
     for (int ib = 0; ib < 8; ib++) {
         __m256i p = iq4_pairs(x->qs + 16 * ib, y->qs + 32 * ib, grid);
         __m256i s = _mm256_set1_epi16((short)gk_iq4xs_scale(x, ib));
