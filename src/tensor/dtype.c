@@ -282,6 +282,17 @@ static bool cpu_has_avx2_fma_f16c(void) {
     if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return false;
     return b & (1u << 5); /* AVX2 */
 }
+
+/* AVX-512 F, BW, VL and VNNI, with the OS saving opmask and ZMM state. */
+bool gk_cpu_has_avx512_vnni(void) {
+    unsigned a, b, c, d;
+    if (!cpu_has_avx2_fma_f16c() || !__get_cpuid_count(7, 0, &a, &b, &c, &d)) return false;
+    bool f = b & (1u << 16), bw = b & (1u << 30), vl = b & (1u << 31), vnni = c & (1u << 11);
+    if (!(f && bw && vl && vnni)) return false;
+    unsigned lo, hi;
+    __asm__("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    return (lo & 0xe6) == 0xe6;
+}
 #endif
 
 static void dtype_init(void) {
@@ -312,6 +323,15 @@ static void dtype_init(void) {
         traits[GK_TYPE_Q6_K].vec_dot4 = gk_vec_dot4_q6_K_q8_K_avx2;
         traits[GK_TYPE_IQ4_XS].vec_dot4 = gk_vec_dot4_iq4_xs_q8_K_avx2;
         kernels_name = "avx2";
+        /* Opt-in: measured no faster than AVX2 on this project's AVX-512 machine
+         * (bench/kquants_bench.c), and 512-bit code can lower the clock. */
+        if (getenv("GK_AVX512") && gk_cpu_has_avx512_vnni()) {
+            traits[GK_TYPE_Q4_K].vec_dot = gk_vec_dot_q4_K_q8_K_avx512;
+            traits[GK_TYPE_Q6_K].vec_dot = gk_vec_dot_q6_K_q8_K_avx512;
+            traits[GK_TYPE_Q4_K].vec_dot4 = gk_vec_dot4_q4_K_q8_K_avx512;
+            traits[GK_TYPE_Q6_K].vec_dot4 = gk_vec_dot4_q6_K_q8_K_avx512;
+            kernels_name = "avx2+avx512";
+        }
     }
 #endif
 }

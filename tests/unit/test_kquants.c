@@ -345,6 +345,53 @@ static void test_simd_vs_ref(void) {
     }
 }
 
+/* The SIMD kernels that dispatch did not pick (AVX2 when GK_AVX512=1 selected the
+ * AVX-512 ones; the AVX-512 ones otherwise): called directly, against the
+ * scalar reference, whenever the CPU runs them. */
+static void test_other_simd(void) {
+#if defined(__x86_64__)
+    if (strcmp(gk_dtype_kernels(), "scalar") == 0) return;
+    bool avx512 = gk_cpu_has_avx512_vnni();
+    static const struct {
+        gk_dtype t;
+        gk_vec_dot_fn ref, a2, a5;
+        gk_vec_dot4_fn a2_4, a5_4;
+    } k[] = {
+        {GK_TYPE_Q4_K, gk_vec_dot_q4_K_q8_K_ref, gk_vec_dot_q4_K_q8_K_avx2,
+         gk_vec_dot_q4_K_q8_K_avx512, gk_vec_dot4_q4_K_q8_K_avx2, gk_vec_dot4_q4_K_q8_K_avx512},
+        {GK_TYPE_Q6_K, gk_vec_dot_q6_K_q8_K_ref, gk_vec_dot_q6_K_q8_K_avx2,
+         gk_vec_dot_q6_K_q8_K_avx512, gk_vec_dot4_q6_K_q8_K_avx2, gk_vec_dot4_q6_K_q8_K_avx512}};
+    enum { N = 2048 };
+    static uint8_t wq[4 * N], aq[N * 2];
+    float a[N];
+    for (int rep = 0; rep < 10; rep++) {
+        for (int i = 0; i < N; i++) a[i] = gauss();
+        gk_quantize_q8_K_ref(a, aq, N);
+        for (int j = 0; j < 2; j++) {
+            const gk_type_traits *tr = gk_type_traits_of(k[j].t);
+            size_t row = gk_row_size(k[j].t, N);
+            for (size_t i = 0; i < 4 * row; i++) wq[i] = (uint8_t)rnd();
+            fix_scales(k[j].t, wq, tr->type_size, 4 * N / 256, true);
+            for (int set = 0; set < (avx512 ? 2 : 1); set++) {
+                gk_vec_dot_fn f = set ? k[j].a5 : k[j].a2;
+                gk_vec_dot4_fn f4 = set ? k[j].a5_4 : k[j].a2_4;
+                float r0 = k[j].ref(N, wq, aq), r1 = f(N, wq, aq), s4[4];
+                CHECK_MSG(memcmp(&r0, &r1, 4) == 0, "%s %s: %.9g vs %.9g", tr->name,
+                          set ? "avx512" : "avx2", r0, r1);
+                f4(N, wq, row, aq, s4);
+                for (int r = 0; r < 4; r++) {
+                    float e = k[j].ref(N, wq + r * row, aq);
+                    CHECK_MSG(memcmp(&e, &s4[r], 4) == 0, "%s %s dot4 row %d", tr->name,
+                              set ? "avx512" : "avx2", r);
+                }
+            }
+        }
+    }
+    printf("Q4_K/Q6_K AVX2%s kernels called directly: equal to the reference\n",
+           avx512 ? " and AVX-512" : "");
+#endif
+}
+
 /* ------------------------------------------------------------- malformed --- */
 
 static void test_malformed(void) {
@@ -505,6 +552,7 @@ int main(int argc, char **argv) {
     test_dot_vs_dequant();
     test_quantize_roundtrip();
     test_simd_vs_ref();
+    test_other_simd();
     test_malformed();
     test_mixes();
     return gk_test_done();
