@@ -119,7 +119,9 @@ static gk_dtype mix_type(const gk_quant_policy *p, const char *name, int64_t ne0
     int n = p->n_layer > 0 ? p->n_layer : 1, i = 0;
     if (sscanf(name, "blk.%d.", &i) != 1 || i < 0) i = 0;
     bool eight = p->n_expert == 8; /* llama.cpp's 8-expert (Mixtral, Grok) rules */
-    if (strcmp(name, "output.weight") == 0) {
+    /* a tied embedding is quantized as the output is (llama.cpp) */
+    if (strcmp(name, "output.weight") == 0 ||
+        (p->tied_output && strcmp(name, "token_embd.weight") == 0)) {
         /* Q6_K, or Q8_0 when the rows do not fit 256-blocks */
         return ne0 % 256 != 0 ? GK_TYPE_Q8_0 : GK_TYPE_Q6_K;
     }
@@ -627,6 +629,7 @@ static int model_shape(const gk_gguf *g, gk_quant_policy *pol, gk_err *err) {
     pol->n_layer = (int)nl;
     pol->n_expert = ne <= 1024 ? (int)ne : 0;
     pol->n_gqa = nh && nkv && nh % nkv == 0 ? (int)(nh / nkv) : 1;
+    pol->tied_output = gk_gguf_find_tensor(g, "output.weight") == NULL;
     return 0;
 }
 

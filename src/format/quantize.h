@@ -51,6 +51,7 @@ typedef struct gk_quant_policy {
      * experts per layer, query heads per KV head. gk_quantize and gk_convert
      * fill them in from the model. */
     int n_layer, n_expert, n_gqa;
+    bool tied_output; /* no output.weight: the embedding is the output (its mix rule) */
 } gk_quant_policy;
 
 /* True for the types a file can be written in: those the engine computes with

@@ -478,6 +478,11 @@ static void test_mixes(void) {
     CHECK(pick(&p, "blk.5.attn_q.weight", 200) == GK_TYPE_F16);
     CHECK(pick(&p, "output.weight", 224) == GK_TYPE_Q8_0);
     CHECK(gk_quant_policy_file_type(&p) == 15);
+    /* Grok-1 ties the output to the embedding: llama.cpp then quantizes the
+     * embedding by the output's rule (Q6_K) */
+    p.tied_output = true;
+    CHECK(pick(&p, "token_embd.weight", 8192) == GK_TYPE_Q6_K);
+    p.tied_output = false;
 
     CHECK(gk_quant_mix_from_name("q3_k_m", &p.mix, &p.type) == 0);
     CHECK(pick(&p, "blk.3.ffn_down_exps.weight", 16384) == GK_TYPE_Q5_K); /* 3 < 64/16 */
