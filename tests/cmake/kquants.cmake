@@ -8,12 +8,13 @@ set_tests_properties(kquants_numpy PROPERTIES
 
 # llama.cpp's mixes written by `grok quantize` (k-quants with Q8_0 attn_k/attn_v and
 # a Q6_K output), against the float64 reference on the exactly dequantized weights
-# (parity.py's rules for quantized types). --quick (48-token prompts, one KV-cache
+# (parity.py's rules for quantized types); and files llama.cpp's quantizer wrote
+# (tests/fixtures/llamacpp: IQ4_XS, Q2_K, Q4_K_M). --quick (48-token prompts, one KV-cache
 # run) always: five wide models cost minutes of reference time otherwise.
 set(GK_KQ_PARITY_ARGS --quick)
 add_test(NAME parity_kquant
          COMMAND ${GK_PYTHON} ${CMAKE_SOURCE_DIR}/tests/reference/parity.py --grok $<TARGET_FILE:grok>
-                 --case "*-q2_k-*,*-q3_k_m-*,*-q4_k_m-*,*-q5_k_m-*,*-q6_k-*" ${GK_KQ_PARITY_ARGS})
+                 --case "*-q2_k-*,*-q3_k_m-*,*-q4_k_m-*,*-q5_k_m-*,*-q6_k-*,*-llama_*" ${GK_KQ_PARITY_ARGS})
 set_tests_properties(parity_kquant PROPERTIES
   ENVIRONMENT "PYTHONDONTWRITEBYTECODE=1;OMP_NUM_THREADS=2"
   SKIP_RETURN_CODE 77 TIMEOUT 900 LABELS parity)

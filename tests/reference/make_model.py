@@ -31,6 +31,7 @@ GELU variant move logits well above the f32 tolerance (selfcheck.py measures it)
 
 Usage: make_model.py OUT.gguf [--kind grok1|grok1old|grok2|grok2yarn] [--type f32|f16|bf16|q8_0|q4_0] [--seed N]
                      [--wide]   (n_embd 256, head_dim 64, FFN widths 256/512: k-quant-sized rows)
+                     [--small]  (1 layer, 4 experts, 512 tokens: for committed fixtures)
 """
 
 import argparse
@@ -162,13 +163,18 @@ def _stays_f32(name):
 # MLP 512) so that every matrix fits the k-quants' 256-weight super-blocks; the
 # weight scales shrink by sqrt(64/256) to keep activations O(1).
 WIDE = dict(N_EMBD=256, HEAD_DIM=64, N_FF_EXP_GROK1=256, N_FF_GROK2=512, N_FF_EXP_GROK2=256)
+# --small (with --wide): one layer, 4 experts, 512 tokens, for fixture files that
+# llama.cpp's quantizer writes and tests/ keeps (a few hundred KiB each).
+SMALL = dict(N_LAYER=1, N_EXPERT=4, N_VOCAB=512)
 
 
 @contextlib.contextmanager
-def _shape(wide):
-    """Switches the module's shape constants to WIDE for the duration (then restores them)."""
+def _shape(wide, small=False):
+    """Switches the module's shape constants to WIDE (and SMALL) for the duration."""
     g = globals()
-    saved = {k: g[k] for k in list(WIDE) + ["STD"]}
+    saved = {k: g[k] for k in list(WIDE) + list(SMALL) + ["STD"]}
+    if small:
+        g.update(SMALL)
     if wide:
         g.update(WIDE)
         g["STD"] = {k: (v if k == "norm" else v * 0.5) for k, v in saved["STD"].items()}
@@ -178,9 +184,9 @@ def _shape(wide):
         g.update(saved)
 
 
-def build(path, kind="grok1", wtype="f32", seed=0, wide=False):
+def build(path, kind="grok1", wtype="f32", seed=0, wide=False, small=False):
     """Writes one model to path; returns the config dict written."""
-    with _shape(wide):
+    with _shape(wide, small):
         return _build(path, kind, wtype, seed)
 
 
@@ -213,8 +219,9 @@ def main(argv=None):
     ap.add_argument("--type", choices=TYPES, default="f32")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--wide", action="store_true", help="rows of 256 (for the k-quants)")
+    ap.add_argument("--small", action="store_true", help="1 layer, 4 experts, 512 tokens")
     a = ap.parse_args(argv)
-    build(a.out, a.kind, a.type, a.seed, a.wide)
+    build(a.out, a.kind, a.type, a.seed, a.wide, a.small)
     return 0
 
 

@@ -82,6 +82,12 @@ QUANT = ("q8_0", "q4_0")
 MIXES = ("q2_k", "q3_k_m", "q4_k_m", "q5_k_m", "q6_k")
 QUANT += MIXES
 QUANT_MEDIAN_BOUND.update({m: 0.05 for m in MIXES})
+# Files that llama.cpp's quantizer wrote (tests/fixtures/llamacpp/README.md).
+FIXTURE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fixtures", "llamacpp")
+FIXTURES = {"llama_iq4_xs": "grok1-small-iq4_xs.gguf", "llama_q2_k": "grok1-small-q2_k.gguf",
+            "llama_q4_k_m": "grok1-small-q4_k_m.gguf"}
+QUANT += tuple(FIXTURES)
+QUANT_MEDIAN_BOUND.update({m: 0.05 for m in FIXTURES})
 
 
 class Case:
@@ -103,6 +109,7 @@ def all_cases():
     cases += [Case("grok1", "q2_k", "reference"), Case("grok1", "q3_k_m", "reference"),
               Case("grok2", "q4_k_m", "reference"), Case("grok2", "q5_k_m", "reference"),
               Case("grok2", "q6_k", "llamacpp")]
+    cases += [Case("grok1", t, "reference") for t in FIXTURES]
     return cases
 
 
@@ -190,6 +197,8 @@ def judge_kv(label, eng, full, wtype, s):
 def run_case(case, grok, tmp, quick):
     """Returns (list of per-run stats, case info, failure messages)."""
     path = os.path.join(tmp, f"{case.kind}-{case.wtype}.gguf")
+    if case.wtype in FIXTURES:
+        path = os.path.join(FIXTURE_DIR, FIXTURES[case.wtype])
     if not os.path.exists(path) and case.wtype in MIXES:
         f32 = os.path.join(tmp, f"{case.kind}-wide-f32.gguf")
         if not os.path.exists(f32):
