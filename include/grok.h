@@ -376,10 +376,12 @@ gk_plan_train_cost gk_plan_train_per_token(const gk_plan_model *pm, double seq_l
 
 /* Memory. */
 double gk_plan_kv_bytes_per_token(const gk_plan_shape *s, double kv_elt_bytes);
-/* Activation memory per token of training (bf16, no recomputation): Korthikanti
- * et al. 2022, "Reducing Activation Recomputation in Large Transformer Models",
- * eq. 1: per layer s*b*h*(34 + 5*a*s/h) bytes, i.e. per token h*(34 + 5*a*s/h). */
-double gk_plan_train_act_bytes_per_token(const gk_plan_shape *s, double seq_len);
+/* Activation memory per token of training (bf16, no recomputation, no model
+ * parallelism): Korthikanti et al. 2022, "Reducing Activation Recomputation in Large
+ * Transformer Models", eq. 1: per layer s*b*h*(34 + 5*a*s/h) bytes, i.e. per token
+ * h*(34 + 5*a*s/h); with fused (flash) attention the a*s^2 score term is not kept:
+ * 34 h per layer. */
+double gk_plan_train_act_bytes_per_token(const gk_plan_shape *s, double seq_len, bool fused_attn);
 
 /* A split of the model over devices: tensor parallel (as the engine does it:
  * attention by KV heads, experts and MLPs by their width, output by vocabulary),
@@ -466,6 +468,8 @@ typedef struct gk_plan_infer_opts {
     double eff_flops;    /* share of peak FLOPs reached (default 0.5) */
     double eff_bw;       /* share of peak bandwidth reached (default 0.8) */
     double mem_reserve;  /* bytes per device kept free (default 0) */
+    double n_prompt;     /* prompt length for prompt tokens/s (default n_batch) */
+    double gen_pos;      /* mean position of generated tokens (default n_ctx / 2) */
 } gk_plan_infer_opts;
 
 /* The split for n devices with tensor parallel tp (must divide n_head_kv) and

@@ -38,10 +38,10 @@ static const gk_plan_hw hw_presets[] = {
      .mem_bytes = 80e9,
      .mem_bw = 3.35e12,
      .link_bw = 450e9,
-     .link_lat = 3e-6,
+     .link_lat = 1e-6,
      .domain = 8,
      .net_bw = 50e9,
-     .net_lat = 6e-6,
+     .net_lat = 5e-6,
      .tdp_w = 700},
     {.name = "H100-PCIe",
      .desc = "NVIDIA H100 PCIe 80GB",
@@ -56,7 +56,7 @@ static const gk_plan_hw hw_presets[] = {
      .link_lat = 5e-6,
      .domain = 8,
      .net_bw = 25e9,
-     .net_lat = 6e-6,
+     .net_lat = 5e-6,
      .tdp_w = 350},
     {.name = "H200",
      .desc = "NVIDIA H200 SXM 141GB (HGX H200 node of 8)",
@@ -68,10 +68,10 @@ static const gk_plan_hw hw_presets[] = {
      .mem_bytes = 141e9,
      .mem_bw = 4.8e12,
      .link_bw = 450e9,
-     .link_lat = 3e-6,
+     .link_lat = 1e-6,
      .domain = 8,
      .net_bw = 50e9,
-     .net_lat = 6e-6,
+     .net_lat = 5e-6,
      .tdp_w = 700},
     {.name = "B200",
      .desc = "NVIDIA B200 (HGX/DGX B200 node of 8)",
@@ -83,10 +83,10 @@ static const gk_plan_hw hw_presets[] = {
      .mem_bytes = 180e9,
      .mem_bw = 8e12,
      .link_bw = 900e9,
-     .link_lat = 3e-6,
+     .link_lat = 1e-6,
      .domain = 8,
      .net_bw = 50e9,
-     .net_lat = 6e-6,
+     .net_lat = 5e-6,
      .tdp_w = 1000},
     {.name = "GB200-NVL72",
      .desc = "NVIDIA GB200 NVL72 rack, per GPU (72 GPUs in one NVLink domain)",
@@ -99,10 +99,10 @@ static const gk_plan_hw hw_presets[] = {
      .mem_bytes = 186e9,
      .mem_bw = 8e12,
      .link_bw = 900e9,
-     .link_lat = 3e-6,
+     .link_lat = 1e-6,
      .domain = 72,
      .net_bw = 50e9,
-     .net_lat = 6e-6,
+     .net_lat = 5e-6,
      .tdp_w = 1200},
     {.name = "A100-80GB",
      .desc = "NVIDIA A100 SXM4 80GB (DGX A100 node of 8)",
@@ -114,10 +114,10 @@ static const gk_plan_hw hw_presets[] = {
      .mem_bytes = 80e9,
      .mem_bw = 2.039e12,
      .link_bw = 300e9,
-     .link_lat = 3e-6,
+     .link_lat = 1e-6,
      .domain = 8,
      .net_bw = 25e9,
-     .net_lat = 6e-6,
+     .net_lat = 5e-6,
      .tdp_w = 400},
     {.name = "MI300X",
      .desc = "AMD Instinct MI300X (platform of 8)",
@@ -129,10 +129,10 @@ static const gk_plan_hw hw_presets[] = {
      .mem_bytes = 192e9,
      .mem_bw = 5.3e12,
      .link_bw = 448e9,
-     .link_lat = 4e-6,
+     .link_lat = 1.5e-6,
      .domain = 8,
      .net_bw = 50e9,
-     .net_lat = 6e-6,
+     .net_lat = 5e-6,
      .tdp_w = 750},
     {.name = "H800",
      .desc = "NVIDIA H800 SXM5 80GB (export variant of H100, NVLink cut to 400 GB/s)",
@@ -145,10 +145,10 @@ static const gk_plan_hw hw_presets[] = {
      .mem_bytes = 80e9,
      .mem_bw = 3.35e12,
      .link_bw = 200e9,
-     .link_lat = 3e-6,
+     .link_lat = 1e-6,
      .domain = 8,
      .net_bw = 50e9,
-     .net_lat = 6e-6,
+     .net_lat = 5e-6,
      .tdp_w = 700},
     {.name = "CPU-2xEPYC9654",
      .desc = "CPU server: 2x AMD EPYC 9654 (192 Zen 4 cores), 24x DDR5-4800",
@@ -431,15 +431,22 @@ int gk_plan_infer_eval(const gk_plan_model *pm, const gk_plan_hw *hw, double n_d
     r->free_bytes_dev = hw->mem_bytes - o.mem_reserve - r->weight_bytes_dev - r->act_bytes_dev;
     r->max_seqs = r->free_bytes_dev > 0 ? floor(r->free_bytes_dev / r->kv_bytes_seq_dev) : 0;
     r->fits = r->max_seqs >= 1;
-    /* prompt: batches of n_batch; with pp stages consecutive batches overlap */
-    double tpp = forward_time(pm, hw, o.n_batch, 0, 1, o.kv_elt_bytes, share, 1, 1, false, false);
-    double cpp = comm_time(pm, hw, &r->split, o.n_batch, o.wire_bytes);
-    r->prompt_bound = o.n_batch / (tpp + cpp);
-    double tpe = forward_time(pm, hw, o.n_batch, 0, 1, o.kv_elt_bytes, share, o.eff_flops, o.eff_bw,
-                              meas, false);
-    r->prompt_expect = o.n_batch / (tpe + cpp);
-    /* generation at mid-context: one token through every stage in turn (tp-way parallel) */
-    double pos = o.n_ctx / 2, gshare = tp;
+    /* prompt: n_prompt tokens in batches of n_batch; with pp stages, consecutive batches
+     * overlap */
+    if (o.n_prompt <= 0) o.n_prompt = o.n_batch;
+    double tpp = 0, tpe = 0, cpp = 0;
+    for (double done = 0; done < o.n_prompt;) {
+        double T = o.n_prompt - done < o.n_batch ? o.n_prompt - done : o.n_batch;
+        tpp += forward_time(pm, hw, T, done, 1, o.kv_elt_bytes, share, 1, 1, false, false);
+        tpe += forward_time(pm, hw, T, done, 1, o.kv_elt_bytes, share, o.eff_flops, o.eff_bw, meas,
+                            false);
+        cpp += comm_time(pm, hw, &r->split, T, o.wire_bytes);
+        done += T;
+    }
+    r->prompt_bound = o.n_prompt / (tpp + cpp);
+    r->prompt_expect = o.n_prompt / (tpe + cpp);
+    /* generation: one token through every stage in turn (tp-way parallel) */
+    double pos = o.gen_pos > 0 ? o.gen_pos : o.n_ctx / 2, gshare = tp;
     double tg = forward_time(pm, hw, 1, pos, 1, o.kv_elt_bytes, gshare, 1, 1, false, true);
     r->gen_comm_s = comm_time(pm, hw, &r->split, 1, o.wire_bytes);
     r->gen_bound = 1.0 / (tg + r->gen_comm_s);

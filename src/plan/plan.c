@@ -511,9 +511,9 @@ gk_plan_train_cost gk_plan_train_per_token(const gk_plan_model *pm, double seq) 
     return t;
 }
 
-double gk_plan_train_act_bytes_per_token(const gk_plan_shape *s, double seq) {
+double gk_plan_train_act_bytes_per_token(const gk_plan_shape *s, double seq, bool fused) {
     double h = s->n_embd, a = s->n_head;
-    return s->n_layer * h * (34.0 + 5.0 * a * seq / h);
+    return s->n_layer * h * (34.0 + (fused ? 0.0 : 5.0 * a * seq / h));
 }
 
 /* ------------------------------------------------------------ splits --- */
