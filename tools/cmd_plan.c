@@ -227,6 +227,14 @@ static const char *si(double v, const char *unit, char *buf, size_t cap) {
 }
 #define SI(v, u) si((v), (u), (char[32]){0}, 32)
 
+/* A rate for a table column: whole numbers up to 10^7, then SI. */
+static const char *rate(double v, char *buf, size_t cap) {
+    if (v >= 1e7) return si(v, "", buf, cap);
+    snprintf(buf, cap, v >= 100 ? "%.0f" : "%.3g", v);
+    return buf;
+}
+#define RATE(v) rate((v), (char[32]){0}, 32)
+
 /* ------------------------------------------------------------- svg --- */
 
 typedef struct {
@@ -413,12 +421,13 @@ static int cmd_infer(const plan_opts *o) {
                "bound", "expect", "bound", "expect", "");
         for (int i = 0; i < nr; i++) {
             gk_plan_infer *r = &rows[i];
-            printf("%4d %4d %5.0f %11s %11s %8.0f | %8.4g %8.4g | %8.4g %8.4g | %7.3g ms | %.4g "
+            printf("%4d %4d %5.0f %11s %11s %8.0f | %8s %8s | %8s %8s | %7.3g ms | %s "
                    "(%.0f seqs)\n",
                    r->split.tp, r->split.pp, floor(n / (r->split.tp * r->split.pp)),
                    SI(r->weight_bytes_dev, "B"), SI(r->kv_bytes_seq_dev, "B"), r->max_seqs,
-                   r->prompt_bound, r->prompt_expect, r->gen_bound, r->gen_expect,
-                   1e3 * r->gen_comm_s, r->gen_batch_bound, r->gen_batch_seqs);
+                   RATE(r->prompt_bound), RATE(r->prompt_expect), RATE(r->gen_bound),
+                   RATE(r->gen_expect), 1e3 * r->gen_comm_s, RATE(r->gen_batch_bound),
+                   r->gen_batch_seqs);
         }
         printf("\ntp: tensor parallel as grok.c splits (two all-reduces of %u values per layer "
                "per token); pp: pipeline stages needed to fit; repl: independent replicas.\n",
@@ -553,6 +562,10 @@ static int cmd_fleet(const plan_opts *o) {
     if (!o->devices || !o->kind) {
         fprintf(stderr, "grok plan fleet: --devices and --kind are required "
                         "(e.g. --devices 50e6 --kind H100)\n");
+        return 2;
+    }
+    if (o->svg) {
+        fprintf(stderr, "grok plan fleet: no plot here (--svg is for infer and train)\n");
         return 2;
     }
     if (gk_plan_hw_find(o->kind, &hw, &err) < 0) {

@@ -289,6 +289,52 @@ static void test_preset_file(void) {
     unlink(path);
 }
 
+/* A tiny model made by tests/reference/make_model.py, or NULL (python missing). */
+static gk_model *tiny_model(const char *kind, const char *type, char *path, size_t cap) {
+    const char *src = getenv("GK_SOURCE_DIR");
+    if (!src || access("/usr/bin/python3", X_OK) != 0) return NULL;
+    snprintf(path, cap, "%s/%s_%s.gguf", gk_test_tmp_dir(), kind, type);
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd,
+             "/usr/bin/python3 '%s/tests/reference/make_model.py' '%s' --kind %s --type %s "
+             "--seed 5 >/dev/null 2>&1",
+             src, path, kind, type);
+    if (system(cmd) != 0) return NULL;
+    gk_err err;
+    gk_model *m = gk_model_load(path, NULL, &err);
+    CHECK_MSG(m != NULL, "%s", err.msg);
+    return m;
+}
+
+/* The planner's view of a real file: every tensor, with its real type. */
+static void test_real_model(void) {
+    static const char *kinds[] = {"grok1", "grok2"}, *types[] = {"f32", "q8_0", "q4_0"};
+    for (int k = 0; k < 2; k++)
+        for (int t = 0; t < 3; t++) {
+            char path[1024];
+            gk_model *m = tiny_model(kinds[k], types[t], path, sizeof path);
+            if (!m) {
+                printf("skip: real-model checks need /usr/bin/python3 with numpy\n");
+                return;
+            }
+            gk_plan_model pm, pb;
+            gk_err err;
+            CHECK(gk_plan_model_from_model(m, &pm, &err) == 0);
+            CHECK_EQ(gk_plan_params(&pm), (double)gk_model_n_params(m));
+            /* built from the shape alone, the counts agree too */
+            gk_plan_shape s;
+            gk_plan_shape_from_hparams(gk_model_hparams(m), "x", &s);
+            CHECK(gk_plan_model_build(&s, "f32", &pb, &err) == 0);
+            CHECK_EQ(gk_plan_params(&pb), gk_plan_params(&pm));
+            CHECK_EQ(gk_plan_params_active(&pb), gk_plan_params_active(&pm));
+            if (t == 0) CHECK_EQ(gk_plan_weight_bytes(&pb), gk_plan_weight_bytes(&pm));
+            /* stored bytes of the matrices never exceed the file */
+            CHECK(gk_plan_weight_bytes(&pm) <= (double)gk_model_file_size(m));
+            gk_model_free(m);
+            unlink(path);
+        }
+}
+
 int main(void) {
     test_tiny_grok1();
     test_tiny_grok2();
@@ -296,5 +342,6 @@ int main(void) {
     test_published();
     test_fleet_and_bad_inputs();
     test_preset_file();
+    test_real_model();
     return gk_test_done();
 }
