@@ -428,6 +428,8 @@ typedef struct gk_plan_hw {
     double mm_bw1[GK_PLAN_N_TYPES];      /* weight bytes/s of gk_matmul at batch 1 */
     double mm_flops512[GK_PLAN_N_TYPES]; /* FLOP/s of gk_matmul at batch 512 */
     double attn_flops;                   /* FLOP/s of the f32 dot (attention) */
+    double tgemm_flops;                  /* FLOP/s of the training GEMM (gk_tgemm, f32) */
+    double tgemm_at[4]; /* the same for matrices of 128, 256, 512, 1024 (smallest side) */
     int threads;                         /* threads the figures were measured with */
 } gk_plan_hw;
 
@@ -486,6 +488,13 @@ typedef struct gk_plan_train {
 } gk_plan_train;
 int gk_plan_train_eval(const gk_plan_model *pm, const gk_plan_hw *hw, double n_dev, double tokens,
                        double seq_len, double mfu, double pue, gk_plan_train *out, gk_err *err);
+
+/* Training tokens/s of one process on a calibrated machine (measured GEMM, dot and
+ * memory rates): 3x the forward matmuls at tgemm_flops, 3x the attention at
+ * attn_flops, and one AdamW step's bytes per step_tokens tokens at mem_bw. 0 when
+ * the device has no measured rates. */
+double gk_plan_train_tokens_per_s_measured(const gk_plan_model *pm, const gk_plan_hw *hw,
+                                           double seq_len, double step_tokens);
 
 /* What a fleet can do in a year: compute at mfu, power, and the compute-optimal
  * (Chinchilla: C = 6 N D with D = 20 N) parameters and tokens for it. */

@@ -14,6 +14,7 @@
 #include "kernels/ops.h"
 #include "tensor/dtype.h"
 #include "train/dist.h"
+#include "train/tgemm.h"
 
 #include <errno.h>
 #include <math.h>
@@ -27,7 +28,7 @@ typedef struct {
     const char *model, *type, *fleet, *kind, *svg, *out;
     bool json, type_given;
     double ctx, batch, tokens, mfu, pue, seq, devices, eff_flops, eff_bw, kv_bytes, wire;
-    double prompt, gen;
+    double prompt, gen, step_tokens;
     long tp, threads;
     /* hypothetical sizes over the model's */
     long variant, layers, embd, heads, kv_heads, head_dim, ff, ff_exp, experts, experts_used, vocab;
@@ -51,6 +52,8 @@ static void usage(FILE *f) {
             "       --eff-flops X (0.5) --eff-bw X (0.8) --kv-bytes B --wire f32|bf16|q8_0\n"
             "       --prompt N --gen N (prompt length; generated tokens after it)\n"
             "train: --tokens N --seq N (sequence length) --mfu X (0.4) --pue X (1.2)\n"
+            "       --step-tokens N (tokens per optimizer step: the measured tokens/s of a\n"
+            "       calibrated machine counts the AdamW step over them)\n"
             "all:   --json, --svg FILE (infer: tokens/s against ranks and link speed;\n"
             "       train: days against fleet size)\n");
 }
@@ -112,6 +115,8 @@ static int parse(int argc, char **argv, plan_opts *o) {
             ok = num(a, v, 0.1, 8, &o->kv_bytes);
         else if (!strcmp(a, "--prompt"))
             ok = num(a, v, 1, 1e8, &o->prompt);
+        else if (!strcmp(a, "--step-tokens"))
+            ok = num(a, v, 1, 1e12, &o->step_tokens);
         else if (!strcmp(a, "--gen"))
             ok = num(a, v, 1, 1e8, &o->gen);
         else if (!strcmp(a, "--wire")) {
@@ -127,6 +132,8 @@ static int parse(int argc, char **argv, plan_opts *o) {
             }
         } else if (!strcmp(a, "--tp"))
             ok = gk_cli_int(a, v, 1, 4096, &o->tp);
+        else if (!strcmp(a, "-t") || !strcmp(a, "--threads"))
+            ok = gk_cli_int(a, v, 1, 256, &o->threads);
         else if (!strcmp(a, "--variant"))
             ok = gk_cli_int(a, v, 1, 2, &o->variant);
         else if (!strcmp(a, "--layers"))
@@ -501,10 +508,12 @@ static int cmd_train(const plan_opts *o) {
                "\"flops_per_token\": %.6g, \"fwd_matmul_flops_per_token\": %.6g, "
                "\"fwd_attn_flops_per_token\": %.6g, \"flops\": %.6g, \"days\": %.6g, "
                "\"device_hours\": %.6g, \"energy_mwh\": %.6g, \"avg_power_w\": %.6g, "
-               "\"state_bytes_per_device\": %.6g}\n",
+               "\"state_bytes_per_device\": %.6g, \"measured_tokens_per_s\": %.6g}\n",
                n, hw.name, hw.source, o->tokens, seq, o->mfu, o->pue, tc.flops, tc.fwd_matmul_flops,
                tc.fwd_attn_flops, t.flops, t.days, t.device_hours, t.energy_mwh, t.avg_power_w,
-               t.mem_state_dev);
+               t.mem_state_dev,
+               gk_plan_train_tokens_per_s_measured(&pm, &hw, seq,
+                                                   o->step_tokens > 0 ? o->step_tokens : seq * 8));
     } else {
         model_summary(&pm, "bf16", false);
         printf("fleet %s: %s, %s BF16 peak each, %.0f W each\n", o->fleet, hw.desc,
@@ -526,6 +535,12 @@ static int cmd_train(const plan_opts *o) {
                "kept (bf16, no recomputation, no model parallelism: Korthikanti et al. 2022)\n",
                SI(gk_plan_train_act_bytes_per_token(&pm.s, seq, true) * seq, "B"),
                SI(gk_plan_train_act_bytes_per_token(&pm.s, seq, false) * seq, "B"));
+        double mt = gk_plan_train_tokens_per_s_measured(
+            &pm, &hw, seq, o->step_tokens > 0 ? o->step_tokens : seq * 8);
+        if (mt > 0)
+            printf("  measured rates     %.4g tokens/s per process (grok train on this machine: "
+                   "%.3g GFLOP/s GEMM, steps of %.0f tokens)\n",
+                   mt, hw.tgemm_flops / 1e9, o->step_tokens > 0 ? o->step_tokens : seq * 8);
         double dp = gk_plan_dp_bytes_per_step(&pm, (int)(n < 1e9 ? n : 1e9), 2);
         printf("  DP all-reduce      %s sent per replica per step (bf16 gradients, ring)\n",
                SI(dp, "B"));
@@ -794,6 +809,26 @@ static int cmd_calibrate(int argc, char **argv, const plan_opts *o) {
         if (!quiet && dist.rank == 0)
             printf("attention (f32 dot)     %.2f GFLOP/s over %d threads\n", hw.attn_flops / 1e9,
                    nt);
+    }
+    /* the training GEMM: dX = dY W and dW += dY^T X over 1024 tokens, for square
+     * matrices of 128 to 1024 (small models run it far from its peak) */
+    for (int k = 0; k < 4; k++) {
+        const int64_t Tn = 1024, nd = 128 << k;
+        float *a = y, *b = x, *dw = (float *)w, *scr = y + Tn * nd;
+        double tx = INFINITY, tw = INFINITY;
+        for (int r = 0; r < 3; r++) {
+            double t0 = gk_time_s();
+            gk_tgemm_dx(pool, a, b, b + Tn * nd, Tn, nd, nd, false);
+            double t1 = gk_time_s();
+            gk_tgemm_dw(pool, dw, b, b + Tn * nd, Tn, nd, nd, scr);
+            double t2 = gk_time_s();
+            tx = fmin(tx, t1 - t0), tw = fmin(tw, t2 - t1);
+        }
+        hw.tgemm_at[k] = 2.0 * 2.0 * Tn * nd * nd / (tx + tw);
+        hw.tgemm_flops = hw.tgemm_at[k];
+        if (!quiet && dist.rank == 0)
+            printf("gk_tgemm %4d x %-4d     %.2f GFLOP/s (training: dX and dW over 1024 tokens)\n",
+                   (int)nd, (int)nd, hw.tgemm_at[k] / 1e9);
     }
     hw.link_bw = hw.net_bw = hw.mem_bw;
     hw.link_lat = hw.net_lat = 0;

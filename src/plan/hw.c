@@ -223,7 +223,7 @@ typedef struct {
     { #f, offsetof(gk_plan_hw, f) }
 static const num_field num_fields[] = {NF(bf16_flops), NF(fp8_flops), NF(mem_bytes), NF(mem_bw),
                                        NF(link_bw),    NF(link_lat),  NF(net_bw),    NF(net_lat),
-                                       NF(tdp_w),      NF(attn_flops)};
+                                       NF(tdp_w),      NF(attn_flops), NF(tgemm_flops)};
 #undef NF
 
 int gk_plan_hw_save(const gk_plan_hw *hw, const char *path, gk_err *err) {
@@ -238,6 +238,8 @@ int gk_plan_hw_save(const gk_plan_hw *hw, const char *path, gk_err *err) {
         fprintf(f, "%s = %.6g\n", num_fields[i].key,
                 *(const double *)((const char *)hw + num_fields[i].off));
     fprintf(f, "domain = %u\nthreads = %d\n", hw->domain, hw->threads);
+    for (int k = 0; k < 4; k++)
+        if (hw->tgemm_at[k] > 0) fprintf(f, "tgemm_at.%d = %.6g\n", 128 << k, hw->tgemm_at[k]);
     for (int t = 0; t < GK_PLAN_N_TYPES; t++) {
         if (hw->mm_bw1[t] > 0) fprintf(f, "mm_bw1.%s = %.6g\n", gk_type_name(t), hw->mm_bw1[t]);
         if (hw->mm_flops512[t] > 0)
@@ -295,6 +297,12 @@ int gk_plan_hw_load(const char *path, gk_plan_hw *hw, gk_err *err) {
                 *(double *)((char *)hw + num_fields[i].off) = x;
                 found = true;
             }
+        if (!found && !strncmp(k, "tgemm_at.", 9)) {
+            int sz = atoi(k + 9), idx = sz == 128 ? 0 : sz == 256 ? 1 : sz == 512 ? 2 : sz == 1024 ? 3 : -1;
+            if (idx < 0) goto bad;
+            hw->tgemm_at[idx] = x;
+            found = true;
+        }
         if (!found && !strcmp(k, "domain")) hw->domain = (uint32_t)x, found = x <= 1e6;
         if (!found && !strcmp(k, "threads")) hw->threads = (int)x, found = x <= 1e5;
         if (!found && (!strncmp(k, "mm_bw1.", 7) || !strncmp(k, "mm_flops512.", 12))) {
@@ -501,6 +509,26 @@ int gk_plan_train_eval(const gk_plan_model *pm, const gk_plan_hw *hw, double n, 
     r->energy_mwh = r->energy_j / 3.6e9;
     r->mem_state_dev = 16.0 * gk_plan_params(pm) / n;
     return 0;
+}
+
+double gk_plan_train_tokens_per_s_measured(const gk_plan_model *pm, const gk_plan_hw *hw,
+                                           double seq, double step_tokens) {
+    if (hw->tgemm_flops <= 0 || hw->attn_flops <= 0 || seq < 1 || step_tokens < 1) return 0.0;
+    gk_plan_train_cost tc = gk_plan_train_per_token(pm, seq);
+    /* every matmul at the rate measured for its size (the smallest side), when known */
+    double t = 0;
+    for (int i = 0; i < pm->n_ops; i++) {
+        const gk_plan_op *o = &pm->ops[i];
+        double f, b;
+        gk_plan_op_work(pm, o, seq, seq, (double)pm->s.n_expert, &f, &b);
+        double side = (double)(o->rows < o->cols ? o->rows : o->cols), rate = hw->tgemm_flops;
+        for (int k = 0; k < 4; k++)
+            if (hw->tgemm_at[k] > 0 && side >= 128 << k) rate = hw->tgemm_at[k];
+        if (side < 128 && hw->tgemm_at[0] > 0) rate = hw->tgemm_at[0] * side / 128;
+        t += 3.0 * f / seq / rate;
+    }
+    t += 3.0 * tc.fwd_attn_flops / hw->attn_flops + tc.opt_bytes_per_step / hw->mem_bw / step_tokens;
+    return 1.0 / t;
 }
 
 int gk_plan_fleet_eval(const gk_plan_hw *hw, double n, double mfu, double pue, gk_plan_fleet *r,
