@@ -335,6 +335,80 @@ static void test_real_model(void) {
         }
 }
 
+/* The planner against the engine's own work counters (gk_context_stats): per-token
+ * matmul FLOPs, weight bytes and attention FLOPs must be equal, not close. */
+static void test_engine_counters(void) {
+    static const char *kinds[] = {"grok1", "grok2"}, *types[] = {"f32", "q8_0"};
+    for (int k = 0; k < 2; k++) {
+        char path[1024];
+        gk_model *m = tiny_model(kinds[k], types[k], path, sizeof path);
+        if (!m) {
+            printf("skip: engine-counter checks need /usr/bin/python3 with numpy\n");
+            return;
+        }
+        gk_plan_model pm;
+        gk_err err;
+        CHECK(gk_plan_model_from_model(m, &pm, &err) == 0);
+        const gk_hparams *hp = gk_model_hparams(m);
+        gk_context_params cp = gk_context_default_params();
+        cp.n_ctx = 64;
+        cp.n_batch = 16;
+        cp.n_threads = 1;
+        cp.cache_type = k ? GK_CACHE_Q8_0 : GK_CACHE_F32;
+        const double kv_elt = k ? 34.0 / 32.0 : 4.0; /* a q8_0 block: 32 values in 34 bytes */
+        gk_context *c = gk_context_new(m, &cp, &err);
+        CHECK_MSG(c != NULL, "%s", err.msg);
+        if (!c) {
+            gk_model_free(m);
+            return;
+        }
+        /* one token per forward: every matrix read once, exactly k experts */
+        gk_plan_cost want = {0};
+        for (int pos = 0; pos < 10; pos++) {
+            int32_t tok = (int32_t)((pos * 37 + 11) % hp->n_vocab);
+            CHECK(gk_decode(c, &tok, 1, &err) == 0);
+            gk_plan_cost p = gk_plan_forward(&pm, 1, pos, 1, hp->n_expert_used, kv_elt);
+            want.matmul_flops += p.matmul_flops;
+            want.weight_bytes += p.weight_bytes;
+            want.attn_flops += p.attn_flops;
+            want.kv_bytes_written += p.kv_bytes_written;
+            want.kv_bytes_read += p.kv_bytes_read;
+        }
+        gk_decode_stats st = gk_context_stats(c);
+        CHECK(st.tokens == 10 && st.forwards == 10);
+        CHECK_EQ(st.matmul_flops, want.matmul_flops);
+        CHECK_EQ(st.weight_bytes, want.weight_bytes);
+        CHECK_EQ(st.attn_flops, want.attn_flops);
+        CHECK_EQ(st.kv_bytes_written, want.kv_bytes_written);
+        CHECK_EQ(st.kv_bytes_read, want.kv_bytes_read);
+        /* a batch of 12 tokens in one forward: FLOPs exact; the weight bytes count each
+         * touched expert once, so they equal the planner's for some count in [k, E] */
+        gk_context_truncate(c, 0);
+        gk_context_stats_reset(c);
+        int32_t toks[12];
+        for (int i = 0; i < 12; i++) toks[i] = (int32_t)((i * 53 + 7) % hp->n_vocab);
+        CHECK(gk_decode(c, toks, 12, &err) == 0);
+        st = gk_context_stats(c);
+        gk_plan_cost p = gk_plan_forward(&pm, 12, 0, 1, hp->n_expert_used, 4);
+        CHECK_EQ(st.matmul_flops, p.matmul_flops);
+        CHECK_EQ(st.attn_flops, p.attn_flops);
+        /* routing decides how many experts each layer touches (k to E): the bytes are
+         * the rest plus one expert's matrices per layer-expert touched */
+        double base = gk_plan_forward(&pm, 12, 0, 1, 0, 4).weight_bytes;
+        double per = (gk_plan_forward(&pm, 12, 0, 1, 1, 4).weight_bytes - base) / hp->n_layer;
+        double n_touched = (st.weight_bytes - base) / per;
+        CHECK_MSG(n_touched == floor(n_touched) &&
+                      n_touched >= (double)hp->n_expert_used * hp->n_layer &&
+                      n_touched <= (double)hp->n_expert * hp->n_layer,
+                  "batch weight bytes %.17g: %.6g layer-experts", st.weight_bytes, n_touched);
+        CHECK_EQ(gk_plan_forward(&pm, 12, 0, 1, n_touched / hp->n_layer, 4).weight_bytes,
+                 st.weight_bytes);
+        gk_context_free(c);
+        gk_model_free(m);
+        unlink(path);
+    }
+}
+
 int main(void) {
     test_tiny_grok1();
     test_tiny_grok2();
@@ -343,5 +417,6 @@ int main(void) {
     test_fleet_and_bad_inputs();
     test_preset_file();
     test_real_model();
+    test_engine_counters();
     return gk_test_done();
 }
