@@ -354,8 +354,8 @@ static void test_engine_counters(void) {
         cp.n_ctx = 64;
         cp.n_batch = 16;
         cp.n_threads = 1;
-        cp.cache_type = k ? GK_CACHE_Q8_0 : GK_CACHE_F32;
-        const double kv_elt = k ? 34.0 / 32.0 : 4.0; /* a q8_0 block: 32 values in 34 bytes */
+        cp.cache_type = k ? GK_CACHE_F16 : GK_CACHE_F32;
+        const double kv_elt = k ? 2.0 : 4.0;
         gk_context *c = gk_context_new(m, &cp, &err);
         CHECK_MSG(c != NULL, "%s", err.msg);
         if (!c) {
