@@ -484,6 +484,7 @@ typedef struct gk_plan_hw {
     double attn_flops;                   /* FLOP/s of the f32 dot (attention) */
     double tgemm_flops;                  /* FLOP/s of the training GEMM (gk_tgemm, f32) */
     double tgemm_at[4]; /* the same for matrices of 128, 256, 512, 1024 (smallest side) */
+    double call_s;      /* seconds per parallel step of the engine (one thread-pool dispatch) */
     int threads;                         /* threads the figures were measured with */
 } gk_plan_hw;
 

@@ -830,6 +830,25 @@ static int cmd_calibrate(int argc, char **argv, const plan_opts *o) {
             printf("gk_tgemm %4d x %-4d     %.2f GFLOP/s (training: dX and dW over 1024 tokens)\n",
                    (int)nd, (int)nd, hw.tgemm_at[k] / 1e9);
     }
+    /* one parallel step of the pool: a 64 x 64 matmul of one token, the median of many
+     * (the typical cost, which on shared cores includes waiting for a descheduled thread) */
+    {
+        double ts[401];
+        for (int r = 0; r < 401; r++) {
+            double t0 = gk_time_s();
+            gk_matmul(pool, y, w, GK_TYPE_F32, 64 * sizeof(float), 64, x, 64, 1, qbuf);
+            ts[r] = gk_time_s() - t0;
+        }
+        for (int i = 1; i < 401; i++)
+            for (int j = i; j > 0 && ts[j] < ts[j - 1]; j--) {
+                double tmp = ts[j];
+                ts[j] = ts[j - 1];
+                ts[j - 1] = tmp;
+            }
+        hw.call_s = ts[200];
+        if (!quiet && dist.rank == 0)
+            printf("pool step (64x64 matmul) %.1f us (median)\n", hw.call_s * 1e6);
+    }
     hw.link_bw = hw.net_bw = hw.mem_bw;
     hw.link_lat = hw.net_lat = 0;
     if (dist.size >= 2) {

@@ -221,9 +221,9 @@ typedef struct {
 
 #define NF(f)                                                                                      \
     { #f, offsetof(gk_plan_hw, f) }
-static const num_field num_fields[] = {NF(bf16_flops), NF(fp8_flops), NF(mem_bytes), NF(mem_bw),
-                                       NF(link_bw),    NF(link_lat),  NF(net_bw),    NF(net_lat),
-                                       NF(tdp_w),      NF(attn_flops), NF(tgemm_flops)};
+static const num_field num_fields[] = {NF(bf16_flops), NF(fp8_flops),  NF(mem_bytes),   NF(mem_bw),
+                                       NF(link_bw),    NF(link_lat),   NF(net_bw),      NF(net_lat),
+                                       NF(tdp_w),      NF(attn_flops), NF(tgemm_flops), NF(call_s)};
 #undef NF
 
 int gk_plan_hw_save(const gk_plan_hw *hw, const char *path, gk_err *err) {
@@ -298,7 +298,11 @@ int gk_plan_hw_load(const char *path, gk_plan_hw *hw, gk_err *err) {
                 found = true;
             }
         if (!found && !strncmp(k, "tgemm_at.", 9)) {
-            int sz = atoi(k + 9), idx = sz == 128 ? 0 : sz == 256 ? 1 : sz == 512 ? 2 : sz == 1024 ? 3 : -1;
+            int sz = atoi(k + 9), idx = sz == 128    ? 0
+                                        : sz == 256  ? 1
+                                        : sz == 512  ? 2
+                                        : sz == 1024 ? 3
+                                                     : -1;
             if (idx < 0) goto bad;
             hw->tgemm_at[idx] = x;
             found = true;
@@ -376,6 +380,18 @@ static double forward_time(const gk_plan_model *pm, const gk_plan_hw *hw, double
             double tb = b / bw, tf = f / fl;
             t += batch1 ? (tb > tf ? tb : tf) : (tf > tb ? tf : tb);
         }
+        /* every matmul, the attention and each GeGLU product is one parallel step of the
+         * thread pool (forward.c); small models pay its dispatch more than their bytes */
+        double steps = 0;
+        for (int i = 0; i < pm->n_ops; i++) {
+            const gk_plan_op *o = &pm->ops[i];
+            if (o->kind == GK_PLAN_OP_LAYER) steps += o->n_layers;
+            if (o->kind == GK_PLAN_OP_EXPERT) steps += touched * o->n_layers;
+            if (o->kind == GK_PLAN_OP_OUTPUT && n_logits > 0) steps += 1;
+        }
+        steps +=
+            pm->s.n_layer * (1.0 + (pm->s.n_expert ? touched : 0.0) + (pm->s.n_ff ? 1.0 : 0.0));
+        t += steps * hw->call_s;
         double af = hw->attn_flops > 0 ? hw->attn_flops : hw->bf16_flops;
         t += c.attn_flops / af + (c.kv_bytes_read + c.kv_bytes_written) / hw->mem_bw;
         return t / share;
@@ -527,7 +543,8 @@ double gk_plan_train_tokens_per_s_measured(const gk_plan_model *pm, const gk_pla
         if (side < 128 && hw->tgemm_at[0] > 0) rate = hw->tgemm_at[0] * side / 128;
         t += 3.0 * f / seq / rate;
     }
-    t += 3.0 * tc.fwd_attn_flops / hw->attn_flops + tc.opt_bytes_per_step / hw->mem_bw / step_tokens;
+    t +=
+        3.0 * tc.fwd_attn_flops / hw->attn_flops + tc.opt_bytes_per_step / hw->mem_bw / step_tokens;
     return 1.0 / t;
 }
 
