@@ -480,6 +480,9 @@ typedef struct gk_plan_hw {
     double tdp_w;       /* watts per device */
     /* measured (calibrate), 0 = unknown: */
     double mm_bw1[GK_PLAN_N_TYPES];      /* weight bytes/s of gk_matmul at batch 1 */
+    /* the same for matrices of 256 KiB, 2 MiB and 16 MiB, each read once in turn from a
+     * 96 MiB arena as a model's are (mm_bw1 is one 96 MiB matrix) */
+    double mm_bw1_at[GK_PLAN_N_TYPES][3];
     double mm_flops512[GK_PLAN_N_TYPES]; /* FLOP/s of gk_matmul at batch 512 */
     double attn_flops;                   /* FLOP/s of the f32 dot (attention) */
     double tgemm_flops;                  /* FLOP/s of the training GEMM (gk_tgemm, f32) */

@@ -741,6 +741,41 @@ static int cmd_calibrate(int argc, char **argv, const plan_opts *o) {
         return 1;
     }
     for (size_t i = 0; i < nbw; i++) buf[i] = (float)(i & 7);
+    /* the link first, with every rank; then only rank 0 measures the machine (a rank
+     * waiting in MPI would spin on a core the measurements need) */
+    hw.link_bw = hw.net_bw = 0;
+    hw.link_lat = hw.net_lat = 0;
+    if (dist.size >= 2) {
+        /* MPI all-reduce: latency of 1 value, bandwidth of 16 Mi values */
+        float one = 1;
+        double tl = INFINITY, tbw = INFINITY;
+        for (int r = 0; r < 200; r++) {
+            double t0 = gk_time_s();
+            if (gk_dist_sum_f32(&dist, &one, 1, &err) < 0) break;
+            tl = fmin(tl, gk_time_s() - t0);
+        }
+        size_t nbig = (size_t)16 << 20;
+        for (int r = 0; r < 5; r++) {
+            gk_dist_barrier(&dist);
+            double t0 = gk_time_s();
+            if (gk_dist_sum_f32(&dist, buf, nbig, &err) < 0) break;
+            tbw = fmin(tbw, gk_time_s() - t0);
+        }
+        double nr = dist.size;
+        /* a ring all-reduce moves 2 (n-1)/n of the data per rank */
+        hw.net_lat = hw.link_lat = tl / (2 * (nr - 1));
+        hw.net_bw = hw.link_bw = 2 * (nr - 1) / nr * nbig * 4 / tbw;
+        hw.domain = (uint32_t)dist.size;
+        if (!quiet && dist.rank == 0)
+            printf("MPI all-reduce (np %d)   latency %.1f us per step, %.2f GB/s\n", dist.size,
+                   hw.net_lat * 1e6, hw.net_bw / 1e9);
+    }
+    if (dist.rank != 0) {
+        gk_free_aligned(buf);
+        gk_pool_free(pool);
+        gk_dist_finalize(&dist);
+        return 0;
+    }
     bw_job bj = {.buf = buf, .n = nbw};
     double best = INFINITY;
     for (int r = 0; r < 5; r++) {
@@ -787,6 +822,29 @@ static int cmd_calibrate(int argc, char **argv, const plan_opts *o) {
                    tt->name, hw.mm_bw1[t] / 1e9, 2.0 * rows1 * cols / t1 / 1e9,
                    hw.mm_flops512[t] / 1e9);
         hw.bf16_flops = fmax(hw.bf16_flops, hw.mm_flops512[t]);
+        /* smaller matrices of 1024-wide rows, each read once in turn from the arena */
+        size_t nb1 = gk_row_size((uint32_t)t, 1024);
+        if (!nb1) continue;
+        for (int64_t r = 0; r < (int64_t)(big / nb1); r++)
+            tt->from_float(x + (r % T) * 1024, w + r * nb1, 1024);
+        for (int k = 0; k < 3; k++) {
+            size_t msz = (size_t)256 << (10 + 3 * k);
+            int64_t rows = (int64_t)(msz / nb1), n_mat = (int64_t)(big / (rows * nb1));
+            double bt = INFINITY;
+            for (int r = 0; r < 3; r++) {
+                double t0 = gk_time_s();
+                for (int64_t mi = 0; mi < n_mat; mi++)
+                    gk_matmul(pool, y, w + mi * rows * nb1, (gk_dtype)t, nb1, rows, x, 1024, 1,
+                              qbuf);
+                bt = fmin(bt, gk_time_s() - t0);
+            }
+            hw.mm_bw1_at[t][k] = (double)n_mat * rows * nb1 / bt;
+        }
+        if (!quiet && dist.rank == 0)
+            printf("          %-5s         batch 1, 256 KiB / 2 MiB / 16 MiB matrices: %.2f / "
+                   "%.2f / %.2f GB/s\n",
+                   tt->name, hw.mm_bw1_at[t][0] / 1e9, hw.mm_bw1_at[t][1] / 1e9,
+                   hw.mm_bw1_at[t][2] / 1e9);
     }
     /* attention's inner loop: f32 dots of head_dim 128 over a cached K (one thread,
      * as each (token, head) item runs on one) times the threads */
@@ -849,34 +907,13 @@ static int cmd_calibrate(int argc, char **argv, const plan_opts *o) {
         if (!quiet && dist.rank == 0)
             printf("pool step (64x64 matmul) %.1f us (median)\n", hw.call_s * 1e6);
     }
-    hw.link_bw = hw.net_bw = hw.mem_bw;
-    hw.link_lat = hw.net_lat = 0;
-    if (dist.size >= 2) {
-        /* MPI all-reduce: latency of 1 value, bandwidth of 16 Mi values */
-        float one = 1;
-        double tl = INFINITY, tbw = INFINITY;
-        for (int r = 0; r < 200; r++) {
-            double t0 = gk_time_s();
-            if (gk_dist_sum_f32(&dist, &one, 1, &err) < 0) break;
-            tl = fmin(tl, gk_time_s() - t0);
-        }
-        size_t nbig = (size_t)16 << 20;
-        for (int r = 0; r < 5; r++) {
-            gk_dist_barrier(&dist);
-            double t0 = gk_time_s();
-            if (gk_dist_sum_f32(&dist, buf, nbig, &err) < 0) break;
-            tbw = fmin(tbw, gk_time_s() - t0);
-        }
-        double nr = dist.size;
-        /* a ring all-reduce moves 2 (n-1)/n of the data per rank */
-        hw.net_lat = hw.link_lat = tl / (2 * (nr - 1));
-        hw.net_bw = hw.link_bw = 2 * (nr - 1) / nr * nbig * 4 / tbw;
-        hw.domain = (uint32_t)dist.size;
-        if (!quiet && dist.rank == 0)
-            printf("MPI all-reduce (np %d)   latency %.1f us per step, %.2f GB/s\n", dist.size,
-                   hw.net_lat * 1e6, hw.net_bw / 1e9);
-    } else if (!quiet)
-        printf("MPI link                not measured (run under mpirun -np 2 to measure it)\n");
+    if (dist.size < 2) {
+        /* not measured: ranks on this machine, through its memory */
+        hw.link_bw = hw.net_bw = hw.mem_bw / 2;
+        if (!quiet)
+            printf("MPI link                not measured (run under mpirun -np 2 to measure it); "
+                   "assumed half the memory bandwidth, no latency\n");
+    }
     if (dist.rank == 0) {
         const char *path = o->out ? o->out : "this-machine.preset";
         if (gk_plan_hw_save(&hw, path, &err) < 0) {

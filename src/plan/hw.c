@@ -242,6 +242,10 @@ int gk_plan_hw_save(const gk_plan_hw *hw, const char *path, gk_err *err) {
         if (hw->tgemm_at[k] > 0) fprintf(f, "tgemm_at.%d = %.6g\n", 128 << k, hw->tgemm_at[k]);
     for (int t = 0; t < GK_PLAN_N_TYPES; t++) {
         if (hw->mm_bw1[t] > 0) fprintf(f, "mm_bw1.%s = %.6g\n", gk_type_name(t), hw->mm_bw1[t]);
+        for (int k = 0; k < 3; k++)
+            if (hw->mm_bw1_at[t][k] > 0)
+                fprintf(f, "mm_bw1_at.%s.%d = %.6g\n", gk_type_name(t), 256 << (3 * k),
+                        hw->mm_bw1_at[t][k]);
         if (hw->mm_flops512[t] > 0)
             fprintf(f, "mm_flops512.%s = %.6g\n", gk_type_name(t), hw->mm_flops512[t]);
     }
@@ -309,6 +313,16 @@ int gk_plan_hw_load(const char *path, gk_plan_hw *hw, gk_err *err) {
         }
         if (!found && !strcmp(k, "domain")) hw->domain = (uint32_t)x, found = x <= 1e6;
         if (!found && !strcmp(k, "threads")) hw->threads = (int)x, found = x <= 1e5;
+        if (!found && !strncmp(k, "mm_bw1_at.", 10)) {
+            char tn[16];
+            int kib = 0, idx;
+            if (sscanf(k + 10, "%15[^.].%d", tn, &kib) != 2) goto bad;
+            int t = gk_type_from_name(tn);
+            idx = kib == 256 ? 0 : kib == 2048 ? 1 : kib == 16384 ? 2 : -1;
+            if (t < 0 || t >= GK_PLAN_N_TYPES || idx < 0) goto bad;
+            hw->mm_bw1_at[t][idx] = x;
+            found = true;
+        }
         if (!found && (!strncmp(k, "mm_bw1.", 7) || !strncmp(k, "mm_flops512.", 12))) {
             bool bw = k[3] == 'b';
             int t = gk_type_from_name(strchr(k, '.') + 1);
@@ -362,6 +376,30 @@ static bool calibrated(const gk_plan_hw *hw) {
     return false;
 }
 
+static double op_matrix_bytes(const gk_plan_op *o) {
+    return (double)gk_row_size(o->type, o->cols) * (double)o->rows;
+}
+
+/* Measured weight bytes/s at batch 1 for a matrix of `bytes`: log-linear between the
+ * sizes calibrate measured (256 KiB, 2 MiB, 16 MiB, 96 MiB), clamped at the ends. */
+static double batch1_rate(const gk_plan_hw *hw, uint32_t t, double bytes) {
+    double xs[4] = {256.0 * 1024, 2048.0 * 1024, 16384.0 * 1024, 96.0 * 1048576}, ys[4];
+    int n = 0;
+    double px[4];
+    for (int k = 0; k < 4; k++) {
+        double v = k < 3 ? hw->mm_bw1_at[t][k] : hw->mm_bw1[t];
+        if (v > 0) px[n] = xs[k], ys[n++] = v;
+    }
+    if (!n) return hw->mem_bw;
+    if (bytes <= px[0]) return ys[0];
+    for (int k = 0; k + 1 < n; k++)
+        if (bytes <= px[k + 1]) {
+            double f = log(bytes / px[k]) / log(px[k + 1] / px[k]);
+            return ys[k] + f * (ys[k + 1] - ys[k]);
+        }
+    return ys[n - 1];
+}
+
 /* Seconds of one forward on a device that holds 1/share of every op, from the
  * measured per-type matmul rates (calibrated CPUs) or the peaks. */
 static double forward_time(const gk_plan_model *pm, const gk_plan_hw *hw, double n_tok, double pos0,
@@ -375,7 +413,7 @@ static double forward_time(const gk_plan_model *pm, const gk_plan_hw *hw, double
             double f, b;
             gk_plan_op_work(pm, &pm->ops[i], n_tok, n_logits, touched, &f, &b);
             uint32_t ty = pm->ops[i].type;
-            double bw = hw->mm_bw1[ty] > 0 ? hw->mm_bw1[ty] : hw->mem_bw;
+            double bw = batch1_rate(hw, ty, op_matrix_bytes(&pm->ops[i]));
             double fl = hw->mm_flops512[ty] > 0 ? hw->mm_flops512[ty] : hw->bf16_flops;
             double tb = b / bw, tf = f / fl;
             t += batch1 ? (tb > tf ? tb : tf) : (tf > tb ? tf : tb);

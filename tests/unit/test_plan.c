@@ -268,6 +268,9 @@ static void test_preset_file(void) {
     CHECK(gk_plan_hw_find("MI300X", &hw, &err) == 0);
     hw.mm_bw1[8] = 12.5e9;
     hw.mm_flops512[2] = 3e11;
+    hw.mm_bw1_at[8][1] = 7e9;
+    hw.tgemm_at[2] = 3e10;
+    hw.call_s = 1.5e-5;
     hw.threads = 2;
     char path[512];
     snprintf(path, sizeof path, "%s/dev.preset", gk_test_tmp_dir());
@@ -275,7 +278,8 @@ static void test_preset_file(void) {
     CHECK(gk_plan_hw_find(path, &back, &err) == 0);
     CHECK(!strcmp(back.name, "MI300X") && back.domain == 8 && back.threads == 2);
     CHECK(fabs(back.bf16_flops / hw.bf16_flops - 1) < 1e-5 && back.mm_bw1[8] == 12.5e9 &&
-          back.mm_flops512[2] == 3e11);
+          back.mm_flops512[2] == 3e11 && back.mm_bw1_at[8][1] == 7e9 && back.tgemm_at[2] == 3e10 &&
+          back.call_s == 1.5e-5);
     FILE *f = fopen(path, "w");
     fputs("name = x\nbf16_flops = lots\n", f);
     fclose(f);
