@@ -51,7 +51,7 @@ for m in a_f16 b_q8_0 c_q4_0; do
         --ctx $((P + N)) --json >"$W/$m.json"
     pp_pred=$(json "$W/$m.json" prompt_tps)
     tg_pred=$(json "$W/$m.json" gen_tps)
-    "$GROK" bench -m "$f" -p $P -n $N -b $BATCH -t "$T" -r 3 >"$W/$m.bench"
+    "$GROK" bench -m "$f" -p $P -n $N -b $BATCH -t "$T" -r 2 >"$W/$m.bench"
     pp=$(awk '/^prompt:/ {print $2}' "$W/$m.bench")
     tg=$(awk '/^generation:/ {print $2}' "$W/$m.bench")
     size=$(du -m "$f" | cut -f1)

@@ -687,17 +687,21 @@ static void bw_part(void *arg, int ith, int nth) {
     j->sum[ith] = s;
 }
 
-/* Best time of reps calls of gk_matmul with T tokens. */
+/* Every rate is a mean over at least CAL_MIN_S seconds (and 2 runs), not a best
+ * case: on shared cores it then sees the same share of the CPU as a long job. */
+#define CAL_MIN_S 0.3
+
+/* Mean time of a call of gk_matmul with T tokens. */
 static double time_matmul(gk_pool *pool, const void *w, gk_dtype t, size_t nb_row, int64_t rows,
-                          int64_t cols, const float *x, float *y, int T, void *qbuf, int reps) {
-    double best = INFINITY;
-    for (int r = 0; r < reps; r++) {
-        double t0 = gk_time_s();
+                          int64_t cols, const float *x, float *y, int T, void *qbuf) {
+    double t0 = gk_time_s(), el = 0;
+    int r = 0;
+    do {
         gk_matmul(pool, y, w, t, nb_row, rows, x, cols, T, qbuf);
-        double dt = gk_time_s() - t0;
-        best = dt < best ? dt : best;
-    }
-    return best;
+        r++;
+        el = gk_time_s() - t0;
+    } while (el < CAL_MIN_S || r < 2);
+    return el / r;
 }
 
 static int cmd_calibrate(int argc, char **argv, const plan_opts *o) {
@@ -777,13 +781,13 @@ static int cmd_calibrate(int argc, char **argv, const plan_opts *o) {
         return 0;
     }
     bw_job bj = {.buf = buf, .n = nbw};
-    double best = INFINITY;
-    for (int r = 0; r < 5; r++) {
-        double t0 = gk_time_s();
+    double best, t0 = gk_time_s();
+    int nrep = 0;
+    do {
         gk_pool_run(pool, bw_part, &bj);
-        double dt = gk_time_s() - t0;
-        best = dt < best ? dt : best;
-    }
+        nrep++;
+        best = (gk_time_s() - t0) / nrep;
+    } while (best * nrep < CAL_MIN_S || nrep < 2);
     hw.mem_bw = nbw * sizeof(float) / best;
     if (!quiet && dist.rank == 0) printf("memory read bandwidth   %.2f GB/s\n", hw.mem_bw / 1e9);
     /* matmuls: at batch 1 a matrix of 4096-wide rows and about 96 MiB, past the caches,
@@ -812,8 +816,8 @@ static int cmd_calibrate(int argc, char **argv, const plan_opts *o) {
         int64_t rows1 = (int64_t)(big / nb);
         if (rows1 > 32768) rows1 = 32768;
         for (int64_t r = 0; r < rows1; r++) tt->from_float(x + (r % T) * cols, w + r * nb, cols);
-        double t1 = time_matmul(pool, w, (gk_dtype)t, nb, rows1, cols, x, y, 1, qbuf, 10);
-        double t5 = time_matmul(pool, w, (gk_dtype)t, nb, rows512, cols, x, y, T, qbuf, 3);
+        double t1 = time_matmul(pool, w, (gk_dtype)t, nb, rows1, cols, x, y, 1, qbuf);
+        double t5 = time_matmul(pool, w, (gk_dtype)t, nb, rows512, cols, x, y, T, qbuf);
         hw.mm_bw1[t] = (double)nb * rows1 / t1;
         hw.mm_flops512[t] = 2.0 * rows512 * cols * T / t5;
         if (!quiet && dist.rank == 0)
@@ -830,14 +834,15 @@ static int cmd_calibrate(int argc, char **argv, const plan_opts *o) {
         for (int k = 0; k < 3; k++) {
             size_t msz = (size_t)256 << (10 + 3 * k);
             int64_t rows = (int64_t)(msz / nb1), n_mat = (int64_t)(big / (rows * nb1));
-            double bt = INFINITY;
-            for (int r = 0; r < 3; r++) {
-                double t0 = gk_time_s();
+            double t0 = gk_time_s(), bt;
+            int r = 0;
+            do {
                 for (int64_t mi = 0; mi < n_mat; mi++)
                     gk_matmul(pool, y, w + mi * rows * nb1, (gk_dtype)t, nb1, rows, x, 1024, 1,
                               qbuf);
-                bt = fmin(bt, gk_time_s() - t0);
-            }
+                r++;
+                bt = (gk_time_s() - t0) / r;
+            } while (bt * r < CAL_MIN_S || r < 2);
             hw.mm_bw1_at[t][k] = (double)n_mat * rows * nb1 / bt;
         }
         if (!quiet && dist.rank == 0)
@@ -851,16 +856,16 @@ static int cmd_calibrate(int argc, char **argv, const plan_opts *o) {
     {
         gk_vec_dot_fn dot = gk_type_traits_of(GK_TYPE_F32)->vec_dot;
         const int keys = 8192, hd = 128;
-        double tb = INFINITY;
+        double tb, t0 = gk_time_s();
         volatile float sink = 0;
-        for (int r = 0; r < 5; r++) {
-            double t0 = gk_time_s();
+        int r = 0;
+        do {
             float s = 0;
             for (int k = 0; k < keys; k++) s += dot(hd, x, buf + (size_t)k * hd);
             sink += s;
-            double dt = gk_time_s() - t0;
-            tb = dt < tb ? dt : tb;
-        }
+            r++;
+            tb = (gk_time_s() - t0) / r;
+        } while (tb * r < CAL_MIN_S || r < 2);
         (void)sink;
         /* q.k and P.V: two of these per key; P.V is a scalar-times-row loop of the same size */
         hw.attn_flops = 2.0 * hd * keys / tb * nt;
@@ -873,16 +878,15 @@ static int cmd_calibrate(int argc, char **argv, const plan_opts *o) {
     for (int k = 0; k < 4; k++) {
         const int64_t Tn = 1024, nd = 128 << k;
         float *a = y, *b = x, *dw = (float *)w, *scr = y + Tn * nd;
-        double tx = INFINITY, tw = INFINITY;
-        for (int r = 0; r < 3; r++) {
-            double t0 = gk_time_s();
+        double t0 = gk_time_s(), tp;
+        int r = 0;
+        do {
             gk_tgemm_dx(pool, a, b, b + Tn * nd, Tn, nd, nd, false);
-            double t1 = gk_time_s();
             gk_tgemm_dw(pool, dw, b, b + Tn * nd, Tn, nd, nd, scr);
-            double t2 = gk_time_s();
-            tx = fmin(tx, t1 - t0), tw = fmin(tw, t2 - t1);
-        }
-        hw.tgemm_at[k] = 2.0 * 2.0 * Tn * nd * nd / (tx + tw);
+            r++;
+            tp = (gk_time_s() - t0) / r;
+        } while (tp * r < CAL_MIN_S || r < 2);
+        hw.tgemm_at[k] = 2.0 * 2.0 * Tn * nd * nd / tp;
         hw.tgemm_flops = hw.tgemm_at[k];
         if (!quiet && dist.rank == 0)
             printf("gk_tgemm %4d x %-4d     %.2f GFLOP/s (training: dX and dW over 1024 tokens)\n",
