@@ -235,19 +235,19 @@ int gk_plan_hw_save(const gk_plan_hw *hw, const char *path, gk_err *err) {
     fprintf(f, "# grok plan device preset (grok plan calibrate); numbers in SI units\n");
     fprintf(f, "name = %s\ndesc = %s\nsource = %s\n", hw->name, hw->desc, hw->source);
     for (size_t i = 0; i < sizeof num_fields / sizeof num_fields[0]; i++)
-        fprintf(f, "%s = %.6g\n", num_fields[i].key,
+        fprintf(f, "%s = %.17g\n", num_fields[i].key,
                 *(const double *)((const char *)hw + num_fields[i].off));
     fprintf(f, "domain = %u\nthreads = %d\n", hw->domain, hw->threads);
     for (int k = 0; k < 4; k++)
-        if (hw->tgemm_at[k] > 0) fprintf(f, "tgemm_at.%d = %.6g\n", 128 << k, hw->tgemm_at[k]);
+        if (hw->tgemm_at[k] > 0) fprintf(f, "tgemm_at.%d = %.17g\n", 128 << k, hw->tgemm_at[k]);
     for (int t = 0; t < GK_PLAN_N_TYPES; t++) {
-        if (hw->mm_bw1[t] > 0) fprintf(f, "mm_bw1.%s = %.6g\n", gk_type_name(t), hw->mm_bw1[t]);
+        if (hw->mm_bw1[t] > 0) fprintf(f, "mm_bw1.%s = %.17g\n", gk_type_name(t), hw->mm_bw1[t]);
         for (int k = 0; k < 3; k++)
             if (hw->mm_bw1_at[t][k] > 0)
-                fprintf(f, "mm_bw1_at.%s.%d = %.6g\n", gk_type_name(t), 256 << (3 * k),
+                fprintf(f, "mm_bw1_at.%s.%d = %.17g\n", gk_type_name(t), 256 << (3 * k),
                         hw->mm_bw1_at[t][k]);
         if (hw->mm_flops512[t] > 0)
-            fprintf(f, "mm_flops512.%s = %.6g\n", gk_type_name(t), hw->mm_flops512[t]);
+            fprintf(f, "mm_flops512.%s = %.17g\n", gk_type_name(t), hw->mm_flops512[t]);
     }
     bool ok = !ferror(f);
     if (fclose(f) != 0) ok = false;
