@@ -311,8 +311,14 @@ int gk_plan_hw_load(const char *path, gk_plan_hw *hw, gk_err *err) {
             hw->tgemm_at[idx] = x;
             found = true;
         }
-        if (!found && !strcmp(k, "domain")) hw->domain = (uint32_t)x, found = x <= 1e6;
-        if (!found && !strcmp(k, "threads")) hw->threads = (int)x, found = x <= 1e5;
+        if (!found && (!strcmp(k, "domain") || !strcmp(k, "threads"))) {
+            if (x > 1e6 || x != floor(x)) goto bad; /* a whole count */
+            if (k[0] == 'd')
+                hw->domain = (uint32_t)x;
+            else
+                hw->threads = (int)x;
+            found = true;
+        }
         if (!found && !strncmp(k, "mm_bw1_at.", 10)) {
             char tn[16];
             int kib = 0, idx;
@@ -345,7 +351,9 @@ int gk_plan_hw_load(const char *path, gk_plan_hw *hw, gk_err *err) {
     return 0;
 bad:
     fclose(f);
-    return gk_fail(err, "%s:%d: expected 'key = non-negative number'", path, ln);
+    return gk_fail(err,
+                   "%s:%d: expected 'key = non-negative number' (counts: whole numbers up to 1e6)",
+                   path, ln);
 }
 
 int gk_plan_fleet_parse(const char *spec, double *n, gk_plan_hw *hw, gk_err *err) {
