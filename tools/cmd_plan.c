@@ -750,21 +750,21 @@ static int cmd_calibrate(int argc, char **argv, const plan_opts *o) {
     hw.link_bw = hw.net_bw = 0;
     hw.link_lat = hw.net_lat = 0;
     if (dist.size >= 2) {
-        /* MPI all-reduce: latency of 1 value, bandwidth of 16 Mi values */
+        /* MPI all-reduce: latency of 1 value, bandwidth of 4 Mi values (means, as the
+         * other rates) */
         float one = 1;
-        double tl = INFINITY, tbw = INFINITY;
-        for (int r = 0; r < 200; r++) {
-            double t0 = gk_time_s();
+        double t0 = gk_time_s(), tl, tbw;
+        int r = 0;
+        gk_dist_barrier(&dist);
+        for (; r < 500; r++)
             if (gk_dist_sum_f32(&dist, &one, 1, &err) < 0) break;
-            tl = fmin(tl, gk_time_s() - t0);
-        }
-        size_t nbig = (size_t)16 << 20;
-        for (int r = 0; r < 5; r++) {
-            gk_dist_barrier(&dist);
-            double t0 = gk_time_s();
+        tl = (gk_time_s() - t0) / (r ? r : 1);
+        size_t nbig = (size_t)4 << 20;
+        gk_dist_barrier(&dist);
+        t0 = gk_time_s();
+        for (r = 0; r < 4; r++)
             if (gk_dist_sum_f32(&dist, buf, nbig, &err) < 0) break;
-            tbw = fmin(tbw, gk_time_s() - t0);
-        }
+        tbw = (gk_time_s() - t0) / (r ? r : 1);
         double nr = dist.size;
         /* a ring all-reduce moves 2 (n-1)/n of the data per rank */
         hw.net_lat = hw.link_lat = tl / (2 * (nr - 1));
@@ -892,24 +892,18 @@ static int cmd_calibrate(int argc, char **argv, const plan_opts *o) {
             printf("gk_tgemm %4d x %-4d     %.2f GFLOP/s (training: dX and dW over 1024 tokens)\n",
                    (int)nd, (int)nd, hw.tgemm_at[k] / 1e9);
     }
-    /* one parallel step of the pool: a 64 x 64 matmul of one token, the median of many
-     * (the typical cost, which on shared cores includes waiting for a descheduled thread) */
+    /* one parallel step of the pool: a 64 x 64 matmul of one token, the mean over
+     * CAL_MIN_S (on shared cores it includes the waits for a descheduled thread) */
     {
-        double ts[401];
-        for (int r = 0; r < 401; r++) {
-            double t0 = gk_time_s();
+        double t0 = gk_time_s(), el;
+        long r = 0;
+        do {
             gk_matmul(pool, y, w, GK_TYPE_F32, 64 * sizeof(float), 64, x, 64, 1, qbuf);
-            ts[r] = gk_time_s() - t0;
-        }
-        for (int i = 1; i < 401; i++)
-            for (int j = i; j > 0 && ts[j] < ts[j - 1]; j--) {
-                double tmp = ts[j];
-                ts[j] = ts[j - 1];
-                ts[j - 1] = tmp;
-            }
-        hw.call_s = ts[200];
-        if (!quiet && dist.rank == 0)
-            printf("pool step (64x64 matmul) %.1f us (median)\n", hw.call_s * 1e6);
+            r++;
+            el = gk_time_s() - t0;
+        } while (el < CAL_MIN_S || r < 2);
+        hw.call_s = el / r;
+        if (!quiet && dist.rank == 0) printf("pool step (64x64 matmul) %.1f us\n", hw.call_s * 1e6);
     }
     if (dist.size < 2) {
         /* not measured: ranks on this machine, through its memory */
