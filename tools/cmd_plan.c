@@ -477,6 +477,12 @@ static int cmd_infer(const plan_opts *o) {
 
 /* ------------------------------------------------------------ train --- */
 
+/* How the weights are typed: --type, a file's own types, or bf16. */
+static const char *type_label(const plan_opts *o) {
+    if (o->type) return o->type;
+    return o->model && strstr(o->model, ".gguf") ? "as stored" : "bf16";
+}
+
 static int cmd_train(const plan_opts *o) {
     gk_plan_model pm;
     gk_plan_hw hw;
@@ -502,7 +508,7 @@ static int cmd_train(const plan_opts *o) {
     double P = gk_plan_params(&pm), A = gk_plan_params_active(&pm);
     if (o->json) {
         printf("{\n");
-        model_summary(&pm, "bf16", true);
+        model_summary(&pm, type_label(o), true);
         printf("\"fleet\": {\"devices\": %.0f, \"kind\": \"%s\", \"source\": \"%s\"},\n"
                "\"tokens\": %.6g, \"seq\": %.0f, \"mfu\": %g, \"pue\": %g,\n"
                "\"flops_per_token\": %.6g, \"fwd_matmul_flops_per_token\": %.6g, "
@@ -515,7 +521,7 @@ static int cmd_train(const plan_opts *o) {
                gk_plan_train_tokens_per_s_measured(&pm, &hw, seq,
                                                    o->step_tokens > 0 ? o->step_tokens : seq * 8));
     } else {
-        model_summary(&pm, "bf16", false);
+        model_summary(&pm, type_label(o), false);
         printf("fleet %s: %s, %s BF16 peak each, %.0f W each\n", o->fleet, hw.desc,
                SI(hw.bf16_flops, "FLOP/s"), hw.tdp_w);
         printf("training on %s tokens in sequences of %.0f, MFU %.2f, PUE %.2f:\n",
