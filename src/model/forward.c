@@ -194,8 +194,10 @@ static void moe(gk_context *c, const gk_layer *L, float *out, int T) {
         const float *gates = c->exp_gate + (size_t)e * c->n_batch;
         for (int i = 0; i < n; i++)
             memcpy(c->xe + (size_t)i * d, c->xn + (size_t)toks[i] * d, (size_t)d * sizeof(float));
-        matmul_expert(c, c->h1, &L->gate_exps, e, c->xe, n);
-        matmul_expert(c, c->h3, &L->up_exps, e, c->xe, n);
+        gk_matmul2(c->pool, c->h1, L->gate_exps.data + (size_t)e * L->gate_exps.nb_mat,
+                   L->gate_exps.type, L->gate_exps.nb_row, c->h3,
+                   L->up_exps.data + (size_t)e * L->up_exps.nb_mat, L->up_exps.type,
+                   L->up_exps.nb_row, L->gate_exps.ne[1], c->xe, L->gate_exps.ne[0], n, c->qbuf);
         gk_geglu(c->pool, c->h1, c->h3, (int64_t)n * F, c->m->cfg.gelu_erf);
         matmul_expert(c, c->ye, &L->down_exps, e, c->h1, n);
         for (int i = 0; i < n; i++) {
@@ -214,8 +216,9 @@ static void ffn(gk_context *c, int layer, int T) {
     moe(c, L, c->moe, T);
     if (hp->variant == GK_VARIANT_GROK2) {
         /* dense residual MLP on the same input, then (MLP + MoE)/sqrt(2) (spec 4.3) */
-        matmul_w(c, c->g, &L->ffn_gate, c->xn, T);
-        matmul_w(c, c->u, &L->ffn_up, c->xn, T);
+        gk_matmul2(c->pool, c->g, L->ffn_gate.data, L->ffn_gate.type, L->ffn_gate.nb_row, c->u,
+                   L->ffn_up.data, L->ffn_up.type, L->ffn_up.nb_row, L->ffn_gate.ne[1], c->xn,
+                   L->ffn_gate.ne[0], T, c->qbuf);
         gk_geglu(c->pool, c->g, c->u, (int64_t)T * hp->n_ff, c->m->cfg.gelu_erf);
         matmul_w(c, c->tmp, &L->ffn_down, c->g, T);
         for (int64_t i = 0; i < T * d; i++)
