@@ -52,6 +52,19 @@ def main():
                  ("router_logit_softcapping", 30.0)] + ([("final_logit_softcapping", 50.0)] if a.ff else []):
         w.add_f32("grok." + k, v)
 
+    # A placeholder SentencePiece ("llama") vocabulary, so that llama.cpp loads the
+    # file too (bench/vs_llamacpp.sh): unk, bos, eos, the 256 byte tokens, fillers.
+    toks = ["<unk>", "<s>", "</s>"] + ["<0x%02X>" % b for b in range(256)]
+    toks += ["tok%d" % i for i in range(len(toks), a.vocab)]
+    types = [2, 3, 3] + [6] * 256 + [1] * (a.vocab - 259)
+    w.add_string("tokenizer.ggml.model", "llama")
+    w.add_array("tokenizer.ggml.tokens", gw.T_STRING, toks[:a.vocab])
+    w.add_array("tokenizer.ggml.scores", gw.T_F32, [-float(i) for i in range(a.vocab)])
+    w.add_array("tokenizer.ggml.token_type", gw.T_I32, types[:a.vocab])
+    w.add_u32("tokenizer.ggml.bos_token_id", 1)
+    w.add_u32("tokenizer.ggml.eos_token_id", 2)
+    w.add_u32("tokenizer.ggml.unknown_token_id", 0)
+
     def mat(*shape):
         return (rng.standard_normal(shape, dtype=np.float32) * 0.02)
 

@@ -13,10 +13,19 @@
 #include <math.h>
 
 /* y[t][o] = sum_i W[o][i] * x[t][i] for t < T. W holds n_out rows of n_in
- * elements of type, nb_row bytes apart. When the type's vec_dot_type is not f32,
- * x is first converted into qbuf (gk_matmul_qbuf_size bytes). */
-void gk_matmul(gk_pool *pool, float *y, const void *w, gk_dtype type, size_t nb_row,
-               int64_t n_out, const float *x, int64_t n_in, int T, void *qbuf);
+ * elements of type, nb_row bytes apart. When the type's activations are not f32,
+ * x is first converted into qbuf (gk_matmul_qbuf_size bytes). Runs the GEMM of
+ * kernels/gemm.h where the type has one, else the type's vec_dot per row. Each
+ * y[t][o] is bit-identical whatever T, t's place in the batch and the thread
+ * count (batch invariance). */
+void gk_matmul(gk_pool *pool, float *y, const void *w, gk_dtype type, size_t nb_row, int64_t n_out,
+               const float *x, int64_t n_in, int T, void *qbuf);
+/* Two products of the same input with one conversion of x and one pass of the
+ * threads: y1 = x W1^T and y2 = x W2^T, both n_out x n_in (an MLP's gate and up
+ * matrices). Each output equals what gk_matmul gives. */
+void gk_matmul2(gk_pool *pool, float *y1, const void *w1, gk_dtype type1, size_t nb_row1, float *y2,
+                const void *w2, gk_dtype type2, size_t nb_row2, int64_t n_out, const float *x,
+                int64_t n_in, int T, void *qbuf);
 /* Bytes of qbuf that gk_matmul needs for T rows of n_in inputs (any supported type). */
 size_t gk_matmul_qbuf_size(int64_t n_in, int T);
 
@@ -30,17 +39,19 @@ static inline float gk_gelu_erf(float x) {
     return 0.5f * x * (1.0f + erff(x * 0.7071067811865476f));
 }
 /* cap * tanh(x / cap); cap <= 0 means none. */
-static inline float gk_softcap(float x, float cap) { return cap > 0.0f ? cap * tanhf(x / cap) : x; }
+static inline float gk_softcap(float x, float cap) {
+    return cap > 0.0f ? cap * tanhf(x / cap) : x;
+}
 
 /* a[i] = GELU(a[i]) * b[i] for i < n, split over the pool. */
 void gk_geglu(gk_pool *pool, float *a, const float *b, int64_t n, bool erf);
 
 /* RoPE as a model's numerics use it (spec 3.3). */
 typedef struct gk_rope_cfg {
-    int n_rot;         /* rotated dims per head (even) */
+    int n_rot; /* rotated dims per head (even) */
     double freq_base;
-    float freq_scale;  /* 1 = none; 1/factor for linear or YaRN scaling */
-    bool yarn;         /* ggml's rope_yarn: ramp between interpolation and extrapolation */
+    float freq_scale; /* 1 = none; 1/factor for linear or YaRN scaling */
+    bool yarn;        /* ggml's rope_yarn: ramp between interpolation and extrapolation */
     float ext_factor, mscale, corr_lo, corr_hi;
 } gk_rope_cfg;
 

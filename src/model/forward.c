@@ -83,6 +83,21 @@ static void matmul_expert(gk_context *c, float *y, const gk_weight *w, int e, co
     c->stats.weight_bytes += (double)w->nb_row * (double)w->ne[1];
 }
 
+/* The gate and up products of one input in one fused pass (kernels/ops.h
+ * gk_matmul2): plain matrices for e < 0, else matrix e of the expert stacks.
+ * Counted as the two matmuls they are. */
+static void matmul_gate_up(gk_context *c, float *y1, const gk_weight *w1, float *y2,
+                           const gk_weight *w2, int e, const float *x, int T) {
+    size_t o1 = e < 0 ? 0 : (size_t)e * w1->nb_mat, o2 = e < 0 ? 0 : (size_t)e * w2->nb_mat;
+    gk_matmul2(c->pool, y1, w1->data + o1, w1->type, w1->nb_row, y2, w2->data + o2, w2->type,
+               w2->nb_row, w1->ne[1], x, w1->ne[0], T, c->qbuf);
+    const gk_weight *ws[2] = {w1, w2};
+    for (int i = 0; i < 2; i++) {
+        c->stats.matmul_flops += 2.0 * (double)ws[i]->ne[0] * (double)ws[i]->ne[1] * T;
+        c->stats.weight_bytes += (double)ws[i]->nb_row * (double)ws[i]->ne[1];
+    }
+}
+
 static void rope_apply(gk_context *c, float *v, int T, int n_heads) {
     const gk_hparams *hp = &c->m->hp;
     gk_rope_apply(v, T, n_heads, (int)hp->head_dim, (int)hp->n_rot, c->rope_cos, c->rope_sin);
@@ -250,8 +265,7 @@ static void moe(gk_context *c, const gk_layer *L, float *out, int T) {
         const float *gates = c->exp_gate + (size_t)e * c->n_batch;
         for (int i = 0; i < n; i++)
             memcpy(c->xe + (size_t)i * d, c->xn + (size_t)toks[i] * d, (size_t)d * sizeof(float));
-        matmul_expert(c, c->h1, &L->gate_exps, e, c->xe, n);
-        matmul_expert(c, c->h3, &L->up_exps, e, c->xe, n);
+        matmul_gate_up(c, c->h1, &L->gate_exps, c->h3, &L->up_exps, e, c->xe, n);
         gk_geglu(c->pool, c->h1, c->h3, (int64_t)n * F, c->m->cfg.gelu_erf);
         matmul_expert(c, c->ye, &L->down_exps, e, c->h1, n);
         for (int i = 0; i < n; i++) {
@@ -271,8 +285,7 @@ static void ffn(gk_context *c, int layer, int T) {
     moe(c, L, c->moe, T);
     if (hp->variant == GK_VARIANT_GROK2) {
         /* dense residual MLP on the same input, then (MLP + MoE)/sqrt(2) (spec 4.3) */
-        matmul_w(c, c->g, &L->ffn_gate, c->xn, T);
-        matmul_w(c, c->u, &L->ffn_up, c->xn, T);
+        matmul_gate_up(c, c->g, &L->ffn_gate, c->u, &L->ffn_up, -1, c->xn, T);
         gk_geglu(c->pool, c->g, c->u, (int64_t)T * hp->n_ff, c->m->cfg.gelu_erf);
         matmul_w(c, c->tmp, &L->ffn_down, c->g, T);
         for (int64_t i = 0; i < T * d; i++)

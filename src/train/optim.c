@@ -72,6 +72,5 @@ double gk_adamw_step(gk_tmodel *tm, float *m, float *v, int64_t t, const gk_adam
                   .bc1 = 1.0f - powf(c->beta1, (float)t),
                   .bc2 = 1.0f - powf(c->beta2, (float)t)};
     gk_pool_run(pool, adam_part, &j);
-    tm->wt_stale = true;
     return norm;
 }

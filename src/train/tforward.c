@@ -14,7 +14,7 @@
  *
  * Shapes: N = B*T tokens, d = n_embd, nq = n_head*head_dim, nkv =
  * n_head_kv*head_dim, E experts, K used, F expert width, Fd dense width.
- * Forward products go through gk_matmul (the inference kernel); the backward
+ * Forward products go through gk_matmul (the inference GEMM); the backward
  * products through gk_tgemm. Attention keeps no T x T matrix: the backward
  * recomputes each row's scores (as flash attention does).
  */
@@ -56,41 +56,20 @@ struct gk_tstate {
 
 /* ------------------------------------------------------------- helpers --- */
 
-/* y[T][n_out] = x[T][n_in] W^T for a weight W inside tm->w. The product is
- * gk_matmul's; it runs as an outer-product GEMM over the transposed copy of W
- * (tm->wt), about twice as fast as dot products for training's many rows
- * (test_train checks the two kernels agree). */
+/* y[T][n_out] = x[T][n_in] W^T: the GEMM inference runs (kernels/gemm.h), on
+ * the fp32 weights. */
 static void mm(gk_tstate *s, float *y, const float *w, int64_t n_out, const float *x, int64_t n_in,
                int64_t T) {
-    const float *wt = s->tm->wt + (w - s->tm->w);
-    /* y = x Wt has the form of an input gradient (C[T][N] = A[T][K] B[K][N]),
-     * with Wt [n_in][n_out] in the place of W. */
-    gk_tgemm_dx(s->pool, y, x, wt, T, n_in, n_out, false);
+    gk_matmul(s->pool, y, w, GK_TYPE_F32, (size_t)n_in * sizeof(float), n_out, x, n_in, (int)T,
+              NULL);
 }
 
-typedef struct {
-    gk_tmodel *tm;
-} wt_job;
-
-/* wt = every matrix of w transposed (expert stacks matrix by matrix). */
-static void wt_part(void *arg, int ith, int nth) {
-    gk_tmodel *tm = ((wt_job *)arg)->tm;
-    for (int i = 0; i < tm->n_tensors; i++) {
-        const gk_ttensor *t = &tm->tensors[i];
-        if (t->n_dims < 2) continue;
-        const int64_t in = t->ne[0], out = t->ne[1];
-        int64_t lo, hi;
-        gk_split(t->ne[2] * ((out + 31) / 32), ith, nth, &lo, &hi);
-        for (int64_t item = lo; item < hi; item++) {
-            int64_t e = item / ((out + 31) / 32), o0 = item % ((out + 31) / 32) * 32;
-            const float *src = tm->w + t->offset + e * in * out;
-            float *dst = tm->wt + t->offset + e * in * out;
-            for (int64_t i0 = 0; i0 < in; i0 += 32)
-                for (int64_t o = o0; o < o0 + 32 && o < out; o++)
-                    for (int64_t k = i0; k < i0 + 32 && k < in; k++)
-                        dst[k * out + o] = src[o * in + k];
-        }
-    }
+/* y1 = x W1^T and y2 = x W2^T (gate and up, both [n_out][n_in]) in one pass. */
+static void mm2(gk_tstate *s, float *y1, const float *w1, float *y2, const float *w2, int64_t n_out,
+                const float *x, int64_t n_in, int64_t T) {
+    size_t nb = (size_t)n_in * sizeof(float);
+    gk_matmul2(s->pool, y1, w1, GK_TYPE_F32, nb, y2, w2, GK_TYPE_F32, nb, n_out, x, n_in, (int)T,
+               NULL);
 }
 
 /* out = x * r * w with r = 1/sqrt(mean(x^2) + eps), the rstd kept for the backward. */
@@ -416,8 +395,7 @@ static double moe_fwd(gk_tstate *s, const gk_tlayer *W, tact *A, float *out) {
             memcpy(s->xe + i * d, A->xn2 + (int64_t)A->row_tok[r0 + i] * d,
                    (size_t)d * sizeof(float));
         float *h1 = A->h1 + r0 * F, *h3 = A->h3 + r0 * F, *ye = A->ye + r0 * d;
-        mm(s, h1, W->gate_exps + e * F * d, F, s->xe, d, n);
-        mm(s, h3, W->up_exps + e * F * d, F, s->xe, d, n);
+        mm2(s, h1, W->gate_exps + e * F * d, h3, W->up_exps + e * F * d, F, s->xe, d, n);
         geglu_fwd(s, s->buf1, h1, h3, n * F);
         mm(s, ye, W->down_exps + e * d * F, d, s->buf1, F, n);
         for (int64_t i = 0; i < n; i++) {
@@ -519,11 +497,6 @@ int gk_tforward(gk_tstate *s, const int32_t *inputs, const int32_t *targets, gk_
             return gk_fail(err, "token id at index %lld is outside the vocabulary of %u",
                            (long long)t, hp->n_vocab);
     }
-    if (tm->wt_stale) {
-        wt_job wj = {.tm = tm};
-        gk_pool_run(s->pool, wt_part, &wj);
-        tm->wt_stale = false;
-    }
     memcpy(s->inp, inputs, (size_t)N * sizeof(int32_t));
     memcpy(s->tgt, targets, (size_t)N * sizeof(int32_t));
     float *x = s->act[0].x;
@@ -553,8 +526,7 @@ int gk_tforward(gk_tstate *s, const int32_t *inputs, const int32_t *targets, gk_
         rmsnorm_fwd(A->xn2, A->r3, A->xm, W->ffn_norm, N, d, eps);
         aux += moe_fwd(s, W, A, A->f);
         if (hp->variant == GK_VARIANT_GROK2) {
-            mm(s, A->g, W->ffn_gate, Fd, A->xn2, d, N);
-            mm(s, A->u, W->ffn_up, Fd, A->xn2, d, N);
+            mm2(s, A->g, W->ffn_gate, A->u, W->ffn_up, Fd, A->xn2, d, N);
             geglu_fwd(s, s->buf1, A->g, A->u, N * Fd);
             mm(s, s->dt1, W->ffn_down, d, s->buf1, Fd, N);
             for (int64_t i = 0; i < N * d; i++)

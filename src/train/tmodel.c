@@ -124,9 +124,7 @@ gk_tmodel *gk_tmodel_new(const gk_hparams *hp_in, gk_numerics numerics, gk_err *
     }
     tm->w = gk_malloc_aligned(tm->n_params * sizeof(float), err);
     tm->g = gk_malloc_aligned(tm->n_params * sizeof(float), err);
-    tm->wt = gk_malloc_aligned(tm->n_params * sizeof(float), err);
-    tm->wt_stale = true;
-    if (!tm->w || !tm->g || !tm->wt) {
+    if (!tm->w || !tm->g) {
         gk_err_prefix(err, "parameters of %zu floats", tm->n_params);
         goto fail;
     }
@@ -146,7 +144,6 @@ void gk_tmodel_free(gk_tmodel *tm) {
     free(tm->layer_store);
     gk_free_aligned(tm->w);
     gk_free_aligned(tm->g);
-    gk_free_aligned(tm->wt);
     free(tm);
 }
 
@@ -169,7 +166,6 @@ gk_tmodel *gk_tmodel_from_model(const gk_model *m, gk_err *err) {
             tt->to_float((const uint8_t *)gt->data + (size_t)r * row,
                          tm->w + t->offset + r * t->ne[0], t->ne[0]);
     }
-    tm->wt_stale = true;
     return tm;
 }
 
@@ -203,7 +199,6 @@ void gk_tmodel_init(gk_tmodel *tm, uint64_t seed, float std) {
             if (k + 1 < t->n) p[k + 1] = (float)(r * sin(2 * M_PI * u2)) * sd;
         }
     }
-    tm->wt_stale = true;
 }
 
 /* ------------------------------------------------------------------ save --- */

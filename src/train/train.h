@@ -55,8 +55,6 @@ typedef struct gk_tmodel {
     gk_ttensor *tensors;
     size_t n_params;
     float *w, *g;  /* parameters and gradients, n_params floats each */
-    float *wt;     /* every matrix transposed ([in][out]), for the forward GEMM */
-    bool wt_stale; /* w changed since wt was made: set it after writing w */
     gk_tview W, G;
     gk_tlayer *layer_store; /* 2 * n_layer views */
 } gk_tmodel;

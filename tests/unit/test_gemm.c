@@ -1,0 +1,217 @@
+/*
+ * test_gemm.c - the batched matmul (kernels/gemm.h, gk_matmul, gk_matmul2) for
+ * every weight type with GEMM tiles, on every instruction set this CPU has:
+ *  - batch invariance: each token's outputs, computed in batches of 1..67 tokens
+ *    at shuffled positions and with 1, 2 and 3 threads, are bit-identical
+ *    (memcmp) to those of the one 67-token batch;
+ *  - accuracy: every output against the scalar reference dot of dtype.c (the
+ *    activations quantized by the reference Q8_0 quantizer for q8_0/q4_0) within
+ *    (n/8 + n/32 + 8) * 2^-23 * sum_i |w_i x_i|: the float rounding of two
+ *    summations of at most that many additions, with exact int8 block sums;
+ *  - gk_matmul2 gives what two gk_matmul calls give.
+ */
+#include "gk_test.h"
+#include "kernels/gemm.h"
+#include "kernels/ops.h"
+#include "tensor/dtype.h"
+#include "base/base.h"
+
+#include <math.h>
+#include <stdint.h>
+
+#define T_MAX 67
+#define N_OUT 37 /* not a multiple of the 4-row tiles nor of the 16-row blocks */
+
+static uint64_t rng = 0x9e3779b97f4a7c15ull;
+static float frand(void) { /* uniform in [-1, 1) */
+    rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+    return (float)((rng >> 40) & 0xffffff) / 8388608.0f - 1.0f;
+}
+static int irand(int n) {
+    rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+    return (int)((rng >> 33) % (uint64_t)n);
+}
+
+typedef struct {
+    gk_dtype type;
+    int64_t n;
+    size_t nb_row;
+    uint8_t *w;
+    float *wf; /* W dequantized */
+    float *x;  /* [T_MAX][n] */
+    void *qbuf;
+} setup;
+
+static void make(setup *s, gk_dtype type, int64_t n) {
+    const gk_type_traits *tt = gk_type_traits_of(type);
+    s->type = type;
+    s->n = n;
+    s->nb_row = gk_row_size(type, n);
+    s->w = malloc(s->nb_row * N_OUT);
+    s->wf = malloc(sizeof(float) * n * N_OUT);
+    s->x = malloc(sizeof(float) * n * T_MAX);
+    s->qbuf = malloc(gk_matmul_qbuf_size(n, T_MAX));
+    float *tmp = malloc(sizeof(float) * n);
+    for (int r = 0; r < N_OUT; r++) {
+        /* rows of different magnitudes, a few large values */
+        float scale = 0.01f + (float)r / N_OUT;
+        for (int64_t i = 0; i < n; i++) tmp[i] = frand() * scale * (irand(50) == 0 ? 20.0f : 1.0f);
+        tt->from_float(tmp, s->w + r * s->nb_row, n);
+        tt->to_float(s->w + r * s->nb_row, s->wf + r * n, n);
+    }
+    for (int64_t i = 0; i < n * T_MAX; i++) s->x[i] = frand() * 3.0f;
+    free(tmp);
+}
+
+static void unmake(setup *s) {
+    free(s->w);
+    free(s->wf);
+    free(s->x);
+    free(s->qbuf);
+}
+
+/* The reference dot of dtype.c for row r and token t, and the bound. */
+static void reference(const setup *s, int r, int t, float *ref, double *bound) {
+    const gk_type_traits *tt = gk_type_traits_of(s->type);
+    const float *x = s->x + (size_t)t * s->n;
+    float *xd = malloc(sizeof(float) * s->n);
+    const uint8_t *w = s->w + r * s->nb_row;
+    if (tt->vec_dot_type == GK_TYPE_Q8_0) {
+        gk_block_q8_0 *xq = malloc(gk_row_size(GK_TYPE_Q8_0, s->n));
+        gk_quantize_q8_0_ref(x, xq, s->n);
+        gk_type_traits_of(GK_TYPE_Q8_0)->to_float(xq, xd, s->n);
+        *ref = s->type == GK_TYPE_Q8_0 ? gk_vec_dot_q8_0_q8_0_ref(s->n, w, xq)
+                                       : gk_vec_dot_q4_0_q8_0_ref(s->n, w, xq);
+        free(xq);
+    } else {
+        memcpy(xd, x, sizeof(float) * s->n);
+        *ref = s->type == GK_TYPE_F32   ? gk_vec_dot_f32_ref(s->n, w, x)
+               : s->type == GK_TYPE_F16 ? gk_vec_dot_f16_ref(s->n, w, x)
+                                        : gk_vec_dot_bf16_ref(s->n, w, x);
+    }
+    double sa = 0.0;
+    for (int64_t i = 0; i < s->n; i++) sa += fabs((double)s->wf[r * s->n + i] * xd[i]);
+    *bound = (double)(s->n / 8 + s->n / 32 + 8) * ldexp(1.0, -23) * sa + 1e-30;
+    free(xd);
+}
+
+/* One kernel set (k) or, with k == NULL, the public gk_matmul. */
+static void run(gk_pool *pool, const gk_gemm_kernels *k, const setup *s, float *y, const float *x,
+                int T) {
+    if (k)
+        gk_gemm_with(pool, k, y, s->w, s->nb_row, N_OUT, x, s->n, T, s->qbuf);
+    else
+        gk_matmul(pool, y, s->w, s->type, s->nb_row, N_OUT, x, s->n, T, s->qbuf);
+}
+
+static void check_kernels(const char *isa, const gk_gemm_kernels *k, gk_dtype type, int64_t n,
+                          gk_pool **pools) {
+    setup s;
+    make(&s, type, n);
+    float *full = malloc(sizeof(float) * N_OUT * T_MAX), *y = malloc(sizeof(float) * N_OUT * T_MAX);
+    float *xb = malloc(sizeof(float) * n * T_MAX);
+    run(pools[0], k, &s, full, s.x, T_MAX);
+
+    /* accuracy of the full batch */
+    int bad = 0;
+    for (int t = 0; t < T_MAX; t++)
+        for (int r = 0; r < N_OUT; r++) {
+            float ref;
+            double bound;
+            reference(&s, r, t, &ref, &bound);
+            double err = fabs((double)full[t * N_OUT + r] - ref);
+            if (!(err <= bound) && bad++ < 3)
+                CHECK_MSG(0, "%s %s n=%lld row %d token %d: %.9g vs ref %.9g (err %.3g > %.3g)",
+                          isa, gk_type_name(type), (long long)n, r, t, full[t * N_OUT + r], ref,
+                          err, bound);
+        }
+
+    /* invariance: batches of T tokens drawn at random, in random order */
+    int perm[T_MAX], mism = 0;
+    for (int T = 1; T <= T_MAX; T++) {
+        for (int i = 0; i < T_MAX; i++) perm[i] = i;
+        for (int i = T_MAX - 1; i > 0; i--) {
+            int j = irand(i + 1), tmp = perm[i];
+            perm[i] = perm[j];
+            perm[j] = tmp;
+        }
+        for (int i = 0; i < T; i++) memcpy(xb + i * n, s.x + perm[i] * n, sizeof(float) * n);
+        gk_pool *pool = pools[T % 3];
+        run(pool, k, &s, y, xb, T);
+        for (int i = 0; i < T; i++)
+            if (memcmp(y + i * N_OUT, full + perm[i] * N_OUT, sizeof(float) * N_OUT) && mism++ < 3)
+                CHECK_MSG(0, "%s %s n=%lld: token %d at place %d of a %d-token batch differs", isa,
+                          gk_type_name(type), (long long)n, perm[i], i, T);
+    }
+    free(full);
+    free(y);
+    free(xb);
+    unmake(&s);
+}
+
+static void check_matmul2(gk_pool *pool, gk_dtype type, int64_t n) {
+    setup a, b;
+    make(&a, type, n);
+    make(&b, type, n);
+    float *y1 = malloc(sizeof(float) * N_OUT * T_MAX), *y2 = malloc(sizeof(float) * N_OUT * T_MAX);
+    float *z1 = malloc(sizeof(float) * N_OUT * T_MAX), *z2 = malloc(sizeof(float) * N_OUT * T_MAX);
+    for (int T = 1; T <= T_MAX; T += 33) {
+        gk_matmul(pool, y1, a.w, type, a.nb_row, N_OUT, a.x, n, T, a.qbuf);
+        gk_matmul(pool, y2, b.w, type, b.nb_row, N_OUT, a.x, n, T, a.qbuf);
+        gk_matmul2(pool, z1, a.w, type, a.nb_row, z2, b.w, type, b.nb_row, N_OUT, a.x, n, T,
+                   a.qbuf);
+        CHECK_MSG(!memcmp(y1, z1, sizeof(float) * N_OUT * T) &&
+                      !memcmp(y2, z2, sizeof(float) * N_OUT * T),
+                  "gk_matmul2 %s T=%d", gk_type_name(type), T);
+    }
+    /* different types: falls back to two products */
+    if (type != GK_TYPE_F32) {
+        setup c;
+        make(&c, GK_TYPE_F32, n);
+        gk_matmul(pool, y2, c.w, GK_TYPE_F32, c.nb_row, N_OUT, a.x, n, 5, a.qbuf);
+        gk_matmul2(pool, z1, a.w, type, a.nb_row, z2, c.w, GK_TYPE_F32, c.nb_row, N_OUT, a.x, n, 5,
+                   a.qbuf);
+        gk_matmul(pool, y1, a.w, type, a.nb_row, N_OUT, a.x, n, 5, a.qbuf);
+        CHECK(!memcmp(y1, z1, sizeof(float) * N_OUT * 5) &&
+              !memcmp(y2, z2, sizeof(float) * N_OUT * 5));
+        unmake(&c);
+    }
+    free(y1);
+    free(y2);
+    free(z1);
+    free(z2);
+    unmake(&a);
+    unmake(&b);
+}
+
+int main(void) {
+    gk_dtype_init();
+    gk_err err;
+    gk_pool *pools[3];
+    for (int i = 0; i < 3; i++) {
+        pools[i] = gk_pool_new(i + 1, &err);
+        if (!pools[i]) {
+            fprintf(stderr, "pool: %s\n", err.msg);
+            return 1;
+        }
+    }
+    const gk_dtype types[] = {GK_TYPE_F32, GK_TYPE_F16, GK_TYPE_BF16, GK_TYPE_Q8_0, GK_TYPE_Q4_0};
+    printf("gemm instruction set: %s\n", gk_gemm_isa());
+    for (size_t i = 0; i < sizeof types / sizeof types[0]; i++) {
+        bool quant = types[i] == GK_TYPE_Q8_0 || types[i] == GK_TYPE_Q4_0;
+        int64_t sizes[2] = {quant ? 96 : 203, quant ? 512 : 256};
+        for (int si = 0; si < 2; si++) {
+            int64_t n = sizes[si];
+            check_kernels("matmul", NULL, types[i], n, pools);
+#if defined(__x86_64__)
+            if (strcmp(gk_gemm_isa(), "none") != 0)
+                check_kernels("avx2", gk_gemm_kernels_avx2(types[i]), types[i], n, pools);
+            if (strcmp(gk_gemm_isa(), "avx512-vnni") == 0)
+                check_kernels("avx512", gk_gemm_kernels_avx512(types[i]), types[i], n, pools);
+#endif
+        }
+        check_matmul2(pools[1], types[i], quant ? 128 : 72);
+    }
+    for (int i = 0; i < 3; i++) gk_pool_free(pools[i]);
+    return gk_test_done();
+}
