@@ -66,6 +66,10 @@ import make_model  # noqa: E402
 # <= 1e-7 against the Q8_0-activation reference; strict top-1 90.6%..96.9%, near-tie
 # tolerant top-1 100%; KV-cache runs bit-identical to the full runs.
 MAX_BOUND = {"f32": 1e-4, "f16": 1e-4, "bf16": 1e-4}    # max over positions
+# f16 KV cache: the engine rounds fp32 K/V, the reference float64 ones, so a value on a
+# rounding boundary may land one f16 step (2^-11 relative) apart; measured 1.2e-5 in the
+# release build, 1.9e-4 in the clang sanitizer build (other fp32 contraction).
+MAX_BOUND["kv"] = 1e-3
 QUANT_MEDIAN_BOUND = {"q8_0": 0.05, "q4_0": 0.05}        # median over positions, exact reference
 QUANT_TIGHT_BOUND = 1e-3                                 # median, exact or act_quant reference
 QUANT_MAX_BOUND = 0.5                                    # max over positions, quantized types
@@ -98,6 +102,7 @@ class Case:
     def __init__(self, kind, wtype, mode, cache="f32"):
         self.kind, self.wtype, self.mode, self.cache = kind, wtype, mode, cache
         self.name = ("" if cache == "f32" else f"kv{cache or 'default'}-") + f"{kind}-{wtype}-{mode}"
+        self.bounds = wtype if cache == "f32" else "kv"   # which bounds judge the case
 
     def ref_cache(self):
         if self.cache is None:
@@ -255,9 +260,9 @@ def run_case(case, grok, tmp, quick):
             stats.append(dict(run=label))
             continue
         runs[ub] = eng
-        st, f = judge(label, eng, ref, ref_q, case.wtype, s, tokens, margins)
+        st, f = judge(label, eng, ref, ref_q, case.bounds, s, tokens, margins)
         if ub is not None and None in runs:
-            st["kv"], fkv = judge_kv(label, eng, runs[None], case.wtype, s)
+            st["kv"], fkv = judge_kv(label, eng, runs[None], case.bounds, s)
             f += fkv
         stats.append(st)
         fails += f
