@@ -362,13 +362,13 @@ static int load_tensors(gk_model *m, gk_err *err) {
 }
 
 static gk_model *load_one(const char *path, const gk_model_params *params, bool want_shard,
-                          gk_err *err) {
+                          int rank, int size, gk_err *err) {
     gk_dtype_init();
     gk_model *m = gk_calloc(1, sizeof *m, err);
     if (!m) return NULL;
     m->tp.dist = params ? params->dist : NULL;
-    m->tp.rank = gk_dist_rank(m->tp.dist);
-    m->tp.size = gk_dist_size(m->tp.dist);
+    m->tp.rank = rank;
+    m->tp.size = size;
     m->tp.shard_file = want_shard; /* gk_tp_plan checks the file's keys against it */
     m->numerics = params ? params->numerics : GK_NUMERICS_REFERENCE;
     if (m->numerics != GK_NUMERICS_REFERENCE && m->numerics != GK_NUMERICS_LLAMACPP) {
@@ -406,23 +406,44 @@ fail:
  * learns whether all succeeded with the same model (gk_dist_agree). */
 gk_model *gk_model_load(const char *path, const gk_model_params *params, gk_err *err) {
     gk_dist *d = params ? params->dist : NULL;
-    if (gk_dist_size(d) == 1) return load_one(path, params, false, err);
     char file[4096];
     struct stat st;
     bool dir = stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+    if (gk_dist_size(d) == 1) {
+        if (dir)
+            return gk_failp(err,
+                            "%s is a directory: a set of per-rank files written by grok "
+                            "shard runs under mpirun -np N, one rank per file",
+                            path);
+        return load_one(path, params, false, 0, 1, err);
+    }
     if (dir)
         snprintf(file, sizeof file, "%s/" GK_SHARD_NAME_FMT, path, gk_dist_rank(d),
                  gk_dist_size(d));
     else
         snprintf(file, sizeof file, "%s", path);
     gk_err mine = {{0}};
-    gk_model *m = load_one(file, params, dir, &mine);
+    gk_model *m = NULL;
+    if (dir && stat(file, &st) != 0)
+        gk_fail(&mine,
+                "%s holds no file for rank %d of %d (%s missing); write the set with "
+                "grok shard --ranks %d",
+                path, gk_dist_rank(d), gk_dist_size(d), file, gk_dist_size(d));
+    else
+        m = load_one(file, params, dir, gk_dist_rank(d), gk_dist_size(d), &mine);
     if (gk_dist_agree(d, m != NULL, mine.msg, m ? m->tp.ident : NULL, "loading the model", err) <
         0) {
         gk_model_free(m);
         return NULL;
     }
     return m;
+}
+
+gk_model *gk_model_load_rank(const char *path, const gk_model_params *params, int rank, int size,
+                             gk_err *err) {
+    gk_model_params p = params ? *params : gk_model_default_params();
+    p.dist = NULL;
+    return load_one(path, &p, false, rank, size, err);
 }
 
 void gk_model_free(gk_model *m) {

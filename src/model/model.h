@@ -78,6 +78,11 @@ struct gk_model {
     gk_tp tp;
 };
 
+/* A whole file narrowed to rank's slices of a size-way split, without a process
+ * group (grok shard writes each rank's file from it). */
+gk_model *gk_model_load_rank(const char *path, const gk_model_params *params, int rank, int size,
+                             gk_err *err);
+
 /* tp.c: the tensor-parallel split. */
 /* After the hyper-parameters: checks that the group's size can split the model
  * and sets this rank's counts (the file's shard keys for a per-rank file). */
@@ -92,7 +97,18 @@ int gk_tp_cut(gk_model *m, gk_err *err);
 void gk_tp_identity(gk_model *m);
 /* Row range [lo, lo + n) of rank r when n_total rows are split size ways. */
 void gk_tp_range(uint64_t n_total, int r, int size, uint64_t *lo, uint64_t *n);
-/* 64-bit hash of bytes, word-wise (per-rank file checksums). */
-uint64_t gk_tp_checksum(uint64_t h, const void *data, size_t n);
+/* 64-bit hash of a byte stream, word-wise; the same for any split of the
+ * stream into updates (per-rank file checksums). */
+typedef struct gk_tp_hasher {
+    uint64_t h;
+    uint8_t part[8];
+    int n_part;
+} gk_tp_hasher;
+void gk_tp_hash_init(gk_tp_hasher *s);
+void gk_tp_hash_update(gk_tp_hasher *s, const void *data, size_t n);
+uint64_t gk_tp_hash_final(gk_tp_hasher *s);
+/* The identity of a whole file (size, tensor table, first data) as used when
+ * every rank loads it; grok shard mixes it into a set's checksum. */
+uint64_t gk_tp_file_ident(const gk_gguf *g);
 
 #endif

@@ -24,17 +24,38 @@ void gk_tp_range(uint64_t n_total, int r, int size, uint64_t *lo, uint64_t *n) {
     *n = (uint64_t)(b - a);
 }
 
-uint64_t gk_tp_checksum(uint64_t h, const void *data, size_t n) {
+void gk_tp_hash_init(gk_tp_hasher *s) {
+    *s = (gk_tp_hasher){.h = GK_DIST_HASH_INIT};
+}
+
+static inline uint64_t mix(uint64_t h, uint64_t w) {
+    h = (h ^ w) * 0x100000001b3ull;
+    return h ^ (h >> 29);
+}
+
+void gk_tp_hash_update(gk_tp_hasher *s, const void *data, size_t n) {
     const uint8_t *p = data;
-    size_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        uint64_t w;
-        memcpy(&w, p + i, 8);
-        h = (h ^ w) * 0x100000001b3ull;
-        h ^= h >> 29;
+    while (n && s->n_part) { /* finish a word begun by the last update */
+        s->part[s->n_part++] = *p++, n--;
+        if (s->n_part == 8) {
+            uint64_t w;
+            memcpy(&w, s->part, 8);
+            s->h = mix(s->h, w);
+            s->n_part = 0;
+        }
     }
-    for (; i < n; i++) h = (h ^ p[i]) * 0x100000001b3ull;
-    return h;
+    for (; n >= 8; p += 8, n -= 8) {
+        uint64_t w;
+        memcpy(&w, p, 8);
+        s->h = mix(s->h, w);
+    }
+    while (n--) s->part[s->n_part++] = *p++;
+}
+
+uint64_t gk_tp_hash_final(gk_tp_hasher *s) {
+    uint64_t h = s->h;
+    for (int i = 0; i < s->n_part; i++) h = (h ^ s->part[i]) * 0x100000001b3ull;
+    return mix(h, (uint64_t)s->n_part);
 }
 
 /* Columns of a matrix of this type split size ways fall on block boundaries. */
@@ -85,11 +106,13 @@ int gk_tp_plan(gk_model *m, gk_err *err) {
         uint64_t want = 0;
         if (gk_gguf_get_u64(m->gguf, GK_SHARD_KEY_DATA, &want, err) != 1)
             return gk_fail(err, "per-rank file without a valid %s key", GK_SHARD_KEY_DATA);
-        uint64_t h = GK_DIST_HASH_INIT;
+        gk_tp_hasher hs;
+        gk_tp_hash_init(&hs);
         for (int64_t i = 0; i < gk_gguf_n_tensors(m->gguf); i++) {
             const gk_gguf_tensor *t = gk_gguf_tensor_at(m->gguf, i);
-            h = gk_tp_checksum(h, t->data, (size_t)t->nbytes);
+            gk_tp_hash_update(&hs, t->data, (size_t)t->nbytes);
         }
+        uint64_t h = gk_tp_hash_final(&hs);
         if (h != want)
             return gk_fail(err,
                            "per-rank file is corrupt: its tensor data does not match its "
@@ -227,29 +250,31 @@ int gk_tp_cut(gk_model *m, gk_err *err) {
     return 0;
 }
 
+uint64_t gk_tp_file_ident(const gk_gguf *g) {
+    uint64_t size = gk_gguf_file_size(g);
+    uint64_t x = gk_dist_hash(GK_DIST_HASH_INIT, &size, sizeof size);
+    for (int64_t i = 0; i < gk_gguf_n_tensors(g); i++) {
+        const gk_gguf_tensor *t = gk_gguf_tensor_at(g, i);
+        x = gk_dist_hash(x, t->name, strlen(t->name));
+        x = gk_dist_hash(x, &t->offset, sizeof t->offset);
+        x = gk_dist_hash(x, &t->type, sizeof t->type);
+    }
+    if (gk_gguf_n_tensors(g)) { /* the first 4 KiB of data: one page, on every rank */
+        const gk_gguf_tensor *t0 = gk_gguf_tensor_at(g, 0);
+        x = gk_dist_hash(x, t0->data, t0->nbytes < 4096 ? (size_t)t0->nbytes : 4096);
+    }
+    return x;
+}
+
 void gk_tp_identity(gk_model *m) {
     gk_tp *tp = &m->tp;
     uint64_t h = gk_dist_hash(GK_DIST_HASH_INIT, &m->hp, sizeof m->hp);
     h = gk_dist_hash(h, &m->numerics, sizeof m->numerics);
     tp->ident[0] = h;
     uint64_t set = 0;
-    if (tp->shard_file && gk_gguf_get_u64(m->gguf, GK_SHARD_KEY_SET, &set, NULL) == 1) {
+    if (tp->shard_file && gk_gguf_get_u64(m->gguf, GK_SHARD_KEY_SET, &set, NULL) == 1)
         tp->ident[1] = set;
-    } else {
-        /* a whole file: its size, its header (keys, tensor table) and its first data */
-        uint64_t size = gk_gguf_file_size(m->gguf), hdr = gk_gguf_data_offset(m->gguf);
-        const gk_gguf_tensor *t0 =
-            gk_gguf_n_tensors(m->gguf) ? gk_gguf_tensor_at(m->gguf, 0) : NULL;
-        uint64_t x = gk_dist_hash(GK_DIST_HASH_INIT, &size, sizeof size);
-        for (int64_t i = 0; i < gk_gguf_n_tensors(m->gguf); i++) {
-            const gk_gguf_tensor *t = gk_gguf_tensor_at(m->gguf, i);
-            x = gk_dist_hash(x, t->name, strlen(t->name));
-            x = gk_dist_hash(x, &t->offset, sizeof t->offset);
-            x = gk_dist_hash(x, &t->type, sizeof t->type);
-        }
-        (void)hdr;
-        if (t0) x = gk_tp_checksum(x, t0->data, t0->nbytes < 4096 ? (size_t)t0->nbytes : 4096);
-        tp->ident[1] = x;
-    }
+    else
+        tp->ident[1] = gk_tp_file_ident(m->gguf);
     tp->ident[2] = (uint64_t)tp->size;
 }

@@ -30,6 +30,7 @@ scores, GELU inputs and logits are O(1), where the caps, the temperature and the
 GELU variant move logits well above the f32 tolerance (selfcheck.py measures it).
 
 Usage: make_model.py OUT.gguf [--kind grok1|grok1old|grok2|grok2yarn] [--type f32|f16|bf16|q8_0|q4_0] [--seed N]
+                     [--dims N_HEAD=16,N_HEAD_KV=8,...]
 """
 
 import argparse
@@ -155,8 +156,20 @@ def _stays_f32(name):
     return name.endswith("norm.weight") or name.endswith("ffn_gate_inp.weight")
 
 
-def build(path, kind="grok1", wtype="f32", seed=0):
-    """Writes one model to path; returns the config dict written."""
+def build(path, kind="grok1", wtype="f32", seed=0, dims=None):
+    """Writes one model to path; returns the config dict written. dims overrides
+    the module's shape constants (e.g. {"N_HEAD_KV": 8}) for this model only."""
+    if dims:
+        g = globals()
+        unknown = [k for k in dims if k not in g or not k.startswith(("N_", "HEAD_"))]
+        if unknown:
+            raise ValueError(f"unknown shape constants {unknown}")
+        saved = {k: g[k] for k in dims}
+        g.update(dims)
+        try:
+            return build(path, kind, wtype, seed)
+        finally:
+            g.update(saved)
     if kind not in KINDS:
         raise ValueError(f"unknown kind {kind}")
     ttype = gw.TYPE_BY_NAME[wtype]
@@ -184,8 +197,10 @@ def main(argv=None):
     ap.add_argument("--kind", choices=KINDS, default="grok1")
     ap.add_argument("--type", choices=TYPES, default="f32")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--dims", default="", help="shape overrides, e.g. N_HEAD=16,N_HEAD_KV=8")
     a = ap.parse_args(argv)
-    build(a.out, a.kind, a.type, a.seed)
+    dims = {k: int(v) for k, v in (kv.split("=") for kv in a.dims.split(",") if kv)}
+    build(a.out, a.kind, a.type, a.seed, dims)
     return 0
 
 
