@@ -452,13 +452,16 @@ int gk_dist_agree(gk_dist *d, bool ok, const char *msg, const uint64_t ident[4],
                          "%s: rank %d runs grok %s but rank 0 runs grok %s; every rank "
                          "must run the same version",
                          what, r, all[r].version, all[0].version);
-        else if (memcmp(all[r].ident, all[0].ident, sizeof me.ident) != 0)
+        else if (memcmp(all[r].ident, all[0].ident, sizeof me.ident) != 0) {
+            int k = 0;
+            while (all[r].ident[k] == all[0].ident[k]) k++;
             rc = gk_fail(err,
                          "%s: rank %d has a different model file or parameters than rank "
-                         "0 (identity %016llx vs %016llx); every rank must load the same "
-                         "model with the same options",
-                         what, r, (unsigned long long)all[r].ident[0],
-                         (unsigned long long)all[0].ident[0]);
+                         "0 (identity word %d: %016llx vs %016llx); every rank must load "
+                         "the same model with the same options",
+                         what, r, k, (unsigned long long)all[r].ident[k],
+                         (unsigned long long)all[0].ident[k]);
+        }
     }
     free(all);
     return rc;
