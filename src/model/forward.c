@@ -46,7 +46,7 @@ struct gk_context {
     gk_dist_wire wire;
     bool dist_check, stopped;
     float *logits_loc; /* [rows][v_n]: this rank's vocabulary slice */
-    void *ar_scratch;  /* gk_dist_allreduce's */
+    void *ar_scratch;  /* gk_dist_allreduce's, for the largest wire (the embedding's fp32) */
     uint64_t *hashes;  /* [size]: --dist-check */
 };
 
@@ -553,7 +553,7 @@ static gk_context *context_new(gk_model *m, const gk_context_params *params, gk_
         size_t rows = n_logit_rows;
         c->logits_loc = gk_malloc(
             rows * (tp->v_n + (tp->rank == 0 ? hp->n_vocab : 0)) * sizeof(float) + 64, err);
-        c->ar_scratch = gk_malloc_aligned(gk_dist_allreduce_scratch(tp->size, B * d, c->wire), err);
+        c->ar_scratch = gk_malloc_aligned(gk_dist_allreduce_scratch(tp->size, B * d, GK_DIST_WIRE_F32), err);
         c->hashes = gk_malloc((size_t)tp->size * sizeof(uint64_t), err);
         tp_ok = c->logits_loc && c->ar_scratch && c->hashes;
     }

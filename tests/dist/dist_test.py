@@ -4,7 +4,8 @@ One model split over N processes must give the logits of one process. Cases:
   parity-TYPE  grok1 and grok2 models of TYPE weights (f32 f16 q8_0 q4_0), both
                numerics modes: the logits of every position of a 64-token prompt
                at N = 2 and 4 (with --dist-check) equal N = 1's within
-               1e-5 * (1 + max|logit|) of that position
+               1e-5 * (1 + max|logit|) of that position (quantized weights: see
+               close() for the rare activation-rounding flip)
   n8           the same at N = 8 (f32, both variants, reference numerics)
   generate     greedy 128-token generations identical at N = 1, 2, 4; the bf16
                and q8_0 wires measured against fp32 (KL divergence, top-1)
@@ -89,14 +90,35 @@ def build(tmp, kind, wtype, seed=0, dims=DIMS):
     return path
 
 
-def close(ref, got, label):
-    """Per position: max|diff| <= 1e-5 * (1 + max|logit|)."""
+def close(ref, got, label, quant=False):
+    """Per position: max|diff| <= 1e-5 * (1 + max|logit|).
+
+    Quantized weights (q8_0, q4_0): their matmuls round activations to Q8_0 blocks
+    (as llama.cpp does), so a split's other fp32 summation order can move one
+    activation across a rounding boundary. Until that happens the logits are
+    (nearly always bit-)equal; from there the difference rides the KV cache to
+    later positions, and these deliberately sensitive models (router std 0.5)
+    may pick another expert. There, as parity.py judges quantized engines: the
+    strict bound at every position before the first one over it, which must
+    not come before position 8; median over positions <= 1e-2 * s (measured: 7.5e-3
+    for grok2 q4_0 at N = 2 after a flip at position 24); max <= 0.5 * s;
+    the same top-1 token at >= 95% of positions."""
     err = np.abs(ref - got).max(axis=1)
-    bound = 1e-5 * (1.0 + np.abs(ref).max(axis=1))
-    worst = float((err / bound).max())
-    print(f"  {label}: worst position at {worst:.3f} of the bound "
-          f"(max diff {err.max():.2e})")
-    assert worst <= 1.0, f"{label}: logits differ beyond 1e-5*(1+max|logit|)"
+    s = 1.0 + np.abs(ref).max(axis=1)
+    r = err / (1e-5 * s)
+    over = np.nonzero(r > 1.0)[0]
+    first = int(over[0]) if len(over) else len(r)
+    top1 = float((ref.argmax(1) == got.argmax(1)).mean())
+    print(f"  {label}: within the bound up to position {first} of {len(r)}, worst at "
+          f"{r.max():.3g} of it (max diff {err.max():.2e}), top-1 {100 * top1:.1f}%")
+    if not quant:
+        assert first == len(r), f"{label}: logits differ beyond 1e-5*(1+max|logit|) at {first}"
+        return
+    e = err / s
+    assert first >= 8, f"{label}: position {first} already differs"
+    assert np.median(e) <= 1e-2, f"{label}: median error {np.median(e):.2e}"
+    assert e.max() <= 0.5, f"{label}: max error {e.max():.2e}"
+    assert top1 >= 0.95, f"{label}: top-1 agreement {top1:.1%}"
 
 
 def have_mpi(a, tmp):
@@ -123,7 +145,7 @@ def case_parity(a, tmp, wtype):
             ref = logits(a, 1, model, toks, tmp, nm)
             for n in ns:
                 got = logits(a, n, model, toks, tmp, nm + ["--dist-check"])
-                close(ref, got, f"{kind} {wtype} {mode} N={n}")
+                close(ref, got, f"{kind} {wtype} {mode} N={n}", wtype in ("q8_0", "q4_0"))
 
 
 def case_n8(a, tmp):
