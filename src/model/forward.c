@@ -503,6 +503,12 @@ static gk_context *context_new(gk_model *m, const gk_context_params *params, gk_
         gk_fail(err, "unknown dist wire format %d", p.dist_wire);
         goto fail;
     }
+    if (tp->size > 1 && gk_dist_size(tp->dist) != tp->size) {
+        gk_fail(err, "the model holds rank %d's slices of a %d-way split but no process group "
+                     "of %d ranks (load it with gk_model_params.dist)",
+                tp->rank, tp->size, tp->size);
+        goto fail;
+    }
     c->dist = tp->dist;
     c->wire = (gk_dist_wire)p.dist_wire;
     c->dist_check = p.dist_check;

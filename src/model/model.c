@@ -378,7 +378,7 @@ static gk_model *load_one(const char *path, const gk_model_params *params, bool 
     m->gguf = gk_gguf_open(path, err);
     if (!m->gguf) goto fail;
     if (load_hparams(m, err) < 0 || gk_tp_plan(m, err) < 0 || load_tensors(m, err) < 0 ||
-        gk_tp_cut(m, err) < 0) {
+        gk_tp_cut(m, path, err) < 0) {
         gk_err_prefix(err, "%s", path);
         goto fail;
     }
@@ -448,7 +448,7 @@ gk_model *gk_model_load_rank(const char *path, const gk_model_params *params, in
 
 void gk_model_free(gk_model *m) {
     if (!m) return;
-    free(m->tp.store);
+    gk_free_aligned(m->tp.store);
     gk_tokenizer_free(m->tok);
     free(m->layers);
     free(m->norm_store);

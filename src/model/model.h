@@ -48,7 +48,7 @@ typedef struct gk_tp {
     bool shard_file; /* a per-rank file (grok shard): its tensors are this rank's slices */
     uint32_t n_head, n_head_kv, n_ff_exp, n_ff; /* this rank's heads and hidden widths */
     uint32_t v_lo, v_n;                         /* vocabulary rows [v_lo, v_lo + v_n) */
-    void *store;                                /* copies of column slices of a whole file */
+    void *store;                                /* this rank's slices of a whole file */
     uint64_t ident[4];                          /* what every rank must agree on */
 } gk_tp;
 
@@ -89,10 +89,10 @@ gk_model *gk_model_load_rank(const char *path, const gk_model_params *params, in
 int gk_tp_plan(gk_model *m, gk_err *err);
 /* The vocabulary: n_rows of token_embd in the file; sets hp->n_vocab, v_lo, v_n. */
 int gk_tp_vocab(gk_model *m, int64_t n_rows, gk_err *err);
-/* After binding a whole file: narrows every split weight to this rank's slice
- * (row slices stay views into the map; column slices are copied, on block
- * boundaries). No-op with one process or a per-rank file. */
-int gk_tp_cut(gk_model *m, gk_err *err);
+/* After binding a whole file (at path): copies this rank's slice of every split
+ * weight into tp.store (columns on block boundaries) and points the weights at
+ * them. No-op with one process or a per-rank file. */
+int gk_tp_cut(gk_model *m, const char *path, gk_err *err);
 /* The identity every rank must share, then the agreement step of the load. */
 void gk_tp_identity(gk_model *m);
 /* Row range [lo, lo + n) of rank r when n_total rows are split size ways. */

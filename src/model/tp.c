@@ -2,11 +2,11 @@
  * tp.c - the tensor-parallel split of a model over the ranks of a process group
  * (see "distributed" in grok.h for the scheme). gk_tp_plan decides each rank's
  * counts from the hyper-parameters and refuses a process count that cannot
- * split the model; gk_tp_cut narrows the weights of a whole file to this rank's
- * slices (rows stay views into the map, so only their pages are ever read;
- * columns are copied row by row, on block boundaries, and the map's pages of
- * the source are dropped again). A per-rank file written by `grok shard`
- * already holds the slices; its keys say which rank of how many it belongs to.
+ * split the model; gk_tp_cut copies this rank's slices of a whole file into
+ * one allocation (rows of a matrix, or columns on block boundaries), reading
+ * them with pread so that the rest of the file never counts against the rank. A per-rank file
+ * written by `grok shard` already holds the slices; its keys say which rank of how many it belongs
+ * to.
  */
 #include "dist/dist.h"
 #include "model/model.h"
@@ -14,7 +14,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 void gk_tp_range(uint64_t n_total, int r, int size, uint64_t *lo, uint64_t *n) {
@@ -167,24 +168,51 @@ int gk_tp_vocab(gk_model *m, int64_t n_rows, gk_err *err) {
     return 0;
 }
 
-/* Rows [lo, lo + n) of every matrix of w: a view. */
-static void cut_rows(gk_weight *w, int64_t lo, int64_t n) {
-    w->data += (size_t)lo * w->nb_row;
+/* Reading a slice: pread from the file, so that only the slice's bytes ever
+ * count against this process (faults on the map would bring whole page-cache
+ * folios, up to megabytes, across every slice boundary). */
+typedef struct {
+    int fd;
+    const uint8_t *base; /* the map's first byte (file offset 0) */
+    const char *path;
+    uint8_t *dst; /* next free byte of the store */
+    size_t need;  /* sizing pass: bytes the store needs */
+    bool sizing;
+} cutter;
+
+static int read_at(cutter *k, void *dst, const uint8_t *src, size_t n, gk_err *err) {
+    size_t off = (size_t)(src - k->base);
+    while (n) {
+        ssize_t r = pread(k->fd, dst, n, (off_t)off);
+        if (r <= 0)
+            return gk_fail(err, "%s: reading %zu bytes at offset %zu: %s", k->path, n, off,
+                           r < 0 ? strerror(errno) : "unexpected end of file");
+        dst = (uint8_t *)dst + r, off += (size_t)r, n -= (size_t)r;
+    }
+    return 0;
+}
+
+/* Rows [lo, lo + n) of every matrix of w, copied into the store. */
+static int cut_rows(cutter *k, gk_weight *w, int64_t lo, int64_t n, gk_err *err) {
+    size_t nb = (size_t)n * w->nb_row;
+    if (k->sizing) {
+        k->need += nb * (size_t)w->ne[2] + 64;
+        return 0;
+    }
+    uint8_t *out = k->dst;
+    for (int64_t e = 0; e < w->ne[2]; e++)
+        if (read_at(k, out + (size_t)e * nb,
+                    w->data + (size_t)e * w->nb_mat + (size_t)lo * w->nb_row, nb, err) < 0)
+            return -1;
+    w->data = out;
     w->ne[1] = n;
+    w->nb_mat = nb;
+    k->dst = out + (nb * (size_t)w->ne[2] + 63) / 64 * 64;
+    return 0;
 }
 
-/* Drops the map's pages of a tensor we copied (it stays mapped: a later read
- * faults them in again), so the copy does not double the resident size. */
-static void drop_pages(const gk_weight *w) {
-    long pg = sysconf(_SC_PAGESIZE);
-    uintptr_t a = (uintptr_t)w->data, b = a + w->nb_mat * (size_t)w->ne[2];
-    a = (a + (uintptr_t)pg - 1) / (uintptr_t)pg * (uintptr_t)pg;
-    b = b / (uintptr_t)pg * (uintptr_t)pg;
-    if (b > a) madvise((void *)a, b - a, MADV_DONTNEED);
-}
-
-/* Columns [lo, lo + n) of every row of w, copied to *dst (advanced). */
-static int cut_cols(gk_weight *w, int64_t lo, int64_t n, uint8_t **dst, gk_err *err) {
+/* Columns [lo, lo + n) of every row of w, copied into the store. */
+static int cut_cols(cutter *k, gk_weight *w, int64_t lo, int64_t n, gk_err *err) {
     int64_t bs = gk_type_traits_of(w->type)->blck_size;
     if (lo % bs || n % bs)
         return gk_fail(err,
@@ -194,60 +222,78 @@ static int cut_cols(gk_weight *w, int64_t lo, int64_t n, uint8_t **dst, gk_err *
                        (long long)(lo + n));
     size_t off = gk_row_size(w->type, lo), nb = gk_row_size(w->type, n);
     int64_t rows = w->ne[1] * w->ne[2];
-    uint8_t *out = *dst;
+    if (k->sizing) {
+        k->need += (size_t)rows * nb + 64;
+        return 0;
+    }
+    uint8_t *out = k->dst;
     for (int64_t r = 0; r < rows; r++)
-        memcpy(out + (size_t)r * nb, w->data + (size_t)r * w->nb_row + off, nb);
-    drop_pages(w);
+        if (read_at(k, out + (size_t)r * nb, w->data + (size_t)r * w->nb_row + off, nb, err) < 0)
+            return -1;
     w->data = out;
     w->ne[0] = n;
     w->nb_row = nb;
     w->nb_mat = nb * (size_t)w->ne[1];
-    *dst = out + (size_t)rows * nb;
+    k->dst = out + ((size_t)rows * nb + 63) / 64 * 64;
     return 0;
 }
 
-static size_t cols_bytes(const gk_weight *w, int64_t n) {
-    return gk_row_size(w->type, n) * (size_t)(w->ne[1] * w->ne[2]);
-}
-
-int gk_tp_cut(gk_model *m, gk_err *err) {
+static int cut_all(gk_model *m, cutter *k, gk_err *err) {
     gk_tp *tp = &m->tp;
-    if (tp->size == 1 || tp->shard_file) return 0;
     const gk_hparams *hp = &m->hp;
     const int r = tp->rank;
     const int64_t hd = hp->head_dim, lq = (int64_t)tp->n_head * hd,
                   lkv = (int64_t)tp->n_head_kv * hd, lF = tp->n_ff_exp, lFd = tp->n_ff;
-    size_t total = 64;
-    for (uint32_t l = 0; l < hp->n_layer; l++) {
-        const gk_layer *L = &m->layers[l];
-        total += cols_bytes(&L->wo, lq) + cols_bytes(&L->down_exps, lF);
-        if (L->ffn_down.data) total += cols_bytes(&L->ffn_down, lFd);
-    }
-    tp->store = gk_malloc(total, err);
-    if (!tp->store) return -1;
-    uint8_t *dst = tp->store;
     for (uint32_t l = 0; l < hp->n_layer; l++) {
         gk_layer *L = &m->layers[l];
-        cut_rows(&L->wq, r * lq, lq);
-        cut_rows(&L->wk, r * lkv, lkv);
-        cut_rows(&L->wv, r * lkv, lkv);
-        cut_rows(&L->gate_exps, r * lF, lF);
-        cut_rows(&L->up_exps, r * lF, lF);
-        if (cut_cols(&L->wo, r * lq, lq, &dst, err) < 0 ||
-            cut_cols(&L->down_exps, r * lF, lF, &dst, err) < 0)
+        if (cut_rows(k, &L->wq, r * lq, lq, err) < 0 ||
+            cut_rows(k, &L->wk, r * lkv, lkv, err) < 0 ||
+            cut_rows(k, &L->wv, r * lkv, lkv, err) < 0 ||
+            cut_cols(k, &L->wo, r * lq, lq, err) < 0 ||
+            cut_rows(k, &L->gate_exps, r * lF, lF, err) < 0 ||
+            cut_rows(k, &L->up_exps, r * lF, lF, err) < 0 ||
+            cut_cols(k, &L->down_exps, r * lF, lF, err) < 0)
             return -1;
-        if (L->ffn_gate.data) {
-            cut_rows(&L->ffn_gate, r * lFd, lFd);
-            cut_rows(&L->ffn_up, r * lFd, lFd);
-            if (cut_cols(&L->ffn_down, r * lFd, lFd, &dst, err) < 0) return -1;
-        }
+        if (L->ffn_gate.data && (cut_rows(k, &L->ffn_gate, r * lFd, lFd, err) < 0 ||
+                                 cut_rows(k, &L->ffn_up, r * lFd, lFd, err) < 0 ||
+                                 cut_cols(k, &L->ffn_down, r * lFd, lFd, err) < 0))
+            return -1;
     }
-    cut_rows(&m->tok_embd, tp->v_lo, tp->v_n);
+    if (cut_rows(k, &m->tok_embd, tp->v_lo, tp->v_n, err) < 0) return -1;
     if (hp->tied_output)
         m->output = m->tok_embd;
-    else
-        cut_rows(&m->output, tp->v_lo, tp->v_n);
+    else if (cut_rows(k, &m->output, tp->v_lo, tp->v_n, err) < 0)
+        return -1;
     return 0;
+}
+
+int gk_tp_cut(gk_model *m, const char *path, gk_err *err) {
+    gk_tp *tp = &m->tp;
+    if (tp->size == 1 || tp->shard_file) return 0;
+    const gk_gguf_tensor *t0 = gk_gguf_tensor_at(m->gguf, 0);
+    cutter k = {.fd = -1,
+                .path = path,
+                .sizing = true,
+                .base = (const uint8_t *)t0->data - gk_gguf_data_offset(m->gguf) - t0->offset};
+    /* a copy of the model keeps the sizing pass's views untouched */
+    gk_layer *saved = gk_malloc(m->hp.n_layer * sizeof *saved, err);
+    if (!saved) return -1;
+    memcpy(saved, m->layers, m->hp.n_layer * sizeof *saved);
+    gk_weight se = m->tok_embd, so = m->output;
+    int rc = cut_all(m, &k, err);
+    memcpy(m->layers, saved, m->hp.n_layer * sizeof *saved);
+    m->tok_embd = se, m->output = so;
+    free(saved);
+    if (rc < 0) return -1;
+    tp->store = gk_malloc_aligned(k.need, err);
+    if (!tp->store) return gk_err_prefix(err, "this rank's %zu MiB of weights", k.need >> 20), -1;
+    k.fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (k.fd < 0) return gk_fail(err, "%s: cannot open: %s", path, strerror(errno));
+    k.sizing = false;
+    k.dst = tp->store;
+    rc = cut_all(m, &k, err);
+    close(k.fd);
+    return rc;
 }
 
 uint64_t gk_tp_file_ident(const gk_gguf *g) {
