@@ -66,6 +66,16 @@ bool gk_cli_numerics(const char *s, gk_numerics *out) {
     return true;
 }
 
+bool gk_cli_cache_type(const char *s, gk_cache_type *out) {
+    int t = gk_cache_type_from_name(s);
+    if (t < 0) {
+        fprintf(stderr, "grok: --cache-type expects f32, f16 or q8_0, got '%s'\n", s);
+        return false;
+    }
+    *out = (gk_cache_type)t;
+    return true;
+}
+
 void gk_cli_gen_init(gk_cli_gen *g) {
     *g = (gk_cli_gen){.numerics = GK_NUMERICS_REFERENCE, .sp = gk_sampler_default_params()};
 }
@@ -85,6 +95,7 @@ int gk_cli_gen_option(int argc, char **argv, int *i, gk_cli_gen *g) {
                                        "--repeat-penalty",
                                        "--repeat-last-n",
                                        "--seed",
+                                       "--cache-type",
                                        "--dist-wire"};
     const char *a = argv[*i], *v;
     if (!strcmp(a, "--dist-check")) {
@@ -138,6 +149,8 @@ int gk_cli_gen_option(int argc, char **argv, int *i, gk_cli_gen *g) {
         if (!gk_cli_int(a, v, 0, 0x7fffffffL, &n)) return -1;
         g->sp.seed = (uint64_t)n;
         return 1;
+    case 14:
+        return gk_cli_cache_type(v, &g->cache_type) ? 1 : -1;
     default:
         if ((g->dist_wire = gk_dist_wire_from_name(v)) < 0) {
             fprintf(stderr, "grok: --dist-wire: unknown format '%s' (f32, bf16 or q8_0)\n", v);

@@ -66,11 +66,15 @@ void gk_cli_write_end(gk_cli_write *w);
 /* Parses a --numerics value ("reference" or "llamacpp"); prints an error otherwise. */
 bool gk_cli_numerics(const char *s, gk_numerics *out);
 
+/* Parses a --cache-type value (f32, f16, q8_0); prints an error otherwise. */
+bool gk_cli_cache_type(const char *s, gk_cache_type *out);
+
 /* Options shared by the commands that generate text (run, chat). */
 typedef struct gk_cli_gen {
     const char *model;
     long n_ctx, threads;
     gk_numerics numerics;
+    gk_cache_type cache_type;
     gk_sampler_params sp;
     int dist_wire;   /* gk_dist_wire */
     bool dist_check; /* --dist-check */
@@ -80,7 +84,7 @@ typedef struct gk_cli_gen {
  * numerics, gk_sampler_default_params(). */
 void gk_cli_gen_init(gk_cli_gen *g);
 /* If argv[*i] is a shared option (-m, -c, -t, --numerics, --temp, --top-k, --top-p,
- * --min-p, --repeat-penalty, --repeat-last-n, --seed), parses it, advancing *i past
+ * --min-p, --repeat-penalty, --repeat-last-n, --seed, --cache-type), parses it, advancing *i past
  * its value, and returns 1; returns 0 for any other option, -1 after printing why a
  * value is bad. */
 int gk_cli_gen_option(int argc, char **argv, int *i, gk_cli_gen *g);
@@ -96,9 +100,10 @@ int gk_cli_gen_option(int argc, char **argv, int *i, gk_cli_gen *g);
     "  -c, --ctx-size N        context length (default: min(train, 4096))\n"                       \
     "  -t, --threads N         threads (default: all cores)\n"                                     \
     "  --numerics MODE         reference (default) or llamacpp\n"                                  \
+    "  --cache-type T          KV cache f32, f16 or q8_0 (default: f32 with reference\n"           \
+    "                          numerics, f16 with llamacpp numerics, as llama.cpp)\n"              \
     "  --dist-wire F           under mpirun: all-reduce wire format f32 (default), bf16, q8_0\n"   \
     "  --dist-check            under mpirun: check after each layer that every rank agrees\n"
-
 /* Tensor parallelism (mpirun -np N grok run|chat|bench): joins the process group;
  * prints why and returns NULL on failure. */
 gk_dist *gk_cli_dist(const char *cmd, int *argc, char ***argv);

@@ -88,11 +88,13 @@ int gk_cmd_bench(int argc, char **argv) {
     long n_prompt = 128, n_gen = 32, threads = 0, reps = 3, n_batch = 0;
     int wire = GK_DIST_WIRE_F32;
     gk_model_params mp = gk_model_default_params();
+    gk_cache_type cache = GK_CACHE_DEFAULT;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             printf("usage: grok bench [-m MODEL] [-p N_PROMPT] [-n N_GEN] [-t THREADS] [-b BATCH] "
-                   "[-r REPS] [--dist-wire f32|bf16|q8_0]\n"
+                   "[-r REPS] [--numerics MODE] [--cache-type f32|f16|q8_0]\n"
+                   "       [--dist-wire f32|bf16|q8_0]\n"
                    "under mpirun -np N: one model split over N ranks; rank 0 reports, per token,\n"
                    "compute, communication and the bytes sent next to the theoretical volume\n");
             return 0;
@@ -108,6 +110,10 @@ int gk_cmd_bench(int argc, char **argv) {
             if (!gk_cli_int(a, v, 1, 256, &threads)) return 2;
         } else if (!strcmp(a, "-b") || !strcmp(a, "--batch")) {
             if (!gk_cli_int(a, v, 1, 1 << 16, &n_batch)) return 2;
+        } else if (!strcmp(a, "--numerics")) {
+            if (!gk_cli_numerics(v, &mp.numerics)) return 2;
+        } else if (!strcmp(a, "--cache-type")) {
+            if (!gk_cli_cache_type(v, &cache)) return 2;
         } else if (!strcmp(a, "-r")) {
             if (!gk_cli_int(a, v, 1, 100, &reps)) return 2;
         } else if (!strcmp(a, "--dist-wire")) {
@@ -138,6 +144,7 @@ int gk_cmd_bench(int argc, char **argv) {
     cp.n_threads = (int)threads;
     cp.n_batch = (uint32_t)n_batch;
     cp.dist_wire = wire;
+    cp.cache_type = cache;
     gk_context *c = gk_context_new(m, &cp, &err);
     if (!c) {
         fprintf(stderr, "grok bench%s: %s\n", gk_cli_dist_who(dist), err.msg);

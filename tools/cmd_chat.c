@@ -353,6 +353,7 @@ int gk_cmd_chat(int argc, char **argv) {
     gk_context_params cp = gk_context_default_params();
     cp.n_ctx = (uint32_t)o.g.n_ctx;
     cp.n_threads = (int)o.g.threads;
+    cp.cache_type = o.g.cache_type;
     cp.dist_wire = o.g.dist_wire;
     cp.dist_check = o.g.dist_check;
     c.ctx = gk_context_new(m, &cp, &err);

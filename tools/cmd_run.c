@@ -204,6 +204,7 @@ int gk_cmd_run(int argc, char **argv) {
     cp.n_ctx = (uint32_t)o.g.n_ctx;
     cp.n_batch = (uint32_t)o.n_batch;
     cp.n_threads = (int)o.g.threads;
+    cp.cache_type = o.g.cache_type;
     cp.all_logits = o.dump != NULL;
     cp.dist_wire = o.g.dist_wire;
     cp.dist_check = o.g.dist_check;

@@ -14,6 +14,12 @@
  * decode step allocates nothing. Matmuls, attention and the GELU products are
  * split over the thread pool; the small per-token steps (norms, routing) run
  * on the calling thread.
+ *
+ * Tensor parallelism (m->tp.size > 1, src/model/tp.c): this process holds its
+ * ranks's heads, hidden-width slices and vocabulary rows; the partial sums after
+ * wo, after the MoE + MLP and of the embedding are all-reduced in a fixed rank
+ * order (src/dist), the logits gathered to rank 0. Rank 0 sends each call that
+ * changes the context (decode, KV bookkeeping) to the followers first.
  */
 #include "dist/dist.h"
 #include "model/model.h"
@@ -27,37 +33,60 @@
 struct gk_context {
     gk_model *m;
     gk_pool *pool;
-    uint32_t n_ctx, n_batch, n_past;
+    uint32_t n_ctx, n_batch, n_seq;
     bool all_logits;
-    int n_out; /* tokens of the last gk_decode call (capped at n_batch with all_logits) */
-    float *kcache, *vcache; /* [n_layer][n_ctx][n_head_kv * head_dim], K after RoPE */
+    uint32_t *seq_len; /* [n_seq]: positions held in the KV cache of each sequence */
+    /* KV cache [n_layer][n_seq][n_ctx] rows of n_head_kv * head_dim elements of
+     * cache_type, K after RoPE */
+    gk_dtype cache_type;
+    size_t kv_row; /* bytes of one row */
+    uint8_t *kcache, *vcache;
+    /* the last batch */
+    int n_tok;                  /* its tokens */
+    int out_base;               /* gk_get_logits index of its first token */
+    int32_t *tok_seq, *tok_pos; /* [n_batch] sequence and position of each token */
+    int32_t *logit_row;         /* [n_batch] row of c->logits, or -1 */
+    int32_t *kept;              /* [n_batch] tokens whose logits are kept, in order */
+    int n_logit_rows;           /* capacity of c->logits */
     /* scratch, [n_batch][...] each */
     float *x, *xn, *tmp, *q, *k, *v, *att, *moe, *xe, *ye, *h1, *h3, *g, *u, *rl;
     float *rope_cos, *rope_sin; /* [n_batch][n_rot/2] */
     float *scores;              /* [n_threads][n_ctx] */
+    float *vrow;                /* [n_threads][head_dim]: a V row converted to fp32 */
     uint8_t *qbuf;              /* activations converted to a weight's vec_dot_type */
+    uint8_t *qconv;             /* [n_batch][n_head] query heads in the cache's vec_dot_type */
+    size_t qconv_head;          /* bytes of one converted query head */
     int32_t *exp_tok;           /* [n_expert][n_batch]: tokens routed to each expert */
     float *exp_gate;            /* [n_expert][n_batch]: their gate weights */
     int32_t *exp_n;             /* [n_expert] */
-    float *logits;              /* [n_batch or 1][n_vocab] */
+    float *logits;              /* [n_logit_rows][n_vocab] */
     void *arena;                /* one allocation for the scratch above */
+    gk_decode_stats stats;
     /* tensor parallelism (m->tp.size > 1) */
     gk_dist *dist;
     gk_dist_wire wire;
     bool dist_check, stopped;
-    float *logits_loc; /* [rows][v_n]: this rank's vocabulary slice */
+    float *logits_loc; /* [rows][v_n]: this rank's vocabulary slice; then (rank 0) the gather */
     void *ar_scratch;  /* gk_dist_allreduce's, for the largest wire (the embedding's fp32) */
     uint64_t *hashes;  /* [size]: --dist-check */
+    int32_t *cmd_buf;  /* followers: [n_ctx] tokens, [n_batch] sequences and keep flags */
 };
 
 gk_context_params gk_context_default_params(void) {
-    return (gk_context_params){.n_ctx = 0, .n_batch = 0, .n_threads = 0, .all_logits = false};
+    return (gk_context_params){.n_ctx = 0,
+                               .n_batch = 0,
+                               .n_threads = 0,
+                               .all_logits = false,
+                               .n_seq = 0,
+                               .cache_type = GK_CACHE_DEFAULT};
 }
 
 /* ------------------------------------------------------------- helpers --- */
 
 static void matmul_w(gk_context *c, float *y, const gk_weight *w, const float *x, int T) {
     gk_matmul(c->pool, y, w->data, w->type, w->nb_row, w->ne[1], x, w->ne[0], T, c->qbuf);
+    c->stats.matmul_flops += 2.0 * (double)w->ne[0] * (double)w->ne[1] * T;
+    c->stats.weight_bytes += (double)w->nb_row * (double)w->ne[1];
 }
 
 /* Matrix e of an expert stack. */
@@ -65,11 +94,18 @@ static void matmul_expert(gk_context *c, float *y, const gk_weight *w, int e, co
                           int T) {
     gk_matmul(c->pool, y, w->data + (size_t)e * w->nb_mat, w->type, w->nb_row, w->ne[1], x,
               w->ne[0], T, c->qbuf);
+    c->stats.matmul_flops += 2.0 * (double)w->ne[0] * (double)w->ne[1] * T;
+    c->stats.weight_bytes += (double)w->nb_row * (double)w->ne[1];
 }
 
 static void rope_apply(gk_context *c, float *v, int T, int n_heads) {
     const gk_hparams *hp = &c->m->hp;
     gk_rope_apply(v, T, n_heads, (int)hp->head_dim, (int)hp->n_rot, c->rope_cos, c->rope_sin);
+}
+
+/* Row pos of sequence seq in layer l of a KV cache. */
+static uint8_t *kv_at(const gk_context *c, uint8_t *cache, int l, int seq, uint32_t pos) {
+    return cache + (((size_t)l * c->n_seq + (size_t)seq) * c->n_ctx + pos) * c->kv_row;
 }
 
 /* ------------------------------------------------------------- attention --- */
@@ -80,33 +116,38 @@ typedef struct {
 } attn_job;
 
 /* One (token, head) pair per work item: q.k * scale -> softcap -> temperature ->
- * softmax -> weighted sum of V (spec 3.2). */
+ * softmax -> weighted sum of V (spec 3.2), over the keys of the token's own
+ * sequence up to its position. */
 static void attn_part(void *arg, int ith, int nth) {
     attn_job *j = arg;
     gk_context *c = j->c;
     const gk_hparams *hp = &c->m->hp;
-    const gk_tp *tp = &c->m->tp; /* this rank's heads (all of them with one process) */
-    const int hd = (int)hp->head_dim, nh = (int)tp->n_head,
+    /* this rank's query heads (all of them with one process); the group is the same */
+    const int hd = (int)hp->head_dim, nh = (int)c->m->tp.n_head,
               group = (int)(hp->n_head / hp->n_head_kv);
-    const size_t kv_row = (size_t)tp->n_head_kv * hd;
-    const float *K = c->kcache + (size_t)j->layer * c->n_ctx * kv_row;
-    const float *V = c->vcache + (size_t)j->layer * c->n_ctx * kv_row;
+    const gk_type_traits *ct = gk_type_traits_of(c->cache_type);
+    const bool f32 = c->cache_type == GK_TYPE_F32;
+    const size_t row = c->kv_row, head_bytes = gk_row_size(c->cache_type, hd);
     const float cap = hp->attn_softcap, scale = hp->attn_out_scale;
     const uint32_t tlen = c->m->cfg.attn_temp_len;
-    gk_vec_dot_fn dot = gk_type_traits_of(GK_TYPE_F32)->vec_dot;
+    gk_vec_dot_fn dot = ct->vec_dot;
     float *s = c->scores + (size_t)ith * c->n_ctx;
+    float *vf = c->vrow + (size_t)ith * hd;
     int64_t lo, hi;
     gk_split((int64_t)j->T * nh, ith, nth, &lo, &hi);
     for (int64_t item = lo; item < hi; item++) {
         int t = (int)(item / nh), h = (int)(item % nh);
-        uint32_t p = c->n_past + (uint32_t)t; /* absolute 0-based position */
-        const float *q = c->q + ((size_t)t * nh + h) * hd;
-        const size_t koff = (size_t)(h / group) * hd;
+        uint32_t p = (uint32_t)c->tok_pos[t]; /* absolute 0-based position */
+        const uint8_t *K = kv_at(c, c->kcache, j->layer, c->tok_seq[t], 0);
+        const uint8_t *V = kv_at(c, c->vcache, j->layer, c->tok_seq[t], 0);
+        const void *q = c->qconv ? (const void *)(c->qconv + ((size_t)t * nh + h) * c->qconv_head)
+                                 : (const void *)(c->q + ((size_t)t * nh + h) * hd);
+        const size_t koff = (size_t)(h / group) * head_bytes;
         /* xAI temperature: log2(p)/log2(L) past L, applied after the cap. */
         float temp = tlen && p > tlen ? (float)(log2((double)p) / log2((double)tlen)) : 1.0f;
         float mx = -INFINITY;
         for (uint32_t k = 0; k <= p; k++) {
-            float v = dot(hd, q, K + k * kv_row + koff) * scale;
+            float v = dot(hd, K + k * row + koff, q) * scale;
             v = gk_softcap(v, cap) * temp;
             s[k] = v;
             mx = v > mx ? v : mx;
@@ -121,7 +162,11 @@ static void attn_part(void *arg, int ith, int nth) {
         memset(out, 0, (size_t)hd * sizeof(float));
         for (uint32_t k = 0; k <= p; k++) {
             float w = s[k] * inv;
-            const float *vr = V + k * kv_row + koff;
+            const float *vr = (const float *)(V + k * row + koff);
+            if (!f32) {
+                ct->to_float(V + k * row + koff, vf, hd);
+                vr = vf;
+            }
             for (int i = 0; i < hd; i++) out[i] += w * vr[i];
         }
     }
@@ -135,19 +180,32 @@ static int allreduce(gk_context *c, float *buf, size_t n, gk_dist_wire wire, gk_
 
 static int attention(gk_context *c, int layer, int T, gk_err *err) {
     const gk_hparams *hp = &c->m->hp;
-    const gk_tp *tp = &c->m->tp;
+    const gk_tp *tp = &c->m->tp; /* this rank's heads */
     const gk_layer *L = &c->m->layers[layer];
     const int64_t d = hp->n_embd, nkv = (int64_t)tp->n_head_kv * hp->head_dim;
+    const int hd = (int)hp->head_dim, nh = (int)tp->n_head;
     for (int t = 0; t < T; t++)
         gk_rmsnorm(c->xn + t * d, c->x + t * d, L->attn_norm, d, hp->norm_eps);
     matmul_w(c, c->q, &L->wq, c->xn, T);
     matmul_w(c, c->k, &L->wk, c->xn, T);
     matmul_w(c, c->v, &L->wv, c->xn, T);
-    rope_apply(c, c->q, T, (int)tp->n_head);
+    rope_apply(c, c->q, T, nh);
     rope_apply(c, c->k, T, (int)tp->n_head_kv);
-    size_t base = ((size_t)layer * c->n_ctx + c->n_past) * (size_t)nkv;
-    memcpy(c->kcache + base, c->k, (size_t)T * nkv * sizeof(float));
-    memcpy(c->vcache + base, c->v, (size_t)T * nkv * sizeof(float));
+    const gk_type_traits *ct = gk_type_traits_of(c->cache_type);
+    for (int t = 0; t < T; t++) {
+        uint8_t *kd = kv_at(c, c->kcache, layer, c->tok_seq[t], (uint32_t)c->tok_pos[t]);
+        uint8_t *vd = kv_at(c, c->vcache, layer, c->tok_seq[t], (uint32_t)c->tok_pos[t]);
+        ct->from_float(c->k + t * nkv, kd, nkv);
+        ct->from_float(c->v + t * nkv, vd, nkv);
+        c->stats.kv_bytes_written += 2.0 * (double)c->kv_row;
+        c->stats.kv_bytes_read += 2.0 * (double)c->kv_row * (c->tok_pos[t] + 1);
+        c->stats.attn_flops += 4.0 * hd * nh * (c->tok_pos[t] + 1);
+    }
+    if (c->qconv) { /* query heads in the cache's vec_dot_type, once per head */
+        const gk_type_traits *qt = gk_type_traits_of(ct->vec_dot_type);
+        for (int64_t i = 0; i < (int64_t)T * nh; i++)
+            qt->from_float(c->q + i * hd, c->qconv + (size_t)i * c->qconv_head, hd);
+    }
     attn_job j = {.c = c, .layer = layer, .T = T};
     gk_pool_run(c->pool, attn_part, &j);
     matmul_w(c, c->tmp, &L->wo, c->att, T);
@@ -202,7 +260,9 @@ static void route(gk_context *c, int T) {
     }
 }
 
-/* out[t] = sum over chosen experts e of gate * W2_e (GELU(W1_e h) * W3_e h). */
+/* out[t] = sum over chosen experts e of gate * W2_e (GELU(W1_e h) * W3_e h).
+ * The tokens of every sequence in the batch are grouped by expert; each token's
+ * sum runs in expert order, so it does not depend on its neighbours. */
 static void moe(gk_context *c, const gk_layer *L, float *out, int T) {
     const gk_hparams *hp = &c->m->hp;
     const int64_t d = hp->n_embd, F = c->m->tp.n_ff_exp; /* this rank's share of the width */
@@ -308,37 +368,42 @@ static int output_logits(gk_context *c, int n, gk_err *err) {
     return 0;
 }
 
-/* Runs T <= n_batch tokens at positions n_past.. and fills the logits. */
-static int forward(gk_context *c, const int32_t *tokens, int T, gk_err *err) {
+/* Runs the T tokens whose sequences and positions are in c->tok_seq/tok_pos,
+ * and fills the logits of the n_keep tokens listed in c->kept. */
+static int forward(gk_context *c, const int32_t *tokens, int T, int n_keep, gk_err *err) {
     const gk_model *m = c->m;
     const gk_hparams *hp = &m->hp;
     const gk_tp *tp = &m->tp;
     const int64_t d = hp->n_embd;
+    const int half = (int)hp->n_rot / 2;
     const gk_type_traits *et = gk_type_traits_of(m->tok_embd.type);
     double t_start = gk_time_s();
     for (int t = 0; t < T; t++) {
         float *x = c->x + t * d;
         uint32_t row = (uint32_t)tokens[t] - tp->v_lo; /* this rank's rows: [0, v_n) */
-        if (row >= tp->v_n) { /* another rank's vocabulary slice: it adds the row */
+        if (row < tp->v_n) {
+            et->to_float(m->tok_embd.data + (size_t)row * m->tok_embd.nb_row, x, d);
+            for (int64_t i = 0; i < d; i++) x[i] *= hp->embedding_scale;
+        } else { /* another rank's vocabulary slice: that rank adds the row */
             memset(x, 0, (size_t)d * sizeof(float));
-            continue;
         }
-        et->to_float(m->tok_embd.data + (size_t)row * m->tok_embd.nb_row, x, d);
-        for (int64_t i = 0; i < d; i++) x[i] *= hp->embedding_scale;
+        gk_rope_tables(&m->cfg.rope, (uint32_t)c->tok_pos[t], 1, c->rope_cos + t * half,
+                       c->rope_sin + t * half);
     }
-    /* one rank holds each row, the others add zeros: exact in any wire, so fp32 */
+    /* one rank holds each row, the others add zeros: exact, so always fp32 */
     if (allreduce(c, c->x, (size_t)T * d, GK_DIST_WIRE_F32, err) < 0) return -1;
-    gk_rope_tables(&m->cfg.rope, c->n_past, T, c->rope_cos, c->rope_sin);
     for (uint32_t l = 0; l < hp->n_layer; l++) {
         if (attention(c, (int)l, T, err) < 0 || ffn(c, (int)l, T, err) < 0) return -1;
         if (c->dist_check && tp->size > 1 && check_layer(c, l, T, err) < 0) return -1;
     }
-    /* logits of every token, or of the last one only */
-    int first = c->all_logits ? 0 : T - 1, n = T - first;
-    for (int t = 0; t < n; t++)
-        gk_rmsnorm(c->xn + t * d, c->x + (first + t) * d, m->output_norm, d, hp->norm_eps);
-    if (output_logits(c, n, err) < 0) return -1;
-    c->n_past += (uint32_t)T;
+    c->stats.tokens += (uint64_t)T;
+    c->stats.forwards++;
+    if (n_keep > 0) {
+        for (int i = 0; i < n_keep; i++)
+            gk_rmsnorm(c->xn + i * d, c->x + (int64_t)c->kept[i] * d, m->output_norm, d,
+                       hp->norm_eps);
+        if (output_logits(c, n_keep, err) < 0) return -1;
+    }
     if (tp->size > 1) {
         c->dist->st.tokens += (uint64_t)T;
         c->dist->st.forward_s += gk_time_s() - t_start;
@@ -346,90 +411,139 @@ static int forward(gk_context *c, const int32_t *tokens, int T, gk_err *err) {
     return 0;
 }
 
-static int decode_run(gk_context *c, const int32_t *tokens, int n, gk_err *err) {
-    for (int done = 0; done < n;) {
-        int T = n - done < (int)c->n_batch ? n - done : (int)c->n_batch;
-        if (forward(c, tokens + done, T, err) < 0) return -1;
-        done += T;
+/* Checks a batch without changing anything; on success fills the per-token
+ * sequence, position and logits-row tables and returns the count of kept logits. */
+enum { KEEP_LAST, KEEP_ALL, KEEP_NONE };
+
+static int plan_batch(gk_context *c, int n, const int32_t *token, const int32_t *seq,
+                      const bool *keep, int keep_mode, gk_err *err) {
+    if (n <= 0) return gk_fail(err, "decode: no tokens given");
+    if (n > (int)c->n_batch)
+        return gk_fail(err, "decode: a batch of %d tokens exceeds n_batch %u", n, c->n_batch);
+    for (int i = 0; i < n; i++) {
+        if (token[i] < 0 || (uint32_t)token[i] >= c->m->hp.n_vocab)
+            return gk_fail(err, "token id %d at index %d is out of range (vocabulary %u)", token[i],
+                           i, c->m->hp.n_vocab);
+        if (seq && (seq[i] < 0 || (uint32_t)seq[i] >= c->n_seq))
+            return gk_fail(err, "sequence id %d at index %d is out of range (%u sequences)", seq[i],
+                           i, c->n_seq);
     }
-    c->n_out = n;
+    /* positions: each sequence continues where its cache ends, in batch order */
+    int n_keep = 0;
+    for (int i = 0; i < n; i++) {
+        int s = seq ? seq[i] : 0;
+        uint32_t pos = c->seq_len[s];
+        for (int j = 0; j < i; j++) pos += (seq ? seq[j] : 0) == s;
+        if (pos >= c->n_ctx)
+            return gk_fail(err,
+                           "context length exceeded: sequence %d holds %u tokens and the "
+                           "batch adds more than %u (raise --ctx-size)",
+                           s, c->seq_len[s], c->n_ctx - c->seq_len[s]);
+        c->tok_seq[i] = s;
+        c->tok_pos[i] = (int32_t)pos;
+        bool k = keep ? keep[i] : keep_mode == KEEP_ALL || (keep_mode == KEEP_LAST && i == n - 1);
+        c->logit_row[i] = k ? n_keep : -1;
+        if (k) {
+            if (n_keep >= c->n_logit_rows)
+                return gk_fail(err,
+                               "decode: the batch keeps more than %d tokens' logits "
+                               "(max(n_seq, 1), or n_batch with all_logits)",
+                               c->n_logit_rows);
+            c->kept[n_keep++] = i;
+        }
+    }
+    return n_keep;
+}
+
+static int commit_batch(gk_context *c, const int32_t *tokens, int n, int n_keep, gk_err *err) {
+    if (forward(c, tokens, n, n_keep, err) < 0) {
+        c->n_tok = 0;
+        return -1;
+    }
+    for (int i = 0; i < n; i++) c->seq_len[c->tok_seq[i]]++;
+    c->n_tok = n;
     return 0;
 }
 
-/* ------------------------------------------------- rank 0's commands --- */
+/* --------------------------------------------------- rank 0's commands --- */
 
-/* Rank 0 sends each call to the followers: a header, then its payload. */
-enum { CMD_STOP = 1, CMD_DECODE = 2, CMD_TRUNCATE = 3 };
+/* Rank 0 sends each call that changes the context to the followers (a header of
+ * four int32, then the call's arrays) before running its own share of it; the
+ * followers run the same local function on the same arguments. */
+enum { CMD_STOP = 1, CMD_DECODE, CMD_BATCH, CMD_TRUNCATE, CMD_SEQ_KEEP, CMD_SEQ_COPY };
 
 static bool leads(const gk_context *c) {
     return c->m->tp.size > 1 && c->m->tp.rank == 0;
 }
 
-static int send_cmd(gk_context *c, int32_t op, int32_t a, int32_t b, const int32_t *payload,
-                    gk_err *err) {
+static int send_cmd(gk_context *c, int32_t op, int32_t a, int32_t b, int32_t d, gk_err *err) {
     if (c->stopped) return gk_fail(err, "the followers were stopped (gk_dist_stop)");
-    int32_t hdr[4] = {op, a, b, 0};
-    if (gk_dist_bcast(c->dist, hdr, sizeof hdr, true, err) < 0) return -1;
-    if (payload &&
-        gk_dist_bcast(c->dist, (void *)payload, (size_t)a * sizeof(int32_t), true, err) < 0)
+    int32_t hdr[4] = {op, a, b, d};
+    return gk_dist_bcast(c->dist, hdr, sizeof hdr, true, err);
+}
+
+static int send_arr(gk_context *c, const void *p, size_t bytes, gk_err *err) {
+    return gk_dist_bcast(c->dist, (void *)p, bytes, true, err);
+}
+
+static int only_rank0(const gk_context *c, const char *what, gk_err *err) {
+    return gk_fail(err, "%s on rank %d: only rank 0 calls it (the other ranks run gk_dist_follow)",
+                   what, c->m->tp.rank);
+}
+
+static int decode_batch_local(gk_context *c, const gk_batch *b, gk_err *err) {
+    int n_keep = plan_batch(c, b->n, b->token, b->seq, b->logits, KEEP_LAST, err);
+    if (n_keep < 0) {
+        c->n_tok = 0; /* the tables were overwritten: the last logits are gone */
         return -1;
+    }
+    if (commit_batch(c, b->token, b->n, n_keep, err) < 0) return -1;
+    c->out_base = 0;
     return 0;
 }
 
-int gk_dist_stop(gk_context *c, gk_err *err) {
-    if (!leads(c) || c->stopped) return 0;
-    int rc = send_cmd(c, CMD_STOP, 0, 0, NULL, err);
-    c->stopped = true;
-    return rc;
-}
-
-static void truncate_local(gk_context *c, uint32_t n_keep) {
-    if (n_keep < c->n_past) c->n_past = n_keep;
-    c->n_out = 0;
-}
-
-int gk_dist_follow(gk_context *c, gk_err *err) {
-    const gk_tp *tp = &c->m->tp;
-    if (tp->size == 1) return 0;
-    if (tp->rank == 0) return gk_fail(err, "gk_dist_follow: rank 0 leads, it does not follow");
-    int32_t *toks = gk_malloc((size_t)c->n_ctx * sizeof(int32_t), err);
-    if (!toks) return -1;
-    int rc = -1;
-    for (;;) {
-        int32_t hdr[4];
-        /* unbounded wait: rank 0 may wait for its user before the next call */
-        if (gk_dist_bcast(c->dist, hdr, sizeof hdr, false, err) < 0) break;
-        if (hdr[0] == CMD_STOP) {
-            c->stopped = true;
-            rc = 0;
-            break;
-        } else if (hdr[0] == CMD_DECODE) {
-            if (hdr[1] < 1 || (uint32_t)hdr[1] > c->n_ctx) {
-                gk_fail(err, "rank %d: bad command from rank 0 (decode of %d tokens)", tp->rank,
-                        hdr[1]);
-                break;
-            }
-            if (gk_dist_bcast(c->dist, toks, (size_t)hdr[1] * sizeof(int32_t), true, err) < 0 ||
-                decode_run(c, toks, hdr[1], err) < 0)
-                break;
-        } else if (hdr[0] == CMD_TRUNCATE) {
-            truncate_local(c, (uint32_t)hdr[1]);
-        } else {
-            gk_fail(err, "rank %d: unknown command %d from rank 0", tp->rank, hdr[0]);
-            break;
+int gk_decode_batch(gk_context *c, const gk_batch *b, gk_err *err) {
+    if (!b || !b->token) return gk_fail(err, "decode: no batch given");
+    if (c->m->tp.size > 1) {
+        if (!leads(c)) return only_rank0(c, "gk_decode_batch", err);
+        /* check first (changing nothing), so that the followers get only good batches */
+        if (plan_batch(c, b->n, b->token, b->seq, b->logits, KEEP_LAST, err) < 0) {
+            c->n_tok = 0;
+            return -1;
         }
+        uint8_t *keep = (uint8_t *)(c->cmd_buf + c->n_ctx + c->n_batch); /* n <= n_batch */
+        if (b->logits)
+            for (int i = 0; i < b->n; i++) keep[i] = b->logits[i];
+        if (send_cmd(c, CMD_BATCH, b->n, b->seq != NULL, b->logits != NULL, err) < 0 ||
+            send_arr(c, b->token, (size_t)b->n * sizeof(int32_t), err) < 0 ||
+            (b->seq && send_arr(c, b->seq, (size_t)b->n * sizeof(int32_t), err) < 0) ||
+            (b->logits && send_arr(c, keep, (size_t)b->n, err) < 0))
+            return -1;
     }
-    free(toks);
-    return rc;
+    return decode_batch_local(c, b, err);
+}
+
+static int decode_local(gk_context *c, const int32_t *tokens, int n, gk_err *err) {
+    for (int done = 0; done < n;) {
+        int T = n - done < (int)c->n_batch ? n - done : (int)c->n_batch;
+        /* with all_logits every token's logits are kept; else only the very last one's */
+        int mode = c->all_logits ? KEEP_ALL : done + T == n ? KEEP_LAST : KEEP_NONE;
+        int n_keep = plan_batch(c, T, tokens + done, NULL, NULL, mode, err);
+        if (n_keep < 0) return -1; /* cannot happen: checked above */
+        if (commit_batch(c, tokens + done, T, n_keep, err) < 0) return -1;
+        c->out_base = done;
+        done += T;
+    }
+    return 0;
 }
 
 int gk_decode(gk_context *c, const int32_t *tokens, int n, gk_err *err) {
     if (n <= 0) return gk_fail(err, "decode: no tokens given");
-    if ((uint64_t)c->n_past + (uint64_t)n > c->n_ctx)
+    if ((uint64_t)c->seq_len[0] + (uint64_t)n > c->n_ctx)
         return gk_fail(err,
                        "context length exceeded: %u tokens in the cache + %d new > %u "
                        "(raise --ctx-size)",
-                       c->n_past, n, c->n_ctx);
+                       c->seq_len[0], n, c->n_ctx);
     for (int i = 0; i < n; i++)
         if (tokens[i] < 0 || (uint32_t)tokens[i] >= c->m->hp.n_vocab)
             return gk_fail(err, "token id %d at index %d is out of range (vocabulary %u)",
@@ -440,41 +554,197 @@ int gk_decode(gk_context *c, const int32_t *tokens, int n, gk_err *err) {
                        "(call per batch)",
                        n, c->n_batch);
     if (c->m->tp.size > 1) {
-        if (c->m->tp.rank != 0)
-            return gk_fail(err,
-                           "gk_decode on rank %d: only rank 0 calls it (the other ranks "
-                           "run gk_dist_follow)",
-                           c->m->tp.rank);
-        if (send_cmd(c, CMD_DECODE, n, 0, tokens, err) < 0) return -1;
+        if (!leads(c)) return only_rank0(c, "gk_decode", err);
+        if (send_cmd(c, CMD_DECODE, n, 0, 0, err) < 0 ||
+            send_arr(c, tokens, (size_t)n * sizeof(int32_t), err) < 0)
+            return -1;
     }
-    return decode_run(c, tokens, n, err);
+    return decode_local(c, tokens, n, err);
 }
 
 const float *gk_get_logits(const gk_context *c, int i) {
-    if (i < 0 || i >= c->n_out || c->m->tp.rank != 0) return NULL; /* rank 0 has them */
-    if (c->all_logits) return c->logits + (size_t)i * c->m->hp.n_vocab;
-    return i == c->n_out - 1 ? c->logits : NULL;
+    int j = i - c->out_base;
+    if (c->m->tp.rank != 0) return NULL; /* the logits exist on rank 0 only */
+    if (j < 0 || j >= c->n_tok || c->logit_row[j] < 0) return NULL;
+    return c->logits + (size_t)c->logit_row[j] * c->m->hp.n_vocab;
 }
 
 uint32_t gk_context_n_past(const gk_context *c) {
-    return c->n_past;
+    return c->seq_len[0];
 }
 uint32_t gk_context_n_ctx(const gk_context *c) {
     return c->n_ctx;
 }
+uint32_t gk_context_n_seq(const gk_context *c) {
+    return c->n_seq;
+}
+
+static void truncate_local(gk_context *c, uint32_t n_keep) {
+    if (n_keep < c->seq_len[0]) c->seq_len[0] = n_keep;
+    c->n_tok = 0;
+}
+
 void gk_context_truncate(gk_context *c, uint32_t n_keep) {
     /* a failed send means a broken group: the next collective's watchdog reports it */
     if (leads(c))
-        send_cmd(c, CMD_TRUNCATE, (int32_t)(n_keep > INT32_MAX ? INT32_MAX : n_keep), 0, NULL,
-                 NULL);
+        send_cmd(c, CMD_TRUNCATE, (int32_t)(n_keep > INT32_MAX ? INT32_MAX : n_keep), 0, 0, NULL);
     truncate_local(c, n_keep);
 }
+
+uint32_t gk_kv_seq_len(const gk_context *c, int seq) {
+    return seq >= 0 && (uint32_t)seq < c->n_seq ? c->seq_len[seq] : 0;
+}
+
+int gk_kv_seq_keep(gk_context *c, int seq, uint32_t n_keep, gk_err *err) {
+    if (seq < 0 || (uint32_t)seq >= c->n_seq)
+        return gk_fail(err, "sequence id %d is out of range (%u sequences)", seq, c->n_seq);
+    if (c->m->tp.size > 1) {
+        if (!leads(c)) return only_rank0(c, "gk_kv_seq_keep", err);
+        if (send_cmd(c, CMD_SEQ_KEEP, seq, (int32_t)(n_keep > INT32_MAX ? INT32_MAX : n_keep), 0,
+                     err) < 0)
+            return -1;
+    }
+    if (n_keep < c->seq_len[seq]) c->seq_len[seq] = n_keep;
+    return 0;
+}
+
+static void seq_copy_local(gk_context *c, int src, int dst, uint32_t n) {
+    if (src != dst && n > 0)
+        for (uint32_t l = 0; l < c->m->hp.n_layer; l++) {
+            memcpy(kv_at(c, c->kcache, (int)l, dst, 0), kv_at(c, c->kcache, (int)l, src, 0),
+                   (size_t)n * c->kv_row);
+            memcpy(kv_at(c, c->vcache, (int)l, dst, 0), kv_at(c, c->vcache, (int)l, src, 0),
+                   (size_t)n * c->kv_row);
+        }
+    c->seq_len[dst] = n;
+}
+
+int gk_kv_seq_copy(gk_context *c, int src, int dst, uint32_t n, gk_err *err) {
+    if (src < 0 || (uint32_t)src >= c->n_seq || dst < 0 || (uint32_t)dst >= c->n_seq)
+        return gk_fail(err, "sequence ids %d -> %d: out of range (%u sequences)", src, dst,
+                       c->n_seq);
+    if (n > c->seq_len[src])
+        return gk_fail(err, "cannot copy %u positions of sequence %d, which holds %u", n, src,
+                       c->seq_len[src]);
+    if (c->m->tp.size > 1) {
+        if (!leads(c)) return only_rank0(c, "gk_kv_seq_copy", err);
+        if (send_cmd(c, CMD_SEQ_COPY, src, dst, (int32_t)n, err) < 0) return -1;
+    }
+    seq_copy_local(c, src, dst, n);
+    return 0;
+}
+
+int gk_dist_stop(gk_context *c, gk_err *err) {
+    if (!leads(c) || c->stopped) return 0;
+    int rc = send_cmd(c, CMD_STOP, 0, 0, 0, err);
+    c->stopped = true;
+    return rc;
+}
+
+int gk_dist_follow(gk_context *c, gk_err *err) {
+    const gk_tp *tp = &c->m->tp;
+    if (tp->size == 1) return 0;
+    if (tp->rank == 0) return gk_fail(err, "gk_dist_follow: rank 0 leads, it does not follow");
+    int32_t *toks = c->cmd_buf, *seqs = toks + c->n_ctx;
+    uint8_t *keep8 = (uint8_t *)(seqs + c->n_batch);
+    bool *keep = (bool *)(keep8 + c->n_batch);
+    for (;;) {
+        int32_t h[4];
+        /* unbounded wait: rank 0 may wait for its user before the next call */
+        if (gk_dist_bcast(c->dist, h, sizeof h, false, err) < 0) return -1;
+        int rc = 0;
+        switch (h[0]) {
+        case CMD_STOP:
+            c->stopped = true;
+            return 0;
+        case CMD_DECODE:
+            if (h[1] < 1 || (uint32_t)h[1] > c->n_ctx) goto bad;
+            rc = gk_dist_bcast(c->dist, toks, (size_t)h[1] * sizeof(int32_t), true, err);
+            if (rc == 0) rc = decode_local(c, toks, h[1], err);
+            break;
+        case CMD_BATCH: {
+            if (h[1] < 1 || (uint32_t)h[1] > c->n_batch) goto bad;
+            size_t n = (size_t)h[1];
+            rc = gk_dist_bcast(c->dist, toks, n * sizeof(int32_t), true, err);
+            if (rc == 0 && h[2]) rc = gk_dist_bcast(c->dist, seqs, n * sizeof(int32_t), true, err);
+            if (rc == 0 && h[3]) {
+                rc = gk_dist_bcast(c->dist, keep8, n, true, err);
+                for (size_t i = 0; i < n; i++) keep[i] = keep8[i] != 0;
+            }
+            gk_batch b = {
+                .n = h[1], .token = toks, .seq = h[2] ? seqs : NULL, .logits = h[3] ? keep : NULL};
+            if (rc == 0) rc = decode_batch_local(c, &b, err);
+            break;
+        }
+        case CMD_TRUNCATE:
+            truncate_local(c, (uint32_t)h[1]);
+            break;
+        case CMD_SEQ_KEEP:
+            if (h[1] < 0 || (uint32_t)h[1] >= c->n_seq) goto bad;
+            if ((uint32_t)h[2] < c->seq_len[h[1]]) c->seq_len[h[1]] = (uint32_t)h[2];
+            break;
+        case CMD_SEQ_COPY:
+            if (h[1] < 0 || (uint32_t)h[1] >= c->n_seq || h[2] < 0 || (uint32_t)h[2] >= c->n_seq ||
+                h[3] < 0 || (uint32_t)h[3] > c->seq_len[h[1]])
+                goto bad;
+            seq_copy_local(c, h[1], h[2], (uint32_t)h[3]);
+            break;
+        default:
+            goto bad;
+        }
+        if (rc < 0) return gk_err_prefix(err, "rank %d", tp->rank), -1;
+        continue;
+    bad:
+        return gk_fail(err, "rank %d: bad command from rank 0 (%d %d %d %d)", tp->rank, h[0], h[1],
+                       h[2], h[3]);
+    }
+}
+
 uint64_t gk_context_kv_bytes(const gk_context *c) {
-    const gk_hparams *hp = &c->m->hp;
-    return 2ull * hp->n_layer * c->n_ctx * c->m->tp.n_head_kv * hp->head_dim * sizeof(float);
+    return 2ull * c->m->hp.n_layer * c->n_seq * c->n_ctx * c->kv_row;
+}
+
+gk_decode_stats gk_context_stats(const gk_context *c) {
+    return c->stats;
+}
+void gk_context_stats_reset(gk_context *c) {
+    memset(&c->stats, 0, sizeof c->stats);
+}
+
+const char *gk_cache_type_name(gk_cache_type t) {
+    switch (t) {
+    case GK_CACHE_F32:
+        return "f32";
+    case GK_CACHE_F16:
+        return "f16";
+    case GK_CACHE_Q8_0:
+        return "q8_0";
+    default:
+        return "default";
+    }
+}
+
+int gk_cache_type_from_name(const char *name) {
+    if (!strcmp(name, "f32")) return GK_CACHE_F32;
+    if (!strcmp(name, "f16")) return GK_CACHE_F16;
+    if (!strcmp(name, "q8_0")) return GK_CACHE_Q8_0;
+    return -1;
 }
 
 /* ------------------------------------------------------------- context --- */
+
+static gk_dtype cache_dtype(gk_cache_type t, gk_numerics numerics) {
+    switch (t) {
+    case GK_CACHE_F32:
+        return GK_TYPE_F32;
+    case GK_CACHE_F16:
+        return GK_TYPE_F16;
+    case GK_CACHE_Q8_0:
+        return GK_TYPE_Q8_0;
+    default: /* llama.cpp keeps an f16 cache by default; the reference code keeps fp32 here */
+        return numerics == GK_NUMERICS_LLAMACPP ? GK_TYPE_F16 : GK_TYPE_F32;
+    }
+}
 
 static gk_context *context_new(gk_model *m, const gk_context_params *params, gk_err *err) {
     gk_context_params p = params ? *params : gk_context_default_params();
@@ -486,6 +756,22 @@ static gk_context *context_new(gk_model *m, const gk_context_params *params, gk_
     c->n_ctx = p.n_ctx ? p.n_ctx : (hp->n_ctx_train < 4096 ? hp->n_ctx_train : 4096);
     if (c->n_ctx > 1u << 24) {
         gk_fail(err, "context length %u is too large", c->n_ctx);
+        goto fail;
+    }
+    c->n_seq = p.n_seq ? p.n_seq : 1;
+    if (c->n_seq > 1024) {
+        gk_fail(err, "%u sequences is too many (at most 1024)", c->n_seq);
+        goto fail;
+    }
+    if ((int)p.cache_type < GK_CACHE_DEFAULT || (int)p.cache_type > GK_CACHE_Q8_0) {
+        gk_fail(err, "unknown KV cache type %d", (int)p.cache_type);
+        goto fail;
+    }
+    c->cache_type = cache_dtype(p.cache_type, m->numerics);
+    if (gk_row_size(c->cache_type, hp->head_dim) == 0) {
+        gk_fail(err, "KV cache type %s needs a head size that is a multiple of %lld (it is %u)",
+                gk_type_name(c->cache_type), (long long)gk_type_traits_of(c->cache_type)->blck_size,
+                hp->head_dim);
         goto fail;
     }
     c->n_batch = p.n_batch ? p.n_batch : 64;
@@ -504,25 +790,34 @@ static gk_context *context_new(gk_model *m, const gk_context_params *params, gk_
         goto fail;
     }
     if (tp->size > 1 && gk_dist_size(tp->dist) != tp->size) {
-        gk_fail(err, "the model holds rank %d's slices of a %d-way split but no process group "
-                     "of %d ranks (load it with gk_model_params.dist)",
+        gk_fail(err,
+                "the model holds rank %d's slices of a %d-way split but no process group "
+                "of %d ranks (load it with gk_model_params.dist)",
                 tp->rank, tp->size, tp->size);
         goto fail;
     }
     c->dist = tp->dist;
     c->wire = (gk_dist_wire)p.dist_wire;
     c->dist_check = p.dist_check;
-    /* this rank's heads and widths (the whole model with one process) */
+    /* this rank's heads and widths (the whole model with one process); the
+     * followers keep no full-vocabulary logits */
     const size_t B = c->n_batch, d = hp->n_embd, nq = (size_t)tp->n_head * hp->head_dim,
                  nkv = (size_t)tp->n_head_kv * hp->head_dim, F = tp->n_ff_exp,
                  Fd = hp->variant == GK_VARIANT_GROK2 ? tp->n_ff : 0, E = hp->n_expert,
-                 V = tp->size > 1 && tp->rank != 0 ? 0 : hp->n_vocab, half = hp->n_rot / 2;
+                 V = tp->rank != 0 ? 0 : hp->n_vocab, half = hp->n_rot / 2;
     size_t max_in = d;
     if (nq > max_in) max_in = nq;
     if (F > max_in) max_in = F;
     if (Fd > max_in) max_in = Fd;
-    size_t kv = (size_t)hp->n_layer * c->n_ctx * nkv;
-    size_t n_logit_rows = c->all_logits ? B : 1;
+    c->kv_row = gk_row_size(c->cache_type, (int64_t)nkv);
+    size_t kv = (size_t)hp->n_layer * c->n_seq * c->n_ctx;
+    if (kv > SIZE_MAX / 4 / c->kv_row) {
+        gk_fail(err, "KV cache of %u sequences x %u tokens is too large", c->n_seq, c->n_ctx);
+        goto fail;
+    }
+    c->n_logit_rows = c->all_logits ? (int)B : (int)(c->n_seq < B ? c->n_seq : B);
+    const gk_dtype qdt = gk_type_traits_of(c->cache_type)->vec_dot_type;
+    c->qconv_head = qdt == GK_TYPE_F32 ? 0 : gk_row_size(qdt, hp->head_dim);
     /* scratch sizes in floats, in the order carved below (all well below 2^60 thanks to
      * the hyper-parameter limits checked at load) */
     size_t sizes[] = {B * d,
@@ -543,43 +838,57 @@ static gk_context *context_new(gk_model *m, const gk_context_params *params, gk_
                       B * half,
                       B * half,
                       (size_t)nt * c->n_ctx,
-                      n_logit_rows * V,
+                      (size_t)nt * hp->head_dim,
+                      (size_t)c->n_logit_rows * V,
                       E * B,
                       E * B,
-                      E};
+                      E,
+                      B,
+                      B,
+                      B,
+                      B,
+                      c->n_seq,
+                      (B * hp->n_head * c->qconv_head + 3) / 4};
     size_t total = 0;
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) total += (sizes[i] + 15) / 16 * 16;
     total = total * sizeof(float) + gk_matmul_qbuf_size((int64_t)max_in, (int)B) + 64;
     c->arena = gk_malloc_aligned(total, err);
-    c->kcache = gk_malloc_aligned(kv * sizeof(float), err);
-    c->vcache = gk_malloc_aligned(kv * sizeof(float), err);
+    c->kcache = gk_malloc_aligned(kv * c->kv_row, err);
+    c->vcache = gk_malloc_aligned(kv * c->kv_row, err);
     bool tp_ok = true;
     if (tp->size > 1) {
-        /* this rank's logits, then (rank 0) every rank's blocks as gathered */
-        size_t rows = n_logit_rows;
+        size_t rows = (size_t)c->n_logit_rows;
         c->logits_loc = gk_malloc(
             rows * (tp->v_n + (tp->rank == 0 ? hp->n_vocab : 0)) * sizeof(float) + 64, err);
-        c->ar_scratch = gk_malloc_aligned(gk_dist_allreduce_scratch(tp->size, B * d, GK_DIST_WIRE_F32), err);
+        c->ar_scratch =
+            gk_malloc_aligned(gk_dist_allreduce_scratch(tp->size, B * d, GK_DIST_WIRE_F32), err);
         c->hashes = gk_malloc((size_t)tp->size * sizeof(uint64_t), err);
-        tp_ok = c->logits_loc && c->ar_scratch && c->hashes;
+        c->cmd_buf = gk_malloc(((size_t)c->n_ctx + B) * sizeof(int32_t) + 2 * B + 16, err);
+        tp_ok = c->logits_loc && c->ar_scratch && c->hashes && c->cmd_buf;
     }
     if (!c->arena || !c->kcache || !c->vcache || !tp_ok) {
-        gk_err_prefix(err, "context of %u tokens", c->n_ctx);
+        gk_err_prefix(err, "context of %u x %u tokens", c->n_seq, c->n_ctx);
         goto fail;
     }
     float *a = c->arena;
-    float **dst[] = {&c->x,        &c->xn,       &c->tmp,    &c->q,      &c->k,
-                     &c->v,        &c->att,      &c->moe,    &c->xe,     &c->ye,
-                     &c->h1,       &c->h3,       &c->g,      &c->u,      &c->rl,
-                     &c->rope_cos, &c->rope_sin, &c->scores, &c->logits, &c->exp_gate};
+    float **dst[] = {&c->x,    &c->xn,     &c->tmp,     &c->q,        &c->k,        &c->v,
+                     &c->att,  &c->moe,    &c->xe,      &c->ye,       &c->h1,       &c->h3,
+                     &c->g,    &c->u,      &c->rl,      &c->rope_cos, &c->rope_sin, &c->scores,
+                     &c->vrow, &c->logits, &c->exp_gate};
     size_t i = 0;
     for (; i < sizeof dst / sizeof dst[0]; i++) {
         *dst[i] = a;
         a += (sizes[i] + 15) / 16 * 16;
     }
-    c->exp_tok = (int32_t *)a, a += (sizes[i++] + 15) / 16 * 16;
-    c->exp_n = (int32_t *)a, a += (sizes[i++] + 15) / 16 * 16;
+    int32_t **idst[] = {&c->exp_tok, &c->exp_n, &c->tok_seq, &c->tok_pos, &c->logit_row, &c->kept};
+    for (size_t k = 0; k < sizeof idst / sizeof idst[0]; k++, i++) {
+        *idst[k] = (int32_t *)a;
+        a += (sizes[i] + 15) / 16 * 16;
+    }
+    c->seq_len = (uint32_t *)a, a += (sizes[i++] + 15) / 16 * 16;
+    c->qconv = c->qconv_head ? (uint8_t *)a : NULL, a += (sizes[i++] + 15) / 16 * 16;
     c->qbuf = (uint8_t *)a;
+    memset(c->seq_len, 0, c->n_seq * sizeof *c->seq_len);
     c->pool = gk_pool_new(nt, err);
     if (!c->pool) goto fail;
     return c;
@@ -595,8 +904,9 @@ gk_context *gk_context_new(gk_model *m, const gk_context_params *params, gk_err 
     gk_err mine = {{0}};
     gk_context *c = context_new(m, params, &mine);
     gk_context_params p = params ? *params : gk_context_default_params();
-    uint64_t ident[4] = {p.n_ctx, p.n_batch, (uint64_t)p.all_logits << 32 | (uint64_t)p.dist_check,
-                         (uint64_t)p.dist_wire};
+    uint64_t ident[4] = {
+        (uint64_t)p.n_ctx << 32 | p.n_batch, (uint64_t)p.n_seq << 32 | (uint64_t)p.cache_type,
+        (uint64_t)p.all_logits << 32 | (uint64_t)p.dist_check, (uint64_t)p.dist_wire};
     if (gk_dist_agree(m->tp.dist, c != NULL, mine.msg, ident, "making the context", err) < 0) {
         if (c) c->stopped = true; /* nobody follows */
         gk_context_free(c);
@@ -611,6 +921,7 @@ void gk_context_free(gk_context *c) {
     free(c->logits_loc);
     gk_free_aligned(c->ar_scratch);
     free(c->hashes);
+    free(c->cmd_buf);
     gk_pool_free(c->pool);
     gk_free_aligned(c->arena);
     gk_free_aligned(c->kcache);

@@ -18,3 +18,13 @@ foreach(c ${GK_DIST_CASES})
     ENVIRONMENT "PYTHONDONTWRITEBYTECODE=1;OMP_NUM_THREADS=1"
     SKIP_RETURN_CODE 77 TIMEOUT 300 LABELS dist RUN_SERIAL TRUE)
 endforeach()
+
+# The follower protocol with the batch API and the KV bookkeeping calls.
+add_executable(dist_batch ${GK_DIST_DIR}/dist_batch.c)
+target_link_libraries(dist_batch PRIVATE grokcore)
+add_test(NAME dist_batch
+         COMMAND ${GK_PYTHON} ${GK_DIST_DIR}/dist_test.py --grok $<TARGET_FILE:grok>
+                 --case batch --tool $<TARGET_FILE:dist_batch>)
+set_tests_properties(dist_batch PROPERTIES
+  ENVIRONMENT "PYTHONDONTWRITEBYTECODE=1"
+  SKIP_RETURN_CODE 77 TIMEOUT 300 LABELS dist RUN_SERIAL TRUE)
