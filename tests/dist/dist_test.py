@@ -13,6 +13,8 @@ One model split over N processes must give the logits of one process. Cases:
   batch        tests/dist/dist_batch.c: rank 0 drives the batch API (sequences,
                kept-logit flags, KV copy/keep/truncate) on a split context and on a
                whole one beside it; the logits agree
+  memory       (not in ctest: minutes) per-rank peak RSS of a >= 1 GB model at
+               N = 2, 4 within weights/N + replicated + KV share + 64 MiB
   shard        grok shard output: the same logits as the whole file at N = 2, 4
                (bit for bit); per-rank files and whole models not confused
   failures     a wrong N, a missing, corrupt or mismatched shard, different
@@ -171,6 +173,32 @@ def case_batch(a, tmp):
         p = run(mpirun_cmd(n) + [a.tool, model], check=False)
         print(f"  {kind} N={n}:\n" + p.stdout)
         assert p.returncode == 0 and "all ok" in p.stdout, p.stderr[-2000:]
+
+
+BIG_DIMS = dict(N_EMBD=1024, N_HEAD=16, N_HEAD_KV=8, HEAD_DIM=64, N_FF_GROK2=4096,
+                N_FF_EXP_GROK2=4096, N_LAYER=4, N_VOCAB=32768)
+
+
+def case_memory(a, tmp):
+    """Per-rank peak RSS at N = 2 and 4 of a >= 1 GB model (grok2 shape, f16): at most
+    weights/N + replicated tensors + KV share + 64 MiB. Not in ctest: writing the
+    model takes minutes (--model reuses one)."""
+    model = a.model or build(tmp, "grok2", "f16", dims=BIG_DIMS)
+    size = os.path.getsize(model)
+    assert size >= 1 << 30 or a.model, f"model of {size} bytes is under 1 GiB"
+    timer = shutil.which("time") or "/usr/bin/time"
+    for n in (2, 4):
+        p = run(mpirun_cmd(n) + [timer, "-f", "peak-rss-kib %M", a.grok, "run", "-m", model,
+                                 "--tokens", "1,2,3,4,5,6,7,8", "-n", "8", "-t", "1", "-c", "64"])
+        peaks = [int(l.split()[1]) * 1024 for l in p.stderr.splitlines()
+                 if l.startswith("peak-rss-kib")]
+        assert len(peaks) == n, p.stderr[-2000:]
+        # replicated: norms and routers (f32) are under 1 MiB here; the KV share of
+        # 64 positions is tiny; both sit inside the 64 MiB allowance
+        limit = size / n + (64 << 20)
+        print(f"  N={n}: peak RSS per rank {max(peaks) / 2**20:.0f} MiB "
+              f"(weights/N {size / n / 2**20:.0f} MiB, limit {limit / 2**20:.0f} MiB)")
+        assert max(peaks) <= limit
 
 
 def case_n8(a, tmp):
@@ -360,6 +388,7 @@ def main():
     ap.add_argument("--case", required=True)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--tool", help="dist_batch (case batch)")
+    ap.add_argument("--model", help="case memory: an existing >= 1 GB model")
     a = ap.parse_args()
     a.grok = os.path.abspath(a.grok)
     if a.tool:
@@ -370,7 +399,7 @@ def main():
         if a.case.startswith("parity-"):
             case_parity(a, tmp, a.case[len("parity-"):])
         else:
-            {"batch": case_batch, "n8": case_n8, "generate": case_generate, "shard": case_shard,
+            {"batch": case_batch, "memory": case_memory, "n8": case_n8, "generate": case_generate, "shard": case_shard,
              "failures": case_failures}[a.case](a, tmp)
     print("ok")
     return 0
