@@ -297,6 +297,26 @@ def ranks_of(a, marker):
     return pids
 
 
+def wait_rank(a, rank):
+    """The pid of grok's rank `rank` once it runs (30 s at most)."""
+    t_end = time.time() + 30
+    while time.time() < t_end:
+        time.sleep(0.3)
+        for pid in os.listdir("/proc"):
+            if not pid.isdigit():
+                continue
+            try:
+                with open(f"/proc/{pid}/environ", "rb") as f:
+                    env = f.read().split(b"\0")
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    argv0 = f.read().split(b"\0")[0]
+            except OSError:
+                continue
+            if argv0 == a.grok.encode() and f"OMPI_COMM_WORLD_RANK={rank}".encode() in env:
+                return int(pid)
+    raise AssertionError(f"rank {rank} never started")
+
+
 def case_failures(a, tmp):
     model = build(tmp, "grok1", "q8_0")
     # a process count that does not divide the 8 KV heads (or the block sizes)
@@ -338,6 +358,35 @@ def case_failures(a, tmp):
     p = run(cmd, timeout=30, check=False)
     assert p.returncode != 0 and "rank 1 has a different model file" in p.stderr, p.stderr[-2000:]
     print(f"  {p.wall:.1f} s: different models on the two ranks refused")
+    # rank 1 runs out of memory making its context (an address-space limit on it alone)
+    sh = shutil.which("sh")
+    big_ctx = ["--tokens", "1,2", "-n", "1", "-t", "1", "-c", "4000000"]
+    cmd = (mpirun_cmd(1) + [a.grok, "run", "-m", model] + big_ctx + [":", "-np", "1", sh, "-c",
+           'ulimit -v 2000000; exec "$0" "$@"', a.grok, "run", "-m", model] + big_ctx)
+    p = run(cmd, timeout=60, check=False)
+    line = [l for l in p.stderr.splitlines() if "making the context failed on rank 1 of 2" in l]
+    assert p.returncode != 0 and line, p.stderr[-2000:]
+    print(f"  {p.wall:.1f} s: out of memory on rank 1 alone: {line[0].strip()[:160]}")
+    # a rank that stops answering (SIGSTOP) mid-generation: the watchdog ends the others
+    stop_env = dict(ENV, GK_DIST_TIMEOUT_S="3")
+    cmd = mpirun_cmd(2) + [a.grok, "run", "-m", model, "--tokens", "1,2,3", "-n", "100000",
+                           "-c", "100010", "--ignore-eos", "--temp", "0", "-t", "1"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            env=stop_env)
+    victim = wait_rank(a, 1)
+    time.sleep(1.0)
+    os.kill(victim, signal.SIGSTOP)
+    t0 = time.time()
+    try:
+        _, err = proc.communicate(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        os.kill(victim, signal.SIGKILL)
+        raise AssertionError("mpirun still running 15 s after rank 1 stopped")
+    named = [l for l in err.splitlines() if "has not completed in 3 s" in l]
+    assert proc.returncode != 0 and named, err[-2000:]
+    assert not ranks_of(a, "100000"), "ranks still running"
+    print(f"  rank 1 stopped: every rank gone {time.time() - t0:.1f} s later: {named[0].strip()[:160]}")
     # kill -9 of rank 1 in the middle of a long generation with --dump-logits
     out = os.path.join(tmp, "killed.bin")
     cmd = mpirun_cmd(2) + [a.grok, "run", "-m", model, "--tokens", "1,2,3", "-n", "100000",
@@ -345,23 +394,7 @@ def case_failures(a, tmp):
                            "--dump-logits", out]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                             env=ENV)
-    victim = None
-    t_end = time.time() + 30
-    while victim is None and time.time() < t_end:
-        time.sleep(0.3)
-        for pid in os.listdir("/proc"):
-            if not pid.isdigit():
-                continue
-            try:
-                with open(f"/proc/{pid}/environ", "rb") as f:
-                    env = f.read().split(b"\0")
-                with open(f"/proc/{pid}/cmdline", "rb") as f:
-                    argv0 = f.read().split(b"\0")[0]
-            except OSError:
-                continue
-            if argv0 == a.grok.encode() and b"OMPI_COMM_WORLD_RANK=1" in env:
-                victim = int(pid)
-    assert victim, "rank 1 never started"
+    victim = wait_rank(a, 1)
     time.sleep(1.0)  # well inside the generation
     os.kill(victim, signal.SIGKILL)
     t0 = time.time()
