@@ -58,10 +58,12 @@ bool gk_dist_have_mpi(void);
 
 /* Bytes of scratch gk_dist_allreduce needs for n floats on size ranks. */
 size_t gk_dist_allreduce_scratch(int size, size_t n, gk_dist_wire wire);
-/* buf[0..n) := the sum over ranks, added in rank order 0..size-1 by the rank
- * that owns each chunk (reduce-scatter by all-to-all, then all-gather), so the
- * result is bit-identical on every rank. A compressed wire encodes each
- * contribution and the summed chunks; the sums themselves are fp32. */
+/* buf[0..n) := the sum over ranks, added in rank order 0..size-1, so the result
+ * is bit-identical on every rank whatever MPI does: with 2 ranks or a small
+ * payload every rank gathers every contribution and sums them all (one step);
+ * else the rank that owns each chunk sums it (reduce-scatter by all-to-all,
+ * then all-gather: two steps, 2(N-1)/N of the payload sent). A compressed wire
+ * encodes each contribution (and the summed chunks); the sums are fp32. */
 int gk_dist_allreduce(gk_dist *d, float *buf, size_t n, gk_dist_wire wire, void *scratch,
                       gk_err *err);
 /* Rank 0's bytes to every rank. watch: bound the wait by the watchdog (false

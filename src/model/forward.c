@@ -476,10 +476,21 @@ static bool leads(const gk_context *c) {
     return c->m->tp.size > 1 && c->m->tp.rank == 0;
 }
 
-static int send_cmd(gk_context *c, int32_t op, int32_t a, int32_t b, int32_t d, gk_err *err) {
+/* A header: op and three arguments, then up to CMD_INLINE tokens of a decode
+ * (a generation step then costs one broadcast). */
+#define CMD_INLINE 4
+#define CMD_WORDS (4 + CMD_INLINE)
+
+static int send_cmd_inline(gk_context *c, int32_t op, int32_t a, int32_t b, int32_t d,
+                           const int32_t *inl, int n_inl, gk_err *err) {
     if (c->stopped) return gk_fail(err, "the followers were stopped (gk_dist_stop)");
-    int32_t hdr[4] = {op, a, b, d};
+    int32_t hdr[CMD_WORDS] = {op, a, b, d};
+    for (int i = 0; i < n_inl; i++) hdr[4 + i] = inl[i];
     return gk_dist_bcast(c->dist, hdr, sizeof hdr, true, err);
+}
+
+static int send_cmd(gk_context *c, int32_t op, int32_t a, int32_t b, int32_t d, gk_err *err) {
+    return send_cmd_inline(c, op, a, b, d, NULL, 0, err);
 }
 
 static int send_arr(gk_context *c, const void *p, size_t bytes, gk_err *err) {
@@ -555,8 +566,8 @@ int gk_decode(gk_context *c, const int32_t *tokens, int n, gk_err *err) {
                        n, c->n_batch);
     if (c->m->tp.size > 1) {
         if (!leads(c)) return only_rank0(c, "gk_decode", err);
-        if (send_cmd(c, CMD_DECODE, n, 0, 0, err) < 0 ||
-            send_arr(c, tokens, (size_t)n * sizeof(int32_t), err) < 0)
+        if (send_cmd_inline(c, CMD_DECODE, n, 0, 0, tokens, n <= CMD_INLINE ? n : 0, err) < 0 ||
+            (n > CMD_INLINE && send_arr(c, tokens, (size_t)n * sizeof(int32_t), err) < 0))
             return -1;
     }
     return decode_local(c, tokens, n, err);
@@ -649,7 +660,7 @@ int gk_dist_follow(gk_context *c, gk_err *err) {
     uint8_t *keep8 = (uint8_t *)(seqs + c->n_batch);
     bool *keep = (bool *)(keep8 + c->n_batch);
     for (;;) {
-        int32_t h[4];
+        int32_t h[CMD_WORDS];
         /* unbounded wait: rank 0 may wait for its user before the next call */
         if (gk_dist_bcast(c->dist, h, sizeof h, false, err) < 0) return -1;
         int rc = 0;
@@ -659,7 +670,10 @@ int gk_dist_follow(gk_context *c, gk_err *err) {
             return 0;
         case CMD_DECODE:
             if (h[1] < 1 || (uint32_t)h[1] > c->n_ctx) goto bad;
-            rc = gk_dist_bcast(c->dist, toks, (size_t)h[1] * sizeof(int32_t), true, err);
+            if (h[1] <= CMD_INLINE)
+                memcpy(toks, h + 4, (size_t)h[1] * sizeof(int32_t));
+            else
+                rc = gk_dist_bcast(c->dist, toks, (size_t)h[1] * sizeof(int32_t), true, err);
             if (rc == 0) rc = decode_local(c, toks, h[1], err);
             break;
         case CMD_BATCH: {
