@@ -178,7 +178,9 @@ int gk_cmd_run(int argc, char **argv) {
     gk_dist *dist = gk_cli_dist("run", &argc, &argv);
     if (!dist) return 1;
     const bool lead = gk_dist_rank(dist) == 0;
-    bool agreed_fail = false; /* every rank failed the same collective step */
+    /* a failed decode or follow may leave ranks inside a collective: end them all;
+     * other failures are rank 0's alone and stop the followers cleanly */
+    bool broken = false;
 
     int rc = 1;
     gk_err err = {{0}};
@@ -194,7 +196,6 @@ int gk_cmd_run(int argc, char **argv) {
     m = gk_model_load(path, &mp, &err);
     if (!m) {
         fprintf(stderr, "grok run%s: %s\n", gk_cli_dist_who(dist), err.msg);
-        agreed_fail = true;
         goto done;
     }
     const gk_hparams *hp = gk_model_hparams(m);
@@ -211,11 +212,11 @@ int gk_cmd_run(int argc, char **argv) {
     c = gk_context_new(m, &cp, &err);
     if (!c) {
         fprintf(stderr, "grok run%s: %s\n", gk_cli_dist_who(dist), err.msg);
-        agreed_fail = true;
         goto done;
     }
     if (!lead) { /* the other ranks run rank 0's calls until it stops them */
         if (gk_dist_follow(c, &err) < 0) {
+            broken = true;
             fprintf(stderr, "grok run%s: %s\n", gk_cli_dist_who(dist), err.msg);
             goto done;
         }
@@ -294,6 +295,7 @@ int gk_cmd_run(int argc, char **argv) {
     for (int done = 0; done < n_prompt;) {
         int T = n_prompt - done < nb ? n_prompt - done : nb;
         if (gk_decode(c, ids + done, T, &err) < 0) {
+            broken = true;
             fprintf(stderr, "grok run: %s\n", err.msg);
             goto done;
         }
@@ -328,6 +330,7 @@ int gk_cmd_run(int argc, char **argv) {
         fflush(stdout);
         if (n_gen == o.n_predict) break;
         if (gk_decode(c, &id, 1, &err) < 0) {
+            broken = true;
             fprintf(stderr, "\ngrok run: %s\n", err.msg);
             goto done;
         }
@@ -359,9 +362,7 @@ int gk_cmd_run(int argc, char **argv) {
     rc = 0;
 done:
     if (dump_close(&dump, rc == 0) < 0) rc = 1;
-    /* a failure on one rank alone (rank 0's input, a broken group) ends every rank;
-     * after a shared failure or success each rank stops on its own */
-    if (rc != 0 && !agreed_fail) gk_cli_dist_abort(dist);
+    if (rc != 0 && broken) gk_cli_dist_abort(dist);
     gk_sampler_free(s);
     gk_context_free(c);
     gk_model_free(m);
