@@ -25,6 +25,7 @@
 #include "model/model.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -70,6 +71,8 @@ struct gk_context {
     void *ar_scratch;  /* gk_dist_allreduce's, for the largest wire (the embedding's fp32) */
     uint64_t *hashes;  /* [size]: --dist-check */
     int32_t *cmd_buf;  /* followers: [n_ctx] tokens, [n_batch] sequences and keep flags */
+    int fault_layer;   /* tests of --dist-check (GK_DIST_FAULT=RANK:LAYER): this rank nudges
+                          its residual stream after that layer; -1 = never */
 };
 
 gk_context_params gk_context_default_params(void) {
@@ -394,6 +397,7 @@ static int forward(gk_context *c, const int32_t *tokens, int T, int n_keep, gk_e
     if (allreduce(c, c->x, (size_t)T * d, GK_DIST_WIRE_F32, err) < 0) return -1;
     for (uint32_t l = 0; l < hp->n_layer; l++) {
         if (attention(c, (int)l, T, err) < 0 || ffn(c, (int)l, T, err) < 0) return -1;
+        if ((int)l == c->fault_layer) c->x[0] = nextafterf(c->x[0], INFINITY);
         if (c->dist_check && tp->size > 1 && check_layer(c, l, T, err) < 0) return -1;
     }
     c->stats.tokens += (uint64_t)T;
@@ -811,6 +815,12 @@ static gk_context *context_new(gk_model *m, const gk_context_params *params, gk_
         goto fail;
     }
     c->dist = tp->dist;
+    c->fault_layer = -1;
+    const char *fault = getenv("GK_DIST_FAULT");
+    int f_rank, f_layer;
+    if (tp->size > 1 && fault && sscanf(fault, "%d:%d", &f_rank, &f_layer) == 2 &&
+        f_rank == tp->rank)
+        c->fault_layer = f_layer;
     c->wire = (gk_dist_wire)p.dist_wire;
     c->dist_check = p.dist_check;
     /* this rank's heads and widths (the whole model with one process); the

@@ -319,6 +319,17 @@ def wait_rank(a, rank):
 
 def case_failures(a, tmp):
     model = build(tmp, "grok1", "q8_0")
+    # --dist-check: rank 1 nudges one value of its residual stream after layer 1
+    # (GK_DIST_FAULT, a test hook); the check names the layer and the rank
+    p = run(mpirun_cmd(2) + ["-x", "GK_DIST_FAULT=1:1", a.grok, "run", "-m", model, "--tokens",
+                             "1,2,3", "-n", "2", "-t", "1", "--dist-check"], timeout=30,
+            check=False)
+    line = [l for l in p.stderr.splitlines() if "after layer 1 differs on rank 1" in l]
+    assert p.returncode != 0 and line, p.stderr[-2000:]
+    print(f"  {p.wall:.1f} s: {line[0].strip()[:160]}")
+    p = run(mpirun_cmd(2) + ["-x", "GK_DIST_FAULT=1:1", a.grok, "run", "-m", model, "--tokens",
+                             "1,2,3", "-n", "2", "-t", "1"], timeout=30)
+    print("  without --dist-check the same run completes (the check is what stops it)")
     # a process count that does not divide the 8 KV heads (or the block sizes)
     expect_fail(a, 3, model, "valid process counts: 1, 2, 4, 8")
     small = build(tmp, "grok1", "q8_0", dims=None)  # 2 KV heads, width 96
