@@ -11,6 +11,7 @@
 #include "base/base.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -137,9 +138,22 @@ typedef struct {
     const char *path;
 } dump_file;
 
+/* The temporary file of the dump, removed by a terminating signal: under mpirun,
+ * a rank that dies makes mpirun end the others with SIGTERM. */
+static char dump_tmp_path[4096];
+
+static void on_term(int sig) {
+    if (dump_tmp_path[0]) unlink(dump_tmp_path);
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
 static int dump_open(dump_file *d, const char *path) {
     d->path = path;
     snprintf(d->tmp, sizeof d->tmp, "%s.tmp.%d", path, (int)getpid());
+    memcpy(dump_tmp_path, d->tmp, sizeof dump_tmp_path);
+    signal(SIGTERM, on_term);
+    signal(SIGHUP, on_term);
     d->f = fopen(d->tmp, "wb");
     if (!d->f) fprintf(stderr, "grok run: cannot create %s: %s\n", d->tmp, strerror(errno));
     return d->f ? 0 : -1;
@@ -161,6 +175,7 @@ static int dump_close(dump_file *d, bool ok) {
         ok = false;
     }
     d->f = NULL;
+    dump_tmp_path[0] = 0;
     if (ok && rename(d->tmp, d->path) != 0) {
         fprintf(stderr, "grok run: cannot rename %s to %s: %s\n", d->tmp, d->path, strerror(errno));
         ok = false;

@@ -5,6 +5,7 @@
 #include "dist/dist.h"
 #include "tensor/dtype.h"
 
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -169,6 +170,11 @@ static void *watchdog(void *arg) {
                     "or the network failed); ending this process\n",
                     d->rank, d->size, what ? what : "a collective", d->timeout_s);
             fflush(stderr);
+            /* SIGTERM first, so that the program's handler can remove its temporary
+             * files (as when mpirun ends a rank); then leave for certain */
+            raise(SIGTERM);
+            struct timespec grace = {1, 0};
+            nanosleep(&grace, NULL);
             _exit(70);
         }
     }
