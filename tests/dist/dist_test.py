@@ -389,10 +389,10 @@ def case_failures(a, tmp):
     stop_env = dict(ENV, GK_DIST_TIMEOUT_S="3")
     cmd = mpirun_cmd(2) + [a.grok, "run", "-m", model, "--tokens", "1,2,3", "-n", "100000",
                            "-c", "100010", "--ignore-eos", "--temp", "0", "-t", "1"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=stop_env)
     victim = wait_rank(a, 1)
-    time.sleep(1.0)
+    proc.stdout.read(1)  # rank 0 prints its first token: generation is running
     os.kill(victim, signal.SIGSTOP)
     t0 = time.time()
     try:
@@ -410,10 +410,10 @@ def case_failures(a, tmp):
     cmd = mpirun_cmd(2) + [a.grok, "run", "-m", model, "--tokens", "1,2,3", "-n", "100000",
                            "-c", "100010", "--ignore-eos", "--temp", "0", "-t", "1",
                            "--dump-logits", out]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=ENV)
     victim = wait_rank(a, 1)
-    time.sleep(1.0)  # well inside the generation
+    proc.stdout.read(1)  # rank 0 prints its first token: generation is running
     os.kill(victim, signal.SIGKILL)
     t0 = time.time()
     try:
