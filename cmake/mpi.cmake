@@ -1,4 +1,4 @@
-# MPI data parallelism for `grok train` (src/train/dist.c): built only when CMake
+# MPI for `grok train`, `grok plan` and tensor-parallel inference (src/dist): built only when CMake
 # finds an MPI implementation (Debian: libopenmpi-dev). Without it the library
 # is single-process and everything else works the same.
 find_package(MPI COMPONENTS C QUIET)

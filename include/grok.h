@@ -89,8 +89,13 @@ typedef struct gk_hparam_info {
     bool from_file;   /* false: a default (llama.cpp's, spec section 8) */
 } gk_hparam_info;
 
+struct gk_dist;
+
 typedef struct gk_model_params {
     gk_numerics numerics;
+    /* Process group for tensor parallelism (see "distributed" below); NULL or a
+     * group of one process: the whole model in this process. */
+    struct gk_dist *dist;
 } gk_model_params;
 
 typedef struct gk_model gk_model;
@@ -132,6 +137,8 @@ typedef struct gk_context_params {
     bool all_logits;  /* keep the logits of every token of a batch, not only the last */
     uint32_t n_seq;   /* sequences (server slots) sharing the context (0 = 1) */
     gk_cache_type cache_type;
+    int dist_wire;   /* gk_dist_wire of the all-reduces (tensor parallel; 0 = fp32) */
+    bool dist_check; /* hash the residual stream on every rank after each layer */
 } gk_context_params;
 
 typedef struct gk_context gk_context;
@@ -313,6 +320,82 @@ bool gk_tokenizer_has_chat(const gk_tokenizer *t);
  * role). Encode the result with allow_special = true. */
 int64_t gk_chat_apply(const gk_tokenizer *t, const gk_chat_msg *msgs, int n, bool add_assistant,
                       char *buf, size_t cap, gk_err *err);
+
+/* ---------------------------------------------------------- distributed --- */
+
+/*
+ * Tensor-parallel inference over N processes (mpirun -np N). The model is split
+ * as xAI's Grok-2 serving code splits it: rank r owns n_head_kv/N KV heads with
+ * their query heads (rows of wq, wk, wv, columns of wo, its share of the KV
+ * cache), 1/N of every expert's and the dense MLP's hidden width, and 1/N of
+ * the vocabulary (embedding and output rows); the router is replicated. Each
+ * layer all-reduces d values per token twice, summed in a fixed rank order so
+ * every rank holds identical activations. N must divide n_head_kv.
+ *
+ * Rank 0 owns the outside world; the other ranks follow:
+ *
+ *   gk_dist *d = gk_dist_new(&argc, &argv, &err);     // every rank
+ *   gk_model_params mp = {.dist = d};
+ *   gk_model *m = gk_model_load(path, &mp, &err);      // every rank: its slices
+ *   gk_context *c = gk_context_new(m, &cp, &err);      // every rank, same params
+ *   if (gk_dist_rank(d) > 0) {
+ *       gk_dist_follow(c, &err);                       // runs rank 0's calls
+ *   } else {
+ *       gk_decode(c, ...); gk_get_logits(c, ...);      // as with one process
+ *       gk_dist_stop(c, &err);                         // followers return
+ *   }
+ *   gk_context_free(c); gk_model_free(m); gk_dist_free(d);
+ *
+ * gk_model_load and gk_context_new are collective: every rank must call them,
+ * and they fail on every rank (naming the rank and the cause) when one rank
+ * fails, or when the ranks run different grok versions, different model files
+ * or different parameters. On rank 0, gk_decode, gk_context_truncate (and the
+ * per-sequence calls) send the call to the followers before running their share
+ * of it; the logits exist on rank 0 only. A path that is a directory written by
+ * `grok shard` makes rank r open its own per-rank file.
+ */
+typedef struct gk_dist gk_dist;
+
+typedef enum gk_dist_wire {
+    GK_DIST_WIRE_F32 = 0,  /* exact */
+    GK_DIST_WIRE_BF16 = 1, /* 2 bytes per value */
+    GK_DIST_WIRE_Q8_0 = 2  /* 34 bytes per 32 values */
+} gk_dist_wire;
+
+/* Counters of a process group since it was made (or last reset). */
+typedef struct gk_dist_stats {
+    uint64_t tokens;      /* tokens run through the forward (per rank) */
+    uint64_t collectives; /* collective calls */
+    double forward_s;     /* wall time of the forward passes */
+    double comm_s;        /* of it, inside collectives (transfer, link model and waiting) */
+    double link_s;        /* of comm_s, the link model's delay */
+    uint64_t bytes_sent;  /* bytes this rank sent */
+    uint64_t bytes_ideal; /* what a bandwidth-optimal ring all-reduce of fp32 values,
+                             a broadcast and a gather would have sent from this rank */
+} gk_dist_stats;
+
+/* Joins the MPI world when started by mpirun (and built with MPI), else makes a
+ * group of one process. Reads GK_DIST_LATENCY_US, GK_DIST_MBPS (link model) and
+ * GK_DIST_TIMEOUT_S (collective watchdog, default 60 s) from the environment. */
+gk_dist *gk_dist_new(int *argc, char ***argv, gk_err *err);
+void gk_dist_free(gk_dist *d);
+int gk_dist_rank(const gk_dist *d);
+int gk_dist_size(const gk_dist *d);
+/* Ends every process of the group with this exit code (MPI_Abort); a one-process
+ * group returns. For the tools' error paths, after the message is printed. */
+void gk_dist_abort(gk_dist *d, int code);
+gk_dist_stats gk_dist_get_stats(const gk_dist *d);
+void gk_dist_reset_stats(gk_dist *d);
+/* Parses "f32", "bf16" or "q8_0"; -1 otherwise. */
+int gk_dist_wire_from_name(const char *name);
+const char *gk_dist_wire_name(gk_dist_wire w);
+
+/* Ranks > 0: runs rank 0's calls on c until rank 0 calls gk_dist_stop (returns
+ * 0) or a call fails (returns -1; rank 0 fails the same call). */
+int gk_dist_follow(gk_context *c, gk_err *err);
+/* Rank 0: makes the followers return from gk_dist_follow. No-op elsewhere or
+ * when already stopped; gk_context_free calls it. */
+int gk_dist_stop(gk_context *c, gk_err *err);
 
 /* ----------------------------------------------------------------- plan --- */
 

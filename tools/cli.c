@@ -15,7 +15,8 @@ bool gk_cli_int(const char *opt, const char *s, long lo, long hi, long *out) {
     errno = 0;
     long v = strtol(s, &end, 10);
     if (errno || end == s || *end || v < lo || v > hi) {
-        fprintf(stderr, "grok: %s expects a whole number in [%ld, %ld], got '%s'\n", opt, lo, hi, s);
+        fprintf(stderr, "grok: %s expects a whole number in [%ld, %ld], got '%s'\n", opt, lo, hi,
+                s);
         return false;
     }
     *out = v;
@@ -54,8 +55,10 @@ const char *gk_cli_model_path(const char *given) {
 }
 
 bool gk_cli_numerics(const char *s, gk_numerics *out) {
-    if (!strcmp(s, "reference")) *out = GK_NUMERICS_REFERENCE;
-    else if (!strcmp(s, "llamacpp")) *out = GK_NUMERICS_LLAMACPP;
+    if (!strcmp(s, "reference"))
+        *out = GK_NUMERICS_REFERENCE;
+    else if (!strcmp(s, "llamacpp"))
+        *out = GK_NUMERICS_LLAMACPP;
     else {
         fprintf(stderr, "grok: --numerics expects 'reference' or 'llamacpp', got '%s'\n", s);
         return false;
@@ -78,11 +81,27 @@ void gk_cli_gen_init(gk_cli_gen *g) {
 }
 
 int gk_cli_gen_option(int argc, char **argv, int *i, gk_cli_gen *g) {
-    static const char *const opts[] = {"-m", "--model", "-c", "--ctx-size", "-t", "--threads",
-                                       "--numerics", "--temp", "--top-k", "--top-p", "--min-p",
-                                       "--repeat-penalty", "--repeat-last-n", "--seed",
-                                       "--cache-type"};
+    static const char *const opts[] = {"-m",
+                                       "--model",
+                                       "-c",
+                                       "--ctx-size",
+                                       "-t",
+                                       "--threads",
+                                       "--numerics",
+                                       "--temp",
+                                       "--top-k",
+                                       "--top-p",
+                                       "--min-p",
+                                       "--repeat-penalty",
+                                       "--repeat-last-n",
+                                       "--seed",
+                                       "--cache-type",
+                                       "--dist-wire"};
     const char *a = argv[*i], *v;
+    if (!strcmp(a, "--dist-check")) {
+        g->dist_check = true;
+        return 1;
+    }
     size_t k = 0;
     while (k < sizeof opts / sizeof opts[0] && strcmp(a, opts[k])) k++;
     if (k == sizeof opts / sizeof opts[0]) return 0;
@@ -90,33 +109,73 @@ int gk_cli_gen_option(int argc, char **argv, int *i, gk_cli_gen *g) {
     long n = 0;
     double x = 0;
     switch (k) {
-    case 0: case 1: g->model = v; return 1;
-    case 2: case 3: return gk_cli_int(a, v, 8, 1 << 24, &g->n_ctx) ? 1 : -1;
-    case 4: case 5: return gk_cli_int(a, v, 1, 256, &g->threads) ? 1 : -1;
-    case 6: return gk_cli_numerics(v, &g->numerics) ? 1 : -1;
-    case 7: if (!gk_cli_float(a, v, 0, 100, &x)) return -1;
+    case 0:
+    case 1:
+        g->model = v;
+        return 1;
+    case 2:
+    case 3:
+        return gk_cli_int(a, v, 8, 1 << 24, &g->n_ctx) ? 1 : -1;
+    case 4:
+    case 5:
+        return gk_cli_int(a, v, 1, 256, &g->threads) ? 1 : -1;
+    case 6:
+        return gk_cli_numerics(v, &g->numerics) ? 1 : -1;
+    case 7:
+        if (!gk_cli_float(a, v, 0, 100, &x)) return -1;
         g->sp.temperature = (float)x;
         return 1;
-    case 8: if (!gk_cli_int(a, v, 0, 1 << 30, &n)) return -1;
+    case 8:
+        if (!gk_cli_int(a, v, 0, 1 << 30, &n)) return -1;
         g->sp.top_k = (int32_t)n;
         return 1;
-    case 9: if (!gk_cli_float(a, v, 1e-6, 1, &x)) return -1;
+    case 9:
+        if (!gk_cli_float(a, v, 1e-6, 1, &x)) return -1;
         g->sp.top_p = (float)x;
         return 1;
-    case 10: if (!gk_cli_float(a, v, 0, 1, &x)) return -1;
+    case 10:
+        if (!gk_cli_float(a, v, 0, 1, &x)) return -1;
         g->sp.min_p = (float)x;
         return 1;
-    case 11: if (!gk_cli_float(a, v, 1e-3, 100, &x)) return -1;
+    case 11:
+        if (!gk_cli_float(a, v, 1e-3, 100, &x)) return -1;
         g->sp.repeat_penalty = (float)x;
         return 1;
-    case 12: if (!gk_cli_int(a, v, 0, 1 << 24, &n)) return -1;
+    case 12:
+        if (!gk_cli_int(a, v, 0, 1 << 24, &n)) return -1;
         g->sp.repeat_last_n = (int32_t)n;
         return 1;
-    case 13: if (!gk_cli_int(a, v, 0, 0x7fffffffL, &n)) return -1;
+    case 13:
+        if (!gk_cli_int(a, v, 0, 0x7fffffffL, &n)) return -1;
         g->sp.seed = (uint64_t)n;
         return 1;
-    default: return gk_cli_cache_type(v, &g->cache_type) ? 1 : -1;
+    case 14:
+        return gk_cli_cache_type(v, &g->cache_type) ? 1 : -1;
+    default:
+        if ((g->dist_wire = gk_dist_wire_from_name(v)) < 0) {
+            fprintf(stderr, "grok: --dist-wire: unknown format '%s' (f32, bf16 or q8_0)\n", v);
+            return -1;
+        }
+        return 1;
     }
+}
+
+gk_dist *gk_cli_dist(const char *cmd, int *argc, char ***argv) {
+    gk_err err;
+    gk_dist *d = gk_dist_new(argc, argv, &err);
+    if (!d) fprintf(stderr, "grok %s: %s\n", cmd, err.msg);
+    return d;
+}
+
+void gk_cli_dist_abort(gk_dist *d) {
+    gk_dist_abort(d, 1);
+}
+
+const char *gk_cli_dist_who(const gk_dist *d) {
+    static char buf[48];
+    if (gk_dist_size(d) == 1) return "";
+    snprintf(buf, sizeof buf, " (rank %d of %d)", gk_dist_rank(d), gk_dist_size(d));
+    return buf;
 }
 
 static volatile sig_atomic_t interrupted;
@@ -134,7 +193,9 @@ volatile sig_atomic_t *gk_cli_catch_sigint(void) {
     return &interrupted;
 }
 
-void gk_cli_release_sigint(void) { sigaction(SIGINT, &old_sigint, NULL); }
+void gk_cli_release_sigint(void) {
+    sigaction(SIGINT, &old_sigint, NULL);
+}
 
 void gk_cli_write_init(gk_cli_write *w, const char *cmd, gk_quant_policy *policy,
                        gk_quant_out_opts *out) {

@@ -24,6 +24,7 @@ int gk_cmd_chat(int argc, char **argv);
 int gk_cmd_convert(int argc, char **argv);
 int gk_cmd_quantize(int argc, char **argv);
 int gk_cmd_train(int argc, char **argv);
+int gk_cmd_shard(int argc, char **argv);
 int gk_cmd_plan(int argc, char **argv);
 
 /* Parses a whole decimal number into *out within [lo, hi]; prints an error naming
@@ -76,6 +77,8 @@ typedef struct gk_cli_gen {
     gk_numerics numerics;
     gk_cache_type cache_type;
     gk_sampler_params sp;
+    int dist_wire;   /* gk_dist_wire */
+    bool dist_check; /* --dist-check */
 } gk_cli_gen;
 
 /* Defaults: no model (the default one), automatic context and threads, reference
@@ -86,19 +89,29 @@ void gk_cli_gen_init(gk_cli_gen *g);
  * its value, and returns 1; returns 0 for any other option, -1 after printing why a
  * value is bad. */
 int gk_cli_gen_option(int argc, char **argv, int *i, gk_cli_gen *g);
-#define GK_CLI_GEN_HELP                                                                  \
-    "  -m, --model FILE        GGUF model (default: " GK_DEFAULT_MODEL ")\n"              \
-    "  --temp T                temperature, 0 = greedy (default 0.8)\n"                   \
-    "  --top-k K               (default 40, 0 = off)\n"                                   \
-    "  --top-p P               (default 0.95, 1 = off)\n"                                 \
-    "  --min-p P               (default 0.05, 0 = off)\n"                                 \
-    "  --repeat-penalty X      (default 1.0 = off)\n"                                     \
-    "  --repeat-last-n N       tokens the penalty looks back on (default 64)\n"           \
-    "  --seed S                sampling seed (default 0)\n"                               \
-    "  -c, --ctx-size N        context length (default: min(train, 4096))\n"              \
-    "  -t, --threads N         threads (default: all cores)\n"                            \
-    "  --numerics MODE         reference (default) or llamacpp\n"                        \
-    "  --cache-type T          KV cache f32, f16 or q8_0 (default: f32 with reference\n"  \
-    "                          numerics, f16 with llamacpp numerics, as llama.cpp)\n"
+#define GK_CLI_GEN_HELP                                                                            \
+    "  -m, --model FILE        GGUF model (default: " GK_DEFAULT_MODEL ")\n"                       \
+    "  --temp T                temperature, 0 = greedy (default 0.8)\n"                            \
+    "  --top-k K               (default 40, 0 = off)\n"                                            \
+    "  --top-p P               (default 0.95, 1 = off)\n"                                          \
+    "  --min-p P               (default 0.05, 0 = off)\n"                                          \
+    "  --repeat-penalty X      (default 1.0 = off)\n"                                              \
+    "  --repeat-last-n N       tokens the penalty looks back on (default 64)\n"                    \
+    "  --seed S                sampling seed (default 0)\n"                                        \
+    "  -c, --ctx-size N        context length (default: min(train, 4096))\n"                       \
+    "  -t, --threads N         threads (default: all cores)\n"                                     \
+    "  --numerics MODE         reference (default) or llamacpp\n"                                  \
+    "  --cache-type T          KV cache f32, f16 or q8_0 (default: f32 with reference\n"           \
+    "                          numerics, f16 with llamacpp numerics, as llama.cpp)\n"              \
+    "  --dist-wire F           under mpirun: all-reduce wire format f32 (default), bf16, q8_0\n"   \
+    "  --dist-check            under mpirun: check after each layer that every rank agrees\n"
+/* Tensor parallelism (mpirun -np N grok run|chat|bench): joins the process group;
+ * prints why and returns NULL on failure. */
+gk_dist *gk_cli_dist(const char *cmd, int *argc, char ***argv);
+/* After an error was printed: with several ranks, ends every rank (MPI_Abort) so
+ * that none waits for the others; with one process, returns. */
+void gk_cli_dist_abort(gk_dist *d);
+/* "" with one process, else " (rank R of N)" for messages. */
+const char *gk_cli_dist_who(const gk_dist *d);
 
 #endif

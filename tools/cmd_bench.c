@@ -64,7 +64,9 @@ static double read_bandwidth(int nt) {
     return best;
 }
 
-static uint64_t wbytes(const gk_weight *w) { return (uint64_t)w->nb_mat; }
+static uint64_t wbytes(const gk_weight *w) {
+    return (uint64_t)w->nb_mat;
+}
 
 /* Bytes of weights read to generate one token. */
 static uint64_t active_bytes(const gk_model *m) {
@@ -84,34 +86,56 @@ static uint64_t active_bytes(const gk_model *m) {
 int gk_cmd_bench(int argc, char **argv) {
     const char *path = NULL;
     long n_prompt = 128, n_gen = 32, threads = 0, reps = 3, n_batch = 0;
+    int wire = GK_DIST_WIRE_F32;
     gk_model_params mp = gk_model_default_params();
     gk_cache_type cache = GK_CACHE_DEFAULT;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             printf("usage: grok bench [-m MODEL] [-p N_PROMPT] [-n N_GEN] [-t THREADS] [-b BATCH] "
-                   "[-r REPS] [--numerics MODE] [--cache-type f32|f16|q8_0]\n");
+                   "[-r REPS] [--numerics MODE] [--cache-type f32|f16|q8_0]\n"
+                   "       [--dist-wire f32|bf16|q8_0]\n"
+                   "under mpirun -np N: one model split over N ranks; rank 0 reports, per token,\n"
+                   "compute, communication and the bytes sent next to the theoretical volume\n");
             return 0;
         }
         if (!(v = gk_cli_value(argc, argv, &i))) return 2;
-        if (!strcmp(a, "-m") || !strcmp(a, "--model")) path = v;
-        else if (!strcmp(a, "-p")) { if (!gk_cli_int(a, v, 1, 1 << 20, &n_prompt)) return 2; }
-        else if (!strcmp(a, "-n")) { if (!gk_cli_int(a, v, 1, 1 << 20, &n_gen)) return 2; }
-        else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) { if (!gk_cli_int(a, v, 1, 256, &threads)) return 2; }
-        else if (!strcmp(a, "-b") || !strcmp(a, "--batch")) { if (!gk_cli_int(a, v, 1, 1 << 16, &n_batch)) return 2; }
-        else if (!strcmp(a, "--numerics")) { if (!gk_cli_numerics(v, &mp.numerics)) return 2; }
-        else if (!strcmp(a, "--cache-type")) { if (!gk_cli_cache_type(v, &cache)) return 2; }
-        else if (!strcmp(a, "-r")) { if (!gk_cli_int(a, v, 1, 100, &reps)) return 2; }
-        else {
+        if (!strcmp(a, "-m") || !strcmp(a, "--model"))
+            path = v;
+        else if (!strcmp(a, "-p")) {
+            if (!gk_cli_int(a, v, 1, 1 << 20, &n_prompt)) return 2;
+        } else if (!strcmp(a, "-n")) {
+            if (!gk_cli_int(a, v, 1, 1 << 20, &n_gen)) return 2;
+        } else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) {
+            if (!gk_cli_int(a, v, 1, 256, &threads)) return 2;
+        } else if (!strcmp(a, "-b") || !strcmp(a, "--batch")) {
+            if (!gk_cli_int(a, v, 1, 1 << 16, &n_batch)) return 2;
+        } else if (!strcmp(a, "--numerics")) {
+            if (!gk_cli_numerics(v, &mp.numerics)) return 2;
+        } else if (!strcmp(a, "--cache-type")) {
+            if (!gk_cli_cache_type(v, &cache)) return 2;
+        } else if (!strcmp(a, "-r")) {
+            if (!gk_cli_int(a, v, 1, 100, &reps)) return 2;
+        } else if (!strcmp(a, "--dist-wire")) {
+            if ((wire = gk_dist_wire_from_name(v)) < 0) {
+                fprintf(stderr, "grok bench: --dist-wire: unknown format '%s'\n", v);
+                return 2;
+            }
+        } else {
             fprintf(stderr, "grok bench: unknown option '%s'\n", a);
             return 2;
         }
     }
     if (!(path = gk_cli_model_path(path))) return 1;
+    gk_dist *dist = gk_cli_dist("bench", &argc, &argv);
+    if (!dist) return 1;
+    const int n_ranks = gk_dist_size(dist);
+    mp.dist = dist;
     gk_err err;
     gk_model *m = gk_model_load(path, &mp, &err);
     if (!m) {
-        fprintf(stderr, "grok bench: %s\n", err.msg);
+        fprintf(stderr, "grok bench%s: %s\n", gk_cli_dist_who(dist), err.msg);
+        gk_dist_free(dist);
         return 1;
     }
     const gk_hparams *hp = gk_model_hparams(m);
@@ -119,12 +143,23 @@ int gk_cmd_bench(int argc, char **argv) {
     cp.n_ctx = (uint32_t)(n_prompt + n_gen);
     cp.n_threads = (int)threads;
     cp.n_batch = (uint32_t)n_batch;
+    cp.dist_wire = wire;
     cp.cache_type = cache;
     gk_context *c = gk_context_new(m, &cp, &err);
     if (!c) {
-        fprintf(stderr, "grok bench: %s\n", err.msg);
+        fprintf(stderr, "grok bench%s: %s\n", gk_cli_dist_who(dist), err.msg);
         gk_model_free(m);
+        gk_dist_free(dist);
         return 1;
+    }
+    if (gk_dist_rank(dist) > 0) { /* followers: run rank 0's calls */
+        int rc = gk_dist_follow(c, &err) < 0 ? 1 : 0;
+        if (rc) fprintf(stderr, "grok bench%s: %s\n", gk_cli_dist_who(dist), err.msg);
+        if (rc) gk_cli_dist_abort(dist);
+        gk_context_free(c);
+        gk_model_free(m);
+        gk_dist_free(dist);
+        return rc;
     }
     int nt = threads ? (int)threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
     int32_t *toks = malloc((size_t)n_prompt * sizeof *toks);
@@ -134,22 +169,30 @@ int gk_cmd_bench(int argc, char **argv) {
         x = x * 6364136223846793005ull + 1442695040888963407ull;
         toks[i] = (int32_t)((x >> 33) % hp->n_vocab);
     }
-    printf("model: %s (%.1f MiB, %u layers, %u experts top-%u), kernels %s, %d threads\n", path,
+    printf("model: %s (%.1f MiB, %u layers, %u experts top-%u), kernels %s, %d threads", path,
            gk_model_file_size(m) / 1048576.0, hp->n_layer, hp->n_expert, hp->n_expert_used,
            gk_kernels_name(), nt);
+    if (n_ranks > 1)
+        printf(" per rank, %d ranks (tensor parallel, wire %s)", n_ranks,
+               gk_dist_wire_name((gk_dist_wire)wire));
+    printf("\n");
     double best_pp = 0, best_tg = 0;
+    gk_dist_stats st_pp = {0}, st_tg = {0}; /* of the best repetitions */
     for (long r = 0; r < reps; r++) {
         gk_context_truncate(c, 0);
+        gk_dist_reset_stats(dist);
         double t0 = gk_time_s();
         if (gk_decode(c, toks, (int)n_prompt, &err) < 0) goto fail;
         double t1 = gk_time_s();
+        gk_dist_stats s1 = gk_dist_get_stats(dist);
+        gk_dist_reset_stats(dist);
         int32_t tok = toks[0];
         for (long i = 0; i < n_gen; i++)
             if (gk_decode(c, &tok, 1, &err) < 0) goto fail;
         double t2 = gk_time_s();
         double pp = n_prompt / (t1 - t0), tg = n_gen / (t2 - t1);
-        if (pp > best_pp) best_pp = pp;
-        if (tg > best_tg) best_tg = tg;
+        if (pp > best_pp) best_pp = pp, st_pp = s1, st_pp.forward_s = t1 - t0;
+        if (tg > best_tg) best_tg = tg, st_tg = gk_dist_get_stats(dist), st_tg.forward_s = t2 - t1;
     }
     double bw = read_bandwidth(nt);
     uint64_t ab = active_bytes(m);
@@ -157,17 +200,39 @@ int gk_cmd_bench(int argc, char **argv) {
     printf("generation: %8.2f tokens/s  (%ld tokens after the prompt, best of %ld)\n", best_tg,
            n_gen, reps);
     printf("memory:     %.1f MiB of weights per generated token; read bandwidth %.2f GB/s "
-           "measured now\n", ab / 1048576.0, bw / 1e9);
+           "measured now\n",
+           ab / 1048576.0, bw / 1e9);
     printf("            generation reaches %.1f%% of the bandwidth limit (%.2f tokens/s)\n",
            100.0 * best_tg * (double)ab / bw, bw / (double)ab);
+    if (n_ranks > 1) {
+        /* two all-reduces of d values per layer and the embedding's, per token, plus
+         * the logits' gather: a ring all-reduce moves 2(N-1)/N of its payload */
+        double d4 = (double)hp->n_embd * 4, ring = 2.0 * (n_ranks - 1) / n_ranks;
+        double theory = (2.0 * hp->n_layer + 1) * d4 * ring;
+        const gk_dist_stats *ss[2] = {&st_pp, &st_tg};
+        const char *names[2] = {"prompt", "generation"};
+        for (int k = 0; k < 2; k++) {
+            const gk_dist_stats *s = ss[k];
+            double tk = s->tokens ? (double)s->tokens : 1;
+            printf("dist %-10s per token: compute %.3f ms, communication %.3f ms (link model "
+                   "%.3f ms, waiting and MPI %.3f ms); sent %.0f bytes (ideal %.0f; theory "
+                   "%.0f fp32 for the all-reduces)\n",
+                   names[k], 1e3 * (s->forward_s - s->comm_s) / tk, 1e3 * s->comm_s / tk,
+                   1e3 * s->link_s / tk, 1e3 * (s->comm_s - s->link_s) / tk,
+                   (double)s->bytes_sent / tk, (double)s->bytes_ideal / tk, theory);
+        }
+    }
     free(toks);
     gk_context_free(c);
     gk_model_free(m);
+    gk_dist_free(dist);
     return 0;
 fail:
     fprintf(stderr, "grok bench: %s\n", err.msg);
+    gk_cli_dist_abort(dist);
     free(toks);
     gk_context_free(c);
     gk_model_free(m);
+    gk_dist_free(dist);
     return 1;
 }

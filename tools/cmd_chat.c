@@ -32,14 +32,12 @@ typedef struct chat_opts {
 } chat_opts;
 
 static void usage(FILE *f) {
-    fprintf(f,
-            "usage: grok chat [-m MODEL] [options]\n"
-            "  -s, --system TEXT       system message (chat models)\n"
-            "  -n, --n-predict N       longest reply in tokens (default 512)\n"
-            GK_CLI_GEN_HELP
-            "  -v, --verbose           print timings after each reply\n"
-            "The model needs a tokenizer. In the session: /exit (or Ctrl-D) ends it, /reset\n"
-            "forgets the conversation, a line ending in \\ continues on the next line.\n");
+    fprintf(f, "usage: grok chat [-m MODEL] [options]\n"
+               "  -s, --system TEXT       system message (chat models)\n"
+               "  -n, --n-predict N       longest reply in tokens (default 512)\n" GK_CLI_GEN_HELP
+               "  -v, --verbose           print timings after each reply\n"
+               "The model needs a tokenizer. In the session: /exit (or Ctrl-D) ends it, /reset\n"
+               "forgets the conversation, a line ending in \\ continues on the next line.\n");
 }
 
 static int parse(int argc, char **argv, chat_opts *o) {
@@ -140,8 +138,10 @@ static int32_t *tokens_of(const chat *c, int first, int *n) {
     bool special = c->has_template;
     int k = gk_tokenize(c->tok, text, strlen(text), special, NULL, 0, &err);
     int32_t *ids = k >= 0 ? malloc(((size_t)k + 1) * sizeof *ids) : NULL;
-    if (ids) gk_tokenize(c->tok, text, strlen(text), special, ids, k, &err);
-    else fprintf(stderr, "grok chat: %s\n", k < 0 ? err.msg : "out of memory");
+    if (ids)
+        gk_tokenize(c->tok, text, strlen(text), special, ids, k, &err);
+    else
+        fprintf(stderr, "grok chat: %s\n", k < 0 ? err.msg : "out of memory");
     free(text);
     *n = k;
     return ids;
@@ -201,7 +201,8 @@ static int respond(chat *c) {
         return 0;
     }
     /* Keep room for a reply of up to -n tokens. */
-    uint32_t room = (uint32_t)c->o->n_predict < c->n_ctx / 2 ? (uint32_t)c->o->n_predict : c->n_ctx / 2;
+    uint32_t room =
+        (uint32_t)c->o->n_predict < c->n_ctx / 2 ? (uint32_t)c->o->n_predict : c->n_ctx / 2;
     while ((uint32_t)n + room > c->n_ctx && first < c->n_turns - 1) {
         free(ids);
         first++;
@@ -209,8 +210,9 @@ static int respond(chat *c) {
         if (!ids) return -1;
     }
     if ((uint32_t)n + room > c->n_ctx) {
-        fprintf(stderr, "[this message is %d tokens: too long for the context of %u tokens; "
-                        "it is dropped]\n",
+        fprintf(stderr,
+                "[this message is %d tokens: too long for the context of %u tokens; "
+                "it is dropped]\n",
                 n, c->n_ctx);
         free(ids);
         c->n_turns--;
@@ -272,11 +274,14 @@ static int respond(chat *c) {
     }
     reply[len] = 0;
     printf("\n");
-    if (full) fprintf(stderr, "[the context of %u tokens is full: the reply was cut]\n", c->n_ctx);
-    else if (n_gen >= c->o->n_predict) fprintf(stderr, "[reply cut at -n %ld tokens]\n", c->o->n_predict);
+    if (full)
+        fprintf(stderr, "[the context of %u tokens is full: the reply was cut]\n", c->n_ctx);
+    else if (n_gen >= c->o->n_predict)
+        fprintf(stderr, "[reply cut at -n %ld tokens]\n", c->o->n_predict);
     double t2 = gk_time_s();
     if (c->o->verbose)
-        fprintf(stderr, "[prompt: %d new tokens in %.2f s; reply: %d tokens in %.2f s; context %d/%u]\n",
+        fprintf(stderr,
+                "[prompt: %d new tokens in %.2f s; reply: %d tokens in %.2f s; context %d/%u]\n",
                 ran, t1 - t0, n_gen, t2 - t1, c->n_kv, c->n_ctx);
     /* A chat model's reply follows "Assistant:"; the template writes it after
      * "Assistant: ", so its leading space is the template's. */
@@ -328,10 +333,15 @@ int gk_cmd_chat(int argc, char **argv) {
     gk_err err = {{0}};
     int rc = 1;
     chat c = {.o = &o};
-    gk_model_params mp = {.numerics = o.g.numerics};
+    /* under mpirun: rank 0 talks to the user, the other ranks follow its calls */
+    gk_dist *dist = gk_cli_dist("chat", &argc, &argv);
+    if (!dist) return 1;
+    bool agreed_fail = true; /* until the context exists, every rank fails alike */
+    gk_model_params mp = {.numerics = o.g.numerics, .dist = dist};
     gk_model *m = gk_model_load(path, &mp, &err);
     if (!m) {
-        fprintf(stderr, "grok chat: %s\n", err.msg);
+        fprintf(stderr, "grok chat%s: %s\n", gk_cli_dist_who(dist), err.msg);
+        gk_dist_free(dist);
         return 1;
     }
     c.tok = gk_model_tokenizer(m);
@@ -344,8 +354,23 @@ int gk_cmd_chat(int argc, char **argv) {
     cp.n_ctx = (uint32_t)o.g.n_ctx;
     cp.n_threads = (int)o.g.threads;
     cp.cache_type = o.g.cache_type;
+    cp.dist_wire = o.g.dist_wire;
+    cp.dist_check = o.g.dist_check;
     c.ctx = gk_context_new(m, &cp, &err);
-    if (!c.ctx || !(c.smp = gk_sampler_new(&o.g.sp, (int32_t)gk_model_hparams(m)->n_vocab, &err))) {
+    if (!c.ctx) {
+        fprintf(stderr, "grok chat%s: %s\n", gk_cli_dist_who(dist), err.msg);
+        goto done;
+    }
+    agreed_fail = false;
+    if (gk_dist_rank(dist) > 0) {
+        if (gk_dist_follow(c.ctx, &err) < 0) {
+            fprintf(stderr, "grok chat%s: %s\n", gk_cli_dist_who(dist), err.msg);
+            goto done;
+        }
+        rc = 0;
+        goto done;
+    }
+    if (!(c.smp = gk_sampler_new(&o.g.sp, (int32_t)gk_model_hparams(m)->n_vocab, &err))) {
         fprintf(stderr, "grok chat: %s\n", err.msg);
         goto done;
     }
@@ -392,11 +417,13 @@ int gk_cmd_chat(int argc, char **argv) {
     }
     rc = 0;
 done:
+    if (rc != 0 && !agreed_fail) gk_cli_dist_abort(dist);
     drop_turns(&c, c.n_turns);
     free(c.turns);
     free(c.kv);
     gk_sampler_free(c.smp);
     gk_context_free(c.ctx);
     gk_model_free(m);
+    gk_dist_free(dist);
     return rc;
 }

@@ -13,7 +13,7 @@
 #include "cli.h"
 #include "kernels/ops.h"
 #include "tensor/dtype.h"
-#include "train/dist.h"
+#include "dist/dist.h"
 #include "train/tgemm.h"
 
 #include <errno.h>

@@ -11,6 +11,7 @@
 #include "base/base.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,18 +25,16 @@ typedef struct {
 } run_opts;
 
 static void run_usage(FILE *f) {
-    fprintf(f,
-            "usage: grok run [-m MODEL] [-p PROMPT | --tokens 1,2,3 | < prompt.txt] [options]\n"
-            "  -p, --prompt TEXT       prompt text (default: read stdin)\n"
-            "  --tokens IDS            prompt as comma-separated token ids\n"
-            "  -n, --n-predict N       tokens to generate (default 128)\n"
-            GK_CLI_GEN_HELP
-            "  --ignore-eos            keep generating past stop tokens\n"
-            "  --no-echo               print only the continuation, not the prompt text\n"
-            "  -b, --batch N           prompt tokens per forward pass (default 64)\n"
-            "  --ubatch N              same as --batch\n"
-            "  --dump-logits FILE      write fp32 logits of every position (n_pos x n_vocab)\n"
-            "  -v, --verbose           print timings\n");
+    fprintf(f, "usage: grok run [-m MODEL] [-p PROMPT | --tokens 1,2,3 | < prompt.txt] [options]\n"
+               "  -p, --prompt TEXT       prompt text (default: read stdin)\n"
+               "  --tokens IDS            prompt as comma-separated token ids\n"
+               "  -n, --n-predict N       tokens to generate (default 128)\n" GK_CLI_GEN_HELP
+               "  --ignore-eos            keep generating past stop tokens\n"
+               "  --no-echo               print only the continuation, not the prompt text\n"
+               "  -b, --batch N           prompt tokens per forward pass (default 64)\n"
+               "  --ubatch N              same as --batch\n"
+               "  --dump-logits FILE      write fp32 logits of every position (n_pos x n_vocab)\n"
+               "  -v, --verbose           print timings\n");
 }
 
 static int parse(int argc, char **argv, run_opts *o) {
@@ -139,9 +138,22 @@ typedef struct {
     const char *path;
 } dump_file;
 
+/* The temporary file of the dump, removed by a terminating signal: under mpirun,
+ * a rank that dies makes mpirun end the others with SIGTERM. */
+static char dump_tmp_path[4096];
+
+static void on_term(int sig) {
+    if (dump_tmp_path[0]) unlink(dump_tmp_path);
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
 static int dump_open(dump_file *d, const char *path) {
     d->path = path;
     snprintf(d->tmp, sizeof d->tmp, "%s.tmp.%d", path, (int)getpid());
+    memcpy(dump_tmp_path, d->tmp, sizeof dump_tmp_path);
+    signal(SIGTERM, on_term);
+    signal(SIGHUP, on_term);
     d->f = fopen(d->tmp, "wb");
     if (!d->f) fprintf(stderr, "grok run: cannot create %s: %s\n", d->tmp, strerror(errno));
     return d->f ? 0 : -1;
@@ -163,6 +175,7 @@ static int dump_close(dump_file *d, bool ok) {
         ok = false;
     }
     d->f = NULL;
+    dump_tmp_path[0] = 0;
     if (ok && rename(d->tmp, d->path) != 0) {
         fprintf(stderr, "grok run: cannot rename %s to %s: %s\n", d->tmp, d->path, strerror(errno));
         ok = false;
@@ -176,6 +189,13 @@ int gk_cmd_run(int argc, char **argv) {
     if (parse(argc, argv, &o) < 0) return 2;
     const char *path = gk_cli_model_path(o.g.model);
     if (!path) return 1;
+    /* under mpirun: one model split over the ranks; rank 0 does the talking */
+    gk_dist *dist = gk_cli_dist("run", &argc, &argv);
+    if (!dist) return 1;
+    const bool lead = gk_dist_rank(dist) == 0;
+    /* a failed decode or follow may leave ranks inside a collective: end them all;
+     * other failures are rank 0's alone and stop the followers cleanly */
+    bool broken = false;
 
     int rc = 1;
     gk_err err = {{0}};
@@ -187,14 +207,37 @@ int gk_cmd_run(int argc, char **argv) {
     char *text = NULL;
     dump_file dump = {0};
 
-    gk_model_params mp = {.numerics = o.g.numerics};
+    gk_model_params mp = {.numerics = o.g.numerics, .dist = dist};
     m = gk_model_load(path, &mp, &err);
     if (!m) {
-        fprintf(stderr, "grok run: %s\n", err.msg);
+        fprintf(stderr, "grok run%s: %s\n", gk_cli_dist_who(dist), err.msg);
         goto done;
     }
     const gk_hparams *hp = gk_model_hparams(m);
     const gk_tokenizer *tok = gk_model_tokenizer(m);
+
+    gk_context_params cp = gk_context_default_params();
+    cp.n_ctx = (uint32_t)o.g.n_ctx;
+    cp.n_batch = (uint32_t)o.n_batch;
+    cp.n_threads = (int)o.g.threads;
+    cp.cache_type = o.g.cache_type;
+    cp.all_logits = o.dump != NULL;
+    cp.dist_wire = o.g.dist_wire;
+    cp.dist_check = o.g.dist_check;
+    c = gk_context_new(m, &cp, &err);
+    if (!c) {
+        fprintf(stderr, "grok run%s: %s\n", gk_cli_dist_who(dist), err.msg);
+        goto done;
+    }
+    if (!lead) { /* the other ranks run rank 0's calls until it stops them */
+        if (gk_dist_follow(c, &err) < 0) {
+            broken = true;
+            fprintf(stderr, "grok run%s: %s\n", gk_cli_dist_who(dist), err.msg);
+            goto done;
+        }
+        rc = 0;
+        goto done;
+    }
 
     const char *ptext = NULL; /* the prompt as text (len bytes), when not given as ids */
     size_t len = 0;
@@ -205,7 +248,8 @@ int gk_cmd_run(int argc, char **argv) {
         if (o.prompt) {
             len = strlen(o.prompt);
         } else {
-            if (isatty(0)) fprintf(stderr, "grok run: reading the prompt from stdin (end with Ctrl-D)\n");
+            if (isatty(0))
+                fprintf(stderr, "grok run: reading the prompt from stdin (end with Ctrl-D)\n");
             text = read_stdin(&len);
             if (!text) {
                 fprintf(stderr, "grok run: cannot read stdin\n");
@@ -244,17 +288,6 @@ int gk_cmd_run(int argc, char **argv) {
             goto done;
         }
 
-    gk_context_params cp = gk_context_default_params();
-    cp.n_ctx = (uint32_t)o.g.n_ctx;
-    cp.n_batch = (uint32_t)o.n_batch;
-    cp.n_threads = (int)o.g.threads;
-    cp.cache_type = o.g.cache_type;
-    cp.all_logits = o.dump != NULL;
-    c = gk_context_new(m, &cp, &err);
-    if (!c) {
-        fprintf(stderr, "grok run: %s\n", err.msg);
-        goto done;
-    }
     uint32_t n_ctx = gk_context_n_ctx(c);
     if ((uint64_t)n_prompt + (uint64_t)o.n_predict > n_ctx) {
         fprintf(stderr,
@@ -277,6 +310,7 @@ int gk_cmd_run(int argc, char **argv) {
     for (int done = 0; done < n_prompt;) {
         int T = n_prompt - done < nb ? n_prompt - done : nb;
         if (gk_decode(c, ids + done, T, &err) < 0) {
+            broken = true;
             fprintf(stderr, "grok run: %s\n", err.msg);
             goto done;
         }
@@ -311,6 +345,7 @@ int gk_cmd_run(int argc, char **argv) {
         fflush(stdout);
         if (n_gen == o.n_predict) break;
         if (gk_decode(c, &id, 1, &err) < 0) {
+            broken = true;
             fprintf(stderr, "\ngrok run: %s\n", err.msg);
             goto done;
         }
@@ -325,16 +360,28 @@ int gk_cmd_run(int argc, char **argv) {
     fflush(stdout); /* the text before the timings on stderr */
     double t2 = gk_time_s();
     if (o.verbose)
-        fprintf(stderr, "prompt: %d tokens in %.3f s (%.2f tok/s); generation: %d tokens in %.3f s "
-                        "(%.2f tok/s)\n",
+        fprintf(stderr,
+                "prompt: %d tokens in %.3f s (%.2f tok/s); generation: %d tokens in %.3f s "
+                "(%.2f tok/s)\n",
                 n_prompt, t1 - t0, n_prompt / (t1 - t0 > 0 ? t1 - t0 : 1e-9), n_gen, t2 - t1,
                 n_gen > 1 ? (n_gen - 1) / (t2 - t1) : 0.0);
+    if (o.verbose && gk_dist_size(dist) > 1) {
+        gk_dist_stats st = gk_dist_get_stats(dist);
+        fprintf(stderr,
+                "dist: %d ranks, wire %s: %.3f s in collectives of %.3f s forward; "
+                "%.0f bytes sent per token (ideal %.0f)\n",
+                gk_dist_size(dist), gk_dist_wire_name((gk_dist_wire)o.g.dist_wire), st.comm_s,
+                st.forward_s, st.tokens ? (double)st.bytes_sent / st.tokens : 0.0,
+                st.tokens ? (double)st.bytes_ideal / st.tokens : 0.0);
+    }
     rc = 0;
 done:
     if (dump_close(&dump, rc == 0) < 0) rc = 1;
+    if (rc != 0 && broken) gk_cli_dist_abort(dist);
     gk_sampler_free(s);
     gk_context_free(c);
     gk_model_free(m);
+    gk_dist_free(dist);
     free(ids);
     free(text);
     return rc;

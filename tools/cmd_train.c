@@ -15,7 +15,7 @@
 #include "base/progress.h"
 #include "train/ckpt.h"
 #include "train/data.h"
-#include "train/dist.h"
+#include "dist/dist.h"
 #include "train/train.h"
 
 #include <errno.h>

@@ -14,10 +14,18 @@
  * decode step allocates nothing. Matmuls, attention and the GELU products are
  * split over the thread pool; the small per-token steps (norms, routing) run
  * on the calling thread.
+ *
+ * Tensor parallelism (m->tp.size > 1, src/model/tp.c): this process holds its
+ * ranks's heads, hidden-width slices and vocabulary rows; the partial sums after
+ * wo, after the MoE + MLP and of the embedding are all-reduced in a fixed rank
+ * order (src/dist), the logits gathered to rank 0. Rank 0 sends each call that
+ * changes the context (decode, KV bookkeeping) to the followers first.
  */
+#include "dist/dist.h"
 #include "model/model.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,6 +63,16 @@ struct gk_context {
     float *logits;              /* [n_logit_rows][n_vocab] */
     void *arena;                /* one allocation for the scratch above */
     gk_decode_stats stats;
+    /* tensor parallelism (m->tp.size > 1) */
+    gk_dist *dist;
+    gk_dist_wire wire;
+    bool dist_check, stopped;
+    float *logits_loc; /* [rows][v_n]: this rank's vocabulary slice; then (rank 0) the gather */
+    void *ar_scratch;  /* gk_dist_allreduce's, for the largest wire (the embedding's fp32) */
+    uint64_t *hashes;  /* [size]: --dist-check */
+    int32_t *cmd_buf;  /* followers: [n_ctx] tokens, [n_batch] sequences and keep flags */
+    int fault_layer;   /* tests of --dist-check (GK_DIST_FAULT=RANK:LAYER): this rank nudges
+                          its residual stream after that layer; -1 = never */
 };
 
 gk_context_params gk_context_default_params(void) {
@@ -122,7 +140,8 @@ static void attn_part(void *arg, int ith, int nth) {
     attn_job *j = arg;
     gk_context *c = j->c;
     const gk_hparams *hp = &c->m->hp;
-    const int hd = (int)hp->head_dim, nh = (int)hp->n_head,
+    /* this rank's query heads (all of them with one process); the group is the same */
+    const int hd = (int)hp->head_dim, nh = (int)c->m->tp.n_head,
               group = (int)(hp->n_head / hp->n_head_kv);
     const gk_type_traits *ct = gk_type_traits_of(c->cache_type);
     const bool f32 = c->cache_type == GK_TYPE_F32;
@@ -171,18 +190,25 @@ static void attn_part(void *arg, int ith, int nth) {
     }
 }
 
-static void attention(gk_context *c, int layer, int T) {
+/* Sums a partial result over the ranks (tensor parallelism; no-op alone). */
+static int allreduce(gk_context *c, float *buf, size_t n, gk_dist_wire wire, gk_err *err) {
+    if (c->m->tp.size == 1) return 0;
+    return gk_dist_allreduce(c->dist, buf, n, wire, c->ar_scratch, err);
+}
+
+static int attention(gk_context *c, int layer, int T, gk_err *err) {
     const gk_hparams *hp = &c->m->hp;
+    const gk_tp *tp = &c->m->tp; /* this rank's heads */
     const gk_layer *L = &c->m->layers[layer];
-    const int64_t d = hp->n_embd, nkv = (int64_t)hp->n_head_kv * hp->head_dim;
-    const int hd = (int)hp->head_dim, nh = (int)hp->n_head;
+    const int64_t d = hp->n_embd, nkv = (int64_t)tp->n_head_kv * hp->head_dim;
+    const int hd = (int)hp->head_dim, nh = (int)tp->n_head;
     for (int t = 0; t < T; t++)
         gk_rmsnorm(c->xn + t * d, c->x + t * d, L->attn_norm, d, hp->norm_eps);
     matmul_w(c, c->q, &L->wq, c->xn, T);
     matmul_w(c, c->k, &L->wk, c->xn, T);
     matmul_w(c, c->v, &L->wv, c->xn, T);
     rope_apply(c, c->q, T, nh);
-    rope_apply(c, c->k, T, (int)hp->n_head_kv);
+    rope_apply(c, c->k, T, (int)tp->n_head_kv);
     const gk_type_traits *ct = gk_type_traits_of(c->cache_type);
     for (int t = 0; t < T; t++) {
         uint8_t *kd = kv_at(c, c->kcache, layer, c->tok_seq[t], (uint32_t)c->tok_pos[t]);
@@ -201,10 +227,13 @@ static void attention(gk_context *c, int layer, int T) {
     attn_job j = {.c = c, .layer = layer, .T = T};
     gk_pool_run(c->pool, attn_part, &j);
     matmul_w(c, c->tmp, &L->wo, c->att, T);
+    /* each rank's heads give a partial sum of the output projection */
+    if (allreduce(c, c->tmp, (size_t)T * d, c->wire, err) < 0) return -1;
     for (int t = 0; t < T; t++) {
         gk_rmsnorm(c->tmp + t * d, c->tmp + t * d, L->attn_out_norm, d, hp->norm_eps);
         for (int64_t i = 0; i < d; i++) c->x[t * d + i] += c->tmp[t * d + i];
     }
+    return 0;
 }
 
 /* ------------------------------------------------------------------- MoE --- */
@@ -254,7 +283,7 @@ static void route(gk_context *c, int T) {
  * sum runs in expert order, so it does not depend on its neighbours. */
 static void moe(gk_context *c, const gk_layer *L, float *out, int T) {
     const gk_hparams *hp = &c->m->hp;
-    const int64_t d = hp->n_embd, F = hp->n_ff_exp;
+    const int64_t d = hp->n_embd, F = c->m->tp.n_ff_exp; /* this rank's share of the width */
     matmul_w(c, c->rl, &L->router, c->xn, T);
     route(c, T);
     memset(out, 0, (size_t)T * d * sizeof(float));
@@ -276,7 +305,7 @@ static void moe(gk_context *c, const gk_layer *L, float *out, int T) {
     }
 }
 
-static void ffn(gk_context *c, int layer, int T) {
+static int ffn(gk_context *c, int layer, int T, gk_err *err) {
     const gk_hparams *hp = &c->m->hp;
     const gk_layer *L = &c->m->layers[layer];
     const int64_t d = hp->n_embd;
@@ -286,49 +315,117 @@ static void ffn(gk_context *c, int layer, int T) {
     if (hp->variant == GK_VARIANT_GROK2) {
         /* dense residual MLP on the same input, then (MLP + MoE)/sqrt(2) (spec 4.3) */
         matmul_gate_up(c, c->g, &L->ffn_gate, c->u, &L->ffn_up, -1, c->xn, T);
-        gk_geglu(c->pool, c->g, c->u, (int64_t)T * hp->n_ff, c->m->cfg.gelu_erf);
+        gk_geglu(c->pool, c->g, c->u, (int64_t)T * c->m->tp.n_ff, c->m->cfg.gelu_erf);
         matmul_w(c, c->tmp, &L->ffn_down, c->g, T);
         for (int64_t i = 0; i < T * d; i++)
             c->moe[i] = (c->tmp[i] + c->moe[i]) / 1.4142135623730951f;
     }
+    /* each rank's share of the hidden widths gives a partial sum (linear up to here) */
+    if (allreduce(c, c->moe, (size_t)T * d, c->wire, err) < 0) return -1;
     for (int t = 0; t < T; t++) {
         gk_rmsnorm(c->tmp + t * d, c->moe + t * d, L->post_ffn_norm, d, hp->norm_eps);
         for (int64_t i = 0; i < d; i++) c->x[t * d + i] += c->tmp[t * d + i];
     }
+    return 0;
 }
 
 /* ------------------------------------------------------------- forward --- */
 
-/* Runs the T tokens whose sequences and positions are in c->tok_seq/tok_pos,
- * and fills the logits of the n_keep tokens listed in c->kept. */
-static void forward(gk_context *c, const int32_t *tokens, int T, int n_keep) {
+/* --dist-check: every rank hashes its residual stream; all must agree. */
+static int check_layer(gk_context *c, uint32_t layer, int T, gk_err *err) {
+    const gk_tp *tp = &c->m->tp;
+    uint64_t h = gk_dist_hash(GK_DIST_HASH_INIT, c->x, (size_t)T * c->m->hp.n_embd * sizeof(float));
+    if (gk_dist_allgather(c->dist, &h, sizeof h, c->hashes, err) < 0) return -1;
+    for (int r = 1; r < tp->size; r++)
+        if (c->hashes[r] != c->hashes[0])
+            return gk_fail(err,
+                           "--dist-check: the residual stream after layer %u differs on rank "
+                           "%d from rank 0 (hash %016llx vs %016llx)",
+                           layer, r, (unsigned long long)c->hashes[r],
+                           (unsigned long long)c->hashes[0]);
+    return 0;
+}
+
+/* The logits of n tokens from xn: this rank's vocabulary rows, scaled and capped,
+ * then (tensor parallel) gathered into c->logits on rank 0. */
+static int output_logits(gk_context *c, int n, gk_err *err) {
     const gk_model *m = c->m;
     const gk_hparams *hp = &m->hp;
+    const gk_tp *tp = &m->tp;
+    float *out = tp->size == 1 ? c->logits : c->logits_loc;
+    matmul_w(c, out, &m->output, c->xn, n);
+    const float fcap = hp->final_softcap;
+    for (int64_t i = 0; i < (int64_t)n * tp->v_n; i++) {
+        float v = out[i] * hp->logit_scale;
+        out[i] = gk_softcap(v, fcap);
+    }
+    if (tp->size == 1) return 0;
+    /* rank r's block [n][v_n(r)] lands at n * v_lo(r) in the receive buffer */
+    size_t bytes[256], offs[256];
+    for (int r = 0; r < tp->size && r < 256; r++) {
+        uint64_t lo, cnt;
+        gk_tp_range(hp->n_vocab, r, tp->size, &lo, &cnt);
+        bytes[r] = (size_t)n * cnt * sizeof(float);
+        offs[r] = (size_t)n * lo * sizeof(float);
+    }
+    float *recv = c->logits_loc + (size_t)n * tp->v_n;
+    if (gk_dist_gatherv(c->dist, out, (size_t)n * tp->v_n * sizeof(float), recv, bytes, offs, err) <
+        0)
+        return -1;
+    if (tp->rank != 0) return 0;
+    for (int r = 0; r < tp->size; r++) {
+        uint64_t lo, cnt;
+        gk_tp_range(hp->n_vocab, r, tp->size, &lo, &cnt);
+        const float *blk = recv + (size_t)n * lo;
+        for (int t = 0; t < n; t++)
+            memcpy(c->logits + (size_t)t * hp->n_vocab + lo, blk + (size_t)t * cnt,
+                   cnt * sizeof(float));
+    }
+    return 0;
+}
+
+/* Runs the T tokens whose sequences and positions are in c->tok_seq/tok_pos,
+ * and fills the logits of the n_keep tokens listed in c->kept. */
+static int forward(gk_context *c, const int32_t *tokens, int T, int n_keep, gk_err *err) {
+    const gk_model *m = c->m;
+    const gk_hparams *hp = &m->hp;
+    const gk_tp *tp = &m->tp;
     const int64_t d = hp->n_embd;
     const int half = (int)hp->n_rot / 2;
     const gk_type_traits *et = gk_type_traits_of(m->tok_embd.type);
+    double t_start = gk_time_s();
     for (int t = 0; t < T; t++) {
         float *x = c->x + t * d;
-        et->to_float(m->tok_embd.data + (size_t)tokens[t] * m->tok_embd.nb_row, x, d);
-        for (int64_t i = 0; i < d; i++) x[i] *= hp->embedding_scale;
+        uint32_t row = (uint32_t)tokens[t] - tp->v_lo; /* this rank's rows: [0, v_n) */
+        if (row < tp->v_n) {
+            et->to_float(m->tok_embd.data + (size_t)row * m->tok_embd.nb_row, x, d);
+            for (int64_t i = 0; i < d; i++) x[i] *= hp->embedding_scale;
+        } else { /* another rank's vocabulary slice: that rank adds the row */
+            memset(x, 0, (size_t)d * sizeof(float));
+        }
         gk_rope_tables(&m->cfg.rope, (uint32_t)c->tok_pos[t], 1, c->rope_cos + t * half,
                        c->rope_sin + t * half);
     }
+    /* one rank holds each row, the others add zeros: exact, so always fp32 */
+    if (allreduce(c, c->x, (size_t)T * d, GK_DIST_WIRE_F32, err) < 0) return -1;
     for (uint32_t l = 0; l < hp->n_layer; l++) {
-        attention(c, (int)l, T);
-        ffn(c, (int)l, T);
+        if (attention(c, (int)l, T, err) < 0 || ffn(c, (int)l, T, err) < 0) return -1;
+        if ((int)l == c->fault_layer) c->x[0] = nextafterf(c->x[0], INFINITY);
+        if (c->dist_check && tp->size > 1 && check_layer(c, l, T, err) < 0) return -1;
     }
     c->stats.tokens += (uint64_t)T;
     c->stats.forwards++;
-    if (n_keep == 0) return;
-    for (int i = 0; i < n_keep; i++)
-        gk_rmsnorm(c->xn + i * d, c->x + (int64_t)c->kept[i] * d, m->output_norm, d, hp->norm_eps);
-    matmul_w(c, c->logits, &m->output, c->xn, n_keep);
-    const float fcap = hp->final_softcap;
-    for (int64_t i = 0; i < (int64_t)n_keep * hp->n_vocab; i++) {
-        float v = c->logits[i] * hp->logit_scale;
-        c->logits[i] = gk_softcap(v, fcap);
+    if (n_keep > 0) {
+        for (int i = 0; i < n_keep; i++)
+            gk_rmsnorm(c->xn + i * d, c->x + (int64_t)c->kept[i] * d, m->output_norm, d,
+                       hp->norm_eps);
+        if (output_logits(c, n_keep, err) < 0) return -1;
     }
+    if (tp->size > 1) {
+        c->dist->st.tokens += (uint64_t)T;
+        c->dist->st.forward_s += gk_time_s() - t_start;
+    }
+    return 0;
 }
 
 /* Checks a batch without changing anything; on success fills the per-token
@@ -375,21 +472,96 @@ static int plan_batch(gk_context *c, int n, const int32_t *token, const int32_t 
     return n_keep;
 }
 
-static void commit_batch(gk_context *c, const int32_t *tokens, int n, int n_keep) {
-    forward(c, tokens, n, n_keep);
+static int commit_batch(gk_context *c, const int32_t *tokens, int n, int n_keep, gk_err *err) {
+    if (forward(c, tokens, n, n_keep, err) < 0) {
+        c->n_tok = 0;
+        return -1;
+    }
     for (int i = 0; i < n; i++) c->seq_len[c->tok_seq[i]]++;
     c->n_tok = n;
+    return 0;
 }
 
-int gk_decode_batch(gk_context *c, const gk_batch *b, gk_err *err) {
-    if (!b || !b->token) return gk_fail(err, "decode: no batch given");
+/* --------------------------------------------------- rank 0's commands --- */
+
+/* Rank 0 sends each call that changes the context to the followers (a header of
+ * four int32, then the call's arrays) before running its own share of it; the
+ * followers run the same local function on the same arguments. */
+enum { CMD_STOP = 1, CMD_DECODE, CMD_BATCH, CMD_TRUNCATE, CMD_SEQ_KEEP, CMD_SEQ_COPY };
+
+static bool leads(const gk_context *c) {
+    return c->m->tp.size > 1 && c->m->tp.rank == 0;
+}
+
+/* A header: op and three arguments, then up to CMD_INLINE tokens of a decode
+ * (a generation step then costs one broadcast). */
+#define CMD_INLINE 4
+#define CMD_WORDS (4 + CMD_INLINE)
+
+static int send_cmd_inline(gk_context *c, int32_t op, int32_t a, int32_t b, int32_t d,
+                           const int32_t *inl, int n_inl, gk_err *err) {
+    if (c->stopped) return gk_fail(err, "the followers were stopped (gk_dist_stop)");
+    int32_t hdr[CMD_WORDS] = {op, a, b, d};
+    for (int i = 0; i < n_inl; i++) hdr[4 + i] = inl[i];
+    return gk_dist_bcast(c->dist, hdr, sizeof hdr, true, err);
+}
+
+static int send_cmd(gk_context *c, int32_t op, int32_t a, int32_t b, int32_t d, gk_err *err) {
+    return send_cmd_inline(c, op, a, b, d, NULL, 0, err);
+}
+
+static int send_arr(gk_context *c, const void *p, size_t bytes, gk_err *err) {
+    return gk_dist_bcast(c->dist, (void *)p, bytes, true, err);
+}
+
+static int only_rank0(const gk_context *c, const char *what, gk_err *err) {
+    return gk_fail(err, "%s on rank %d: only rank 0 calls it (the other ranks run gk_dist_follow)",
+                   what, c->m->tp.rank);
+}
+
+static int decode_batch_local(gk_context *c, const gk_batch *b, gk_err *err) {
     int n_keep = plan_batch(c, b->n, b->token, b->seq, b->logits, KEEP_LAST, err);
     if (n_keep < 0) {
         c->n_tok = 0; /* the tables were overwritten: the last logits are gone */
         return -1;
     }
-    commit_batch(c, b->token, b->n, n_keep);
+    if (commit_batch(c, b->token, b->n, n_keep, err) < 0) return -1;
     c->out_base = 0;
+    return 0;
+}
+
+int gk_decode_batch(gk_context *c, const gk_batch *b, gk_err *err) {
+    if (!b || !b->token) return gk_fail(err, "decode: no batch given");
+    if (c->m->tp.size > 1) {
+        if (!leads(c)) return only_rank0(c, "gk_decode_batch", err);
+        /* check first (changing nothing), so that the followers get only good batches */
+        if (plan_batch(c, b->n, b->token, b->seq, b->logits, KEEP_LAST, err) < 0) {
+            c->n_tok = 0;
+            return -1;
+        }
+        uint8_t *keep = (uint8_t *)(c->cmd_buf + c->n_ctx + c->n_batch); /* n <= n_batch */
+        if (b->logits)
+            for (int i = 0; i < b->n; i++) keep[i] = b->logits[i];
+        if (send_cmd(c, CMD_BATCH, b->n, b->seq != NULL, b->logits != NULL, err) < 0 ||
+            send_arr(c, b->token, (size_t)b->n * sizeof(int32_t), err) < 0 ||
+            (b->seq && send_arr(c, b->seq, (size_t)b->n * sizeof(int32_t), err) < 0) ||
+            (b->logits && send_arr(c, keep, (size_t)b->n, err) < 0))
+            return -1;
+    }
+    return decode_batch_local(c, b, err);
+}
+
+static int decode_local(gk_context *c, const int32_t *tokens, int n, gk_err *err) {
+    for (int done = 0; done < n;) {
+        int T = n - done < (int)c->n_batch ? n - done : (int)c->n_batch;
+        /* with all_logits every token's logits are kept; else only the very last one's */
+        int mode = c->all_logits ? KEEP_ALL : done + T == n ? KEEP_LAST : KEEP_NONE;
+        int n_keep = plan_batch(c, T, tokens + done, NULL, NULL, mode, err);
+        if (n_keep < 0) return -1; /* cannot happen: checked above */
+        if (commit_batch(c, tokens + done, T, n_keep, err) < 0) return -1;
+        c->out_base = done;
+        done += T;
+    }
     return 0;
 }
 
@@ -409,21 +581,18 @@ int gk_decode(gk_context *c, const int32_t *tokens, int n, gk_err *err) {
                        "decode: %d tokens exceed n_batch %u with all_logits on "
                        "(call per batch)",
                        n, c->n_batch);
-    for (int done = 0; done < n;) {
-        int T = n - done < (int)c->n_batch ? n - done : (int)c->n_batch;
-        /* with all_logits every token's logits are kept; else only the very last one's */
-        int mode = c->all_logits ? KEEP_ALL : done + T == n ? KEEP_LAST : KEEP_NONE;
-        int n_keep = plan_batch(c, T, tokens + done, NULL, NULL, mode, err);
-        if (n_keep < 0) return -1; /* cannot happen: checked above */
-        commit_batch(c, tokens + done, T, n_keep);
-        c->out_base = done;
-        done += T;
+    if (c->m->tp.size > 1) {
+        if (!leads(c)) return only_rank0(c, "gk_decode", err);
+        if (send_cmd_inline(c, CMD_DECODE, n, 0, 0, tokens, n <= CMD_INLINE ? n : 0, err) < 0 ||
+            (n > CMD_INLINE && send_arr(c, tokens, (size_t)n * sizeof(int32_t), err) < 0))
+            return -1;
     }
-    return 0;
+    return decode_local(c, tokens, n, err);
 }
 
 const float *gk_get_logits(const gk_context *c, int i) {
     int j = i - c->out_base;
+    if (c->m->tp.rank != 0) return NULL; /* the logits exist on rank 0 only */
     if (j < 0 || j >= c->n_tok || c->logit_row[j] < 0) return NULL;
     return c->logits + (size_t)c->logit_row[j] * c->m->hp.n_vocab;
 }
@@ -437,9 +606,17 @@ uint32_t gk_context_n_ctx(const gk_context *c) {
 uint32_t gk_context_n_seq(const gk_context *c) {
     return c->n_seq;
 }
-void gk_context_truncate(gk_context *c, uint32_t n_keep) {
+
+static void truncate_local(gk_context *c, uint32_t n_keep) {
     if (n_keep < c->seq_len[0]) c->seq_len[0] = n_keep;
     c->n_tok = 0;
+}
+
+void gk_context_truncate(gk_context *c, uint32_t n_keep) {
+    /* a failed send means a broken group: the next collective's watchdog reports it */
+    if (leads(c))
+        send_cmd(c, CMD_TRUNCATE, (int32_t)(n_keep > INT32_MAX ? INT32_MAX : n_keep), 0, 0, NULL);
+    truncate_local(c, n_keep);
 }
 
 uint32_t gk_kv_seq_len(const gk_context *c, int seq) {
@@ -449,8 +626,25 @@ uint32_t gk_kv_seq_len(const gk_context *c, int seq) {
 int gk_kv_seq_keep(gk_context *c, int seq, uint32_t n_keep, gk_err *err) {
     if (seq < 0 || (uint32_t)seq >= c->n_seq)
         return gk_fail(err, "sequence id %d is out of range (%u sequences)", seq, c->n_seq);
+    if (c->m->tp.size > 1) {
+        if (!leads(c)) return only_rank0(c, "gk_kv_seq_keep", err);
+        if (send_cmd(c, CMD_SEQ_KEEP, seq, (int32_t)(n_keep > INT32_MAX ? INT32_MAX : n_keep), 0,
+                     err) < 0)
+            return -1;
+    }
     if (n_keep < c->seq_len[seq]) c->seq_len[seq] = n_keep;
     return 0;
+}
+
+static void seq_copy_local(gk_context *c, int src, int dst, uint32_t n) {
+    if (src != dst && n > 0)
+        for (uint32_t l = 0; l < c->m->hp.n_layer; l++) {
+            memcpy(kv_at(c, c->kcache, (int)l, dst, 0), kv_at(c, c->kcache, (int)l, src, 0),
+                   (size_t)n * c->kv_row);
+            memcpy(kv_at(c, c->vcache, (int)l, dst, 0), kv_at(c, c->vcache, (int)l, src, 0),
+                   (size_t)n * c->kv_row);
+        }
+    c->seq_len[dst] = n;
 }
 
 int gk_kv_seq_copy(gk_context *c, int src, int dst, uint32_t n, gk_err *err) {
@@ -460,15 +654,81 @@ int gk_kv_seq_copy(gk_context *c, int src, int dst, uint32_t n, gk_err *err) {
     if (n > c->seq_len[src])
         return gk_fail(err, "cannot copy %u positions of sequence %d, which holds %u", n, src,
                        c->seq_len[src]);
-    if (src != dst && n > 0)
-        for (uint32_t l = 0; l < c->m->hp.n_layer; l++) {
-            memcpy(kv_at(c, c->kcache, (int)l, dst, 0), kv_at(c, c->kcache, (int)l, src, 0),
-                   (size_t)n * c->kv_row);
-            memcpy(kv_at(c, c->vcache, (int)l, dst, 0), kv_at(c, c->vcache, (int)l, src, 0),
-                   (size_t)n * c->kv_row);
-        }
-    c->seq_len[dst] = n;
+    if (c->m->tp.size > 1) {
+        if (!leads(c)) return only_rank0(c, "gk_kv_seq_copy", err);
+        if (send_cmd(c, CMD_SEQ_COPY, src, dst, (int32_t)n, err) < 0) return -1;
+    }
+    seq_copy_local(c, src, dst, n);
     return 0;
+}
+
+int gk_dist_stop(gk_context *c, gk_err *err) {
+    if (!leads(c) || c->stopped) return 0;
+    int rc = send_cmd(c, CMD_STOP, 0, 0, 0, err);
+    c->stopped = true;
+    return rc;
+}
+
+int gk_dist_follow(gk_context *c, gk_err *err) {
+    const gk_tp *tp = &c->m->tp;
+    if (tp->size == 1) return 0;
+    if (tp->rank == 0) return gk_fail(err, "gk_dist_follow: rank 0 leads, it does not follow");
+    int32_t *toks = c->cmd_buf, *seqs = toks + c->n_ctx;
+    uint8_t *keep8 = (uint8_t *)(seqs + c->n_batch);
+    bool *keep = (bool *)(keep8 + c->n_batch);
+    for (;;) {
+        int32_t h[CMD_WORDS];
+        /* unbounded wait: rank 0 may wait for its user before the next call */
+        if (gk_dist_bcast(c->dist, h, sizeof h, false, err) < 0) return -1;
+        int rc = 0;
+        switch (h[0]) {
+        case CMD_STOP:
+            c->stopped = true;
+            return 0;
+        case CMD_DECODE:
+            if (h[1] < 1 || (uint32_t)h[1] > c->n_ctx) goto bad;
+            if (h[1] <= CMD_INLINE)
+                memcpy(toks, h + 4, (size_t)h[1] * sizeof(int32_t));
+            else
+                rc = gk_dist_bcast(c->dist, toks, (size_t)h[1] * sizeof(int32_t), true, err);
+            if (rc == 0) rc = decode_local(c, toks, h[1], err);
+            break;
+        case CMD_BATCH: {
+            if (h[1] < 1 || (uint32_t)h[1] > c->n_batch) goto bad;
+            size_t n = (size_t)h[1];
+            rc = gk_dist_bcast(c->dist, toks, n * sizeof(int32_t), true, err);
+            if (rc == 0 && h[2]) rc = gk_dist_bcast(c->dist, seqs, n * sizeof(int32_t), true, err);
+            if (rc == 0 && h[3]) {
+                rc = gk_dist_bcast(c->dist, keep8, n, true, err);
+                for (size_t i = 0; i < n; i++) keep[i] = keep8[i] != 0;
+            }
+            gk_batch b = {
+                .n = h[1], .token = toks, .seq = h[2] ? seqs : NULL, .logits = h[3] ? keep : NULL};
+            if (rc == 0) rc = decode_batch_local(c, &b, err);
+            break;
+        }
+        case CMD_TRUNCATE:
+            truncate_local(c, (uint32_t)h[1]);
+            break;
+        case CMD_SEQ_KEEP:
+            if (h[1] < 0 || (uint32_t)h[1] >= c->n_seq) goto bad;
+            if ((uint32_t)h[2] < c->seq_len[h[1]]) c->seq_len[h[1]] = (uint32_t)h[2];
+            break;
+        case CMD_SEQ_COPY:
+            if (h[1] < 0 || (uint32_t)h[1] >= c->n_seq || h[2] < 0 || (uint32_t)h[2] >= c->n_seq ||
+                h[3] < 0 || (uint32_t)h[3] > c->seq_len[h[1]])
+                goto bad;
+            seq_copy_local(c, h[1], h[2], (uint32_t)h[3]);
+            break;
+        default:
+            goto bad;
+        }
+        if (rc < 0) return gk_err_prefix(err, "rank %d", tp->rank), -1;
+        continue;
+    bad:
+        return gk_fail(err, "rank %d: bad command from rank 0 (%d %d %d %d)", tp->rank, h[0], h[1],
+                       h[2], h[3]);
+    }
 }
 
 uint64_t gk_context_kv_bytes(const gk_context *c) {
@@ -517,9 +777,10 @@ static gk_dtype cache_dtype(gk_cache_type t, gk_numerics numerics) {
     }
 }
 
-gk_context *gk_context_new(gk_model *m, const gk_context_params *params, gk_err *err) {
+static gk_context *context_new(gk_model *m, const gk_context_params *params, gk_err *err) {
     gk_context_params p = params ? *params : gk_context_default_params();
     const gk_hparams *hp = &m->hp;
+    const gk_tp *tp = &m->tp;
     gk_context *c = gk_calloc(1, sizeof *c, err);
     if (!c) return NULL;
     c->m = m;
@@ -555,10 +816,32 @@ gk_context *gk_context_new(gk_model *m, const gk_context_params *params, gk_err 
         goto fail;
     }
 
-    const size_t B = c->n_batch, d = hp->n_embd, nq = (size_t)hp->n_head * hp->head_dim,
-                 nkv = (size_t)hp->n_head_kv * hp->head_dim, F = hp->n_ff_exp,
-                 Fd = hp->variant == GK_VARIANT_GROK2 ? hp->n_ff : 0, E = hp->n_expert,
-                 V = hp->n_vocab, half = hp->n_rot / 2;
+    if (p.dist_wire < GK_DIST_WIRE_F32 || p.dist_wire > GK_DIST_WIRE_Q8_0) {
+        gk_fail(err, "unknown dist wire format %d", p.dist_wire);
+        goto fail;
+    }
+    if (tp->size > 1 && gk_dist_size(tp->dist) != tp->size) {
+        gk_fail(err,
+                "the model holds rank %d's slices of a %d-way split but no process group "
+                "of %d ranks (load it with gk_model_params.dist)",
+                tp->rank, tp->size, tp->size);
+        goto fail;
+    }
+    c->dist = tp->dist;
+    c->fault_layer = -1;
+    const char *fault = getenv("GK_DIST_FAULT");
+    int f_rank, f_layer;
+    if (tp->size > 1 && fault && sscanf(fault, "%d:%d", &f_rank, &f_layer) == 2 &&
+        f_rank == tp->rank)
+        c->fault_layer = f_layer;
+    c->wire = (gk_dist_wire)p.dist_wire;
+    c->dist_check = p.dist_check;
+    /* this rank's heads and widths (the whole model with one process); the
+     * followers keep no full-vocabulary logits */
+    const size_t B = c->n_batch, d = hp->n_embd, nq = (size_t)tp->n_head * hp->head_dim,
+                 nkv = (size_t)tp->n_head_kv * hp->head_dim, F = tp->n_ff_exp,
+                 Fd = hp->variant == GK_VARIANT_GROK2 ? tp->n_ff : 0, E = hp->n_expert,
+                 V = tp->rank != 0 ? 0 : hp->n_vocab, half = hp->n_rot / 2;
     size_t max_in = d;
     if (nq > max_in) max_in = nq;
     if (F > max_in) max_in = F;
@@ -609,7 +892,18 @@ gk_context *gk_context_new(gk_model *m, const gk_context_params *params, gk_err 
     c->arena = gk_malloc_aligned(total, err);
     c->kcache = gk_malloc_aligned(kv * c->kv_row, err);
     c->vcache = gk_malloc_aligned(kv * c->kv_row, err);
-    if (!c->arena || !c->kcache || !c->vcache) {
+    bool tp_ok = true;
+    if (tp->size > 1) {
+        size_t rows = (size_t)c->n_logit_rows;
+        c->logits_loc = gk_malloc(
+            rows * (tp->v_n + (tp->rank == 0 ? hp->n_vocab : 0)) * sizeof(float) + 64, err);
+        c->ar_scratch =
+            gk_malloc_aligned(gk_dist_allreduce_scratch(tp->size, B * d, GK_DIST_WIRE_F32), err);
+        c->hashes = gk_malloc((size_t)tp->size * sizeof(uint64_t), err);
+        c->cmd_buf = gk_malloc(((size_t)c->n_ctx + B) * sizeof(int32_t) + 2 * B + 16, err);
+        tp_ok = c->logits_loc && c->ar_scratch && c->hashes && c->cmd_buf;
+    }
+    if (!c->arena || !c->kcache || !c->vcache || !tp_ok) {
         gk_err_prefix(err, "context of %u x %u tokens", c->n_seq, c->n_ctx);
         goto fail;
     }
@@ -640,8 +934,31 @@ fail:
     return NULL;
 }
 
+/* Collective with several ranks: every rank learns whether all made their
+ * context with the same parameters (threads may differ). */
+gk_context *gk_context_new(gk_model *m, const gk_context_params *params, gk_err *err) {
+    if (m->tp.size == 1) return context_new(m, params, err);
+    gk_err mine = {{0}};
+    gk_context *c = context_new(m, params, &mine);
+    gk_context_params p = params ? *params : gk_context_default_params();
+    uint64_t ident[4] = {
+        (uint64_t)p.n_ctx << 32 | p.n_batch, (uint64_t)p.n_seq << 32 | (uint64_t)p.cache_type,
+        (uint64_t)p.all_logits << 32 | (uint64_t)p.dist_check, (uint64_t)p.dist_wire};
+    if (gk_dist_agree(m->tp.dist, c != NULL, mine.msg, ident, "making the context", err) < 0) {
+        if (c) c->stopped = true; /* nobody follows */
+        gk_context_free(c);
+        return NULL;
+    }
+    return c;
+}
+
 void gk_context_free(gk_context *c) {
     if (!c) return;
+    gk_dist_stop(c, NULL);
+    free(c->logits_loc);
+    gk_free_aligned(c->ar_scratch);
+    free(c->hashes);
+    free(c->cmd_buf);
     gk_pool_free(c->pool);
     gk_free_aligned(c->arena);
     gk_free_aligned(c->kcache);

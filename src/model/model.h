@@ -23,10 +23,10 @@ typedef struct gk_weight {
 
 typedef struct gk_layer {
     float *attn_norm, *attn_out_norm, *ffn_norm, *post_ffn_norm; /* [n_embd], fp32 copies */
-    gk_weight wq, wk, wv, wo;                                     /* attention */
-    gk_weight router;                                             /* [n_expert, n_embd] */
-    gk_weight gate_exps, up_exps, down_exps;                      /* expert stacks */
-    gk_weight ffn_gate, ffn_up, ffn_down;                         /* Grok-2 dense MLP */
+    gk_weight wq, wk, wv, wo;                                    /* attention */
+    gk_weight router;                                            /* [n_expert, n_embd] */
+    gk_weight gate_exps, up_exps, down_exps;                     /* expert stacks */
+    gk_weight ffn_gate, ffn_up, ffn_down;                        /* Grok-2 dense MLP */
 } gk_layer;
 
 /* What the numerics mode and the variant decide (spec "Decisions" 1). */
@@ -39,6 +39,28 @@ typedef struct gk_numerics_cfg {
 } gk_numerics_cfg;
 
 #define GK_MAX_HPARAM_INFO 48
+
+/* This process's share of a tensor-parallel model (src/model/tp.c); with one
+ * process the whole model: counts equal the hyper-parameters, v_lo = 0. */
+typedef struct gk_tp {
+    gk_dist *dist; /* NULL: one process */
+    int rank, size;
+    bool shard_file; /* a per-rank file (grok shard): its tensors are this rank's slices */
+    uint32_t n_head, n_head_kv, n_ff_exp, n_ff; /* this rank's heads and hidden widths */
+    uint32_t v_lo, v_n;                         /* vocabulary rows [v_lo, v_lo + v_n) */
+    void *store;                                /* this rank's slices of a whole file */
+    uint64_t ident[4];                          /* what every rank must agree on */
+} gk_tp;
+
+/* Per-rank file keys (grok shard). Distinct from split GGUF's split.* keys. */
+#define GK_SHARD_KEY_RANK "grok.shard.rank"
+#define GK_SHARD_KEY_COUNT "grok.shard.count"
+#define GK_SHARD_KEY_SET "grok.shard.set_checksum"
+#define GK_SHARD_KEY_DATA "grok.shard.data_checksum"
+#define GK_SHARD_KEY_VOCAB "grok.shard.n_vocab"
+#define GK_SHARD_KEY_VLO "grok.shard.vocab_begin"
+/* File name of rank r's file in a directory written by grok shard. */
+#define GK_SHARD_NAME_FMT "rank-%03d-of-%03d.gguf"
 
 struct gk_model {
     gk_gguf *gguf;
@@ -53,6 +75,40 @@ struct gk_model {
     uint64_t n_params;
     gk_hparam_info info[GK_MAX_HPARAM_INFO];
     int n_info;
+    gk_tp tp;
 };
+
+/* A whole file narrowed to rank's slices of a size-way split, without a process
+ * group (grok shard writes each rank's file from it). */
+gk_model *gk_model_load_rank(const char *path, const gk_model_params *params, int rank, int size,
+                             gk_err *err);
+
+/* tp.c: the tensor-parallel split. */
+/* After the hyper-parameters: checks that the group's size can split the model
+ * and sets this rank's counts (the file's shard keys for a per-rank file). */
+int gk_tp_plan(gk_model *m, gk_err *err);
+/* The vocabulary: n_rows of token_embd in the file; sets hp->n_vocab, v_lo, v_n. */
+int gk_tp_vocab(gk_model *m, int64_t n_rows, gk_err *err);
+/* After binding a whole file (at path): copies this rank's slice of every split
+ * weight into tp.store (columns on block boundaries) and points the weights at
+ * them. No-op with one process or a per-rank file. */
+int gk_tp_cut(gk_model *m, const char *path, gk_err *err);
+/* The identity every rank must share, then the agreement step of the load. */
+void gk_tp_identity(gk_model *m);
+/* Row range [lo, lo + n) of rank r when n_total rows are split size ways. */
+void gk_tp_range(uint64_t n_total, int r, int size, uint64_t *lo, uint64_t *n);
+/* 64-bit hash of a byte stream, word-wise; the same for any split of the
+ * stream into updates (per-rank file checksums). */
+typedef struct gk_tp_hasher {
+    uint64_t h;
+    uint8_t part[8];
+    int n_part;
+} gk_tp_hasher;
+void gk_tp_hash_init(gk_tp_hasher *s);
+void gk_tp_hash_update(gk_tp_hasher *s, const void *data, size_t n);
+uint64_t gk_tp_hash_final(gk_tp_hasher *s);
+/* The identity of a whole file (size, tensor table, first data) as used when
+ * every rank loads it; grok shard mixes it into a set's checksum. */
+uint64_t gk_tp_file_ident(const gk_gguf *g);
 
 #endif

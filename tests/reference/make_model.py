@@ -32,6 +32,7 @@ GELU variant move logits well above the f32 tolerance (selfcheck.py measures it)
 Usage: make_model.py OUT.gguf [--kind grok1|grok1old|grok2|grok2yarn] [--type f32|f16|bf16|q8_0|q4_0] [--seed N]
                      [--wide]   (n_embd 256, head_dim 64, FFN widths 256/512: k-quant-sized rows)
                      [--small]  (1 layer, 4 experts, 512 tokens: for committed fixtures)
+                     [--dims N_HEAD=16,N_HEAD_KV=8,...]  (any shape constant)
 """
 
 import argparse
@@ -169,24 +170,30 @@ SMALL = dict(N_LAYER=1, N_EXPERT=4, N_VOCAB=512)
 
 
 @contextlib.contextmanager
-def _shape(wide, small=False):
-    """Switches the module's shape constants to WIDE (and SMALL) for the duration."""
+def _shape(wide, small=False, dims=None):
+    """Switches the module's shape constants to WIDE (and SMALL), then to dims (e.g.
+    {"N_HEAD_KV": 8}), for the duration."""
     g = globals()
-    saved = {k: g[k] for k in list(WIDE) + list(SMALL) + ["STD"]}
+    dims = dims or {}
+    unknown = [k for k in dims if k not in g or not k.startswith(("N_", "HEAD_"))]
+    if unknown:
+        raise ValueError(f"unknown shape constants {unknown}")
+    saved = {k: g[k] for k in list(WIDE) + list(SMALL) + list(dims) + ["STD"]}
     if small:
         g.update(SMALL)
     if wide:
         g.update(WIDE)
         g["STD"] = {k: (v if k == "norm" else v * 0.5) for k, v in saved["STD"].items()}
+    g.update(dims)
     try:
         yield
     finally:
         g.update(saved)
 
 
-def build(path, kind="grok1", wtype="f32", seed=0, wide=False, small=False):
+def build(path, kind="grok1", wtype="f32", seed=0, wide=False, small=False, dims=None):
     """Writes one model to path; returns the config dict written."""
-    with _shape(wide, small):
+    with _shape(wide, small, dims):
         return _build(path, kind, wtype, seed)
 
 
@@ -220,8 +227,10 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--wide", action="store_true", help="rows of 256 (for the k-quants)")
     ap.add_argument("--small", action="store_true", help="1 layer, 4 experts, 512 tokens")
+    ap.add_argument("--dims", default="", help="shape overrides, e.g. N_HEAD=16,N_HEAD_KV=8")
     a = ap.parse_args(argv)
-    build(a.out, a.kind, a.type, a.seed, a.wide, a.small)
+    dims = {k: int(v) for k, v in (kv.split("=") for kv in a.dims.split(",") if kv)}
+    build(a.out, a.kind, a.type, a.seed, a.wide, a.small, dims)
     return 0
 
 

@@ -1,0 +1,52 @@
+#!/bin/sh
+# dist_netns.sh - tensor-parallel grok over a real TCP link on one machine: two
+# Linux network namespaces joined by a veth pair whose egress is limited by a
+# token-bucket filter (tc tbf; this kernel has no netem, so there is no added
+# latency beyond the stack's own), rank 0 in one namespace and rank 1 in the
+# other, OpenMPI's TCP transport only (no shared memory between the ranks).
+#
+# usage (root): bench/dist_netns.sh MODEL.gguf [RATE] [grok bench options...]
+#   RATE: a tc rate such as 1gbit (default) or 10gbit
+# Prints `grok bench` at N = 2 over the link; removes the namespaces on exit.
+set -eu
+model=${1:?usage: dist_netns.sh MODEL.gguf [RATE] [bench options]}
+rate=${2:-1gbit}
+shift $(( $# >= 2 ? 2 : 1 ))
+grok=${GROK:-$(dirname "$0")/../build/grok}
+grok=$(readlink -f "$grok")
+model=$(readlink -f "$model")
+ns0=gkdist0.$$
+ns1=gkdist1.$$
+
+cleanup() {
+    ip netns del "$ns0" 2>/dev/null || true
+    ip netns del "$ns1" 2>/dev/null || true
+}
+trap cleanup EXIT INT TERM
+
+ip netns add "$ns0"
+ip netns add "$ns1"
+ip link add gkv0 netns "$ns0" type veth peer name gkv1 netns "$ns1"
+ip -n "$ns0" addr add 10.77.0.1/24 dev gkv0
+ip -n "$ns1" addr add 10.77.0.2/24 dev gkv1
+for n in "$ns0:gkv0" "$ns1:gkv1"; do
+    ns=${n%%:*}
+    dev=${n#*:}
+    ip -n "$ns" link set lo up
+    ip -n "$ns" link set "$dev" up
+    # bandwidth on each direction: burst of 64 KiB, at most 50 ms queued
+    ip netns exec "$ns" tc qdisc add dev "$dev" root tbf rate "$rate" burst 64kb latency 50ms
+done
+ip -n "$ns0" link show gkv0 | grep -q "state UP\|LOWER_UP"
+
+echo "grok bench, N = 2 over a veth pair limited to $rate (tc tbf), OpenMPI TCP"
+# mpirun runs in the first namespace; the rank in the second reaches its PMIx
+# server over the veth (remote connections allowed). The ranks talk to each
+# other only over TCP on the veth addresses.
+ip netns exec "$ns0" env PMIX_MCA_ptl_tcp_remote_connections=1 PMIX_MCA_ptl_tcp_if_include=10.77.0.0/24 \
+    mpirun --allow-run-as-root --oversubscribe \
+    -x PMIX_MCA_ptl_tcp_remote_connections -x PMIX_MCA_ptl_tcp_if_include \
+    --mca btl tcp,self --mca btl_tcp_if_include 10.77.0.0/24 \
+    --mca oob_tcp_if_include 10.77.0.0/24 --mca pml ob1 \
+    -np 1 "$grok" bench -m "$model" -t 1 "$@" : \
+    -np 1 ip netns exec "$ns1" "$grok" bench -m "$model" -t 1 "$@"
