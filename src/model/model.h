@@ -23,10 +23,10 @@ typedef struct gk_weight {
 
 typedef struct gk_layer {
     float *attn_norm, *attn_out_norm, *ffn_norm, *post_ffn_norm; /* [n_embd], fp32 copies */
-    gk_weight wq, wk, wv, wo;                                     /* attention */
-    gk_weight router;                                             /* [n_expert, n_embd] */
-    gk_weight gate_exps, up_exps, down_exps;                      /* expert stacks */
-    gk_weight ffn_gate, ffn_up, ffn_down;                         /* Grok-2 dense MLP */
+    gk_weight wq, wk, wv, wo;                                    /* attention */
+    gk_weight router;                                            /* [n_expert, n_embd] */
+    gk_weight gate_exps, up_exps, down_exps;                     /* expert stacks */
+    gk_weight ffn_gate, ffn_up, ffn_down;                        /* Grok-2 dense MLP */
 } gk_layer;
 
 /* What the numerics mode and the variant decide (spec "Decisions" 1). */
@@ -53,6 +53,14 @@ struct gk_model {
     uint64_t n_params;
     gk_hparam_info info[GK_MAX_HPARAM_INFO];
     int n_info;
+    /* Expert stacks of older Grok-1 files (one 2-D tensor per expert): bound in
+     * place, or copied into owned allocations. */
+    int n_expert_views, n_expert_copies;
+    uint64_t expert_copy_bytes;
+    void **owned;
+    int n_owned;
+    void **owned_names;
+    int n_owned_names;
 };
 
 #endif
