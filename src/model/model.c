@@ -80,8 +80,8 @@ static int load_hparams(gk_model *m, gk_err *err) {
         get_u32(m, "grok.attention.head_count", true, 0, &hp->n_head, err))
         return -1;
     if (get_u32(m, "grok.attention.head_count_kv", false, hp->n_head, &hp->n_head_kv, err) ||
-        get_u32(m, "grok.attention.key_length", false, hp->n_head ? hp->n_embd / hp->n_head : 0,
-                &hp->head_dim, err) ||
+        get_u32(m, "grok.attention.key_length", false,
+                hp->n_head ? hp->n_embd / hp->n_head : 0, &hp->head_dim, err) ||
         get_u32(m, "grok.rope.dimension_count", false, hp->head_dim, &hp->n_rot, err) ||
         get_u32(m, "grok.expert_feed_forward_length", false, hp->n_ff, &hp->n_ff_exp, err) ||
         get_u32(m, "grok.expert_count", true, 0, &hp->n_expert, err) ||
@@ -91,9 +91,10 @@ static int load_hparams(gk_model *m, gk_err *err) {
     if (get_u32(m, "grok.attention.value_length", false, hp->head_dim, &v_len, err)) return -1;
     if (get_f32(m, "grok.attention.layer_norm_rms_epsilon", true, 0, &hp->norm_eps, err) ||
         get_f32(m, "grok.rope.freq_base", false, 10000.0f, &hp->rope_freq_base, err) ||
-        get_f32(m, "grok.embedding_scale", false, 78.38367176906169f, &hp->embedding_scale, err) ||
-        get_f32(m, "grok.attention.output_scale", false, 0.08838834764831845f, &hp->attn_out_scale,
+        get_f32(m, "grok.embedding_scale", false, 78.38367176906169f, &hp->embedding_scale,
                 err) ||
+        get_f32(m, "grok.attention.output_scale", false, 0.08838834764831845f,
+                &hp->attn_out_scale, err) ||
         get_f32(m, "grok.logit_scale", false, 0.5773502691896257f, &hp->logit_scale, err) ||
         get_f32(m, "grok.attn_logit_softcapping", false, 30.0f, &hp->attn_softcap, err) ||
         get_f32(m, "grok.router_logit_softcapping", false, 30.0f, &hp->router_softcap, err) ||
@@ -107,14 +108,14 @@ static int load_hparams(gk_model *m, gk_err *err) {
     if (r < 0) return -1;
     hp->rope_scaling = GK_ROPE_SCALING_NONE;
     if (r == 1) {
-        if (st.len == 4 && memcmp(st.ptr, "yarn", 4) == 0)
-            hp->rope_scaling = GK_ROPE_SCALING_YARN;
+        if (st.len == 4 && memcmp(st.ptr, "yarn", 4) == 0) hp->rope_scaling = GK_ROPE_SCALING_YARN;
         else if (st.len == 6 && memcmp(st.ptr, "linear", 6) == 0)
             hp->rope_scaling = GK_ROPE_SCALING_LINEAR;
         else if (!(st.len == 4 && memcmp(st.ptr, "none", 4) == 0))
             return gk_fail(err, "key 'grok.rope.scaling.type': unknown value '%.*s'",
                            (int)(st.len > 32 ? 32 : st.len), st.ptr);
-        note(m, "grok.rope.scaling.type", true, "%.*s", (int)(st.len > 32 ? 32 : st.len), st.ptr);
+        note(m, "grok.rope.scaling.type", true, "%.*s", (int)(st.len > 32 ? 32 : st.len),
+             st.ptr);
     }
     if (hp->rope_scaling != GK_ROPE_SCALING_NONE) {
         if (get_f32(m, "grok.rope.scaling.factor", false, 1.0f, &hp->rope_scaling_factor, err) ||
@@ -122,9 +123,10 @@ static int load_hparams(gk_model *m, gk_err *err) {
                     &hp->rope_orig_ctx, err) ||
             get_f32(m, "grok.rope.scaling.yarn_ext_factor", false, -1.0f, &hp->yarn_ext_factor,
                     err) ||
-            get_f32(m, "grok.rope.scaling.yarn_attn_factor", false, 1.0f, &hp->yarn_attn_factor,
+            get_f32(m, "grok.rope.scaling.yarn_attn_factor", false, 1.0f,
+                    &hp->yarn_attn_factor, err) ||
+            get_f32(m, "grok.rope.scaling.yarn_beta_fast", false, 8.0f, &hp->yarn_beta_fast,
                     err) ||
-            get_f32(m, "grok.rope.scaling.yarn_beta_fast", false, 8.0f, &hp->yarn_beta_fast, err) ||
             get_f32(m, "grok.rope.scaling.yarn_beta_slow", false, 1.0f, &hp->yarn_beta_slow, err))
             return -1;
         if (!(hp->rope_scaling_factor > 0.0f))
@@ -147,8 +149,8 @@ static int load_hparams(gk_model *m, gk_err *err) {
         return gk_fail(err, "grok.attention.value_length %u differs from key_length %u", v_len,
                        hp->head_dim);
     if (hp->n_rot == 0 || hp->n_rot > hp->head_dim || hp->n_rot % 2)
-        return gk_fail(err, "grok.rope.dimension_count %u must be even and at most %u", hp->n_rot,
-                       hp->head_dim);
+        return gk_fail(err, "grok.rope.dimension_count %u must be even and at most %u",
+                       hp->n_rot, hp->head_dim);
     if (hp->n_ff_exp == 0 || hp->n_ff_exp > MAX_DIM || hp->n_ff > MAX_DIM)
         return gk_fail(err, "feed-forward length out of range (%u, expert %u)", hp->n_ff,
                        hp->n_ff_exp);
@@ -171,8 +173,8 @@ static void set_numerics(gk_model *m) {
     const gk_hparams *hp = &m->hp;
     gk_numerics_cfg *c = &m->cfg;
     memset(c, 0, sizeof *c);
-    c->rope =
-        (gk_rope_cfg){.n_rot = (int)hp->n_rot, .freq_base = hp->rope_freq_base, .freq_scale = 1.0f};
+    c->rope = (gk_rope_cfg){.n_rot = (int)hp->n_rot, .freq_base = hp->rope_freq_base,
+                            .freq_scale = 1.0f};
     if (m->numerics == GK_NUMERICS_REFERENCE) {
         /* xAI's JAX code has no router softcap for Grok-1; SGLang applies it for Grok-2. */
         c->router_softcap = hp->variant == GK_VARIANT_GROK2 ? hp->router_softcap : 0.0f;
@@ -333,15 +335,16 @@ static int load_tensors(gk_model *m, gk_err *err) {
     hp->n_vocab = (uint32_t)te->ne[1];
     const int64_t d = hp->n_embd, nq = (int64_t)hp->n_head * hp->head_dim,
                   nkv = (int64_t)hp->n_head_kv * hp->head_dim, E = hp->n_expert;
-    if (bind(m, &m->tok_embd, "token_embd.weight", 2, d, hp->n_vocab, 0, false, err) < 0) return -1;
+    if (bind(m, &m->tok_embd, "token_embd.weight", 2, d, hp->n_vocab, 0, false, err) < 0)
+        return -1;
     int r = bind(m, &m->output, "output.weight", 2, d, hp->n_vocab, 0, true, err);
     if (r < 0) return -1;
     hp->tied_output = r == 0;
     if (hp->tied_output) m->output = m->tok_embd;
 
     /* Grok-2 has a dense MLP beside the MoE; its presence in block 0 decides. */
-    hp->variant =
-        gk_gguf_find_tensor(m->gguf, "blk.0.ffn_gate.weight") ? GK_VARIANT_GROK2 : GK_VARIANT_GROK1;
+    hp->variant = gk_gguf_find_tensor(m->gguf, "blk.0.ffn_gate.weight") ? GK_VARIANT_GROK2
+                                                                       : GK_VARIANT_GROK1;
     if (hp->variant == GK_VARIANT_GROK2 && hp->n_ff == 0)
         return gk_fail(err, "grok.feed_forward_length is 0 but the model has a dense MLP");
 
@@ -373,10 +376,8 @@ static int load_tensors(gk_model *m, gk_err *err) {
         int r2 = bind_norm(m, L->post_ffn_norm, NAME("post_ffw_norm.weight"), d, true, err);
         if (r2 < 0) return -1;
         if (r1 + r2 != 1)
-            return gk_fail(err,
-                           "block %u needs exactly one of 'layer_output_norm.weight' and "
-                           "'post_ffw_norm.weight' (found %d)",
-                           l, r1 + r2);
+            return gk_fail(err, "block %u needs exactly one of 'layer_output_norm.weight' and "
+                                "'post_ffw_norm.weight' (found %d)", l, r1 + r2);
         n_bound += 4;
         if (bind(m, &L->wq, NAME("attn_q.weight"), 2, d, nq, 0, false, err) < 0 ||
             bind(m, &L->wk, NAME("attn_k.weight"), 2, d, nkv, 0, false, err) < 0 ||
@@ -390,12 +391,10 @@ static int load_tensors(gk_model *m, gk_err *err) {
         n_bound += 5;
         bool optional = hp->variant != GK_VARIANT_GROK2;
         int g = bind(m, &L->ffn_gate, NAME("ffn_gate.weight"), 2, d, hp->n_ff, 0, optional, err);
-        int u = g < 0
-                    ? -1
-                    : bind(m, &L->ffn_up, NAME("ffn_up.weight"), 2, d, hp->n_ff, 0, optional, err);
-        int w = u < 0 ? -1
-                      : bind(m, &L->ffn_down, NAME("ffn_down.weight"), 2, hp->n_ff, d, 0, optional,
-                             err);
+        int u = g < 0 ? -1 : bind(m, &L->ffn_up, NAME("ffn_up.weight"), 2, d, hp->n_ff, 0,
+                                  optional, err);
+        int w = u < 0 ? -1 : bind(m, &L->ffn_down, NAME("ffn_down.weight"), 2, hp->n_ff, d, 0,
+                                  optional, err);
         if (g < 0 || u < 0 || w < 0) return -1;
         if (g + u + w != 0 && hp->variant == GK_VARIANT_GROK1)
             return gk_fail(err, "block %u has a dense MLP tensor but block 0 has none", l);
@@ -410,14 +409,11 @@ static int load_tensors(gk_model *m, gk_err *err) {
             unsigned blk;
             int pos = 0;
             if (sscanf(tn, "blk.%u.%n", &blk, &pos) == 1 && pos > 0 && blk >= hp->n_layer)
-                return gk_fail(err,
-                               "unexpected tensor '%s': the file has more blocks than "
-                               "grok.block_count = %u",
-                               tn, hp->n_layer);
+                return gk_fail(err, "unexpected tensor '%s': the file has more blocks than "
+                                    "grok.block_count = %u", tn, hp->n_layer);
         }
-        return gk_fail(err,
-                       "the file has %lld tensors, but a grok model with these "
-                       "hyper-parameters has %llu (unexpected extra tensors)",
+        return gk_fail(err, "the file has %lld tensors, but a grok model with these "
+                            "hyper-parameters has %llu (unexpected extra tensors)",
                        (long long)gk_gguf_n_tensors(m->gguf), (unsigned long long)n_bound);
     }
     for (int64_t i = 0; i < gk_gguf_n_tensors(m->gguf); i++) {
@@ -473,21 +469,13 @@ void gk_model_free(gk_model *m) {
     free(m);
 }
 
-const gk_hparams *gk_model_hparams(const gk_model *m) {
-    return &m->hp;
-}
-gk_numerics gk_model_numerics(const gk_model *m) {
-    return m->numerics;
-}
+const gk_hparams *gk_model_hparams(const gk_model *m) { return &m->hp; }
+gk_numerics gk_model_numerics(const gk_model *m) { return m->numerics; }
 uint64_t gk_model_file_size(const gk_model *m) {
     return gk_gguf_total_size(m->gguf);
 }
-uint64_t gk_model_n_params(const gk_model *m) {
-    return m->n_params;
-}
-const struct gk_tokenizer *gk_model_tokenizer(const gk_model *m) {
-    return m->tok;
-}
+uint64_t gk_model_n_params(const gk_model *m) { return m->n_params; }
+const struct gk_tokenizer *gk_model_tokenizer(const gk_model *m) { return m->tok; }
 
 int gk_model_hparam_info(const gk_model *m, gk_hparam_info *out, int cap) {
     for (int i = 0; i < m->n_info && i < cap; i++) out[i] = m->info[i];

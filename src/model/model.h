@@ -23,10 +23,10 @@ typedef struct gk_weight {
 
 typedef struct gk_layer {
     float *attn_norm, *attn_out_norm, *ffn_norm, *post_ffn_norm; /* [n_embd], fp32 copies */
-    gk_weight wq, wk, wv, wo;                                    /* attention */
-    gk_weight router;                                            /* [n_expert, n_embd] */
-    gk_weight gate_exps, up_exps, down_exps;                     /* expert stacks */
-    gk_weight ffn_gate, ffn_up, ffn_down;                        /* Grok-2 dense MLP */
+    gk_weight wq, wk, wv, wo;                                     /* attention */
+    gk_weight router;                                             /* [n_expert, n_embd] */
+    gk_weight gate_exps, up_exps, down_exps;                      /* expert stacks */
+    gk_weight ffn_gate, ffn_up, ffn_down;                         /* Grok-2 dense MLP */
 } gk_layer;
 
 /* What the numerics mode and the variant decide (spec "Decisions" 1). */
