@@ -158,11 +158,18 @@ int gk_cmd_info(int argc, char **argv) {
     if (!(path = gk_cli_model_path(path))) return 1;
     gk_err err;
     gk_gguf *g = gk_gguf_open_split(path, &err);
+    gk_model *m = NULL;
     if (!g) {
-        fprintf(stderr, "grok info: %s\n", err.msg);
-        return 1;
+        /* A later shard, or a split with a broken shard: describe this file
+         * alone when it parses, with the split's error as the reason. */
+        gk_err e1;
+        if (!(g = gk_gguf_open(path, &e1))) {
+            fprintf(stderr, "grok info: %s\n", err.msg);
+            return 1;
+        }
+    } else {
+        m = gk_model_load(path, &mp, &err);
     }
-    gk_model *m = gk_model_load(path, &mp, &err);
     describe_file(path, g, list, m != NULL);
     if (!m) {
         printf("\nruns in grok:  no: %s\n", err.msg);
