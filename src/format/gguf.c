@@ -1282,8 +1282,15 @@ int gk_gguf_set_arr(gk_gguf_writer *w, const char *key, gk_gguf_type elem_type, 
 }
 
 int gk_gguf_copy_kv(gk_gguf_writer *w, const gk_gguf *src, gk_err *err) {
-    for (int64_t i = 0; i < src->n_kv; i++)
-        if (gk_gguf_set_value(w, src->kv[i].key, &src->kv[i].value, err)) return -1;
+    for (int64_t i = 0; i < src->n_kv; i++) {
+        /* split.no, split.count and split.tensors.count describe the files a
+         * model came in, not the model: a file written from it is one file. */
+        const char *k = src->kv[i].key;
+        if (!strcmp(k, "split.no") || !strcmp(k, "split.count") ||
+            !strcmp(k, "split.tensors.count"))
+            continue;
+        if (gk_gguf_set_value(w, k, &src->kv[i].value, err)) return -1;
+    }
     return 0;
 }
 

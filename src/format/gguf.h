@@ -195,7 +195,8 @@ int gk_gguf_set_arr_str(gk_gguf_writer *w, const char *key, const char *const *s
 /* Any value, as the reader exposes it: every scalar type, strings, and arrays
  * nested up to GK_GGUF_MAX_DEPTH (elems[i] of type ARRAY). */
 int gk_gguf_set_value(gk_gguf_writer *w, const char *key, const gk_gguf_value *v, gk_err *err);
-/* Copies every key/value of a reader (used by quantize and friends). */
+/* Copies every key/value of a reader (used by quantize and friends), except
+ * the split.* keys of a split model's first shard: what is written is one file. */
 int gk_gguf_copy_kv(gk_gguf_writer *w, const gk_gguf *src, gk_err *err);
 
 /* Adds a tensor whose bytes are at data (kept by pointer until written). The

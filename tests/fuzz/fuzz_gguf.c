@@ -4,12 +4,16 @@
  * Parses the input with gk_gguf_open_memory and, when it is accepted, touches
  * everything the reader exposes: every kv through every typed getter, every
  * array element (nested arrays included), every byte of every string, and the
- * first and last byte of every tensor's data; then copies the kvs into a writer,
- * which re-validates them. Under ASan any read the validation let through that
- * is out of bounds crashes; broken invariants trap.
+ * first and last byte of every tensor's data; decodes the first blocks of every
+ * tensor whose type the engine can decode (to_float, and vec_dot against zero
+ * activations), so malformed quantized blocks reach the block decoders; then
+ * copies the kvs into a writer, which re-validates them. Under ASan any read
+ * the validation let through that is out of bounds crashes; broken invariants
+ * trap.
  */
 #include "format/gguf.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 static volatile uint64_t sink; /* keeps the reads from being optimized away */
@@ -72,6 +76,30 @@ static void walk_getters(const gk_gguf *g, const char *key) {
             (uint64_t)gk_gguf_get_arr(g, key, GK_GGUF_FLOAT32, &a, &err);
 }
 
+/* Decodes up to 1024 weights of the tensor's first row; the bytes are
+ * whatever the input holds (NaN scales, any index). */
+static void decode(const gk_gguf_tensor *t) {
+    const gk_type_traits *tt = gk_type_traits_of(t->type);
+    if (!tt || !tt->to_float) return;
+    int64_t n = t->ne[0] < 1024 ? t->ne[0] : 1024;
+    n -= n % tt->blck_size;
+    if (n == 0) return;
+    static float out[1024];
+    tt->to_float(t->data, out, n);
+    uint32_t bits;
+    memcpy(&bits, &out[n - 1], 4);
+    sink += bits;
+    const gk_type_traits *vt = gk_type_traits_of(tt->vec_dot_type);
+    size_t row = gk_row_size(tt->vec_dot_type, n);
+    if (!tt->vec_dot || !vt || row == 0) return;
+    void *y = calloc(1, row); /* zero activations in the dot's own block format */
+    if (!y) return;
+    float r = tt->vec_dot(n, t->data, y);
+    memcpy(&bits, &r, 4);
+    sink += bits;
+    free(y);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     gk_err err;
@@ -98,6 +126,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             __builtin_trap();
         const uint8_t *p = t->data;
         sink += p[0] + p[t->nbytes - 1];
+        decode(t);
     }
     gk_gguf_writer *w = gk_gguf_writer_new(&err);
     if (w && gk_gguf_copy_kv(w, g, &err) != 0) __builtin_trap(); /* what was read is writable */

@@ -263,6 +263,20 @@ static void test_split_loads(void) {
         /* the tensors of the last shard point into its own map */
         const gk_gguf_tensor *t = gk_gguf_tensor_at(m->gguf, gk_gguf_n_tensors(m->gguf) - 1);
         CHECK(t->shard == 2);
+        /* a file written from the split model (quantize, a training checkpoint)
+         * does not inherit the split keys */
+        gk_err e;
+        gk_gguf_writer *w = gk_gguf_writer_new(&e);
+        CHECK(gk_gguf_copy_kv(w, m->gguf, &e) == 0);
+        char one[512];
+        snprintf(one, sizeof one, "%s/copied.gguf", dir);
+        CHECK(gk_gguf_write(w, one, &e) == 0);
+        gk_gguf_writer_free(w);
+        gk_gguf *c = gk_gguf_open(one, &e);
+        CHECK(c && !gk_gguf_find(c, "split.count") && !gk_gguf_find(c, "split.no") &&
+              !gk_gguf_find(c, "split.tensors.count") && gk_gguf_find(c, "general.name"));
+        gk_gguf_close(c);
+        unlink(one);
         gk_model_free(m);
     }
     free(got);
@@ -360,7 +374,9 @@ static void test_split_broken(void) {
         gk_gguf *g = gk_gguf_open(first, &err);
         gk_gguf_writer *w = gk_gguf_writer_new(&err);
         gk_gguf_copy_kv(w, g, &err);
+        set_u16(w, "split.no", 0); /* copy_kv leaves the split keys out */
         set_u16(w, "split.count", 2);
+        gk_gguf_set_i32(w, "split.tensors.count", (int32_t)gk_gguf_n_tensors(g) * 3);
         for (int64_t k = 0; k < gk_gguf_n_tensors(g); k++) {
             const gk_gguf_tensor *t = gk_gguf_tensor_at(g, k);
             gk_gguf_add_tensor(w, t->name, t->type, t->n_dims, t->ne, t->data, &err);
