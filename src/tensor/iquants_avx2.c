@@ -37,11 +37,12 @@ static inline __m256i signs32(uint32_t s4) {
     return _mm256_or_si256(v, _mm256_set1_epi8(1));
 }
 
-/* Eight int32 partial sums of mag[k] * sign[k] * q8[k] over 32 weights
- * (mag <= 62, so the 16-bit pair sums of maddubs cannot saturate). */
-static inline __m256i dot32(__m256i mag, __m256i sign, const int8_t *q8) {
+/* Eight int32 partial sums of ls * mag[k] * sign[k] * q8[k] over 32 weights
+ * (mag <= 62, so the 16-bit pair sums of maddubs cannot saturate; ls <= 31
+ * scales them in the widening madd). */
+static inline __m256i dot32(__m256i mag, __m256i sign, const int8_t *q8, int ls) {
     __m256i q = _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)q8), sign);
-    return _mm256_madd_epi16(_mm256_maddubs_epi16(mag, q), _mm256_set1_epi16(1));
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(mag, q), _mm256_set1_epi16((short)ls));
 }
 
 /* The sign bytes of four 7-bit ksigns indices in b's low 28 bits. */
@@ -59,9 +60,8 @@ static int32_t iq2_xxs_block(const gk_block_iq2_xxs *x, const gk_iq_block_q8_K *
         __m256i mag = _mm256_set_epi64x(
             (long long)gk_iq2xxs_grid[a >> 24], (long long)gk_iq2xxs_grid[(a >> 16) & 255],
             (long long)gk_iq2xxs_grid[(a >> 8) & 255], (long long)gk_iq2xxs_grid[a & 255]);
-        __m256i s = dot32(mag, signs32(ksigns4(b)), y->qs + 32 * ib);
-        acc = _mm256_add_epi32(acc,
-                               _mm256_mullo_epi32(s, _mm256_set1_epi32((int)(2 * (b >> 28) + 1))));
+        acc = _mm256_add_epi32(
+            acc, dot32(mag, signs32(ksigns4(b)), y->qs + 32 * ib, (int)(2 * (b >> 28) + 1)));
     }
     return hsum_i32(acc);
 }
@@ -75,9 +75,8 @@ static int32_t iq3_xxs_block(const gk_block_iq3_xxs *x, const gk_iq_block_q8_K *
                                        (int)gk_iq3xxs_grid[q[5]], (int)gk_iq3xxs_grid[q[4]],
                                        (int)gk_iq3xxs_grid[q[3]], (int)gk_iq3xxs_grid[q[2]],
                                        (int)gk_iq3xxs_grid[q[1]], (int)gk_iq3xxs_grid[q[0]]);
-        __m256i s = dot32(mag, signs32(ksigns4(b)), y->qs + 32 * ib);
-        acc = _mm256_add_epi32(acc,
-                               _mm256_mullo_epi32(s, _mm256_set1_epi32((int)(2 * (b >> 28) + 1))));
+        acc = _mm256_add_epi32(
+            acc, dot32(mag, signs32(ksigns4(b)), y->qs + 32 * ib, (int)(2 * (b >> 28) + 1)));
     }
     return hsum_i32(acc);
 }
@@ -91,8 +90,8 @@ static int32_t iq3_s_block(const gk_block_iq3_s *x, const gk_iq_block_q8_K *y) {
         __m256i mag = _mm256_set_epi32(G(7), G(6), G(5), G(4), G(3), G(2), G(1), G(0));
 #undef G
         uint32_t s4 = ib % 2 ? x->scales[ib / 2] >> 4 : x->scales[ib / 2] & 15;
-        __m256i s = dot32(mag, signs32(rd32(x->signs + 4 * ib)), y->qs + 32 * ib);
-        acc = _mm256_add_epi32(acc, _mm256_mullo_epi32(s, _mm256_set1_epi32((int)(2 * s4 + 1))));
+        acc = _mm256_add_epi32(
+            acc, dot32(mag, signs32(rd32(x->signs + 4 * ib)), y->qs + 32 * ib, (int)(2 * s4 + 1)));
     }
     return hsum_i32(acc);
 }
@@ -123,7 +122,7 @@ float gk_vec_dot_iq1_s_q8_K_avx2(int64_t n, const void *vx, const void *vy) {
     const gk_block_iq1_s *x = vx;
     const gk_iq_block_q8_K *y = vy;
     int32_t si[GK_IQ_CHUNK], si1[GK_IQ_CHUNK];
-    const __m256i ones8 = _mm256_set1_epi8(1), ones16 = _mm256_set1_epi16(1);
+    const __m256i ones8 = _mm256_set1_epi8(1);
     float sumf = 0.0f;
     for (int64_t i0 = 0; i0 < n / GK_QK_K; i0 += GK_IQ_CHUNK) {
         int64_t nb = n / GK_QK_K - i0 < GK_IQ_CHUNK ? n / GK_QK_K - i0 : GK_IQ_CHUNK;
@@ -141,9 +140,9 @@ float gk_vec_dot_iq1_s_q8_K_avx2(int64_t n, const void *vx, const void *vy) {
                 /* grid values are -1, 0 or 1: sign_epi8 multiplies by them */
                 __m256i p =
                     _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)(q8->qs + 32 * ib)), g);
-                __m256i s = _mm256_madd_epi16(_mm256_maddubs_epi16(ones8, p), ones16);
                 const int32_t ls = (int32_t)(2 * ((h >> 12) & 7) + 1);
-                acc = _mm256_add_epi32(acc, _mm256_mullo_epi32(s, _mm256_set1_epi32(ls)));
+                acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(ones8, p),
+                                                              _mm256_set1_epi16((short)ls)));
                 sumi1 += ls * (h & 0x8000 ? -1 : 1) * (q8->bsums[2 * ib] + q8->bsums[2 * ib + 1]);
             }
             si[i] = hsum_i32(acc);
