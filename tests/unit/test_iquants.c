@@ -14,7 +14,9 @@
  *     infinite scales: dequantize and dot run (under ASan in the sanitizer build)
  *     and NaN scales give NaN;
  *   - with `--dequant TYPE IN OUT` it dequantizes the raw blocks of file IN to
- *     float32 in OUT, for tests/reference/iq_ref.py's independent numpy check.
+ *     float32 in OUT, for tests/reference/iq_ref.py's independent numpy check;
+ *     with `--dots TYPE IN` it checks the dots on the blocks of file IN (used by
+ *     tests/reference/llamacpp_iq.py on files that llama-quantize wrote).
  */
 #include "gk_test.h"
 #include "base/base.h"
@@ -265,8 +267,53 @@ static int dequant_file(const char *type, const char *in, const char *out) {
     return rc;
 }
 
+/* --dots TYPE IN: the blocks of file IN (e.g. every IQ tensor of a file that
+ * llama-quantize wrote) as rows of 512 weights against random activations:
+ * AVX2 == scalar bit for bit, and scalar == the dequantized dot within 1e-5. */
+static int dots_file(const char *type, const char *in) {
+    int t = gk_type_from_name(type);
+    const iq_kind *k = NULL;
+    for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++)
+        if ((int)kinds[i].type == t) k = &kinds[i];
+    FILE *f = k ? fopen(in, "rb") : NULL;
+    if (!f) {
+        fprintf(stderr, "cannot read %s blocks from %s\n", type, in);
+        return 2;
+    }
+    bool avx2 = has_avx2();
+    uint8_t x[2 * 110];
+    float a[512], w[512];
+    gk_iq_block_q8_K y[2];
+    long rows = 0, differ = 0;
+    double worst = 0;
+    while (fread(x, k->size, 2, f) == 2) {
+        for (int i = 0; i < 512; i++) a[i] = rndf();
+        quantize_q8_K(a, y, 512);
+        float r = k->ref(512, x, y);
+        if (avx2) {
+            float v = k->avx2(512, x, y);
+            differ += memcmp(&v, &r, 4) != 0;
+        }
+        k->deq(x, w, 512);
+        double exact = 0, mag = 0;
+        for (int i = 0; i < 512; i++) {
+            double yi = (double)y[i / GK_QK_K].d * y[i / GK_QK_K].qs[i % GK_QK_K];
+            exact += (double)w[i] * yi;
+            mag += fabs((double)w[i] * yi);
+        }
+        worst = fmax(worst, fabs(r - exact) / (mag + 1e-30));
+        rows++;
+    }
+    fclose(f);
+    printf("%s: %ld rows of 512 weights; avx2 != scalar in %ld%s; worst |dot - dequantized "
+           "dot| / sum |terms| = %.2g\n",
+           type, rows, differ, avx2 ? "" : " (no avx2)", worst);
+    return differ == 0 && worst < 1e-5 && rows > 0 ? 0 : 1;
+}
+
 int main(int argc, char **argv) {
     if (argc == 5 && !strcmp(argv[1], "--dequant")) return dequant_file(argv[2], argv[3], argv[4]);
+    if (argc == 4 && !strcmp(argv[1], "--dots")) return dots_file(argv[2], argv[3]);
     test_tables();
     test_dots();
     test_malformed();
