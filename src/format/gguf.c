@@ -217,6 +217,12 @@ struct gk_gguf {
     gk_gguf_tensor *tensors;
     name_ref *kv_index, *tensor_index; /* sorted by name */
     arena_blk *arena;
+    /* A split model (gk_gguf_open_split): the other shards, whose tensors are
+     * merged into this one's table; shard_path[i] names shard i (0 = this file). */
+    struct gk_gguf **shards;
+    char **shard_path;
+    uint32_t n_shards; /* 1 for a single file */
+    uint64_t total_size;
 };
 
 /* A bounds-checked cursor. what names the item being read, for messages. */
@@ -583,6 +589,8 @@ static int place_tensors(gk_gguf *g, uint64_t header_end, gk_err *err) {
 static gk_gguf *parse(gk_gguf *g, const uint8_t *data, uint64_t size, gk_err *err) {
     g->base = data;
     g->size = size;
+    g->n_shards = 1;
+    g->total_size = size;
     cursor c = {data, size, 0, err, ""};
     if (parse_header(g, &c) || parse_kv(g, &c) || parse_alignment(g, err) ||
         parse_tensor_info(g, &c) || place_tensors(g, c.pos, err)) {
@@ -614,6 +622,10 @@ gk_gguf *gk_gguf_open(const char *path, gk_err *err) {
 
 void gk_gguf_close(gk_gguf *g) {
     if (!g) return;
+    for (uint32_t i = 1; g->shards && i < g->n_shards; i++) gk_gguf_close(g->shards[i]);
+    for (uint32_t i = 0; g->shard_path && i < g->n_shards; i++) free(g->shard_path[i]);
+    free(g->shards);
+    free(g->shard_path);
     gk_mmap_close(&g->map);
     free(g->kv);
     free(g->tensors);
@@ -621,6 +633,208 @@ void gk_gguf_close(gk_gguf *g) {
     free(g->tensor_index);
     arena_free(g->arena);
     free(g);
+}
+
+/* ----------------------------------------------------------- split files --- */
+
+/*
+ * llama-gguf-split writes a model as PREFIX-00001-of-0000N.gguf ... each a
+ * complete GGUF holding some of the tensors. Every shard carries split.no (u16,
+ * 0-based), split.count (u16) and split.tensors.count (i32, the tensors of the
+ * whole model); only the first carries the model's metadata. The first shard
+ * may hold no tensor at all (--no-tensor-first-split).
+ */
+
+/* A split key of g as a u32 (1), absent (0), or -1 with a message naming file. */
+static int split_key(const gk_gguf *g, const char *key, const char *file, uint32_t *out,
+                     gk_err *err) {
+    int r = gk_gguf_get_u32(g, key, out, err);
+    if (r < 0) gk_err_prefix(err, "%s", file);
+    return r;
+}
+
+/* Opens shard i of n (0-based) and checks its split keys against the first's. */
+static gk_gguf *open_shard(const char *file, uint32_t i, uint32_t n, uint32_t n_tensors,
+                           const gk_gguf *first, gk_err *err) {
+    gk_gguf *s = gk_gguf_open(file, err);
+    if (!s) {
+        gk_err_prefix(err, "shard %u of %u", i + 1, n);
+        return NULL;
+    }
+    uint32_t no = 0, count = 0, nt = 0;
+    int r1 = split_key(s, "split.no", file, &no, err);
+    int r2 = r1 < 0 ? -1 : split_key(s, "split.count", file, &count, err);
+    int r3 = r2 < 0 ? -1 : split_key(s, "split.tensors.count", file, &nt, err);
+    if (r1 < 0 || r2 < 0 || r3 < 0) goto fail;
+    if (r1 == 0 || r2 == 0 || r3 == 0) {
+        gk_fail(err,
+                "%s: not a shard of a split model (no split.%s key), but shard %u of %u "
+                "was expected here",
+                file,
+                r1 == 0   ? "no"
+                : r2 == 0 ? "count"
+                          : "tensors.count",
+                i + 1, n);
+        goto fail;
+    }
+    if (count != n) {
+        gk_fail(err,
+                "%s: split.count is %u, but the first shard says the model has %u shards "
+                "(a shard of another split?)",
+                file, count, n);
+        goto fail;
+    }
+    if (no != i) {
+        gk_fail(err, "%s: split.no is %u (shard %u), but the file name says shard %u", file, no,
+                no + 1, i + 1);
+        goto fail;
+    }
+    if (nt != n_tensors) {
+        gk_fail(err,
+                "%s: split.tensors.count is %u, but the first shard says %u (a shard of "
+                "another model?)",
+                file, nt, n_tensors);
+        goto fail;
+    }
+    /* Shards after the first carry no metadata; one that names an architecture
+     * must name the same one. */
+    gk_str a0, a1;
+    if (gk_gguf_get_str(s, "general.architecture", &a1, NULL) == 1 &&
+        gk_gguf_get_str(first, "general.architecture", &a0, NULL) == 1 &&
+        (a0.len != a1.len || memcmp(a0.ptr, a1.ptr, a0.len) != 0)) {
+        gk_fail(err,
+                "%s: general.architecture '%.*s' differs from the first shard's '%.*s' (a "
+                "shard of another model)",
+                file, (int)(a1.len > 32 ? 32 : a1.len), a1.ptr, (int)(a0.len > 32 ? 32 : a0.len),
+                a0.ptr);
+        goto fail;
+    }
+    return s;
+fail:
+    gk_gguf_close(s);
+    return NULL;
+}
+
+/* Appends the tensors of every other shard to the first's table and rebuilds
+ * its index; a name in two shards is an error naming both files. */
+static int merge_shards(gk_gguf *g, uint32_t n_tensors, gk_err *err) {
+    int64_t total = g->n_tensors;
+    for (uint32_t i = 1; i < g->n_shards; i++) total += g->shards[i]->n_tensors;
+    if (total != (int64_t)n_tensors)
+        return gk_fail(err,
+                       "split.tensors.count is %u, but the %u shards hold %lld tensors "
+                       "(a shard is missing tensors or belongs to another model)",
+                       n_tensors, g->n_shards, (long long)total);
+    if (total == 0) return 0;
+    gk_gguf_tensor *t = realloc(g->tensors, (size_t)total * sizeof *t);
+    if (!t) return gk_fail(err, "gguf: out of memory merging %lld tensors", (long long)total);
+    g->tensors = t;
+    int64_t at = g->n_tensors;
+    for (uint32_t i = 1; i < g->n_shards; i++)
+        for (int64_t k = 0; k < g->shards[i]->n_tensors; k++) {
+            t[at] = g->shards[i]->tensors[k];
+            t[at++].shard = i;
+        }
+    g->n_tensors = total;
+    free(g->tensor_index);
+    g->tensor_index = NULL;
+    int64_t dup;
+    if (index_build(&g->tensor_index, g->tensors, total, tensor_name_at, &dup, err)) return -1;
+    if (dup >= 0) {
+        const gk_gguf_tensor *d = &g->tensors[dup];
+        uint32_t other = 0;
+        for (int64_t k = 0; k < dup; k++)
+            if (strcmp(g->tensors[k].name, d->name) == 0) other = g->tensors[k].shard;
+        return gk_fail(err, "tensor '%s' is in both %s and %s", d->name, g->shard_path[other],
+                       g->shard_path[d->shard]);
+    }
+    return 0;
+}
+
+gk_gguf *gk_gguf_open_split(const char *path, gk_err *err) {
+    gk_gguf *g = gk_gguf_open(path, err);
+    if (!g) return NULL;
+    uint32_t no = 0, count = 0, n_tensors = 0;
+    int r = split_key(g, "split.count", path, &count, err);
+    if (r == 0) return g; /* an ordinary file */
+    if (r < 0 || split_key(g, "split.no", path, &no, err) < 0 ||
+        (r = split_key(g, "split.tensors.count", path, &n_tensors, err)) < 0)
+        goto fail;
+    if (count == 0) {
+        gk_fail(err, "%s: split.count is 0", path);
+        goto fail;
+    }
+    if (r == 0) {
+        gk_fail(err, "%s: split.count is set but split.tensors.count is missing", path);
+        goto fail;
+    }
+    if (no >= count) {
+        gk_fail(err, "%s: split.no %u is not below split.count %u", path, no, count);
+        goto fail;
+    }
+    if (no != 0) {
+        gk_fail(err,
+                "%s is shard %u of %u of a split model: load the first shard "
+                "(...-00001-of-%05u.gguf)",
+                path, no + 1, count, count);
+        goto fail;
+    }
+    if (count == 1) {
+        if (g->n_tensors != (int64_t)n_tensors) {
+            gk_fail(err, "%s: split.tensors.count is %u, but the file holds %lld tensors", path,
+                    n_tensors, (long long)g->n_tensors);
+            goto fail;
+        }
+        return g;
+    }
+    /* The other shards' names: PREFIX-%05d-of-%05d.gguf, as llama.cpp builds them. */
+    char tail[48];
+    snprintf(tail, sizeof tail, "-%05u-of-%05u.gguf", 1u, count);
+    size_t plen = strlen(path), tlen = strlen(tail);
+    if (plen <= tlen || strcmp(path + plen - tlen, tail) != 0) {
+        gk_fail(err,
+                "%s: the first of %u shards must be named PREFIX%s (llama-gguf-split's "
+                "naming) so that the others can be found",
+                path, count, tail);
+        goto fail;
+    }
+    g->shards = calloc(count, sizeof *g->shards);
+    g->shard_path = calloc(count, sizeof *g->shard_path);
+    if (!g->shards || !g->shard_path) {
+        gk_fail(err, "%s: out of memory", path);
+        goto fail;
+    }
+    g->n_shards = count;
+    for (uint32_t i = 0; i < count; i++) {
+        if (!(g->shard_path[i] = malloc(plen + 1))) {
+            gk_fail(err, "%s: out of memory", path);
+            goto fail;
+        }
+        memcpy(g->shard_path[i], path, plen - tlen);
+        snprintf(g->shard_path[i] + plen - tlen, tlen + 1, "-%05u-of-%05u.gguf", i + 1, count);
+    }
+    for (uint32_t i = 1; i < count; i++) {
+        if (!(g->shards[i] = open_shard(g->shard_path[i], i, count, n_tensors, g, err))) goto fail;
+        g->total_size += g->shards[i]->size;
+    }
+    if (merge_shards(g, n_tensors, err)) {
+        gk_err_prefix(err, "%s", path);
+        goto fail;
+    }
+    return g;
+fail:
+    gk_gguf_close(g);
+    return NULL;
+}
+
+uint32_t gk_gguf_n_shards(const gk_gguf *g) {
+    return g->n_shards;
+}
+const char *gk_gguf_shard_path(const gk_gguf *g, uint32_t i) {
+    return g->shard_path && i < g->n_shards ? g->shard_path[i] : NULL;
+}
+uint64_t gk_gguf_total_size(const gk_gguf *g) {
+    return g->total_size;
 }
 
 uint32_t gk_gguf_version(const gk_gguf *g) {
@@ -1068,8 +1282,15 @@ int gk_gguf_set_arr(gk_gguf_writer *w, const char *key, gk_gguf_type elem_type, 
 }
 
 int gk_gguf_copy_kv(gk_gguf_writer *w, const gk_gguf *src, gk_err *err) {
-    for (int64_t i = 0; i < src->n_kv; i++)
-        if (gk_gguf_set_value(w, src->kv[i].key, &src->kv[i].value, err)) return -1;
+    for (int64_t i = 0; i < src->n_kv; i++) {
+        /* split.no, split.count and split.tensors.count describe the files a
+         * model came in, not the model: a file written from it is one file. */
+        const char *k = src->kv[i].key;
+        if (!strcmp(k, "split.no") || !strcmp(k, "split.count") ||
+            !strcmp(k, "split.tensors.count"))
+            continue;
+        if (gk_gguf_set_value(w, k, &src->kv[i].value, err)) return -1;
+    }
     return 0;
 }
 

@@ -93,6 +93,7 @@ typedef struct gk_gguf_tensor {
     uint64_t offset; /* relative to the data section */
     uint64_t nbytes;
     const void *data; /* into the map */
+    uint32_t shard;   /* which file of a split model holds it (0: the first) */
 } gk_gguf_tensor;
 
 typedef struct gk_gguf gk_gguf;
@@ -102,6 +103,26 @@ gk_gguf *gk_gguf_open(const char *path, gk_err *err);
 /* Parses a buffer that outlives the result (no copy); for tests and fuzzing. */
 gk_gguf *gk_gguf_open_memory(const void *data, size_t size, gk_err *err);
 void gk_gguf_close(gk_gguf *g);
+
+/*
+ * Opens a model that may be split by llama-gguf-split: when the file has a
+ * split.count key above 1 it must be the first shard (split.no 0), named
+ * PREFIX-00001-of-0000N.gguf, and the other shards PREFIX-0000I-of-0000N.gguf
+ * are mapped too. Each must carry the same split.count and
+ * split.tensors.count, its own split.no, and (if any) the same
+ * general.architecture; no tensor may be in two shards, and together they must
+ * hold split.tensors.count tensors. The metadata is the first shard's; the
+ * tensor table lists every shard's tensors (data points into each shard's map,
+ * shard says which). Without split keys this is gk_gguf_open. Errors name the
+ * offending file.
+ */
+gk_gguf *gk_gguf_open_split(const char *path, gk_err *err);
+/* Files of the model: 1 for a single file. */
+uint32_t gk_gguf_n_shards(const gk_gguf *g);
+/* Path of shard i of a split model; NULL for a single file or i out of range. */
+const char *gk_gguf_shard_path(const gk_gguf *g, uint32_t i);
+/* Bytes of every shard together (gk_gguf_file_size: the first file's). */
+uint64_t gk_gguf_total_size(const gk_gguf *g);
 
 uint32_t gk_gguf_version(const gk_gguf *g);
 uint64_t gk_gguf_alignment(const gk_gguf *g);
@@ -174,7 +195,8 @@ int gk_gguf_set_arr_str(gk_gguf_writer *w, const char *key, const char *const *s
 /* Any value, as the reader exposes it: every scalar type, strings, and arrays
  * nested up to GK_GGUF_MAX_DEPTH (elems[i] of type ARRAY). */
 int gk_gguf_set_value(gk_gguf_writer *w, const char *key, const gk_gguf_value *v, gk_err *err);
-/* Copies every key/value of a reader (used by quantize and friends). */
+/* Copies every key/value of a reader (used by quantize and friends), except
+ * the split.* keys of a split model's first shard: what is written is one file. */
 int gk_gguf_copy_kv(gk_gguf_writer *w, const gk_gguf *src, gk_err *err);
 
 /* Adds a tensor whose bytes are at data (kept by pointer until written). The

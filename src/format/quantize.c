@@ -647,6 +647,14 @@ int gk_quantize(const char *in_path, const char *out_path, const gk_quantize_par
         return gk_fail(err, "%s: the output would overwrite the input", out_path);
     gk_gguf *g = gk_gguf_open(in_path, err);
     if (!g) return -1;
+    /* The tensors are read through one file descriptor at data_offset: a shard
+     * of a split model would be quantized alone, keeping split keys that lie. */
+    uint32_t n_split = 0;
+    if (gk_gguf_get_u32(g, "split.count", &n_split, NULL) == 1 && n_split > 1) {
+        gk_gguf_close(g);
+        return gk_fail(err, "%s is one of %u files of a split model; merge them first "
+                            "(llama-gguf-split --merge)", in_path, n_split);
+    }
     if (pol->mix != GK_MIX_NONE && model_shape(g, &polv, err) != 0) {
         gk_gguf_close(g);
         return -1;

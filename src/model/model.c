@@ -250,6 +250,81 @@ static int bind_norm(gk_model *m, float *dst, const char *name, int64_t n, bool 
     return 1;
 }
 
+/*
+ * Binds the expert stack blk.l.<base>_exps.weight {ne0, ne1, n_expert}, or, in
+ * older Grok-1 GGUFs, the n_expert 2-D tensors blk.l.<base>.E.weight {ne0, ne1}.
+ * Those become one stack view when they lie in the same file one matrix apart
+ * in expert order (the forward steps nb_mat bytes from expert to expert);
+ * otherwise they are copied once into one allocation that the model owns.
+ */
+static int bind_experts(gk_model *m, gk_weight *w, uint32_t l, const char *base, int64_t ne0,
+                        int64_t ne1, uint64_t *n_bound, gk_err *err) {
+    const uint32_t E = m->hp.n_expert;
+    char name[96], name0[96];
+    snprintf(name, sizeof name, "blk.%u.%s_exps.weight", l, base);
+    snprintf(name0, sizeof name0, "blk.%u.%s.0.weight", l, base);
+    if (gk_gguf_find_tensor(m->gguf, name) || !gk_gguf_find_tensor(m->gguf, name0)) {
+        *n_bound += 1;
+        return bind(m, w, name, 3, ne0, ne1, E, false, err);
+    }
+    const gk_gguf_tensor *first = NULL;
+    bool in_place = true;
+    for (uint32_t e = 0; e < E; e++) {
+        gk_weight we;
+        snprintf(name, sizeof name, "blk.%u.%s.%u.weight", l, base, e);
+        if (bind(m, &we, name, 2, ne0, ne1, 0, false, err) < 0) return -1;
+        const gk_gguf_tensor *t = gk_gguf_find_tensor(m->gguf, name);
+        if (e == 0) {
+            first = t;
+            *w = we;
+            w->ne[2] = E;
+        } else if (t->type != first->type) {
+            return gk_fail(err, "tensor '%s' has type %s, but expert 0 of blk.%u.%s has %s", name,
+                           gk_type_name(t->type), l, base, gk_type_name(first->type));
+        }
+        in_place = in_place && t->shard == first->shard &&
+                   (const uint8_t *)t->data == w->data + (size_t)e * w->nb_mat;
+    }
+    *n_bound += E;
+    w->name = NULL;
+    if (in_place) {
+        m->n_expert_views++;
+    } else {
+        size_t bytes = w->nb_mat * E; /* bounded: every matrix is inside the file */
+        uint8_t *copy = gk_malloc_aligned(bytes, err);
+        if (!copy) return -1;
+        for (uint32_t e = 0; e < E; e++) {
+            snprintf(name, sizeof name, "blk.%u.%s.%u.weight", l, base, e);
+            memcpy(copy + (size_t)e * w->nb_mat, gk_gguf_find_tensor(m->gguf, name)->data,
+                   w->nb_mat);
+        }
+        void **owned = realloc(m->owned, (size_t)(m->n_owned + 1) * sizeof *owned);
+        if (!owned) {
+            gk_free_aligned(copy);
+            return gk_fail(err, "out of memory copying the experts of blk.%u.%s", l, base);
+        }
+        m->owned = owned;
+        m->owned[m->n_owned++] = copy;
+        w->data = copy;
+        m->n_expert_copies++;
+        m->expert_copy_bytes += bytes;
+    }
+    /* A stable name for messages: the stacked tensor this stands for. */
+    snprintf(name, sizeof name, "blk.%u.%s_exps.weight", l, base);
+    char *nm = malloc(strlen(name) + 1);
+    if (!nm) return gk_fail(err, "out of memory");
+    strcpy(nm, name);
+    void **owned = realloc(m->owned_names, (size_t)(m->n_owned_names + 1) * sizeof *owned);
+    if (!owned) {
+        free(nm);
+        return gk_fail(err, "out of memory");
+    }
+    m->owned_names = owned;
+    m->owned_names[m->n_owned_names++] = nm;
+    w->name = nm;
+    return 1;
+}
+
 static int load_tensors(gk_model *m, gk_err *err) {
     gk_hparams *hp = &m->hp;
     const gk_gguf_tensor *te = gk_gguf_find_tensor(m->gguf, "token_embd.weight");
@@ -317,12 +392,11 @@ static int load_tensors(gk_model *m, gk_err *err) {
             bind(m, &L->wv, NAME("attn_v.weight"), 2, d, nkv, 0, false, err) < 0 ||
             bind(m, &L->wo, NAME("attn_output.weight"), 2, nq, d, 0, false, err) < 0 ||
             bind(m, &L->router, NAME("ffn_gate_inp.weight"), 2, d, E, 0, false, err) < 0 ||
-            bind(m, &L->gate_exps, NAME("ffn_gate_exps.weight"), 3, d, n_ff_exp, E, false, err) <
-                0 ||
-            bind(m, &L->up_exps, NAME("ffn_up_exps.weight"), 3, d, n_ff_exp, E, false, err) < 0 ||
-            bind(m, &L->down_exps, NAME("ffn_down_exps.weight"), 3, n_ff_exp, d, E, false, err) < 0)
+            bind_experts(m, &L->gate_exps, l, "ffn_gate", d, n_ff_exp, &n_bound, err) < 0 ||
+            bind_experts(m, &L->up_exps, l, "ffn_up", d, n_ff_exp, &n_bound, err) < 0 ||
+            bind_experts(m, &L->down_exps, l, "ffn_down", n_ff_exp, d, &n_bound, err) < 0)
             return -1;
-        n_bound += 8;
+        n_bound += 5;
         bool optional = hp->variant != GK_VARIANT_GROK2;
         int g = bind(m, &L->ffn_gate, NAME("ffn_gate.weight"), 2, d, n_ff, 0, optional, err);
         int u =
@@ -375,7 +449,7 @@ static gk_model *load_one(const char *path, const gk_model_params *params, bool 
         gk_fail(err, "unknown numerics mode %d", (int)m->numerics);
         goto fail;
     }
-    m->gguf = gk_gguf_open(path, err);
+    m->gguf = gk_gguf_open_split(path, err);
     if (!m->gguf) goto fail;
     if (load_hparams(m, err) < 0 || gk_tp_plan(m, err) < 0 || load_tensors(m, err) < 0 ||
         gk_tp_cut(m, path, err) < 0) {
@@ -452,25 +526,21 @@ void gk_model_free(gk_model *m) {
     gk_tokenizer_free(m->tok);
     free(m->layers);
     free(m->norm_store);
+    for (int i = 0; i < m->n_owned; i++) gk_free_aligned(m->owned[i]);
+    for (int i = 0; i < m->n_owned_names; i++) free(m->owned_names[i]);
+    free(m->owned);
+    free(m->owned_names);
     gk_gguf_close(m->gguf);
     free(m);
 }
 
-const gk_hparams *gk_model_hparams(const gk_model *m) {
-    return &m->hp;
-}
-gk_numerics gk_model_numerics(const gk_model *m) {
-    return m->numerics;
-}
+const gk_hparams *gk_model_hparams(const gk_model *m) { return &m->hp; }
+gk_numerics gk_model_numerics(const gk_model *m) { return m->numerics; }
 uint64_t gk_model_file_size(const gk_model *m) {
-    return gk_gguf_file_size(m->gguf);
+    return gk_gguf_total_size(m->gguf);
 }
-uint64_t gk_model_n_params(const gk_model *m) {
-    return m->n_params;
-}
-const struct gk_tokenizer *gk_model_tokenizer(const gk_model *m) {
-    return m->tok;
-}
+uint64_t gk_model_n_params(const gk_model *m) { return m->n_params; }
+const struct gk_tokenizer *gk_model_tokenizer(const gk_model *m) { return m->tok; }
 
 int gk_model_hparam_info(const gk_model *m, gk_hparam_info *out, int cap) {
     for (int i = 0; i < m->n_info && i < cap; i++) out[i] = m->info[i];

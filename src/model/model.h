@@ -76,6 +76,14 @@ struct gk_model {
     gk_hparam_info info[GK_MAX_HPARAM_INFO];
     int n_info;
     gk_tp tp;
+    /* Expert stacks of older Grok-1 files (one 2-D tensor per expert): bound in
+     * place, or copied into owned allocations. */
+    int n_expert_views, n_expert_copies;
+    uint64_t expert_copy_bytes;
+    void **owned;
+    int n_owned;
+    void **owned_names;
+    int n_owned_names;
 };
 
 /* A whole file narrowed to rank's slices of a size-way split, without a process

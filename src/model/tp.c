@@ -174,6 +174,7 @@ int gk_tp_vocab(gk_model *m, int64_t n_rows, gk_err *err) {
 typedef struct {
     int fd;
     const uint8_t *base; /* the map's first byte (file offset 0) */
+    size_t map_size;     /* bytes of that file */
     const char *path;
     uint8_t *dst; /* next free byte of the store */
     size_t need;  /* sizing pass: bytes the store needs */
@@ -181,6 +182,12 @@ typedef struct {
 } cutter;
 
 static int read_at(cutter *k, void *dst, const uint8_t *src, size_t n, gk_err *err) {
+    if (src < k->base || (size_t)(src - k->base) >= k->map_size) {
+        /* not in the first file: a later shard of a split model, or experts that
+         * the loader copied out of an older per-expert file */
+        memcpy(dst, src, n);
+        return 0;
+    }
     size_t off = (size_t)(src - k->base);
     while (n) {
         ssize_t r = pread(k->fd, dst, n, (off_t)off);
@@ -274,7 +281,9 @@ int gk_tp_cut(gk_model *m, const char *path, gk_err *err) {
     cutter k = {.fd = -1,
                 .path = path,
                 .sizing = true,
-                .base = (const uint8_t *)t0->data - gk_gguf_data_offset(m->gguf) - t0->offset};
+                .base = (const uint8_t *)t0->data - gk_gguf_data_offset(m->gguf) - t0->offset,
+                /* a split model's tensors lie in several files: copy from the maps */
+                .map_size = gk_gguf_n_shards(m->gguf) == 1 ? gk_gguf_file_size(m->gguf) : 0};
     /* a copy of the model keeps the sizing pass's views untouched */
     gk_layer *saved = gk_malloc(m->hp.n_layer * sizeof *saved, err);
     if (!saved) return -1;

@@ -7,6 +7,7 @@
 #include "tensor/dtype.h"
 #include "base/base.h"
 #include "tensor/kquants.h"
+#include "tensor/iquants.h"
 
 #include <math.h>
 #include <pthread.h>
@@ -202,11 +203,20 @@ static gk_type_traits traits[GK_TYPE_COUNT] = {
     [GK_TYPE_IQ4_XS] = {.name = "iq4_xs", .blck_size = 256, .type_size = 136,
                         .to_float = gk_dequantize_iq4_xs, .vec_dot = gk_vec_dot_iq4_xs_q8_K_ref,
                         .vec_dot_type = GK_TYPE_Q8_K},
-    [GK_TYPE_IQ2_XXS] = BLOCK("iq2_xxs", 256, 66),
+    /* IQ types (iquants.c): reading only */
+    [GK_TYPE_IQ2_XXS] = {.name = "iq2_xxs", .blck_size = 256, .type_size = 66,
+                         .to_float = gk_dequantize_iq2_xxs, .vec_dot = gk_vec_dot_iq2_xxs_q8_K_ref,
+                         .vec_dot_type = GK_TYPE_Q8_K},
     [GK_TYPE_IQ2_XS] = BLOCK("iq2_xs", 256, 74),
-    [GK_TYPE_IQ3_XXS] = BLOCK("iq3_xxs", 256, 98),
-    [GK_TYPE_IQ1_S] = BLOCK("iq1_s", 256, 50),
-    [GK_TYPE_IQ3_S] = BLOCK("iq3_s", 256, 110),
+    [GK_TYPE_IQ3_XXS] = {.name = "iq3_xxs", .blck_size = 256, .type_size = 98,
+                         .to_float = gk_dequantize_iq3_xxs, .vec_dot = gk_vec_dot_iq3_xxs_q8_K_ref,
+                         .vec_dot_type = GK_TYPE_Q8_K},
+    [GK_TYPE_IQ1_S] = {.name = "iq1_s", .blck_size = 256, .type_size = 50,
+                         .to_float = gk_dequantize_iq1_s, .vec_dot = gk_vec_dot_iq1_s_q8_K_ref,
+                         .vec_dot_type = GK_TYPE_Q8_K},
+    [GK_TYPE_IQ3_S] = {.name = "iq3_s", .blck_size = 256, .type_size = 110,
+                         .to_float = gk_dequantize_iq3_s, .vec_dot = gk_vec_dot_iq3_s_q8_K_ref,
+                         .vec_dot_type = GK_TYPE_Q8_K},
     [GK_TYPE_IQ2_S] = BLOCK("iq2_s", 256, 82),
     [GK_TYPE_I8] = BLOCK("i8", 1, 1),
     [GK_TYPE_I16] = BLOCK("i16", 1, 2),
@@ -226,7 +236,9 @@ const gk_type_traits *gk_type_traits_of(uint32_t type) {
 
 bool gk_type_is_supported(uint32_t type) {
     const gk_type_traits *t = gk_type_traits_of(type);
-    return t && t->to_float && t->vec_dot;
+    /* the activations must be convertible to what the dot product takes */
+    return t && t->to_float && t->vec_dot &&
+           (t->vec_dot_type == GK_TYPE_F32 || traits[t->vec_dot_type].from_float);
 }
 
 const char *gk_type_name(uint32_t type) {
@@ -322,6 +334,10 @@ static void dtype_init(void) {
         traits[GK_TYPE_Q5_K].vec_dot4 = gk_vec_dot4_q5_K_q8_K_avx2;
         traits[GK_TYPE_Q6_K].vec_dot4 = gk_vec_dot4_q6_K_q8_K_avx2;
         traits[GK_TYPE_IQ4_XS].vec_dot4 = gk_vec_dot4_iq4_xs_q8_K_avx2;
+        traits[GK_TYPE_IQ2_XXS].vec_dot = gk_vec_dot_iq2_xxs_q8_K_avx2;
+        traits[GK_TYPE_IQ3_XXS].vec_dot = gk_vec_dot_iq3_xxs_q8_K_avx2;
+        traits[GK_TYPE_IQ3_S].vec_dot = gk_vec_dot_iq3_s_q8_K_avx2;
+        traits[GK_TYPE_IQ1_S].vec_dot = gk_vec_dot_iq1_s_q8_K_avx2;
         kernels_name = "avx2";
         /* Opt-in: measured no faster than AVX2 on this project's AVX-512 machine
          * (bench/kquants_bench.c), and 512-bit code can lower the clock. */

@@ -222,6 +222,12 @@ class GGUFWriter:
         ne = tuple(int(s) for s in reversed(array.shape))
         self.tensors.append((name, ne, ggml_type, encode(array, ggml_type)))
 
+    def add_raw(self, name, ne, ggml_type, blob):
+        """A tensor given as its stored bytes (any ggml type) and ne (innermost first)."""
+        if any(n == name for n, _, _, _ in self.tensors):
+            raise ValueError(f"duplicate tensor {name}")
+        self.tensors.append((name, tuple(int(n) for n in ne), ggml_type, bytes(blob)))
+
     def _pad(self, n):
         return (-n) % self.alignment
 
