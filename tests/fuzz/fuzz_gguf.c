@@ -5,10 +5,14 @@
  * everything the reader exposes: every kv through every typed getter, every
  * array element (nested arrays included), every byte of every string, and the
  * first and last byte of every tensor's data; then copies the kvs into a writer,
- * which re-validates them. Under ASan any read the validation let through that
- * is out of bounds crashes; broken invariants trap.
+ * which re-validates them; and runs the type kernels (dequantize, dot) over a
+ * few rows of every tensor whose type has them (fuzz_kernels.h), so that
+ * malformed quantized blocks reach every decoder in the traits table. Under ASan
+ * any read the validation let through that is out of bounds crashes; broken
+ * invariants trap.
  */
 #include "format/gguf.h"
+#include "fuzz_kernels.h"
 
 #include <string.h>
 
@@ -99,6 +103,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         const uint8_t *p = t->data;
         sink += p[0] + p[t->nbytes - 1];
     }
+    gk_fuzz_gguf_kernels(g);
     gk_gguf_writer *w = gk_gguf_writer_new(&err);
     if (w && gk_gguf_copy_kv(w, g, &err) != 0) __builtin_trap(); /* what was read is writable */
     gk_gguf_writer_free(w);
