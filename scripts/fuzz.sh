@@ -45,8 +45,9 @@ RSS=${FUZZ_RSS_MB:-256}
 BUILD_DIR=${ASAN_BUILD:-build-asan}
 JOBS=${JOBS:-2}
 # Leaks are findings too; a sanitizer report must end the process so that
-# libFuzzer keeps the input.
-export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1:symbolize=1}
+# libFuzzer keeps the input. ASan's quarantine of freed memory (256 MiB by
+# default) is kept small so that it does not count against the RSS limit.
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1:symbolize=1:quarantine_size_mb=16}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 
 die() {
@@ -189,9 +190,11 @@ for t in "${TARGETS[@]}"; do
         ((rc == 0)) && continue
         # A finding: the artifact line names the input libFuzzer kept.
         art=$(sed -nE 's/.*Test unit written to (.*)$/\1/p' "$one" | tail -1)
-        kind=$(grep -oE 'ERROR: (libFuzzer|AddressSanitizer|LeakSanitizer|UndefinedBehaviorSanitizer): [^(]*' \
-            "$one" | head -1)
-        [[ -z $kind ]] && kind=$(grep -oE 'runtime error: .*' "$one" | head -1)
+        # What was found: the sanitizer's own line (file:line and what), else libFuzzer's
+        # (timeout, out-of-memory, deadly signal).
+        kind=$(grep -m1 -oE '[^ ]+: runtime error: .*' "$one")
+        [[ -z $kind ]] && kind=$(grep -m1 -oE 'SUMMARY: (Address|Leak|Memory|UndefinedBehavior)Sanitizer: .*' "$one")
+        [[ -z $kind ]] && kind=$(grep -m1 -oE 'ERROR: libFuzzer: [^(]*' "$one")
         [[ -z $kind ]] && kind="exit status $rc"
         repro="$bin -timeout=$TMO -rss_limit_mb=$RSS -malloc_limit_mb=$RSS ${opts[*]} $art"
         if [[ $kind == *timeout* && -n $art && -f $art ]]; then
