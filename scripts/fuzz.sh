@@ -198,16 +198,21 @@ for t in "${TARGETS[@]}"; do
         [[ -z $kind ]] && kind="exit status $rc"
         repro="$bin -timeout=$TMO -rss_limit_mb=$RSS -malloc_limit_mb=$RSS ${opts[*]} $art"
         if [[ $kind == *timeout* && -n $art && -f $art ]]; then
-            # libFuzzer's timeout is wall time, which a loaded machine stretches:
-            # a timeout counts when a rerun at normal priority times out again.
-            if "$bin" -timeout="$TMO" -rss_limit_mb="$RSS" -malloc_limit_mb="$RSS" "${opts[@]}" "$art" \
-                >"$one.recheck" 2>&1; then
+            # libFuzzer's timeout is wall time, which a loaded machine stretches: a
+            # timeout counts when a rerun spends more than FUZZ_TIMEOUT seconds of CPU
+            # (or does not finish in ten times that).
+            { time "$bin" -timeout=$((TMO * 10)) -rss_limit_mb="$RSS" -malloc_limit_mb="$RSS" \
+                "${opts[@]}" "$art" >"$one.recheck" 2>&1; } 2>"$one.retime"
+            rrc=$?
+            used=$(awk '{printf "%.2f", $1 + $2}' "$one.retime")
+            if ((rrc == 0)) && awk -v u="$used" -v t="$TMO" 'BEGIN {exit !(u <= t)}'; then
                 mkdir -p "$OUT/findings/unconfirmed"
                 mv "$art" "$OUT/findings/unconfirmed/"
-                echo "UNCONFIRMED $t: $kind (the rerun of $OUT/findings/unconfirmed/${art##*/}" \
-                    "finished within ${TMO}s: machine load)" >>"$findings.unconfirmed"
+                echo "UNCONFIRMED $t: $kind (a rerun of $OUT/findings/unconfirmed/${art##*/}" \
+                    "used ${used}s of CPU: machine load)" >>"$findings.unconfirmed"
                 continue
             fi
+            kind="$kind (a rerun used ${used}s of CPU)"
         fi
         n_find=$((n_find + 1))
         {
