@@ -17,9 +17,11 @@
 # tests/fuzz/<target>.options.
 #
 # Per input, more than FUZZ_TIMEOUT seconds (1) or FUZZ_RSS_MB MiB (256, also the
-# largest single malloc) is a finding, as is any crash or sanitizer report. A
+# largest single malloc) is a finding, as is any crash or sanitizer report; a
+# timeout (libFuzzer's is wall time) counts when a rerun of the input also spends
+# more than FUZZ_TIMEOUT seconds of CPU, else it is listed as unconfirmed (load). A
 # target that stops on a finding is restarted (its grown corpus kept) until its
-# time is used. Findings are kept in FUZZ_OUT/findings/ and listed at the end with
+# time is used. `merge` keeps every committed input and adds grown ones. Findings are kept in FUZZ_OUT/findings/ and listed at the end with
 # the command that reproduces each; the exit status is 1 when there is any.
 #
 # Environment:
