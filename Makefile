@@ -9,7 +9,7 @@ PYTHON     ?= /usr/bin/python3
 MODEL      ?= models/default.gguf
 RANDOM_MODEL = $(BUILD)/random-grok2.gguf
 
-.PHONY: all setup build build-asan run test test-asan bench clean format
+.PHONY: all setup build build-asan run test test-asan bench clean format fuzz fuzz-merge
 
 all: build
 
@@ -45,6 +45,16 @@ test: build
 
 test-asan: build-asan
 	@cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1 ctest -j$(JOBS) --output-on-failure
+
+# Fuzzing campaign (not part of `make test`): every fuzz_* target of the sanitizer
+# build for FUZZ_SECONDS each (default 60), new corpus entries and findings under
+# FUZZ_OUT (default /tmp/grok-fuzz); fails when anything is found. fuzz-merge adds
+# the grown entries that add coverage to tests/fuzz/corpus/. See scripts/fuzz.sh.
+fuzz: setup
+	@ASAN_BUILD=$(ASAN_BUILD) JOBS=$(JOBS) ./scripts/fuzz.sh run
+
+fuzz-merge: setup
+	@ASAN_BUILD=$(ASAN_BUILD) JOBS=$(JOBS) ./scripts/fuzz.sh merge
 
 bench: build
 	@if [ -f $(MODEL) ]; then ./$(BUILD)/grok bench -m $(MODEL); \

@@ -502,7 +502,9 @@ static int parse_kv(gk_gguf *g, cursor *c) {
     return 0;
 }
 
-/* general.alignment: a u32 power of two, 32 when absent (as llama.cpp). */
+/* general.alignment: a u32 power of two, 32 when absent (as llama.cpp), and a
+ * multiple of 8 (as the GGUF spec says): with a smaller one, tensor data can sit
+ * at an odd address, where the kernels' f16 and f32 loads are misaligned. */
 static int parse_alignment(gk_gguf *g, gk_err *err) {
     const gk_gguf_value *v = gk_gguf_find(g, "general.alignment");
     g->alignment = GK_GGUF_DEFAULT_ALIGNMENT;
@@ -512,6 +514,8 @@ static int parse_alignment(gk_gguf *g, gk_err *err) {
                        gk_gguf_type_name(v->type));
     if (!is_pow2(v->v.u64))
         return gk_fail(err, "gguf: general.alignment = %llu is not a power of two", (ull)v->v.u64);
+    if (v->v.u64 < 8)
+        return gk_fail(err, "gguf: general.alignment = %llu is not a multiple of 8", (ull)v->v.u64);
     g->alignment = v->v.u64;
     return 0;
 }
@@ -1419,7 +1423,7 @@ int gk_gguf_sink_write(gk_gguf_sink *sink, const void *data, size_t n, gk_err *e
     return 0;
 }
 
-/* The alignment to write: general.alignment when set (a u32 power of two). */
+/* The alignment to write: general.alignment when set (a u32 power of two, >= 8). */
 static int writer_alignment(const gk_gguf_writer *w, uint64_t *align, gk_err *err) {
     *align = GK_GGUF_DEFAULT_ALIGNMENT;
     for (int64_t i = 0; i < w->n_kv; i++) {
@@ -1432,6 +1436,7 @@ static int writer_alignment(const gk_gguf_writer *w, uint64_t *align, gk_err *er
         memcpy(&v, w->kv[i].val + 4, 4);
         if (!is_pow2(v))
             return gk_fail(err, "gguf: general.alignment = %u is not a power of two", v);
+        if (v < 8) return gk_fail(err, "gguf: general.alignment = %u is not a multiple of 8", v);
         *align = v;
     }
     return 0;

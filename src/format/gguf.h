@@ -15,8 +15,8 @@
  * versions 2 and 3 (v1 used 32-bit counts; big-endian files are refused);
  * non-empty keys and tensor names without NUL bytes, unique, names at most
  * GK_GGUF_MAX_NAME bytes; arrays nested at most GK_GGUF_MAX_DEPTH deep;
- * general.alignment only as a u32 power of two; tensors of a known ggml type
- * with n_dims 1..4, every ne >= 1, ne[0] a whole number of blocks, the element
+ * general.alignment only as a u32 power of two of at least 8; tensors of a
+ * known ggml type with n_dims 1..4, every ne >= 1, ne[0] a whole number of blocks, the element
  * count within int64, an aligned offset and the bytes inside the file.
  * Overlapping tensors are accepted, as llama.cpp accepts them. A file without
  * tensors may end at its header (llama.cpp's vocabulary files do).
@@ -208,7 +208,7 @@ int gk_gguf_add_tensor(gk_gguf_writer *w, const char *name, gk_dtype type, uint3
 int gk_gguf_add_tensor_fn(gk_gguf_writer *w, const char *name, gk_dtype type, uint32_t n_dims,
                           const int64_t *ne, gk_gguf_produce_fn fn, void *ud, gk_err *err);
 
-/* Writes version 3 with general.alignment's value (a u32 power of two; default
+/* Writes version 3 with general.alignment's value (a u32 power of two >= 8; default
  * 32) to path through a temporary file in the same directory (path.tmp.XXXXXX,
  * mode 0644), fsynced and renamed into place only when complete; on failure
  * nothing is left behind. Tensors are written in the order added, each padded

@@ -256,13 +256,15 @@ static void route(gk_context *c, int T) {
         double sum = 0.0;
         for (int e = 0; e < E; e++) sum += (g[e] = expf(g[e] - mx));
         for (int e = 0; e < E; e++) g[e] = (float)(g[e] / sum);
-        /* top-k by selection; g[e] < 0 marks a taken expert */
-        int chosen[64];
-        float w[64], wsum = 0.0f;
+        /* top-k by selection; g[e] < 0 marks a taken expert. A NaN probability
+         * (NaN router weights) is never above another but can still be taken,
+         * so that K experts are always chosen. K <= GK_MAX_EXPERT_USED (model.c). */
+        int chosen[GK_MAX_EXPERT_USED];
+        float w[GK_MAX_EXPERT_USED], wsum = 0.0f;
         for (int k = 0; k < K; k++) {
             int best = -1;
             for (int e = 0; e < E; e++)
-                if (g[e] >= 0.0f && (best < 0 || g[e] > g[best])) best = e;
+                if (!(g[e] < 0.0f) && (best < 0 || g[e] > g[best])) best = e;
             chosen[k] = best;
             w[k] = g[best];
             wsum += w[k];

@@ -156,9 +156,10 @@ static int load_hparams(gk_model *m, gk_err *err) {
                        hp->n_ff_exp);
     if (hp->n_expert == 0 || hp->n_expert > MAX_EXPERTS)
         return gk_fail(err, "grok.expert_count %u is out of range", hp->n_expert);
-    if (hp->n_expert_used == 0 || hp->n_expert_used > hp->n_expert)
+    if (hp->n_expert_used == 0 || hp->n_expert_used > hp->n_expert ||
+        hp->n_expert_used > GK_MAX_EXPERT_USED)
         return gk_fail(err, "grok.expert_used_count %u must be in 1..%u", hp->n_expert_used,
-                       hp->n_expert);
+                       hp->n_expert < GK_MAX_EXPERT_USED ? hp->n_expert : GK_MAX_EXPERT_USED);
     if (hp->n_ctx_train == 0) return gk_fail(err, "grok.context_length is 0");
     if (!(hp->norm_eps > 0.0f))
         return gk_fail(err, "grok.attention.layer_norm_rms_epsilon must be positive");

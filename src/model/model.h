@@ -39,6 +39,9 @@ typedef struct gk_numerics_cfg {
 } gk_numerics_cfg;
 
 #define GK_MAX_HPARAM_INFO 48
+/* Most experts per token (grok.expert_used_count; Grok uses 2): the router
+ * keeps its choices on the stack. */
+#define GK_MAX_EXPERT_USED 64
 
 /* This process's share of a tensor-parallel model (src/model/tp.c); with one
  * process the whole model: counts equal the hyper-parameters, v_lo = 0. */

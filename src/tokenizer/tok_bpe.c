@@ -645,6 +645,11 @@ typedef struct tt_line {
     int32_t rank;
 } tt_line;
 
+static int cmp_i32(const void *a, const void *b) {
+    int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
+    return (x > y) - (x < y);
+}
+
 gk_tokenizer *gk_tok_bpe_load_tiktoken(const char *data, size_t n, const char *name,
                                        gk_err *err) {
     gk_tokenizer *t = NULL;
@@ -719,18 +724,22 @@ gk_tokenizer *gk_tok_bpe_load_tiktoken(const char *data, size_t n, const char *n
         goto fail;
     }
     if ((size_t)max_rank + 1 != nl) {
-        /* Find which rank is missing or doubled, for the message. */
-        int32_t *seen = calloc((size_t)max_rank + 1, sizeof *seen);
-        if (!seen) {
+        /* Find which rank is missing or doubled, for the message, from the ranks
+         * sorted: the cost follows the number of lines, not the largest rank,
+         * which one short line can set to 10^8. */
+        int32_t *rk = malloc(nl * sizeof *rk);
+        if (!rk) {
             gk_fail(err, "out of memory");
             goto fail;
         }
-        int32_t dup = -1, miss = -1;
-        for (size_t i = 0; i < nl; i++)
-            if (seen[lines[i].rank]++ && dup < 0) dup = lines[i].rank;
-        for (int32_t r = 0; r <= max_rank; r++)
-            if (!seen[r] && miss < 0) miss = r;
-        free(seen);
+        for (size_t i = 0; i < nl; i++) rk[i] = lines[i].rank;
+        qsort(rk, nl, sizeof *rk, cmp_i32);
+        int32_t dup = -1, miss = rk[0] > 0 ? 0 : -1;
+        for (size_t i = 1; i < nl; i++) {
+            if (rk[i] == rk[i - 1] && dup < 0) dup = rk[i];
+            if (rk[i] > rk[i - 1] + 1 && miss < 0) miss = rk[i - 1] + 1;
+        }
+        free(rk);
         if (dup >= 0) gk_fail(err, "rank %d appears twice", dup);
         else gk_fail(err, "rank %d is missing", miss);
         goto fail;

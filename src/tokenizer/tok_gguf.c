@@ -345,7 +345,7 @@ static int build_merges(const gk_tokenizer *t, char ***out, uint64_t *n_out, gk_
             if (push_merge(&order, &lr, &n, &cap, ti->rank, l, r) < 0) goto oom;
         }
     }
-    qsort(order, n, sizeof *order, cmp_i64);
+    if (n) qsort(order, n, sizeof *order, cmp_i64); /* order is NULL when there are no merges */
     lines = calloc(n ? n : 1, sizeof *lines);
     if (!lines) goto oom;
     for (size_t i = 0; i < n; i++) {

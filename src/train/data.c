@@ -112,6 +112,7 @@ typedef struct {
 } ivec;
 
 static int ivec_push(ivec *a, const int32_t *src, size_t n, gk_err *err) {
+    if (n == 0) return 0; /* a->v is NULL before the first push: no memcpy(NULL, ., 0) */
     if (a->n + n > a->cap) {
         size_t cap = a->cap ? a->cap : 1 << 16;
         while (cap < a->n + n) cap *= 2;

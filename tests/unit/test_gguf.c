@@ -513,6 +513,14 @@ static void test_bad_kv(void) {
         EXPECT_FAIL(&b, "is not a power of two");
         free(b.p);
     }
+    /* ... and at least 8 (the GGUF spec): smaller ones misalign tensor data */
+    for (uint32_t small = 1; small < 8; small *= 2) {
+        b = (bb){0};
+        b_header(&b, 3, 0, 1);
+        b_kv_u32(&b, "general.alignment", small);
+        EXPECT_FAIL(&b, "is not a multiple of 8");
+        free(b.p);
+    }
     uint64_t a64 = 32;
     b = kv_file("general.alignment", GK_GGUF_UINT64, &a64, 8);
     EXPECT_FAIL(&b, "general.alignment has type u64 (must be u32)");
@@ -1021,6 +1029,9 @@ static void test_writer_failures(const char *dir) {
                       "general.alignment = 3 is not a power of two");
     gk_gguf_set_u32(w, "general.alignment", 0);
     expect_write_fail(__LINE__, w, dir, "align.gguf", "general.alignment = 0 is not a power");
+    gk_gguf_set_u32(w, "general.alignment", 4);
+    expect_write_fail(__LINE__, w, dir, "align.gguf",
+                      "general.alignment = 4 is not a multiple of 8");
     gk_gguf_set_u64(w, "general.alignment", 64);
     expect_write_fail(__LINE__, w, dir, "align.gguf", "has type u64 (must be u32)");
     gk_gguf_writer_free(w);
