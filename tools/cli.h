@@ -24,6 +24,7 @@ int gk_cmd_chat(int argc, char **argv);
 int gk_cmd_convert(int argc, char **argv);
 int gk_cmd_quantize(int argc, char **argv);
 int gk_cmd_train(int argc, char **argv);
+int gk_cmd_serve(int argc, char **argv);
 
 /* Parses a whole decimal number into *out within [lo, hi]; prints an error naming
  * the option and returns false otherwise. */
@@ -81,17 +82,17 @@ void gk_cli_gen_init(gk_cli_gen *g);
  * its value, and returns 1; returns 0 for any other option, -1 after printing why a
  * value is bad. */
 int gk_cli_gen_option(int argc, char **argv, int *i, gk_cli_gen *g);
-#define GK_CLI_GEN_HELP                                                                  \
-    "  -m, --model FILE        GGUF model (default: " GK_DEFAULT_MODEL ")\n"              \
-    "  --temp T                temperature, 0 = greedy (default 0.8)\n"                   \
-    "  --top-k K               (default 40, 0 = off)\n"                                   \
-    "  --top-p P               (default 0.95, 1 = off)\n"                                 \
-    "  --min-p P               (default 0.05, 0 = off)\n"                                 \
-    "  --repeat-penalty X      (default 1.0 = off)\n"                                     \
-    "  --repeat-last-n N       tokens the penalty looks back on (default 64)\n"           \
-    "  --seed S                sampling seed (default 0)\n"                               \
-    "  -c, --ctx-size N        context length (default: min(train, 4096))\n"              \
-    "  -t, --threads N         threads (default: all cores)\n"                            \
+#define GK_CLI_GEN_HELP                                                                            \
+    "  -m, --model FILE        GGUF model (default: " GK_DEFAULT_MODEL ")\n"                       \
+    "  --temp T                temperature, 0 = greedy (default 0.8)\n"                            \
+    "  --top-k K               (default 40, 0 = off)\n"                                            \
+    "  --top-p P               (default 0.95, 1 = off)\n"                                          \
+    "  --min-p P               (default 0.05, 0 = off)\n"                                          \
+    "  --repeat-penalty X      (default 1.0 = off)\n"                                              \
+    "  --repeat-last-n N       tokens the penalty looks back on (default 64)\n"                    \
+    "  --seed S                sampling seed (default 0)\n"                                        \
+    "  -c, --ctx-size N        context length (default: min(train, 4096))\n"                       \
+    "  -t, --threads N         threads (default: all cores)\n"                                     \
     "  --numerics MODE         reference (default) or llamacpp\n"
 
 #endif
