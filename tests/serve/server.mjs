@@ -1,0 +1,80 @@
+// Starts `grok serve` for a test file on a free port and stops it afterwards.
+// Environment (set by tests/cmake/serve.cmake): GROK (the binary), GROK_MODEL.
+import { spawn } from 'node:child_process';
+import { readFileSync, readdirSync } from 'node:fs';
+
+export const GROK = process.env.GROK;
+export const MODEL = process.env.GROK_MODEL;
+if (!GROK || !MODEL) throw new Error('set GROK and GROK_MODEL');
+
+export async function startServer(args = []) {
+  const proc = spawn(GROK, ['serve', '-m', MODEL, '--port', '0', ...args], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  let log = '';
+  const port = await new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('server did not start:\n' + log)), 30000);
+    proc.stderr.on('data', (d) => {
+      log += d;
+      const m = /listening on http:\/\/[^:]+:(\d+)/.exec(log);
+      if (m) { clearTimeout(timer); resolve(Number(m[1])); }
+    });
+    proc.on('exit', (code) => { clearTimeout(timer); reject(new Error(`server exited (${code}):\n${log}`)); });
+  });
+  const base = `http://127.0.0.1:${port}`;
+  for (let i = 0; ; i++) {
+    try {
+      const r = await fetch(base + '/health');
+      if (r.status === 200) break;
+    } catch (e) { /* not up yet */ }
+    if (i > 600) throw new Error('server never became healthy:\n' + log);
+    await sleep(50);
+  }
+  return {
+    proc, port, base, log: () => log,
+    // SIGTERM, and wait for a clean exit (status 0)
+    async stop() {
+      if (proc.exitCode !== null) return proc.exitCode;
+      const done = new Promise((r) => proc.on('exit', (code, sig) => r(code ?? sig)));
+      proc.kill('SIGTERM');
+      return done;
+    },
+  };
+}
+
+export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+export async function slots(base, headers = {}) {
+  const r = await fetch(base + '/slots', { headers });
+  return r.json();
+}
+
+// Waits until every slot is idle; returns the elapsed milliseconds.
+export async function waitIdle(base, limitMs, headers = {}) {
+  const t0 = Date.now();
+  for (;;) {
+    const s = await slots(base, headers);
+    if (s.every((x) => x.state === 'idle')) return Date.now() - t0;
+    if (Date.now() - t0 > limitMs) throw new Error('slots still busy: ' + JSON.stringify(s));
+    await sleep(20);
+  }
+}
+
+export function rssKb(pid) {
+  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return Number(m[1]);
+}
+export function openFds(pid) { return readdirSync(`/proc/${pid}/fd`).length; }
+
+// Raw SSE events of a streamed POST (data payloads, in order).
+export async function sse(url, body, headers = {}) {
+  const res = await fetch(url, {
+    method: 'POST', headers: { 'Content-Type': 'application/json', ...headers }, body: JSON.stringify(body),
+  });
+  const text = await res.text();
+  const events = [];
+  for (const block of text.split('\n\n')) {
+    for (const line of block.split('\n')) if (line.startsWith('data: ')) events.push(line.slice(6));
+  }
+  return { status: res.status, headers: res.headers, text, events };
+}
