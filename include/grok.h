@@ -60,11 +60,11 @@ typedef struct gk_hparams {
     uint32_t n_layer;     /* grok.block_count */
     uint32_t n_head;
     uint32_t n_head_kv;
-    uint32_t head_dim;  /* grok.attention.key_length (= value_length) */
-    uint32_t n_rot;     /* grok.rope.dimension_count */
-    uint32_t n_ff;      /* grok.feed_forward_length: dense MLP width (Grok-2) */
-    uint32_t n_ff_exp;  /* grok.expert_feed_forward_length (defaults to n_ff) */
-    uint32_t n_expert;  /* grok.expert_count */
+    uint32_t head_dim; /* grok.attention.key_length (= value_length) */
+    uint32_t n_rot;    /* grok.rope.dimension_count */
+    uint32_t n_ff;     /* grok.feed_forward_length: dense MLP width (Grok-2) */
+    uint32_t n_ff_exp; /* grok.expert_feed_forward_length (defaults to n_ff) */
+    uint32_t n_expert; /* grok.expert_count */
     uint32_t n_expert_used;
     float norm_eps;
     float rope_freq_base;
@@ -72,21 +72,21 @@ typedef struct gk_hparams {
     float rope_scaling_factor;
     uint32_t rope_orig_ctx;
     float yarn_ext_factor, yarn_attn_factor, yarn_beta_fast, yarn_beta_slow;
-    float embedding_scale;   /* grok.embedding_scale */
-    float attn_out_scale;    /* grok.attention.output_scale: multiplies q.k */
-    float logit_scale;       /* grok.logit_scale: multiplies the output logits */
-    float attn_softcap;      /* grok.attn_logit_softcapping (0 = none) */
-    float router_softcap;    /* grok.router_logit_softcapping (0 = none) */
-    float final_softcap;     /* grok.final_logit_softcapping (0 = none) */
-    uint32_t attn_temp_len;  /* grok.attention.temperature_length (0 = none) */
-    bool tied_output;        /* no output.weight: the embedding is the output matrix */
+    float embedding_scale;  /* grok.embedding_scale */
+    float attn_out_scale;   /* grok.attention.output_scale: multiplies q.k */
+    float logit_scale;      /* grok.logit_scale: multiplies the output logits */
+    float attn_softcap;     /* grok.attn_logit_softcapping (0 = none) */
+    float router_softcap;   /* grok.router_logit_softcapping (0 = none) */
+    float final_softcap;    /* grok.final_logit_softcapping (0 = none) */
+    uint32_t attn_temp_len; /* grok.attention.temperature_length (0 = none) */
+    bool tied_output;       /* no output.weight: the embedding is the output matrix */
 } gk_hparams;
 
 /* Where each hyper-parameter came from, for `grok info`. */
 typedef struct gk_hparam_info {
-    const char *name;  /* the GGUF key */
-    char value[64];    /* printed value */
-    bool from_file;    /* false: a default (llama.cpp's, spec section 8) */
+    const char *name; /* the GGUF key */
+    char value[64];   /* printed value */
+    bool from_file;   /* false: a default (llama.cpp's, spec section 8) */
 } gk_hparam_info;
 
 typedef struct gk_model_params {
@@ -117,11 +117,21 @@ const struct gk_tokenizer *gk_model_tokenizer(const gk_model *m);
 
 /* -------------------------------------------------------------- context --- */
 
+/* KV cache element types. llama.cpp keeps f16 by default; the reference code fp32. */
+typedef enum gk_cache_type {
+    GK_CACHE_DEFAULT = 0, /* f32 with reference numerics, f16 with llamacpp numerics */
+    GK_CACHE_F32 = 1,
+    GK_CACHE_F16 = 2,
+    GK_CACHE_Q8_0 = 3 /* needs a head size that is a multiple of 32 */
+} gk_cache_type;
+
 typedef struct gk_context_params {
-    uint32_t n_ctx;     /* KV cache length in tokens (0 = min(n_ctx_train, 4096)) */
-    uint32_t n_batch;   /* most tokens per gk_decode call (0 = 512) */
-    int n_threads;      /* 0 = number of online CPUs */
-    bool all_logits;    /* keep the logits of every token of a batch, not only the last */
+    uint32_t n_ctx;   /* KV cache length in tokens, per sequence (0 = min(n_ctx_train, 4096)) */
+    uint32_t n_batch; /* most tokens per forward pass (0 = 64) */
+    int n_threads;    /* 0 = number of online CPUs */
+    bool all_logits;  /* keep the logits of every token of a batch, not only the last */
+    uint32_t n_seq;   /* sequences (server slots) sharing the context (0 = 1) */
+    gk_cache_type cache_type;
 } gk_context_params;
 
 typedef struct gk_context gk_context;
@@ -130,20 +140,64 @@ gk_context_params gk_context_default_params(void);
 gk_context *gk_context_new(gk_model *m, const gk_context_params *params, gk_err *err);
 void gk_context_free(gk_context *c);
 
-/* Runs the model on n tokens that follow the ones already in the KV cache.
- * n may exceed n_batch (the batch is split). Fails, changing nothing, when the
- * context length would be exceeded or a token id is out of range. */
+/* Runs the model on n tokens that follow the ones already in the KV cache of
+ * sequence 0. n may exceed n_batch (the batch is split). Fails, changing nothing,
+ * when the context length would be exceeded or a token id is out of range. */
 int gk_decode(gk_context *c, const int32_t *tokens, int n, gk_err *err);
-/* Logits (n_vocab floats) of the i-th token of the last gk_decode call; with
- * all_logits false only the last token's (i = n-1) are kept. NULL otherwise. */
+
+/* A batch that mixes sequences: token i is appended to sequence seq[i] at that
+ * sequence's next position (tokens of one sequence go in batch order). */
+typedef struct gk_batch {
+    int n;                /* tokens, 1..n_batch */
+    const int32_t *token; /* [n] */
+    const int32_t *seq;   /* [n] sequence ids < n_seq; NULL = all in sequence 0 */
+    const bool *logits;   /* [n] keep this token's logits; NULL = only the last token's */
+} gk_batch;
+
+/* One forward pass over a batch. A sequence's logits are bit-identical whether it
+ * runs alone or beside others, wherever its tokens sit in the batch. Fails, with
+ * the KV cache unchanged, on a bad token or sequence id, a full sequence, or more
+ * kept logits than the context holds (n_batch with all_logits, else min(n_seq,
+ * n_batch)); the last batch's logits are then gone. */
+int gk_decode_batch(gk_context *c, const gk_batch *b, gk_err *err);
+
+/* Logits (n_vocab floats) of the i-th token of the last gk_decode_batch or
+ * gk_decode call, or NULL when they were not kept (gk_decode keeps only the last
+ * token's unless all_logits). */
 const float *gk_get_logits(const gk_context *c, int i);
-/* Tokens held in the KV cache. */
+/* Tokens held in the KV cache of sequence 0. */
 uint32_t gk_context_n_past(const gk_context *c);
+/* Cache length per sequence, and the number of sequences. */
 uint32_t gk_context_n_ctx(const gk_context *c);
-/* Forgets the KV cache from position n_keep on (0 clears it). */
+uint32_t gk_context_n_seq(const gk_context *c);
+/* Forgets the KV cache of sequence 0 from position n_keep on (0 clears it). */
 void gk_context_truncate(gk_context *c, uint32_t n_keep);
-/* Bytes of the KV cache. */
+/* Bytes of the KV cache (all sequences). */
 uint64_t gk_context_kv_bytes(const gk_context *c);
+
+/* Per-sequence KV bookkeeping: the length of a sequence (0 for a bad id); forget
+ * its positions >= n_keep; make dst hold the first n positions of src (a shared
+ * prompt prefix). */
+uint32_t gk_kv_seq_len(const gk_context *c, int seq);
+int gk_kv_seq_keep(gk_context *c, int seq, uint32_t n_keep, gk_err *err);
+int gk_kv_seq_copy(gk_context *c, int src, int dst, uint32_t n, gk_err *err);
+
+/* "f32", "f16", "q8_0" (or "default"); the parse returns -1 for an unknown name. */
+const char *gk_cache_type_name(gk_cache_type t);
+int gk_cache_type_from_name(const char *name);
+
+/* Work done since the context was made or the counters were reset, as the engine
+ * counts it while it runs (for grok plan and grok bench). */
+typedef struct gk_decode_stats {
+    uint64_t tokens, forwards;
+    double matmul_flops;     /* 2 * rows * columns * tokens of every matmul run */
+    double weight_bytes;     /* bytes of the weight matrices read, once per matmul */
+    double attn_flops;       /* q.k and the sum over V: 4 * head_dim * n_head per key */
+    double kv_bytes_read;    /* K and V rows read by attention, once per token and layer */
+    double kv_bytes_written; /* K and V rows stored */
+} gk_decode_stats;
+gk_decode_stats gk_context_stats(const gk_context *c);
+void gk_context_stats_reset(gk_context *c);
 
 /* ------------------------------------------------------------- sampling --- */
 

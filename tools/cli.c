@@ -63,6 +63,16 @@ bool gk_cli_numerics(const char *s, gk_numerics *out) {
     return true;
 }
 
+bool gk_cli_cache_type(const char *s, gk_cache_type *out) {
+    int t = gk_cache_type_from_name(s);
+    if (t < 0) {
+        fprintf(stderr, "grok: --cache-type expects f32, f16 or q8_0, got '%s'\n", s);
+        return false;
+    }
+    *out = (gk_cache_type)t;
+    return true;
+}
+
 void gk_cli_gen_init(gk_cli_gen *g) {
     *g = (gk_cli_gen){.numerics = GK_NUMERICS_REFERENCE, .sp = gk_sampler_default_params()};
 }
@@ -70,7 +80,8 @@ void gk_cli_gen_init(gk_cli_gen *g) {
 int gk_cli_gen_option(int argc, char **argv, int *i, gk_cli_gen *g) {
     static const char *const opts[] = {"-m", "--model", "-c", "--ctx-size", "-t", "--threads",
                                        "--numerics", "--temp", "--top-k", "--top-p", "--min-p",
-                                       "--repeat-penalty", "--repeat-last-n", "--seed"};
+                                       "--repeat-penalty", "--repeat-last-n", "--seed",
+                                       "--cache-type"};
     const char *a = argv[*i], *v;
     size_t k = 0;
     while (k < sizeof opts / sizeof opts[0] && strcmp(a, opts[k])) k++;
@@ -101,9 +112,10 @@ int gk_cli_gen_option(int argc, char **argv, int *i, gk_cli_gen *g) {
     case 12: if (!gk_cli_int(a, v, 0, 1 << 24, &n)) return -1;
         g->sp.repeat_last_n = (int32_t)n;
         return 1;
-    default: if (!gk_cli_int(a, v, 0, 0x7fffffffL, &n)) return -1;
+    case 13: if (!gk_cli_int(a, v, 0, 0x7fffffffL, &n)) return -1;
         g->sp.seed = (uint64_t)n;
         return 1;
+    default: return gk_cli_cache_type(v, &g->cache_type) ? 1 : -1;
     }
 }
 

@@ -66,11 +66,15 @@ void gk_cli_write_end(gk_cli_write *w);
 /* Parses a --numerics value ("reference" or "llamacpp"); prints an error otherwise. */
 bool gk_cli_numerics(const char *s, gk_numerics *out);
 
+/* Parses a --cache-type value (f32, f16, q8_0); prints an error otherwise. */
+bool gk_cli_cache_type(const char *s, gk_cache_type *out);
+
 /* Options shared by the commands that generate text (run, chat). */
 typedef struct gk_cli_gen {
     const char *model;
     long n_ctx, threads;
     gk_numerics numerics;
+    gk_cache_type cache_type;
     gk_sampler_params sp;
 } gk_cli_gen;
 
@@ -78,21 +82,23 @@ typedef struct gk_cli_gen {
  * numerics, gk_sampler_default_params(). */
 void gk_cli_gen_init(gk_cli_gen *g);
 /* If argv[*i] is a shared option (-m, -c, -t, --numerics, --temp, --top-k, --top-p,
- * --min-p, --repeat-penalty, --repeat-last-n, --seed), parses it, advancing *i past
+ * --min-p, --repeat-penalty, --repeat-last-n, --seed, --cache-type), parses it, advancing *i past
  * its value, and returns 1; returns 0 for any other option, -1 after printing why a
  * value is bad. */
 int gk_cli_gen_option(int argc, char **argv, int *i, gk_cli_gen *g);
-#define GK_CLI_GEN_HELP                                                                            \
-    "  -m, --model FILE        GGUF model (default: " GK_DEFAULT_MODEL ")\n"                       \
-    "  --temp T                temperature, 0 = greedy (default 0.8)\n"                            \
-    "  --top-k K               (default 40, 0 = off)\n"                                            \
-    "  --top-p P               (default 0.95, 1 = off)\n"                                          \
-    "  --min-p P               (default 0.05, 0 = off)\n"                                          \
-    "  --repeat-penalty X      (default 1.0 = off)\n"                                              \
-    "  --repeat-last-n N       tokens the penalty looks back on (default 64)\n"                    \
-    "  --seed S                sampling seed (default 0)\n"                                        \
-    "  -c, --ctx-size N        context length (default: min(train, 4096))\n"                       \
-    "  -t, --threads N         threads (default: all cores)\n"                                     \
-    "  --numerics MODE         reference (default) or llamacpp\n"
+#define GK_CLI_GEN_HELP                                                                  \
+    "  -m, --model FILE        GGUF model (default: " GK_DEFAULT_MODEL ")\n"              \
+    "  --temp T                temperature, 0 = greedy (default 0.8)\n"                   \
+    "  --top-k K               (default 40, 0 = off)\n"                                   \
+    "  --top-p P               (default 0.95, 1 = off)\n"                                 \
+    "  --min-p P               (default 0.05, 0 = off)\n"                                 \
+    "  --repeat-penalty X      (default 1.0 = off)\n"                                     \
+    "  --repeat-last-n N       tokens the penalty looks back on (default 64)\n"           \
+    "  --seed S                sampling seed (default 0)\n"                               \
+    "  -c, --ctx-size N        context length (default: min(train, 4096))\n"              \
+    "  -t, --threads N         threads (default: all cores)\n"                            \
+    "  --numerics MODE         reference (default) or llamacpp\n"                        \
+    "  --cache-type T          KV cache f32, f16 or q8_0 (default: f32 with reference\n"  \
+    "                          numerics, f16 with llamacpp numerics, as llama.cpp)\n"
 
 #endif

@@ -85,11 +85,12 @@ int gk_cmd_bench(int argc, char **argv) {
     const char *path = NULL;
     long n_prompt = 128, n_gen = 32, threads = 0, reps = 3, n_batch = 0;
     gk_model_params mp = gk_model_default_params();
+    gk_cache_type cache = GK_CACHE_DEFAULT;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             printf("usage: grok bench [-m MODEL] [-p N_PROMPT] [-n N_GEN] [-t THREADS] [-b BATCH] "
-                   "[-r REPS]\n");
+                   "[-r REPS] [--numerics MODE] [--cache-type f32|f16|q8_0]\n");
             return 0;
         }
         if (!(v = gk_cli_value(argc, argv, &i))) return 2;
@@ -98,6 +99,8 @@ int gk_cmd_bench(int argc, char **argv) {
         else if (!strcmp(a, "-n")) { if (!gk_cli_int(a, v, 1, 1 << 20, &n_gen)) return 2; }
         else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) { if (!gk_cli_int(a, v, 1, 256, &threads)) return 2; }
         else if (!strcmp(a, "-b") || !strcmp(a, "--batch")) { if (!gk_cli_int(a, v, 1, 1 << 16, &n_batch)) return 2; }
+        else if (!strcmp(a, "--numerics")) { if (!gk_cli_numerics(v, &mp.numerics)) return 2; }
+        else if (!strcmp(a, "--cache-type")) { if (!gk_cli_cache_type(v, &cache)) return 2; }
         else if (!strcmp(a, "-r")) { if (!gk_cli_int(a, v, 1, 100, &reps)) return 2; }
         else {
             fprintf(stderr, "grok bench: unknown option '%s'\n", a);
@@ -116,6 +119,7 @@ int gk_cmd_bench(int argc, char **argv) {
     cp.n_ctx = (uint32_t)(n_prompt + n_gen);
     cp.n_threads = (int)threads;
     cp.n_batch = (uint32_t)n_batch;
+    cp.cache_type = cache;
     gk_context *c = gk_context_new(m, &cp, &err);
     if (!c) {
         fprintf(stderr, "grok bench: %s\n", err.msg);

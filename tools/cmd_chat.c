@@ -343,6 +343,7 @@ int gk_cmd_chat(int argc, char **argv) {
     gk_context_params cp = gk_context_default_params();
     cp.n_ctx = (uint32_t)o.g.n_ctx;
     cp.n_threads = (int)o.g.threads;
+    cp.cache_type = o.g.cache_type;
     c.ctx = gk_context_new(m, &cp, &err);
     if (!c.ctx || !(c.smp = gk_sampler_new(&o.g.sp, (int32_t)gk_model_hparams(m)->n_vocab, &err))) {
         fprintf(stderr, "grok chat: %s\n", err.msg);

@@ -248,6 +248,7 @@ int gk_cmd_run(int argc, char **argv) {
     cp.n_ctx = (uint32_t)o.g.n_ctx;
     cp.n_batch = (uint32_t)o.n_batch;
     cp.n_threads = (int)o.g.threads;
+    cp.cache_type = o.g.cache_type;
     cp.all_logits = o.dump != NULL;
     c = gk_context_new(m, &cp, &err);
     if (!c) {

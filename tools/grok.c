@@ -26,9 +26,8 @@ static const command commands[] = {
 };
 
 static void usage(FILE *f) {
-    fprintf(f,
-            "grok %s - run, serve and train Grok-architecture models\n\n"
-            "usage: grok COMMAND [options]   (grok COMMAND --help for its options)\n\n",
+    fprintf(f, "grok %s - run, serve and train Grok-architecture models\n\n"
+               "usage: grok COMMAND [options]   (grok COMMAND --help for its options)\n\n",
             GK_VERSION);
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].help);

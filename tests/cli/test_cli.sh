@@ -31,6 +31,8 @@ expect_fail "bad token id" run -m "$W/m.gguf" --tokens 1,x,3
 expect_fail "out of range" run -m "$W/m.gguf" --tokens 1,99999 -n 1
 expect_fail "expects a whole number" run -m "$W/m.gguf" --tokens 1 -n -5
 expect_fail "expects 'reference' or 'llamacpp'" run -m "$W/m.gguf" --tokens 1 --numerics fast
+expect_fail "expects f32, f16 or q8_0" run -m "$W/m.gguf" --tokens 1 --cache-type q4
+expect_fail "needs a head size that is a multiple of 32" run -m "$W/m.gguf" --tokens 1 --cache-type q8_0
 expect_fail "exceeds the context length" run -m "$W/m.gguf" --tokens 1,2,3 -n 100 -c 32
 expect_fail "has no tokenizer" run -m "$W/m.gguf" -p "hello"
 expect_fail "top-p" run -m "$W/m.gguf" --tokens 1 --top-p 2

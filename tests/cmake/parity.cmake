@@ -16,7 +16,8 @@ set(GK_PARITY_GROUPS
   "grok1:grok1-f32-*,grok1old-f32-*"
   "grok2:grok2-f32-*,grok2yarn-f32-*"
   "half:*-f16-*,*-bf16-*"
-  "quant:*-q8_0-*,*-q4_0-*")
+  "quant:*-q8_0-*,*-q4_0-*"
+  "kv:kv*")
 foreach(group ${GK_PARITY_GROUPS})
   string(REPLACE ":" ";" parts "${group}")
   list(GET parts 0 name)
@@ -26,7 +27,7 @@ foreach(group ${GK_PARITY_GROUPS})
                    --case "${globs}" ${GK_PARITY_ARGS})
 endforeach()
 
-foreach(t parity_selfcheck parity_grok1 parity_grok2 parity_half parity_quant)
+foreach(t parity_selfcheck parity_grok1 parity_grok2 parity_half parity_quant parity_kv)
   set_tests_properties(${t} PROPERTIES
     ENVIRONMENT "PYTHONDONTWRITEBYTECODE=1;OMP_NUM_THREADS=2"
     SKIP_RETURN_CODE 77 TIMEOUT 600 LABELS parity)

@@ -33,6 +33,8 @@ Mode rules decided for this project (resolve_numerics):
                       rope.freq_base whatever rope.scaling.* keys say.
   llamacpp (both)   : no router softcap, no temperature, renormalised top-k,
                       tanh GELU, rope.scaling keys honoured (YaRN / linear).
+                      (llama.cpp's default f16 KV cache is Numerics.kv_cache, which
+                      parity.py sets per case: it is the engine's cache, not the model.)
   both modes        : final softcap = grok.final_logit_softcapping (default 0 =
                       none), attention softcap grok.attn_logit_softcapping
                       (default 30), q.k scale grok.attention.output_scale
@@ -107,6 +109,10 @@ class Numerics:
     # as llama.cpp and this engine do inside their quantized dot products (parity.py
     # compares quantized models against both this and the exact-activation reference).
     act_quant: str = None
+    # The KV cache's element type: "f16" rounds K (after RoPE) and V to float16, as
+    # llama.cpp's default cache does (llamacpp mode); "q8_0" rounds them to Q8_0
+    # blocks of 32 along each head; None keeps them exact.
+    kv_cache: str = None
 
     def replace(self, **kw):
         return dataclasses.replace(self, **kw)
@@ -349,6 +355,10 @@ class GrokModel:
         v = self.linear(h, L, "wv", nm).view(n_tok, Hkv, D)
         q = apply_rope(q, positions, nm.rope)
         k = apply_rope(k, positions, nm.rope)
+        if nm.kv_cache == "f16":
+            k, v = k.to(torch.float16).to(DT), v.to(torch.float16).to(DT)
+        elif nm.kv_cache == "q8_0":
+            k, v = q8_0_rows(k).view(k.shape), q8_0_rows(v).view(v.shape)
         group = H // Hkv
         heads = torch.arange(H)
         kv_of = heads // group if nm.kv_head_map == "div" else heads % Hkv

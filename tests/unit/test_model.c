@@ -28,6 +28,7 @@ typedef struct {
     uint32_t head_count_kv; /* 0 = NKV */
     uint32_t expert_used;   /* 0 = K */
     bool both_post_norms;
+    int head_dim; /* 0 = HD */
 } spec;
 
 static float *rnd(size_t n, float std, uint64_t *s) {
@@ -45,10 +46,11 @@ static int write_model(const char *path, const spec *sp) {
     gk_gguf_writer *w = gk_gguf_writer_new(&err);
     if (!w) return -1;
     uint64_t seed = 7;
+    const int64_t hd = sp->head_dim ? sp->head_dim : HD;
     float *bufs[64];
     int nb = 0;
     gk_gguf_set_str(w, "general.architecture", sp->arch ? sp->arch : "grok");
-#define KEY_U32(k, v) \
+#define KEY_U32(k, v)                                                                              \
     if (!sp->drop_key || strcmp(sp->drop_key, k)) gk_gguf_set_u32(w, k, v)
     KEY_U32("grok.context_length", 64);
     KEY_U32("grok.embedding_length", D);
@@ -57,8 +59,8 @@ static int write_model(const char *path, const spec *sp) {
     KEY_U32("grok.expert_feed_forward_length", F);
     KEY_U32("grok.attention.head_count", NH);
     KEY_U32("grok.attention.head_count_kv", sp->head_count_kv ? sp->head_count_kv : NKV);
-    KEY_U32("grok.attention.key_length", HD);
-    KEY_U32("grok.attention.value_length", HD);
+    KEY_U32("grok.attention.key_length", (uint32_t)hd);
+    KEY_U32("grok.attention.value_length", (uint32_t)hd);
     KEY_U32("grok.expert_count", E);
     KEY_U32("grok.expert_used_count", sp->expert_used ? sp->expert_used : K);
     if (!sp->drop_key || strcmp(sp->drop_key, "grok.attention.layer_norm_rms_epsilon"))
@@ -74,23 +76,29 @@ static int write_model(const char *path, const spec *sp) {
         float std;
     } ts[64];
     int n = 0;
-#define T(nm, nd, a, b, c, s) ts[n++] = (typeof(ts[0])){nm, nd, a, b, c, s}
+#define T(nm, nd, a, b, c, s)                                                                      \
+    ts[n++] = (typeof(ts[0])) {                                                                    \
+        nm, nd, a, b, c, s                                                                         \
+    }
     static char names[64][64];
     T("token_embd.weight", 2, D, V, 1, 0.5f);
     T("output_norm.weight", 1, D, 1, 1, 1.0f);
     if (sp->grok2) T("output.weight", 2, D, V, 1, 0.2f);
     for (int l = 0; l < L; l++) {
-        const char *fmt[] = {"attn_norm.weight", "attn_output_norm.weight", "ffn_norm.weight",
-                             sp->grok2 ? "post_ffw_norm.weight" : "layer_output_norm.weight",
-                             "attn_q.weight", "attn_k.weight", "attn_v.weight",
-                             "attn_output.weight", "ffn_gate_inp.weight", "ffn_gate_exps.weight",
-                             "ffn_up_exps.weight", "ffn_down_exps.weight", "ffn_gate.weight",
-                             "ffn_up.weight", "ffn_down.weight"};
-        int64_t shp[][4] = {{1, D, 1, 1},      {1, D, 1, 1},      {1, D, 1, 1},
-                            {1, D, 1, 1},      {2, D, NH * HD, 1}, {2, D, NKV * HD, 1},
-                            {2, D, NKV * HD, 1}, {2, NH * HD, D, 1}, {2, D, E, 1},
-                            {3, D, F, E},      {3, D, F, E},      {3, F, D, E},
-                            {2, D, FD, 1},     {2, D, FD, 1},     {2, FD, D, 1}};
+        const char *fmt[] = {
+            "attn_norm.weight",    "attn_output_norm.weight",
+            "ffn_norm.weight",     sp->grok2 ? "post_ffw_norm.weight" : "layer_output_norm.weight",
+            "attn_q.weight",       "attn_k.weight",
+            "attn_v.weight",       "attn_output.weight",
+            "ffn_gate_inp.weight", "ffn_gate_exps.weight",
+            "ffn_up_exps.weight",  "ffn_down_exps.weight",
+            "ffn_gate.weight",     "ffn_up.weight",
+            "ffn_down.weight"};
+        int64_t shp[][4] = {{1, D, 1, 1},        {1, D, 1, 1},       {1, D, 1, 1},
+                            {1, D, 1, 1},        {2, D, NH * hd, 1}, {2, D, NKV * hd, 1},
+                            {2, D, NKV * hd, 1}, {2, NH * hd, D, 1}, {2, D, E, 1},
+                            {3, D, F, E},        {3, D, F, E},       {3, F, D, E},
+                            {2, D, FD, 1},       {2, D, FD, 1},      {2, FD, D, 1}};
         int count = sp->grok2 ? 15 : 12;
         for (int i = 0; i < count; i++) {
             char *nm = names[n];
@@ -130,8 +138,10 @@ static void expect_refused(const spec *sp, const char *want) {
     gk_err err = {{0}};
     gk_model *m = gk_model_load(path, NULL, &err);
     CHECK_MSG(m == NULL, "a broken model loaded (expected '%s')", want);
-    if (m) gk_model_free(m);
-    else CHECK_ERR_HAS(err.msg, want);
+    if (m)
+        gk_model_free(m);
+    else
+        CHECK_ERR_HAS(err.msg, want);
 }
 
 static void test_broken(void) {
@@ -237,6 +247,218 @@ static void test_kv_paths(bool grok2) {
     gk_model_free(m);
 }
 
+/* Greedy continuation of a prompt, one sequence alone: the logits of the prompt's
+ * last token and of n_gen decode steps, [1 + n_gen][V]. */
+static void run_alone(gk_model *m, const int32_t *prompt, int n, int n_gen, float *out) {
+    gk_err err;
+    gk_context_params cp = gk_context_default_params();
+    cp.n_threads = 1;
+    gk_context *c = gk_context_new(m, &cp, &err);
+    CHECK_MSG(c != NULL, "%s", err.msg);
+    if (!c) return;
+    CHECK(gk_decode(c, prompt, n, &err) == 0);
+    for (int g = 0; g <= n_gen; g++) {
+        const float *lg = gk_get_logits(c, g == 0 ? n - 1 : 0);
+        memcpy(out + (size_t)g * V, lg, V * sizeof(float));
+        int32_t best = 0;
+        for (int i = 1; i < V; i++) best = lg[i] > lg[best] ? i : best;
+        if (g < n_gen) CHECK(gk_decode(c, &best, 1, &err) == 0);
+    }
+    gk_context_free(c);
+}
+
+/* Batches that mix sequences: each sequence's logits are bit-identical to its run
+ * alone, whatever its neighbours and its place in the batch; copying a prefix and
+ * dropping a tail give what a fresh run gives; bad batches change nothing. */
+static void test_batch(bool grok2) {
+    CHECK(write_model(path, &(spec){.grok2 = grok2}) == 0);
+    gk_err err;
+    gk_model *m = gk_model_load(path, NULL, &err);
+    CHECK_MSG(m != NULL, "%s", err.msg);
+    if (!m) return;
+    enum { S = 3, G = 6 };
+    const int len[S] = {9, 4, 13};
+    int32_t prompt[S][16];
+    static float alone[S][G + 1][V], mixed[G + 1][V];
+    for (int s = 0; s < S; s++) {
+        for (int i = 0; i < len[s]; i++) prompt[s][i] = (i * 53 + s * 101 + 7) % V;
+        run_alone(m, prompt[s], len[s], G, &alone[s][0][0]);
+    }
+    gk_context_params cp = gk_context_default_params();
+    cp.n_seq = 4;
+    cp.n_batch = 32;
+    cp.n_threads = 2;
+    gk_context *c = gk_context_new(m, &cp, &err);
+    CHECK_MSG(c != NULL, "%s", err.msg);
+    if (!c) {
+        gk_model_free(m);
+        return;
+    }
+    /* every prompt in one batch, interleaved; sequences 1..3 (slot 0 unused) */
+    int32_t tok[32], seq[32];
+    bool keep[32];
+    int n = 0, at[S] = {0};
+    for (int round = 0; n < len[0] + len[1] + len[2]; round++)
+        for (int s = S - 1; s >= 0; s--)
+            if (at[s] < len[s]) {
+                tok[n] = prompt[s][at[s]];
+                seq[n] = s + 1;
+                keep[n] = ++at[s] == len[s];
+                n++;
+            }
+    gk_batch b = {.n = n, .token = tok, .seq = seq, .logits = keep};
+    CHECK_MSG(gk_decode_batch(c, &b, &err) == 0, "%s", err.msg);
+    int32_t next[S];
+    for (int g = 0; g <= G; g++) {
+        /* collect each sequence's logits, then decode one greedy token of each, in an
+         * order that changes every step */
+        for (int i = 0; i < b.n; i++) {
+            const float *lg = gk_get_logits(c, i);
+            if (!keep[i]) {
+                CHECK(lg == NULL);
+                continue;
+            }
+            int s = seq[i] - 1;
+            CHECK_MSG(lg && memcmp(lg, alone[s][g], sizeof mixed[0]) == 0,
+                      "grok%d: sequence %d, step %d differs from its run alone", grok2 ? 2 : 1, s,
+                      g);
+            int32_t best = 0;
+            for (int k = 1; k < V && lg; k++) best = lg[k] > lg[best] ? k : best;
+            next[s] = best;
+        }
+        if (g == G) break;
+        for (int i = 0; i < S; i++) {
+            int s = (i + g) % S;
+            tok[i] = next[s], seq[i] = s + 1, keep[i] = true;
+        }
+        b.n = S;
+        CHECK_MSG(gk_decode_batch(c, &b, &err) == 0, "%s", err.msg);
+    }
+    for (int s = 0; s < S; s++) CHECK(gk_kv_seq_len(c, s + 1) == (uint32_t)(len[s] + G));
+    CHECK(gk_kv_seq_len(c, 0) == 0 && gk_context_n_seq(c) == 4);
+
+    /* a copied prefix continues as the original would: sequence 0 := first 5 of seq 3 */
+    CHECK(gk_kv_seq_copy(c, 3, 0, 5, &err) == 0);
+    int32_t t5 = prompt[2][5];
+    CHECK(gk_decode(c, &t5, 1, &err) == 0);
+    float ref[V];
+    run_alone(m, prompt[2], 6, 0, ref);
+    CHECK(memcmp(gk_get_logits(c, 0), ref, sizeof ref) == 0);
+    /* dropping a tail and decoding again: sequence 1 back to 4 tokens then 5 more */
+    CHECK(gk_kv_seq_keep(c, 1, 4, &err) == 0 && gk_kv_seq_len(c, 1) == 4);
+    int32_t more[5];
+    for (int i = 0; i < 5; i++) more[i] = prompt[0][4 + i];
+    b = (gk_batch){.n = 5, .token = more, .seq = (int32_t[]){1, 1, 1, 1, 1}};
+    CHECK(gk_decode_batch(c, &b, &err) == 0);
+    CHECK(memcmp(gk_get_logits(c, 4), alone[0][0], sizeof ref) == 0);
+    CHECK(gk_get_logits(c, 3) == NULL && gk_get_logits(c, 5) == NULL);
+
+    /* bad batches fail and change no sequence */
+    uint32_t before[4];
+    for (int s = 0; s < 4; s++) before[s] = gk_kv_seq_len(c, s);
+    b = (gk_batch){.n = 2, .token = (int32_t[]){1, 2}, .seq = (int32_t[]){0, 4}};
+    CHECK(gk_decode_batch(c, &b, &err) < 0);
+    CHECK_ERR_HAS(err.msg, "sequence id 4 at index 1 is out of range");
+    b.seq = (int32_t[]){0, 1}, b.token = (int32_t[]){1, V};
+    CHECK(gk_decode_batch(c, &b, &err) < 0);
+    CHECK_ERR_HAS(err.msg, "token id");
+    b.n = 33;
+    CHECK(gk_decode_batch(c, &b, &err) < 0);
+    CHECK_ERR_HAS(err.msg, "exceeds n_batch 32");
+    b = (gk_batch){.n = 5,
+                   .token = (int32_t[]){1, 2, 3, 4, 5},
+                   .seq = (int32_t[]){0, 1, 2, 3, 0},
+                   .logits = (bool[]){1, 1, 1, 1, 1}};
+    CHECK(gk_decode_batch(c, &b, &err) < 0);
+    CHECK_ERR_HAS(err.msg, "keeps more than 4");
+    CHECK(gk_kv_seq_copy(c, 1, 2, 99, &err) < 0);
+    CHECK_ERR_HAS(err.msg, "cannot copy 99 positions of sequence 1");
+    CHECK(gk_kv_seq_keep(c, -1, 0, &err) < 0);
+    for (int s = 0; s < 4; s++) CHECK(gk_kv_seq_len(c, s) == before[s]);
+    CHECK(gk_get_logits(c, 0) == NULL);
+    gk_context_free(c);
+
+    /* a full sequence: 16 positions each */
+    cp.n_ctx = 16;
+    c = gk_context_new(m, &cp, &err);
+    int32_t z[16] = {0};
+    b = (gk_batch){.n = 10, .token = z, .seq = NULL};
+    CHECK(c && gk_decode_batch(c, &b, &err) == 0);
+    b.n = 7;
+    CHECK(c && gk_decode_batch(c, &b, &err) < 0);
+    CHECK_ERR_HAS(err.msg, "context length exceeded: sequence 0 holds 10 tokens");
+    b.n = 6;
+    CHECK(c && gk_decode_batch(c, &b, &err) == 0 && gk_kv_seq_len(c, 0) == 16);
+    gk_context_free(c);
+    gk_model_free(m);
+}
+
+/* KV cache types: f16 and q8_0 stay close to f32 (their rounding is the only
+ * difference), the default follows the numerics, and a head size that Q8_0 blocks
+ * cannot cover is refused. */
+static void test_cache_types(void) {
+    CHECK(write_model(path, &(spec){.grok2 = true, .head_dim = 32}) == 0);
+    gk_err err;
+    gk_model *m = gk_model_load(path, NULL, &err);
+    CHECK_MSG(m != NULL, "%s", err.msg);
+    if (!m) return;
+    enum { P = 24 };
+    int32_t toks[P];
+    for (int i = 0; i < P; i++) toks[i] = (i * 29 + 3) % V;
+    static float lg[4][P][V];
+    gk_cache_type types[] = {GK_CACHE_F32, GK_CACHE_F16, GK_CACHE_Q8_0, GK_CACHE_DEFAULT};
+    uint64_t kv_bytes[4] = {0};
+    for (int k = 0; k < 4; k++) {
+        gk_context_params cp = gk_context_default_params();
+        cp.all_logits = true;
+        cp.n_batch = 8; /* the later chunks read the cache written by the earlier ones */
+        cp.n_ctx = 32;
+        cp.cache_type = types[k];
+        gk_context *c = gk_context_new(m, &cp, &err);
+        CHECK_MSG(c != NULL, "%s", err.msg);
+        if (!c) continue;
+        kv_bytes[k] = gk_context_kv_bytes(c);
+        for (int at = 0; at < P; at += 8) {
+            CHECK(gk_decode(c, toks + at, 8, &err) == 0);
+            for (int i = 0; i < 8; i++) memcpy(lg[k][at + i], gk_get_logits(c, i), sizeof lg[0][0]);
+        }
+        gk_context_free(c);
+    }
+    /* 2 layers x 32 positions x 2 KV heads x 32 dims x (K, V) */
+    CHECK(kv_bytes[0] == 2ull * L * 32 * NKV * 32 * 4 && kv_bytes[1] == kv_bytes[0] / 2);
+    CHECK(kv_bytes[2] == 2ull * L * 32 * NKV * 34 && kv_bytes[3] == kv_bytes[0]);
+    CHECK(memcmp(lg[3], lg[0], sizeof lg[0]) == 0); /* reference numerics: f32 */
+    float bound[] = {0, 2e-3f, 3e-2f};
+    for (int k = 1; k < 3; k++) {
+        float worst = 0, scale = 0, s;
+        for (int p = 0; p < P; p++) {
+            worst = fmaxf(worst, max_abs_diff(lg[k][p], lg[0][p], V, &s));
+            scale = fmaxf(scale, s);
+        }
+        CHECK_MSG(worst > 0 && worst <= bound[k] * (1 + scale), "cache %s: max diff %g (scale %g)",
+                  gk_cache_type_name(types[k]), worst, scale);
+    }
+    gk_model_free(m);
+    /* llamacpp numerics default to f16; q8_0 needs head_dim % 32 == 0 */
+    gk_model_params mp = {.numerics = GK_NUMERICS_LLAMACPP};
+    m = gk_model_load(path, &mp, &err);
+    gk_context *c = m ? gk_context_new(m, NULL, &err) : NULL;
+    CHECK(c && gk_context_kv_bytes(c) == 2ull * L * 64 * NKV * 32 * 2);
+    gk_context_free(c);
+    gk_model_free(m);
+    CHECK(write_model(path, &(spec){.grok2 = false}) == 0);
+    m = gk_model_load(path, NULL, &err);
+    gk_context_params cp = gk_context_default_params();
+    cp.cache_type = GK_CACHE_Q8_0;
+    CHECK(m && gk_context_new(m, &cp, &err) == NULL);
+    CHECK_ERR_HAS(err.msg, "KV cache type q8_0 needs a head size that is a multiple of 32");
+    cp.cache_type = (gk_cache_type)7;
+    CHECK(m && gk_context_new(m, &cp, &err) == NULL);
+    CHECK_ERR_HAS(err.msg, "unknown KV cache type 7");
+    gk_model_free(m);
+    CHECK(gk_cache_type_from_name("q8_0") == GK_CACHE_Q8_0 && gk_cache_type_from_name("q4") < 0);
+}
+
 static void test_sampler(void) {
     float logits[8] = {1, 5, 3, 5, -2, 0, 4, 2};
     gk_err err;
@@ -312,6 +534,9 @@ int main(void) {
     test_broken();
     test_kv_paths(false);
     test_kv_paths(true);
+    test_batch(false);
+    test_batch(true);
+    test_cache_types();
     test_sampler();
     unlink(path);
     rmdir(gk_test_tmp_dir());
