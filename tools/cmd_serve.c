@@ -23,6 +23,7 @@ typedef struct serve_opts {
     const char *model, *host, *api_key, *api_key_file;
     long port, slots, n_ctx, n_batch, threads, max_queue, max_body_kb;
     gk_numerics numerics;
+    gk_cache_type cache_type;
     bool verbose;
 } serve_opts;
 
@@ -87,6 +88,8 @@ static int parse(int argc, char **argv, serve_opts *o) {
             if (!VAL() || !gk_cli_int(a, v, 1, 1024, &o->threads)) return -1;
         } else if (!strcmp(a, "--numerics")) {
             if (!VAL() || !gk_cli_numerics(v, &o->numerics)) return -1;
+        } else if (!strcmp(a, "--cache-type")) {
+            if (!VAL() || !gk_cli_cache_type(v, &o->cache_type)) return -1;
         } else if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) {
             o->verbose = true;
         } else {
@@ -160,6 +163,7 @@ static void *engine_thread(void *arg) {
     cp.n_batch = (uint32_t)o->n_batch;
     cp.n_threads = (int)o->threads;
     cp.n_seq = (uint32_t)o->slots;
+    cp.cache_type = o->cache_type;
     gk_context *ctx = gk_context_new(L->model, &cp, &err);
     if (!ctx) goto fail;
     gk_serve_engine_params ep = {.n_slots = (int)o->slots,
