@@ -1,0 +1,28 @@
+# grok serve, end to end (tests/serve/*.test.mjs, Node 20's node --test): the
+# official openai client, raw HTTP, and the chat page in Debian's chromium via
+# playwright-core. Each file starts its own server on a free port with the
+# shipped model. They skip (77) without node or the npm peers that
+# scripts/setup-deps.sh installs into tests/serve/node_modules; the browser test
+# also skips without /usr/bin/chromium. They run one at a time (RUN_SERIAL):
+# cancellation must free a slot within a second, which needs the CPU.
+# Under ASan (GK_SANITIZE) the soak is shortened and the browser test left out.
+set(GK_SERVE_DIR ${CMAKE_SOURCE_DIR}/tests/serve)
+set(GK_SERVE_MODEL ${CMAKE_SOURCE_DIR}/models/default.gguf)
+set(GK_SERVE_TESTS api errors cancel soak)
+set(GK_SERVE_SOAK 500)
+if(GK_SANITIZE)
+  set(GK_SERVE_SOAK 60)
+else()
+  list(APPEND GK_SERVE_TESTS browser)
+endif()
+foreach(t ${GK_SERVE_TESTS})
+  add_test(NAME serve_${t} COMMAND ${GK_SERVE_DIR}/run.sh ${GK_SERVE_DIR}/${t}.test.mjs)
+  set_tests_properties(serve_${t} PROPERTIES
+    SKIP_RETURN_CODE 77 TIMEOUT 600 RUN_SERIAL TRUE LABELS serve
+    ENVIRONMENT "GROK=$<TARGET_FILE:grok>;GROK_MODEL=${GK_SERVE_MODEL};SOAK_N=${GK_SERVE_SOAK}")
+endforeach()
+
+# The request parser under libFuzzer (tests/cmake/fuzz.cmake defines gk_add_fuzzer).
+if(GK_FUZZ)
+  gk_add_fuzzer(fuzz_serve_request serve_request)
+endif()
