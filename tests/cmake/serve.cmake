@@ -26,3 +26,12 @@ endforeach()
 if(GK_FUZZ)
   gk_add_fuzzer(fuzz_serve_request serve_request)
 endif()
+
+# make install PREFIX=...: the installed tree links a program through grok.pc
+# (tests/cli/test_install.sh). Not under the sanitizers: the installed library
+# would need their runtime.
+if(NOT GK_SANITIZE)
+  add_test(NAME install_prefix COMMAND ${CMAKE_SOURCE_DIR}/tests/cli/test_install.sh
+                                       ${CMAKE_BINARY_DIR})
+  set_tests_properties(install_prefix PROPERTIES TIMEOUT 120 DEPENDS cli_e2e)
+endif()
