@@ -21,7 +21,7 @@
 
 typedef struct serve_opts {
     const char *model, *host, *api_key, *api_key_file;
-    long port, slots, n_ctx, n_batch, threads, max_queue, max_body_kb;
+    long port, slots, n_ctx, n_batch, threads, max_queue, max_body_kb, keepalive_ms;
     gk_numerics numerics;
     gk_cache_type cache_type;
     bool verbose;
@@ -42,6 +42,7 @@ static void usage(FILE *f) {
                "  --api-key KEY           require 'Authorization: Bearer KEY'\n"
                "  --api-key-file FILE     the same, key read from the first line of FILE\n"
                "  --max-body KB           largest request body (default 8192 KiB)\n"
+               "  --sse-keepalive-ms N    comment on a quiet stream after N ms (default 5000)\n"
                "  -t, --threads N         threads (default: all cores)\n"
                "  --numerics MODE         reference (default) or llamacpp\n"
                "  -v, --verbose           log more\n");
@@ -78,6 +79,8 @@ static int parse(int argc, char **argv, serve_opts *o) {
             if (!VAL() || !gk_cli_int(a, v, 0, 1 << 20, &o->max_queue)) return -1;
         } else if (!strcmp(a, "--max-body")) {
             if (!VAL() || !gk_cli_int(a, v, 1, 1 << 20, &o->max_body_kb)) return -1;
+        } else if (!strcmp(a, "--sse-keepalive-ms")) {
+            if (!VAL() || !gk_cli_int(a, v, 10, 3600000, &o->keepalive_ms)) return -1;
         } else if (!strcmp(a, "--api-key")) {
             if (!VAL()) return -1;
             o->api_key = v;
@@ -210,6 +213,7 @@ int gk_cmd_serve(int argc, char **argv) {
                                .api_key = key,
                                .max_body = (size_t)o.max_body_kb * 1024,
                                .model_name = NULL,
+                               .keepalive_ms = (int)o.keepalive_ms,
                                .log = log_line};
     const char *base = strrchr(path, '/');
     hp.model_name = base ? base + 1 : path;

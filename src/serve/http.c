@@ -33,8 +33,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define WAIT_MS 100       /* between checks of a waiting client's socket */
-#define KEEPALIVE_MS 5000 /* an SSE comment after this long without data */
+#define WAIT_MS 100 /* between checks of a waiting client's socket */
 
 extern const unsigned char gk_serve_page_js[], gk_serve_page_css[];
 extern const size_t gk_serve_page_js_len, gk_serve_page_css_len;
@@ -380,7 +379,7 @@ static bool stream_fill(stream *s) {
         int r = gk_serve_job_wait(s->job, &s->text_pos, &s->rec_pos, WAIT_MS, &d);
         if (r < 0) return false;
         if (r == 0) {
-            if (mono_s() - s->t_last_write >= KEEPALIVE_MS / 1000.0) {
+            if (mono_s() - s->t_last_write >= s->h->p.keepalive_ms / 1000.0) {
                 s->t_last_write = mono_s();
                 return buf_add(s, ": keep-alive\n\n", 14);
             }
@@ -1060,6 +1059,7 @@ gk_serve_http *gk_serve_http_start(const gk_serve_http_params *p, gk_err *err) {
     if (!h->p.host) h->p.host = "127.0.0.1";
     if (!h->p.max_body) h->p.max_body = 8u << 20;
     if (!h->p.max_connections) h->p.max_connections = 256;
+    if (h->p.keepalive_ms <= 0) h->p.keepalive_ms = 5000;
     h->api_key = p->api_key ? strdup(p->api_key) : NULL;
     h->model_name = strdup(p->model_name ? p->model_name : "grok");
     h->started = time(NULL);

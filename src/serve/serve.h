@@ -209,6 +209,7 @@ typedef struct gk_serve_http_params {
     size_t max_body;        /* bytes (413 beyond) */
     const char *model_name; /* shown by /v1/models */
     int max_connections;
+    int keepalive_ms; /* an SSE comment after this long without data (0 = 5000) */
     gk_serve_log_fn log;
     void *log_user;
 } gk_serve_http_params;

@@ -5,13 +5,16 @@
 # scripts/setup-deps.sh installs into tests/serve/node_modules; the browser test
 # also skips without /usr/bin/chromium. They run one at a time (RUN_SERIAL):
 # cancellation must free a slot within a second, which needs the CPU.
-# Under ASan (GK_SANITIZE) the soak is shortened and the browser test left out.
+# Under ASan (GK_SANITIZE) the texts and the soak are shorter (SERVE_LIGHT) and
+# the browser test is left out.
 set(GK_SERVE_DIR ${CMAKE_SOURCE_DIR}/tests/serve)
 set(GK_SERVE_MODEL ${CMAKE_SOURCE_DIR}/models/default.gguf)
 set(GK_SERVE_TESTS api errors cancel soak)
 set(GK_SERVE_SOAK 500)
+set(GK_SERVE_LIGHT 0)
 if(GK_SANITIZE)
   set(GK_SERVE_SOAK 60)
+  set(GK_SERVE_LIGHT 1)
 else()
   list(APPEND GK_SERVE_TESTS browser)
 endif()
@@ -19,7 +22,7 @@ foreach(t ${GK_SERVE_TESTS})
   add_test(NAME serve_${t} COMMAND ${GK_SERVE_DIR}/run.sh ${GK_SERVE_DIR}/${t}.test.mjs)
   set_tests_properties(serve_${t} PROPERTIES
     SKIP_RETURN_CODE 77 TIMEOUT 600 RUN_SERIAL TRUE LABELS serve
-    ENVIRONMENT "GROK=$<TARGET_FILE:grok>;GROK_MODEL=${GK_SERVE_MODEL};SOAK_N=${GK_SERVE_SOAK}")
+    ENVIRONMENT "GROK=$<TARGET_FILE:grok>;GROK_MODEL=${GK_SERVE_MODEL};SOAK_N=${GK_SERVE_SOAK};SERVE_LIGHT=${GK_SERVE_LIGHT}")
 endforeach()
 
 # The request parser under libFuzzer (tests/cmake/fuzz.cmake defines gk_add_fuzzer).

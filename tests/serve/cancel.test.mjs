@@ -7,7 +7,8 @@ import { startServer, slots, sleep, waitIdle } from './server.mjs';
 let srv;
 before(async () => {
   // small batches make a long prompt's prefill last many steps
-  srv = await startServer(['-np', '1', '-c', '2048', '-b', '8', '--max-queue', '4']);
+  srv = await startServer(['-np', '1', '-c', '2048', '-b', '8', '--max-queue', '4',
+    '--sse-keepalive-ms', '200']);
 });
 after(async () => { assert.equal(await srv.stop(), 0); });
 
@@ -78,4 +79,23 @@ test('cancel while queued leaves the queue within 1 s; the running request goes 
   await waitIdle(srv.base, 1000);
   await a.p;
   await b.p;
+});
+
+test('a quiet stream (queued) gets keep-alive comments', async () => {
+  const a = start({ prompt: 'The', max_tokens: 1500 });
+  await until(async () => (await slots(srv.base))[0].state === 'generating');
+  const ac = new AbortController();
+  const res = await fetch(srv.base + '/v1/completions', {
+    method: 'POST', headers: { 'Content-Type': 'application/json' }, signal: ac.signal,
+    body: JSON.stringify({ prompt: 'Our nation', max_tokens: 4, stream: true }),
+  });
+  assert.equal(res.status, 200);
+  assert.equal(res.headers.get('content-type'), 'text/event-stream');
+  const rd = res.body.getReader();
+  const { value } = await rd.read();
+  assert.equal(new TextDecoder().decode(value), ': keep-alive\n\n');
+  ac.abort();
+  a.ac.abort();
+  await waitIdle(srv.base, 1000);
+  await a.p;
 });

@@ -77,8 +77,11 @@ test(`soak: ${N} requests, ${CLIENTS} clients, random aborts`, async () => {
   const aborted = results.filter((r) => r.status === 'aborted').length;
   assert.ok(aborted > 0, 'some requests were aborted');
   assert.ok(b.fds <= a.fds, `open fds grew: ${a.fds} -> ${b.fds}`);
-  // allocator noise is a few MB at most; a leak per request would be more
-  assert.ok(b.rss <= a.rss * 1.1 + 4096, `RSS grew: ${a.rss} kB -> ${b.rss} kB`);
+  // allocator noise is a few MB at most; a leak per request would be more. Under
+  // ASan (SERVE_LIGHT) freed memory sits in its quarantine, so RSS says nothing
+  // there; LeakSanitizer checks the exit instead (stop() must return 0).
+  if (process.env.SERVE_LIGHT !== '1')
+    assert.ok(b.rss <= a.rss * 1.1 + 4096, `RSS grew: ${a.rss} kB -> ${b.rss} kB`);
   const m = await (await fetch(srv.base + '/metrics')).text();
   assert.match(m, /^grok_slots_busy 0$/m);
   assert.match(m, /^grok_queue_length 0$/m);
