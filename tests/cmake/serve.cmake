@@ -9,7 +9,7 @@
 # the browser test is left out.
 set(GK_SERVE_DIR ${CMAKE_SOURCE_DIR}/tests/serve)
 set(GK_SERVE_MODEL ${CMAKE_SOURCE_DIR}/models/default.gguf)
-set(GK_SERVE_TESTS api errors cancel soak)
+set(GK_SERVE_TESTS api errors cancel soak template)
 set(GK_SERVE_SOAK 500)
 set(GK_SERVE_LIGHT 0)
 if(GK_SANITIZE)

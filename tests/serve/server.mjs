@@ -7,8 +7,8 @@ export const GROK = process.env.GROK;
 export const MODEL = process.env.GROK_MODEL;
 if (!GROK || !MODEL) throw new Error('set GROK and GROK_MODEL');
 
-export async function startServer(args = []) {
-  const proc = spawn(GROK, ['serve', '-m', MODEL, '--port', '0', ...args], {
+export async function startServer(args = [], model = MODEL) {
+  const proc = spawn(GROK, ['serve', '-m', model, '--port', '0', ...args], {
     stdio: ['ignore', 'ignore', 'pipe'],
   });
   let log = '';
