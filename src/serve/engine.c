@@ -101,6 +101,7 @@ struct gk_serve_engine {
     int n_queued, n_idle;
     bool stopping;
     uint64_t next_id, tick;
+    int rr; /* first slot offered a place in the batch (rotates when slots > n_batch) */
     gk_serve_stats st;
 };
 
@@ -719,9 +720,12 @@ bool gk_serve_engine_step(gk_serve_engine *e) {
     int n = 0;
     const int cap = (int)e->p.n_batch;
     for (int i = 0; i < e->p.n_slots; i++) {
+        e->slots[i].batch_idx = -1;
+        e->slots[i].n_before = e->slots[i].n_cache;
+    }
+    for (int k = 0; k < e->p.n_slots; k++) {
+        int i = (e->rr + k) % e->p.n_slots;
         slot *s = &e->slots[i];
-        s->batch_idx = -1;
-        s->n_before = s->n_cache;
         if (s->state != SLOT_GEN || n == cap) continue;
         e->b_tok[n] = s->last;
         e->b_seq[n] = i;
@@ -729,6 +733,7 @@ bool gk_serve_engine_step(gk_serve_engine *e) {
         s->batch_idx = n++;
         s->cache[s->n_cache++] = s->last;
     }
+    if (e->p.n_slots > cap) e->rr = (e->rr + cap) % e->p.n_slots;
     /* prompt chunks, oldest job first, in the room that is left */
     for (;;) {
         int pick = -1;

@@ -252,3 +252,17 @@ test('models, health, metrics, apply-template', async () => {
   assert.equal(t.prompt, 'System: You answer briefly.\n\nHuman: Tell me about the history of the nation.\n\nAssistant:');
   assert.equal(t.templated, false);
 });
+
+test('more generating slots than the batch holds: every stream advances, same texts', async () => {
+  const s = await startServer(['-np', '6', '-b', '4', '-c', '256']);
+  try {
+    const c = new OpenAI({ baseURL: s.base + '/v1', apiKey: 'unused', maxRetries: 0 });
+    const prompts = ['The history of', 'Our nation is', 'In the year 1850', 'The Congress shall', 'We have seen the', 'He said that the'];
+    const one = (prompt, cl) => cl.completions.create({ model: 'm', prompt, max_tokens: LIGHT ? 6 : 16, temperature: 0 }).then((r) => r.choices[0].text);
+    const alone = [];
+    for (const p of prompts) alone.push(await one(p, client));
+    assert.deepEqual(await Promise.all(prompts.map((p) => one(p, c))), alone);
+  } finally {
+    assert.equal(await s.stop(), 0);
+  }
+});
