@@ -47,7 +47,7 @@ struct gk_serve_job {
     char *stop[GK_SERVE_MAX_STOP + 2];
     int n_stop;
     size_t max_stop_len;
-    bool logprobs, trim;
+    bool logprobs, trim, ignore_eos;
     int top_logprobs;
     /* engine thread only */
     gk_sampler *smp;
@@ -376,6 +376,7 @@ gk_serve_job *gk_serve_submit(gk_serve_engine *e, const gk_serve_job_params *p,
                       : p->top_logprobs > GK_SERVE_MAX_TOP_LOGPROBS ? GK_SERVE_MAX_TOP_LOGPROBS
                                                                     : p->top_logprobs;
     j->trim = p->trim_leading_space;
+    j->ignore_eos = p->ignore_eos;
     /* the sampler checks its parameters now, so a bad one is a 400, not a failed job */
     j->smp = gk_sampler_new(&j->sp, e->n_vocab, &gerr);
     if (!j->smp) {
@@ -668,7 +669,7 @@ static void take_token(gk_serve_engine *e, int si, const float *logits) {
         }
     }
     size_t upto = j->n_released;
-    if (gk_tokenizer_is_stop(e->tok, id)) {
+    if (!j->ignore_eos && gk_tokenizer_is_stop(e->tok, id)) {
         why = GK_SERVE_STOP;
     } else {
         char buf[64];

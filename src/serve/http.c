@@ -578,7 +578,8 @@ static enum MHD_Result generate(gk_serve_http *h, struct MHD_Connection *c, gk_s
                               .n_stop = n_stop,
                               .logprobs = r.logprobs,
                               .top_logprobs = r.top_logprobs,
-                              .trim_leading_space = kind == GK_SERVE_CHAT};
+                              .trim_leading_space = kind == GK_SERVE_CHAT,
+                              .ignore_eos = r.ignore_eos};
     jp.sp = gk_sampler_default_params();
     jp.sp.temperature = r.temperature;
     jp.sp.top_k = r.top_k;

@@ -3,8 +3,8 @@
  * field into a gk_serve_request. A field the server does not implement (n > 1,
  * tools, response_format, ...) is refused with a 400 that names it, never
  * ignored: a client that relies on it must learn that it had no effect.
- * Accepted beyond OpenAI's fields: llama.cpp's top_k, min_p, repeat_penalty and
- * repeat_last_n.
+ * Accepted beyond OpenAI's fields: llama.cpp's top_k, min_p, repeat_penalty,
+ * repeat_last_n and ignore_eos.
  */
 #include "serve/serve.h"
 
@@ -349,6 +349,10 @@ static int parse_fields(gk_serve_request *r, const cJSON *root, int max_ids, gk_
                 r->presence_penalty = (float)d;
             else
                 r->frequency_penalty = (float)d;
+        } else if (!strcmp(k, "ignore_eos")) {
+            if (!cJSON_IsBool(f) && !cJSON_IsNull(f))
+                return gk_serve_fail(e, 400, k, "invalid_type", "'ignore_eos' must be a boolean");
+            r->ignore_eos = cJSON_IsTrue(f);
         } else if (!strcmp(k, "seed")) {
             if (cJSON_IsNull(f)) continue;
             if (integer(f, k, -9.2e18, 9.2e18, &i, e) < 0) return -1;

@@ -68,6 +68,7 @@ typedef struct gk_serve_request {
     uint64_t seed;
     bool logprobs;
     int top_logprobs; /* 0..20 */
+    bool ignore_eos;  /* llama.cpp's: stop tokens do not end the reply (benchmarks) */
 } gk_serve_request;
 
 /* Parses and validates a request body (len bytes, need not be NUL-terminated).
@@ -164,6 +165,7 @@ typedef struct gk_serve_job_params {
     bool logprobs;
     int top_logprobs;
     bool trim_leading_space; /* chat: drop white space before the first text */
+    bool ignore_eos;         /* generate through stop tokens */
 } gk_serve_job_params;
 
 /* Queues a job; NULL with e->status 503 when the queue is full, 400 for a bad job.

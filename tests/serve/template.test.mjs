@@ -71,3 +71,17 @@ test('chat on a templated model: the prompt is tokenized with its special tokens
     assert.ok(!/<\|(separator|eos|pad)\|>/.test(c.message.content));
   }
 });
+
+test('ignore_eos (llama.cpp\'s field) generates through stop tokens', async (t) => {
+  if (skip) return t.skip(skip);
+  const body = (seed) => ({ model: 'm', messages: msgs, max_tokens: 12, temperature: 1, seed, ignore_eos: true });
+  const all = await Promise.all(Array.from({ length: 12 }, (_, seed) => client.chat.completions.create(body(seed))));
+  for (const e of all) {
+    assert.equal(e.choices[0].finish_reason, 'length');
+    assert.equal(e.usage.completion_tokens, 12);
+    assert.ok(!/<\|(separator|eos|pad)\|>/.test(e.choices[0].message.content));
+  }
+  const bad = await fetch(srv.base + '/v1/chat/completions', { method: 'POST', body: JSON.stringify({ ...body(1), ignore_eos: 'yes' }) });
+  assert.equal(bad.status, 400);
+  assert.equal((await bad.json()).error.param, 'ignore_eos');
+});
