@@ -48,6 +48,7 @@ struct gk_serve_http {
     _Atomic(const gk_tokenizer *) tok;
     _Atomic(gk_serve_engine *) eng;
     atomic_uint_fast64_t n_status[N_COUNTED], seed_counter;
+    atomic_int active; /* replies being generated or sent (stream objects alive) */
     time_t started;
     uint32_t id_salt;
 };
@@ -366,6 +367,7 @@ static void stream_free(void *cls) {
         gk_serve_job_cancel(s->job); /* no effect when it has finished */
         gk_serve_job_release(s->job);
     }
+    atomic_fetch_sub(&s->h->active, 1);
     free(s->buf);
     free(s);
 }
@@ -602,6 +604,7 @@ static enum MHD_Result generate(gk_serve_http *h, struct MHD_Connection *c, gk_s
         goto fail;
     }
     s->h = h;
+    atomic_fetch_add(&h->active, 1);
     s->conn = c;
     s->job = job;
     s->tok = tok;
@@ -1066,8 +1069,8 @@ gk_serve_http *gk_serve_http_start(const gk_serve_http_params *p, gk_err *err) {
     h->started = time(NULL);
     h->id_salt = (uint32_t)(h->started * 2654435761u) ^ (uint32_t)getpid();
     struct sockaddr_storage ss = {0};
-    unsigned flags =
-        MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG;
+    unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
+                     MHD_USE_ERROR_LOG | MHD_USE_ITC;
     const char *host = !strcmp(h->p.host, "localhost") ? "127.0.0.1" : h->p.host;
     struct sockaddr_in *v4 = (struct sockaddr_in *)&ss;
     struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)&ss;
@@ -1117,7 +1120,13 @@ int gk_serve_http_port(const gk_serve_http *h) {
 
 void gk_serve_http_stop(gk_serve_http *h) {
     if (!h) return;
+    /* No new connections; replies under way (which end at once when the engine
+     * has stopped: an error event and [DONE]) get up to 3 s to reach their
+     * clients before the remaining connections are closed. */
+    MHD_socket ls = MHD_quiesce_daemon(h->d);
+    for (int i = 0; i < 300 && atomic_load(&h->active) > 0; i++) usleep(10000);
     MHD_stop_daemon(h->d);
+    if (ls != MHD_INVALID_SOCKET) close(ls);
     free(h->api_key);
     free(h->model_name);
     free(h);

@@ -57,7 +57,7 @@ test('the page loads from the server alone and streams a reply', { skip }, async
   const { page, foreign, errors } = await openPage(ctx);
   assert.equal(await page.title(), 'grok.c chat');
   await setSetting(page, 'temperature', 0);
-  await setSetting(page, 'max-tokens', 120);
+  await setSetting(page, 'max-tokens', 500);
   await page.fill('#input', 'Tell me about the history of the nation.');
   // record the reply's text at every DOM change while it streams
   await page.evaluate(() => {
@@ -73,7 +73,8 @@ test('the page loads from the server alone and streams a reply', { skip }, async
   assert.ok(final.length > 20, 'a reply: ' + final);
   const states = await page.evaluate(() => window.__states);
   const partial = new Set(states.filter((t) => t.length > 0 && t !== states.at(-1)));
-  assert.ok(partial.size >= 3, `the reply streamed (${partial.size} partial states seen)`);
+  assert.ok(partial.size >= 3, `the reply streamed (${partial.size} partial states seen of ` +
+    `${states.length}: ${JSON.stringify(states.map((x) => x.length))})`);
   assert.deepEqual(foreign, []);
   assert.deepEqual(errors, []);
   await ctx.close();

@@ -64,7 +64,7 @@ test('cancel during prefill frees the slot within 1 s', async () => {
 });
 
 test('cancel while queued leaves the queue within 1 s; the running request goes on', async () => {
-  const a = start({ prompt: 'The', max_tokens: 600 });
+  const a = start({ prompt: 'The', max_tokens: 1900 });
   await until(async () => (await slots(srv.base))[0].state === 'generating');
   const b = start({ prompt: 'Our nation', max_tokens: 600 });
   await until(async () => (await metric('grok_queue_length')) === 1);

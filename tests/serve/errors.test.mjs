@@ -2,11 +2,11 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import OpenAI from 'openai';
-import { startServer, sse, sleep, waitIdle } from './server.mjs';
+import { startServer, sse, slots, sleep, waitIdle } from './server.mjs';
 
 let srv, client;
 before(async () => {
-  srv = await startServer(['-np', '1', '-c', '128', '--max-queue', '1', '--max-body', '16']);
+  srv = await startServer(['-np', '1', '-c', '512', '--max-queue', '1', '--max-body', '16']);
   client = new OpenAI({ baseURL: srv.base + '/v1', apiKey: 'unused', maxRetries: 0 });
 });
 after(async () => { assert.equal(await srv.stop(), 0); });
@@ -96,7 +96,7 @@ test('a body over --max-body is 413', async () => {
 });
 
 test('a prompt longer than the context: 400 before queueing, streamed or not', async () => {
-  const prompt = 'the history of the nation '.repeat(60);
+  const prompt = 'the history of the nation '.repeat(150);
   await assert.rejects(client.completions.create({ model: 'm', prompt, max_tokens: 4 }),
     (e) => e.status === 400 && e.code === 'context_length_exceeded' && e.param === 'prompt');
   await assert.rejects(client.completions.create({ model: 'm', prompt, max_tokens: 4, stream: true }),
@@ -112,11 +112,15 @@ test('a prompt longer than the context: 400 before queueing, streamed or not', a
 test('a full queue is 503 with Retry-After; the server recovers', async () => {
   // one slot and a queue of one: a long generation, one waiting, then refusal
   const ac1 = new AbortController(), ac2 = new AbortController();
-  const long = { model: 'm', prompt: 'The', max_tokens: 120, temperature: 0 };
+  const long = { model: 'm', prompt: 'The', max_tokens: 500, temperature: 0 };
   const a = client.completions.create(long, { signal: ac1.signal }).catch((e) => e);
-  await sleep(100);
+  while ((await slots(srv.base))[0].state !== 'generating') await sleep(5);
   const b = client.completions.create(long, { signal: ac2.signal }).catch((e) => e);
-  await sleep(100);
+  for (;;) {
+    const m = await (await fetch(srv.base + '/metrics')).text();
+    if (/^grok_queue_length 1$/m.test(m)) break;
+    await sleep(5);
+  }
   const raw = await post('/v1/completions', JSON.stringify(long));
   assert.equal(raw.status, 503);
   assert.ok(Number(raw.headers.get('retry-after')) >= 1);
@@ -131,10 +135,10 @@ test('a full queue is 503 with Retry-After; the server recovers', async () => {
 });
 
 test('SIGTERM mid-stream: an error event, [DONE], and a clean exit', async () => {
-  const s2 = await startServer(['-np', '1', '-c', '512']);
+  const s2 = await startServer(['-np', '1', '-c', '4096']);
   const res = await fetch(s2.base + '/v1/completions', {
     method: 'POST', headers: { 'Content-Type': 'application/json' },
-    body: JSON.stringify({ prompt: 'The', max_tokens: 400, temperature: 0, stream: true }),
+    body: JSON.stringify({ prompt: 'The', max_tokens: 4000, temperature: 0, stream: true }),
   });
   const reader = res.body.getReader();
   await reader.read(); // the stream has started

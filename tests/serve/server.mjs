@@ -7,8 +7,12 @@ export const GROK = process.env.GROK;
 export const MODEL = process.env.GROK_MODEL;
 if (!GROK || !MODEL) throw new Error('set GROK and GROK_MODEL');
 
+// One engine thread unless a test asks for more: on a small shared machine a
+// thread pool waits at every barrier for threads the scheduler has parked,
+// which makes step times (and the one-second cancellation bound) erratic.
 export async function startServer(args = [], model = MODEL) {
-  const proc = spawn(GROK, ['serve', '-m', model, '--port', '0', ...args], {
+  const threads = args.includes('-t') ? [] : ['-t', '1'];
+  const proc = spawn(GROK, ['serve', '-m', model, '--port', '0', ...threads, ...args], {
     stdio: ['ignore', 'ignore', 'pipe'],
   });
   let log = '';
