@@ -672,8 +672,9 @@ static void take_token(gk_serve_engine *e, int si, const float *logits) {
     if (!j->ignore_eos && gk_tokenizer_is_stop(e->tok, id)) {
         why = GK_SERVE_STOP;
     } else {
-        char buf[64];
+        char buf[4096]; /* a piece and held bytes, each as U+FFFD at worst */
         int n = gk_detok_push(&j->detok, id, buf, sizeof buf);
+        if (n < 0) fail = "a token's text is too long to decode";
         if (n > 0 && !append_gen(j, buf, (size_t)n)) fail = "out of memory";
         bool full = j->max_tokens >= 0 && (int64_t)j->n_generated + 1 >= j->max_tokens;
         bool ctx_full = s->n_cache + 1 >= e->p.n_ctx;

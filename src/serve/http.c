@@ -190,12 +190,13 @@ static char *utf8_clean(const char *s, size_t n) {
 }
 
 static cJSON *token_json_bytes(const gk_tokenizer *tok, int32_t id, char **text) {
-    char buf[256];
-    int n = gk_token_to_bytes(tok, id, false, buf, sizeof buf);
-    if (n < 0 || n > (int)sizeof buf) n = 0;
-    *text = utf8_clean(buf, (size_t)n);
+    int n = gk_token_to_bytes(tok, id, false, NULL, 0);
+    char *buf = malloc(n > 0 ? (size_t)n : 1);
+    if (!buf || n < 0 || gk_token_to_bytes(tok, id, false, buf, n) != n) n = 0;
+    *text = utf8_clean(buf ? buf : "", (size_t)n);
     cJSON *b = cJSON_CreateArray();
     for (int i = 0; i < n; i++) cJSON_AddItemToArray(b, cJSON_CreateNumber((unsigned char)buf[i]));
+    free(buf);
     return b;
 }
 
@@ -719,8 +720,12 @@ static enum MHD_Result route_detokenize(gk_serve_http *h, struct MHD_Connection 
             return fail(h, c, 400, "tokens", "invalid_value",
                         "'tokens' must hold token ids within the vocabulary");
         }
-        if (n + 64 > cap) {
-            char *o2 = realloc(out, cap *= 2);
+        /* room for the piece, held bytes, and each byte as U+FFFD at worst */
+        int32_t id = (int32_t)t->valuedouble;
+        size_t need = 3 * ((size_t)gk_token_to_bytes(tok, id, false, NULL, 0) + 8) + 1;
+        if (n + need > cap) {
+            while (n + need > cap) cap *= 2;
+            char *o2 = realloc(out, cap);
             if (!o2) free(out);
             out = o2;
             if (!out) break;
