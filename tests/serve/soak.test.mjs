@@ -24,7 +24,7 @@ function one() {
   const text = Array.from({ length: 1 + rnd(60) }, () => words[rnd(words.length)]).join(' ');
   const body = JSON.stringify({
     ...(chat ? { messages: [{ role: 'user', content: text }] } : { prompt: text }),
-    max_tokens: 1 + rnd(24), temperature: rnd(2) ? 0 : 0.8, stream, seed: rnd(1000),
+    max_tokens: 1 + rnd(process.env.SERVE_LIGHT === '1' ? 8 : 24), temperature: rnd(2) ? 0 : 0.8, stream, seed: rnd(1000),
   });
   const abortAfter = rnd(300);
   return new Promise((resolve) => {
