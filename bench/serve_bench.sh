@@ -8,7 +8,8 @@
 # usage: bench/serve_bench.sh [GROK] [LLAMA_SERVER] [SLOTS]
 #   GROK default build/grok; LLAMA_SERVER default none (e.g.
 #   /work/llama.cpp/build/bin/llama-server); SLOTS default 16.
-# Environment: REQUESTS (per client, default 2), MAX_TOKENS (default 32).
+# Environment: REQUESTS (per client, default 2), MAX_TOKENS (default 32),
+# PROMPT_WORDS (default 16).
 set -eu
 GROK=${1:-build/grok}
 LLAMA=${2:-}
@@ -33,7 +34,7 @@ sys.argv = ["make_bench_model.py", sys.argv[1]]
 mbm.main()
 PY
 ls -la "$MODEL"
-ARGS="--clients 1,4,16 --requests ${REQUESTS:-2} --max-tokens ${MAX_TOKENS:-32}"
+ARGS="--clients 1,4,16 --requests ${REQUESTS:-2} --max-tokens ${MAX_TOKENS:-32} --prompt-words ${PROMPT_WORDS:-16}"
 
 wait_up() { # url
   i=0
@@ -43,7 +44,7 @@ wait_up() { # url
 }
 
 echo "== grok serve ($SLOTS slots)"
-"$GROK" serve -m "$MODEL" --port 8391 -np "$SLOTS" -c 256 2>"$WORK/grok.log" &
+"$GROK" serve -m "$MODEL" --port 8391 -np "$SLOTS" -c 512 2>"$WORK/grok.log" &
 PID=$!
 wait_up http://127.0.0.1:8391
 node "$HERE/serve_bench.mjs" http://127.0.0.1:8391 $ARGS
@@ -51,7 +52,7 @@ kill "$PID"; wait "$PID" 2>/dev/null || true; PID=
 
 if [ -n "$LLAMA" ]; then
   echo "== llama-server ($SLOTS slots)"
-  "$LLAMA" -m "$MODEL" --port 8392 -np "$SLOTS" -c $((256 * SLOTS)) --no-warmup 2>"$WORK/llama.log" &
+  "$LLAMA" -m "$MODEL" --port 8392 -np "$SLOTS" -c $((512 * SLOTS)) --no-warmup 2>"$WORK/llama.log" &
   PID=$!
   wait_up http://127.0.0.1:8392 || { tail -20 "$WORK/llama.log"; exit 1; }
   node "$HERE/serve_bench.mjs" http://127.0.0.1:8392 $ARGS
