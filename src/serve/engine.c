@@ -452,7 +452,7 @@ int gk_serve_job_wait(gk_serve_job *j, size_t *text_pos, int *rec_pos, int timeo
             d->recs = NULL;
             rc = -1;
         } else {
-            memcpy(d->text, j->out + *text_pos, n);
+            if (n) memcpy(d->text, j->out + *text_pos, n); /* out is NULL before any text */
             d->text[n] = 0;
             d->n_text = n;
             if (nr) memcpy(d->recs, j->recs + *rec_pos, (size_t)nr * sizeof *d->recs);
@@ -600,6 +600,7 @@ static void logprob_rec(const float *l, int32_t V, int32_t id, int n, gk_serve_t
 /* The first stop string in gen at or after `from`: its offset, or -1. */
 static long find_stop(const gk_serve_job *j, size_t from) {
     long best = -1;
+    if (!j->gen) return -1; /* no text yet */
     for (int i = 0; i < j->n_stop; i++) {
         const char *hit = memmem(j->gen + from, j->n_gen - from, j->stop[i], strlen(j->stop[i]));
         if (hit && (best < 0 || hit - j->gen < best)) best = hit - j->gen;

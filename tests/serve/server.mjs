@@ -38,10 +38,12 @@ export async function startServer(args = [], model = MODEL) {
     proc, port, base, log: () => log,
     // SIGTERM, and wait for a clean exit (status 0)
     async stop() {
-      if (proc.exitCode !== null) return proc.exitCode;
-      const done = new Promise((r) => proc.on('exit', (code, sig) => r(code ?? sig)));
-      proc.kill('SIGTERM');
-      return done;
+      const done = proc.exitCode !== null ? Promise.resolve(proc.exitCode)
+        : new Promise((r) => proc.on('exit', (code, sig) => r(code ?? sig)));
+      if (proc.exitCode === null) proc.kill('SIGTERM');
+      const code = await done;
+      if (code !== 0) console.log('server log (exit ' + code + '):\n' + log.slice(-6000));
+      return code;
     },
   };
 }
