@@ -314,6 +314,255 @@ bool gk_tokenizer_has_chat(const gk_tokenizer *t);
 int64_t gk_chat_apply(const gk_tokenizer *t, const gk_chat_msg *msgs, int n, bool add_assistant,
                       char *buf, size_t cap, gk_err *err);
 
+/* ----------------------------------------------------------------- plan --- */
+
+/*
+ * The cost model behind `grok plan`: FLOPs and bytes of every operation the
+ * engine runs (src/model/forward.c), for any hyper-parameters, and what they
+ * mean on a fleet of devices. Non-Grok presets (Llama 3.1, DeepSeek-V3, GPT-3,
+ * Chinchilla) are described by the same shape so that published training runs
+ * can be checked against the model. All figures are doubles (they overflow
+ * 64-bit integers for fleets of millions of devices over years).
+ */
+
+#define GK_PLAN_MAX_OPS 64
+#define GK_PLAN_N_TYPES 40 /* ggml type ids 0..39 */
+
+typedef enum gk_plan_attn {
+    GK_PLAN_ATTN_GQA = 0, /* q, k, v, o projections; n_head_kv K/V heads */
+    GK_PLAN_ATTN_MLA = 1  /* DeepSeek-V3's multi-head latent attention */
+} gk_plan_attn;
+
+/* The shape of a transformer. Grok models: variant set, gated MLPs, MoE in every
+ * layer, Grok-2 with a dense MLP of width n_ff beside it. Others: variant 0. */
+typedef struct gk_plan_shape {
+    char name[48];
+    gk_variant variant; /* GK_VARIANT_GROK1/2, or 0 for another architecture */
+    uint32_t n_vocab, n_embd, n_layer, n_head, n_head_kv, head_dim, n_ctx;
+    gk_plan_attn attn;
+    uint32_t q_lora, kv_lora, rope_dim, v_head_dim; /* MLA only */
+    uint32_t n_ff;          /* dense MLP width (beside the MoE in MoE layers; 0 = none) */
+    uint32_t n_ff_exp, n_expert, n_expert_used; /* MoE (n_expert 0 = dense model) */
+    uint32_t n_layer_dense; /* leading layers with a dense MLP of width n_ff_lead, no MoE */
+    uint32_t n_ff_lead;
+    bool gated;             /* GeGLU / SwiGLU: gate, up, down; else up, down */
+    bool tied_output;       /* the embedding is the output matrix */
+    uint32_t n_pos_embd;    /* learned position-embedding rows (GPT-3), else 0 */
+} gk_plan_shape;
+
+typedef enum gk_plan_op_kind {
+    GK_PLAN_OP_LAYER = 0,  /* a matrix of every layer (or of n_layers of them) */
+    GK_PLAN_OP_EXPERT = 1, /* a matrix of each expert: stored n_expert times, used top-k */
+    GK_PLAN_OP_OUTPUT = 2, /* the output projection: only for tokens whose logits are kept */
+    GK_PLAN_OP_EMBD = 3    /* a lookup table: one row read per token, no FLOPs */
+} gk_plan_op_kind;
+
+/* One weight matrix of the forward pass: rows x cols of type, in n_layers layers. */
+typedef struct gk_plan_op {
+    char name[24]; /* GGUF-style: "attn_q", "ffn_up_exps", "output" */
+    gk_plan_op_kind kind;
+    uint32_t type;  /* ggml type id: bytes come from its block size (gk_row_size) */
+    int64_t rows, cols;
+    uint32_t n_layers;
+} gk_plan_op;
+
+/* A model to cost: its shape and the matrices of its forward pass. */
+typedef struct gk_plan_model {
+    gk_plan_shape s;
+    int n_ops;
+    gk_plan_op ops[GK_PLAN_MAX_OPS];
+    double small_params; /* norms, router biases...: parameters outside the matrices */
+} gk_plan_model;
+
+/* Built-in model presets ("grok-1", "grok-2", "llama-3.1-405b", "deepseek-v3",
+ * "gpt-3-175b", "chinchilla-70b"): the i-th name, NULL past the end. */
+const char *gk_plan_model_preset_name(int i);
+/* The shape of a preset; -1 with the known names when unknown. */
+int gk_plan_shape_preset(const char *name, gk_plan_shape *out, gk_err *err);
+/* Fills the shape from a loaded model's hyper-parameters. */
+void gk_plan_shape_from_hparams(const gk_hparams *hp, const char *name, gk_plan_shape *out);
+/* Checks a shape (non-zero sizes, heads divide, top-k <= experts, no overflow). */
+int gk_plan_shape_check(const gk_plan_shape *s, gk_err *err);
+/* The matrices of a shape with weights in `mix`: a type name ("f32", "bf16",
+ * "q8_0", "q4_0", "q4_k", ...: every matrix, the embedding included; norms and the
+ * router stay f32 as `grok quantize` keeps them) or llama.cpp's mixes "q4_k_m" and
+ * "q5_k_m" (its rules for 8-expert models: attn_v q8_0, attn_output q5_k (q4_k_m)
+ * or q6_k, ffn_down q6_k in the layers its use_more_bits picks, output q6_k). */
+int gk_plan_model_build(const gk_plan_shape *s, const char *mix, gk_plan_model *out,
+                        gk_err *err);
+/* The matrices of a loaded model exactly as it stores them (real types per tensor). */
+int gk_plan_model_from_model(const gk_model *m, gk_plan_model *out, gk_err *err);
+
+/* Parameter counts: all, and used by one token (top-k experts, output once). */
+double gk_plan_params(const gk_plan_model *pm);
+double gk_plan_params_active(const gk_plan_model *pm);
+/* Bytes of all weights as stored. */
+double gk_plan_weight_bytes(const gk_plan_model *pm);
+/* Expected number of distinct experts a batch of n tokens touches per layer when
+ * routing is uniform: E (1 - (1 - k/E)^n). */
+double gk_plan_experts_touched(const gk_plan_shape *s, double n_tokens);
+
+/* Work of one forward pass, as the engine counts it (gk_context_stats). */
+typedef struct gk_plan_cost {
+    double matmul_flops; /* 2 * rows * cols per token of every matmul run */
+    double weight_bytes; /* bytes of every weight matrix read (once per matmul call) */
+    double attn_flops;   /* q.k and P.V: (2 * qk_dim + 2 * v_dim) * n_head per key */
+    double kv_bytes_read, kv_bytes_written;
+    double embd_bytes;   /* embedding rows looked up */
+} gk_plan_cost;
+
+/* One forward over n_tok tokens of one sequence at positions pos0.., keeping the
+ * logits of n_logits of them; experts_touched distinct experts per MoE layer run
+ * (each on its tokens; <0 = the uniform-routing expectation). kv_elt_bytes: bytes
+ * per cached K or V element (4 for the engine's f32 cache). */
+gk_plan_cost gk_plan_forward(const gk_plan_model *pm, double n_tok, double pos0, double n_logits,
+                             double experts_touched, double kv_elt_bytes);
+
+/* Training work per token of sequences of seq_len tokens: forward (all logits,
+ * causal attention over on average (seq_len + 1)/2 keys), backward = 2x forward
+ * (dX and dW of every matmul; the attention's backward likewise 2x). */
+typedef struct gk_plan_train_cost {
+    double fwd_matmul_flops, fwd_attn_flops, bwd_flops, flops; /* flops = total per token */
+    double opt_flops_per_step; /* AdamW over all parameters */
+    double opt_bytes_per_step; /* fp32 w, g, m, v read; w, m, v written */
+} gk_plan_train_cost;
+gk_plan_train_cost gk_plan_train_per_token(const gk_plan_model *pm, double seq_len);
+
+/* Memory. */
+double gk_plan_kv_bytes_per_token(const gk_plan_shape *s, double kv_elt_bytes);
+/* Activation memory per token of training (bf16, no recomputation, no model
+ * parallelism): Korthikanti et al. 2022, "Reducing Activation Recomputation in Large
+ * Transformer Models", eq. 1: per layer s*b*h*(34 + 5*a*s/h) bytes, i.e. per token
+ * h*(34 + 5*a*s/h); with fused (flash) attention the a*s^2 score term is not kept:
+ * 34 h per layer. */
+double gk_plan_train_act_bytes_per_token(const gk_plan_shape *s, double seq_len, bool fused_attn);
+
+/* A split of the model over devices: tensor parallel (as the engine does it:
+ * attention by KV heads, experts and MLPs by their width, output by vocabulary),
+ * expert parallel (whole experts per device), pipeline (layers per stage) and
+ * data parallel (replicas). */
+typedef struct gk_plan_split {
+    int tp, ep, pp, dp;
+} gk_plan_split;
+
+/* Bytes each device sends per token (inference forward), and how many messages. */
+typedef struct gk_plan_comm {
+    double tp_bytes, ep_bytes, pp_bytes; /* per token, per device */
+    double tp_msgs, ep_msgs, pp_msgs;    /* messages (collective steps) per forward */
+} gk_plan_comm;
+/* tp: two ring all-reduces of n_embd values per layer (each device sends
+ * 2 (tp-1)/tp * d values per all-reduce); ep: each token's hidden state goes to
+ * and comes back from its top-k experts, (ep-1)/ep of them elsewhere; pp: d values
+ * per stage boundary. wire_bytes: bytes per value (4 fp32, 2 bf16). */
+gk_plan_comm gk_plan_comm_per_token(const gk_plan_model *pm, const gk_plan_split *sp,
+                                    double wire_bytes);
+/* Data-parallel gradient all-reduce per step (ring): bytes each replica sends. */
+double gk_plan_dp_bytes_per_step(const gk_plan_model *pm, int dp, double grad_bytes);
+/* Weight bytes held by the busiest device of a split (replicated parts counted whole). */
+double gk_plan_weight_bytes_per_device(const gk_plan_model *pm, const gk_plan_split *sp);
+
+/* ------------------------------------------------------------ plan: hw --- */
+
+/* A device class (from a datasheet) or a measured machine (grok plan calibrate). */
+typedef struct gk_plan_hw {
+    char name[32];
+    char desc[96];
+    char source[512];   /* where the figures come from */
+    double bf16_flops;  /* peak dense BF16 FLOP/s per device */
+    double fp8_flops;   /* peak dense FP8 FLOP/s (0 = none) */
+    double mem_bytes;   /* device memory */
+    double mem_bw;      /* bytes/s */
+    double link_bw;     /* scale-up link (NVLink, ...) bytes/s per direction per device */
+    double link_lat;    /* seconds per message on it */
+    uint32_t domain;    /* devices per scale-up domain (node, NVL72 rack) */
+    double net_bw;      /* scale-out bytes/s per direction per device */
+    double net_lat;     /* seconds */
+    double tdp_w;       /* watts per device */
+    /* measured (calibrate), 0 = unknown: */
+    double mm_bw1[GK_PLAN_N_TYPES];      /* weight bytes/s of gk_matmul at batch 1 */
+    /* the same for matrices of 256 KiB, 2 MiB and 16 MiB, each read once in turn from a
+     * 96 MiB arena as a model's are (mm_bw1 is one 96 MiB matrix) */
+    double mm_bw1_at[GK_PLAN_N_TYPES][3];
+    double mm_flops512[GK_PLAN_N_TYPES]; /* FLOP/s of gk_matmul at batch 512 */
+    double attn_flops;                   /* FLOP/s of the f32 dot (attention) */
+    double tgemm_flops;                  /* FLOP/s of the training GEMM (gk_tgemm, f32) */
+    double tgemm_at[4]; /* the same for matrices of 128, 256, 512, 1024 (smallest side) */
+    double call_s;      /* seconds per parallel step of the engine (one thread-pool dispatch) */
+    int threads;                         /* threads the figures were measured with */
+} gk_plan_hw;
+
+/* The i-th hardware preset, NULL past the end. */
+const gk_plan_hw *gk_plan_hw_preset(int i);
+/* A preset by name (case-insensitive, aliases "H100" = H100 SXM), or a preset
+ * file written by gk_plan_hw_save when the name is a path that exists. */
+int gk_plan_hw_find(const char *name, gk_plan_hw *out, gk_err *err);
+/* Writes / reads a preset file ("key = value" lines); the write is atomic. */
+int gk_plan_hw_save(const gk_plan_hw *hw, const char *path, gk_err *err);
+int gk_plan_hw_load(const char *path, gk_plan_hw *out, gk_err *err);
+/* Parses "N x KIND" ("8xH100", "16384xH100", "2x/path/to/file.preset"). */
+int gk_plan_fleet_parse(const char *spec, double *n, gk_plan_hw *hw, gk_err *err);
+
+/* ------------------------------------------------------- plan: results --- */
+
+/* Inference of a model on n devices of one kind with a split. */
+typedef struct gk_plan_infer {
+    gk_plan_split split;
+    double weight_bytes_dev; /* per device */
+    double kv_bytes_seq_dev; /* KV cache of one sequence of n_ctx tokens, per device */
+    double act_bytes_dev;    /* scratch of a context (batch n_batch) */
+    double free_bytes_dev;   /* memory left after weights and scratch */
+    double max_seqs;         /* concurrent sequences of n_ctx tokens that fit */
+    bool fits;
+    /* tokens/s of one replica; bound = the hardware limit, expect = at the efficiency */
+    double prompt_bound, prompt_expect;     /* prompt processing (batch n_batch) */
+    double gen_bound, gen_expect;           /* one sequence */
+    double gen_comm_s;                      /* communication time per generated token */
+    double gen_batch_bound, gen_batch_seqs; /* aggregate at max_seqs (capped at 256) */
+} gk_plan_infer;
+
+typedef struct gk_plan_infer_opts {
+    double n_ctx;        /* context per sequence */
+    double n_batch;      /* prompt tokens per forward (default 512) */
+    double kv_elt_bytes; /* default: 2 on accelerators (bf16), 4 on a calibrated CPU */
+    double wire_bytes;   /* TP wire format: default 2 (bf16) on accelerators, 4 on CPU */
+    double eff_flops;    /* share of peak FLOPs reached (default 0.5) */
+    double eff_bw;       /* share of peak bandwidth reached (default 0.8) */
+    double mem_reserve;  /* bytes per device kept free (default 0) */
+    double n_prompt;     /* prompt length for prompt tokens/s (default n_batch) */
+    double gen_pos;      /* mean position of generated tokens (default n_ctx / 2) */
+} gk_plan_infer_opts;
+
+/* The split for n devices with tensor parallel tp (must divide n_head_kv) and
+ * pipeline stages pp = n / tp; -1 with a message if it is not a valid split. */
+int gk_plan_infer_eval(const gk_plan_model *pm, const gk_plan_hw *hw, double n_dev, int tp,
+                       const gk_plan_infer_opts *o, gk_plan_infer *out, gk_err *err);
+
+/* Training of a model on a fleet. */
+typedef struct gk_plan_train {
+    double tokens, flops, flops_per_token;
+    double seconds, days, device_hours;
+    double energy_j, energy_mwh, avg_power_w; /* facility: devices x TDP x PUE */
+    double mem_state_dev; /* 16 B/param (bf16 w + g, fp32 master, m, v) over model-parallel devices */
+} gk_plan_train;
+int gk_plan_train_eval(const gk_plan_model *pm, const gk_plan_hw *hw, double n_dev, double tokens,
+                       double seq_len, double mfu, double pue, gk_plan_train *out, gk_err *err);
+
+/* Training tokens/s of one process on a calibrated machine (measured GEMM, dot and
+ * memory rates): 3x the forward matmuls at tgemm_flops, 3x the attention at
+ * attn_flops, and one AdamW step's bytes per step_tokens tokens at mem_bw. 0 when
+ * the device has no measured rates. */
+double gk_plan_train_tokens_per_s_measured(const gk_plan_model *pm, const gk_plan_hw *hw,
+                                           double seq_len, double step_tokens);
+
+/* What a fleet can do in a year: compute at mfu, power, and the compute-optimal
+ * (Chinchilla: C = 6 N D with D = 20 N) parameters and tokens for it. */
+typedef struct gk_plan_fleet {
+    double devices, power_w, energy_mwh_year, flops_per_s, flops_year;
+    double chinchilla_params, chinchilla_tokens;
+} gk_plan_fleet;
+int gk_plan_fleet_eval(const gk_plan_hw *hw, double n_dev, double mfu, double pue,
+                       gk_plan_fleet *out, gk_err *err);
+
 /* --------------------------------------------------------------- system --- */
 
 /* Name of the kernel set chosen for this CPU ("avx2", "scalar", ...). */

@@ -168,14 +168,23 @@ int gk_cli_write_option(int argc, char **argv, int *i, gk_cli_write *w) {
 }
 
 bool gk_cli_write_type(gk_cli_write *w, const char *name) {
+    gk_quant_mix mix;
+    gk_dtype base;
+    if (gk_quant_mix_from_name(name, &mix, &base) == 0) { /* llama.cpp's mixes first */
+        w->policy->mix = mix;
+        w->policy->type = base;
+        return true;
+    }
     int t = gk_quant_type_from_name(name);
     if (t < 0) {
-        char list[128];
+        char list[256];
         gk_quant_type_list(list, sizeof list);
-        fprintf(stderr, "grok %s: unknown or unsupported type '%s' (choose from %s)\n", w->cmd,
-                name, list);
+        fprintf(stderr,
+                "grok %s: unknown or unsupported type '%s' (choose from %s; or a mix: %s)\n",
+                w->cmd, name, list, gk_quant_mix_list());
         return false;
     }
+    w->policy->mix = GK_MIX_NONE;
     w->policy->type = (gk_dtype)t;
     return true;
 }

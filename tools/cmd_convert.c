@@ -18,7 +18,8 @@ static void usage(FILE *f) {
             "usage: grok convert DIR -o OUT.gguf [options]\n"
             "  DIR holds an official Grok-2 checkpoint as downloaded from xai-org/grok-2:\n"
             "  config.json, tokenizer.tok.json and the *-TP-common / *-TP-NNN safetensors.\n"
-            "  --type TYPE            weight type: %s (default bf16)\n"
+            "  --type TYPE            weight type: %s (default bf16),\n"
+            "                         or a llama.cpp mix: %s\n"
             "  --keep PATTERN         keep tensors whose GGUF name matches (glob) in the\n"
             "                         checkpoint's precision; repeatable. Norms and the router\n"
             "                         are f32 and the embedding keeps its precision anyway\n"
@@ -27,7 +28,7 @@ static void usage(FILE *f) {
             "  -t, --threads N        threads for converting (default: all CPUs)\n"
             "  --no-verify            skip re-reading the output to compare checksums\n"
             "  -q, --quiet            no progress bar or summary\n",
-            list);
+            list, gk_quant_mix_list());
 }
 
 int gk_cmd_convert(int argc, char **argv) {

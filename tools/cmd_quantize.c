@@ -15,6 +15,8 @@ static void usage(FILE *f) {
     fprintf(f,
             "usage: grok quantize IN.gguf OUT.gguf TYPE [options]\n"
             "  TYPE                   %s\n"
+            "                         or a llama.cpp mix: %s (q2_k and q6_k\n"
+            "                         name the mixes: attn_k/attn_v q8_0, output q6_k, ...)\n"
             "  --keep PATTERN         leave tensors whose name matches (glob) as they are;\n"
             "                         repeatable. Norms, the router and the embedding are left\n"
             "                         as they are anyway\n"
@@ -23,7 +25,7 @@ static void usage(FILE *f) {
             "  -t, --threads N        threads (default: all CPUs)\n"
             "  --no-verify            skip re-reading the output to compare checksums\n"
             "  -q, --quiet            no progress bar\n",
-            list);
+            list, gk_quant_mix_list());
 }
 
 int gk_cmd_quantize(int argc, char **argv) {

@@ -23,6 +23,7 @@ static const command commands[] = {
     {"convert", gk_cmd_convert, "import an official checkpoint to GGUF"},
     {"quantize", gk_cmd_quantize, "re-encode a model's weights"},
     {"train", gk_cmd_train, "pretrain or fine-tune a model on text"},
+    {"plan", gk_cmd_plan, "memory, speed, training time and power of a model on a fleet"},
 };
 
 static void usage(FILE *f) {

@@ -837,7 +837,7 @@ static int add_metadata(cctx *x, gk_gguf_writer *w) {
     int rc = 0;
     rc |= gk_gguf_set_str(w, "general.architecture", "grok");
     rc |= gk_gguf_set_str(w, "general.name", name);
-    int ft = gk_quant_file_type(x->p->policy.type);
+    int ft = gk_quant_policy_file_type(&x->p->policy);
     if (ft >= 0) rc |= gk_gguf_set_u32(w, "general.file_type", (uint32_t)ft);
     if (x->p->policy.type != GK_TYPE_F32 && x->p->policy.type != GK_TYPE_F16 &&
         x->p->policy.type != GK_TYPE_BF16)
@@ -906,7 +906,8 @@ gk_convert_params gk_convert_default_params(void) {
 int gk_convert(const char *dir, const char *out_path, const gk_convert_params *p,
                gk_convert_info *info, gk_err *err) {
     double t0 = gk_time_s();
-    cctx x = {.dir = dir, .p = p};
+    gk_convert_params pc = *p; /* the policy learns the model's shape (for the mixes) */
+    cctx x = {.dir = dir, .p = &pc};
     gk_gguf_writer *w = NULL;
     gk_tokenizer *tok = NULL;
     uint64_t tok_bytes = 0;
@@ -919,9 +920,12 @@ int gk_convert(const char *dir, const char *out_path, const gk_convert_params *p
         goto done;
     }
     /* Everything that can be checked is checked before the first byte is written. */
-    if (load_config(dir, &x.c, err) || !(tok = load_tokenizer(dir, x.c.n_vocab, &tok_bytes, err)) ||
-        find_shards(&x, err) || check_ranks(&x, err) || open_shards(&x, err) ||
-        build_index(&x, err) || plan(&x, err))
+    if (load_config(dir, &x.c, err)) goto done;
+    pc.policy.n_layer = (int)x.c.n_layer;
+    pc.policy.n_expert = (int)x.c.n_expert;
+    pc.policy.n_gqa = (int)(x.c.n_head / x.c.n_head_kv);
+    if (!(tok = load_tokenizer(dir, x.c.n_vocab, &tok_bytes, err)) || find_shards(&x, err) ||
+        check_ranks(&x, err) || open_shards(&x, err) || build_index(&x, err) || plan(&x, err))
         goto done;
     for (int64_t i = 0; i < x.n_jobs; i++) {
         const cjob *j = &x.jobs[i];

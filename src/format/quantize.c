@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
@@ -45,6 +46,115 @@ static bool ends_with(const char *s, const char *suffix) {
     return n >= m && strcmp(s + n - m, suffix) == 0;
 }
 
+gk_dtype gk_quant_fallback(gk_dtype t, int64_t ne0) {
+    const gk_type_traits *tr = gk_type_traits_of(t);
+    if (!tr || ne0 % tr->blck_size == 0) return t;
+    /* llama.cpp (tensor_type_fallback): Q2_K/Q3_K -> Q4_0, Q4_K -> Q5_0,
+     * Q5_K -> Q5_1, Q6_K -> Q8_0, IQ4_XS -> IQ4_NL. Q5_0/Q5_1 are not among
+     * the engine's types, so Q4_K and Q5_K fall back to Q8_0 here; IQ4_NL has
+     * no quantizer, so IQ4_XS does too. */
+    gk_dtype f;
+    switch (t) {
+    case GK_TYPE_Q2_K:
+    case GK_TYPE_Q3_K:
+        f = GK_TYPE_Q4_0;
+        break;
+    case GK_TYPE_Q4_K:
+    case GK_TYPE_Q5_K:
+    case GK_TYPE_Q6_K:
+    case GK_TYPE_IQ4_XS:
+        f = GK_TYPE_Q8_0;
+        break;
+    default:
+        f = GK_TYPE_F16;
+        break;
+    }
+    return ne0 % gk_type_traits_of(f)->blck_size == 0 ? f : GK_TYPE_F16;
+}
+
+static const struct {
+    const char *name;
+    gk_quant_mix mix;
+    gk_dtype base;
+    int ftype; /* llama.cpp's LLAMA_FTYPE_MOSTLY_* */
+} mixes[] = {
+    {"q2_k", GK_MIX_Q2_K, GK_TYPE_Q2_K, 10},     {"q3_k_m", GK_MIX_Q3_K_M, GK_TYPE_Q3_K, 12},
+    {"q4_k_m", GK_MIX_Q4_K_M, GK_TYPE_Q4_K, 15}, {"q5_k_m", GK_MIX_Q5_K_M, GK_TYPE_Q5_K, 17},
+    {"q6_k", GK_MIX_Q6_K, GK_TYPE_Q6_K, 18},
+};
+#define N_MIXES (int)(sizeof mixes / sizeof mixes[0])
+
+int gk_quant_mix_from_name(const char *name, gk_quant_mix *mix, gk_dtype *base) {
+    for (int i = 0; i < N_MIXES; i++)
+        if (strcasecmp(name, mixes[i].name) == 0) {
+            *mix = mixes[i].mix;
+            *base = mixes[i].base;
+            return 0;
+        }
+    return -1;
+}
+
+const char *gk_quant_mix_list(void) {
+    return "q2_k, q3_k_m, q4_k_m, q5_k_m, q6_k";
+}
+
+int gk_quant_policy_file_type(const gk_quant_policy *p) {
+    for (int i = 0; i < N_MIXES; i++)
+        if (p->mix != GK_MIX_NONE && p->mix == mixes[i].mix) return mixes[i].ftype;
+    return gk_quant_file_type(p->type);
+}
+
+/* llama.cpp's use_more_bits: the first and last eighth of the layers, and every
+ * third layer between. */
+static bool more_bits(int i, int n) {
+    return i < n / 8 || i >= 7 * n / 8 || (i - n / 8) % 3 == 2;
+}
+
+/* The type a mix gives a weight matrix: llama.cpp's llama_tensor_get_type_impl
+ * for these mixes (non-Falcon), by tensor category (a substring of the name, in
+ * llama.cpp's order) and layer ("blk.N."). */
+static gk_dtype mix_type(const gk_quant_policy *p, const char *name, int64_t ne0) {
+    gk_quant_mix m = p->mix;
+    gk_dtype t = p->type;
+    int n = p->n_layer > 0 ? p->n_layer : 1, i = 0;
+    if (sscanf(name, "blk.%d.", &i) != 1 || i < 0) i = 0;
+    bool eight = p->n_expert == 8; /* llama.cpp's 8-expert (Mixtral, Grok) rules */
+    /* a tied embedding is quantized as the output is (llama.cpp) */
+    if (strcmp(name, "output.weight") == 0 ||
+        (p->tied_output && strcmp(name, "token_embd.weight") == 0)) {
+        /* Q6_K, or Q8_0 when the rows do not fit 256-blocks */
+        return ne0 % 256 != 0 ? GK_TYPE_Q8_0 : GK_TYPE_Q6_K;
+    }
+    if (strcmp(name, "token_embd.weight") == 0) return t;
+    if (strstr(name, "attn_v.weight") || strstr(name, "attn_qkv.weight")) {
+        if (m == GK_MIX_Q2_K)
+            t = p->n_gqa >= 4 ? GK_TYPE_Q4_K : GK_TYPE_Q3_K;
+        else if (m == GK_MIX_Q3_K_M)
+            t = i < 2 ? GK_TYPE_Q5_K : GK_TYPE_Q4_K;
+        else if ((m == GK_MIX_Q4_K_M || m == GK_MIX_Q5_K_M) && more_bits(i, n))
+            t = GK_TYPE_Q6_K;
+        if (eight) t = GK_TYPE_Q8_0;
+    } else if (strstr(name, "attn_k.weight")) {
+        if (eight) t = GK_TYPE_Q8_0;
+    } else if (strstr(name, "attn_output.weight")) {
+        if (eight) {
+            if (m == GK_MIX_Q2_K || m == GK_MIX_Q3_K_M || m == GK_MIX_Q4_K_M) t = GK_TYPE_Q5_K;
+        } else if (m == GK_MIX_Q2_K) {
+            t = GK_TYPE_Q3_K;
+        } else if (m == GK_MIX_Q3_K_M) {
+            t = GK_TYPE_Q4_K;
+        }
+    } else if (!strstr(name, "ffn_up") && !strstr(name, "ffn_gate") && strstr(name, "ffn_down")) {
+        if (m == GK_MIX_Q2_K)
+            t = GK_TYPE_Q3_K;
+        else if (m == GK_MIX_Q3_K_M)
+            t = i < n / 16 ? GK_TYPE_Q5_K : GK_TYPE_Q4_K;
+        else if ((m == GK_MIX_Q4_K_M || m == GK_MIX_Q5_K_M) && more_bits(i, n))
+            t = GK_TYPE_Q6_K;
+    }
+    return t;
+}
+
 gk_dtype gk_quant_choose(const gk_quant_policy *p, const char *name, uint32_t n_dims, int64_t ne0,
                          gk_dtype exact, gk_dtype kept) {
     /* llama.cpp keeps norms (1-D) and the router in f32: they are tiny, and the
@@ -54,9 +164,16 @@ gk_dtype gk_quant_choose(const gk_quant_policy *p, const char *name, uint32_t n_
     if (!p->quantize_embedding && strcmp(name, "token_embd.weight") == 0) return kept;
     for (int i = 0; i < p->n_keep; i++)
         if (fnmatch(p->keep[i], name, 0) == 0) return kept;
-    const gk_type_traits *tr = gk_type_traits_of(p->type);
-    if (!tr || ne0 % tr->blck_size != 0) return kept;
-    return p->type;
+    gk_dtype t = p->mix != GK_MIX_NONE ? mix_type(p, name, ne0) : p->type;
+    const gk_type_traits *tr = gk_type_traits_of(t);
+    if (!tr) return kept;
+    if (ne0 % tr->blck_size != 0) {
+        /* only the 256-blocks have a fallback; other types keep the tensor */
+        if (tr->blck_size != 256) return kept;
+        t = gk_quant_fallback(t, ne0);
+        if (!gk_quant_type_ok(t)) return kept;
+    }
+    return t;
 }
 
 int gk_quant_file_type(gk_dtype t) {
@@ -490,9 +607,36 @@ static bool same_file(const char *a, const char *b) {
            sa.st_ino == sb.st_ino;
 }
 
+/* The shape a mix consults, from "<arch>.block_count", ".expert_count" and the
+ * head counts (absent keys: 0, which the mix rules read as "not 8 experts"). */
+static int model_shape(const gk_gguf *g, gk_quant_policy *pol, gk_err *err) {
+    gk_str arch = {0};
+    if (gk_gguf_get_str(g, "general.architecture", &arch, err) < 0) return -1;
+    char a[64], key[128];
+    snprintf(a, sizeof a, "%.*s", (int)(arch.len < 63 ? arch.len : 63), arch.ptr ? arch.ptr : "");
+    uint32_t nl = 0, ne = 0, nh = 0, nkv = 0;
+    snprintf(key, sizeof key, "%s.block_count", a);
+    if (gk_gguf_get_u32(g, key, &nl, err) < 0) return -1;
+    snprintf(key, sizeof key, "%s.expert_count", a);
+    if (gk_gguf_get_u32(g, key, &ne, err) < 0) return -1;
+    snprintf(key, sizeof key, "%s.attention.head_count", a);
+    if (gk_gguf_get_u32(g, key, &nh, err) < 0) return -1;
+    snprintf(key, sizeof key, "%s.attention.head_count_kv", a);
+    if (gk_gguf_get_u32(g, key, &nkv, err) < 0) return -1;
+    if (nl == 0 || nl > 100000)
+        return gk_fail(err, "the mix needs the layer count (%s.block_count), which is %s", a,
+                       nl ? "out of range" : "missing");
+    pol->n_layer = (int)nl;
+    pol->n_expert = ne <= 1024 ? (int)ne : 0;
+    pol->n_gqa = nh && nkv && nh % nkv == 0 ? (int)(nh / nkv) : 1;
+    pol->tied_output = gk_gguf_find_tensor(g, "output.weight") == NULL;
+    return 0;
+}
+
 int gk_quantize(const char *in_path, const char *out_path, const gk_quantize_params *p,
                 gk_err *err) {
-    const gk_quant_policy *pol = &p->policy;
+    gk_quant_policy polv = p->policy;
+    const gk_quant_policy *pol = &polv;
     if (!gk_quant_type_ok(pol->type)) {
         char list[128];
         gk_quant_type_list(list, sizeof list);
@@ -503,6 +647,10 @@ int gk_quantize(const char *in_path, const char *out_path, const gk_quantize_par
         return gk_fail(err, "%s: the output would overwrite the input", out_path);
     gk_gguf *g = gk_gguf_open(in_path, err);
     if (!g) return -1;
+    if (pol->mix != GK_MIX_NONE && model_shape(g, &polv, err) != 0) {
+        gk_gguf_close(g);
+        return -1;
+    }
     int64_t n = gk_gguf_n_tensors(g);
     qctx ctx = {.fd = -1, .o = &p->out, .data_offset = gk_gguf_data_offset(g)};
     qjob *jobs = gk_calloc((size_t)n, sizeof *jobs, err);
@@ -548,7 +696,7 @@ int gk_quantize(const char *in_path, const char *out_path, const gk_quantize_par
     if (!(ctx.rows = gk_quant_rows_new(p->out.n_threads, err))) goto done;
     if (!(w = gk_gguf_writer_new(err))) goto done;
     if (gk_gguf_copy_kv(w, g, err) != 0) goto done;
-    int ftype = gk_quant_file_type(pol->type);
+    int ftype = gk_quant_policy_file_type(pol);
     if (ftype >= 0) gk_gguf_set_u32(w, "general.file_type", (uint32_t)ftype);
     if (!is_float_type(pol->type)) gk_gguf_set_u32(w, "general.quantization_version", 2);
     for (int64_t i = 0; i < n; i++)

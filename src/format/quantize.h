@@ -29,11 +29,29 @@
 
 /* ------------------------------------------------------------- policy --- */
 
+/* llama-quantize's mixes: a base type, with more bits where llama.cpp's
+ * llama_tensor_get_type puts them (attn_k/attn_v, attn_output, ffn_down in some
+ * layers, output.weight Q6_K). */
+typedef enum gk_quant_mix {
+    GK_MIX_NONE = 0, /* every weight matrix gets policy.type */
+    GK_MIX_Q2_K,
+    GK_MIX_Q3_K_M,
+    GK_MIX_Q4_K_M,
+    GK_MIX_Q5_K_M,
+    GK_MIX_Q6_K,
+} gk_quant_mix;
+
 typedef struct gk_quant_policy {
-    gk_dtype type;           /* what weight matrices become */
+    gk_dtype type;           /* what weight matrices become (a mix: its base type) */
     const char *const *keep; /* fnmatch(3) patterns of GGUF tensor names kept as they are */
     int n_keep;
     bool quantize_embedding; /* token_embd.weight gets `type` too (default: kept) */
+    gk_quant_mix mix;        /* GK_MIX_NONE: the plain `type` everywhere */
+    /* The model's shape, which the mixes consult (as llama.cpp does): layers,
+     * experts per layer, query heads per KV head. gk_quantize and gk_convert
+     * fill them in from the model. */
+    int n_layer, n_expert, n_gqa;
+    bool tied_output; /* no output.weight: the embedding is the output (its mix rule) */
 } gk_quant_policy;
 
 /* True for the types a file can be written in: those the engine computes with
@@ -46,13 +64,26 @@ void gk_quant_type_list(char *buf, size_t cap);
 /* The type a tensor gets:
  *   - `exact` for norms, other 1-D tensors and the router (ffn_gate_inp);
  *   - `kept` for the token embedding (unless quantize_embedding) and tensors
- *     matching a keep pattern, and for rows that are not a whole number of
- *     blocks of the target type;
- *   - the policy's type otherwise. */
+ *     matching a keep pattern;
+ *   - with a mix, the mix's type for that tensor (by its name and layer);
+ *   - the policy's type otherwise;
+ *   and for rows that are not a whole number of blocks of that type, its
+ *   fallback (gk_quant_fallback), or `kept` when even that does not fit. */
 gk_dtype gk_quant_choose(const gk_quant_policy *p, const char *name, uint32_t n_dims, int64_t ne0,
                          gk_dtype exact, gk_dtype kept);
 /* llama.cpp's general.file_type for a target type, or -1 when it has none. */
 int gk_quant_file_type(gk_dtype t);
+/* llama.cpp's general.file_type for a policy (its mix, else its type), or -1. */
+int gk_quant_policy_file_type(const gk_quant_policy *p);
+/* A mix by name ("q4_k_m", case-insensitive): sets *mix and *base; -1 if none.
+ * "q2_k" and "q6_k" name mixes (as in llama-quantize), not the plain types. */
+int gk_quant_mix_from_name(const char *name, gk_quant_mix *mix, gk_dtype *base);
+/* The mixes' names, comma-separated. */
+const char *gk_quant_mix_list(void);
+/* The type llama.cpp falls back to when a row of ne0 elements is not a whole
+ * number of blocks of t (k-quants need multiples of 256): the nearest 32-block
+ * type the engine runs, else f16. Returns t when it fits. */
+gk_dtype gk_quant_fallback(gk_dtype t, int64_t ne0);
 
 /* -------------------------------------------------------- rows, hashes --- */
 

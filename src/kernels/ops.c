@@ -52,8 +52,11 @@ static void matmul_rows(void *arg, int ith, int nth) {
 }
 
 size_t gk_matmul_qbuf_size(int64_t n_in, int T) {
-    /* Q8_0 is the widest converted form (34 bytes per 32 values) */
-    return (size_t)T * gk_row_size(GK_TYPE_Q8_0, (n_in + 31) / 32 * 32);
+    /* the widest converted form: Q8_K (292 bytes per 256 values, the k-quants'
+     * activations) or Q8_0 (34 per 32) */
+    size_t q8_0 = gk_row_size(GK_TYPE_Q8_0, (n_in + 31) / 32 * 32);
+    size_t q8_k = gk_row_size(GK_TYPE_Q8_K, (n_in + 255) / 256 * 256);
+    return (size_t)T * (q8_k > q8_0 ? q8_k : q8_0);
 }
 
 void gk_matmul(gk_pool *pool, float *y, const void *w, gk_dtype type, size_t nb_row,

@@ -6,6 +6,7 @@
  */
 #include "tensor/dtype.h"
 #include "base/base.h"
+#include "tensor/kquants.h"
 
 #include <math.h>
 #include <pthread.h>
@@ -176,20 +177,37 @@ static gk_type_traits traits[GK_TYPE_COUNT] = {
     [GK_TYPE_Q5_0] = BLOCK("q5_0", 32, 22),
     [GK_TYPE_Q5_1] = BLOCK("q5_1", 32, 24),
     [GK_TYPE_Q8_1] = BLOCK("q8_1", 32, 36),
-    [GK_TYPE_Q2_K] = BLOCK("q2_k", 256, 84),
-    [GK_TYPE_Q3_K] = BLOCK("q3_k", 256, 110),
-    [GK_TYPE_Q4_K] = BLOCK("q4_k", 256, 144),
-    [GK_TYPE_Q5_K] = BLOCK("q5_k", 256, 176),
-    [GK_TYPE_Q6_K] = BLOCK("q6_k", 256, 210),
-    [GK_TYPE_Q8_K] = BLOCK("q8_k", 256, 292),
+    /* k-quants and IQ4 (kquants.c) */
+    [GK_TYPE_Q2_K] = {.name = "q2_k", .blck_size = 256, .type_size = 84,
+                      .to_float = gk_dequantize_q2_K, .from_float = gk_quantize_q2_K,
+                      .vec_dot = gk_vec_dot_q2_K_q8_K_ref, .vec_dot_type = GK_TYPE_Q8_K},
+    [GK_TYPE_Q3_K] = {.name = "q3_k", .blck_size = 256, .type_size = 110,
+                      .to_float = gk_dequantize_q3_K, .from_float = gk_quantize_q3_K,
+                      .vec_dot = gk_vec_dot_q3_K_q8_K_ref, .vec_dot_type = GK_TYPE_Q8_K},
+    [GK_TYPE_Q4_K] = {.name = "q4_k", .blck_size = 256, .type_size = 144,
+                      .to_float = gk_dequantize_q4_K, .from_float = gk_quantize_q4_K,
+                      .vec_dot = gk_vec_dot_q4_K_q8_K_ref, .vec_dot_type = GK_TYPE_Q8_K},
+    [GK_TYPE_Q5_K] = {.name = "q5_k", .blck_size = 256, .type_size = 176,
+                      .to_float = gk_dequantize_q5_K, .from_float = gk_quantize_q5_K,
+                      .vec_dot = gk_vec_dot_q5_K_q8_K_ref, .vec_dot_type = GK_TYPE_Q8_K},
+    [GK_TYPE_Q6_K] = {.name = "q6_k", .blck_size = 256, .type_size = 210,
+                      .to_float = gk_dequantize_q6_K, .from_float = gk_quantize_q6_K,
+                      .vec_dot = gk_vec_dot_q6_K_q8_K_ref, .vec_dot_type = GK_TYPE_Q8_K},
+    /* activations only: a from_float for the k-quant dots, no vec_dot of its own */
+    [GK_TYPE_Q8_K] = {.name = "q8_k", .blck_size = 256, .type_size = 292,
+                      .to_float = gk_dequantize_q8_K, .from_float = gk_quantize_q8_K_ref},
+    [GK_TYPE_IQ4_NL] = {.name = "iq4_nl", .blck_size = 32, .type_size = 18,
+                        .to_float = gk_dequantize_iq4_nl, .vec_dot = gk_vec_dot_iq4_nl_q8_0_ref,
+                        .vec_dot_type = GK_TYPE_Q8_0},
+    [GK_TYPE_IQ4_XS] = {.name = "iq4_xs", .blck_size = 256, .type_size = 136,
+                        .to_float = gk_dequantize_iq4_xs, .vec_dot = gk_vec_dot_iq4_xs_q8_K_ref,
+                        .vec_dot_type = GK_TYPE_Q8_K},
     [GK_TYPE_IQ2_XXS] = BLOCK("iq2_xxs", 256, 66),
     [GK_TYPE_IQ2_XS] = BLOCK("iq2_xs", 256, 74),
     [GK_TYPE_IQ3_XXS] = BLOCK("iq3_xxs", 256, 98),
     [GK_TYPE_IQ1_S] = BLOCK("iq1_s", 256, 50),
-    [GK_TYPE_IQ4_NL] = BLOCK("iq4_nl", 32, 18),
     [GK_TYPE_IQ3_S] = BLOCK("iq3_s", 256, 110),
     [GK_TYPE_IQ2_S] = BLOCK("iq2_s", 256, 82),
-    [GK_TYPE_IQ4_XS] = BLOCK("iq4_xs", 256, 136),
     [GK_TYPE_I8] = BLOCK("i8", 1, 1),
     [GK_TYPE_I16] = BLOCK("i16", 1, 2),
     [GK_TYPE_I32] = BLOCK("i32", 1, 4),
@@ -264,6 +282,17 @@ static bool cpu_has_avx2_fma_f16c(void) {
     if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return false;
     return b & (1u << 5); /* AVX2 */
 }
+
+/* AVX-512 F, BW, VL and VNNI, with the OS saving opmask and ZMM state. */
+bool gk_cpu_has_avx512_vnni(void) {
+    unsigned a, b, c, d;
+    if (!cpu_has_avx2_fma_f16c() || !__get_cpuid_count(7, 0, &a, &b, &c, &d)) return false;
+    bool f = b & (1u << 16), bw = b & (1u << 30), vl = b & (1u << 31), vnni = c & (1u << 11);
+    if (!(f && bw && vl && vnni)) return false;
+    unsigned lo, hi;
+    __asm__("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    return (lo & 0xe6) == 0xe6;
+}
 #endif
 
 static void dtype_init(void) {
@@ -279,7 +308,30 @@ static void dtype_init(void) {
         traits[GK_TYPE_F32].vec_dot4 = gk_vec_dot4_f32_avx2;
         traits[GK_TYPE_Q8_0].vec_dot4 = gk_vec_dot4_q8_0_q8_0_avx2;
         traits[GK_TYPE_Q4_0].vec_dot4 = gk_vec_dot4_q4_0_q8_0_avx2;
+        traits[GK_TYPE_Q8_K].from_float = gk_quantize_q8_K_avx2;
+        traits[GK_TYPE_Q2_K].vec_dot = gk_vec_dot_q2_K_q8_K_avx2;
+        traits[GK_TYPE_Q3_K].vec_dot = gk_vec_dot_q3_K_q8_K_avx2;
+        traits[GK_TYPE_Q4_K].vec_dot = gk_vec_dot_q4_K_q8_K_avx2;
+        traits[GK_TYPE_Q5_K].vec_dot = gk_vec_dot_q5_K_q8_K_avx2;
+        traits[GK_TYPE_Q6_K].vec_dot = gk_vec_dot_q6_K_q8_K_avx2;
+        traits[GK_TYPE_IQ4_NL].vec_dot = gk_vec_dot_iq4_nl_q8_0_avx2;
+        traits[GK_TYPE_IQ4_XS].vec_dot = gk_vec_dot_iq4_xs_q8_K_avx2;
+        traits[GK_TYPE_Q2_K].vec_dot4 = gk_vec_dot4_q2_K_q8_K_avx2;
+        traits[GK_TYPE_Q3_K].vec_dot4 = gk_vec_dot4_q3_K_q8_K_avx2;
+        traits[GK_TYPE_Q4_K].vec_dot4 = gk_vec_dot4_q4_K_q8_K_avx2;
+        traits[GK_TYPE_Q5_K].vec_dot4 = gk_vec_dot4_q5_K_q8_K_avx2;
+        traits[GK_TYPE_Q6_K].vec_dot4 = gk_vec_dot4_q6_K_q8_K_avx2;
+        traits[GK_TYPE_IQ4_XS].vec_dot4 = gk_vec_dot4_iq4_xs_q8_K_avx2;
         kernels_name = "avx2";
+        /* Opt-in: measured no faster than AVX2 on this project's AVX-512 machine
+         * (bench/kquants_bench.c), and 512-bit code can lower the clock. */
+        if (getenv("GK_AVX512") && gk_cpu_has_avx512_vnni()) {
+            traits[GK_TYPE_Q4_K].vec_dot = gk_vec_dot_q4_K_q8_K_avx512;
+            traits[GK_TYPE_Q6_K].vec_dot = gk_vec_dot_q6_K_q8_K_avx512;
+            traits[GK_TYPE_Q4_K].vec_dot4 = gk_vec_dot4_q4_K_q8_K_avx512;
+            traits[GK_TYPE_Q6_K].vec_dot4 = gk_vec_dot4_q6_K_q8_K_avx512;
+            kernels_name = "avx2+avx512";
+        }
     }
 #endif
 }

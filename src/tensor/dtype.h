@@ -111,7 +111,7 @@ void gk_quantize_q8_0_ref(const float *src, void *dst, int64_t n);
 
 /* Picks the SIMD kernels the CPU supports; called once (thread-safe, idempotent). */
 void gk_dtype_init(void);
-/* Name of the kernel set in use: "avx2", "neon" or "scalar". */
+/* Name of the kernel set in use: "avx2+avx512", "avx2", "neon" or "scalar". */
 const char *gk_dtype_kernels(void);
 
 #endif

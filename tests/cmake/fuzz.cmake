@@ -36,3 +36,4 @@ endfunction()
 
 gk_add_fuzzer(fuzz_gguf gguf)
 gk_add_fuzzer(fuzz_safetensors safetensors)
+gk_add_fuzzer(fuzz_plan_preset plan_preset)

@@ -4,12 +4,16 @@
  * Parses the input with gk_gguf_open_memory and, when it is accepted, touches
  * everything the reader exposes: every kv through every typed getter, every
  * array element (nested arrays included), every byte of every string, and the
- * first and last byte of every tensor's data; then copies the kvs into a writer,
+ * first and last byte of every tensor's data, and the first row of every tensor
+ * of a computable type through its block decoder and dot product (the k-quant
+ * and IQ4 decoders among them); then copies the kvs into a writer,
  * which re-validates them. Under ASan any read the validation let through that
  * is out of bounds crashes; broken invariants trap.
  */
 #include "format/gguf.h"
+#include "tensor/dtype.h"
 
+#include <stdint.h>
 #include <string.h>
 
 static volatile uint64_t sink; /* keeps the reads from being optimized away */
@@ -72,6 +76,35 @@ static void walk_getters(const gk_gguf *g, const char *key) {
             (uint64_t)gk_gguf_get_arr(g, key, GK_GGUF_FLOAT32, &a, &err);
 }
 
+/* The first row of a tensor of a type the engine computes with, through its
+ * block decoder and its (SIMD) dot product: fuzzer-made blocks (NaN/inf scales,
+ * any quant bits) must decode without a fault. Blocks hold 2-byte fields, so
+ * only rows at 4-byte aligned addresses are read (the engine's loader asks the
+ * same of its files). */
+static void decode_row(const gk_gguf_tensor *t) {
+    enum { MAXN = 4096 };
+    static float row[MAXN], act[MAXN];
+    static uint8_t q[MAXN * 2];
+    const gk_type_traits *tr = gk_type_traits_of(t->type);
+    int64_t n = t->ne[0];
+    if (!tr || !gk_type_is_supported(t->type) || n > MAXN || ((uintptr_t)t->data & 3)) return;
+    size_t rb = gk_row_size(t->type, n);
+    if (!rb || rb > t->nbytes) return;
+    gk_dtype_init();
+    tr->to_float(t->data, row, n);
+    for (int64_t k = 0; k < n; k++) act[k] = (float)(k % 7) - 3.0f;
+    const void *y = act;
+    if (tr->vec_dot_type != GK_TYPE_F32) {
+        gk_type_traits_of(tr->vec_dot_type)->from_float(act, q, n);
+        y = q;
+    }
+    float s = tr->vec_dot(n, t->data, y);
+    uint32_t bits[2];
+    memcpy(&bits[0], &s, 4);
+    memcpy(&bits[1], &row[n - 1], 4);
+    sink += bits[0] + bits[1];
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     gk_err err;
@@ -98,6 +131,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             __builtin_trap();
         const uint8_t *p = t->data;
         sink += p[0] + p[t->nbytes - 1];
+        decode_row(t);
     }
     gk_gguf_writer *w = gk_gguf_writer_new(&err);
     if (w && gk_gguf_copy_kv(w, g, &err) != 0) __builtin_trap(); /* what was read is writable */

@@ -13,12 +13,15 @@ dequantizers, so selfcheck.py can compare writer and reader against each other.
               after the tensor infos; offsets are relative to it.
 
 Tensor values come back as float64 numpy arrays in torch layout (the ne list
-reversed). Dequantized types: F32, F16, BF16, Q8_0, Q4_0.
+reversed). Dequantized types: F32, F16, BF16, Q8_0, Q4_0, and (kquants_ref.py)
+Q2_K..Q6_K, IQ4_NL, IQ4_XS.
 """
 
 import struct
 
 import numpy as np
+
+import kquants_ref
 
 _SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?",
             10: "<Q", 11: "<q", 12: "<d"}
@@ -30,6 +33,7 @@ GGML_TYPES = {
     6: ("q5_0", 32, 22), 7: ("q5_1", 32, 24), 8: ("q8_0", 32, 34), 9: ("q8_1", 32, 36),
     10: ("q2_k", 256, 84), 11: ("q3_k", 256, 110), 12: ("q4_k", 256, 144),
     13: ("q5_k", 256, 176), 14: ("q6_k", 256, 210), 15: ("q8_k", 256, 292),
+    20: ("iq4_nl", 32, 18), 23: ("iq4_xs", 256, 136),
     24: ("i8", 1, 1), 25: ("i16", 1, 2), 26: ("i32", 1, 4), 27: ("i64", 1, 8),
     28: ("f64", 1, 8), 30: ("bf16", 1, 2),
 }
@@ -170,6 +174,8 @@ def dequantize(buf, ggml_type, n):
         hi = (blocks["qs"] >> 4).astype(np.float32) - 8
         out = blocks["d"].astype(np.float32)[:, None] * np.concatenate([lo, hi], axis=1)
     else:
-        raise ValueError(f"cannot dequantize ggml type {ggml_type}")
+        out = kquants_ref.dequantize(buf, ggml_type, n)   # k-quants, IQ4_NL, IQ4_XS
+        if out is None:
+            raise ValueError(f"cannot dequantize ggml type {ggml_type}")
     # fp32 products first (d*q is exact in fp32 for these formats), then float64.
     return np.asarray(out, dtype=np.float32).reshape(-1).astype(np.float64)

@@ -105,7 +105,8 @@ class Numerics:
     use_dense_mlp: bool = True   # False: Grok-2's dense MLP left out
     kv_head_map: str = "div"     # "div": h // group (spec); "mod": query head h reads h % n_kv
     # Not part of the model's math: "q8_0" rounds the input rows of every matmul whose
-    # weight is stored as Q8_0/Q4_0 to Q8_0 blocks (fp32 -> llama.cpp's quantize_row_q8_0),
+    # weight is stored as Q8_0/Q4_0/IQ4_NL to Q8_0 blocks (fp32 -> llama.cpp's
+    # quantize_row_q8_0), and as a k-quant or IQ4_XS to Q8_K blocks (quantize_row_q8_K),
     # as llama.cpp and this engine do inside their quantized dot products (parity.py
     # compares quantized models against both this and the exact-activation reference).
     act_quant: str = None
@@ -244,7 +245,8 @@ def temperature(positions, length):
                        torch.ones_like(p))
 
 
-QUANT_TYPES = (2, 8)     # ggml Q4_0, Q8_0
+QUANT_TYPES = (2, 8, 10, 11, 12, 13, 14, 20, 23)  # Q4_0, Q8_0, Q2_K..Q6_K, IQ4_NL, IQ4_XS
+Q8_K_TYPES = (10, 11, 12, 13, 14, 23)             # their dot products take Q8_K activations
 
 
 def q8_0_rows(x):
@@ -259,6 +261,29 @@ def q8_0_rows(x):
     q = np.sign(xs) * np.floor(np.abs(xs) + 0.5)                  # roundf
     d16 = d.astype(np.float16).astype(np.float32)                  # the block stores fp16 d
     out = (d16[:, None].astype(np.float64) * q).reshape(a.shape)
+    return torch.from_numpy(out)
+
+
+def _qtype(f, name):
+    """The ggml type of a quantized weight (which activation rounding it implies), else 0."""
+    t = f.tensors[name].type
+    return t if t in QUANT_TYPES else 0
+
+
+def q8_K_rows(x):
+    """Rounds fp32 activation rows to Q8_K blocks of 256 and back (llama.cpp
+    quantize_row_q8_K_ref): the first element of largest magnitude, with its sign,
+    maps to -127 (iscale = -127/max in fp32), q = round-half-even(iscale*x) capped
+    at 127, d = 1/iscale kept in fp32."""
+    a = x.detach().numpy().astype(np.float32)
+    b = a.reshape(-1, 256)
+    idx = np.abs(b).argmax(axis=1)
+    mx = b[np.arange(b.shape[0]), idx]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        iscale = np.where(mx != 0, np.float32(-127) / mx, np.float32(0)).astype(np.float32)
+        d = np.where(mx != 0, np.float32(1) / iscale, np.float32(0)).astype(np.float32)
+    q = np.minimum(np.rint((b * iscale[:, None]).astype(np.float32)), 127).astype(np.float64)
+    out = (d[:, None].astype(np.float64) * q).reshape(a.shape)
     return torch.from_numpy(out)
 
 
@@ -300,7 +325,7 @@ class GrokModel:
         self.tied = "output.weight" not in f.tensors
         self.output_norm = T("output_norm.weight")
         out_name = "output.weight" if "output.weight" in f.tensors else "token_embd.weight"
-        self.top = dict(output=self.output, quantized={"output": f.tensors[out_name].type in QUANT_TYPES})
+        self.top = dict(output=self.output, quantized={"output": _qtype(f, out_name)})
         # Grok-2 when the dense residual MLP exists (spec §4.3, §8).
         self.variant = "grok2" if "blk.0.ffn_gate.weight" in f.tensors else "grok1"
         self.layers = []
@@ -330,8 +355,7 @@ class GrokModel:
             names = dict(wq="attn_q", wk="attn_k", wv="attn_v", wo="attn_output", gate_exps="ffn_gate_exps",
                          up_exps="ffn_up_exps", down_exps="ffn_down_exps", gate="ffn_gate", up="ffn_up",
                          down="ffn_down")
-            L["quantized"] = {k: f.tensors[f"{p}{n}.weight"].type in QUANT_TYPES
-                              for k, n in names.items() if k in L}
+            L["quantized"] = {k: _qtype(f, f"{p}{n}.weight") for k, n in names.items() if k in L}
             self.layers.append(L)
 
     def numerics(self, mode):
@@ -343,8 +367,9 @@ class GrokModel:
         """x @ W^T for weight L[name] (expert slice `expert` of a stack), with the optional
         Q8_0 rounding of x that emulates quantized dot products (Numerics.act_quant)."""
         W = L[name] if expert is None else L[name][expert]
-        if nm.act_quant == "q8_0" and L["quantized"][name]:
-            x = q8_0_rows(x)
+        qt = L["quantized"][name]
+        if nm.act_quant == "q8_0" and qt:
+            x = q8_K_rows(x) if qt in Q8_K_TYPES else q8_0_rows(x)
         return x @ W.T
 
     def attention(self, L, h, positions, nm):

@@ -30,9 +30,13 @@ scores, GELU inputs and logits are O(1), where the caps, the temperature and the
 GELU variant move logits well above the f32 tolerance (selfcheck.py measures it).
 
 Usage: make_model.py OUT.gguf [--kind grok1|grok1old|grok2|grok2yarn] [--type f32|f16|bf16|q8_0|q4_0] [--seed N]
+                     [--wide]   (n_embd 256, head_dim 64, FFN widths 256/512: k-quant-sized rows)
+                     [--small]  (1 layer, 4 experts, 512 tokens: for committed fixtures)
 """
 
 import argparse
+import contextlib
+import math
 import sys
 
 import numpy as np
@@ -80,7 +84,7 @@ def model_config(kind):
         # Values unlike the defaults, so that they must be read from the file.
         "embedding_scale": 6.0 if grok2 else 5.0,
         "logit_scale": 0.5 if grok2 else 0.7,
-        "attention.output_scale": 0.25,             # 1/sqrt(head_dim), not the default 1/sqrt(128)
+        "attention.output_scale": 1.0 / math.sqrt(HEAD_DIM),  # not the default 1/sqrt(128)
         "attn_logit_softcapping": 4.0 if grok2 else 5.0,
         "router_logit_softcapping": 6.0 if grok2 else 5.0,  # grok1: present but ignored (J1)
     })
@@ -155,8 +159,38 @@ def _stays_f32(name):
     return name.endswith("norm.weight") or name.endswith("ffn_gate_inp.weight")
 
 
-def build(path, kind="grok1", wtype="f32", seed=0):
+# --wide: rows of 256 (n_embd 256, head_dim 64, expert widths 256, Grok-2's dense
+# MLP 512) so that every matrix fits the k-quants' 256-weight super-blocks; the
+# weight scales shrink by sqrt(64/256) to keep activations O(1).
+WIDE = dict(N_EMBD=256, HEAD_DIM=64, N_FF_EXP_GROK1=256, N_FF_GROK2=512, N_FF_EXP_GROK2=256)
+# --small (with --wide): one layer, 4 experts, 512 tokens, for fixture files that
+# llama.cpp's quantizer writes and tests/ keeps (a few hundred KiB each).
+SMALL = dict(N_LAYER=1, N_EXPERT=4, N_VOCAB=512)
+
+
+@contextlib.contextmanager
+def _shape(wide, small=False):
+    """Switches the module's shape constants to WIDE (and SMALL) for the duration."""
+    g = globals()
+    saved = {k: g[k] for k in list(WIDE) + list(SMALL) + ["STD"]}
+    if small:
+        g.update(SMALL)
+    if wide:
+        g.update(WIDE)
+        g["STD"] = {k: (v if k == "norm" else v * 0.5) for k, v in saved["STD"].items()}
+    try:
+        yield
+    finally:
+        g.update(saved)
+
+
+def build(path, kind="grok1", wtype="f32", seed=0, wide=False, small=False):
     """Writes one model to path; returns the config dict written."""
+    with _shape(wide, small):
+        return _build(path, kind, wtype, seed)
+
+
+def _build(path, kind, wtype, seed):
     if kind not in KINDS:
         raise ValueError(f"unknown kind {kind}")
     ttype = gw.TYPE_BY_NAME[wtype]
@@ -184,8 +218,10 @@ def main(argv=None):
     ap.add_argument("--kind", choices=KINDS, default="grok1")
     ap.add_argument("--type", choices=TYPES, default="f32")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--wide", action="store_true", help="rows of 256 (for the k-quants)")
+    ap.add_argument("--small", action="store_true", help="1 layer, 4 experts, 512 tokens")
     a = ap.parse_args(argv)
-    build(a.out, a.kind, a.type, a.seed)
+    build(a.out, a.kind, a.type, a.seed, a.wide, a.small)
     return 0
 
 

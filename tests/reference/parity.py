@@ -20,7 +20,10 @@ Pass rules:
              llama.cpp does; this engine's f16/bf16 dot products take fp32 activations
              (measured error ~1e-6), so the f32 bound applies and catches the subtler
              features too. Loosen it if the engine starts rounding activations.
-  q8_0, q4_0 The engine rounds activations to Q8_0 blocks inside quantized matmuls (as
+  q8_0, q4_0 (and the k-quant mixes q2_k, q3_k_m, q4_k_m, q5_k_m, q6_k, written by
+             `grok quantize` from a --wide f32 model; their k-quant weights take Q8_K
+             activation blocks of 256, which the act_quant reference emulates too)
+             The engine rounds activations to Q8_0 blocks inside quantized matmuls (as
              llama.cpp does), which moves these small, deliberately sensitive models'
              logits by ~1-3% and, where a router decision is close, picks another expert
              (a jump of up to ~0.4 at a few positions). So:
@@ -73,6 +76,18 @@ UBATCHES, UBATCHES_QUICK = (1, 7), (1,)
 ENGINE_TIMEOUT_S = 300
 MODEL_SEED = 0
 QUANT = ("q8_0", "q4_0")
+# llama.cpp's mixes, written by `grok quantize` from a --wide f32 model (rows of 256):
+# k-quant weights take Q8_K activations (attn_k/attn_v are Q8_0 in these 8-expert
+# mixes), which the act_quant reference emulates per weight type.
+MIXES = ("q2_k", "q3_k_m", "q4_k_m", "q5_k_m", "q6_k")
+QUANT += MIXES
+QUANT_MEDIAN_BOUND.update({m: 0.05 for m in MIXES})
+# Files that llama.cpp's quantizer wrote (tests/fixtures/llamacpp/README.md).
+FIXTURE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fixtures", "llamacpp")
+FIXTURES = {"llama_iq4_xs": "grok1-small-iq4_xs.gguf", "llama_q2_k": "grok1-small-q2_k.gguf",
+            "llama_q4_k_m": "grok1-small-q4_k_m.gguf"}
+QUANT += tuple(FIXTURES)
+QUANT_MEDIAN_BOUND.update({m: 0.05 for m in FIXTURES})
 
 
 class Case:
@@ -94,6 +109,16 @@ def all_cases():
     cases = [Case(k, "f32", m) for k in make_model.KINDS for m in ("reference", "llamacpp")]
     for t in ("f16", "bf16", "q8_0", "q4_0"):
         cases += [Case("grok1", t, "reference"), Case("grok2", t, "reference"), Case("grok2", t, "llamacpp")]
+    # one case per mix: Grok-1 shape for the low-bit mixes, Grok-2 shape (dense MLP,
+    # separate Q6_K output) for the others. Only one in llamacpp mode: there (no router
+    # softcap) a Q8_0/Q8_K activation value that lands on a rounding boundary in one of
+    # engine and emulation but not the other can flip a later router choice and move
+    # every following position (seen for Q8_0 as much as for the k-quants on the wide
+    # models); reference mode's softcapped router absorbs it.
+    cases += [Case("grok1", "q2_k", "reference"), Case("grok1", "q3_k_m", "reference"),
+              Case("grok2", "q4_k_m", "reference"), Case("grok2", "q5_k_m", "reference"),
+              Case("grok2", "q6_k", "llamacpp")]
+    cases += [Case("grok1", t, "reference") for t in FIXTURES]
     # The KV cache types (the q8_0 cache needs head_dim % 32 == 0, which these small
     # models lack: test_model checks it against the f32 cache).
     cases += [Case("grok2", "f32", "llamacpp", None), Case("grok1", "f32", "reference", "f16")]
@@ -186,6 +211,20 @@ def judge_kv(label, eng, full, wtype, s):
 def run_case(case, grok, tmp, quick):
     """Returns (list of per-run stats, case info, failure messages)."""
     path = os.path.join(tmp, f"{case.kind}-{case.wtype}.gguf")
+    if case.wtype in FIXTURES:
+        path = os.path.join(FIXTURE_DIR, FIXTURES[case.wtype])
+    if not os.path.exists(path) and case.wtype in MIXES:
+        # q4_k_m on the full wide model (3 layers, 8 experts: llama.cpp's 8-expert
+        # rules); the other mixes on the small one (1 layer, 4 experts), to keep
+        # the reference's time down
+        small = case.wtype != "q4_k_m"
+        f32 = os.path.join(tmp, f"{case.kind}-wide{'-small' if small else ''}-f32.gguf")
+        if not os.path.exists(f32):
+            make_model.build(f32, case.kind, "f32", seed=MODEL_SEED, wide=True, small=small)
+        r = subprocess.run([grok, "quantize", f32, path, case.wtype, "-q", "-t", "2"],
+                           capture_output=True, text=True, timeout=ENGINE_TIMEOUT_S)
+        if r.returncode != 0:
+            raise RuntimeError(f"grok quantize {case.wtype}: {r.stderr.strip()}")
     if not os.path.exists(path):
         make_model.build(path, case.kind, case.wtype, seed=MODEL_SEED)
     model = grok_ref.load(path)

@@ -693,6 +693,53 @@ static void test_convert_types(void) {
     gk_gguf_close(a);
     gk_gguf_close(b);
 
+    /* A llama.cpp mix (q4_k_m) from convert equals the same mix from quantize:
+     * convert reads the shape the mix consults from config.json, quantize from
+     * the GGUF keys. Rows of 256 so the k-quants apply. */
+    {
+        ck w = ck_default();
+        w.d = 256, w.head_dim = 64, w.n_ff = 512, w.n_ff_exp = 256;
+        char wb[512], wm[512], wq[512];
+        path_in("w-bf16.gguf", wb);
+        path_in("w-mix.gguf", wm);
+        path_in("w-q.gguf", wq);
+        gk_convert_params pm = quiet_params(GK_TYPE_Q4_K);
+        pm.policy.mix = GK_MIX_Q4_K_M;
+        gk_convert_params pb = quiet_params(GK_TYPE_BF16);
+        CHECK_MSG(convert_ck(&w, &pb, wb, &err) == 0, "%s", err.msg);
+        CHECK_MSG(convert_ck(&w, &pm, wm, &err) == 0, "%s", err.msg);
+        gk_quantize_params mq = gk_quantize_default_params();
+        mq.policy.mix = GK_MIX_Q4_K_M;
+        mq.policy.type = GK_TYPE_Q4_K;
+        mq.out.n_threads = 2;
+        CHECK_MSG(gk_quantize(wb, wq, &mq, &err) == 0, "%s", err.msg);
+        gk_gguf *x = gk_gguf_open(wm, &err), *z = gk_gguf_open(wq, &err);
+        if (x && z) {
+            CHECK(gk_gguf_n_tensors(x) == gk_gguf_n_tensors(z));
+            for (int64_t i = 0; i < gk_gguf_n_tensors(x); i++) {
+                const gk_gguf_tensor *tx = gk_gguf_tensor_at(x, i);
+                const gk_gguf_tensor *tz = gk_gguf_find_tensor(z, tx->name);
+                CHECK_MSG(tz && tz->type == tx->type && tz->nbytes == tx->nbytes &&
+                              memcmp(tz->data, tx->data, tx->nbytes) == 0,
+                          "%s differs", tx->name);
+            }
+            /* llama.cpp's rules for 8 experts and 2 layers */
+            CHECK(gk_gguf_find_tensor(x, "blk.0.attn_k.weight")->type == GK_TYPE_Q8_0);
+            CHECK(gk_gguf_find_tensor(x, "blk.0.attn_q.weight")->type == GK_TYPE_Q4_K);
+            CHECK(gk_gguf_find_tensor(x, "blk.0.attn_output.weight")->type == GK_TYPE_Q5_K);
+            CHECK(gk_gguf_find_tensor(x, "blk.0.ffn_down_exps.weight")->type == GK_TYPE_Q4_K);
+            CHECK(gk_gguf_find_tensor(x, "blk.1.ffn_down_exps.weight")->type == GK_TYPE_Q6_K);
+            CHECK(gk_gguf_find_tensor(x, "output.weight")->type == GK_TYPE_Q6_K);
+            uint32_t ft = 0;
+            CHECK(gk_gguf_get_u32(x, "general.file_type", &ft, &err) == 1 && ft == 15);
+        }
+        gk_gguf_close(x);
+        gk_gguf_close(z);
+        unlink(wb);
+        unlink(wm);
+        unlink(wq);
+    }
+
     /* Quantize's own checks. */
     char q8[512];
     path_in("q8.gguf", q8);
@@ -703,9 +750,9 @@ static void test_convert_types(void) {
     qp.allow_requantize = true;
     qp.policy.type = GK_TYPE_Q8_0;
     CHECK(gk_quantize(q4, q8, &qp, &err) == 0);
-    qp.policy.type = GK_TYPE_Q4_K;
+    qp.policy.type = GK_TYPE_TQ1_0;
     CHECK(gk_quantize(out, q8, &qp, &err) == -1);
-    CHECK_ERR_HAS(err.msg, "cannot write type q4_k");
+    CHECK_ERR_HAS(err.msg, "cannot write type tq1_0");
     qp.policy.type = GK_TYPE_Q8_0;
     CHECK(gk_quantize(out, out, &qp, &err) == -1);
     CHECK_ERR_HAS(err.msg, "overwrite the input");

@@ -17,7 +17,7 @@ static void test_traits(void) {
     CHECK(gk_type_traits_of(GK_TYPE_BF16)->type_size == 2);
     CHECK(gk_type_traits_of(4) == NULL); /* removed from ggml */
     CHECK(gk_type_traits_of(99) == NULL);
-    CHECK(gk_type_is_supported(GK_TYPE_Q4_0) && !gk_type_is_supported(GK_TYPE_Q4_K));
+    CHECK(gk_type_is_supported(GK_TYPE_Q4_0) && !gk_type_is_supported(GK_TYPE_TQ1_0));
     CHECK(gk_row_size(GK_TYPE_Q8_0, 64) == 68);
     CHECK(gk_row_size(GK_TYPE_Q8_0, 33) == 0); /* not a whole block */
     CHECK(gk_type_from_name("Q4_0") == GK_TYPE_Q4_0 && gk_type_from_name("nope") == -1);

@@ -23,7 +23,7 @@ typedef struct {
     const char *drop;       /* leave this tensor out */
     const char *extra;      /* add this (1-D, n_embd) tensor */
     const char *reshape;    /* write this tensor with one row too many */
-    const char *retype;     /* write this tensor as q4_k bytes */
+    const char *retype;     /* write this tensor as tq1_0 bytes */
     const char *drop_key;   /* leave this key out */
     uint32_t head_count_kv; /* 0 = NKV */
     uint32_t expert_used;   /* 0 = K */
@@ -120,7 +120,7 @@ static int write_model(const char *path, const spec *sp) {
             for (size_t k = 0; k < cnt; k++) p[k] = 1.0f + 0.1f * p[k];
         bufs[nb++] = p;
         gk_dtype type = GK_TYPE_F32;
-        if (sp->retype && !strcmp(sp->retype, ts[i].name)) type = GK_TYPE_Q4_K, ne[0] = 256;
+        if (sp->retype && !strcmp(sp->retype, ts[i].name)) type = GK_TYPE_TQ1_0, ne[0] = 256;
         rc = gk_gguf_add_tensor(w, ts[i].name, type, (uint32_t)ts[i].n_dims, ne, p, &err);
     }
     if (rc == 0) rc = gk_gguf_write(w, path, &err);
@@ -163,7 +163,7 @@ static void test_broken(void) {
                    "missing required key 'grok.attention.layer_norm_rms_epsilon'");
     expect_refused(&(spec){.head_count_kv = 3}, "head_count_kv 3 does not divide");
     expect_refused(&(spec){.expert_used = 9}, "expert_used_count 9 must be in 1..8");
-    expect_refused(&(spec){.retype = "blk.0.attn_v.weight"}, "type q4_k is not supported");
+    expect_refused(&(spec){.retype = "blk.0.attn_v.weight"}, "type tq1_0 is not supported");
     expect_refused(&(spec){.both_post_norms = true}, "exactly one of");
     expect_refused(&(spec){.grok2 = true, .drop = "blk.1.ffn_up.weight"},
                    "missing tensor 'blk.1.ffn_up.weight'");

@@ -1,0 +1,426 @@
+/*
+ * test_plan.c - the cost model (src/plan): counts computed by hand for a tiny
+ * configuration of each variant, the Grok presets' parameter counts from the
+ * spec, published training runs reproduced within 15 %, bad inputs, preset
+ * files, and (when the engine's work counters exist) the planner against what
+ * the engine actually did on a tiny model.
+ */
+#include "gk_test.h"
+#include "grok.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define NEAR(a, b) (fabs((a) - (b)) <= 1e-9 * (fabs(a) + fabs(b)) + 1e-9)
+#define CHECK_EQ(a, b)                                                                             \
+    CHECK_MSG(NEAR((double)(a), (double)(b)), "%.17g != %.17g", (double)(a), (double)(b))
+
+/* Grok-1 shape, tiny: V 32, d 16, 2 layers, 4 heads of 4 over 2 KV heads, 4 experts
+ * of width 8, top-2, tied output, f32. */
+static void test_tiny_grok1(void) {
+    gk_plan_shape s = {.variant = GK_VARIANT_GROK1,
+                       .n_vocab = 32,
+                       .n_embd = 16,
+                       .n_layer = 2,
+                       .n_head = 4,
+                       .n_head_kv = 2,
+                       .head_dim = 4,
+                       .n_ctx = 64,
+                       .n_ff_exp = 8,
+                       .n_expert = 4,
+                       .n_expert_used = 2,
+                       .gated = true,
+                       .tied_output = true};
+    gk_plan_model pm;
+    gk_err err;
+    CHECK(gk_plan_model_build(&s, "f32", &pm, &err) == 0);
+    /* by hand: attention q 16x16 + k 8x16 + v 8x16 + o 16x16 = 768; router 4x16 = 64;
+     * one expert 3 x 8 x 16 = 384 (4 stored, 2 used); 4 norms of 16 per layer;
+     * embedding 32 x 16 = 512 (also the output); final norm 16 */
+    CHECK_EQ(gk_plan_params(&pm), 2 * (768 + 64 + 4 * 384 + 64) + 512 + 16);        /* 5392 */
+    CHECK_EQ(gk_plan_params_active(&pm), 2 * (768 + 64 + 2 * 384 + 64) + 512 + 16); /* 3856 */
+    CHECK_EQ(gk_plan_weight_bytes(&pm), 4.0 * 5392);
+    /* one token at position 0 with its logits */
+    gk_plan_cost c = gk_plan_forward(&pm, 1, 0, 1, 2, 4);
+    CHECK_EQ(c.matmul_flops, 2.0 * 2 * (768 + 64 + 2 * 384) + 2.0 * 512); /* 7424 */
+    CHECK_EQ(c.weight_bytes, 4.0 * (2 * (768 + 64 + 2 * 384) + 512));     /* 14848 */
+    CHECK_EQ(c.attn_flops, 4.0 * 4 * 4 * 1 * 2);                          /* 1 key, 2 layers */
+    CHECK_EQ(c.kv_bytes_written, 2.0 * 2 * 8 * 4);                        /* K+V, 2 layers */
+    CHECK_EQ(c.embd_bytes, 16 * 4);
+    /* 3 tokens at positions 5, 6, 7 (6 + 7 + 8 = 21 keys), no logits, 3 experts touched */
+    c = gk_plan_forward(&pm, 3, 5, 0, 3, 4);
+    CHECK_EQ(c.matmul_flops, 3 * 2.0 * 2 * (768 + 64 + 2 * 384));
+    CHECK_EQ(c.weight_bytes, 4.0 * 2 * (768 + 64 + 3 * 384));
+    CHECK_EQ(c.attn_flops, 64.0 * 21 * 2);
+    CHECK_EQ(c.kv_bytes_read, 2.0 * 8 * 4 * 21 * 2);
+    /* expected touched experts: E (1 - (1 - k/E)^n) */
+    CHECK_EQ(gk_plan_experts_touched(&s, 1), 2);
+    CHECK_EQ(gk_plan_experts_touched(&s, 2), 4 * (1 - 0.25));
+    CHECK_EQ(gk_plan_kv_bytes_per_token(&s, 2), 2.0 * 2 * 8 * 2);
+    /* tp 2: two ring all-reduces of 16 values per layer, each rank sends (2-1)/2 * 2 x 16 */
+    gk_plan_split sp = {.tp = 2, .ep = 1, .pp = 1, .dp = 1};
+    gk_plan_comm cm = gk_plan_comm_per_token(&pm, &sp, 4);
+    CHECK_EQ(cm.tp_bytes, 2.0 * 2 * 16 * 4);
+    CHECK_EQ(cm.tp_msgs, 2.0 * 2 * 2);
+    sp = (gk_plan_split){.tp = 1, .ep = 4, .pp = 2, .dp = 1};
+    cm = gk_plan_comm_per_token(&pm, &sp, 2);
+    CHECK_EQ(cm.ep_bytes, 2.0 * 2 * 2 * 0.75 * 16 * 2); /* there and back, top-2, 3/4 remote */
+    CHECK_EQ(cm.pp_bytes, 16 * 2);
+    CHECK_EQ(gk_plan_dp_bytes_per_step(&pm, 4, 2), 2.0 * 3 / 4 * 5392 * 2);
+}
+
+/* Grok-2 shape, tiny, q8_0: V 64, d 32, 1 layer, 2 heads of 16 over 1 KV head,
+ * 2 experts of width 32 top-1, dense MLP 64, untied. A q8_0 row of 32 is 34 bytes. */
+static void test_tiny_grok2(void) {
+    gk_plan_shape s = {.variant = GK_VARIANT_GROK2,
+                       .n_vocab = 64,
+                       .n_embd = 32,
+                       .n_layer = 1,
+                       .n_head = 2,
+                       .n_head_kv = 1,
+                       .head_dim = 16,
+                       .n_ctx = 64,
+                       .n_ff = 64,
+                       .n_ff_exp = 32,
+                       .n_expert = 2,
+                       .n_expert_used = 1,
+                       .gated = true};
+    gk_plan_model pm;
+    gk_err err;
+    CHECK(gk_plan_model_build(&s, "q8_0", &pm, &err) == 0);
+    const double attn = 32 * 34 + 16 * 34 + 16 * 34 + 32 * 34; /* q k v o: 3264 */
+    const double router = 2 * 32 * 4;                          /* f32: 256 */
+    const double expert = 3 * 32 * 34;                         /* 3264 */
+    const double dense = 64 * 34 + 64 * 34 + 32 * 68;          /* down rows are 64 long: 6528 */
+    const double out = 64 * 34, norms = (4 * 32 + 32) * 4.0;
+    CHECK_EQ(gk_plan_weight_bytes(&pm), attn + router + 2 * expert + dense + 2 * out + norms);
+    CHECK_EQ(gk_plan_params(&pm), 3072 + 64 + 2 * 3072 + 6144 + 2 * 2048 + 160);
+    gk_plan_cost c = gk_plan_forward(&pm, 1, 0, 1, 1, 4);
+    CHECK_EQ(c.weight_bytes, attn + router + expert + dense + out);
+    CHECK_EQ(c.matmul_flops, 2.0 * (3072 + 64 + 3072 + 6144) + 2.0 * 2048); /* 28800 */
+    CHECK_EQ(c.embd_bytes, 34);
+    /* training, sequences of 4: forward matmuls with every token's logits, attention
+     * over (4 + 1)/2 keys on average, backward twice the forward */
+    gk_plan_train_cost t = gk_plan_train_per_token(&pm, 4);
+    CHECK_EQ(t.fwd_matmul_flops, 28800);
+    CHECK_EQ(t.fwd_attn_flops, 4.0 * 2 * 16 * 2.5);
+    CHECK_EQ(t.bwd_flops, 2 * (28800 + 320));
+    CHECK_EQ(t.flops, 3 * (28800 + 320));
+    CHECK_EQ(t.opt_bytes_per_step, 32.0 * gk_plan_params(&pm));
+    /* weight bytes on the busiest device of tp 2: matrices halved, router whole */
+    gk_plan_split sp = {.tp = 2, .ep = 1, .pp = 1, .dp = 1};
+    CHECK_EQ(gk_plan_weight_bytes_per_device(&pm, &sp),
+             (attn + 2 * expert + dense) / 2 + router + 2 * out / 2 + norms);
+    /* the llama.cpp mix: k-quants need 256-wide rows, so at d = 32 they fall back to
+     * q5_0 (q4_k) and q8_0 (q6_k) as llama.cpp does */
+    CHECK(gk_plan_model_build(&s, "q4_k_m", &pm, &err) == 0);
+    bool saw_q5_0 = false;
+    for (int i = 0; i < pm.n_ops; i++)
+        saw_q5_0 |= !strcmp(pm.ops[i].name, "attn_q") && pm.ops[i].type == 6;
+    CHECK(saw_q5_0);
+}
+
+/* Spec section 9: exact parameter counts of the released configurations. */
+static void test_grok_presets(void) {
+    gk_plan_shape s;
+    gk_plan_model pm;
+    gk_err err;
+    CHECK(gk_plan_shape_preset("grok-1", &s, &err) == 0);
+    CHECK(gk_plan_model_build(&s, "bf16", &pm, &err) == 0);
+    CHECK_EQ(gk_plan_params(&pm), 315684820992.0);
+    CHECK_EQ(gk_plan_params_active(&pm), 83756587008.0);
+    CHECK(gk_plan_shape_preset("grok-2", &s, &err) == 0);
+    CHECK(gk_plan_model_build(&s, "bf16", &pm, &err) == 0);
+    CHECK_EQ(gk_plan_params(&pm), 269515497472.0);
+    /* q4_k_m of Grok-2: 4.5 to 5.5 bits per weight on average */
+    CHECK(gk_plan_model_build(&s, "q4_k_m", &pm, &err) == 0);
+    double bpw = 8 * gk_plan_weight_bytes(&pm) / gk_plan_params(&pm);
+    CHECK_MSG(bpw > 4.5 && bpw < 5.5, "q4_k_m bpw %.3f", bpw);
+    /* the KV cache of both: 64 layers x 8 KV heads x 128 x 2 x 2 B = 256 KiB per token */
+    CHECK_EQ(gk_plan_kv_bytes_per_token(&s, 2), 262144);
+}
+
+/* Published training runs and model sizes, reproduced from their configurations
+ * and stated hardware within 15 % (docs/scale.md cites each). */
+typedef struct {
+    const char *what, *model, *fleet;
+    double tokens, seq, mfu;
+    int quantity; /* 0 params, 1 active params, 2 training FLOPs, 3 device-hours */
+    double published;
+    const char *source;
+} published_run;
+
+static const published_run runs[] = {
+    {"Llama 3.1 405B parameters", "llama-3.1-405b", NULL, 0, 0, 0, 0, 405e9,
+     "Llama 3 Herd of Models, arXiv:2407.21783, Table 3"},
+    {"Llama 3.1 405B training FLOPs", "llama-3.1-405b", NULL, 15.6e12, 8192, 0, 2, 3.8e25,
+     "arXiv:2407.21783 sec. 3.2.1 (15.6T tokens, 3.8e25 FLOPs)"},
+    {"Llama 3.1 405B H100 GPU-hours", "llama-3.1-405b", "16384xH100", 15.6e12, 8192, 0.38, 3,
+     30.84e6, "Llama 3.1 model card (30.84M H100-80GB GPU-hours); MFU 38-43 %, Table 4"},
+    {"DeepSeek-V3 parameters", "deepseek-v3", NULL, 0, 0, 0, 0, 671e9,
+     "DeepSeek-V3 Technical Report, arXiv:2412.19437, abstract"},
+    {"DeepSeek-V3 active parameters", "deepseek-v3", NULL, 0, 0, 0, 1, 37e9,
+     "arXiv:2412.19437, abstract"},
+    {"DeepSeek-V3 H800 GPU-hours", "deepseek-v3", "2048xH800", 14.8e12, 4096, 0.38, 3, 2.788e6,
+     "arXiv:2412.19437 Table 1 (2.788M H800 GPU-hours, 14.8T tokens); MFU assumed 0.38"},
+    {"GPT-3 175B parameters", "gpt-3-175b", NULL, 0, 0, 0, 0, 175e9,
+     "Brown et al. 2020, arXiv:2005.14165, Table 2.1"},
+    {"GPT-3 175B training FLOPs", "gpt-3-175b", NULL, 300e9, 2048, 0, 2, 3.14e23,
+     "arXiv:2005.14165 Table D.1 (3.14e23 FLOPs, 300B tokens)"},
+    {"Chinchilla parameters", "chinchilla-70b", NULL, 0, 0, 0, 0, 70e9,
+     "Hoffmann et al. 2022, arXiv:2203.15556, Table 4"},
+    {"Chinchilla training FLOPs", "chinchilla-70b", NULL, 1.4e12, 2048, 0, 2, 5.76e23,
+     "arXiv:2203.15556 Table 3 (1.4T tokens, 5.76e23 FLOPs)"},
+    {"Grok-1 parameters", "grok-1", NULL, 0, 0, 0, 0, 314e9,
+     "xai-org/grok-1 README (314B parameters)"},
+    {"Grok-2 parameters", "grok-2", NULL, 0, 0, 0, 0, 270e9,
+     "xai-org/grok-2 model card; HF discussion #6 (269,515,497,472)"},
+};
+
+static void test_published(void) {
+    printf("%-32s %12s %12s %7s\n", "published figure", "published", "planner", "diff");
+    for (size_t i = 0; i < sizeof runs / sizeof runs[0]; i++) {
+        const published_run *r = &runs[i];
+        gk_plan_shape s;
+        gk_plan_model pm;
+        gk_err err;
+        double v = 0;
+        CHECK(gk_plan_shape_preset(r->model, &s, &err) == 0);
+        CHECK(gk_plan_model_build(&s, "bf16", &pm, &err) == 0);
+        if (r->quantity == 0) v = gk_plan_params(&pm);
+        if (r->quantity == 1) v = gk_plan_params_active(&pm);
+        if (r->quantity == 2) v = gk_plan_train_per_token(&pm, r->seq).flops * r->tokens;
+        if (r->quantity == 3) {
+            double n;
+            gk_plan_hw hw;
+            gk_plan_train t;
+            CHECK(gk_plan_fleet_parse(r->fleet, &n, &hw, &err) == 0);
+            CHECK(gk_plan_train_eval(&pm, &hw, n, r->tokens, r->seq, r->mfu, 1.0, &t, &err) == 0);
+            v = t.device_hours;
+        }
+        double diff = v / r->published - 1;
+        printf("%-32s %12.4g %12.4g %+6.1f%%  %s\n", r->what, r->published, v, 100 * diff,
+               r->source);
+        CHECK_MSG(fabs(diff) <= 0.15, "%s: %.4g vs published %.4g", r->what, v, r->published);
+    }
+}
+
+static void test_fleet_and_bad_inputs(void) {
+    gk_err err;
+    gk_plan_hw hw;
+    double n;
+    CHECK(gk_plan_fleet_parse("8xH100", &n, &hw, &err) == 0);
+    CHECK(n == 8 && !strcmp(hw.name, "H100-SXM"));
+    CHECK(gk_plan_fleet_parse("16384xh100_sxm", &n, &hw, &err) == 0);
+    CHECK(gk_plan_fleet_parse("8xH1000", &n, &hw, &err) < 0);
+    CHECK_ERR_HAS(err.msg, "unknown device 'H1000'");
+    CHECK(gk_plan_fleet_parse("0xH100", &n, &hw, &err) < 0);
+    CHECK_ERR_HAS(err.msg, "whole number");
+    CHECK(gk_plan_fleet_parse("2.5xH100", &n, &hw, &err) < 0);
+    CHECK(gk_plan_fleet_parse("H100", &n, &hw, &err) < 0);
+    CHECK_ERR_HAS(err.msg, "COUNTxDEVICE");
+    gk_plan_shape s;
+    CHECK(gk_plan_shape_preset("grok-3", &s, &err) < 0);
+    CHECK_ERR_HAS(err.msg, "unknown model preset 'grok-3'");
+    CHECK(gk_plan_shape_preset("grok-2", &s, &err) == 0);
+    gk_plan_model pm;
+    CHECK(gk_plan_model_build(&s, "q3_z", &pm, &err) < 0);
+    CHECK_ERR_HAS(err.msg, "unknown weight type 'q3_z'");
+    gk_plan_shape bad = s;
+    bad.n_head_kv = 7;
+    CHECK(gk_plan_model_build(&bad, "bf16", &pm, &err) < 0);
+    CHECK_ERR_HAS(err.msg, "do not divide");
+    bad = s;
+    bad.n_expert_used = 9;
+    CHECK(gk_plan_model_build(&bad, "bf16", &pm, &err) < 0);
+    CHECK_ERR_HAS(err.msg, "top-9 of 8");
+    CHECK(gk_plan_model_build(&s, "q4_k_m", &pm, &err) == 0);
+    gk_plan_train t;
+    CHECK(gk_plan_train_eval(&pm, &hw, 8, 1e12, 8192, 1.5, 1.2, &t, &err) < 0);
+    CHECK_ERR_HAS(err.msg, "MFU");
+    CHECK(gk_plan_train_eval(&pm, &hw, 8, -5, 8192, 0.4, 1.2, &t, &err) < 0);
+    CHECK_ERR_HAS(err.msg, "token count");
+    /* Grok-2 q4_k_m does not fit on one H100, fits on 8 with TP 8 */
+    gk_plan_infer_opts io = {.n_ctx = 8192};
+    gk_plan_infer r;
+    CHECK(gk_plan_hw_find("H100", &hw, &err) == 0);
+    CHECK(gk_plan_infer_eval(&pm, &hw, 1, 1, &io, &r, &err) == 0);
+    CHECK(!r.fits);
+    CHECK(gk_plan_infer_eval(&pm, &hw, 8, 8, &io, &r, &err) == 0);
+    CHECK(r.fits && r.max_seqs > 1 && r.gen_bound > r.gen_expect && r.gen_expect > 0);
+    CHECK(gk_plan_infer_eval(&pm, &hw, 8, 3, &io, &r, &err) < 0);
+    CHECK_ERR_HAS(err.msg, "does not divide the 8 KV heads");
+    /* fleet: 50M H100 at 40 % MFU, PUE 1 */
+    gk_plan_fleet f;
+    CHECK(gk_plan_fleet_eval(&hw, 50e6, 0.4, 1.0, &f, &err) == 0);
+    CHECK_EQ(f.power_w, 50e6 * 700);
+    CHECK_EQ(f.flops_year, 50e6 * 989.5e12 * 0.4 * 365.25 * 86400);
+    CHECK_EQ(6 * f.chinchilla_params * f.chinchilla_tokens, f.flops_year);
+    CHECK_EQ(f.chinchilla_tokens, 20 * f.chinchilla_params);
+}
+
+static void test_preset_file(void) {
+    gk_err err;
+    gk_plan_hw hw, back;
+    CHECK(gk_plan_hw_find("MI300X", &hw, &err) == 0);
+    hw.mm_bw1[8] = 12.5e9;
+    hw.mm_flops512[2] = 3e11;
+    hw.mm_bw1_at[8][1] = 7e9;
+    hw.tgemm_at[2] = 3e10;
+    hw.call_s = 1.5e-5;
+    hw.threads = 2;
+    char path[512];
+    snprintf(path, sizeof path, "%s/dev.preset", gk_test_tmp_dir());
+    CHECK(gk_plan_hw_save(&hw, path, &err) == 0);
+    CHECK(gk_plan_hw_find(path, &back, &err) == 0);
+    CHECK(!strcmp(back.name, "MI300X") && back.domain == 8 && back.threads == 2);
+    CHECK(fabs(back.bf16_flops / hw.bf16_flops - 1) < 1e-5 && back.mm_bw1[8] == 12.5e9 &&
+          back.mm_flops512[2] == 3e11 && back.mm_bw1_at[8][1] == 7e9 && back.tgemm_at[2] == 3e10 &&
+          back.call_s == 1.5e-5);
+    FILE *f = fopen(path, "w");
+    fputs("name = x\nbf16_flops = lots\n", f);
+    fclose(f);
+    CHECK(gk_plan_hw_load(path, &back, &err) < 0);
+    CHECK_ERR_HAS(err.msg, ":2: expected");
+    f = fopen(path, "w");
+    fputs("name = x\n", f);
+    fclose(f);
+    CHECK(gk_plan_hw_load(path, &back, &err) < 0);
+    CHECK_ERR_HAS(err.msg, "not a device preset");
+    unlink(path);
+}
+
+/* A tiny model made by tests/reference/make_model.py, or NULL (python missing). */
+static gk_model *tiny_model(const char *kind, const char *type, char *path, size_t cap) {
+    const char *src = getenv("GK_SOURCE_DIR");
+    if (!src || access("/usr/bin/python3", X_OK) != 0) return NULL;
+    snprintf(path, cap, "%s/%s_%s.gguf", gk_test_tmp_dir(), kind, type);
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd,
+             "/usr/bin/python3 '%s/tests/reference/make_model.py' '%s' --kind %s --type %s "
+             "--seed 5 >/dev/null 2>&1",
+             src, path, kind, type);
+    if (system(cmd) != 0) return NULL;
+    gk_err err;
+    gk_model *m = gk_model_load(path, NULL, &err);
+    CHECK_MSG(m != NULL, "%s", err.msg);
+    return m;
+}
+
+/* The planner's view of a real file: every tensor, with its real type. */
+static void test_real_model(void) {
+    static const char *kinds[] = {"grok1", "grok2"}, *types[] = {"f32", "q8_0", "q4_0"};
+    for (int k = 0; k < 2; k++)
+        for (int t = 0; t < 3; t++) {
+            char path[1024];
+            gk_model *m = tiny_model(kinds[k], types[t], path, sizeof path);
+            if (!m) {
+                printf("skip: real-model checks need /usr/bin/python3 with numpy\n");
+                return;
+            }
+            gk_plan_model pm, pb;
+            gk_err err;
+            CHECK(gk_plan_model_from_model(m, &pm, &err) == 0);
+            CHECK_EQ(gk_plan_params(&pm), (double)gk_model_n_params(m));
+            /* built from the shape alone, the counts agree too */
+            gk_plan_shape s;
+            gk_plan_shape_from_hparams(gk_model_hparams(m), "x", &s);
+            CHECK(gk_plan_model_build(&s, "f32", &pb, &err) == 0);
+            CHECK_EQ(gk_plan_params(&pb), gk_plan_params(&pm));
+            CHECK_EQ(gk_plan_params_active(&pb), gk_plan_params_active(&pm));
+            if (t == 0) CHECK_EQ(gk_plan_weight_bytes(&pb), gk_plan_weight_bytes(&pm));
+            /* stored bytes of the matrices never exceed the file */
+            CHECK(gk_plan_weight_bytes(&pm) <= (double)gk_model_file_size(m));
+            gk_model_free(m);
+            unlink(path);
+        }
+}
+
+/* The planner against the engine's own work counters (gk_context_stats): per-token
+ * matmul FLOPs, weight bytes and attention FLOPs must be equal, not close. */
+static void test_engine_counters(void) {
+    static const char *kinds[] = {"grok1", "grok2"}, *types[] = {"f32", "q8_0"};
+    for (int k = 0; k < 2; k++) {
+        char path[1024];
+        gk_model *m = tiny_model(kinds[k], types[k], path, sizeof path);
+        if (!m) {
+            printf("skip: engine-counter checks need /usr/bin/python3 with numpy\n");
+            return;
+        }
+        gk_plan_model pm;
+        gk_err err;
+        CHECK(gk_plan_model_from_model(m, &pm, &err) == 0);
+        const gk_hparams *hp = gk_model_hparams(m);
+        gk_context_params cp = gk_context_default_params();
+        cp.n_ctx = 64;
+        cp.n_batch = 16;
+        cp.n_threads = 1;
+        cp.cache_type = k ? GK_CACHE_F16 : GK_CACHE_F32;
+        const double kv_elt = k ? 2.0 : 4.0;
+        gk_context *c = gk_context_new(m, &cp, &err);
+        CHECK_MSG(c != NULL, "%s", err.msg);
+        if (!c) {
+            gk_model_free(m);
+            return;
+        }
+        /* one token per forward: every matrix read once, exactly k experts */
+        gk_plan_cost want = {0};
+        for (int pos = 0; pos < 10; pos++) {
+            int32_t tok = (int32_t)((pos * 37 + 11) % hp->n_vocab);
+            CHECK(gk_decode(c, &tok, 1, &err) == 0);
+            gk_plan_cost p = gk_plan_forward(&pm, 1, pos, 1, hp->n_expert_used, kv_elt);
+            want.matmul_flops += p.matmul_flops;
+            want.weight_bytes += p.weight_bytes;
+            want.attn_flops += p.attn_flops;
+            want.kv_bytes_written += p.kv_bytes_written;
+            want.kv_bytes_read += p.kv_bytes_read;
+        }
+        gk_decode_stats st = gk_context_stats(c);
+        CHECK(st.tokens == 10 && st.forwards == 10);
+        CHECK_EQ(st.matmul_flops, want.matmul_flops);
+        CHECK_EQ(st.weight_bytes, want.weight_bytes);
+        CHECK_EQ(st.attn_flops, want.attn_flops);
+        CHECK_EQ(st.kv_bytes_written, want.kv_bytes_written);
+        CHECK_EQ(st.kv_bytes_read, want.kv_bytes_read);
+        /* a batch of 12 tokens in one forward: FLOPs exact; the weight bytes count each
+         * touched expert once, so they equal the planner's for some count in [k, E] */
+        gk_context_truncate(c, 0);
+        gk_context_stats_reset(c);
+        int32_t toks[12];
+        for (int i = 0; i < 12; i++) toks[i] = (int32_t)((i * 53 + 7) % hp->n_vocab);
+        CHECK(gk_decode(c, toks, 12, &err) == 0);
+        st = gk_context_stats(c);
+        gk_plan_cost p = gk_plan_forward(&pm, 12, 0, 1, hp->n_expert_used, 4);
+        CHECK_EQ(st.matmul_flops, p.matmul_flops);
+        CHECK_EQ(st.attn_flops, p.attn_flops);
+        /* routing decides how many experts each layer touches (k to E): the bytes are
+         * the rest plus one expert's matrices per layer-expert touched */
+        double base = gk_plan_forward(&pm, 12, 0, 1, 0, 4).weight_bytes;
+        double per = (gk_plan_forward(&pm, 12, 0, 1, 1, 4).weight_bytes - base) / hp->n_layer;
+        double n_touched = (st.weight_bytes - base) / per;
+        CHECK_MSG(n_touched == floor(n_touched) &&
+                      n_touched >= (double)hp->n_expert_used * hp->n_layer &&
+                      n_touched <= (double)hp->n_expert * hp->n_layer,
+                  "batch weight bytes %.17g: %.6g layer-experts", st.weight_bytes, n_touched);
+        CHECK_EQ(gk_plan_forward(&pm, 12, 0, 1, n_touched / hp->n_layer, 4).weight_bytes,
+                 st.weight_bytes);
+        gk_context_free(c);
+        gk_model_free(m);
+        unlink(path);
+    }
+}
+
+int main(void) {
+    test_tiny_grok1();
+    test_tiny_grok2();
+    test_grok_presets();
+    test_published();
+    test_fleet_and_bad_inputs();
+    test_preset_file();
+    test_real_model();
+    test_engine_counters();
+    return gk_test_done();
+}

@@ -1,0 +1,961 @@
+/*
+ * cmd_plan.c - `grok plan`: what a model costs on a fleet, from the library's
+ * cost model (src/plan):
+ *
+ *   grok plan infer --model grok-2 --fleet 8xH100 --type q4_k_m --ctx 8192
+ *   grok plan train --model grok-2 --tokens 15e12 --fleet 16384xH100 --mfu 0.4
+ *   grok plan fleet --devices 50e6 --kind H100
+ *   grok plan presets
+ *   grok plan calibrate [-o FILE]        (measures this machine into a preset file)
+ *
+ * Tables by default, --json for machines, --svg FILE for a plot.
+ */
+#include "cli.h"
+#include "kernels/ops.h"
+#include "tensor/dtype.h"
+#include "train/dist.h"
+#include "train/tgemm.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+typedef struct {
+    const char *model, *type, *fleet, *kind, *svg, *out;
+    bool json, type_given;
+    double ctx, batch, tokens, mfu, pue, seq, devices, eff_flops, eff_bw, kv_bytes, wire;
+    double prompt, gen, step_tokens;
+    long tp, threads;
+    /* hypothetical sizes over the model's */
+    long variant, layers, embd, heads, kv_heads, head_dim, ff, ff_exp, experts, experts_used, vocab;
+} plan_opts;
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: grok plan infer --model M --fleet NxDEV [--type T] [--ctx N] [options]\n"
+            "       grok plan train --model M --tokens N --fleet NxDEV [--mfu X] [--pue X]\n"
+            "       grok plan fleet --devices N --kind DEV [--mfu X] [--pue X]\n"
+            "       grok plan presets\n"
+            "       grok plan calibrate [-o FILE] [-t THREADS]   (mpirun -np 2: also the link)\n\n"
+            "  --model M          a preset (grok-1, grok-2, llama-3.1-405b, deepseek-v3,\n"
+            "                     gpt-3-175b, chinchilla-70b) or a .gguf file\n"
+            "  --type T           weight type or mix: bf16, f16, q8_0, q4_0, q4_k, q6_k,\n"
+            "                     q4_k_m, q5_k_m ... (default: bf16; a .gguf: its own types)\n"
+            "  --fleet NxDEV      e.g. 8xH100, 16384xH100, 1x./this.preset (see presets)\n"
+            "  hypothetical sizes: --variant 1|2 --layers --embd --heads --kv-heads --head-dim\n"
+            "                     --ff --ff-exp --experts --experts-used --vocab\n"
+            "infer: --ctx N (context per sequence) --batch N (prompt batch, 512) --tp N\n"
+            "       --eff-flops X (0.5) --eff-bw X (0.8) --kv-bytes B --wire f32|bf16|q8_0\n"
+            "       --prompt N --gen N (prompt length; generated tokens after it)\n"
+            "train: --tokens N --seq N (sequence length) --mfu X (0.4) --pue X (1.2)\n"
+            "       --step-tokens N (tokens per optimizer step: the measured tokens/s of a\n"
+            "       calibrated machine counts the AdamW step over them)\n"
+            "all:   --json, --svg FILE (infer: tokens/s against ranks and link speed;\n"
+            "       train: days against fleet size)\n");
+}
+
+static bool num(const char *opt, const char *v, double lo, double hi, double *out) {
+    return gk_cli_float(opt, v, lo, hi, out);
+}
+
+static int parse(int argc, char **argv, plan_opts *o) {
+    memset(o, 0, sizeof *o);
+    o->variant = o->layers = o->embd = o->heads = o->kv_heads = o->head_dim = o->ff = o->ff_exp =
+        o->experts = o->experts_used = o->vocab = -1;
+    o->mfu = 0.4;
+    o->pue = 1.2;
+    for (int i = 2; i < argc; i++) {
+        const char *a = argv[i], *v = NULL;
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            usage(stdout);
+            return 1;
+        }
+        if (!strcmp(a, "--json")) {
+            o->json = true;
+            continue;
+        }
+        if (!(v = gk_cli_value(argc, argv, &i))) return -1;
+        bool ok = true;
+        long *lp = NULL;
+        if (!strcmp(a, "--model") || !strcmp(a, "-m"))
+            o->model = v;
+        else if (!strcmp(a, "--type"))
+            o->type = v, o->type_given = true;
+        else if (!strcmp(a, "--fleet"))
+            o->fleet = v;
+        else if (!strcmp(a, "--kind"))
+            o->kind = v;
+        else if (!strcmp(a, "--svg"))
+            o->svg = v;
+        else if (!strcmp(a, "-o") || !strcmp(a, "--output"))
+            o->out = v;
+        else if (!strcmp(a, "--ctx") || !strcmp(a, "-c"))
+            ok = num(a, v, 1, 1e8, &o->ctx);
+        else if (!strcmp(a, "--batch") || !strcmp(a, "-b"))
+            ok = num(a, v, 1, 1e6, &o->batch);
+        else if (!strcmp(a, "--tokens"))
+            ok = num(a, v, 1, 1e18, &o->tokens);
+        else if (!strcmp(a, "--mfu"))
+            ok = num(a, v, 1e-4, 1, &o->mfu);
+        else if (!strcmp(a, "--pue"))
+            ok = num(a, v, 1, 5, &o->pue);
+        else if (!strcmp(a, "--seq"))
+            ok = num(a, v, 1, 1e7, &o->seq);
+        else if (!strcmp(a, "--devices"))
+            ok = num(a, v, 1, 1e12, &o->devices);
+        else if (!strcmp(a, "--eff-flops"))
+            ok = num(a, v, 1e-4, 1, &o->eff_flops);
+        else if (!strcmp(a, "--eff-bw"))
+            ok = num(a, v, 1e-4, 1, &o->eff_bw);
+        else if (!strcmp(a, "--kv-bytes"))
+            ok = num(a, v, 0.1, 8, &o->kv_bytes);
+        else if (!strcmp(a, "--prompt"))
+            ok = num(a, v, 1, 1e8, &o->prompt);
+        else if (!strcmp(a, "--step-tokens"))
+            ok = num(a, v, 1, 1e12, &o->step_tokens);
+        else if (!strcmp(a, "--gen"))
+            ok = num(a, v, 1, 1e8, &o->gen);
+        else if (!strcmp(a, "--wire")) {
+            if (!strcmp(v, "f32"))
+                o->wire = 4;
+            else if (!strcmp(v, "bf16"))
+                o->wire = 2;
+            else if (!strcmp(v, "q8_0"))
+                o->wire = 34.0 / 32.0;
+            else {
+                fprintf(stderr, "grok plan: --wire expects f32, bf16 or q8_0, not '%s'\n", v);
+                return -1;
+            }
+        } else if (!strcmp(a, "--tp"))
+            ok = gk_cli_int(a, v, 1, 4096, &o->tp);
+        else if (!strcmp(a, "-t") || !strcmp(a, "--threads"))
+            ok = gk_cli_int(a, v, 1, 256, &o->threads);
+        else if (!strcmp(a, "--variant"))
+            ok = gk_cli_int(a, v, 1, 2, &o->variant);
+        else if (!strcmp(a, "--layers"))
+            lp = &o->layers;
+        else if (!strcmp(a, "--embd"))
+            lp = &o->embd;
+        else if (!strcmp(a, "--heads"))
+            lp = &o->heads;
+        else if (!strcmp(a, "--kv-heads"))
+            lp = &o->kv_heads;
+        else if (!strcmp(a, "--head-dim"))
+            lp = &o->head_dim;
+        else if (!strcmp(a, "--ff"))
+            lp = &o->ff;
+        else if (!strcmp(a, "--ff-exp"))
+            lp = &o->ff_exp;
+        else if (!strcmp(a, "--experts"))
+            lp = &o->experts;
+        else if (!strcmp(a, "--experts-used"))
+            lp = &o->experts_used;
+        else if (!strcmp(a, "--vocab"))
+            lp = &o->vocab;
+        else {
+            fprintf(stderr, "grok plan: unknown option '%s'\n", a);
+            return -1;
+        }
+        if (lp) ok = gk_cli_int(a, v, 0, 1L << 24, lp);
+        if (!ok) return -1;
+    }
+    return 0;
+}
+
+/* The model: a preset or a GGUF, with hypothetical sizes applied. */
+static int load_model(const plan_opts *o, gk_plan_model *pm) {
+    gk_err err;
+    if (!o->model) {
+        fprintf(stderr, "grok plan: --model is required (a preset such as grok-2, or a .gguf)\n");
+        return -1;
+    }
+    gk_plan_shape s;
+    gk_model *m = NULL;
+    size_t len = strlen(o->model);
+    bool gguf = len > 5 && !strcasecmp(o->model + len - 5, ".gguf");
+    if (gguf) {
+        m = gk_model_load(o->model, NULL, &err);
+        if (!m) {
+            fprintf(stderr, "grok plan: %s\n", err.msg);
+            return -1;
+        }
+        const char *base = strrchr(o->model, '/');
+        gk_plan_shape_from_hparams(gk_model_hparams(m), base ? base + 1 : o->model, &s);
+    } else if (gk_plan_shape_preset(o->model, &s, &err) < 0) {
+        fprintf(stderr, "grok plan: %s\n", err.msg);
+        return -1;
+    }
+    bool changed = false;
+#define SET(f, v)                                                                                  \
+    if ((v) >= 0) s.f = (uint32_t)(v), changed = true
+    SET(n_layer, o->layers);
+    SET(n_embd, o->embd);
+    SET(n_head, o->heads);
+    SET(n_head_kv, o->kv_heads);
+    SET(head_dim, o->head_dim);
+    SET(n_ff, o->ff);
+    SET(n_ff_exp, o->ff_exp);
+    SET(n_expert, o->experts);
+    SET(n_expert_used, o->experts_used);
+    SET(n_vocab, o->vocab);
+#undef SET
+    if (o->variant > 0) s.variant = (gk_variant)o->variant, changed = true;
+    if (o->variant == 1) s.n_ff = 0;
+    if (changed) {
+        char name[48];
+        snprintf(name, sizeof name, "%.30s (resized)", s.name);
+        snprintf(s.name, sizeof s.name, "%s", name);
+    }
+    int rc;
+    if (m && !changed && !o->type_given) {
+        rc = gk_plan_model_from_model(m, pm, &err);
+        snprintf(pm->s.name, sizeof pm->s.name, "%s", s.name);
+    } else
+        rc = gk_plan_model_build(&s, o->type ? o->type : "bf16", pm, &err);
+    gk_model_free(m);
+    if (rc < 0) {
+        fprintf(stderr, "grok plan: %s\n", err.msg);
+        return -1;
+    }
+    return 0;
+}
+
+static const char *si(double v, const char *unit, char *buf, size_t cap) {
+    static const char *p[] = {"", "k", "M", "G", "T", "P", "E", "Z", "Y"};
+    int i = 0;
+    double a = fabs(v);
+    while (a >= 1000 && i < 8) a /= 1000, v /= 1000, i++;
+    snprintf(buf, cap, "%.3g %s%s", v, p[i], unit);
+    return buf;
+}
+#define SI(v, u) si((v), (u), (char[32]){0}, 32)
+
+/* A rate for a table column: whole numbers up to 10^7, then SI. */
+static const char *rate(double v, char *buf, size_t cap) {
+    if (v >= 1e7) return si(v, "", buf, cap);
+    snprintf(buf, cap, v >= 100 ? "%.0f" : "%.3g", v);
+    return buf;
+}
+#define RATE(v) rate((v), (char[32]){0}, 32)
+
+/* ------------------------------------------------------------- svg --- */
+
+typedef struct {
+    const char *label;
+    int n;
+    double x[64], y[64];
+} series;
+
+/* A log-log (or log-x) line plot, written atomically. */
+static int write_svg(const char *path, const char *title, const char *xl, const char *yl,
+                     const series *s, int ns, bool logy) {
+    char tmp[4096];
+    snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
+    FILE *f = fopen(tmp, "w");
+    if (!f) {
+        fprintf(stderr, "grok plan: cannot write %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    double x0 = INFINITY, x1 = -INFINITY, y0 = INFINITY, y1 = -INFINITY;
+    for (int k = 0; k < ns; k++)
+        for (int i = 0; i < s[k].n; i++) {
+            double lx = log10(s[k].x[i]), ly = logy ? log10(s[k].y[i]) : s[k].y[i];
+            x0 = fmin(x0, lx), x1 = fmax(x1, lx), y0 = fmin(y0, ly), y1 = fmax(y1, ly);
+        }
+    if (!logy) y0 = 0;
+    if (x1 <= x0) x1 = x0 + 1;
+    if (y1 <= y0) y1 = y0 + 1;
+    const double W = 720, H = 440, L = 80, R = 200, T = 40, B = 60;
+    const char *col[] = {"#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"};
+    fprintf(f,
+            "<svg xmlns='http://www.w3.org/2000/svg' width='%.0f' height='%.0f' "
+            "font-family='sans-serif' font-size='12'>\n<rect width='100%%' height='100%%' "
+            "fill='white'/>\n<text x='%.0f' y='24' font-size='15'>%s</text>\n",
+            W, H, L, title);
+    fprintf(f, "<rect x='%.0f' y='%.0f' width='%.0f' height='%.0f' fill='none' stroke='#444'/>\n",
+            L, T, W - L - R, H - T - B);
+    for (int i = (int)floor(x0); i <= (int)ceil(x1); i++) {
+        double px = L + (i - x0) / (x1 - x0) * (W - L - R);
+        if (px < L - 0.5 || px > W - R + 0.5) continue;
+        fprintf(f,
+                "<line x1='%.1f' y1='%.0f' x2='%.1f' y2='%.0f' stroke='#ddd'/><text x='%.1f' "
+                "y='%.0f' text-anchor='middle'>1e%d</text>\n",
+                px, T, px, H - B, px, H - B + 16, i);
+    }
+    for (int i = 0; i <= 4; i++) {
+        double v = y0 + (y1 - y0) * i / 4, py = H - B - (double)i / 4 * (H - T - B);
+        fprintf(f, "<text x='%.0f' y='%.1f' text-anchor='end'>%.3g</text>\n", L - 6, py + 4,
+                logy ? pow(10, v) : v);
+    }
+    fprintf(f, "<text x='%.0f' y='%.0f' text-anchor='middle'>%s</text>\n", (L + W - R) / 2, H - 20,
+            xl);
+    fprintf(f,
+            "<text x='16' y='%.0f' transform='rotate(-90 16 %.0f)' text-anchor='middle'>%s"
+            "</text>\n",
+            (T + H - B) / 2, (T + H - B) / 2, yl);
+    for (int k = 0; k < ns; k++) {
+        fprintf(f, "<polyline fill='none' stroke-width='2' stroke='%s' points='", col[k % 6]);
+        for (int i = 0; i < s[k].n; i++) {
+            double lx = log10(s[k].x[i]), ly = logy ? log10(s[k].y[i]) : s[k].y[i];
+            fprintf(f, "%.1f,%.1f ", L + (lx - x0) / (x1 - x0) * (W - L - R),
+                    H - B - (ly - y0) / (y1 - y0) * (H - T - B));
+        }
+        fprintf(f, "'/>\n<text x='%.0f' y='%.0f' fill='%s'>%s</text>\n", W - R + 10,
+                T + 16 + 18 * k, col[k % 6], s[k].label);
+    }
+    fprintf(f, "</svg>\n");
+    bool ok = !ferror(f);
+    if (fclose(f) != 0 || !ok || rename(tmp, path) != 0) {
+        unlink(tmp);
+        fprintf(stderr, "grok plan: cannot write %s\n", path);
+        return -1;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------ infer --- */
+
+static void model_summary(const gk_plan_model *pm, const char *type, bool json) {
+    double p = gk_plan_params(pm), a = gk_plan_params_active(pm), b = gk_plan_weight_bytes(pm);
+    if (json) {
+        printf("\"model\": {\"name\": \"%s\", \"type\": \"%s\", \"params\": %.17g, "
+               "\"active_params\": %.17g, \"weight_bytes\": %.17g, \"kv_bytes_per_token_bf16\": "
+               "%.17g},\n",
+               pm->s.name, type, p, a, b, gk_plan_kv_bytes_per_token(&pm->s, 2));
+        return;
+    }
+    printf("model %s, weights %s: %s parameters (%s active per token), %s of weights "
+           "(%.2f bits each)\n",
+           pm->s.name, type, SI(p, ""), SI(a, ""), SI(b, "B"), 8 * b / p);
+}
+
+static int cmd_infer(const plan_opts *o) {
+    gk_plan_model pm;
+    gk_plan_hw hw;
+    gk_err err;
+    double n;
+    if (load_model(o, &pm) < 0) return 1;
+    if (!o->fleet) {
+        fprintf(stderr, "grok plan infer: --fleet is required (e.g. 8xH100)\n");
+        return 2;
+    }
+    if (gk_plan_fleet_parse(o->fleet, &n, &hw, &err) < 0) {
+        fprintf(stderr, "grok plan infer: %s\n", err.msg);
+        return 1;
+    }
+    gk_plan_infer_opts io = {.n_ctx = o->ctx > 0 ? o->ctx : (pm.s.n_ctx < 8192 ? pm.s.n_ctx : 8192),
+                             .n_batch = o->batch,
+                             .kv_elt_bytes = o->kv_bytes,
+                             .wire_bytes = o->wire,
+                             .eff_flops = o->eff_flops,
+                             .eff_bw = o->eff_bw,
+                             .n_prompt = o->prompt};
+    if (o->gen > 0) io.gen_pos = (o->prompt > 0 ? o->prompt : 0) + (o->gen - 1) / 2.0;
+    uint32_t heads = pm.s.attn == GK_PLAN_ATTN_MLA ? pm.s.n_head : pm.s.n_head_kv;
+    gk_plan_infer rows[64];
+    int nr = 0;
+    for (uint32_t tp = 1; tp <= heads && nr < 64; tp++) {
+        if (heads % tp || tp > n || (o->tp && (long)tp != o->tp)) continue;
+        /* the fewest pipeline stages that hold the model */
+        gk_plan_infer r = {0};
+        bool found = false;
+        for (double pp = 1; pp * tp <= n && pp <= pm.s.n_layer; pp++) {
+            if (gk_plan_infer_eval(&pm, &hw, pp * tp, (int)tp, &io, &r, &err) < 0) {
+                fprintf(stderr, "grok plan infer: %s\n", err.msg);
+                return 1;
+            }
+            if (r.fits) {
+                found = true;
+                break;
+            }
+        }
+        if (found) rows[nr++] = r;
+    }
+    char type[64];
+    snprintf(type, sizeof type, "%s",
+             o->type ? o->type : (o->model && strstr(o->model, ".gguf") ? "as stored" : "bf16"));
+    if (!nr) {
+        gk_plan_split one = {1, 1, 1, 1};
+        double need = gk_plan_weight_bytes_per_device(&pm, &one);
+        if (o->tp && (heads % (uint32_t)o->tp || o->tp > n))
+            fprintf(stderr,
+                    "grok plan infer: --tp %ld is not a valid split of %s (it must divide "
+                    "the %u KV heads and not exceed %.0f devices)\n",
+                    o->tp, o->fleet, heads, n);
+        else
+            fprintf(stderr,
+                    "grok plan infer: the fleet is too small: %s (%s weights + KV cache of one "
+                    "%.0f-token sequence) does not fit on %s (%s of memory in all)\n",
+                    pm.s.name, SI(need, "B"), io.n_ctx, o->fleet, SI(n * hw.mem_bytes, "B"));
+        return 1;
+    }
+    if (o->json) {
+        printf("{\n");
+        model_summary(&pm, type, true);
+        printf("\"fleet\": {\"devices\": %.0f, \"kind\": \"%s\", \"source\": \"%s\"},\n"
+               "\"ctx\": %.0f,\n\"splits\": [\n",
+               n, hw.name, hw.source, io.n_ctx);
+        for (int i = 0; i < nr; i++) {
+            gk_plan_infer *r = &rows[i];
+            printf("  {\"tp\": %d, \"pp\": %d, \"replicas\": %.0f, \"weight_bytes_per_device\": "
+                   "%.6g, \"kv_bytes_per_seq_per_device\": %.6g, \"max_seqs\": %.0f, "
+                   "\"prompt_tps_bound\": %.6g, \"prompt_tps\": %.6g, \"gen_tps_bound\": %.6g, "
+                   "\"gen_tps\": %.6g, \"gen_comm_s\": %.6g, \"batch_seqs\": %.0f, "
+                   "\"batch_tps_bound\": %.6g}%s\n",
+                   r->split.tp, r->split.pp, floor(n / (r->split.tp * r->split.pp)),
+                   r->weight_bytes_dev, r->kv_bytes_seq_dev, r->max_seqs, r->prompt_bound,
+                   r->prompt_expect, r->gen_bound, r->gen_expect, r->gen_comm_s, r->gen_batch_seqs,
+                   r->gen_batch_bound, i + 1 < nr ? "," : "");
+        }
+        printf("]\n}\n");
+    } else {
+        model_summary(&pm, type, false);
+        printf("fleet %s: %s (%s memory, %s/s, %s BF16 each)\n", o->fleet, hw.desc,
+               SI(hw.mem_bytes, "B"), SI(hw.mem_bw, "B"), SI(hw.bf16_flops, "FLOP/s"));
+        printf("context %.0f tokens per sequence; expected figures at %.0f%% of peak FLOPs and "
+               "%.0f%% of peak bandwidth%s\n\n",
+               io.n_ctx, 100 * (o->eff_flops > 0 ? o->eff_flops : 0.5),
+               100 * (o->eff_bw > 0 ? o->eff_bw : 0.8),
+               hw.mm_bw1[8] > 0 || hw.mm_bw1[0] > 0 ? " (measured matmul rates)" : "");
+        printf("%4s %4s %5s %11s %11s %8s | %17s | %17s | %9s | %s\n", "tp", "pp", "repl",
+               "weights/dev", "KV/seq/dev", "seqs", "prompt tok/s", "gen tok/s (1 seq)", "comm/tok",
+               "batched gen tok/s");
+        printf("%4s %4s %5s %11s %11s %8s | %8s %8s | %8s %8s | %9s |\n", "", "", "", "", "", "",
+               "bound", "expect", "bound", "expect", "");
+        for (int i = 0; i < nr; i++) {
+            gk_plan_infer *r = &rows[i];
+            printf("%4d %4d %5.0f %11s %11s %8.0f | %8s %8s | %8s %8s | %7.3g ms | %s "
+                   "(%.0f seqs)\n",
+                   r->split.tp, r->split.pp, floor(n / (r->split.tp * r->split.pp)),
+                   SI(r->weight_bytes_dev, "B"), SI(r->kv_bytes_seq_dev, "B"), r->max_seqs,
+                   RATE(r->prompt_bound), RATE(r->prompt_expect), RATE(r->gen_bound),
+                   RATE(r->gen_expect), 1e3 * r->gen_comm_s, RATE(r->gen_batch_bound),
+                   r->gen_batch_seqs);
+        }
+        printf("\ntp: tensor parallel as grok.c splits (two all-reduces of %u values per layer "
+               "per token); pp: pipeline stages needed to fit; repl: independent replicas.\n",
+               pm.s.n_embd);
+    }
+    if (o->svg) {
+        /* tokens/s of one sequence against TP ranks for several links */
+        static const struct {
+            const char *label;
+            double bw, lat;
+        } links[] = {{"NVLink-class 450 GB/s, 3 us", 450e9, 3e-6},
+                     {"InfiniBand 50 GB/s, 6 us", 50e9, 6e-6},
+                     {"10 GbE (1.25 GB/s, 30 us)", 1.25e9, 30e-6},
+                     {"1 GbE (125 MB/s, 100 us)", 125e6, 100e-6}};
+        series s[4];
+        int ns = 0;
+        for (int k = 0; k < 4; k++) {
+            s[ns] = (series){.label = links[k].label};
+            gk_plan_hw h = hw;
+            h.link_bw = h.net_bw = links[k].bw;
+            h.link_lat = h.net_lat = links[k].lat;
+            for (uint32_t tp = 1; tp <= heads && s[ns].n < 64; tp++) {
+                if (heads % tp) continue;
+                gk_plan_infer r;
+                if (gk_plan_infer_eval(&pm, &h, tp, (int)tp, &io, &r, &err) < 0) continue;
+                s[ns].x[s[ns].n] = tp;
+                s[ns].y[s[ns].n++] = r.gen_expect;
+            }
+            if (s[ns].n) ns++;
+        }
+        char title[160];
+        snprintf(title, sizeof title, "%s on %s: generation tokens/s against TP ranks", pm.s.name,
+                 hw.name);
+        if (write_svg(o->svg, title, "tensor-parallel ranks", "tokens/s (1 sequence)", s, ns,
+                      false) < 0)
+            return 1;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------ train --- */
+
+/* How the weights are typed: --type, a file's own types, or bf16. */
+static const char *type_label(const plan_opts *o) {
+    if (o->type) return o->type;
+    return o->model && strstr(o->model, ".gguf") ? "as stored" : "bf16";
+}
+
+static int cmd_train(const plan_opts *o) {
+    gk_plan_model pm;
+    gk_plan_hw hw;
+    gk_err err;
+    double n;
+    if (load_model(o, &pm) < 0) return 1;
+    if (!o->fleet || !o->tokens) {
+        fprintf(stderr, "grok plan train: --fleet and --tokens are required "
+                        "(e.g. --tokens 15e12 --fleet 16384xH100)\n");
+        return 2;
+    }
+    if (gk_plan_fleet_parse(o->fleet, &n, &hw, &err) < 0) {
+        fprintf(stderr, "grok plan train: %s\n", err.msg);
+        return 1;
+    }
+    double seq = o->seq > 0 ? o->seq : (pm.s.n_ctx < 8192 ? pm.s.n_ctx : 8192);
+    gk_plan_train t;
+    if (gk_plan_train_eval(&pm, &hw, n, o->tokens, seq, o->mfu, o->pue, &t, &err) < 0) {
+        fprintf(stderr, "grok plan train: %s\n", err.msg);
+        return 1;
+    }
+    gk_plan_train_cost tc = gk_plan_train_per_token(&pm, seq);
+    double P = gk_plan_params(&pm), A = gk_plan_params_active(&pm);
+    if (o->json) {
+        printf("{\n");
+        model_summary(&pm, type_label(o), true);
+        printf("\"fleet\": {\"devices\": %.0f, \"kind\": \"%s\", \"source\": \"%s\"},\n"
+               "\"tokens\": %.6g, \"seq\": %.0f, \"mfu\": %g, \"pue\": %g,\n"
+               "\"flops_per_token\": %.6g, \"fwd_matmul_flops_per_token\": %.6g, "
+               "\"fwd_attn_flops_per_token\": %.6g, \"flops\": %.6g, \"days\": %.6g, "
+               "\"device_hours\": %.6g, \"energy_mwh\": %.6g, \"avg_power_w\": %.6g, "
+               "\"state_bytes_per_device\": %.6g, \"measured_tokens_per_s\": %.6g}\n",
+               n, hw.name, hw.source, o->tokens, seq, o->mfu, o->pue, tc.flops, tc.fwd_matmul_flops,
+               tc.fwd_attn_flops, t.flops, t.days, t.device_hours, t.energy_mwh, t.avg_power_w,
+               t.mem_state_dev,
+               gk_plan_train_tokens_per_s_measured(&pm, &hw, seq,
+                                                   o->step_tokens > 0 ? o->step_tokens : seq * 8));
+    } else {
+        model_summary(&pm, type_label(o), false);
+        printf("fleet %s: %s, %s BF16 peak each, %.0f W each\n", o->fleet, hw.desc,
+               SI(hw.bf16_flops, "FLOP/s"), hw.tdp_w);
+        printf("training on %s tokens in sequences of %.0f, MFU %.2f, PUE %.2f:\n",
+               SI(o->tokens, ""), seq, o->mfu, o->pue);
+        printf("  FLOPs per token    %s = 3 x (matmuls %s + attention %s)  [6N = %s]\n",
+               SI(tc.flops, ""), SI(tc.fwd_matmul_flops, ""), SI(tc.fwd_attn_flops, ""),
+               SI(6 * A, ""));
+        printf("  total FLOPs        %.3g\n", t.flops);
+        printf("  time               %.1f days (%.3g s)\n", t.days, t.seconds);
+        printf("  device-hours       %.4g\n", t.device_hours);
+        printf("  energy             %.4g MWh at %s average (%.0f devices x %.0f W x PUE %.2f)\n",
+               t.energy_mwh, SI(t.avg_power_w, "W"), n, hw.tdp_w, o->pue);
+        printf("  optimizer state    %s per device (16 B per parameter fully sharded over "
+               "%.0f devices; %s parameters)\n",
+               SI(t.mem_state_dev, "B"), n, SI(P, ""));
+        printf("  activations        %s per sequence with fused attention, %s with the scores "
+               "kept (bf16, no recomputation, no model parallelism: Korthikanti et al. 2022)\n",
+               SI(gk_plan_train_act_bytes_per_token(&pm.s, seq, true) * seq, "B"),
+               SI(gk_plan_train_act_bytes_per_token(&pm.s, seq, false) * seq, "B"));
+        double mt = gk_plan_train_tokens_per_s_measured(
+            &pm, &hw, seq, o->step_tokens > 0 ? o->step_tokens : seq * 8);
+        if (mt > 0)
+            printf("  measured rates     %.4g tokens/s per process (grok train on this machine: "
+                   "%.3g GFLOP/s GEMM, steps of %.0f tokens)\n",
+                   mt, hw.tgemm_flops / 1e9, o->step_tokens > 0 ? o->step_tokens : seq * 8);
+        double dp = gk_plan_dp_bytes_per_step(&pm, (int)(n < 1e9 ? n : 1e9), 2);
+        printf("  DP all-reduce      %s sent per replica per step (bf16 gradients, ring)\n",
+               SI(dp, "B"));
+    }
+    if (o->svg) {
+        series s[3];
+        const double mfus[3] = {o->mfu, o->mfu / 2, fmin(1.0, o->mfu * 1.5)};
+        for (int k = 0; k < 3; k++) {
+            static char lab[3][48];
+            snprintf(lab[k], sizeof lab[k], "MFU %.2f", mfus[k]);
+            s[k] = (series){.label = lab[k]};
+            for (double f = n / 64 < 1 ? 1 : n / 64; f <= n * 64 && s[k].n < 64; f *= 2) {
+                gk_plan_train r;
+                if (gk_plan_train_eval(&pm, &hw, floor(f), o->tokens, seq, mfus[k], o->pue, &r,
+                                       &err) < 0)
+                    continue;
+                s[k].x[s[k].n] = floor(f);
+                s[k].y[s[k].n++] = r.days;
+            }
+        }
+        char title[160];
+        snprintf(title, sizeof title, "%s, %s tokens on %s: days to train", pm.s.name,
+                 SI(o->tokens, ""), hw.name);
+        if (write_svg(o->svg, title, "devices", "days", s, 3, true) < 0) return 1;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------ fleet --- */
+
+static int cmd_fleet(const plan_opts *o) {
+    gk_plan_hw hw;
+    gk_err err;
+    if (!o->devices || !o->kind) {
+        fprintf(stderr, "grok plan fleet: --devices and --kind are required "
+                        "(e.g. --devices 50e6 --kind H100)\n");
+        return 2;
+    }
+    if (o->svg) {
+        fprintf(stderr, "grok plan fleet: no plot here (--svg is for infer and train)\n");
+        return 2;
+    }
+    if (gk_plan_hw_find(o->kind, &hw, &err) < 0) {
+        fprintf(stderr, "grok plan fleet: %s\n", err.msg);
+        return 1;
+    }
+    gk_plan_fleet f;
+    if (gk_plan_fleet_eval(&hw, o->devices, o->mfu, o->pue, &f, &err) < 0) {
+        fprintf(stderr, "grok plan fleet: %s\n", err.msg);
+        return 1;
+    }
+    if (o->json) {
+        printf("{\"devices\": %.6g, \"kind\": \"%s\", \"source\": \"%s\", \"mfu\": %g, \"pue\": "
+               "%g, \"power_w\": %.6g, \"energy_mwh_year\": %.6g, \"flops_per_s\": %.6g, "
+               "\"flops_year\": %.6g, \"chinchilla_params\": %.6g, \"chinchilla_tokens\": "
+               "%.6g}\n",
+               f.devices, hw.name, hw.source, o->mfu, o->pue, f.power_w, f.energy_mwh_year,
+               f.flops_per_s, f.flops_year, f.chinchilla_params, f.chinchilla_tokens);
+        return 0;
+    }
+    printf("fleet: %s x %s (%s)\n", SI(f.devices, ""), hw.name, hw.desc);
+    printf("  power draw          %s (%.0f W each x PUE %.2f)\n", SI(f.power_w, "W"), hw.tdp_w,
+           o->pue);
+    printf("  energy per year     %.4g TWh\n", f.energy_mwh_year / 1e6);
+    printf("  peak BF16           %.3g FLOP/s; at MFU %.2f: %.3g FLOP/s\n",
+           f.devices * hw.bf16_flops, o->mfu, f.flops_per_s);
+    printf("  training compute    %.3g FLOPs per year\n", f.flops_year);
+    printf("  compute-optimal     %s parameters on %s tokens in one year\n",
+           SI(f.chinchilla_params, ""), SI(f.chinchilla_tokens, ""));
+    printf("                      (Chinchilla, Hoffmann et al. 2022: C = 6 N D and D = 20 N, "
+           "so N = sqrt(C / 120))\n");
+    printf("  Llama 3.1 405B's 3.8e25 FLOPs would take %.3g hours\n",
+           3.8e25 / f.flops_per_s / 3600);
+    return 0;
+}
+
+/* ---------------------------------------------------------- presets --- */
+
+static int cmd_presets(const plan_opts *o) {
+    if (o->json)
+        printf("{\"models\": [");
+    else
+        printf("model presets (--model):\n");
+    for (int i = 0; gk_plan_model_preset_name(i); i++) {
+        gk_plan_shape s;
+        gk_plan_model pm;
+        gk_plan_shape_preset(gk_plan_model_preset_name(i), &s, NULL);
+        if (gk_plan_model_build(&s, "bf16", &pm, NULL) < 0) continue;
+        if (o->json)
+            printf("%s{\"name\": \"%s\", \"params\": %.17g, \"active_params\": %.17g}",
+                   i ? ", " : "", s.name, gk_plan_params(&pm), gk_plan_params_active(&pm));
+        else
+            printf("  %-16s %8s parameters, %8s active, %u layers, d %u\n", s.name,
+                   SI(gk_plan_params(&pm), ""), SI(gk_plan_params_active(&pm), ""), s.n_layer,
+                   s.n_embd);
+    }
+    if (o->json)
+        printf("], \"devices\": [");
+    else
+        printf("\ndevice presets (--fleet NxNAME, --kind NAME):\n");
+    for (int i = 0; gk_plan_hw_preset(i); i++) {
+        const gk_plan_hw *h = gk_plan_hw_preset(i);
+        if (o->json) {
+            printf("%s{\"name\": \"%s\", \"bf16_flops\": %.6g, \"fp8_flops\": %.6g, \"mem_bytes\": "
+                   "%.6g, \"mem_bw\": %.6g, \"link_bw\": %.6g, \"link_lat\": %.6g, \"domain\": %u, "
+                   "\"net_bw\": %.6g, \"net_lat\": %.6g, \"tdp_w\": %.6g, \"source\": \"%s\"}",
+                   i ? ", " : "", h->name, h->bf16_flops, h->fp8_flops, h->mem_bytes, h->mem_bw,
+                   h->link_bw, h->link_lat, h->domain, h->net_bw, h->net_lat, h->tdp_w, h->source);
+            continue;
+        }
+        printf("  %-15s %s\n", h->name, h->desc);
+        printf("      BF16 %s, FP8 %s dense; %s at %s/s; link %s/s x %u, %.0f us; net %s/s, "
+               "%.0f us; %.0f W\n",
+               SI(h->bf16_flops, "FLOP/s"), h->fp8_flops > 0 ? SI(h->fp8_flops, "FLOP/s") : "none",
+               SI(h->mem_bytes, "B"), SI(h->mem_bw, "B"), SI(h->link_bw, "B"), h->domain,
+               h->link_lat * 1e6, SI(h->net_bw, "B"), h->net_lat * 1e6, h->tdp_w);
+        printf("      source: %s\n", h->source);
+    }
+    if (o->json)
+        printf("]}\n");
+    else
+        printf("\naliases: H100 = H100-SXM, A100 = A100-80GB, GB200 = GB200-NVL72, CPU = "
+               "CPU-2xEPYC9654\n");
+    return 0;
+}
+
+/* -------------------------------------------------------- calibrate --- */
+
+typedef struct {
+    const float *buf;
+    size_t n;
+    double sum[256];
+} bw_job;
+
+/* Reads the buffer with the f32 dot kernel (SIMD), in 64 KiB pieces. */
+static void bw_part(void *arg, int ith, int nth) {
+    bw_job *j = arg;
+    gk_vec_dot_fn dot = gk_type_traits_of(GK_TYPE_F32)->vec_dot;
+    const int64_t piece = 16384;
+    int64_t lo, hi;
+    gk_split((int64_t)j->n / piece, ith, nth, &lo, &hi);
+    double s = 0;
+    for (int64_t i = lo; i < hi; i++) s += dot(piece, j->buf + i * piece, j->buf);
+    j->sum[ith] = s;
+}
+
+/* Every rate is a mean over at least CAL_MIN_S seconds (and 2 runs), not a best
+ * case: on shared cores it then sees the same share of the CPU as a long job. */
+#define CAL_MIN_S 0.3
+
+/* Mean time of a call of gk_matmul with T tokens. */
+static double time_matmul(gk_pool *pool, const void *w, gk_dtype t, size_t nb_row, int64_t rows,
+                          int64_t cols, const float *x, float *y, int T, void *qbuf) {
+    double t0 = gk_time_s(), el = 0;
+    int r = 0;
+    do {
+        gk_matmul(pool, y, w, t, nb_row, rows, x, cols, T, qbuf);
+        r++;
+        el = gk_time_s() - t0;
+    } while (el < CAL_MIN_S || r < 2);
+    return el / r;
+}
+
+static int cmd_calibrate(int argc, char **argv, const plan_opts *o) {
+    gk_dist dist;
+    gk_err err;
+    if (gk_dist_init(&dist, &argc, &argv, &err) < 0) {
+        fprintf(stderr, "grok plan calibrate: %s\n", err.msg);
+        return 1;
+    }
+    int nt = o->threads > 0 ? (int)o->threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
+    gk_pool *pool = gk_pool_new(nt, &err);
+    if (!pool) {
+        fprintf(stderr, "grok plan calibrate: %s\n", err.msg);
+        gk_dist_finalize(&dist);
+        return 1;
+    }
+    gk_plan_hw hw = {0};
+    snprintf(hw.name, sizeof hw.name, "this-machine");
+    long cores = sysconf(_SC_NPROCESSORS_ONLN), pages = sysconf(_SC_PHYS_PAGES),
+         psz = sysconf(_SC_PAGESIZE);
+    snprintf(hw.desc, sizeof hw.desc,
+             "measured by grok plan calibrate: %ld CPUs, kernels %s, "
+             "%d threads",
+             cores, gk_kernels_name(), nt);
+    snprintf(hw.source, sizeof hw.source,
+             "grok plan calibrate (grok %s): memory read bandwidth, "
+             "gk_matmul per weight type at batch 1 and 512, f32 dot, MPI all-reduce",
+             GK_VERSION);
+    hw.threads = nt;
+    hw.mem_bytes = (double)pages * psz;
+    hw.domain = 1;
+    hw.tdp_w = 0;
+    bool quiet = o->json;
+    /* memory bandwidth: read a 512 MiB buffer (well past any cache) */
+    size_t nbw = (size_t)128 << 20;
+    float *buf = gk_malloc_aligned(nbw * sizeof(float), &err);
+    if (!buf) {
+        fprintf(stderr, "grok plan calibrate: %s\n", err.msg);
+        gk_pool_free(pool);
+        gk_dist_finalize(&dist);
+        return 1;
+    }
+    for (size_t i = 0; i < nbw; i++) buf[i] = (float)(i & 7);
+    /* the link first, with every rank; then only rank 0 measures the machine (a rank
+     * waiting in MPI would spin on a core the measurements need) */
+    hw.link_bw = hw.net_bw = 0;
+    hw.link_lat = hw.net_lat = 0;
+    if (dist.size >= 2) {
+        /* MPI all-reduce: latency of 1 value, bandwidth of 4 Mi values (means, as the
+         * other rates) */
+        float one = 1;
+        double t0 = gk_time_s(), tl, tbw;
+        int r = 0;
+        gk_dist_barrier(&dist);
+        for (; r < 500; r++)
+            if (gk_dist_sum_f32(&dist, &one, 1, &err) < 0) break;
+        tl = (gk_time_s() - t0) / (r ? r : 1);
+        size_t nbig = (size_t)4 << 20;
+        gk_dist_barrier(&dist);
+        t0 = gk_time_s();
+        for (r = 0; r < 4; r++)
+            if (gk_dist_sum_f32(&dist, buf, nbig, &err) < 0) break;
+        tbw = (gk_time_s() - t0) / (r ? r : 1);
+        double nr = dist.size;
+        /* a ring all-reduce moves 2 (n-1)/n of the data per rank */
+        hw.net_lat = hw.link_lat = tl / (2 * (nr - 1));
+        hw.net_bw = hw.link_bw = 2 * (nr - 1) / nr * nbig * 4 / tbw;
+        hw.domain = (uint32_t)dist.size;
+        if (!quiet && dist.rank == 0)
+            printf("MPI all-reduce (np %d)   latency %.1f us per step, %.2f GB/s\n", dist.size,
+                   hw.net_lat * 1e6, hw.net_bw / 1e9);
+    }
+    if (dist.rank != 0) {
+        gk_free_aligned(buf);
+        gk_pool_free(pool);
+        gk_dist_finalize(&dist);
+        return 0;
+    }
+    bw_job bj = {.buf = buf, .n = nbw};
+    double best, t0 = gk_time_s();
+    int nrep = 0;
+    do {
+        gk_pool_run(pool, bw_part, &bj);
+        nrep++;
+        best = (gk_time_s() - t0) / nrep;
+    } while (best * nrep < CAL_MIN_S || nrep < 2);
+    hw.mem_bw = nbw * sizeof(float) / best;
+    if (!quiet && dist.rank == 0) printf("memory read bandwidth   %.2f GB/s\n", hw.mem_bw / 1e9);
+    /* matmuls: at batch 1 a matrix of 4096-wide rows and about 96 MiB, past the caches,
+     * so it streams from memory as generation does on a model of real size; at batch 512
+     * a 1024 x 4096 one (compute-bound, as in a prompt) */
+    const int64_t cols = 4096, rows512 = 1024;
+    const size_t big = (size_t)96 << 20;
+    const int T = 512;
+    float *x = gk_malloc_aligned((size_t)T * cols * sizeof(float), &err);
+    float *y = gk_malloc_aligned((size_t)T * 32768 * sizeof(float), &err);
+    void *qbuf = gk_malloc_aligned(gk_matmul_qbuf_size(cols, T), &err);
+    uint8_t *w = gk_malloc_aligned(big, &err);
+    int rc = 0;
+    if (!x || !y || !qbuf || !w) {
+        fprintf(stderr, "grok plan calibrate: %s\n", err.msg);
+        rc = 1;
+        goto done;
+    }
+    for (int64_t i = 0; i < (int64_t)T * cols; i++)
+        x[i] = (float)((i * 2654435761u) % 1000) / 1000.0f - 0.5f;
+    for (int t = 0; t < GK_PLAN_N_TYPES; t++) {
+        const gk_type_traits *tt = gk_type_traits_of((uint32_t)t);
+        if (!gk_type_is_supported((uint32_t)t) || !tt->from_float) continue;
+        size_t nb = gk_row_size((uint32_t)t, cols);
+        if (!nb) continue;
+        int64_t rows1 = (int64_t)(big / nb);
+        if (rows1 > 32768) rows1 = 32768;
+        for (int64_t r = 0; r < rows1; r++) tt->from_float(x + (r % T) * cols, w + r * nb, cols);
+        double t1 = time_matmul(pool, w, (gk_dtype)t, nb, rows1, cols, x, y, 1, qbuf);
+        double t5 = time_matmul(pool, w, (gk_dtype)t, nb, rows512, cols, x, y, T, qbuf);
+        hw.mm_bw1[t] = (double)nb * rows1 / t1;
+        hw.mm_flops512[t] = 2.0 * rows512 * cols * T / t5;
+        if (!quiet && dist.rank == 0)
+            printf("gk_matmul %-5s         batch 1: %7.2f GB/s of weights (%6.2f GFLOP/s); batch "
+                   "512: %7.2f GFLOP/s\n",
+                   tt->name, hw.mm_bw1[t] / 1e9, 2.0 * rows1 * cols / t1 / 1e9,
+                   hw.mm_flops512[t] / 1e9);
+        hw.bf16_flops = fmax(hw.bf16_flops, hw.mm_flops512[t]);
+        /* smaller matrices of 1024-wide rows, each read once in turn from the arena */
+        size_t nb1 = gk_row_size((uint32_t)t, 1024);
+        if (!nb1) continue;
+        for (int64_t r = 0; r < (int64_t)(big / nb1); r++)
+            tt->from_float(x + (r % T) * 1024, w + r * nb1, 1024);
+        for (int k = 0; k < 3; k++) {
+            size_t msz = (size_t)256 << (10 + 3 * k);
+            int64_t rows = (int64_t)(msz / nb1), n_mat = (int64_t)(big / (rows * nb1));
+            double t0 = gk_time_s(), bt;
+            int r = 0;
+            do {
+                for (int64_t mi = 0; mi < n_mat; mi++)
+                    gk_matmul(pool, y, w + mi * rows * nb1, (gk_dtype)t, nb1, rows, x, 1024, 1,
+                              qbuf);
+                r++;
+                bt = (gk_time_s() - t0) / r;
+            } while (bt * r < CAL_MIN_S || r < 2);
+            hw.mm_bw1_at[t][k] = (double)n_mat * rows * nb1 / bt;
+        }
+        if (!quiet && dist.rank == 0)
+            printf("          %-5s         batch 1, 256 KiB / 2 MiB / 16 MiB matrices: %.2f / "
+                   "%.2f / %.2f GB/s\n",
+                   tt->name, hw.mm_bw1_at[t][0] / 1e9, hw.mm_bw1_at[t][1] / 1e9,
+                   hw.mm_bw1_at[t][2] / 1e9);
+    }
+    /* attention's inner loop: f32 dots of head_dim 128 over a cached K (one thread,
+     * as each (token, head) item runs on one) times the threads */
+    {
+        gk_vec_dot_fn dot = gk_type_traits_of(GK_TYPE_F32)->vec_dot;
+        const int keys = 8192, hd = 128;
+        double tb, t0 = gk_time_s();
+        volatile float sink = 0;
+        int r = 0;
+        do {
+            float s = 0;
+            for (int k = 0; k < keys; k++) s += dot(hd, x, buf + (size_t)k * hd);
+            sink += s;
+            r++;
+            tb = (gk_time_s() - t0) / r;
+        } while (tb * r < CAL_MIN_S || r < 2);
+        (void)sink;
+        /* q.k and P.V: two of these per key; P.V is a scalar-times-row loop of the same size */
+        hw.attn_flops = 2.0 * hd * keys / tb * nt;
+        if (!quiet && dist.rank == 0)
+            printf("attention (f32 dot)     %.2f GFLOP/s over %d threads\n", hw.attn_flops / 1e9,
+                   nt);
+    }
+    /* the training GEMM: dX = dY W and dW += dY^T X over 1024 tokens, for square
+     * matrices of 128 to 1024 (small models run it far from its peak) */
+    for (int k = 0; k < 4; k++) {
+        const int64_t Tn = 1024, nd = 128 << k;
+        float *a = y, *b = x, *dw = (float *)w, *scr = y + Tn * nd;
+        double t0 = gk_time_s(), tp;
+        int r = 0;
+        do {
+            gk_tgemm_dx(pool, a, b, b + Tn * nd, Tn, nd, nd, false);
+            gk_tgemm_dw(pool, dw, b, b + Tn * nd, Tn, nd, nd, scr);
+            r++;
+            tp = (gk_time_s() - t0) / r;
+        } while (tp * r < CAL_MIN_S || r < 2);
+        hw.tgemm_at[k] = 2.0 * 2.0 * Tn * nd * nd / tp;
+        hw.tgemm_flops = hw.tgemm_at[k];
+        if (!quiet && dist.rank == 0)
+            printf("gk_tgemm %4d x %-4d     %.2f GFLOP/s (training: dX and dW over 1024 tokens)\n",
+                   (int)nd, (int)nd, hw.tgemm_at[k] / 1e9);
+    }
+    /* one parallel step of the pool: a 64 x 64 matmul of one token, the mean over
+     * CAL_MIN_S (on shared cores it includes the waits for a descheduled thread) */
+    {
+        double t0 = gk_time_s(), el;
+        long r = 0;
+        do {
+            gk_matmul(pool, y, w, GK_TYPE_F32, 64 * sizeof(float), 64, x, 64, 1, qbuf);
+            r++;
+            el = gk_time_s() - t0;
+        } while (el < CAL_MIN_S || r < 2);
+        hw.call_s = el / r;
+        if (!quiet && dist.rank == 0) printf("pool step (64x64 matmul) %.1f us\n", hw.call_s * 1e6);
+    }
+    if (dist.size < 2) {
+        /* not measured: ranks on this machine, through its memory */
+        hw.link_bw = hw.net_bw = hw.mem_bw / 2;
+        if (!quiet)
+            printf("MPI link                not measured (run under mpirun -np 2 to measure it); "
+                   "assumed half the memory bandwidth, no latency\n");
+    }
+    if (dist.rank == 0) {
+        const char *path = o->out ? o->out : "this-machine.preset";
+        if (gk_plan_hw_save(&hw, path, &err) < 0) {
+            fprintf(stderr, "grok plan calibrate: %s\n", err.msg);
+            rc = 1;
+        } else if (!quiet)
+            printf("wrote %s (use: grok plan infer --fleet 1x%s%s ...)\n", path,
+                   strchr(path, '/') ? "" : "./", path);
+        if (o->json) printf("{\"preset\": \"%s\", \"mem_bw\": %.6g}\n", path, hw.mem_bw);
+    }
+done:
+    gk_free_aligned(x);
+    gk_free_aligned(y);
+    gk_free_aligned(qbuf);
+    gk_free_aligned(w);
+    gk_free_aligned(buf);
+    gk_pool_free(pool);
+    gk_dist_finalize(&dist);
+    return rc;
+}
+
+int gk_cmd_plan(int argc, char **argv) {
+    if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
+        usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    plan_opts o;
+    int p = parse(argc, argv, &o);
+    if (p) return p < 0 ? 2 : 0;
+    const char *sub = argv[1];
+    if (!strcmp(sub, "infer")) return cmd_infer(&o);
+    if (!strcmp(sub, "train")) return cmd_train(&o);
+    if (!strcmp(sub, "fleet")) return cmd_fleet(&o);
+    if (!strcmp(sub, "presets")) return cmd_presets(&o);
+    if (!strcmp(sub, "calibrate")) return cmd_calibrate(argc, argv, &o);
+    fprintf(stderr,
+            "grok plan: unknown subcommand '%s' (infer, train, fleet, presets, "
+            "calibrate)\n",
+            sub);
+    return 2;
+}
