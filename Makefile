@@ -2,25 +2,32 @@
 # strings the steps together so that a fresh machine needs two commands:
 #   make run    set up, build, and generate text with the default model
 #   make test   set up, build, and run every test (also under ASan + UBSan)
+#   make install PREFIX=DIR   install grok, grok.h, libgrok and grok.pc under DIR
+# `make run` installs only what building and running needs; `make test` adds
+# the test-only peers (scripts/setup-deps.sh run|test).
 BUILD      ?= build
 ASAN_BUILD ?= build-asan
 JOBS       ?= 2
 PYTHON     ?= /usr/bin/python3
+PREFIX     ?= /usr/local
 MODEL      ?= models/default.gguf
 RANDOM_MODEL = $(BUILD)/random-grok2.gguf
 
-.PHONY: all setup build build-asan run test test-asan bench clean format fuzz fuzz-merge
+.PHONY: all setup setup-test build build-asan run test test-asan bench clean format install fuzz fuzz-merge
 
 all: build
 
 setup:
-	@./scripts/setup-deps.sh
+	@./scripts/setup-deps.sh run
+
+setup-test:
+	@./scripts/setup-deps.sh test
 
 build: setup
 	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release >/dev/null
 	@cmake --build $(BUILD) -j$(JOBS)
 
-build-asan: setup
+build-asan: setup-test
 	@CC=clang cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DGK_SANITIZE=ON -DGK_FUZZ=ON >/dev/null
 	@cmake --build $(ASAN_BUILD) -j$(JOBS)
 
@@ -39,7 +46,7 @@ run: build
 	  ./$(BUILD)/grok run -m $(RANDOM_MODEL) --tokens 1,2,3,4,5,6,7,8 -n 32 --seed 1 -v; \
 	fi
 
-test: build
+test: setup-test build
 	@cd $(BUILD) && ctest -j$(JOBS) --output-on-failure
 	@$(MAKE) --no-print-directory test-asan
 
@@ -59,6 +66,9 @@ fuzz-merge: setup
 bench: build
 	@if [ -f $(MODEL) ]; then ./$(BUILD)/grok bench -m $(MODEL); \
 	else $(MAKE) --no-print-directory $(RANDOM_MODEL) && ./$(BUILD)/grok bench -m $(RANDOM_MODEL); fi
+
+install: build
+	@cmake --install $(BUILD) --prefix $(PREFIX)
 
 format:
 	@clang-format -i $$(git ls-files '*.c' '*.h')

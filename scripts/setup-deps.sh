@@ -4,14 +4,22 @@
 # for test-only peers, npm. Works as root without sudo.
 set -euo pipefail
 
-# Build: compiler and CMake. Library deps: PCRE2 (BPE pre-tokenizer), cJSON and
-# libmicrohttpd (server, safetensors headers), OpenMPI (multi-process).
-# Tests: python3-torch/numpy (independent reference), sentencepiece (peer),
-# clang (libFuzzer + sanitizers), nodejs/npm (tiktoken peer).
-PKGS=(build-essential cmake pkg-config clang libclang-rt-14-dev
+# Usage: setup-deps.sh [run|test]   (default: test)
+#   run   what building and running grok needs: compiler, CMake, and the
+#         libraries (PCRE2 for the BPE pre-tokenizer, cJSON, libmicrohttpd for
+#         grok serve, OpenMPI for multi-process runs)
+#   test  that, and the test-only peers: python3-torch/numpy (independent
+#         reference), sentencepiece, clang (libFuzzer + sanitizers), nodejs/npm
+#         (tokenizer and serve peers, below), chromium (grok serve's page, headless)
+MODE="${1:-test}"
+case "$MODE" in run|test) ;; *) echo "usage: setup-deps.sh [run|test]" >&2; exit 2 ;; esac
+PKGS=(build-essential cmake pkg-config
       libpcre2-dev libcjson-dev libmicrohttpd-dev
-      libopenmpi-dev openmpi-bin
-      python3 python3-torch python3-numpy sentencepiece time)
+      libopenmpi-dev openmpi-bin)
+if [ "$MODE" = test ]; then
+  PKGS+=(clang libclang-rt-14-dev python3 python3-torch python3-numpy sentencepiece time
+         chromium)
+fi
 
 missing=()
 for p in "${PKGS[@]}"; do
@@ -28,6 +36,8 @@ if [ ${#missing[@]} -gt 0 ]; then
 else
   echo "setup-deps: all packages present"
 fi
+
+if [ "$MODE" = run ]; then exit 0; fi
 
 # --- tokenizer test peers (npm) -------------------------------------------
 # gpt-tokenizer (an independent tiktoken implementation in JavaScript, with the
@@ -52,3 +62,17 @@ else
     echo "setup-deps: warning: npm ci failed; the tokenizer peer tests will be skipped" >&2
 fi
 # --- end of tokenizer test peers ------------------------------------------
+
+# --- grok serve test peers (npm) -------------------------------------------
+# The official openai client (v6) and playwright-core (drives Debian's chromium;
+# it downloads no browser) for tests/serve, from the committed package-lock.json.
+SERVE_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/tests/serve"
+if grep -qs '"version": "6.49.0"' "$SERVE_DIR/node_modules/openai/package.json" &&
+   grep -qs '"version": "1.65.1"' "$SERVE_DIR/node_modules/playwright-core/package.json"; then
+  echo "setup-deps: npm serve test peers present"
+else
+  echo "setup-deps: installing npm test peers into tests/serve/node_modules"
+  (cd "$SERVE_DIR" && npm ci --no-audit --no-fund --loglevel=error) ||
+    echo "setup-deps: warning: npm ci failed; the grok serve tests will be skipped" >&2
+fi
+# --- end of grok serve test peers ------------------------------------------

@@ -26,6 +26,7 @@ int gk_cmd_quantize(int argc, char **argv);
 int gk_cmd_train(int argc, char **argv);
 int gk_cmd_shard(int argc, char **argv);
 int gk_cmd_plan(int argc, char **argv);
+int gk_cmd_serve(int argc, char **argv);
 
 /* Parses a whole decimal number into *out within [lo, hi]; prints an error naming
  * the option and returns false otherwise. */

@@ -17,6 +17,7 @@ static const command commands[] = {
     {"run", gk_cmd_run, "generate text from a prompt"},
     {"chat", gk_cmd_chat, "interactive chat with the model's template"},
     {"info", gk_cmd_info, "describe a model file"},
+    {"serve", gk_cmd_serve, "OpenAI-compatible HTTP server with a chat page"},
     {"bench", gk_cmd_bench, "prompt and generation throughput"},
     {"tokenize", gk_cmd_tokenize, "print the ids and pieces of a text"},
     {"convert", gk_cmd_convert, "import an official checkpoint to GGUF"},

@@ -1,0 +1,59 @@
+#!/bin/sh
+# serve_bench.sh - grok serve under load, and llama-server beside it when given:
+# aggregate generation tokens/s and time to first token (p50, p99) at 1, 4 and
+# 16 concurrent clients (bench/serve_bench.mjs), on one random Grok-2 model of
+# about 530M parameters (bench/make_bench_model.py, Q8_0) that carries a
+# SentencePiece vocabulary, with the same slot count for both servers.
+#
+# usage: bench/serve_bench.sh [GROK] [LLAMA_SERVER] [SLOTS]
+#   GROK default build/grok; LLAMA_SERVER default none (e.g.
+#   /work/llama.cpp/build/bin/llama-server); SLOTS default 16.
+# Environment: REQUESTS (per client, default 2), MAX_TOKENS (default 32),
+# PROMPT_WORDS (default 16).
+set -eu
+GROK=${1:-build/grok}
+LLAMA=${2:-}
+SLOTS=${3:-16}
+HERE=$(cd "$(dirname "$0")" && pwd)
+WORK=$(mktemp -d /tmp/grok-serve-bench.XXXXXX)
+PID=
+trap '[ -n "$PID" ] && kill "$PID" 2>/dev/null; rm -rf "$WORK"' EXIT
+MODEL=$WORK/bench.gguf
+/usr/bin/python3 - "$MODEL" <<PY
+import sys
+sys.path.insert(0, "$HERE")
+sys.path.insert(0, "$HERE/../tests/reference")
+sys.path.insert(0, "$HERE/../tests/tokenizer")
+import gguf_writer as gw, make_bench_model as mbm, chat_test
+write = gw.GGUFWriter.write
+def with_vocab(self, path):
+    chat_test.spm_keys(self, 32768)  # the bench model's default vocabulary size
+    write(self, path)
+gw.GGUFWriter.write = with_vocab
+sys.argv = ["make_bench_model.py", sys.argv[1]]
+mbm.main()
+PY
+ls -la "$MODEL"
+ARGS="--clients 1,4,16 --requests ${REQUESTS:-2} --max-tokens ${MAX_TOKENS:-32} --prompt-words ${PROMPT_WORDS:-16}"
+
+wait_up() { # url
+  i=0
+  until curl -sf "$1/health" >/dev/null 2>&1; do
+    i=$((i + 1)); [ $i -lt 600 ] || { echo "server did not come up"; exit 1; }; sleep 0.5
+  done
+}
+
+echo "== grok serve ($SLOTS slots)"
+"$GROK" serve -m "$MODEL" --port 8391 -np "$SLOTS" -c 512 2>"$WORK/grok.log" &
+PID=$!
+wait_up http://127.0.0.1:8391
+node "$HERE/serve_bench.mjs" http://127.0.0.1:8391 $ARGS
+kill "$PID"; wait "$PID" 2>/dev/null || true; PID=
+
+if [ -n "$LLAMA" ]; then
+  echo "== llama-server ($SLOTS slots)"
+  "$LLAMA" -m "$MODEL" --port 8392 -np "$SLOTS" -c $((512 * SLOTS)) --no-warmup 2>"$WORK/llama.log" &
+  PID=$!
+  wait_up http://127.0.0.1:8392 || { tail -20 "$WORK/llama.log"; exit 1; }
+  node "$HERE/serve_bench.mjs" http://127.0.0.1:8392 $ARGS
+fi

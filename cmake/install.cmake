@@ -1,0 +1,16 @@
+# `make install PREFIX=...` (cmake --install): the grok tool, grok.h, libgrok
+# (static) and a pkg-config file, grok.pc, that names what libgrok links with.
+include(GNUInstallDirs)
+install(TARGETS grok RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
+install(TARGETS grokcore ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR})
+install(FILES ${CMAKE_SOURCE_DIR}/include/grok.h DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
+set(GK_PC_REQUIRES "libpcre2-8 libcjson libmicrohttpd")
+set(GK_PC_LIBS "-lpthread -lm")
+if(MPI_C_FOUND)
+  string(APPEND GK_PC_LIBS " ${MPI_C_LINK_FLAGS}")
+  foreach(lib ${MPI_C_LIBRARIES})
+    string(APPEND GK_PC_LIBS " ${lib}")
+  endforeach()
+endif()
+configure_file(${CMAKE_SOURCE_DIR}/cmake/grok.pc.in ${CMAKE_BINARY_DIR}/grok.pc @ONLY)
+install(FILES ${CMAKE_BINARY_DIR}/grok.pc DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig)
