@@ -139,6 +139,7 @@ static void log_line(void *user, const char *msg) {
 typedef struct loader {
     const serve_opts *o;
     const char *path;
+    gk_dist *dist; /* under mpirun: this is rank 0, which leads the others */
     gk_serve_http *http;
     gk_model *model;
     _Atomic(gk_serve_engine *) eng;
@@ -147,6 +148,41 @@ typedef struct loader {
     bool failed;
 } loader;
 
+static gk_context_params context_params(const serve_opts *o) {
+    gk_context_params cp = gk_context_default_params();
+    cp.n_ctx = (uint32_t)o->n_ctx;
+    cp.n_batch = (uint32_t)o->n_batch;
+    cp.n_threads = (int)o->threads;
+    cp.n_seq = (uint32_t)o->slots;
+    cp.cache_type = o->cache_type;
+    return cp;
+}
+
+/* Rank 0's exit: ends the other ranks too when they may be waiting for it. */
+static int end_ranks(gk_dist *dist, int rc) {
+    if (rc && gk_dist_size(dist) > 1) gk_cli_dist_abort(dist);
+    gk_dist_free(dist);
+    return rc;
+}
+
+/* Under mpirun, ranks > 0: load their share of the model, then run rank 0's
+ * batches until it stops. Returns the exit status. */
+static int follow(const serve_opts *o, const char *path, gk_dist *dist) {
+    gk_err err;
+    gk_model_params mp = gk_model_default_params();
+    mp.numerics = o->numerics;
+    mp.dist = dist;
+    gk_model *m = gk_model_load(path, &mp, &err);
+    gk_context_params cp = context_params(o);
+    gk_context *c = m ? gk_context_new(m, &cp, &err) : NULL;
+    int rc = c && gk_dist_follow(c, &err) == 0 ? 0 : 1;
+    if (rc) fprintf(stderr, "grok serve%s: %s\n", gk_cli_dist_who(dist), err.msg);
+    gk_context_free(c);
+    gk_model_free(m);
+    if (rc && m && c) gk_cli_dist_abort(dist); /* a broken follow may strand rank 0 */
+    return rc;
+}
+
 /* The engine thread: loads the model, attaches it to the server, runs the engine. */
 static void *engine_thread(void *arg) {
     loader *L = arg;
@@ -154,6 +190,7 @@ static void *engine_thread(void *arg) {
     gk_err err;
     gk_model_params mp = gk_model_default_params();
     mp.numerics = o->numerics;
+    mp.dist = L->dist;
     L->model = gk_model_load(L->path, &mp, &err);
     if (!L->model) goto fail;
     const gk_tokenizer *tok = gk_model_tokenizer(L->model);
@@ -161,12 +198,7 @@ static void *engine_thread(void *arg) {
         snprintf(err.msg, sizeof err.msg, "%s has no tokenizer", L->path);
         goto fail;
     }
-    gk_context_params cp = gk_context_default_params();
-    cp.n_ctx = (uint32_t)o->n_ctx;
-    cp.n_batch = (uint32_t)o->n_batch;
-    cp.n_threads = (int)o->threads;
-    cp.n_seq = (uint32_t)o->slots;
-    cp.cache_type = o->cache_type;
+    gk_context_params cp = context_params(o);
     gk_context *ctx = gk_context_new(L->model, &cp, &err);
     if (!ctx) goto fail;
     gk_serve_engine_params ep = {.n_slots = (int)o->slots,
@@ -183,6 +215,7 @@ static void *engine_thread(void *arg) {
              L->path, (int)o->slots, ep.n_ctx, o->n_batch, gk_kernels_name());
     log_line(NULL, msg);
     gk_serve_engine_run(e);
+    if (gk_dist_size(L->dist) > 1 && gk_dist_stop(ctx, &err) < 0) log_line(NULL, err.msg);
     return NULL;
 fail:
     fprintf(stderr, "grok serve: %s\n", err.msg);
@@ -196,8 +229,16 @@ int gk_cmd_serve(int argc, char **argv) {
     if (parse(argc, argv, &o) < 0) return 2;
     const char *path = gk_cli_model_path(o.model);
     if (!path) return 1;
+    /* under mpirun: one model split over the ranks; rank 0 serves HTTP */
+    gk_dist *dist = gk_cli_dist("serve", &argc, &argv);
+    if (!dist) return 1;
+    if (gk_dist_rank(dist) > 0) {
+        int rc = follow(&o, path, dist);
+        gk_dist_free(dist);
+        return rc;
+    }
     char *key = o.api_key ? strdup(o.api_key) : o.api_key_file ? read_key(o.api_key_file) : NULL;
-    if (o.api_key_file && !key) return 1;
+    if (o.api_key_file && !key) return end_ranks(dist, 1);
 
     /* Signals go to the main thread only (sigwait); threads inherit the mask. */
     signal(SIGPIPE, SIG_IGN);
@@ -221,18 +262,18 @@ int gk_cmd_serve(int argc, char **argv) {
     if (!http) {
         fprintf(stderr, "grok serve: %s\n", err.msg);
         free(key);
-        return 1;
+        return end_ranks(dist, 1);
     }
     if (strcmp(o.host, "127.0.0.1") && strcmp(o.host, "localhost") && strcmp(o.host, "::1") && !key)
         log_line(NULL, "warning: listening beyond this machine without --api-key");
 
-    loader L = {.o = &o, .path = path, .http = http, .main_thread = pthread_self()};
+    loader L = {.o = &o, .path = path, .dist = dist, .http = http, .main_thread = pthread_self()};
     pthread_t th;
     if (pthread_create(&th, NULL, engine_thread, &L) != 0) {
         fprintf(stderr, "grok serve: cannot start the engine thread\n");
         gk_serve_http_stop(http);
         free(key);
-        return 1;
+        return end_ranks(dist, 1);
     }
     int sig = 0;
     sigwait(&set, &sig);
@@ -247,5 +288,5 @@ int gk_cmd_serve(int argc, char **argv) {
     gk_serve_engine_free(e);
     gk_model_free(L.model);
     free(key);
-    return L.failed ? 1 : 0;
+    return end_ranks(dist, L.failed ? 1 : 0);
 }

@@ -137,7 +137,11 @@ int gk_dist_init(gk_dist *d, int *argc, char ***argv, gk_err *err) {
     double mbps = env_num("GK_DIST_MBPS", 0.0);
     d->bytes_per_s = mbps > 0 ? mbps * 1e6 / 8.0 : 0.0;
     if (!launched_by_mpirun()) return 0;
-    if (MPI_Init(argc, argv) != MPI_SUCCESS) return gk_fail(err, "MPI_Init failed");
+    /* serialized: one thread at a time may call MPI, not only the one that
+     * initialised it (grok serve's engine thread leads the ranks) */
+    int provided = 0;
+    if (MPI_Init_thread(argc, argv, MPI_THREAD_SERIALIZED, &provided) != MPI_SUCCESS)
+        return gk_fail(err, "MPI_Init_thread failed");
     d->mpi = true;
     MPI_Comm_rank(MPI_COMM_WORLD, &d->rank);
     MPI_Comm_size(MPI_COMM_WORLD, &d->size);

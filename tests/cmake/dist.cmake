@@ -28,3 +28,12 @@ add_test(NAME dist_batch
 set_tests_properties(dist_batch PROPERTIES
   ENVIRONMENT "PYTHONDONTWRITEBYTECODE=1"
   SKIP_RETURN_CODE 77 TIMEOUT 300 LABELS dist RUN_SERIAL TRUE)
+
+# grok serve with the model split over two ranks: rank 0 on HTTP, the same greedy
+# texts as one process, and every rank gone soon after SIGTERM.
+add_test(NAME dist_serve
+         COMMAND ${GK_PYTHON} ${GK_DIST_DIR}/serve_mpi.py --grok $<TARGET_FILE:grok>
+                 --model ${CMAKE_SOURCE_DIR}/models/default.gguf)
+set_tests_properties(dist_serve PROPERTIES
+  ENVIRONMENT "PYTHONDONTWRITEBYTECODE=1;OMP_NUM_THREADS=1"
+  SKIP_RETURN_CODE 77 TIMEOUT 300 LABELS dist RUN_SERIAL TRUE)
