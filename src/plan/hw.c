@@ -430,6 +430,50 @@ static double batch1_rate(const gk_plan_hw *hw, uint32_t t, double bytes) {
     return ys[n - 1];
 }
 
+/* Log-linear interpolation of rates measured at sizes xs (0 = not measured),
+ * clamped at the ends; fallback when none was measured. */
+static double interp_rate(const double *xs, const double *ys, int n_pts, double x,
+                          double fallback) {
+    double px[8], py[8];
+    int n = 0;
+    for (int k = 0; k < n_pts && n < 8; k++)
+        if (ys[k] > 0) px[n] = xs[k], py[n++] = ys[k];
+    if (!n) return fallback;
+    if (x <= px[0]) return py[0];
+    for (int k = 0; k + 1 < n; k++)
+        if (x <= px[k + 1])
+            return py[k] + log(x / px[k]) / log(px[k + 1] / px[k]) * (py[k + 1] - py[k]);
+    return py[n - 1];
+}
+
+/* Bytes/s of an elementwise pass whose arrays total `size` bytes, on one thread or
+ * split over nt (each thread's share in its own caches; past 16 MiB no more than the
+ * memory's bandwidth). */
+static double ew_rate(const gk_plan_hw *hw, double size, int nt) {
+    static const double xs[4] = {256.0 * 1024, 2048.0 * 1024, 16384.0 * 1024, 128.0 * 1048576};
+    if (nt <= 1) return interp_rate(xs, hw->ew_bw_at, 4, size, hw->mem_bw);
+    double r = nt * interp_rate(xs, hw->ew_bw_at, 4, size / nt, hw->mem_bw);
+    return size >= xs[2] && r > hw->mem_bw ? hw->mem_bw : r;
+}
+
+/* Adds a pass over n elements: bytes and other FLOPs per element. */
+static void ew_pass(gk_plan_ew *w, double n, double bytes, double flops) {
+    w->bytes += n * bytes;
+    w->flops += n * flops;
+}
+
+/* Seconds of elementwise work: libm calls at their measured rates, bytes and other
+ * arithmetic at the pass rate (its 12 bytes carry 2 FLOPs: y = a x + b). */
+static double ew_time(const gk_plan_hw *hw, const gk_plan_ew *w, double size, int nt) {
+    double t = 0;
+    if (hw->exp_rate > 0) t += w->exp / hw->exp_rate;
+    if (hw->erf_rate > 0) t += w->erf / hw->erf_rate;
+    if (hw->tanh_rate > 0) t += w->tanh / hw->tanh_rate;
+    t /= nt;
+    double bw = ew_rate(hw, size, nt), tb = w->bytes / bw, tf = w->flops * 6.0 / bw;
+    return t + (tb > tf ? tb : tf);
+}
+
 /* Seconds of one forward on a device that holds 1/share of every op, from the
  * measured per-type matmul rates (calibrated CPUs) or the peaks. */
 static double forward_time(const gk_plan_model *pm, const gk_plan_hw *hw, double n_tok, double pos0,
@@ -460,8 +504,31 @@ static double forward_time(const gk_plan_model *pm, const gk_plan_hw *hw, double
         steps +=
             pm->s.n_layer * (1.0 + (pm->s.n_expert ? touched : 0.0) + (pm->s.n_ff ? 1.0 : 0.0));
         t += steps * hw->call_s;
-        double af = hw->attn_flops > 0 ? hw->attn_flops : hw->bf16_flops;
+        /* attention at the dot rate for its head size */
+        static const double hds[3] = {32, 64, 128};
+        double af = interp_rate(hds, hw->attn_at, 3, pm->s.head_dim,
+                                hw->attn_flops > 0 ? hw->attn_flops : hw->bf16_flops);
         t += c.attn_flops / af + (c.kv_bytes_read + c.kv_bytes_written) / hw->mem_bw;
+        /* elementwise work (forward.c): on the pool, GeGLU's GELU per expert and dense
+         * MLP element and the attention softcap's tanhf and the softmax's expf per
+         * (head, key); on the calling thread, four RMSNorms (20 bytes, 6 FLOPs an
+         * element) and two residual adds (12 bytes, 1 FLOP) per layer and the final
+         * softcap's tanhf over the kept logits */
+        const gk_plan_shape *s = &pm->s;
+        int nt = hw->threads > 0 ? hw->threads : 1;
+        double moe_layers = s->n_expert ? (double)s->n_layer - s->n_layer_dense : 0;
+        gk_plan_ew par = {0}, ser = {0};
+        double gelu = n_tok * (moe_layers * s->n_expert_used * (double)s->n_ff_exp +
+                               (double)s->n_layer * s->n_ff);
+        *(s->gelu_erf ? &par.erf : &par.tanh) += gelu;
+        ew_pass(&par, gelu, 12, 4);
+        double pairs = s->attn == GK_PLAN_ATTN_GQA ? c.attn_flops / (4.0 * s->head_dim) : 0;
+        par.exp += pairs;
+        if (s->attn_softcap > 0) par.tanh += pairs;
+        ew_pass(&ser, n_tok * s->n_embd * s->n_layer, 4 * 20 + 2 * 12, 4 * 6 + 2);
+        if (s->final_softcap > 0) ser.tanh += n_logits * s->n_vocab;
+        t += ew_time(hw, &par, 12.0 * gelu / s->n_layer, nt) +
+             ew_time(hw, &ser, 12.0 * n_tok * s->n_embd, 1);
         return t / share;
     }
     double tf = (c.matmul_flops + c.attn_flops) / (hw->bf16_flops * eff_f * share);
@@ -593,44 +660,6 @@ int gk_plan_train_eval(const gk_plan_model *pm, const gk_plan_hw *hw, double n, 
     r->energy_mwh = r->energy_j / 3.6e9;
     r->mem_state_dev = 16.0 * gk_plan_params(pm) / n;
     return 0;
-}
-
-/* Log-linear interpolation of rates measured at sizes xs (0 = not measured),
- * clamped at the ends; fallback when none was measured. */
-static double interp_rate(const double *xs, const double *ys, int n_pts, double x,
-                          double fallback) {
-    double px[8], py[8];
-    int n = 0;
-    for (int k = 0; k < n_pts && n < 8; k++)
-        if (ys[k] > 0) px[n] = xs[k], py[n++] = ys[k];
-    if (!n) return fallback;
-    if (x <= px[0]) return py[0];
-    for (int k = 0; k + 1 < n; k++)
-        if (x <= px[k + 1])
-            return py[k] + log(x / px[k]) / log(px[k + 1] / px[k]) * (py[k + 1] - py[k]);
-    return py[n - 1];
-}
-
-/* Bytes/s of an elementwise pass whose arrays total `size` bytes, on one thread or
- * split over nt (each thread's share in its own caches; past 16 MiB no more than the
- * memory's bandwidth). */
-static double ew_rate(const gk_plan_hw *hw, double size, int nt) {
-    static const double xs[4] = {256.0 * 1024, 2048.0 * 1024, 16384.0 * 1024, 128.0 * 1048576};
-    if (nt <= 1) return interp_rate(xs, hw->ew_bw_at, 4, size, hw->mem_bw);
-    double r = nt * interp_rate(xs, hw->ew_bw_at, 4, size / nt, hw->mem_bw);
-    return size >= xs[2] && r > hw->mem_bw ? hw->mem_bw : r;
-}
-
-/* Seconds of elementwise work: libm calls at their measured rates, bytes and other
- * arithmetic at the pass rate (its 12 bytes carry 2 FLOPs: y = a x + b). */
-static double ew_time(const gk_plan_hw *hw, const gk_plan_ew *w, double size, int nt) {
-    double t = 0;
-    if (hw->exp_rate > 0) t += w->exp / hw->exp_rate;
-    if (hw->erf_rate > 0) t += w->erf / hw->erf_rate;
-    if (hw->tanh_rate > 0) t += w->tanh / hw->tanh_rate;
-    t /= nt;
-    double bw = ew_rate(hw, size, nt), tb = w->bytes / bw, tf = w->flops * 6.0 / bw;
-    return t + (tb > tf ? tb : tf);
 }
 
 double gk_plan_train_step_time(const gk_plan_model *pm, const gk_plan_hw *hw, double seq,
