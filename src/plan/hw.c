@@ -411,14 +411,19 @@ static double op_matrix_bytes(const gk_plan_op *o) {
 }
 
 /* Measured weight bytes/s at batch 1 for a matrix of `bytes`: log-linear between the
- * sizes calibrate measured (256 KiB, 2 MiB, 16 MiB, 96 MiB), clamped at the ends. */
+ * sizes calibrate measured (256 KiB, 2 MiB, 16 MiB, 96 MiB), clamped at the ends. Each rate is
+ * net of the one pool step its calls paid (forward_time counts the steps). */
 static double batch1_rate(const gk_plan_hw *hw, uint32_t t, double bytes) {
     double xs[4] = {256.0 * 1024, 2048.0 * 1024, 16384.0 * 1024, 96.0 * 1048576}, ys[4];
     int n = 0;
     double px[4];
     for (int k = 0; k < 4; k++) {
         double v = k < 3 ? hw->mm_bw1_at[t][k] : hw->mm_bw1[t];
-        if (v > 0) px[n] = xs[k], ys[n++] = v;
+        if (v <= 0) continue;
+        /* each measured call paid one pool step; the forward counts its steps apart */
+        double tm = xs[k] / v, tp = tm - hw->call_s;
+        if (tp < 0.25 * tm) tp = 0.25 * tm;
+        px[n] = xs[k], ys[n++] = xs[k] / tp;
     }
     if (!n) return hw->mem_bw;
     if (bytes <= px[0]) return ys[0];
