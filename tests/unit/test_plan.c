@@ -529,10 +529,58 @@ static void test_train_step(void) {
     CHECK_EQ(gk_plan_train_tokens_per_s_measured(&pm, &h100, 4, 8), 0);
 }
 
+/* Generation on a calibrated machine pays forward.c's libm calls: per token, GELU
+ * (erff) over K F + Fd = 96 elements and the attention's tanhf and expf over
+ * n_head x (pos + 1) = 20 (head, key) pairs at position 9, on the pool's 2 threads,
+ * and the final softcap's tanhf over 64 logits on one thread. Doubling every libm
+ * rate takes half of that time away. */
+static void test_infer_libm(void) {
+    gk_plan_shape s = {.variant = GK_VARIANT_GROK2,
+                       .n_vocab = 64,
+                       .n_embd = 32,
+                       .n_layer = 1,
+                       .n_head = 2,
+                       .n_head_kv = 1,
+                       .head_dim = 16,
+                       .n_ctx = 64,
+                       .n_ff = 64,
+                       .n_ff_exp = 32,
+                       .n_expert = 2,
+                       .n_expert_used = 1,
+                       .gated = true,
+                       .attn_softcap = 30,
+                       .router_softcap = 30,
+                       .final_softcap = 50,
+                       .gelu_erf = true};
+    gk_plan_model pm;
+    gk_err err;
+    CHECK(gk_plan_model_build(&s, "f32", &pm, &err) == 0);
+    gk_plan_hw hw = {.name = "t",
+                     .bf16_flops = 1e11,
+                     .mem_bytes = 1e9,
+                     .mem_bw = 1e10,
+                     .domain = 1,
+                     .attn_flops = 1e9,
+                     .call_s = 1e-6,
+                     .threads = 2,
+                     .exp_rate = 1e8,
+                     .erf_rate = 2e7,
+                     .tanh_rate = 4e7};
+    hw.mm_bw1[0] = 5e9; /* ggml type 0: f32 */
+    gk_plan_infer_opts o = {.n_ctx = 64, .gen_pos = 9, .n_prompt = 4, .n_batch = 4};
+    gk_plan_infer r1, r2;
+    CHECK(gk_plan_infer_eval(&pm, &hw, 1, 1, &o, &r1, &err) == 0);
+    hw.exp_rate *= 2, hw.erf_rate *= 2, hw.tanh_rate *= 2;
+    CHECK(gk_plan_infer_eval(&pm, &hw, 1, 1, &o, &r2, &err) == 0);
+    double libm = (96 / 2e7 + 20 / 4e7 + 20 / 1e8) / 2 + 64 / 4e7;
+    CHECK_EQ(1 / r1.gen_expect - 1 / r2.gen_expect, libm / 2);
+}
+
 int main(void) {
     test_tiny_grok1();
     test_tiny_grok2();
     test_train_step();
+    test_infer_libm();
     test_grok_presets();
     test_published();
     test_fleet_and_bad_inputs();
