@@ -517,8 +517,8 @@ static double forward_time(const gk_plan_model *pm, const gk_plan_hw *hw, double
         /* elementwise work (forward.c): on the pool, GeGLU's GELU per expert and dense
          * MLP element and the attention softcap's tanhf and the softmax's expf per
          * (head, key); on the calling thread, four RMSNorms (20 bytes, 6 FLOPs an
-         * element) and two residual adds (12 bytes, 1 FLOP) per layer and the final
-         * softcap's tanhf over the kept logits */
+         * element) and two residual adds (12 bytes, 1 FLOP) per layer, the MoE's
+         * gathers and scatters, and the final softcap's tanhf over the kept logits */
         const gk_plan_shape *s = &pm->s;
         int nt = hw->threads > 0 ? hw->threads : 1;
         double moe_layers = s->n_expert ? (double)s->n_layer - s->n_layer_dense : 0;
@@ -531,6 +531,12 @@ static double forward_time(const gk_plan_model *pm, const gk_plan_hw *hw, double
         par.exp += pairs;
         if (s->attn_softcap > 0) par.tanh += pairs;
         ew_pass(&ser, n_tok * s->n_embd * s->n_layer, 4 * 20 + 2 * 12, 4 * 6 + 2);
+        /* MoE: output zeroed, expert rows gathered and scatter-added with their gates;
+         * routing: the cap's tanhf (Grok-2) and the softmax's expf per expert */
+        ew_pass(&ser, n_tok * s->n_embd * moe_layers, 4, 0);
+        ew_pass(&ser, n_tok * s->n_expert_used * (double)s->n_embd * moe_layers, 8 + 12, 2);
+        ser.exp += n_tok * s->n_expert * moe_layers;
+        if (s->router_softcap > 0) ser.tanh += n_tok * s->n_expert * moe_layers;
         if (s->final_softcap > 0) ser.tanh += n_logits * s->n_vocab;
         t += ew_time(hw, &par, 12.0 * gelu / s->n_layer, nt) +
              ew_time(hw, &ser, 12.0 * n_tok * s->n_embd, 1);
