@@ -7,7 +7,7 @@
 #
 # 1. `grok plan calibrate` measures this machine into a preset file (memory
 #    bandwidth, gk_matmul per weight type at batch 1 and 512, the f32 dot, the
-#    training GEMM).
+#    training GEMM, expf/erff/tanhf, an elementwise pass, a pool step).
 # 2. Three Grok-architecture models: f16 (~120 MB, Grok-2 shape), q8_0 (~270 MB,
 #    Grok-2 shape, by `grok quantize` from f16) and q4_0 (~330 MB, Grok-1 shape,
 #    made from f16 by `grok quantize`).
@@ -72,4 +72,7 @@ rm -rf "$W/tr"
 tr=$(awk '/tok\/s/ {for (i=1;i<=NF;i++) if ($i=="tok/s") {n++; if (n>2) {s+=$(i-1); k++}}} END {print s/k}' "$W/train.log")
 printf '%-14s %10s %10s %7s\n' "" predicted measured diff
 printf '%-14s %10.0f %10.0f %7s\n' "grok train" "$tr_pred" "$tr" "$(pct "$tr_pred" "$tr")"
+# where the predicted step time goes
+"$GROK" plan train --model "$SRC/models/default.gguf" --fleet "1x$W/this.preset" --tokens 1e6 \
+    --seq 128 --step-tokens 512 --pue 1 | grep -A1 "measured rates"
 echo "(work files in $W)"

@@ -424,13 +424,16 @@ typedef struct gk_plan_shape {
     uint32_t n_vocab, n_embd, n_layer, n_head, n_head_kv, head_dim, n_ctx;
     gk_plan_attn attn;
     uint32_t q_lora, kv_lora, rope_dim, v_head_dim; /* MLA only */
-    uint32_t n_ff;          /* dense MLP width (beside the MoE in MoE layers; 0 = none) */
+    uint32_t n_ff; /* dense MLP width (beside the MoE in MoE layers; 0 = none) */
     uint32_t n_ff_exp, n_expert, n_expert_used; /* MoE (n_expert 0 = dense model) */
     uint32_t n_layer_dense; /* leading layers with a dense MLP of width n_ff_lead, no MoE */
     uint32_t n_ff_lead;
-    bool gated;             /* GeGLU / SwiGLU: gate, up, down; else up, down */
-    bool tied_output;       /* the embedding is the output matrix */
-    uint32_t n_pos_embd;    /* learned position-embedding rows (GPT-3), else 0 */
+    bool gated;          /* GeGLU / SwiGLU: gate, up, down; else up, down */
+    bool tied_output;    /* the embedding is the output matrix */
+    uint32_t n_pos_embd; /* learned position-embedding rows (GPT-3), else 0 */
+    /* numerics that decide the non-matmul work (tanh / exp / erf calls); 0 = none */
+    float attn_softcap, router_softcap, final_softcap;
+    bool gelu_erf; /* GELU by erf (Grok-2) or by tanh (Grok-1) */
 } gk_plan_shape;
 
 typedef enum gk_plan_op_kind {
@@ -444,7 +447,7 @@ typedef enum gk_plan_op_kind {
 typedef struct gk_plan_op {
     char name[24]; /* GGUF-style: "attn_q", "ffn_up_exps", "output" */
     gk_plan_op_kind kind;
-    uint32_t type;  /* ggml type id: bytes come from its block size (gk_row_size) */
+    uint32_t type; /* ggml type id: bytes come from its block size (gk_row_size) */
     int64_t rows, cols;
     uint32_t n_layers;
 } gk_plan_op;
@@ -471,8 +474,7 @@ int gk_plan_shape_check(const gk_plan_shape *s, gk_err *err);
  * router stay f32 as `grok quantize` keeps them) or llama.cpp's mixes "q4_k_m" and
  * "q5_k_m" (its rules for 8-expert models: attn_v q8_0, attn_output q5_k (q4_k_m)
  * or q6_k, ffn_down q6_k in the layers its use_more_bits picks, output q6_k). */
-int gk_plan_model_build(const gk_plan_shape *s, const char *mix, gk_plan_model *out,
-                        gk_err *err);
+int gk_plan_model_build(const gk_plan_shape *s, const char *mix, gk_plan_model *out, gk_err *err);
 /* The matrices of a loaded model exactly as it stores them (real types per tensor). */
 int gk_plan_model_from_model(const gk_model *m, gk_plan_model *out, gk_err *err);
 
@@ -491,7 +493,7 @@ typedef struct gk_plan_cost {
     double weight_bytes; /* bytes of every weight matrix read (once per matmul call) */
     double attn_flops;   /* q.k and P.V: (2 * qk_dim + 2 * v_dim) * n_head per key */
     double kv_bytes_read, kv_bytes_written;
-    double embd_bytes;   /* embedding rows looked up */
+    double embd_bytes; /* embedding rows looked up */
 } gk_plan_cost;
 
 /* One forward over n_tok tokens of one sequence at positions pos0.., keeping the
@@ -506,10 +508,39 @@ gk_plan_cost gk_plan_forward(const gk_plan_model *pm, double n_tok, double pos0,
  * (dX and dW of every matmul; the attention's backward likewise 2x). */
 typedef struct gk_plan_train_cost {
     double fwd_matmul_flops, fwd_attn_flops, bwd_flops, flops; /* flops = total per token */
-    double opt_flops_per_step; /* AdamW over all parameters */
+    double opt_flops_per_step;                                 /* AdamW over all parameters */
     double opt_bytes_per_step; /* fp32 w, g, m, v read; w, m, v written */
 } gk_plan_train_cost;
 gk_plan_train_cost gk_plan_train_per_token(const gk_plan_model *pm, double seq_len);
+
+/* Work of elementwise passes: libm calls and other arithmetic, and the f32 bytes
+ * they read plus write. */
+typedef struct gk_plan_ew {
+    double exp, erf, tanh; /* expf, erff, tanhf calls (GELU, softmax, softcaps) */
+    double flops;          /* the other arithmetic of the passes */
+    double bytes;          /* bytes read + written */
+} gk_plan_ew;
+
+/* One optimizer step of `grok train` (one micro-batch of n_seqs sequences of seq_len
+ * tokens per process), counted the way src/train runs it, by kind of operation:
+ * the products (forward, dX, dW), the attention (its backward recomputes the scores:
+ * q.k, dP, dq, dk, dv = 10 head_dim FLOPs per head and key against 4 forward), the
+ * elementwise passes on the pool's threads (GeGLU and its backward, softmax and
+ * softcaps of attention and the loss, AdamW) and on the calling thread alone
+ * (RMSNorm forward and backward, residual adds, RoPE, routing, expert gathers and
+ * scatters, zeroing of gradients, the gradient norm), and transposes (the weight
+ * copies the forward GEMM reads, and dY before each dW product). */
+typedef struct gk_plan_train_step {
+    double tokens;     /* n_seqs x seq_len */
+    double gemm_flops; /* 3 x the forward matmuls */
+    double attn_fwd_flops, attn_bwd_flops;
+    double attn_bwd_items;       /* parallel items of the attention backward: n_seqs x KV heads */
+    gk_plan_ew par, ser;         /* over activations: on the pool's threads / on one thread */
+    gk_plan_ew opt_par, opt_ser; /* over the parameters (AdamW; zeroing, gradient norm) */
+    double transpose_bytes;      /* read + written, on the pool's threads */
+    double pool_runs;            /* parallel steps (thread-pool dispatches) */
+} gk_plan_train_step;
+gk_plan_train_step gk_plan_train_step_work(const gk_plan_model *pm, double seq_len, double n_seqs);
 
 /* Memory. */
 double gk_plan_kv_bytes_per_token(const gk_plan_shape *s, double kv_elt_bytes);
@@ -550,19 +581,19 @@ double gk_plan_weight_bytes_per_device(const gk_plan_model *pm, const gk_plan_sp
 typedef struct gk_plan_hw {
     char name[32];
     char desc[96];
-    char source[512];   /* where the figures come from */
-    double bf16_flops;  /* peak dense BF16 FLOP/s per device */
-    double fp8_flops;   /* peak dense FP8 FLOP/s (0 = none) */
-    double mem_bytes;   /* device memory */
-    double mem_bw;      /* bytes/s */
-    double link_bw;     /* scale-up link (NVLink, ...) bytes/s per direction per device */
-    double link_lat;    /* seconds per message on it */
-    uint32_t domain;    /* devices per scale-up domain (node, NVL72 rack) */
-    double net_bw;      /* scale-out bytes/s per direction per device */
-    double net_lat;     /* seconds */
-    double tdp_w;       /* watts per device */
+    char source[512];  /* where the figures come from */
+    double bf16_flops; /* peak dense BF16 FLOP/s per device */
+    double fp8_flops;  /* peak dense FP8 FLOP/s (0 = none) */
+    double mem_bytes;  /* device memory */
+    double mem_bw;     /* bytes/s */
+    double link_bw;    /* scale-up link (NVLink, ...) bytes/s per direction per device */
+    double link_lat;   /* seconds per message on it */
+    uint32_t domain;   /* devices per scale-up domain (node, NVL72 rack) */
+    double net_bw;     /* scale-out bytes/s per direction per device */
+    double net_lat;    /* seconds */
+    double tdp_w;      /* watts per device */
     /* measured (calibrate), 0 = unknown: */
-    double mm_bw1[GK_PLAN_N_TYPES];      /* weight bytes/s of gk_matmul at batch 1 */
+    double mm_bw1[GK_PLAN_N_TYPES]; /* weight bytes/s of gk_matmul at batch 1 */
     /* the same for matrices of 256 KiB, 2 MiB and 16 MiB, each read once in turn from a
      * 96 MiB arena as a model's are (mm_bw1 is one 96 MiB matrix) */
     double mm_bw1_at[GK_PLAN_N_TYPES][3];
@@ -571,7 +602,12 @@ typedef struct gk_plan_hw {
     double tgemm_flops;                  /* FLOP/s of the training GEMM (gk_tgemm, f32) */
     double tgemm_at[4]; /* the same for matrices of 128, 256, 512, 1024 (smallest side) */
     double call_s;      /* seconds per parallel step of the engine (one thread-pool dispatch) */
-    int threads;                         /* threads the figures were measured with */
+    double attn_at[3];  /* attn_flops for heads of 32, 64, 128 */
+    double exp_rate, erf_rate, tanh_rate; /* libm calls per second on one thread */
+    /* bytes/s of one thread's elementwise pass (y = a x + b, f32) over arrays of
+     * 256 KiB, 2 MiB, 16 MiB and 128 MiB in all */
+    double ew_bw_at[4];
+    int threads; /* threads the figures were measured with */
 } gk_plan_hw;
 
 /* The i-th hardware preset, NULL past the end. */
@@ -625,15 +661,24 @@ typedef struct gk_plan_train {
     double tokens, flops, flops_per_token;
     double seconds, days, device_hours;
     double energy_j, energy_mwh, avg_power_w; /* facility: devices x TDP x PUE */
-    double mem_state_dev; /* 16 B/param (bf16 w + g, fp32 master, m, v) over model-parallel devices */
+    double
+        mem_state_dev; /* 16 B/param (bf16 w + g, fp32 master, m, v) over model-parallel devices */
 } gk_plan_train;
 int gk_plan_train_eval(const gk_plan_model *pm, const gk_plan_hw *hw, double n_dev, double tokens,
                        double seq_len, double mfu, double pue, gk_plan_train *out, gk_err *err);
 
-/* Training tokens/s of one process on a calibrated machine (measured GEMM, dot and
- * memory rates): 3x the forward matmuls at tgemm_flops, 3x the attention at
- * attn_flops, and one AdamW step's bytes per step_tokens tokens at mem_bw. 0 when
- * the device has no measured rates. */
+/* Training tokens/s of one process on a calibrated machine, from the work of
+ * gk_plan_train_step_work (one micro-batch of step_tokens per step) at the measured
+ * rates: every product at the training GEMM's rate for its size, the attention at
+ * the dot rate for its head size, libm calls at their rates, elementwise bytes at
+ * the pass rate for their size (over the threads, or on one), one pool step per
+ * parallel operation. 0 when the device has no measured rates. */
+/* Seconds of one such step, by kind (0 when the device has no measured rates). */
+typedef struct gk_plan_train_times {
+    double gemm, attn, ew_par, ew_ser, opt, transpose, pool, total;
+} gk_plan_train_times;
+double gk_plan_train_step_time(const gk_plan_model *pm, const gk_plan_hw *hw, double seq_len,
+                               double step_tokens, gk_plan_train_times *out);
 double gk_plan_train_tokens_per_s_measured(const gk_plan_model *pm, const gk_plan_hw *hw,
                                            double seq_len, double step_tokens);
 

@@ -543,10 +543,20 @@ static int cmd_train(const plan_opts *o) {
                SI(gk_plan_train_act_bytes_per_token(&pm.s, seq, false) * seq, "B"));
         double mt = gk_plan_train_tokens_per_s_measured(
             &pm, &hw, seq, o->step_tokens > 0 ? o->step_tokens : seq * 8);
-        if (mt > 0)
-            printf("  measured rates     %.4g tokens/s per process (grok train on this machine: "
-                   "%.3g GFLOP/s GEMM, steps of %.0f tokens)\n",
-                   mt, hw.tgemm_flops / 1e9, o->step_tokens > 0 ? o->step_tokens : seq * 8);
+        if (mt > 0) {
+            double stok = o->step_tokens > 0 ? o->step_tokens : seq * 8;
+            gk_plan_train_times tt;
+            gk_plan_train_step_time(&pm, &hw, seq, stok, &tt);
+            printf("  measured rates     %.4g tokens/s per process (grok train on this machine, "
+                   "steps of %.0f tokens: %.3g s each)\n",
+                   mt, stok, tt.total);
+            printf("                     GEMM %.0f%%, attention %.0f%%, elementwise on the pool "
+                   "%.0f%% / on one thread %.0f%%, optimizer %.0f%%, transposes %.0f%%, pool "
+                   "steps %.0f%%\n",
+                   100 * tt.gemm / tt.total, 100 * tt.attn / tt.total, 100 * tt.ew_par / tt.total,
+                   100 * tt.ew_ser / tt.total, 100 * tt.opt / tt.total,
+                   100 * tt.transpose / tt.total, 100 * tt.pool / tt.total);
+        }
         double dp = gk_plan_dp_bytes_per_step(&pm, (int)(n < 1e9 ? n : 1e9), 2);
         printf("  DP all-reduce      %s sent per replica per step (bf16 gradients, ring)\n",
                SI(dp, "B"));
@@ -898,6 +908,74 @@ static int cmd_calibrate(int argc, char **argv, const plan_opts *o) {
             printf("gk_tgemm %4d x %-4d     %.2f GFLOP/s (training: dX and dW over 1024 tokens)\n",
                    (int)nd, (int)nd, hw.tgemm_at[k] / 1e9);
     }
+    /* attention's dot for the head sizes of small models (same loop, one thread) */
+    for (int k = 0; k < 2; k++) {
+        gk_vec_dot_fn dot = gk_type_traits_of(GK_TYPE_F32)->vec_dot;
+        const int keys = 8192, hd = 32 << k;
+        double tb, t0 = gk_time_s();
+        volatile float sink = 0;
+        int r = 0;
+        do {
+            float sacc = 0;
+            for (int kk = 0; kk < keys; kk++) sacc += dot(hd, x, buf + (size_t)kk * hd);
+            sink += sacc;
+            r++;
+            tb = (gk_time_s() - t0) / r;
+        } while (tb * r < CAL_MIN_S || r < 2);
+        (void)sink;
+        hw.attn_at[k] = 2.0 * hd * keys / tb * nt;
+    }
+    hw.attn_at[2] = hw.attn_flops;
+    if (!quiet)
+        printf("attention, heads of 32 / 64 / 128: %.2f / %.2f / %.2f GFLOP/s\n",
+               hw.attn_at[0] / 1e9, hw.attn_at[1] / 1e9, hw.attn_at[2] / 1e9);
+    /* the libm calls of training's elementwise passes (GELU, softmax, softcaps), one
+     * thread: calls per second over 4096 arguments in [-4, 4] */
+    {
+        const int n = 4096;
+        float *in = buf, *outv = buf + n;
+        for (int i = 0; i < n; i++) in[i] = (float)i / n * 8.0f - 4.0f;
+        for (int fn = 0; fn < 3; fn++) {
+            double t0 = gk_time_s(), el;
+            long r = 0;
+            do {
+                if (fn == 0)
+                    for (int i = 0; i < n; i++) outv[i] = expf(in[i]);
+                else if (fn == 1)
+                    for (int i = 0; i < n; i++) outv[i] = erff(in[i]);
+                else
+                    for (int i = 0; i < n; i++) outv[i] = tanhf(in[i]);
+                in[r % n] += outv[(r * 7) % n] * 1e-30f; /* keep the loops live */
+                r++;
+                el = gk_time_s() - t0;
+            } while (el < CAL_MIN_S || r < 2);
+            double rate = (double)n * r / el;
+            *(fn == 0 ? &hw.exp_rate : fn == 1 ? &hw.erf_rate : &hw.tanh_rate) = rate;
+        }
+        if (!quiet)
+            printf("libm, one thread        expf %.1f M/s, erff %.1f M/s, tanhf %.1f M/s\n",
+                   hw.exp_rate / 1e6, hw.erf_rate / 1e6, hw.tanh_rate / 1e6);
+    }
+    /* an elementwise pass on one thread (y = a x + b, f32: 12 bytes, 2 FLOPs per
+     * element) over arrays of 256 KiB to 128 MiB in all */
+    for (int k = 0; k < 4; k++) {
+        size_t total = (size_t)256 << (10 + 3 * k), n = total / 12;
+        float *a = buf, *b = buf + n, *yv = buf + 2 * n;
+        double t0 = gk_time_s(), el;
+        long r = 0;
+        do {
+            float sc = 1.0f + (float)(r & 1) * 1e-7f;
+            for (size_t i = 0; i < n; i++) yv[i] = a[i] * sc + b[i];
+            r++;
+            el = gk_time_s() - t0;
+        } while (el < CAL_MIN_S || r < 2);
+        hw.ew_bw_at[k] = 12.0 * n * r / el;
+    }
+    if (!quiet)
+        printf("elementwise pass, one thread, 256 KiB / 2 MiB / 16 MiB / 128 MiB: %.2f / %.2f / "
+               "%.2f / %.2f GB/s\n",
+               hw.ew_bw_at[0] / 1e9, hw.ew_bw_at[1] / 1e9, hw.ew_bw_at[2] / 1e9,
+               hw.ew_bw_at[3] / 1e9);
     /* one parallel step of the pool: a 64 x 64 matmul of one token, the mean over
      * CAL_MIN_S (on shared cores it includes the waits for a descheduled thread) */
     {

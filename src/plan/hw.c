@@ -223,7 +223,8 @@ typedef struct {
     { #f, offsetof(gk_plan_hw, f) }
 static const num_field num_fields[] = {NF(bf16_flops), NF(fp8_flops),  NF(mem_bytes),   NF(mem_bw),
                                        NF(link_bw),    NF(link_lat),   NF(net_bw),      NF(net_lat),
-                                       NF(tdp_w),      NF(attn_flops), NF(tgemm_flops), NF(call_s)};
+                                       NF(tdp_w),      NF(attn_flops), NF(tgemm_flops), NF(call_s),
+                                       NF(exp_rate),   NF(erf_rate),   NF(tanh_rate)};
 #undef NF
 
 int gk_plan_hw_save(const gk_plan_hw *hw, const char *path, gk_err *err) {
@@ -240,6 +241,11 @@ int gk_plan_hw_save(const gk_plan_hw *hw, const char *path, gk_err *err) {
     fprintf(f, "domain = %u\nthreads = %d\n", hw->domain, hw->threads);
     for (int k = 0; k < 4; k++)
         if (hw->tgemm_at[k] > 0) fprintf(f, "tgemm_at.%d = %.17g\n", 128 << k, hw->tgemm_at[k]);
+    for (int k = 0; k < 3; k++)
+        if (hw->attn_at[k] > 0) fprintf(f, "attn_at.%d = %.17g\n", 32 << k, hw->attn_at[k]);
+    for (int k = 0; k < 4; k++)
+        if (hw->ew_bw_at[k] > 0)
+            fprintf(f, "ew_bw_at.%d = %.17g\n", 256 << (3 * k), hw->ew_bw_at[k]);
     for (int t = 0; t < GK_PLAN_N_TYPES; t++) {
         if (hw->mm_bw1[t] > 0) fprintf(f, "mm_bw1.%s = %.17g\n", gk_type_name(t), hw->mm_bw1[t]);
         for (int k = 0; k < 3; k++)
@@ -309,6 +315,22 @@ int gk_plan_hw_load(const char *path, gk_plan_hw *hw, gk_err *err) {
                                                      : -1;
             if (idx < 0) goto bad;
             hw->tgemm_at[idx] = x;
+            found = true;
+        }
+        if (!found && !strncmp(k, "attn_at.", 8)) {
+            int sz = atoi(k + 8), idx = sz == 32 ? 0 : sz == 64 ? 1 : sz == 128 ? 2 : -1;
+            if (idx < 0) goto bad;
+            hw->attn_at[idx] = x;
+            found = true;
+        }
+        if (!found && !strncmp(k, "ew_bw_at.", 9)) {
+            int kib = atoi(k + 9), idx = kib == 256      ? 0
+                                         : kib == 2048   ? 1
+                                         : kib == 16384  ? 2
+                                         : kib == 131072 ? 3
+                                                         : -1;
+            if (idx < 0) goto bad;
+            hw->ew_bw_at[idx] = x;
             found = true;
         }
         if (!found && (!strcmp(k, "domain") || !strcmp(k, "threads"))) {
@@ -389,14 +411,19 @@ static double op_matrix_bytes(const gk_plan_op *o) {
 }
 
 /* Measured weight bytes/s at batch 1 for a matrix of `bytes`: log-linear between the
- * sizes calibrate measured (256 KiB, 2 MiB, 16 MiB, 96 MiB), clamped at the ends. */
+ * sizes calibrate measured (256 KiB, 2 MiB, 16 MiB, 96 MiB), clamped at the ends. Each rate is
+ * net of the one pool step its calls paid (forward_time counts the steps). */
 static double batch1_rate(const gk_plan_hw *hw, uint32_t t, double bytes) {
     double xs[4] = {256.0 * 1024, 2048.0 * 1024, 16384.0 * 1024, 96.0 * 1048576}, ys[4];
     int n = 0;
     double px[4];
     for (int k = 0; k < 4; k++) {
         double v = k < 3 ? hw->mm_bw1_at[t][k] : hw->mm_bw1[t];
-        if (v > 0) px[n] = xs[k], ys[n++] = v;
+        if (v <= 0) continue;
+        /* each measured call paid one pool step; the forward counts its steps apart */
+        double tm = xs[k] / v, tp = tm - hw->call_s;
+        if (tp < 0.25 * tm) tp = 0.25 * tm;
+        px[n] = xs[k], ys[n++] = xs[k] / tp;
     }
     if (!n) return hw->mem_bw;
     if (bytes <= px[0]) return ys[0];
@@ -406,6 +433,50 @@ static double batch1_rate(const gk_plan_hw *hw, uint32_t t, double bytes) {
             return ys[k] + f * (ys[k + 1] - ys[k]);
         }
     return ys[n - 1];
+}
+
+/* Log-linear interpolation of rates measured at sizes xs (0 = not measured),
+ * clamped at the ends; fallback when none was measured. */
+static double interp_rate(const double *xs, const double *ys, int n_pts, double x,
+                          double fallback) {
+    double px[8], py[8];
+    int n = 0;
+    for (int k = 0; k < n_pts && n < 8; k++)
+        if (ys[k] > 0) px[n] = xs[k], py[n++] = ys[k];
+    if (!n) return fallback;
+    if (x <= px[0]) return py[0];
+    for (int k = 0; k + 1 < n; k++)
+        if (x <= px[k + 1])
+            return py[k] + log(x / px[k]) / log(px[k + 1] / px[k]) * (py[k + 1] - py[k]);
+    return py[n - 1];
+}
+
+/* Bytes/s of an elementwise pass whose arrays total `size` bytes, on one thread or
+ * split over nt (each thread's share in its own caches; past 16 MiB no more than the
+ * memory's bandwidth). */
+static double ew_rate(const gk_plan_hw *hw, double size, int nt) {
+    static const double xs[4] = {256.0 * 1024, 2048.0 * 1024, 16384.0 * 1024, 128.0 * 1048576};
+    if (nt <= 1) return interp_rate(xs, hw->ew_bw_at, 4, size, hw->mem_bw);
+    double r = nt * interp_rate(xs, hw->ew_bw_at, 4, size / nt, hw->mem_bw);
+    return size >= xs[2] && r > hw->mem_bw ? hw->mem_bw : r;
+}
+
+/* Adds a pass over n elements: bytes and other FLOPs per element. */
+static void ew_pass(gk_plan_ew *w, double n, double bytes, double flops) {
+    w->bytes += n * bytes;
+    w->flops += n * flops;
+}
+
+/* Seconds of elementwise work: libm calls at their measured rates, bytes and other
+ * arithmetic at the pass rate (its 12 bytes carry 2 FLOPs: y = a x + b). */
+static double ew_time(const gk_plan_hw *hw, const gk_plan_ew *w, double size, int nt) {
+    double t = 0;
+    if (hw->exp_rate > 0) t += w->exp / hw->exp_rate;
+    if (hw->erf_rate > 0) t += w->erf / hw->erf_rate;
+    if (hw->tanh_rate > 0) t += w->tanh / hw->tanh_rate;
+    t /= nt;
+    double bw = ew_rate(hw, size, nt), tb = w->bytes / bw, tf = w->flops * 6.0 / bw;
+    return t + (tb > tf ? tb : tf);
 }
 
 /* Seconds of one forward on a device that holds 1/share of every op, from the
@@ -438,8 +509,37 @@ static double forward_time(const gk_plan_model *pm, const gk_plan_hw *hw, double
         steps +=
             pm->s.n_layer * (1.0 + (pm->s.n_expert ? touched : 0.0) + (pm->s.n_ff ? 1.0 : 0.0));
         t += steps * hw->call_s;
-        double af = hw->attn_flops > 0 ? hw->attn_flops : hw->bf16_flops;
+        /* attention at the dot rate for its head size */
+        static const double hds[3] = {32, 64, 128};
+        double af = interp_rate(hds, hw->attn_at, 3, pm->s.head_dim,
+                                hw->attn_flops > 0 ? hw->attn_flops : hw->bf16_flops);
         t += c.attn_flops / af + (c.kv_bytes_read + c.kv_bytes_written) / hw->mem_bw;
+        /* elementwise work (forward.c): on the pool, GeGLU's GELU per expert and dense
+         * MLP element and the attention softcap's tanhf and the softmax's expf per
+         * (head, key); on the calling thread, four RMSNorms (20 bytes, 6 FLOPs an
+         * element) and two residual adds (12 bytes, 1 FLOP) per layer, the MoE's
+         * gathers and scatters, and the final softcap's tanhf over the kept logits */
+        const gk_plan_shape *s = &pm->s;
+        int nt = hw->threads > 0 ? hw->threads : 1;
+        double moe_layers = s->n_expert ? (double)s->n_layer - s->n_layer_dense : 0;
+        gk_plan_ew par = {0}, ser = {0};
+        double gelu = n_tok * (moe_layers * s->n_expert_used * (double)s->n_ff_exp +
+                               (double)s->n_layer * s->n_ff);
+        *(s->gelu_erf ? &par.erf : &par.tanh) += gelu;
+        ew_pass(&par, gelu, 12, 4);
+        double pairs = s->attn == GK_PLAN_ATTN_GQA ? c.attn_flops / (4.0 * s->head_dim) : 0;
+        par.exp += pairs;
+        if (s->attn_softcap > 0) par.tanh += pairs;
+        ew_pass(&ser, n_tok * s->n_embd * s->n_layer, 4 * 20 + 2 * 12, 4 * 6 + 2);
+        /* MoE: output zeroed, expert rows gathered and scatter-added with their gates;
+         * routing: the cap's tanhf (Grok-2) and the softmax's expf per expert */
+        ew_pass(&ser, n_tok * s->n_embd * moe_layers, 4, 0);
+        ew_pass(&ser, n_tok * s->n_expert_used * (double)s->n_embd * moe_layers, 8 + 12, 2);
+        ser.exp += n_tok * s->n_expert * moe_layers;
+        if (s->router_softcap > 0) ser.tanh += n_tok * s->n_expert * moe_layers;
+        if (s->final_softcap > 0) ser.tanh += n_logits * s->n_vocab;
+        t += ew_time(hw, &par, 12.0 * gelu / s->n_layer, nt) +
+             ew_time(hw, &ser, 12.0 * n_tok * s->n_embd, 1);
         return t / share;
     }
     double tf = (c.matmul_flops + c.attn_flops) / (hw->bf16_flops * eff_f * share);
@@ -573,25 +673,55 @@ int gk_plan_train_eval(const gk_plan_model *pm, const gk_plan_hw *hw, double n, 
     return 0;
 }
 
-double gk_plan_train_tokens_per_s_measured(const gk_plan_model *pm, const gk_plan_hw *hw,
-                                           double seq, double step_tokens) {
+double gk_plan_train_step_time(const gk_plan_model *pm, const gk_plan_hw *hw, double seq,
+                               double step_tokens, gk_plan_train_times *out) {
+    gk_plan_train_times tt = {0};
+    if (out) *out = tt;
     if (hw->tgemm_flops <= 0 || hw->attn_flops <= 0 || seq < 1 || step_tokens < 1) return 0.0;
-    gk_plan_train_cost tc = gk_plan_train_per_token(pm, seq);
-    /* every matmul at the rate measured for its size (the smallest side), when known */
-    double t = 0;
+    const gk_plan_shape *s = &pm->s;
+    double n_seqs = step_tokens / seq < 1 ? 1 : step_tokens / seq;
+    gk_plan_train_step w = gk_plan_train_step_work(pm, seq, n_seqs);
+    int nt = hw->threads > 0 ? hw->threads : 1;
+    double N = w.tokens;
+    /* every product at the rate measured for its size (the smallest side), when known */
     for (int i = 0; i < pm->n_ops; i++) {
         const gk_plan_op *o = &pm->ops[i];
         double f, b;
-        gk_plan_op_work(pm, o, seq, seq, (double)pm->s.n_expert, &f, &b);
+        gk_plan_op_work(pm, o, N, N, (double)s->n_expert, &f, &b);
         double side = (double)(o->rows < o->cols ? o->rows : o->cols), rate = hw->tgemm_flops;
         for (int k = 0; k < 4; k++)
             if (hw->tgemm_at[k] > 0 && side >= 128 << k) rate = hw->tgemm_at[k];
         if (side < 128 && hw->tgemm_at[0] > 0) rate = hw->tgemm_at[0] * side / 128;
-        t += 3.0 * f / seq / rate;
+        tt.gemm += 3.0 * f / rate;
     }
-    t +=
-        3.0 * tc.fwd_attn_flops / hw->attn_flops + tc.opt_bytes_per_step / hw->mem_bw / step_tokens;
-    return 1.0 / t;
+    /* attention at the dot rate for its head size; the backward's items (sequence, KV
+     * head) may leave threads idle */
+    static const double hds[3] = {32, 64, 128};
+    double ar = interp_rate(hds, hw->attn_at, 3, s->head_dim, hw->attn_flops);
+    double items = w.attn_bwd_items, waves = ceil(items / nt), eff = items / (waves * nt);
+    tt.attn = w.attn_fwd_flops / ar + w.attn_bwd_flops / (ar * eff);
+    /* elementwise passes: activations of one typical pass (three arrays of N x d on
+     * the calling thread; the widest rows on the pool), the optimizer's over the
+     * parameters */
+    double P = gk_plan_params(pm), wide = s->n_vocab;
+    if ((double)s->n_expert_used * s->n_ff_exp > wide)
+        wide = (double)s->n_expert_used * s->n_ff_exp;
+    if (s->n_ff > wide) wide = s->n_ff;
+    tt.ew_ser = ew_time(hw, &w.ser, 12.0 * N * s->n_embd, 1);
+    tt.ew_par = ew_time(hw, &w.par, 8.0 * N * wide, nt);
+    tt.opt = ew_time(hw, &w.opt_ser, 4.0 * P, 1) + ew_time(hw, &w.opt_par, 16.0 * P, nt);
+    tt.transpose = w.transpose_bytes / ew_rate(hw, 8.0 * P, nt);
+    tt.pool = w.pool_runs * hw->call_s;
+    tt.total = tt.gemm + tt.attn + tt.ew_ser + tt.ew_par + tt.opt + tt.transpose + tt.pool;
+    if (out) *out = tt;
+    return tt.total;
+}
+
+double gk_plan_train_tokens_per_s_measured(const gk_plan_model *pm, const gk_plan_hw *hw,
+                                           double seq, double step_tokens) {
+    double n_seqs = step_tokens / seq < 1 ? 1 : step_tokens / seq;
+    double t = gk_plan_train_step_time(pm, hw, seq, step_tokens, NULL);
+    return t > 0 ? n_seqs * seq / t : 0.0;
 }
 
 int gk_plan_fleet_eval(const gk_plan_hw *hw, double n, double mfu, double pue, gk_plan_fleet *r,

@@ -69,7 +69,8 @@ static const shape_preset shape_presets[] = {
       .n_expert = 8,
       .n_expert_used = 2,
       .gated = true,
-      .tied_output = true}},
+      .tied_output = true,
+      .attn_softcap = 30}},
     {"grok-2",
      {.variant = GK_VARIANT_GROK2,
       .n_vocab = 131072,
@@ -84,7 +85,11 @@ static const shape_preset shape_presets[] = {
       .n_expert = 8,
       .n_expert_used = 2,
       .gated = true,
-      .tied_output = false}},
+      .tied_output = false,
+      .attn_softcap = 30,
+      .router_softcap = 30,
+      .final_softcap = 50,
+      .gelu_erf = true}},
     {"llama-3.1-405b",
      {.n_vocab = 128256,
       .n_embd = 16384,
@@ -176,6 +181,12 @@ void gk_plan_shape_from_hparams(const gk_hparams *hp, const char *name, gk_plan_
     s->n_expert_used = hp->n_expert_used;
     s->gated = true;
     s->tied_output = hp->tied_output;
+    /* the reference numerics (model.c, tmodel.c): Grok-1 has no router softcap and a
+     * tanh GELU */
+    s->attn_softcap = hp->attn_softcap;
+    s->router_softcap = hp->variant == GK_VARIANT_GROK2 ? hp->router_softcap : 0.0f;
+    s->final_softcap = hp->final_softcap;
+    s->gelu_erf = hp->variant == GK_VARIANT_GROK2;
 }
 
 int gk_plan_shape_check(const gk_plan_shape *s, gk_err *err) {
@@ -509,6 +520,137 @@ gk_plan_train_cost gk_plan_train_per_token(const gk_plan_model *pm, double seq) 
     t.opt_flops_per_step = 17.0 * n;
     t.opt_bytes_per_step = 32.0 * n;
     return t;
+}
+
+/* Adds a pass over n elements: bytes and other FLOPs per element. */
+static void ew_pass(gk_plan_ew *w, double n, double bytes, double flops) {
+    w->bytes += n * bytes;
+    w->flops += n * flops;
+}
+
+/* GELU forward (gk_gelu_erf: one erff; gk_gelu_tanh: one tanhf) over n elements. */
+static void ew_gelu(gk_plan_ew *w, const gk_plan_shape *s, double n) {
+    if (s->gelu_erf)
+        w->erf += n;
+    else
+        w->tanh += n;
+}
+
+/* tforward.c's GeGLU over n elements: the forward (memcpy of h1 on the calling
+ * thread, then gk_geglu on the pool), and in the backward the recomputed forward and
+ * geglu_bwd_part (GELU and its derivative: erff + expf, or tanhf). */
+static void ew_geglu(gk_plan_train_step *w, const gk_plan_shape *s, double n) {
+    for (int pass = 0; pass < 2; pass++) { /* forward, recomputed in the backward */
+        ew_pass(&w->ser, n, 8, 0);         /* memcpy act <- h1 */
+        ew_pass(&w->par, n, 12, 4);        /* act = GELU(act) * h3 */
+        ew_gelu(&w->par, s, n);
+    }
+    ew_pass(&w->par, n, 20, 16); /* read da, h1, h3; write dh1, dh3 */
+    ew_gelu(&w->par, s, n);      /* dh3 = da GELU(h1) */
+    ew_gelu(&w->par, s, n);      /* GELU'(h1) */
+    if (s->gelu_erf) w->par.exp += n;
+}
+
+/* RMSNorm over n elements (tforward.c rmsnorm_fwd: the sum of squares for the kept
+ * rstd, then gk_rmsnorm, which sums again and writes), and its backward (a dot pass,
+ * then dx (+)= ...). */
+static void ew_norm(gk_plan_train_step *w, double n, bool acc) {
+    ew_pass(&w->ser, n, 20, 6);
+    ew_pass(&w->ser, n, acc ? 32 : 28, 10);
+}
+
+gk_plan_train_step gk_plan_train_step_work(const gk_plan_model *pm, double seq, double n_seqs) {
+    gk_plan_train_step w = {0};
+    const gk_plan_shape *s = &pm->s;
+    const double N = seq * n_seqs, d = s->n_embd, L = s->n_layer, V = s->n_vocab, hd = s->head_dim,
+                 nh = s->n_head, nq = nh * hd, nkv = (double)s->n_head_kv * hd, E = s->n_expert,
+                 K = s->n_expert_used, F = s->n_ff_exp, Fd = s->n_ff;
+    const double P = gk_plan_params(pm), Pm = P - pm->small_params;
+    const double Et = E > 0 ? gk_plan_experts_touched(s, N) : 0.0;
+    w.tokens = N;
+    /* products: forward, dX and dW of every matrix (all logits kept) */
+    for (int i = 0; i < pm->n_ops; i++) {
+        double f, b;
+        gk_plan_op_work(pm, &pm->ops[i], N, N, E, &f, &b);
+        w.gemm_flops += 3.0 * f;
+    }
+    /* attention: per layer n_seqs x n_head x seq (seq + 1) / 2 (query, key) pairs; the
+     * softcap's tanhf and the softmax's expf on each, in the forward and again in the
+     * backward's recomputed scores */
+    double pairs = L * n_seqs * nh * seq * (seq + 1.0) / 2.0;
+    w.attn_fwd_flops = 4.0 * hd * pairs;
+    w.attn_bwd_flops = 10.0 * hd * pairs;
+    w.attn_bwd_items = n_seqs * s->n_head_kv;
+    w.par.exp += 2.0 * pairs;
+    if (s->attn_softcap > 0) w.par.tanh += 2.0 * pairs;
+    /* per layer */
+    for (int l = 0; l < (int)s->n_layer; l++) {
+        ew_norm(&w, N * d, false); /* attn_norm (its backward accumulates: below) */
+        ew_norm(&w, N * d, false); /* attn_out_norm */
+        ew_norm(&w, N * d, true);  /* ffn_norm */
+        ew_norm(&w, N * d, false); /* post_ffn_norm */
+        w.ser.bytes += N * d * 4;  /* attn_norm's backward accumulates */
+        /* RoPE of q and k, forward and backward */
+        ew_pass(&w.ser, 2.0 * N * (nq + nkv), 12, 3);
+        /* residual adds x + norm(..) twice */
+        ew_pass(&w.ser, 2.0 * N * d, 12, 1);
+        /* zeroed dq, dk, dv */
+        ew_pass(&w.ser, N * (nq + 2.0 * nkv), 4, 0);
+        if (E > 0) {
+            /* routing: softcap, softmax, top-k, balance statistics; its backward */
+            if (s->router_softcap > 0) w.ser.tanh += N * E;
+            w.ser.exp += N * E;
+            ew_pass(&w.ser, N * E, 16, 6 + 2 * K);
+            ew_pass(&w.ser, N * E, 16, 8);
+            /* MoE output zeroed; per expert row: gather of xn2, gated scatter-add
+             * (forward); dY = g dOut with the gate's dot, the gather again, the
+             * scatter-add of dX (backward) */
+            ew_pass(&w.ser, N * d, 4, 0);
+            ew_pass(&w.ser, N * K * d, 8, 0);
+            ew_pass(&w.ser, N * K * d, 12, 2);
+            ew_pass(&w.ser, N * K * d, 12, 3);
+            ew_pass(&w.ser, N * K * d, 8, 0);
+            ew_pass(&w.ser, N * K * d, 12, 1);
+            ew_geglu(&w, s, N * K * F);
+        }
+        if (Fd > 0) {
+            ew_geglu(&w, s, N * Fd);
+            ew_pass(&w.ser, N * d, 12, 2); /* (dense + MoE) / sqrt 2 */
+            ew_pass(&w.ser, N * d, 8, 1);  /* its backward */
+        } else {
+            ew_pass(&w.ser, N * d, 4, 0); /* dxn zeroed */
+        }
+        /* dY transposed before each dW product */
+        w.transpose_bytes += 8.0 * N * (d + nq + 2.0 * nkv);
+        if (E > 0) w.transpose_bytes += 8.0 * N * (K * (d + 2.0 * F) + E);
+        if (Fd > 0) w.transpose_bytes += 8.0 * N * (d + 2.0 * Fd);
+        /* pool steps: forward q k v o, attention, router, per touched expert gate, up,
+         * GeGLU, down, dense likewise; backward per matrix dW (transpose + GEMM) and dX,
+         * the attention, and per MLP the recomputed GeGLU and its backward */
+        w.pool_runs += 4 + 1 + 4 * 3 + 1;
+        if (E > 0) w.pool_runs += 1 + 3 + Et * (4 + 11);
+        if (Fd > 0) w.pool_runs += 4 + 11;
+    }
+    /* embedding lookup and its gradient scatter; final norm */
+    ew_pass(&w.ser, N * d, 8, 1);
+    ew_pass(&w.ser, N * d, 12, 2);
+    ew_norm(&w, N * d, false);
+    /* loss over the vocabulary: softcap and log-sum-exp; its gradient */
+    if (s->final_softcap > 0) w.par.tanh += N * V;
+    w.par.exp += 2.0 * N * V;
+    ew_pass(&w.par, N * V, 12, 4);
+    ew_pass(&w.par, N * V, 8, 6);
+    w.transpose_bytes += 8.0 * N * V;
+    /* output product, loss, its gradient, dX, dW (2) */
+    w.pool_runs += 1 + 1 + 1 + 1 + 2;
+    /* per step: gradients zeroed and their norm (calling thread), AdamW (pool: w g m v
+     * read, w m v written), the transposed weight copy for the forward GEMM */
+    ew_pass(&w.opt_ser, P, 4, 0);
+    ew_pass(&w.opt_ser, P, 4, 2);
+    ew_pass(&w.opt_par, P, 28, 15);
+    w.transpose_bytes += 8.0 * Pm;
+    w.pool_runs += 2;
+    return w;
 }
 
 double gk_plan_train_act_bytes_per_token(const gk_plan_shape *s, double seq, bool fused) {

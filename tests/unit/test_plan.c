@@ -271,6 +271,9 @@ static void test_preset_file(void) {
     hw.mm_bw1_at[8][1] = 7e9;
     hw.tgemm_at[2] = 3e10;
     hw.call_s = 1.5e-5;
+    hw.attn_at[0] = 4e9;
+    hw.exp_rate = 1.25e8;
+    hw.ew_bw_at[3] = 6.5e9;
     hw.threads = 2;
     char path[512];
     snprintf(path, sizeof path, "%s/dev.preset", gk_test_tmp_dir());
@@ -279,7 +282,8 @@ static void test_preset_file(void) {
     CHECK(!strcmp(back.name, "MI300X") && back.domain == 8 && back.threads == 2);
     CHECK(fabs(back.bf16_flops / hw.bf16_flops - 1) < 1e-5 && back.mm_bw1[8] == 12.5e9 &&
           back.mm_flops512[2] == 3e11 && back.mm_bw1_at[8][1] == 7e9 && back.tgemm_at[2] == 3e10 &&
-          back.call_s == 1.5e-5);
+          back.call_s == 1.5e-5 && back.attn_at[0] == 4e9 && back.exp_rate == 1.25e8 &&
+          back.ew_bw_at[3] == 6.5e9 && back.ew_bw_at[0] == 0);
     FILE *f = fopen(path, "w");
     fputs("name = x\nbf16_flops = lots\n", f);
     fclose(f);
@@ -413,9 +417,171 @@ static void test_engine_counters(void) {
     }
 }
 
+/* A training step of the tiny Grok-2 shape (V 64, d 32, 1 layer, 2 heads of 16 over
+ * 1 KV head, top-1 of 2 experts of width 32, dense MLP 64), 2 sequences of 4 tokens:
+ * N = 8 tokens. Every count below is worked out from tforward.c, optim.c and
+ * cmd_train.c by hand. */
+static void test_train_step(void) {
+    gk_plan_shape s = {.variant = GK_VARIANT_GROK2,
+                       .n_vocab = 64,
+                       .n_embd = 32,
+                       .n_layer = 1,
+                       .n_head = 2,
+                       .n_head_kv = 1,
+                       .head_dim = 16,
+                       .n_ctx = 64,
+                       .n_ff = 64,
+                       .n_ff_exp = 32,
+                       .n_expert = 2,
+                       .n_expert_used = 1,
+                       .gated = true,
+                       .attn_softcap = 30,
+                       .router_softcap = 30,
+                       .final_softcap = 50,
+                       .gelu_erf = true};
+    gk_plan_model pm;
+    gk_err err;
+    CHECK(gk_plan_model_build(&s, "f32", &pm, &err) == 0);
+    const double P = 3072 + 64 + 2 * 3072 + 6144 + 2 * 2048 + 160; /* 19680 */
+    CHECK_EQ(gk_plan_params(&pm), P);
+    gk_plan_train_step w = gk_plan_train_step_work(&pm, 4, 2);
+    CHECK_EQ(w.tokens, 8);
+    /* products: 3 x 8 tokens x 28800 forward FLOPs (every logit kept) */
+    CHECK_EQ(w.gemm_flops, 3.0 * 8 * 28800);
+    /* attention: 2 sequences x 2 heads x (1 + 2 + 3 + 4) pairs = 40 */
+    CHECK_EQ(w.attn_fwd_flops, 4.0 * 16 * 40);
+    CHECK_EQ(w.attn_bwd_flops, 10.0 * 16 * 40);
+    CHECK_EQ(w.attn_bwd_items, 2);
+    /* on the pool: GeGLU over 8 x 32 (experts) + 8 x 64 (dense) = 768 elements: erff
+     * twice in the forward and its recomputation, twice in the backward, which also
+     * calls expf once; the loss over 8 x 64 logits: tanhf, expf twice; attention: tanhf
+     * and expf per pair, forward and backward */
+    CHECK_EQ(w.par.erf, 4.0 * 768);
+    CHECK_EQ(w.par.exp, 768 + 2.0 * 512 + 2.0 * 40);
+    CHECK_EQ(w.par.tanh, 512 + 2.0 * 40);
+    CHECK_EQ(w.par.bytes, 768 * (12 + 12 + 20.0) + 512 * (12 + 8.0));
+    CHECK_EQ(w.par.flops, 768 * (4 + 4 + 16.0) + 512 * (4 + 6.0));
+    /* on the calling thread: the router's cap and softmax over 8 x 2 logits */
+    CHECK_EQ(w.ser.tanh, 16);
+    CHECK_EQ(w.ser.exp, 16);
+    CHECK_EQ(w.ser.erf, 0);
+    const double Nd = 8 * 32;                                          /* 256 */
+    double ser_bytes = 4 * 20 * Nd + (28 + 28 + 32 + 28) * Nd + 4 * Nd /* 4 norms, fwd + bwd */
+                       + 2 * 8 * (32 + 16) * 12.0    /* RoPE of q and k, forward and backward */
+                       + 2 * Nd * 12                 /* two residual adds */
+                       + 8 * (32 + 2 * 16) * 4.0     /* dq, dk, dv zeroed */
+                       + 16 * (16 + 16.0)            /* routing and its backward */
+                       + Nd * 4                      /* MoE output zeroed */
+                       + Nd * (8 + 12 + 12 + 8 + 12) /* gather, scatter; dY, gather, scatter */
+                       + 768 * 2 * 8.0               /* GeGLU's memcpy, twice */
+                       + Nd * (12 + 8)               /* dense + MoE over sqrt 2, its backward */
+                       + Nd * (8 + 12)               /* embedding lookup and scatter */
+                       + Nd * (20 + 28);             /* final norm */
+    CHECK_EQ(w.ser.bytes, ser_bytes);                /* 118272 */
+    double ser_flops = 4 * 16 * Nd + 2 * 8 * 48 * 3.0 + 2 * Nd + 16 * (6 + 2 + 8.0) +
+                       Nd * (2 + 3 + 1) + Nd * (2 + 1) + Nd * (1 + 2) + 16 * Nd;
+    CHECK_EQ(w.ser.flops, ser_flops); /* 26624 */
+    /* AdamW: 28 bytes, 15 FLOPs a parameter; zeroing and the norm: 4 + 4 bytes, 2 FLOPs */
+    CHECK_EQ(w.opt_par.bytes, 28 * P);
+    CHECK_EQ(w.opt_par.flops, 15 * P);
+    CHECK_EQ(w.opt_ser.bytes, 8 * P);
+    CHECK_EQ(w.opt_ser.flops, 2 * P);
+    /* dY transposed before each dW (o q k v; down gate up of the expert, router; dense;
+     * output) and the weight copy of every matrix (all but the 160 norm weights) */
+    CHECK_EQ(w.transpose_bytes, 8.0 * 8 * (32 + 32 + 16 + 16) + 8.0 * 8 * (32 + 2 * 32 + 2) +
+                                    8.0 * 8 * (32 + 128) + 8.0 * 8 * 64 + 8.0 * (P - 160));
+    /* pool steps: attention 18, router 4, dense 15, 15 per touched expert (2 (1 - 1/2^8)
+     * of 2), output and loss 6, AdamW and the weight copy 2 */
+    CHECK_EQ(w.pool_runs, 18 + 4 + 15 + 15 * 2 * (1 - 1.0 / 256) + 6 + 2);
+
+    /* its time on a made-up machine with flat rates */
+    gk_plan_hw hw = {.tgemm_flops = 1e9,
+                     .attn_flops = 2e9,
+                     .exp_rate = 1e8,
+                     .erf_rate = 2e7,
+                     .tanh_rate = 4e7,
+                     .mem_bw = 1e12,
+                     .call_s = 1e-6,
+                     .threads = 2};
+    for (int k = 0; k < 4; k++) hw.ew_bw_at[k] = 1.2e9;
+    gk_plan_train_times tt;
+    double t = gk_plan_train_step_time(&pm, &hw, 4, 8, &tt);
+    /* products below 128 wide run at (side / 128) of the 128 rate when that is
+     * measured; here it is not: all at 1 GFLOP/s */
+    CHECK_EQ(tt.gemm, 3.0 * 8 * 28800 / 1e9);
+    CHECK_EQ(tt.attn, 14.0 * 16 * 40 / 2e9); /* 2 items on 2 threads: no idle thread */
+    /* the pool: libm calls over 2 threads, then the arithmetic (2 FLOPs per 12 bytes
+     * of the pass rate) outweighs the bytes at 2 x 1.2 GB/s */
+    CHECK_EQ(tt.ew_par, (1872 / 1e8 + 3072 / 2e7 + 592 / 4e7) / 2 + 23552 * 6 / 2.4e9);
+    CHECK_EQ(tt.ew_ser, 16 / 1e8 + 16 / 4e7 + 26624 * 6 / 1.2e9);
+    CHECK_EQ(tt.opt, 2 * P * 6 / 1.2e9 + 15 * P * 6 / 2.4e9);
+    CHECK_EQ(tt.transpose, w.transpose_bytes / 2.4e9);
+    CHECK_EQ(tt.pool, w.pool_runs * 1e-6);
+    CHECK_EQ(t, tt.gemm + tt.attn + tt.ew_par + tt.ew_ser + tt.opt + tt.transpose + tt.pool);
+    CHECK_EQ(gk_plan_train_tokens_per_s_measured(&pm, &hw, 4, 8), 8 / t);
+    /* the backward's attention items: 1 sequence x 1 KV head leaves one of 2 threads idle */
+    gk_plan_train_step_time(&pm, &hw, 4, 4, &tt);
+    CHECK_EQ(tt.attn, (4.0 * 16 * 20 + 2 * 10.0 * 16 * 20) / 2e9);
+    /* uncalibrated devices have no measured rates */
+    gk_plan_hw h100;
+    CHECK(gk_plan_hw_find("H100", &h100, &err) == 0);
+    CHECK_EQ(gk_plan_train_step_time(&pm, &h100, 4, 8, &tt), 0);
+    CHECK_EQ(gk_plan_train_tokens_per_s_measured(&pm, &h100, 4, 8), 0);
+}
+
+/* Generation on a calibrated machine pays forward.c's libm calls: per token, GELU
+ * (erff) over K F + Fd = 96 elements and the attention's tanhf and expf over
+ * n_head x (pos + 1) = 20 (head, key) pairs at position 9, on the pool's 2 threads,
+ * and on one thread the final softcap's tanhf over 64 logits and the router's tanhf
+ * (Grok-2's cap) and expf over its 2 experts. Doubling every libm
+ * rate takes half of that time away. */
+static void test_infer_libm(void) {
+    gk_plan_shape s = {.variant = GK_VARIANT_GROK2,
+                       .n_vocab = 64,
+                       .n_embd = 32,
+                       .n_layer = 1,
+                       .n_head = 2,
+                       .n_head_kv = 1,
+                       .head_dim = 16,
+                       .n_ctx = 64,
+                       .n_ff = 64,
+                       .n_ff_exp = 32,
+                       .n_expert = 2,
+                       .n_expert_used = 1,
+                       .gated = true,
+                       .attn_softcap = 30,
+                       .router_softcap = 30,
+                       .final_softcap = 50,
+                       .gelu_erf = true};
+    gk_plan_model pm;
+    gk_err err;
+    CHECK(gk_plan_model_build(&s, "f32", &pm, &err) == 0);
+    gk_plan_hw hw = {.name = "t",
+                     .bf16_flops = 1e11,
+                     .mem_bytes = 1e9,
+                     .mem_bw = 1e10,
+                     .domain = 1,
+                     .attn_flops = 1e9,
+                     .call_s = 1e-6,
+                     .threads = 2,
+                     .exp_rate = 1e8,
+                     .erf_rate = 2e7,
+                     .tanh_rate = 4e7};
+    hw.mm_bw1[0] = 5e9; /* ggml type 0: f32 */
+    gk_plan_infer_opts o = {.n_ctx = 64, .gen_pos = 9, .n_prompt = 4, .n_batch = 4};
+    gk_plan_infer r1, r2;
+    CHECK(gk_plan_infer_eval(&pm, &hw, 1, 1, &o, &r1, &err) == 0);
+    hw.exp_rate *= 2, hw.erf_rate *= 2, hw.tanh_rate *= 2;
+    CHECK(gk_plan_infer_eval(&pm, &hw, 1, 1, &o, &r2, &err) == 0);
+    double libm = (96 / 2e7 + 20 / 4e7 + 20 / 1e8) / 2 + 64 / 4e7 + 2 / 4e7 + 2 / 1e8;
+    CHECK_EQ(1 / r1.gen_expect - 1 / r2.gen_expect, libm / 2);
+}
+
 int main(void) {
     test_tiny_grok1();
     test_tiny_grok2();
+    test_train_step();
+    test_infer_libm();
     test_grok_presets();
     test_published();
     test_fleet_and_bad_inputs();
