@@ -565,7 +565,7 @@ gk_plan_train_step gk_plan_train_step_work(const gk_plan_model *pm, double seq, 
     const double N = seq * n_seqs, d = s->n_embd, L = s->n_layer, V = s->n_vocab, hd = s->head_dim,
                  nh = s->n_head, nq = nh * hd, nkv = (double)s->n_head_kv * hd, E = s->n_expert,
                  K = s->n_expert_used, F = s->n_ff_exp, Fd = s->n_ff;
-    const double P = gk_plan_params(pm), Pm = P - pm->small_params;
+    const double P = gk_plan_params(pm);
     const double Et = E > 0 ? gk_plan_experts_touched(s, N) : 0.0;
     w.tokens = N;
     /* products: forward, dX and dW of every matrix (all logits kept) */
@@ -644,12 +644,12 @@ gk_plan_train_step gk_plan_train_step_work(const gk_plan_model *pm, double seq, 
     /* output product, loss, its gradient, dX, dW (2) */
     w.pool_runs += 1 + 1 + 1 + 1 + 2;
     /* per step: gradients zeroed and their norm (calling thread), AdamW (pool: w g m v
-     * read, w m v written), the transposed weight copy for the forward GEMM */
+     * read, w m v written); the forward products read the weights as they are
+     * (gk_matmul), so no transposed copy is made */
     ew_pass(&w.opt_ser, P, 4, 0);
     ew_pass(&w.opt_ser, P, 4, 2);
     ew_pass(&w.opt_par, P, 28, 15);
-    w.transpose_bytes += 8.0 * Pm;
-    w.pool_runs += 2;
+    w.pool_runs += 1;
     return w;
 }
 
