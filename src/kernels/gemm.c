@@ -22,21 +22,9 @@ static int isa_found;
 static pthread_once_t isa_once = PTHREAD_ONCE_INIT;
 
 #if defined(__x86_64__) || defined(_M_X64)
-#include <cpuid.h>
 static int detect_isa(void) {
-    unsigned a, b, c, d;
-    if (!__get_cpuid(1, &a, &b, &c, &d)) return ISA_NONE;
-    bool fma = c & (1u << 12), osxsave = c & (1u << 27), avx = c & (1u << 28),
-         f16c = c & (1u << 29);
-    if (!(fma && osxsave && avx && f16c)) return ISA_NONE;
-    unsigned lo, hi;
-    __asm__("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
-    if ((lo & 6) != 6) return ISA_NONE; /* XMM and YMM state */
-    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d) || !(b & (1u << 5))) return ISA_NONE;
-    /* AVX-512 F, BW, VL and VNNI, with the OS saving opmask and ZMM state */
-    bool f = b & (1u << 16), bw = b & (1u << 30), vl = b & (1u << 31), vnni = c & (1u << 11);
-    if (f && bw && vl && vnni && (lo & 0xe6) == 0xe6) return ISA_AVX512;
-    return ISA_AVX2;
+    if (!gk_cpu_has_avx2_fma_f16c()) return ISA_NONE;
+    return gk_cpu_has_avx512_vnni() ? ISA_AVX512 : ISA_AVX2;
 }
 #else
 static int detect_isa(void) {

@@ -280,9 +280,8 @@ static pthread_once_t init_once = PTHREAD_ONCE_INIT;
 
 #if defined(__x86_64__) || defined(_M_X64)
 #include <cpuid.h>
-/* AVX2 + FMA + F16C with the OS saving YMM state. Read from cpuid directly:
- * clang 14's __builtin_cpu_supports does not know "f16c". */
-static bool cpu_has_avx2_fma_f16c(void) {
+/* Read from cpuid directly: clang 14's __builtin_cpu_supports does not know "f16c". */
+bool gk_cpu_has_avx2_fma_f16c(void) {
     unsigned a, b, c, d;
     if (!__get_cpuid(1, &a, &b, &c, &d)) return false;
     bool fma = c & (1u << 12), osxsave = c & (1u << 27), avx = c & (1u << 28),
@@ -298,7 +297,7 @@ static bool cpu_has_avx2_fma_f16c(void) {
 /* AVX-512 F, BW, VL and VNNI, with the OS saving opmask and ZMM state. */
 bool gk_cpu_has_avx512_vnni(void) {
     unsigned a, b, c, d;
-    if (!cpu_has_avx2_fma_f16c() || !__get_cpuid_count(7, 0, &a, &b, &c, &d)) return false;
+    if (!gk_cpu_has_avx2_fma_f16c() || !__get_cpuid_count(7, 0, &a, &b, &c, &d)) return false;
     bool f = b & (1u << 16), bw = b & (1u << 30), vl = b & (1u << 31), vnni = c & (1u << 11);
     if (!(f && bw && vl && vnni)) return false;
     unsigned lo, hi;
@@ -310,7 +309,7 @@ bool gk_cpu_has_avx512_vnni(void) {
 static void dtype_init(void) {
 #if defined(__x86_64__) || defined(_M_X64)
     if (getenv("GK_FORCE_SCALAR")) return;
-    if (cpu_has_avx2_fma_f16c()) {
+    if (gk_cpu_has_avx2_fma_f16c()) {
         traits[GK_TYPE_F32].vec_dot = gk_vec_dot_f32_avx2;
         traits[GK_TYPE_F16].vec_dot = gk_vec_dot_f16_avx2;
         traits[GK_TYPE_BF16].vec_dot = gk_vec_dot_bf16_avx2;

@@ -109,6 +109,14 @@ float gk_vec_dot_q8_0_q8_0_ref(int64_t n, const void *x, const void *y);
 float gk_vec_dot_q4_0_q8_0_ref(int64_t n, const void *x, const void *y);
 void gk_quantize_q8_0_ref(const float *src, void *dst, int64_t n);
 
+#if defined(__x86_64__) || defined(_M_X64)
+/* What the CPU and the OS support (cpuid and XCR0), for every kernel dispatch:
+ * AVX2 + FMA + F16C with YMM state saved; AVX-512 F, BW, VL and VNNI with opmask
+ * and ZMM state saved (implies the former). */
+bool gk_cpu_has_avx2_fma_f16c(void);
+bool gk_cpu_has_avx512_vnni(void);
+#endif
+
 /* Picks the SIMD kernels the CPU supports; called once (thread-safe, idempotent). */
 void gk_dtype_init(void);
 /* Name of the kernel set in use: "avx2+avx512", "avx2", "neon" or "scalar". */

@@ -186,13 +186,12 @@ void gk_vec_dot4_q5_K_q8_K_avx2(int64_t n, const void *x, size_t bx, const void 
 void gk_vec_dot4_q6_K_q8_K_avx2(int64_t n, const void *x, size_t bx, const void *y, float *s);
 void gk_vec_dot4_iq4_xs_q8_K_avx2(int64_t n, const void *x, size_t bx, const void *y, float *s);
 
-/* AVX-512 F/BW/VL/VNNI (kquants_avx512.c): the two types most of a file holds. */
+/* AVX-512 F/BW/VL/VNNI (kquants_avx512.c): the two types most of a file holds;
+ * chosen only when gk_cpu_has_avx512_vnni() (dtype.h). */
 float gk_vec_dot_q4_K_q8_K_avx512(int64_t n, const void *x, const void *y);
 float gk_vec_dot_q6_K_q8_K_avx512(int64_t n, const void *x, const void *y);
 void gk_vec_dot4_q4_K_q8_K_avx512(int64_t n, const void *x, size_t bx, const void *y, float *s);
 void gk_vec_dot4_q6_K_q8_K_avx512(int64_t n, const void *x, size_t bx, const void *y, float *s);
-/* True when the CPU and the OS support those kernels (cpuid and XCR0). */
-bool gk_cpu_has_avx512_vnni(void);
 #endif
 
 #endif
