@@ -125,7 +125,7 @@ void gk_dequantize_iq1_s(const void *src, float *y, int64_t n) {
  */
 float gk_iq_finish(const void *x, size_t bx, const void *y, const int32_t *bsum, int64_t nb,
                    float sumf) {
-    const gk_iq_block_q8_K *q8 = y;
+    const gk_block_q8_K *q8 = y;
     for (int64_t i = 0; i < nb; i++) {
         uint16_t dh;
         memcpy(&dh, (const uint8_t *)x + (size_t)i * bx, 2); /* every block opens with fp16 d */
@@ -138,7 +138,7 @@ float gk_iq_finish(const void *x, size_t bx, const void *y, const int32_t *bsum,
 float gk_iq1_s_finish(const void *vx, const void *vy, const int32_t *sumi, const int32_t *sumi1,
                       int64_t nb, float sumf) {
     const gk_block_iq1_s *x = vx;
-    const gk_iq_block_q8_K *y = vy;
+    const gk_block_q8_K *y = vy;
     for (int64_t i = 0; i < nb; i++)
         sumf +=
             gk_fp16_to_fp32(x[i].d) * y[i].d * ((float)sumi[i] + GK_IQ1S_DELTA * (float)sumi1[i]);
@@ -148,7 +148,7 @@ float gk_iq1_s_finish(const void *vx, const void *vy, const int32_t *sumi, const
 /* Block integer sums of one type over n weights, GK_IQ_CHUNK blocks at a time. */
 #define DOT_LOOP(type, block_sum, scale)                                                           \
     const type *x = vx;                                                                            \
-    const gk_iq_block_q8_K *y = vy;                                                                \
+    const gk_block_q8_K *y = vy;                                                                \
     int32_t bs[GK_IQ_CHUNK];                                                                       \
     float sumf = 0.0f;                                                                             \
     for (int64_t i0 = 0; i0 < n / GK_QK_K; i0 += GK_IQ_CHUNK) {                                    \
@@ -158,7 +158,7 @@ float gk_iq1_s_finish(const void *vx, const void *vy, const int32_t *sumi, const
     }                                                                                              \
     return (scale)*sumf;
 
-static int32_t iq2_xxs_block(const gk_block_iq2_xxs *x, const gk_iq_block_q8_K *y) {
+static int32_t iq2_xxs_block(const gk_block_iq2_xxs *x, const gk_block_q8_K *y) {
     const uint8_t *q = (const uint8_t *)x->qs;
     const int8_t *q8 = y->qs;
     int32_t bsum = 0;
@@ -176,7 +176,7 @@ static int32_t iq2_xxs_block(const gk_block_iq2_xxs *x, const gk_iq_block_q8_K *
     return bsum;
 }
 
-static int32_t iq3_xxs_block(const gk_block_iq3_xxs *x, const gk_iq_block_q8_K *y) {
+static int32_t iq3_xxs_block(const gk_block_iq3_xxs *x, const gk_block_q8_K *y) {
     const uint8_t *q = x->qs, *sas = x->qs + GK_QK_K / 4;
     const int8_t *q8 = y->qs;
     int32_t bsum = 0;
@@ -198,7 +198,7 @@ static int32_t iq3_xxs_block(const gk_block_iq3_xxs *x, const gk_iq_block_q8_K *
     return bsum;
 }
 
-static int32_t iq3_s_block(const gk_block_iq3_s *x, const gk_iq_block_q8_K *y) {
+static int32_t iq3_s_block(const gk_block_iq3_s *x, const gk_block_q8_K *y) {
     const int8_t *q8 = y->qs;
     int32_t bsum = 0;
     for (int ib = 0; ib < GK_QK_K / 32; ib++) {
@@ -231,7 +231,7 @@ float gk_vec_dot_iq3_s_q8_K_ref(int64_t n, const void *vx, const void *vy) {
 
 float gk_vec_dot_iq1_s_q8_K_ref(int64_t n, const void *vx, const void *vy) {
     const gk_block_iq1_s *x = vx;
-    const gk_iq_block_q8_K *y = vy;
+    const gk_block_q8_K *y = vy;
     int32_t si[GK_IQ_CHUNK], si1[GK_IQ_CHUNK];
     float sumf = 0.0f;
     for (int64_t i0 = 0; i0 < n / GK_QK_K; i0 += GK_IQ_CHUNK) {

@@ -36,18 +36,10 @@
 #ifndef GK_IQUANTS_H
 #define GK_IQUANTS_H
 
+#include "tensor/kquants.h" /* GK_QK_K and the Q8_K activation block */
+
 #include <stddef.h>
 #include <stdint.h>
-
-#define GK_QK_K 256
-
-/* ggml's block_q8_K. A private copy: the k-quant work defines the same block;
- * the lead unifies them at merge. */
-typedef struct {
-    float d;
-    int8_t qs[GK_QK_K];
-    int16_t bsums[GK_QK_K / 16];
-} gk_iq_block_q8_K;
 
 typedef struct {
     uint16_t d;
@@ -73,7 +65,7 @@ typedef struct {
     uint16_t qh[GK_QK_K / 32];
 } gk_block_iq1_s;
 
-_Static_assert(sizeof(gk_iq_block_q8_K) == 292, "block_q8_K is 292 bytes");
+_Static_assert(sizeof(gk_block_q8_K) == 292, "block_q8_K is 292 bytes");
 _Static_assert(sizeof(gk_block_iq2_xxs) == 66, "block_iq2_xxs is 66 bytes");
 _Static_assert(sizeof(gk_block_iq3_xxs) == 98, "block_iq3_xxs is 98 bytes");
 _Static_assert(sizeof(gk_block_iq3_s) == 110, "block_iq3_s is 110 bytes");

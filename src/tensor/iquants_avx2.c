@@ -52,7 +52,7 @@ static inline uint32_t ksigns4(uint32_t b) {
            (uint32_t)gk_ksigns_iq2xs[(b >> 21) & 127] << 24;
 }
 
-static int32_t iq2_xxs_block(const gk_block_iq2_xxs *x, const gk_iq_block_q8_K *y) {
+static int32_t iq2_xxs_block(const gk_block_iq2_xxs *x, const gk_block_q8_K *y) {
     const uint8_t *q = (const uint8_t *)x->qs;
     __m256i acc = _mm256_setzero_si256();
     for (int ib = 0; ib < GK_QK_K / 32; ib++) {
@@ -66,7 +66,7 @@ static int32_t iq2_xxs_block(const gk_block_iq2_xxs *x, const gk_iq_block_q8_K *
     return hsum_i32(acc);
 }
 
-static int32_t iq3_xxs_block(const gk_block_iq3_xxs *x, const gk_iq_block_q8_K *y) {
+static int32_t iq3_xxs_block(const gk_block_iq3_xxs *x, const gk_block_q8_K *y) {
     const uint8_t *q = x->qs, *sas = x->qs + GK_QK_K / 4;
     __m256i acc = _mm256_setzero_si256();
     for (int ib = 0; ib < GK_QK_K / 32; ib++, q += 8) {
@@ -81,7 +81,7 @@ static int32_t iq3_xxs_block(const gk_block_iq3_xxs *x, const gk_iq_block_q8_K *
     return hsum_i32(acc);
 }
 
-static int32_t iq3_s_block(const gk_block_iq3_s *x, const gk_iq_block_q8_K *y) {
+static int32_t iq3_s_block(const gk_block_iq3_s *x, const gk_block_q8_K *y) {
     __m256i acc = _mm256_setzero_si256();
     for (int ib = 0; ib < GK_QK_K / 32; ib++) {
         const uint8_t *q = x->qs + 8 * ib;
@@ -98,7 +98,7 @@ static int32_t iq3_s_block(const gk_block_iq3_s *x, const gk_iq_block_q8_K *y) {
 
 #define DOT_LOOP(type, block_sum, scale)                                                           \
     const type *x = vx;                                                                            \
-    const gk_iq_block_q8_K *y = vy;                                                                \
+    const gk_block_q8_K *y = vy;                                                                \
     int32_t bs[GK_IQ_CHUNK];                                                                       \
     float sumf = 0.0f;                                                                             \
     for (int64_t i0 = 0; i0 < n / GK_QK_K; i0 += GK_IQ_CHUNK) {                                    \
@@ -120,7 +120,7 @@ float gk_vec_dot_iq3_s_q8_K_avx2(int64_t n, const void *vx, const void *vy) {
 
 float gk_vec_dot_iq1_s_q8_K_avx2(int64_t n, const void *vx, const void *vy) {
     const gk_block_iq1_s *x = vx;
-    const gk_iq_block_q8_K *y = vy;
+    const gk_block_q8_K *y = vy;
     int32_t si[GK_IQ_CHUNK], si1[GK_IQ_CHUNK];
     const __m256i ones8 = _mm256_set1_epi8(1);
     float sumf = 0.0f;
@@ -128,7 +128,7 @@ float gk_vec_dot_iq1_s_q8_K_avx2(int64_t n, const void *vx, const void *vy) {
         int64_t nb = n / GK_QK_K - i0 < GK_IQ_CHUNK ? n / GK_QK_K - i0 : GK_IQ_CHUNK;
         for (int64_t i = 0; i < nb; i++) {
             const gk_block_iq1_s *b = &x[i0 + i];
-            const gk_iq_block_q8_K *q8 = &y[i0 + i];
+            const gk_block_q8_K *q8 = &y[i0 + i];
             __m256i acc = _mm256_setzero_si256();
             int32_t sumi1 = 0;
             for (int ib = 0; ib < GK_QK_K / 32; ib++) {

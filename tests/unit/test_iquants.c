@@ -70,7 +70,7 @@ static void test_tables(void) {
 /* ggml's quantize_row_q8_K_ref: the element of largest magnitude (sign kept)
  * maps to -127: iscale = -127 / max, q = min(127, round(iscale * x)) (round half
  * away from zero), d = 1 / iscale, bsums[j] = sum of q[16j..16j+15]. */
-static void quantize_q8_K(const float *x, gk_iq_block_q8_K *y, int64_t n) {
+static void quantize_q8_K(const float *x, gk_block_q8_K *y, int64_t n) {
     for (int64_t i = 0; i < n / GK_QK_K; i++, x += GK_QK_K) {
         float max = 0, amax = 0;
         for (int j = 0; j < GK_QK_K; j++)
@@ -157,7 +157,7 @@ static void test_dots(void) {
                 uint8_t *x = malloc((size_t)nb * k->size);
                 float *a = malloc(sizeof(float) * (size_t)n),
                       *w = malloc(sizeof(float) * (size_t)n);
-                gk_iq_block_q8_K *y = malloc(sizeof *y * (size_t)nb);
+                gk_block_q8_K *y = malloc(sizeof *y * (size_t)nb);
                 random_blocks(x, k, nb);
                 for (int64_t i = 0; i < n; i++) a[i] = rndf() * (1 + (float)(i % 7));
                 quantize_q8_K(a, y, n);
@@ -196,7 +196,7 @@ static void test_malformed(void) {
         const iq_kind *k = &kinds[t];
         uint8_t x[2 * 110];
         float w[2 * GK_QK_K], a[2 * GK_QK_K];
-        gk_iq_block_q8_K y[2];
+        gk_block_q8_K y[2];
         for (int i = 0; i < 2 * GK_QK_K; i++) a[i] = rndf();
         quantize_q8_K(a, y, 2 * GK_QK_K);
         /* every field at its largest value: the largest index of every table */
@@ -283,7 +283,7 @@ static int dots_file(const char *type, const char *in) {
     bool avx2 = has_avx2();
     uint8_t x[2 * 110];
     float a[512], w[512];
-    gk_iq_block_q8_K y[2];
+    gk_block_q8_K y[2];
     long rows = 0, differ = 0;
     double worst = 0;
     while (fread(x, k->size, 2, f) == 2) {
