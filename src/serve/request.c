@@ -281,6 +281,13 @@ static int parse_fields(gk_serve_request *r, const cJSON *root, int max_ids, gk_
         const char *k = f->string;
         double d;
         int64_t i;
+        /* A field given twice would be parsed twice (its first value leaked, a second
+         * "stop" list appended past the first); JSON leaves the meaning open, so it
+         * is refused. Every earlier field was accepted and distinct, and the accepted
+         * names are a short fixed list, so this scan stays short. */
+        for (const cJSON *g = root->child; g != f; g = g->next)
+            if (!strcmp(g->string, k))
+                return gk_serve_fail(e, 400, k, "invalid_value", "'%.40s' is given twice", k);
         if (!strcmp(k, main_field)) {
             seen_main = true;
             if ((chat ? parse_messages(r, f, e) : parse_prompt(r, f, max_ids, e)) < 0) return -1;

@@ -67,6 +67,12 @@ static void test_parse(void) {
         {GK_SERVE_COMPLETION, "{\"prompt\":\"x\",\"max_tokens\":0}", "max_tokens"},
         {GK_SERVE_COMPLETION, "{\"prompt\":\"x\",\"logprobs\":21}", "logprobs"},
         {GK_SERVE_COMPLETION, "{\"prompt\":\"x\",\"messages\":[]}", "messages"},
+        /* a field given twice (found by fuzz_serve_request: the first value leaked) */
+        {GK_SERVE_COMPLETION, "{\"prompt\":\"a\",\"max_tokens\":3,\"prompt\":\"b\"}", "prompt"},
+        {GK_SERVE_COMPLETION, "{\"prompt\":\"a\",\"stop\":[\"x\",\"y\"],\"stop\":[\"z\",\"w\"]}",
+         "stop"},
+        {GK_SERVE_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"messages\":[]}",
+         "messages"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         e = (gk_serve_error){0};
