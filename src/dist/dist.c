@@ -46,6 +46,17 @@ void gk_dist_reset_stats(gk_dist *d) {
     if (d) memset(&d->st, 0, sizeof d->st);
 }
 
+void gk_dist_tree_sum(float *const *v, int n, size_t len) {
+    if (n <= 1) return;
+    int h = 1;
+    while (2 * h < n) h *= 2;
+    gk_dist_tree_sum(v, h, len);
+    gk_dist_tree_sum(v + h, n - h, len);
+    float *a = v[0];
+    const float *b = v[h];
+    for (size_t i = 0; i < len; i++) a[i] += b[i];
+}
+
 /* ----------------------------------------------------------- wire formats --- */
 
 /* Values are exchanged in chunks of a multiple of 32 (one q8_0 block). */
@@ -95,11 +106,12 @@ static bool gather_all(int size, size_t n, gk_dist_wire wire) {
 size_t gk_dist_allreduce_scratch(int size, size_t n, gk_dist_wire wire) {
     if (size <= 1) return 0;
     size_t c = chunk_of(size, n), cb = wire_bytes(wire, c);
-    /* padded input, send and receive wires, the chunk sum and one decoded row */
-    size_t rs = (size_t)size * c * sizeof(float) + 2 * (size_t)size * cb + 2 * c * sizeof(float);
-    /* or: the padded input, its wire, every rank's wire, one decoded row */
+    /* padded input (then every rank's decoded chunk), send and receive wires, one
+     * decoded row */
+    size_t rs = (size_t)size * c * sizeof(float) + 2 * (size_t)size * cb + c * sizeof(float);
+    /* or: every rank's decoded contribution, this rank's wire, every rank's wire */
     size_t w = chunk_of(1, n), wb = wire_bytes(wire, w);
-    size_t ga = 2 * w * sizeof(float) + (size_t)(size + 1) * wb;
+    size_t ga = (size_t)size * w * sizeof(float) + (size_t)(size + 1) * wb;
     return (rs > ga ? rs : ga) + 256;
 }
 
@@ -275,41 +287,46 @@ void gk_dist_barrier(gk_dist *d) {
     if (d->size > 1) MPI_Barrier(MPI_COMM_WORLD);
 }
 
-/* Every rank's whole contribution to every rank; each sums them in rank order. */
+/* Rows of w floats, one per rank, summed as the fixed tree into rows[0]. */
+static void tree_rows(float *rows, int N, size_t w) {
+    float *v[256];
+    for (int r = 0; r < N; r++) v[r] = rows + (size_t)r * w;
+    gk_dist_tree_sum(v, N, w);
+}
+
+/* Every rank's whole contribution to every rank; each sums them as the tree. */
 static int allreduce_gather(gk_dist *d, float *buf, size_t n, gk_dist_wire wire, void *scratch,
                             gk_err *err) {
     const int N = d->size;
     const size_t w = chunk_of(1, n), wb = wire_bytes(wire, w);
     if ((size_t)N * wb > INT32_MAX) return gk_fail(err, "all-reduce of %zu values is too large", n);
-    float *pad = scratch, *row = pad + w;
-    uint8_t *mine = (uint8_t *)(row + w), *all = mine + wb;
-    memcpy(pad, buf, n * sizeof(float));
-    memset(pad + n, 0, (w - n) * sizeof(float));
-    wire_encode(wire, pad, mine, w);
+    float *rows = scratch;
+    uint8_t *mine = (uint8_t *)(rows + (size_t)N * w), *all = mine + wb;
+    memcpy(rows, buf, n * sizeof(float));
+    memset(rows + n, 0, (w - n) * sizeof(float));
+    wire_encode(wire, rows, mine, w);
     long long t0 = now_ns();
     arm(d, "an all-reduce");
     int rc = MPI_Allgather(mine, (int)wb, MPI_BYTE, all, (int)wb, MPI_BYTE, MPI_COMM_WORLD);
     disarm(d, t0, (size_t)(N - 1) * wb, (size_t)(N - 1) * wb, 1,
            2 * (size_t)(N - 1) * n * sizeof(float) / (size_t)N);
     if (rc != MPI_SUCCESS) return gk_fail(err, "MPI_Allgather failed");
-    /* the fixed order: rank 0's contribution first, then 1, 2, ... (own one decoded too) */
-    wire_decode(wire, all, pad, w);
-    for (int r = 1; r < N; r++) {
-        wire_decode(wire, all + (size_t)r * wb, row, w);
-        for (size_t i = 0; i < n; i++) pad[i] += row[i];
-    }
-    memcpy(buf, pad, n * sizeof(float));
+    /* every rank's contribution decoded from the same bytes (its own one too) */
+    for (int r = 0; r < N; r++) wire_decode(wire, all + (size_t)r * wb, rows + (size_t)r * w, w);
+    tree_rows(rows, N, w);
+    memcpy(buf, rows, n * sizeof(float));
     return 0;
 }
 
 int gk_dist_allreduce(gk_dist *d, float *buf, size_t n, gk_dist_wire wire, void *scratch,
                       gk_err *err) {
     if (!d || d->size == 1) return 0;
+    if (d->size > 256) return gk_fail(err, "all-reduce over more than 256 ranks");
     if (gather_all(d->size, n, wire)) return allreduce_gather(d, buf, n, wire, scratch, err);
     const int N = d->size;
     const size_t c = chunk_of(N, n), cb = wire_bytes(wire, c);
     if (cb > INT32_MAX) return gk_fail(err, "all-reduce of %zu values is too large", n);
-    float *pad = scratch, *acc = pad + (size_t)N * c, *row = acc + c;
+    float *pad = scratch, *row = pad + (size_t)N * c;
     uint8_t *sendw = (uint8_t *)(row + c), *recvw = sendw + (size_t)N * cb;
     memcpy(pad, buf, n * sizeof(float));
     memset(pad + n, 0, ((size_t)N * c - n) * sizeof(float));
@@ -320,13 +337,10 @@ int gk_dist_allreduce(gk_dist *d, float *buf, size_t n, gk_dist_wire wire, void 
     disarm(d, t0, (size_t)(N - 1) * cb, (size_t)(N - 1) * cb, 1,
            (size_t)(N - 1) * c * sizeof(float));
     if (rc != MPI_SUCCESS) return gk_fail(err, "MPI_Alltoall failed");
-    /* the fixed order: rank 0's contribution first, then 1, 2, ... */
-    wire_decode(wire, recvw, acc, c);
-    for (int r = 1; r < N; r++) {
-        wire_decode(wire, recvw + (size_t)r * cb, row, c);
-        for (size_t i = 0; i < c; i++) acc[i] += row[i];
-    }
-    wire_encode(wire, acc, sendw, c);
+    /* this rank's chunk from every rank (pad is free again), summed as the tree */
+    for (int r = 0; r < N; r++) wire_decode(wire, recvw + (size_t)r * cb, pad + (size_t)r * c, c);
+    tree_rows(pad, N, c);
+    wire_encode(wire, pad, sendw, c);
     t0 = now_ns();
     arm(d, "an all-reduce");
     rc = MPI_Allgather(sendw, (int)cb, MPI_BYTE, recvw, (int)cb, MPI_BYTE, MPI_COMM_WORLD);

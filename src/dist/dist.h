@@ -56,10 +56,19 @@ bool gk_dist_have_mpi(void);
 
 /* ------------------------------------------------------------ inference --- */
 
+/* v[0][0..len) := the sum of v[0..n) as the fixed tree every partial sum of the
+ * tensor-parallel forward uses: split at the largest power of two below n, each
+ * side summed the same way, then the left side plus the right. For n = 2^a * b
+ * summed as 2^a consecutive groups of b, the groups' sums are the tree's own
+ * subtrees, which is what makes a split over ranks add up like one process.
+ * The other buffers are clobbered. */
+void gk_dist_tree_sum(float *const *v, int n, size_t len);
+
 /* Bytes of scratch gk_dist_allreduce needs for n floats on size ranks. */
 size_t gk_dist_allreduce_scratch(int size, size_t n, gk_dist_wire wire);
-/* buf[0..n) := the sum over ranks, added in rank order 0..size-1, so the result
- * is bit-identical on every rank whatever MPI does: with 2 ranks or a small
+/* buf[0..n) := the sum over ranks, added as gk_dist_tree_sum's tree in rank
+ * order, so the result is bit-identical on every rank whatever MPI does (and the
+ * top of the forward's summation tree): with 2 ranks or a small
  * payload every rank gathers every contribution and sums them all (one step);
  * else the rank that owns each chunk sums it (reduce-scatter by all-to-all,
  * then all-gather: two steps, 2(N-1)/N of the payload sent). A compressed wire

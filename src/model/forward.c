@@ -50,7 +50,7 @@ struct gk_context {
     int32_t *kept;              /* [n_batch] tokens whose logits are kept, in order */
     int n_logit_rows;           /* capacity of c->logits */
     /* scratch, [n_batch][...] each */
-    float *x, *xn, *tmp, *q, *k, *v, *att, *moe, *xe, *ye, *h1, *h3, *g, *u, *rl;
+    float *x, *xn, *tmp, *q, *k, *v, *att, *moe, *xe, *h1, *h3, *g, *u, *rl;
     float *rope_cos, *rope_sin; /* [n_batch][n_rot/2] */
     float *scores;              /* [n_threads][n_ctx] */
     float *vrow;                /* [n_threads][head_dim]: a V row converted to fp32 */
@@ -71,8 +71,16 @@ struct gk_context {
     void *ar_scratch;  /* gk_dist_allreduce's, for the largest wire (the embedding's fp32) */
     uint64_t *hashes;  /* [size]: --dist-check */
     int32_t *cmd_buf;  /* followers: [n_ctx] tokens, [n_batch] sequences and keep flags */
-    int fault_layer;   /* tests of --dist-check (GK_DIST_FAULT=RANK:LAYER): this rank nudges
-                          its residual stream after that layer; -1 = never */
+    /* the summation tree's chunks (gk_tp.sum_k of them here; see sum_products) */
+    int nt;       /* threads of the pool */
+    float *parts; /* [2 (sum_k - 1)][n_batch][n_embd]: chunk sums 1.. of two products */
+    float *cx;    /* [nt][n_batch][widest chunk]: a chunk's columns of the input */
+    float *cy;    /* [nt][n_batch][n_embd]: one chunk's product */
+    uint8_t *cq;  /* [nt][cq_size]: the chunk matmuls' converted activations */
+    size_t cq_size, cx_size;
+    void *chunk_mem; /* one allocation for parts, cx, cy and cq */
+    int fault_layer; /* tests of --dist-check (GK_DIST_FAULT=RANK:LAYER): this rank nudges
+                        its residual stream after that layer; -1 = never */
 };
 
 gk_context_params gk_context_default_params(void) {
@@ -88,15 +96,6 @@ gk_context_params gk_context_default_params(void) {
 
 static void matmul_w(gk_context *c, float *y, const gk_weight *w, const float *x, int T) {
     gk_matmul(c->pool, y, w->data, w->type, w->nb_row, w->ne[1], x, w->ne[0], T, c->qbuf);
-    c->stats.matmul_flops += 2.0 * (double)w->ne[0] * (double)w->ne[1] * T;
-    c->stats.weight_bytes += (double)w->nb_row * (double)w->ne[1];
-}
-
-/* Matrix e of an expert stack. */
-static void matmul_expert(gk_context *c, float *y, const gk_weight *w, int e, const float *x,
-                          int T) {
-    gk_matmul(c->pool, y, w->data + (size_t)e * w->nb_mat, w->type, w->nb_row, w->ne[1], x,
-              w->ne[0], T, c->qbuf);
     c->stats.matmul_flops += 2.0 * (double)w->ne[0] * (double)w->ne[1] * T;
     c->stats.weight_bytes += (double)w->nb_row * (double)w->ne[1];
 }
@@ -196,6 +195,89 @@ static int allreduce(gk_context *c, float *buf, size_t n, gk_dist_wire wire, gk_
     return gk_dist_allreduce(c->dist, buf, n, wire, c->ar_scratch, err);
 }
 
+/* ----------------------------------------------- the summation tree --- */
+
+/* The products whose sums are all-reduced, y = x W^T with W's columns (the
+ * input width) split, run as the fixed tree of gk_tp.sum_g chunks (model.h):
+ * this rank's k = sum_k chunks each give a product over their columns (the
+ * weight pointer moved to the chunk's first column, the row stride kept), and
+ * the chunk sums are added as gk_dist_tree_sum's tree. An expert's product
+ * instead adds gate * product into each chunk's sum for its tokens (the MoE's
+ * sum over a token's experts runs in expert order within every chunk). Whole
+ * chunks per thread when they divide evenly (one pass of the pool for all of
+ * them); else chunk after chunk, each over the pool. gk_matmul's results do not
+ * depend on the thread count, so the two give the same bits. */
+typedef struct {
+    gk_context *c;
+    const gk_weight *w;
+    size_t woff;    /* the expert's matrix */
+    const float *x; /* [T][width] */
+    int64_t width;
+    int k, T;
+    float *const *sums;  /* [k] chunk sums of [T][n_embd] */
+    const int32_t *toks; /* an expert's tokens (add gate * product at their rows), or NULL */
+    const float *gates;
+} chunk_job;
+
+static void chunk_one(chunk_job *j, int ch, gk_pool *pool, int slot) {
+    gk_context *c = j->c;
+    const int64_t d = c->m->hp.n_embd, cw = j->width / j->k;
+    const gk_weight *w = j->w;
+    const float *x = j->x + ch * cw;
+    if (j->T > 1 && j->k > 1) { /* the chunk's columns of every token, packed */
+        float *xc = c->cx + (size_t)slot * c->cx_size;
+        for (int t = 0; t < j->T; t++)
+            memcpy(xc + (size_t)t * cw, j->x + (size_t)t * j->width + ch * cw,
+                   (size_t)cw * sizeof(float));
+        x = xc;
+    }
+    float *y = j->toks ? c->cy + (size_t)slot * c->n_batch * d : j->sums[ch];
+    gk_matmul(pool, y, w->data + j->woff + gk_row_size(w->type, ch * cw), w->type, w->nb_row,
+              w->ne[1], x, cw, j->T, c->cq + (size_t)slot * c->cq_size);
+    if (j->toks)
+        for (int i = 0; i < j->T; i++) {
+            float *o = j->sums[ch] + (size_t)j->toks[i] * d;
+            const float *yi = y + (size_t)i * d;
+            const float g = j->gates[i];
+            for (int64_t e = 0; e < d; e++) o[e] += g * yi[e];
+        }
+}
+
+static void chunk_part(void *arg, int ith, int nth) {
+    chunk_job *j = arg;
+    for (int ch = ith; ch < j->k; ch += nth) chunk_one(j, ch, NULL, ith);
+}
+
+static void chunk_products(gk_context *c, chunk_job *j) {
+    if (j->k % c->nt == 0)
+        gk_pool_run(c->pool, chunk_part, j);
+    else
+        for (int ch = 0; ch < j->k; ch++) chunk_one(j, ch, c->pool, 0);
+    const gk_weight *w = j->w;
+    c->stats.matmul_flops += 2.0 * (double)w->ne[0] * (double)w->ne[1] * j->T;
+    c->stats.weight_bytes += (double)w->nb_row * (double)w->ne[1];
+}
+
+/* This rank's chunks: its k sums, the first in first (the tree's result lands
+ * there), the others in the parts buffer (set 0 or 1). */
+static int chunk_sums(gk_context *c, float *first, int set, float **sums) {
+    const gk_tp *tp = &c->m->tp;
+    const int k = tp->sum_k > 1 ? (int)tp->sum_k : 1;
+    const size_t bd = (size_t)c->n_batch * c->m->hp.n_embd;
+    sums[0] = first;
+    for (int i = 1; i < k; i++) sums[i] = c->parts + ((size_t)set * (k - 1) + (i - 1)) * bd;
+    return k;
+}
+
+/* y = x W^T as the tree of this rank's chunks (attention's wo, the dense MLP's down). */
+static void sum_products(gk_context *c, float *y, const gk_weight *w, const float *x, int T) {
+    float *sums[GK_TP_MAX_CHUNKS];
+    int k = chunk_sums(c, y, 0, sums);
+    chunk_job j = {.c = c, .w = w, .x = x, .width = w->ne[0], .k = k, .T = T, .sums = sums};
+    chunk_products(c, &j);
+    gk_dist_tree_sum(sums, k, (size_t)T * c->m->hp.n_embd);
+}
+
 static int attention(gk_context *c, int layer, int T, gk_err *err) {
     const gk_hparams *hp = &c->m->hp;
     const gk_tp *tp = &c->m->tp; /* this rank's heads */
@@ -226,7 +308,7 @@ static int attention(gk_context *c, int layer, int T, gk_err *err) {
     }
     attn_job j = {.c = c, .layer = layer, .T = T};
     gk_pool_run(c->pool, attn_part, &j);
-    matmul_w(c, c->tmp, &L->wo, c->att, T);
+    sum_products(c, c->tmp, &L->wo, c->att, T);
     /* each rank's heads give a partial sum of the output projection */
     if (allreduce(c, c->tmp, (size_t)T * d, c->wire, err) < 0) return -1;
     for (int t = 0; t < T; t++) {
@@ -282,13 +364,14 @@ static void route(gk_context *c, int T) {
 
 /* out[t] = sum over chosen experts e of gate * W2_e (GELU(W1_e h) * W3_e h).
  * The tokens of every sequence in the batch are grouped by expert; each token's
- * sum runs in expert order, so it does not depend on its neighbours. */
-static void moe(gk_context *c, const gk_layer *L, float *out, int T) {
+ * sum runs in expert order, so it does not depend on its neighbours. Per chunk
+ * of the summation tree: sums[0..k) (sum_products) get each chunk's part. */
+static void moe(gk_context *c, const gk_layer *L, float *const *sums, int k, int T) {
     const gk_hparams *hp = &c->m->hp;
     const int64_t d = hp->n_embd, F = c->m->tp.n_ff_exp; /* this rank's share of the width */
     matmul_w(c, c->rl, &L->router, c->xn, T);
     route(c, T);
-    memset(out, 0, (size_t)T * d * sizeof(float));
+    for (int i = 0; i < k; i++) memset(sums[i], 0, (size_t)T * d * sizeof(float));
     for (int e = 0; e < (int)hp->n_expert; e++) {
         int n = c->exp_n[e];
         if (n == 0) continue;
@@ -298,12 +381,17 @@ static void moe(gk_context *c, const gk_layer *L, float *out, int T) {
             memcpy(c->xe + (size_t)i * d, c->xn + (size_t)toks[i] * d, (size_t)d * sizeof(float));
         matmul_gate_up(c, c->h1, &L->gate_exps, c->h3, &L->up_exps, e, c->xe, n);
         gk_geglu(c->pool, c->h1, c->h3, (int64_t)n * F, c->m->cfg.gelu_erf);
-        matmul_expert(c, c->ye, &L->down_exps, e, c->h1, n);
-        for (int i = 0; i < n; i++) {
-            float *o = out + (size_t)toks[i] * d;
-            const float *y = c->ye + (size_t)i * d;
-            for (int64_t k = 0; k < d; k++) o[k] += gates[i] * y[k];
-        }
+        chunk_job j = {.c = c,
+                       .w = &L->down_exps,
+                       .woff = (size_t)e * L->down_exps.nb_mat,
+                       .x = c->h1,
+                       .width = F,
+                       .k = k,
+                       .T = n,
+                       .sums = sums,
+                       .toks = toks,
+                       .gates = gates};
+        chunk_products(c, &j);
     }
 }
 
@@ -313,15 +401,29 @@ static int ffn(gk_context *c, int layer, int T, gk_err *err) {
     const int64_t d = hp->n_embd;
     for (int t = 0; t < T; t++)
         gk_rmsnorm(c->xn + t * d, c->x + t * d, L->ffn_norm, d, hp->norm_eps);
-    moe(c, L, c->moe, T);
+    float *sums[GK_TP_MAX_CHUNKS];
+    const int k = chunk_sums(c, c->moe, 0, sums);
+    moe(c, L, sums, k, T);
     if (hp->variant == GK_VARIANT_GROK2) {
-        /* dense residual MLP on the same input, then (MLP + MoE)/sqrt(2) (spec 4.3) */
+        /* dense residual MLP on the same input, then (MLP + MoE)/sqrt(2) (spec 4.3),
+         * chunk by chunk (the dense width's chunk c with the experts' chunk c) */
+        float *dense[GK_TP_MAX_CHUNKS];
+        chunk_sums(c, c->tmp, 1, dense);
         matmul_gate_up(c, c->g, &L->ffn_gate, c->u, &L->ffn_up, -1, c->xn, T);
         gk_geglu(c->pool, c->g, c->u, (int64_t)T * c->m->tp.n_ff, c->m->cfg.gelu_erf);
-        matmul_w(c, c->tmp, &L->ffn_down, c->g, T);
-        for (int64_t i = 0; i < T * d; i++)
-            c->moe[i] = (c->tmp[i] + c->moe[i]) / 1.4142135623730951f;
+        chunk_job j = {.c = c,
+                       .w = &L->ffn_down,
+                       .x = c->g,
+                       .width = L->ffn_down.ne[0],
+                       .k = k,
+                       .T = T,
+                       .sums = dense};
+        chunk_products(c, &j);
+        for (int ch = 0; ch < k; ch++)
+            for (int64_t i = 0; i < T * d; i++)
+                sums[ch][i] = (dense[ch][i] + sums[ch][i]) / 1.4142135623730951f;
     }
+    gk_dist_tree_sum(sums, k, (size_t)T * d);
     /* each rank's share of the hidden widths gives a partial sum (linear up to here) */
     if (allreduce(c, c->moe, (size_t)T * d, c->wire, err) < 0) return -1;
     for (int t = 0; t < T; t++) {
@@ -868,7 +970,7 @@ static gk_context *context_new(gk_model *m, const gk_context_params *params, gk_
                       B * nq,
                       B * d,
                       B * d,
-                      B * d,
+                      (size_t)nt * B * d,
                       B * F,
                       B * F,
                       B * Fd,
@@ -911,7 +1013,7 @@ static gk_context *context_new(gk_model *m, const gk_context_params *params, gk_
     }
     float *a = c->arena;
     float **dst[] = {&c->x,    &c->xn,     &c->tmp,     &c->q,        &c->k,        &c->v,
-                     &c->att,  &c->moe,    &c->xe,      &c->ye,       &c->h1,       &c->h3,
+                     &c->att,  &c->moe,    &c->xe,      &c->cy,       &c->h1,       &c->h3,
                      &c->g,    &c->u,      &c->rl,      &c->rope_cos, &c->rope_sin, &c->scores,
                      &c->vrow, &c->logits, &c->exp_gate};
     size_t i = 0;
@@ -930,6 +1032,26 @@ static gk_context *context_new(gk_model *m, const gk_context_params *params, gk_
     memset(c->seq_len, 0, c->n_seq * sizeof *c->seq_len);
     c->pool = gk_pool_new(nt, err);
     if (!c->pool) goto fail;
+    c->nt = gk_pool_size(c->pool);
+    /* the summation tree's chunks: the other chunk sums of two products, and per
+     * thread a chunk's packed columns and its converted activations */
+    const size_t k = tp->sum_k > 1 ? tp->sum_k : 1;
+    size_t cw = nq > F ? nq : F;
+    if (Fd > cw) cw = Fd;
+    cw /= k;
+    c->cx_size = k > 1 ? (B * cw + 15) / 16 * 16 : 0;
+    c->cq_size = (gk_matmul_qbuf_size((int64_t)cw, (int)B) + 63) / 64 * 64;
+    size_t n_parts = 2 * (k - 1) * B * d;
+    c->chunk_mem = gk_malloc_aligned((n_parts + (size_t)c->nt * c->cx_size) * sizeof(float) +
+                                         (size_t)c->nt * c->cq_size + 64,
+                                     err);
+    if (!c->chunk_mem) {
+        gk_err_prefix(err, "context of %u x %u tokens", c->n_seq, c->n_ctx);
+        goto fail;
+    }
+    c->parts = c->chunk_mem;
+    c->cx = c->parts + n_parts;
+    c->cq = (uint8_t *)(c->cx + (size_t)c->nt * c->cx_size);
     return c;
 fail:
     gk_context_free(c);
@@ -963,6 +1085,7 @@ void gk_context_free(gk_context *c) {
     free(c->cmd_buf);
     gk_pool_free(c->pool);
     gk_free_aligned(c->arena);
+    gk_free_aligned(c->chunk_mem);
     gk_free_aligned(c->kcache);
     gk_free_aligned(c->vcache);
     free(c);

@@ -51,9 +51,22 @@ typedef struct gk_tp {
     bool shard_file; /* a per-rank file (grok shard): its tensors are this rank's slices */
     uint32_t n_head, n_head_kv, n_ff_exp, n_ff; /* this rank's heads and hidden widths */
     uint32_t v_lo, v_n;                         /* vocabulary rows [v_lo, v_lo + v_n) */
-    void *store;                                /* this rank's slices of a whole file */
-    uint64_t ident[4];                          /* what every rank must agree on */
+    /* The sums that are all-reduced (attention's wo, the experts' and the dense
+     * MLP's down projections) run as one fixed tree at every process count: over
+     * sum_g column chunks (chunk c = the columns rank c owns at N = sum_g: KV-head
+     * group c's heads, the c-th slice of a hidden width), a balanced pairwise tree
+     * (split at the largest power of two below the count). This rank computes
+     * sum_k = sum_g / size of them as its subtree and the all-reduce adds the rank
+     * partials as the top of the same tree, so the logits are bit-identical at
+     * every size whose sum_g / size is a power of two. When size does not divide
+     * sum_g, sum_k = 1: the rank's slice is one chunk (equal up to rounding). */
+    uint32_t sum_g, sum_k;
+    void *store;       /* this rank's slices of a whole file */
+    uint64_t ident[4]; /* what every rank must agree on */
 } gk_tp;
+
+/* At most this many chunks in the summation tree (gk_tp.sum_g). */
+#define GK_TP_MAX_CHUNKS 64
 
 /* Per-rank file keys (grok shard). Distinct from split GGUF's split.* keys. */
 #define GK_SHARD_KEY_RANK "grok.shard.rank"

@@ -67,11 +67,12 @@ static bool cols_split_ok(const gk_gguf *g, const char *name, int64_t cols, int 
     return cols % size == 0 && (cols / size) % bs == 0;
 }
 
-static bool count_ok(const gk_model *m, int n) {
+/* n divides the KV heads and the hidden widths, and the column slices of the
+ * matrices whose products are summed fall on quantization block boundaries. */
+static bool split_ok(const gk_model *m, int n) {
     const gk_hparams *hp = &m->hp;
     const int64_t nq = (int64_t)hp->n_head * hp->head_dim;
     if (hp->n_head_kv % (uint32_t)n || hp->n_ff_exp % (uint32_t)n) return false;
-    if (m->tp.shard_file) return true; /* the file's slices are what they are */
     if (!cols_split_ok(m->gguf, "blk.0.attn_output.weight", nq, n) ||
         !cols_split_ok(m->gguf, "blk.0.ffn_down_exps.weight", hp->n_ff_exp, n))
         return false;
@@ -79,6 +80,22 @@ static bool count_ok(const gk_model *m, int n) {
         (hp->n_ff % (uint32_t)n || !cols_split_ok(m->gguf, "blk.0.ffn_down.weight", hp->n_ff, n)))
         return false;
     return true;
+}
+
+static bool count_ok(const gk_model *m, int n) {
+    if (m->tp.shard_file) /* the file's slices are what they are */
+        return m->hp.n_head_kv % (uint32_t)n == 0 && m->hp.n_ff_exp % (uint32_t)n == 0;
+    return split_ok(m, n);
+}
+
+/* The chunks of the summation tree: the largest count that could split the
+ * model (n_head_kv for the Grok models), at most GK_TP_MAX_CHUNKS. The tensor
+ * types of a per-rank file are the whole model's, so every rank finds the same. */
+static uint32_t sum_chunks(const gk_model *m) {
+    for (uint32_t n = m->hp.n_head_kv < GK_TP_MAX_CHUNKS ? m->hp.n_head_kv : GK_TP_MAX_CHUNKS;
+         n > 1; n--)
+        if (split_ok(m, (int)n)) return n;
+    return 1;
 }
 
 int gk_tp_plan(gk_model *m, gk_err *err) {
@@ -138,6 +155,8 @@ int gk_tp_plan(gk_model *m, gk_err *err) {
     tp->n_head_kv = hp->n_head_kv / N;
     tp->n_ff_exp = hp->n_ff_exp / N;
     tp->n_ff = hp->n_ff / N;
+    tp->sum_g = sum_chunks(m);
+    tp->sum_k = tp->sum_g % N == 0 ? tp->sum_g / N : 1;
     return 0;
 }
 

@@ -2,12 +2,11 @@
 
 One model split over N processes must give the logits of one process. Cases:
   parity-TYPE  grok1 and grok2 models of TYPE weights (f32 f16 q8_0 q4_0), both
-               numerics modes: the logits of every position of a 64-token prompt
-               at N = 2 and 4 (with --dist-check) equal N = 1's within
-               1e-5 * (1 + max|logit|) of that position (quantized weights: see
-               close() for the rare activation-rounding flip; llamacpp numerics
-               run with an f32 KV cache, and with the f16 default judged as such)
-  n8           the same at N = 8 (f32, both variants, reference numerics)
+               numerics modes (llamacpp with its f16 KV cache): the logits of
+               every position of a 64-token prompt at N = 2 and 4 (with
+               --dist-check) bit-identical to N = 1's (so within the issue's
+               1e-5 * (1 + max|logit|), which is reported too)
+  n8           the same at N = 8 (grok1 f32 reference, grok2 q4_0 llamacpp)
   generate     greedy 128-token generations identical at N = 1, 2, 4; the bf16
                and q8_0 wires measured against fp32 (KL divergence, top-1)
   batch        tests/dist/dist_batch.c: rank 0 drives the batch API (sequences,
@@ -96,41 +95,19 @@ def build(tmp, kind, wtype, seed=0, dims=DIMS):
     return path
 
 
-def close(ref, got, label, quant=False):
-    """Per position: max|diff| <= 1e-5 * (1 + max|logit|).
-
-    Quantized weights (q8_0, q4_0): their dot products round activations to Q8_0
-    blocks (as llama.cpp does), so a split's other fp32 summation order can move
-    one value across a rounding boundary. Until that happens the logits are
-    (nearly always bit-)equal; from there the difference rides the KV cache to
-    later positions, and these deliberately sensitive models (router std 0.5)
-    may pick another expert. There, as parity.py judges quantized engines: the
-    strict bound at every position before the first one over it, which must
-    not come before position 8; median over positions <= 1e-2 * s (measured: 7.5e-3
-    for grok2 q4_0 at N = 2 after a flip at position 24); max <= 0.5 * s;
-    the same top-1 token at >= 95% of positions.
-    quant == "f16cache" (llamacpp's default f16 KV cache, whose dot products round
-    K, V and the query heads to f16 at every position): max <= 1e-3 * s."""
+def close(ref, got, label):
+    """Bit-identical logits (the bound of the issue, 1e-5 * (1 + max|logit|) per
+    position, is reported too). Every N sums the all-reduced products as one fixed
+    tree of column chunks (src/model/model.h gk_tp.sum_g), so a split over ranks
+    adds the same numbers in the same order as one process, whatever the weight
+    type and numerics (Q8_0 activations, f16 KV cache) round."""
     err = np.abs(ref - got).max(axis=1)
     s = 1.0 + np.abs(ref).max(axis=1)
     r = err / (1e-5 * s)
-    over = np.nonzero(r > 1.0)[0]
-    first = int(over[0]) if len(over) else len(r)
-    top1 = float((ref.argmax(1) == got.argmax(1)).mean())
-    print(f"  {label}: within the bound up to position {first} of {len(r)}, worst at "
-          f"{r.max():.3g} of it (max diff {err.max():.2e}), top-1 {100 * top1:.1f}%")
-    e = err / s
-    if quant == "f16cache":
-        # f16 rounding of K, V and the query heads everywhere: small everywhere
-        assert e.max() <= 1e-3, f"{label}: max error {e.max():.2e} > 1e-3 with an f16 KV cache"
-        return
-    if not quant:
-        assert first == len(r), f"{label}: logits differ beyond 1e-5*(1+max|logit|) at {first}"
-        return
-    assert first >= 8, f"{label}: position {first} already differs"
-    assert np.median(e) <= 1e-2, f"{label}: median error {np.median(e):.2e}"
-    assert e.max() <= 0.5, f"{label}: max error {e.max():.2e}"
-    assert top1 >= 0.95, f"{label}: top-1 agreement {top1:.1%}"
+    print(f"  {label}: max |diff| {err.max():.2e} ({r.max():.3g} of the bound), "
+          f"{'bit-identical' if np.array_equal(ref, got) else 'NOT bit-identical'}")
+    assert (r <= 1.0).all(), f"{label}: beyond 1e-5*(1+max|logit|) at {int(np.argmax(r > 1))}"
+    assert np.array_equal(ref, got), f"{label}: logits not bit-identical to N=1"
 
 
 def have_mpi(a, tmp):
@@ -150,21 +127,16 @@ def have_mpi(a, tmp):
 def case_parity(a, tmp, wtype):
     toks = prompt(32 if a.quick else 64)
     ns = (2,) if a.quick else (2, 4)
-    quant = wtype in ("q8_0", "q4_0")
-    # llamacpp numerics keep an f16 KV cache by default, whose dot products round the
-    # query heads to f16: like quantized weights' Q8_0 activations (see close()). The
-    # strict comparison runs with an f32 cache; f32 weights also run the f16 default.
-    modes = [("reference", [], quant), ("llamacpp", ["--cache-type", "f32"], quant)]
-    if wtype == "f32":
-        modes.append(("llamacpp", [], "f16cache"))
+    # llamacpp numerics with its default f16 KV cache (and Q8_0 activations for
+    # quantized weights): every rounding step of llama.cpp's path
     for kind in ("grok1", "grok2"):
         model = build(tmp, kind, wtype)
-        for mode, extra, rounding in modes:
-            nm = ["--numerics", mode] + extra
+        for mode in ("reference", "llamacpp"):
+            nm = ["--numerics", mode]
             ref = logits(a, 1, model, toks, tmp, nm)
             for n in ns:
                 got = logits(a, n, model, toks, tmp, nm + ["--dist-check"])
-                close(ref, got, f"{kind} {wtype} {' '.join([mode] + extra)} N={n}", rounding)
+                close(ref, got, f"{kind} {wtype} {mode} N={n}")
 
 
 def case_batch(a, tmp):
@@ -203,10 +175,12 @@ def case_memory(a, tmp):
 
 def case_n8(a, tmp):
     toks = prompt(64)
-    for kind in ("grok1", "grok2"):
-        model = build(tmp, kind, "f32")
-        ref = logits(a, 1, model, toks, tmp)
-        close(ref, logits(a, 8, model, toks, tmp, ["--dist-check"]), f"{kind} f32 N=8")
+    for kind, wtype, mode in (("grok1", "f32", "reference"), ("grok2", "q4_0", "llamacpp")):
+        model = build(tmp, kind, wtype)
+        nm = ["--numerics", mode]
+        ref = logits(a, 1, model, toks, tmp, nm)
+        close(ref, logits(a, 8, model, toks, tmp, nm + ["--dist-check"]),
+              f"{kind} {wtype} {mode} N=8")
 
 
 def generated(a, n, model, toks, extra=()):
@@ -219,13 +193,15 @@ def generated(a, n, model, toks, extra=()):
 
 def case_generate(a, tmp):
     toks = prompt(16)
-    for kind, wtype in (("grok1", "q8_0"), ("grok2", "f32")):
+    for kind, wtype, mode in (("grok1", "q8_0", "llamacpp"), ("grok2", "q4_0", "llamacpp"),
+                              ("grok2", "f32", "reference")):
         model = build(tmp, kind, wtype)
-        ref = generated(a, 1, model, toks)
+        nm = ["--numerics", mode]
+        ref = generated(a, 1, model, toks, nm)
         for n in (2, 4):
-            got = generated(a, n, model, toks, ["--dist-check"])
-            assert got == ref, f"{kind} {wtype}: N={n} generates other tokens than N=1"
-            print(f"  {kind} {wtype}: 128 greedy tokens identical at N=1 and N={n}")
+            got = generated(a, n, model, toks, nm + ["--dist-check"])
+            assert got == ref, f"{kind} {wtype} {mode}: N={n} generates other tokens than N=1"
+            print(f"  {kind} {wtype} {mode}: 128 greedy tokens identical at N=1 and N={n}")
     # the compressed wires: their accuracy cost against fp32 at N=2
     model = build(tmp, "grok2", "f32")
     toks = prompt(64)
