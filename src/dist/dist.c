@@ -497,7 +497,10 @@ int gk_dist_agree(gk_dist *d, bool ok, const char *msg, const uint64_t ident[4],
     agree_rec me;
     memset(&me, 0, sizeof me);
     me.ok = ok;
-    snprintf(me.version, sizeof me.version, "%s", GK_VERSION);
+    /* GK_DIST_TEST_VERSION (tests only) replaces the version this rank announces,
+     * so that the refusal of mixed versions can be tested with one build */
+    const char *ver = getenv("GK_DIST_TEST_VERSION");
+    snprintf(me.version, sizeof me.version, "%s", ver && *ver ? ver : GK_VERSION);
     if (ident) memcpy(me.ident, ident, sizeof me.ident);
     snprintf(me.msg, sizeof me.msg, "%s", msg ? msg : "");
     agree_rec *all = gk_malloc((size_t)d->size * sizeof *all, err);

@@ -89,7 +89,9 @@ int gk_dist_gatherv(gk_dist *d, const void *send, size_t n_send, void *recv, con
  * rank reports whether it succeeded (with its message) and an identity (what
  * must be equal everywhere: model, parameters); on every rank this returns 0
  * when all succeeded with equal identities and the grok version, else -1 with
- * a message naming the first failing rank and its cause. what names the step. */
+ * a message naming the first failing rank and its cause. what names the step.
+ * GK_DIST_TEST_VERSION in a rank's environment (a test hook) makes it announce
+ * that version instead of its own. */
 int gk_dist_agree(gk_dist *d, bool ok, const char *msg, const uint64_t ident[4], const char *what,
                   gk_err *err);
 

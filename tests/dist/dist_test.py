@@ -356,6 +356,15 @@ def case_failures(a, tmp):
     p = run(cmd, timeout=30, check=False)
     assert p.returncode != 0 and "rank 1 has a different model file" in p.stderr, p.stderr[-2000:]
     print(f"  {p.wall:.1f} s: different models on the two ranks refused")
+    # a rank of another grok version (GK_DIST_TEST_VERSION, a test hook: the version
+    # that rank announces); the same binary and model everywhere otherwise
+    cmd = (mpirun_cmd(1) + [a.grok, "run", "-m", model, "--tokens", "1,2", "-t", "1"] + [":"] +
+           ["-np", "1", "env", "GK_DIST_TEST_VERSION=0.0.0-other", a.grok, "run", "-m", model,
+            "--tokens", "1,2", "-t", "1"])
+    p = run(cmd, timeout=30, check=False)
+    line = [l for l in p.stderr.splitlines() if "rank 1 runs grok 0.0.0-other" in l]
+    assert p.returncode != 0 and line and p.wall < 30, p.stderr[-2000:]
+    print(f"  {p.wall:.1f} s: {line[0].strip()[:200]}")
     # rank 1 runs out of memory making its context (an address-space limit on it alone;
     # not under the sanitizers, whose shadow memory needs the address space)
     if not a.quick:
