@@ -521,6 +521,15 @@ gk_model *gk_model_load_rank(const char *path, const gk_model_params *params, in
     return load_one(path, &p, false, rank, size, err);
 }
 
+gk_model *gk_model_load_shard(const char *path, const gk_model_params *params, int rank, int size,
+                              gk_err *err) {
+    if (size < 1 || rank < 0 || rank >= size)
+        return gk_failp(err, "rank %d of %d processes is not a rank", rank, size);
+    gk_model_params p = params ? *params : gk_model_default_params();
+    p.dist = NULL;
+    return load_one(path, &p, true, rank, size, err);
+}
+
 void gk_model_free(gk_model *m) {
     if (!m) return;
     gk_free_aligned(m->tp.store);
@@ -535,13 +544,21 @@ void gk_model_free(gk_model *m) {
     free(m);
 }
 
-const gk_hparams *gk_model_hparams(const gk_model *m) { return &m->hp; }
-gk_numerics gk_model_numerics(const gk_model *m) { return m->numerics; }
+const gk_hparams *gk_model_hparams(const gk_model *m) {
+    return &m->hp;
+}
+gk_numerics gk_model_numerics(const gk_model *m) {
+    return m->numerics;
+}
 uint64_t gk_model_file_size(const gk_model *m) {
     return gk_gguf_total_size(m->gguf);
 }
-uint64_t gk_model_n_params(const gk_model *m) { return m->n_params; }
-const struct gk_tokenizer *gk_model_tokenizer(const gk_model *m) { return m->tok; }
+uint64_t gk_model_n_params(const gk_model *m) {
+    return m->n_params;
+}
+const struct gk_tokenizer *gk_model_tokenizer(const gk_model *m) {
+    return m->tok;
+}
 
 int gk_model_hparam_info(const gk_model *m, gk_hparam_info *out, int cap) {
     for (int i = 0; i < m->n_info && i < cap; i++) out[i] = m->info[i];

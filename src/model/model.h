@@ -107,6 +107,13 @@ struct gk_model {
 gk_model *gk_model_load_rank(const char *path, const gk_model_params *params, int rank, int size,
                              gk_err *err);
 
+/* A per-rank file written by grok shard, opened as rank of size processes but
+ * without a process group: the checks that `-m DIR` runs on it (its shard keys,
+ * its data checksum, its slices against the hyper-parameters), for the shard
+ * fuzzer and tests. Its context cannot run (that needs the group). */
+gk_model *gk_model_load_shard(const char *path, const gk_model_params *params, int rank, int size,
+                              gk_err *err);
+
 /* tp.c: the tensor-parallel split. */
 /* After the hyper-parameters: checks that the group's size can split the model
  * and sets this rank's counts (the file's shard keys for a per-rank file). */

@@ -5,13 +5,18 @@
       the traits table has them; until then they are parser seeds)
   tests/fuzz/corpus/model/<kind>-<type>.gguf   tiny Grok-1 and Grok-2 models that
       load and run (n_embd 32, one block, two experts, vocabulary 4), a few KB each
+  tests/fuzz/corpus/shard/<kind>-<type>-rank-R-of-N.gguf   (with --grok) the
+      per-rank files `grok shard` writes of such models with 4 KV heads
 
-Usage: /usr/bin/python3 tests/fuzz/make_seeds.py [--out tests/fuzz/corpus]
+Usage: /usr/bin/python3 tests/fuzz/make_seeds.py [--out tests/fuzz/corpus] [--grok build/grok]
 """
 
 import argparse
 import os
+import shutil
+import subprocess
 import sys
+import tempfile
 
 import numpy as np
 
@@ -47,10 +52,10 @@ def kernel_seed(path, type_id, rng):
     w.write(path)
 
 
-def tiny_model(path, kind, wtype, seed):
+def tiny_model(path, kind, wtype, seed, n_head=2, n_kv=1, F=32):
     rng = np.random.default_rng(seed)
     grok2 = kind == "grok2"
-    d, n_head, n_kv, hd, E, F, V = 32, 2, 1, 16, 2, 32, 4
+    d, hd, E, V = 32, 16, 2, 4
     w = gw.GGUFWriter()
     w.add_string("general.architecture", "grok")
     for key, val in (("context_length", 16), ("embedding_length", d), ("block_count", 1),
@@ -98,6 +103,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     here = os.path.dirname(os.path.abspath(__file__))
     ap.add_argument("--out", default=os.path.join(here, "corpus"))
+    ap.add_argument("--grok", help="a grok binary: also write the shard seeds with grok shard")
     a = ap.parse_args()
     rng = np.random.default_rng(11)
     os.makedirs(os.path.join(a.out, "gguf"), exist_ok=True)
@@ -107,6 +113,21 @@ def main():
     for i, (kind, wtype) in enumerate((("grok1", "q4_0"), ("grok2", "q8_0"), ("grok1", "f16"),
                                        ("grok2", "bf16"))):
         tiny_model(os.path.join(a.out, "model", f"{kind}-{wtype}.gguf"), kind, wtype, i)
+    if a.grok:
+        out = os.path.join(a.out, "shard")
+        os.makedirs(out, exist_ok=True)
+        with tempfile.TemporaryDirectory() as tmp:
+            # q8_0 and q4_0 need 32-column slices of wo (4 heads of 16) and the
+            # hidden widths (64): N = 2; f16 splits 4 ways
+            for i, (kind, wtype, n) in enumerate((("grok1", "q8_0", 2), ("grok2", "q4_0", 2),
+                                                  ("grok2", "f16", 4))):
+                model = os.path.join(tmp, f"{kind}-{wtype}.gguf")
+                tiny_model(model, kind, wtype, 20 + i, n_head=4, n_kv=4, F=64)
+                d = os.path.join(tmp, f"set-{i}")
+                subprocess.run([a.grok, "shard", model, "--ranks", str(n), "-o", d], check=True,
+                               capture_output=True)
+                for f in sorted(os.listdir(d)):
+                    shutil.copy(os.path.join(d, f), os.path.join(out, f"{kind}-{wtype}-{f}"))
 
 
 if __name__ == "__main__":
