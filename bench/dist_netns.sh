@@ -7,6 +7,8 @@
 #
 # usage (root): bench/dist_netns.sh MODEL.gguf [RATE] [grok bench options...]
 #   RATE: a tc rate such as 1gbit (default) or 10gbit
+# GK_DIST_LATENCY_US in the environment: the link's latency, which the kernel
+# cannot add, added by grok's link model in each rank (bandwidth stays tbf's).
 # Prints `grok bench` at N = 2 over the link; removes the namespaces on exit.
 set -eu
 model=${1:?usage: dist_netns.sh MODEL.gguf [RATE] [bench options]}
@@ -44,9 +46,10 @@ echo "grok bench, N = 2 over a veth pair limited to $rate (tc tbf), OpenMPI TCP"
 # server over the veth (remote connections allowed). The ranks talk to each
 # other only over TCP on the veth addresses.
 ip netns exec "$ns0" env PMIX_MCA_ptl_tcp_remote_connections=1 PMIX_MCA_ptl_tcp_if_include=10.77.0.0/24 \
-    mpirun --allow-run-as-root --oversubscribe \
+    GK_DIST_LATENCY_US=${GK_DIST_LATENCY_US:-0} \
+    mpirun --allow-run-as-root --oversubscribe -x GK_DIST_LATENCY_US \
     -x PMIX_MCA_ptl_tcp_remote_connections -x PMIX_MCA_ptl_tcp_if_include \
-    --mca btl tcp,self --mca btl_tcp_if_include 10.77.0.0/24 \
+    --mca mpi_yield_when_idle 1 --mca btl tcp,self --mca btl_tcp_if_include 10.77.0.0/24 \
     --mca oob_tcp_if_include 10.77.0.0/24 --mca pml ob1 \
     -np 1 "$grok" bench -m "$model" -t 1 "$@" : \
     -np 1 ip netns exec "$ns1" "$grok" bench -m "$model" -t 1 "$@"

@@ -385,6 +385,12 @@ int gk_dist_size(const gk_dist *d);
  * group returns. For the tools' error paths, after the message is printed. */
 void gk_dist_abort(gk_dist *d, int code);
 gk_dist_stats gk_dist_get_stats(const gk_dist *d);
+/* The summation tree of the all-reduced products (every process count sums
+ * them over the same G column chunks, so N = 1, 2, 4, 8 give the same bits when
+ * G/N is a power of two): returns G and sets *per_rank to this rank's chunks
+ * (1 when N does not divide G: then the sums match one process's up to
+ * rounding only). */
+int gk_model_sum_chunks(const gk_model *m, int *per_rank);
 void gk_dist_reset_stats(gk_dist *d);
 /* Parses "f32", "bf16" or "q8_0"; -1 otherwise. */
 int gk_dist_wire_from_name(const char *name);

@@ -175,7 +175,11 @@ int gk_cmd_bench(int argc, char **argv) {
     if (n_ranks > 1)
         printf(" per rank, %d ranks (tensor parallel, wire %s)", n_ranks,
                gk_dist_wire_name((gk_dist_wire)wire));
-    printf("\n");
+    int per_rank, chunks = gk_model_sum_chunks(m, &per_rank);
+    printf("; sums over %d column chunks, %d here%s\n", chunks, per_rank,
+           chunks % n_ranks ? " (the count does not divide them: equal to one process up to "
+                              "rounding)"
+                            : "");
     double best_pp = 0, best_tg = 0;
     gk_dist_stats st_pp = {0}, st_tg = {0}; /* of the best repetitions */
     for (long r = 0; r < reps; r++) {

@@ -367,12 +367,14 @@ int gk_cmd_run(int argc, char **argv) {
                 n_gen > 1 ? (n_gen - 1) / (t2 - t1) : 0.0);
     if (o.verbose && gk_dist_size(dist) > 1) {
         gk_dist_stats st = gk_dist_get_stats(dist);
+        int per_rank, chunks = gk_model_sum_chunks(m, &per_rank);
         fprintf(stderr,
                 "dist: %d ranks, wire %s: %.3f s in collectives of %.3f s forward; "
-                "%.0f bytes sent per token (ideal %.0f)\n",
+                "%.0f bytes sent per token (ideal %.0f); sums over %d column chunks, %d per "
+                "rank\n",
                 gk_dist_size(dist), gk_dist_wire_name((gk_dist_wire)o.g.dist_wire), st.comm_s,
                 st.forward_s, st.tokens ? (double)st.bytes_sent / st.tokens : 0.0,
-                st.tokens ? (double)st.bytes_ideal / st.tokens : 0.0);
+                st.tokens ? (double)st.bytes_ideal / st.tokens : 0.0, chunks, per_rank);
     }
     rc = 0;
 done:

@@ -550,6 +550,10 @@ const gk_hparams *gk_model_hparams(const gk_model *m) {
 gk_numerics gk_model_numerics(const gk_model *m) {
     return m->numerics;
 }
+int gk_model_sum_chunks(const gk_model *m, int *per_rank) {
+    if (per_rank) *per_rank = m->tp.sum_k > 1 ? (int)m->tp.sum_k : 1;
+    return m->tp.sum_g > 1 ? (int)m->tp.sum_g : 1;
+}
 uint64_t gk_model_file_size(const gk_model *m) {
     return gk_gguf_total_size(m->gguf);
 }
