@@ -134,6 +134,11 @@ def case_parity(a, tmp, wtype):
         for mode in ("reference", "llamacpp"):
             nm = ["--numerics", mode]
             ref = logits(a, 1, model, toks, tmp, nm)
+            # one process on 2 and 3 threads: whole chunks per thread, and chunk
+            # after chunk over the pool (3 does not divide the 8 chunks)
+            for t in ("2", "3"):
+                close(ref, logits(a, 1, model, toks, tmp, nm + ["-t", t]),
+                      f"{kind} {wtype} {mode} N=1 -t {t}")
             for n in ns:
                 got = logits(a, n, model, toks, tmp, nm + ["--dist-check"])
                 close(ref, got, f"{kind} {wtype} {mode} N={n}")
