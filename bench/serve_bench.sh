@@ -10,8 +10,9 @@
 #   GROK default build/grok; LLAMA_SERVER default none (e.g.
 #   /work/llama.cpp/build/bin/llama-server); SLOTS default 16.
 # Environment: REQUESTS (per client, default 2), MAX_TOKENS (default 32),
-# PROMPT_WORDS (default 16), CLIENTS (default 1,4,16), MODEL (an existing GGUF
-# to serve instead of making one, e.g. /tmp/gemm-bench/v-q8_0.gguf).
+# PROMPT_WORDS (default 16), TEMPERATURE (default 0: greedy; chat clients
+# sample, OpenAI's default is 1), CLIENTS (default 1,4,16), MODEL (an existing
+# GGUF to serve instead of making one, e.g. /tmp/gemm-bench/v-q8_0.gguf).
 set -eu
 GROK=${1:-build/grok}
 LLAMA=${2:-}
@@ -27,7 +28,7 @@ if [ -z "${MODEL:-}" ]; then
   /usr/bin/python3 "$HERE/make_bench_model.py" "$MODEL" --type q8_0 >/dev/null
 fi
 ls -la "$MODEL"
-ARGS="--clients ${CLIENTS:-1,4,16} --requests ${REQUESTS:-2} --max-tokens ${MAX_TOKENS:-32} --prompt-words ${PROMPT_WORDS:-16}"
+ARGS="--clients ${CLIENTS:-1,4,16} --requests ${REQUESTS:-2} --max-tokens ${MAX_TOKENS:-32} --prompt-words ${PROMPT_WORDS:-16} --temperature ${TEMPERATURE:-0}"
 
 wait_up() { # url
   i=0
