@@ -4,7 +4,10 @@
 # 16 concurrent clients (bench/serve_bench.mjs), on one random Grok-2 model of
 # about 591M parameters (bench/make_bench_model.py, Q8_0: 8 experts, top-2)
 # that carries a SentencePiece vocabulary, with the same slot count for both
-# servers.
+# servers. Its vocabulary is bytes only, so a prompt costs one token per byte:
+# 16 words are ~100 prompt tokens, and at MAX_TOKENS 32 prefill (compute bound,
+# linear in the clients) is a large part of each client's time; the decode step
+# alone is bench/decode_batch_bench.c.
 #
 # usage: bench/serve_bench.sh [GROK] [LLAMA_SERVER] [SLOTS]
 #   GROK default build/grok; LLAMA_SERVER default none (e.g.
