@@ -35,6 +35,7 @@ MPIRUN=$(command -v mpirun || true)
 MPI=()
 [ -n "$MPIRUN" ] && MPI=("$MPIRUN" --allow-run-as-root --oversubscribe)
 
+LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
 echo "== models"
 mk() { # name type shape-args...
     local out=$1 type=$2
@@ -109,6 +110,8 @@ if [ -n "$MPIRUN" ]; then
 fi
 
 echo
+echo "load average at the start: $LOAD0; at the end: $(cut -d' ' -f1-3 /proc/loadavg) (both sides are"
+echo "measurements of shared cores: compare them only when the load is low and steady)"
 echo "grok bench -p $P -n $N -b $BATCH -t $T -r 2 against grok plan infer --fleet 1x$W/this.preset --prompt $P --gen $N --batch $BATCH --ctx $((P + N))"
 printf '%-14s %9s | %10s %10s %7s | %10s %10s %7s\n' model size "prompt pred" measured diff \
     "gen pred" measured diff
