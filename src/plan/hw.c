@@ -649,7 +649,7 @@ int gk_plan_infer_eval(const gk_plan_model *pm, const gk_plan_hw *hw, double n_d
          s->n_vocab) /
         tp;
     /* one grok.c process per device (a calibrated machine: its start-up residency) */
-    if (pp == 1 && s->variant &&
+    if (pp == 1 && s->variant && meas &&
         gk_plan_rank_memory(pm, tp, o.n_ctx, o.n_batch,
                             o.n_threads > 0   ? o.n_threads
                             : hw->threads > 0 ? hw->threads
