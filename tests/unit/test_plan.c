@@ -655,6 +655,57 @@ static void test_rank_memory(void) {
     }
 }
 
+/* The prompt's matmuls at the calibrated rate for the tokens of each call: the whole
+ * chunk for the layer's matrices, T k / touched for each expert (forward.c groups a
+ * chunk's tokens by expert). Tiny Grok-1 shape, f32, a 64-token prompt in one chunk. */
+static void test_prompt_rates(void) {
+    gk_plan_shape s = {.variant = GK_VARIANT_GROK1,
+                       .n_vocab = 32,
+                       .n_embd = 16,
+                       .n_layer = 2,
+                       .n_head = 4,
+                       .n_head_kv = 2,
+                       .head_dim = 4,
+                       .n_ctx = 64,
+                       .n_ff_exp = 8,
+                       .n_expert = 4,
+                       .n_expert_used = 2,
+                       .gated = true,
+                       .tied_output = true};
+    gk_plan_model pm;
+    gk_err err;
+    CHECK(gk_plan_model_build(&s, "f32", &pm, &err) == 0);
+    const double R = 1e10;
+    gk_plan_hw a = {.name = "t",
+                    .bf16_flops = R,
+                    .mem_bytes = 1e9,
+                    .mem_bw = 1e10,
+                    .domain = 1,
+                    .attn_flops = 1e9,
+                    .threads = 1};
+    a.mm_bw1[0] = 5e9;
+    a.mm_flops512[0] = R;
+    gk_plan_hw b = a, c = a;
+    for (int k = 0; k < 4; k++)
+        for (int w = 0; w < 2; w++) b.mm_flops_at[0][k][w] = c.mm_flops_at[0][k][w] = R;
+    c.mm_flops_at[0][1][0] = c.mm_flops_at[0][1][1] = R / 2; /* T = 32 */
+    gk_plan_infer_opts o = {.n_ctx = 64, .n_prompt = 64, .n_batch = 64};
+    gk_plan_infer ra, rb, rc;
+    CHECK(gk_plan_infer_eval(&pm, &a, 1, 1, &o, &ra, &err) == 0);
+    CHECK(gk_plan_infer_eval(&pm, &b, 1, 1, &o, &rb, &err) == 0);
+    CHECK(gk_plan_infer_eval(&pm, &c, 1, 1, &o, &rc, &err) == 0);
+    /* a flat grid is the batch-512 rate */
+    CHECK_EQ(64 / rb.prompt_expect, 64 / ra.prompt_expect);
+    /* at T = 32 half the rate: the experts (64 x 2 / 4 = 32 tokens each: 2 layers x 64
+     * tokens x top-2 x 2 x 3 x 8 x 16 = 196608 FLOPs) take twice as long; the layer's
+     * matrices (64 tokens, log-halfway from 32 to 128: 0.75 R; 2 x 64 x 2 x (256 + 128 +
+     * 128 + 256 + 64) = 212992 FLOPs) a third longer */
+    CHECK_EQ(64 / rc.prompt_expect - 64 / ra.prompt_expect,
+             196608 / R + 212992 * (1 / (0.75 * R) - 1 / R));
+    /* generation (batch 1) does not use the grid */
+    CHECK_EQ(rc.gen_expect, ra.gen_expect);
+}
+
 int main(void) {
     test_tiny_grok1();
     test_tiny_grok2();
@@ -667,5 +718,6 @@ int main(void) {
     test_real_model();
     test_engine_counters();
     test_rank_memory();
+    test_prompt_rates();
     return gk_test_done();
 }
