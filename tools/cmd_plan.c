@@ -1010,12 +1010,25 @@ static int cmd_calibrate(int argc, char **argv, const plan_opts *o) {
     if (!quiet)
         printf("attention, heads of 32 / 64 / 128: %.2f / %.2f / %.2f GFLOP/s\n",
                hw.attn_at[0] / 1e9, hw.attn_at[1] / 1e9, hw.attn_at[2] / 1e9);
-    /* the libm calls of training's elementwise passes (GELU, softmax, softcaps), one
-     * thread: calls per second over 4096 arguments in [-4, 4] */
+    /* the libm calls of the elementwise passes (GELU, softmax, softcaps), one thread:
+     * calls per second over 4096 arguments as GELU gets them, activations of unit scale
+     * (standard normal, by Box-Muller from a fixed LCG; erff takes x / sqrt 2 as
+     * gk_gelu_erf does). glibc's erff takes slower paths for larger arguments, so the
+     * rate depends on their scale. */
     {
         const int n = 4096;
         float *in = buf, *outv = buf + n;
-        for (int i = 0; i < n; i++) in[i] = (float)i / n * 8.0f - 4.0f;
+        uint64_t lcg = 12345;
+        for (int i = 0; i < n; i += 2) {
+            double u[2];
+            for (int k = 0; k < 2; k++) {
+                lcg = lcg * 6364136223846793005ull + 1442695040888963407ull;
+                u[k] = ((double)(lcg >> 11) + 0.5) / 9007199254740992.0;
+            }
+            double rad = sqrt(-2.0 * log(u[0]));
+            in[i] = (float)(rad * cos(6.283185307179586 * u[1]));
+            in[i + 1] = (float)(rad * sin(6.283185307179586 * u[1]));
+        }
         for (int fn = 0; fn < 3; fn++) {
             double t0 = gk_time_s(), el;
             long r = 0;
@@ -1023,7 +1036,7 @@ static int cmd_calibrate(int argc, char **argv, const plan_opts *o) {
                 if (fn == 0)
                     for (int i = 0; i < n; i++) outv[i] = expf(in[i]);
                 else if (fn == 1)
-                    for (int i = 0; i < n; i++) outv[i] = erff(in[i]);
+                    for (int i = 0; i < n; i++) outv[i] = erff(in[i] * 0.70710678f);
                 else
                     for (int i = 0; i < n; i++) outv[i] = tanhf(in[i]);
                 in[r % n] += outv[(r * 7) % n] * 1e-30f; /* keep the loops live */
