@@ -824,11 +824,17 @@ size_t gk_context_arena_bytes(const gk_ctx_dims *x, size_t *sizes) {
     return total * sizeof(float) + gk_matmul_qbuf_size((int64_t)max_in, (int)B) + 64;
 }
 
-size_t gk_context_tp_bytes(const gk_ctx_dims *x, int size, int rank, size_t v_n, size_t n_vocab) {
-    if (size <= 1) return 0;
-    return x->n_logit_rows * (v_n + (rank == 0 ? n_vocab : 0)) * sizeof(float) + 64 +
-           gk_dist_allreduce_scratch(size, x->B * x->d, GK_DIST_WIRE_F32) +
-           (size_t)size * sizeof(uint64_t) + (x->n_ctx + x->B) * sizeof(int32_t) + 2 * x->B + 16;
+size_t gk_context_tp_bytes(const gk_ctx_dims *x, int size, int rank, size_t v_n, size_t n_vocab,
+                           size_t parts[4]) {
+    size_t p[4] = {0};
+    if (size > 1) {
+        p[0] = x->n_logit_rows * (v_n + (rank == 0 ? n_vocab : 0)) * sizeof(float) + 64;
+        p[1] = gk_dist_allreduce_scratch(size, x->B * x->d, GK_DIST_WIRE_F32);
+        p[2] = (size_t)size * sizeof(uint64_t);
+        p[3] = (x->n_ctx + x->B) * sizeof(int32_t) + 2 * x->B + 16;
+    }
+    if (parts) memcpy(parts, p, sizeof p);
+    return p[0] + p[1] + p[2] + p[3];
 }
 
 static gk_context *context_new(gk_model *m, const gk_context_params *params, gk_err *err) {
@@ -928,13 +934,12 @@ static gk_context *context_new(gk_model *m, const gk_context_params *params, gk_
     c->vcache = gk_malloc_aligned(kv * c->kv_row, err);
     bool tp_ok = true;
     if (tp->size > 1) {
-        size_t rows = (size_t)c->n_logit_rows;
-        c->logits_loc = gk_malloc(
-            rows * (tp->v_n + (tp->rank == 0 ? hp->n_vocab : 0)) * sizeof(float) + 64, err);
-        c->ar_scratch =
-            gk_malloc_aligned(gk_dist_allreduce_scratch(tp->size, B * d, GK_DIST_WIRE_F32), err);
-        c->hashes = gk_malloc((size_t)tp->size * sizeof(uint64_t), err);
-        c->cmd_buf = gk_malloc(((size_t)c->n_ctx + B) * sizeof(int32_t) + 2 * B + 16, err);
+        size_t parts[4];
+        gk_context_tp_bytes(&dims, tp->size, tp->rank, tp->v_n, hp->n_vocab, parts);
+        c->logits_loc = gk_malloc(parts[0], err);
+        c->ar_scratch = gk_malloc_aligned(parts[1], err);
+        c->hashes = gk_malloc(parts[2], err);
+        c->cmd_buf = gk_malloc(parts[3], err);
         tp_ok = c->logits_loc && c->ar_scratch && c->hashes && c->cmd_buf;
     }
     if (!c->arena || !c->kcache || !c->vcache || !tp_ok) {

@@ -106,8 +106,10 @@ typedef struct gk_ctx_dims {
 /* Bytes of the scratch arena (sizes: the floats of each piece, or NULL). */
 size_t gk_context_arena_bytes(const gk_ctx_dims *x, size_t *sizes);
 /* Bytes of the tensor-parallel buffers of rank of size (0 for one process); v_n:
- * the rank's vocabulary rows. */
-size_t gk_context_tp_bytes(const gk_ctx_dims *x, int size, int rank, size_t v_n, size_t n_vocab);
+ * the rank's vocabulary rows; parts (or NULL): the logits, the all-reduce scratch,
+ * the hashes and the command buffer, each as gk_context_new allocates it. */
+size_t gk_context_tp_bytes(const gk_ctx_dims *x, int size, int rank, size_t v_n, size_t n_vocab,
+                           size_t parts[4]);
 
 /* tp.c: the tensor-parallel split. */
 /* After the hyper-parameters: checks that the group's size can split the model

@@ -803,7 +803,7 @@ int gk_plan_rank_memory(const gk_plan_model *pm, int tp, double n_ctx, double n_
                                    : kv_elt_bytes >= 2 ? gk_row_size(GK_TYPE_F16, (int64_t)hd)
                                                        : gk_row_size(GK_TYPE_Q8_0, (int64_t)hd)};
     out->context = (double)gk_context_arena_bytes(&x, NULL) +
-                   (double)gk_context_tp_bytes(&x, tp, 0, vn, s->n_vocab);
+                   (double)gk_context_tp_bytes(&x, tp, 0, vn, s->n_vocab, NULL);
     out->base = base_bytes;
     out->total = out->weights + out->replicated + out->kv + out->context + out->base;
     return 0;
