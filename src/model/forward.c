@@ -779,6 +779,64 @@ static gk_dtype cache_dtype(gk_cache_type t, gk_numerics numerics) {
     }
 }
 
+size_t gk_context_arena_bytes(const gk_ctx_dims *x, size_t *sizes) {
+    const size_t B = x->B;
+    size_t max_in = x->d;
+    if (x->nq > max_in) max_in = x->nq;
+    if (x->F > max_in) max_in = x->F;
+    if (x->Fd > max_in) max_in = x->Fd;
+    /* scratch sizes in floats, in the order context_new carves them (all well below
+     * 2^60 thanks to the hyper-parameter limits checked at load) */
+    const size_t s[GK_CTX_N_SCRATCH] = {B * x->d,
+                                        B * x->d,
+                                        B * x->d,
+                                        B * x->nq,
+                                        B * x->nkv,
+                                        B * x->nkv,
+                                        B * x->nq,
+                                        B * x->d,
+                                        B * x->d,
+                                        B * x->d,
+                                        B * x->F,
+                                        B * x->F,
+                                        B * x->Fd,
+                                        B * x->Fd,
+                                        B * x->E,
+                                        B * x->half,
+                                        B * x->half,
+                                        x->nt * x->n_ctx,
+                                        x->nt * x->head_dim,
+                                        x->n_logit_rows * x->V,
+                                        x->E * B,
+                                        x->E * B,
+                                        x->E,
+                                        B,
+                                        B,
+                                        B,
+                                        B,
+                                        x->n_seq,
+                                        (B * x->n_head * x->qconv_head + 3) / 4};
+    size_t total = 0;
+    for (int i = 0; i < GK_CTX_N_SCRATCH; i++) {
+        if (sizes) sizes[i] = s[i];
+        total += (s[i] + 15) / 16 * 16;
+    }
+    return total * sizeof(float) + gk_matmul_qbuf_size((int64_t)max_in, (int)B) + 64;
+}
+
+size_t gk_context_tp_bytes(const gk_ctx_dims *x, int size, int rank, size_t v_n, size_t n_vocab,
+                           size_t parts[4]) {
+    size_t p[4] = {0};
+    if (size > 1) {
+        p[0] = x->n_logit_rows * (v_n + (rank == 0 ? n_vocab : 0)) * sizeof(float) + 64;
+        p[1] = gk_dist_allreduce_scratch(size, x->B * x->d, GK_DIST_WIRE_F32);
+        p[2] = (size_t)size * sizeof(uint64_t);
+        p[3] = (x->n_ctx + x->B) * sizeof(int32_t) + 2 * x->B + 16;
+    }
+    if (parts) memcpy(parts, p, sizeof p);
+    return p[0] + p[1] + p[2] + p[3];
+}
+
 static gk_context *context_new(gk_model *m, const gk_context_params *params, gk_err *err) {
     gk_context_params p = params ? *params : gk_context_default_params();
     const gk_hparams *hp = &m->hp;
@@ -844,10 +902,6 @@ static gk_context *context_new(gk_model *m, const gk_context_params *params, gk_
                  nkv = (size_t)tp->n_head_kv * hp->head_dim, F = tp->n_ff_exp,
                  Fd = hp->variant == GK_VARIANT_GROK2 ? tp->n_ff : 0, E = hp->n_expert,
                  V = tp->rank != 0 ? 0 : hp->n_vocab, half = hp->n_rot / 2;
-    size_t max_in = d;
-    if (nq > max_in) max_in = nq;
-    if (F > max_in) max_in = F;
-    if (Fd > max_in) max_in = Fd;
     c->kv_row = gk_row_size(c->cache_type, (int64_t)nkv);
     size_t kv = (size_t)hp->n_layer * c->n_seq * c->n_ctx;
     if (kv > SIZE_MAX / 4 / c->kv_row) {
@@ -857,52 +911,35 @@ static gk_context *context_new(gk_model *m, const gk_context_params *params, gk_
     c->n_logit_rows = c->all_logits ? (int)B : (int)(c->n_seq < B ? c->n_seq : B);
     const gk_dtype qdt = gk_type_traits_of(c->cache_type)->vec_dot_type;
     c->qconv_head = qdt == GK_TYPE_F32 ? 0 : gk_row_size(qdt, hp->head_dim);
-    /* scratch sizes in floats, in the order carved below (all well below 2^60 thanks to
-     * the hyper-parameter limits checked at load) */
-    size_t sizes[] = {B * d,
-                      B * d,
-                      B * d,
-                      B * nq,
-                      B * nkv,
-                      B * nkv,
-                      B * nq,
-                      B * d,
-                      B * d,
-                      B * d,
-                      B * F,
-                      B * F,
-                      B * Fd,
-                      B * Fd,
-                      B * E,
-                      B * half,
-                      B * half,
-                      (size_t)nt * c->n_ctx,
-                      (size_t)nt * hp->head_dim,
-                      (size_t)c->n_logit_rows * V,
-                      E * B,
-                      E * B,
-                      E,
-                      B,
-                      B,
-                      B,
-                      B,
-                      c->n_seq,
-                      (B * hp->n_head * c->qconv_head + 3) / 4};
-    size_t total = 0;
-    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) total += (sizes[i] + 15) / 16 * 16;
-    total = total * sizeof(float) + gk_matmul_qbuf_size((int64_t)max_in, (int)B) + 64;
+    gk_ctx_dims dims = {.B = B,
+                        .d = d,
+                        .nq = nq,
+                        .nkv = nkv,
+                        .F = F,
+                        .Fd = Fd,
+                        .E = E,
+                        .half = half,
+                        .nt = (size_t)nt,
+                        .n_ctx = c->n_ctx,
+                        .head_dim = hp->head_dim,
+                        .n_head = tp->n_head,
+                        .n_logit_rows = (size_t)c->n_logit_rows,
+                        .V = V,
+                        .n_seq = c->n_seq,
+                        .qconv_head = c->qconv_head};
+    size_t sizes[GK_CTX_N_SCRATCH];
+    size_t total = gk_context_arena_bytes(&dims, sizes);
     c->arena = gk_malloc_aligned(total, err);
     c->kcache = gk_malloc_aligned(kv * c->kv_row, err);
     c->vcache = gk_malloc_aligned(kv * c->kv_row, err);
     bool tp_ok = true;
     if (tp->size > 1) {
-        size_t rows = (size_t)c->n_logit_rows;
-        c->logits_loc = gk_malloc(
-            rows * (tp->v_n + (tp->rank == 0 ? hp->n_vocab : 0)) * sizeof(float) + 64, err);
-        c->ar_scratch =
-            gk_malloc_aligned(gk_dist_allreduce_scratch(tp->size, B * d, GK_DIST_WIRE_F32), err);
-        c->hashes = gk_malloc((size_t)tp->size * sizeof(uint64_t), err);
-        c->cmd_buf = gk_malloc(((size_t)c->n_ctx + B) * sizeof(int32_t) + 2 * B + 16, err);
+        size_t parts[4];
+        gk_context_tp_bytes(&dims, tp->size, tp->rank, tp->v_n, hp->n_vocab, parts);
+        c->logits_loc = gk_malloc(parts[0], err);
+        c->ar_scratch = gk_malloc_aligned(parts[1], err);
+        c->hashes = gk_malloc(parts[2], err);
+        c->cmd_buf = gk_malloc(parts[3], err);
         tp_ok = c->logits_loc && c->ar_scratch && c->hashes && c->cmd_buf;
     }
     if (!c->arena || !c->kcache || !c->vcache || !tp_ok) {

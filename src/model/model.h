@@ -52,6 +52,7 @@ typedef struct gk_tp {
     uint32_t n_head, n_head_kv, n_ff_exp, n_ff; /* this rank's heads and hidden widths */
     uint32_t v_lo, v_n;                         /* vocabulary rows [v_lo, v_lo + v_n) */
     void *store;                                /* this rank's slices of a whole file */
+    size_t store_bytes;                         /* its size (the cost model predicts it) */
     uint64_t ident[4];                          /* what every rank must agree on */
 } gk_tp;
 
@@ -93,6 +94,22 @@ struct gk_model {
  * group (grok shard writes each rank's file from it). */
 gk_model *gk_model_load_rank(const char *path, const gk_model_params *params, int rank, int size,
                              gk_err *err);
+
+/* forward.c: what a context allocates, for the engine and the cost model (src/plan). */
+typedef struct gk_ctx_dims {
+    size_t B, d, nq, nkv, F, Fd, E, half; /* batch; this rank's widths; n_rot / 2 */
+    size_t nt, n_ctx, head_dim, n_head;   /* threads; per-sequence context; this rank's heads */
+    size_t n_logit_rows, V, n_seq;        /* V: the vocabulary on rank 0, 0 on the others */
+    size_t qconv_head;                    /* bytes of a query head converted for the KV dot */
+} gk_ctx_dims;
+#define GK_CTX_N_SCRATCH 29
+/* Bytes of the scratch arena (sizes: the floats of each piece, or NULL). */
+size_t gk_context_arena_bytes(const gk_ctx_dims *x, size_t *sizes);
+/* Bytes of the tensor-parallel buffers of rank of size (0 for one process); v_n:
+ * the rank's vocabulary rows; parts (or NULL): the logits, the all-reduce scratch,
+ * the hashes and the command buffer, each as gk_context_new allocates it. */
+size_t gk_context_tp_bytes(const gk_ctx_dims *x, int size, int rank, size_t v_n, size_t n_vocab,
+                           size_t parts[4]);
 
 /* tp.c: the tensor-parallel split. */
 /* After the hyper-parameters: checks that the group's size can split the model
