@@ -38,7 +38,14 @@ typedef struct gk_gemm_kernels {
     size_t (*xrow)(int64_t n);
     void (*pack)(const float *x, int64_t n, uint8_t *dst);
     gk_gemm_tile_fn tile[GK_GEMM_RMAX][GK_GEMM_NMAX]; /* [R - 1][N - 1] */
+    /* Strip kernels instead of tiles (when not NULL): R <= rmax rows (rmax =
+     * GK_GEMM_STRIP) against T tokens of packed activations, as the tiles do. */
+    void (*strip)(int64_t n, const uint8_t *w, size_t nb_row, int R, const uint8_t *x, size_t xs,
+                  int T, float *y, int64_t ldy);
 } gk_gemm_kernels;
+
+/* Rows of a strip kernel's call (the work items' row blocks). */
+#define GK_GEMM_STRIP 16
 
 /* Kernels for a weight type on the fastest instruction set this CPU has, or NULL
  * when the type has none (then gk_matmul uses the type's vec_dot per row). */
