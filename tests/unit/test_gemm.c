@@ -8,7 +8,9 @@
  *    activations quantized by the reference Q8_0 quantizer for q8_0/q4_0) within
  *    (n/8 + n/32 + 8) * 2^-23 * sum_i |w_i x_i|: the float rounding of two
  *    summations of at most that many additions, with exact int8 block sums;
- *  - gk_matmul2 gives what two gk_matmul calls give.
+ *  - gk_matmul2 gives what two gk_matmul calls give;
+ *  - attention's weighted sum of value rows (gk_attn_wsum) equals its scalar
+ *    reference bit for bit, f32 and f16 rows, head sizes with and without a tail.
  */
 #include "gk_test.h"
 #include "kernels/gemm.h"
@@ -184,6 +186,38 @@ static void check_matmul2(gk_pool *pool, gk_dtype type, int64_t n) {
     unmake(&b);
 }
 
+static void check_attn_wsum(void) {
+    const int hds[3] = {128, 72, 5};
+    const int64_t nk = 301;
+    for (int ti = 0; ti < 2; ti++) {
+        gk_dtype type = ti ? GK_TYPE_F16 : GK_TYPE_F32;
+        for (int hi = 0; hi < 3; hi++) {
+            int hd = hds[hi];
+            size_t row = (size_t)(hd + 3) * 4; /* rows wider than the head, as in the cache */
+            uint8_t *V = malloc(row * (size_t)nk);
+            float *w = malloc(sizeof(float) * nk), a[128], b[128];
+            for (int64_t k = 0; k < nk; k++) {
+                w[k] = fabsf(frand()) / (float)nk;
+                for (int i = 0; i < hd + 3; i++) {
+                    float v = frand() * 4.0f;
+                    if (type == GK_TYPE_F16)
+                        ((uint16_t *)(V + k * row))[i] = gk_fp32_to_fp16(v);
+                    else
+                        ((float *)(V + k * row))[i] = v;
+                }
+            }
+            for (int64_t n = 1; n <= nk; n += 100) {
+                gk_attn_wsum(a, V, row, type, w, n, hd);
+                gk_attn_wsum_ref(b, V, row, type, w, n, hd);
+                CHECK_MSG(!memcmp(a, b, sizeof(float) * hd), "gk_attn_wsum %s hd=%d keys=%lld",
+                          gk_type_name(type), hd, (long long)n);
+            }
+            free(V);
+            free(w);
+        }
+    }
+}
+
 int main(void) {
     gk_dtype_init();
     gk_err err;
@@ -212,6 +246,7 @@ int main(void) {
         }
         check_matmul2(pools[1], types[i], quant ? 128 : 72);
     }
+    check_attn_wsum();
     for (int i = 0; i < 3; i++) gk_pool_free(pools[i]);
     return gk_test_done();
 }
