@@ -228,10 +228,10 @@ static void matmul_vec_dot(gk_pool *pool, float *y, const void *w, gk_dtype type
 /* ------------------------------------------------------------ public --- */
 
 size_t gk_matmul_qbuf_size(int64_t n_in, int T) {
-    /* the widest converted row of any type: the GEMM's packed int8 rows (n + n/4
-     * bytes, 64-aligned), Q8_0 (34 per 32) or Q8_K (292 per 256) */
+    /* the widest converted row of any type: the GEMM's packed int8 rows (n + 12
+     * bytes per 32, 64-aligned), Q8_0 (34 per 32) or Q8_K (292 per 256) */
     int64_t n32 = (n_in + 31) / 32 * 32, n256 = (n_in + 255) / 256 * 256;
-    size_t a = ((size_t)n32 + (size_t)(n32 / 32) * 8 + 63) & ~(size_t)63;
+    size_t a = ((size_t)n32 + (size_t)(n32 / 32) * 12 + 63) & ~(size_t)63;
     size_t b = gk_row_size(GK_TYPE_Q8_0, n32), c = gk_row_size(GK_TYPE_Q8_K, n256);
     size_t m = a > b ? a : b;
     return (size_t)T * (m > c ? m : c);

@@ -24,8 +24,10 @@
  * unchanged) or the thread, so a token's result does not depend on its batch.
  */
 #include "kernels/gemm.h"
+#include "tensor/kquants.h"
 
 #include <immintrin.h>
+#include <stddef.h>
 #include <string.h>
 
 #define GEMM_VNNI 1
@@ -44,40 +46,64 @@ static const gk_gemm_kernels *impl_kernels(gk_dtype type);
 #define KB 8  /* blocks of 32 per unpacked chunk */
 #define NT 8  /* tokens per register tile */
 
-/* One unpacked chunk: per block, 8 vectors of 16 rows x 4 unsigned bytes and
- * the 16 rows' scales. */
+/* The k-quants (a chunk is one 256-value super-block): Q4_K's weights are
+ * d*sc*q - dmin*m per 32 (q unsigned, no offset; the min term is a second
+ * product per block), Q6_K's d*sc*(q - 32) per 16 (two sums per block). */
+enum { K_Q4K = K_Q4 + 1, K_Q6K };
+#define SUB16(kind) ((kind) == K_Q6K)
+#define AFFINE(kind) ((kind) == K_Q4K)
+
+/* One unpacked chunk: per block, 8 vectors of 16 rows x 4 unsigned bytes, the
+ * 16 rows' scales (per 16-value half for Q6_K) and Q4_K's mins. */
 typedef struct {
     __m512i q[KB][8];
-    __m512 d[KB];
+    __m512 d[KB][2];
+    __m512 m[KB];
 } strip_buf;
 
 /* Packed activation row: n int8 values (ggml's Q8_0 quantization), then per
- * 32-block its fp32 scale, then per block -c * sum of its values (int32). */
+ * 32-block its fp32 scale, then two int32 slots per block: -c * the sum of its
+ * values (c the weights' offset: 128 Q8_0, 8 Q4_0); Q6_K: -32 * the sums of its
+ * halves; Q4_K: the float scale * sum (exact: an fp16 times a 12-bit integer). */
 static size_t xrow_s(int64_t n) {
-    size_t b = (size_t)n + (size_t)(n / 32) * 8;
+    size_t b = (size_t)n + (size_t)(n / 32) * 12;
     return (b + 63) & ~(size_t)63;
 }
 
-AI void pack_s(const int c, const float *x, int64_t n, uint8_t *dst) {
+AI void pack_s(const int kind, const float *x, int64_t n, uint8_t *dst) {
     gk_from_float_fn quant = gk_type_traits_of(GK_TYPE_Q8_0)->from_float;
     const int64_t nb = n / 32;
     float *d = (float *)(dst + n);
-    int32_t *corr = (int32_t *)(dst + n + nb * 4);
+    int32_t *sa = (int32_t *)(dst + n + nb * 4), *sb = sa + nb;
     for (int64_t ib = 0; ib < nb; ib++) {
         gk_block_q8_0 b;
         quant(x + ib * 32, &b, 32);
         d[ib] = gk_fp16_to_fp32(b.d);
-        int32_t s = 0;
-        for (int j = 0; j < 32; j++) s += b.qs[j];
-        corr[ib] = -c * s;
+        int32_t s0 = 0, s1 = 0;
+        for (int j = 0; j < 16; j++) s0 += b.qs[j], s1 += b.qs[16 + j];
+        sb[ib] = 0;
+        if (kind == K_Q4K) {
+            float f = d[ib] * (float)(s0 + s1);
+            memcpy(&sa[ib], &f, 4);
+        } else if (kind == K_Q6K) {
+            sa[ib] = -32 * s0, sb[ib] = -32 * s1;
+        } else {
+            sa[ib] = -(kind == K_Q8 ? 128 : 8) * (s0 + s1);
+        }
         memcpy(dst + ib * 32, b.qs, 32);
     }
 }
 static void pack_s_q8(const float *x, int64_t n, uint8_t *dst) {
-    pack_s(128, x, n, dst);
+    pack_s(K_Q8, x, n, dst);
 }
 static void pack_s_q4(const float *x, int64_t n, uint8_t *dst) {
-    pack_s(8, x, n, dst);
+    pack_s(K_Q4, x, n, dst);
+}
+static void pack_s_q4k(const float *x, int64_t n, uint8_t *dst) {
+    pack_s(K_Q4K, x, n, dst);
+}
+static void pack_s_q6k(const float *x, int64_t n, uint8_t *dst) {
+    pack_s(K_Q6K, x, n, dst);
 }
 
 /* 16 vectors, row r in the low half of v[r] and row r + 8 in its high half
@@ -106,10 +132,109 @@ AI void transpose16x8(const __m512i v[8], __m512i o[8]) {
     }
 }
 
+/* Unpacks k-quant super-block sb of R <= 16 rows (rows past R repeat row R - 1). */
+AI void unpack_super(const int kind, const uint8_t *w, size_t nb_row, int R, int64_t sb,
+                     strip_buf *buf) {
+    const size_t bsz = kind == K_Q4K ? sizeof(gk_block_q4_K) : sizeof(gk_block_q6_K);
+    const uint8_t *p = w + (size_t)sb * bsz, *rp[SR];
+#pragma GCC unroll 16
+    for (int r = 0; r < SR; r++) rp[r] = p + (size_t)(r < R ? r : R - 1) * nb_row;
+    int32_t ri[SR];
+#pragma GCC unroll 16
+    for (int r = 0; r < SR; r++) ri[r] = (int32_t)(rp[r] - p);
+    const __m512i vidx = _mm512_loadu_si512(ri), b6 = _mm512_set1_epi32(63),
+                  b4 = _mm512_set1_epi32(15);
+    const __m512i m4 = _mm512_set1_epi8(0x0f), m30 = _mm512_set1_epi8(0x30);
+    __m512i v[4][8];
+    if (kind == K_Q4K) {
+        /* the 16 rows' d, dmin and 12 packed scale bytes, one row per lane */
+        const __m512i dd = _mm512_i32gather_epi32(vidx, p, 1),
+                      qa = _mm512_i32gather_epi32(vidx, p + 4, 1),
+                      qb = _mm512_i32gather_epi32(vidx, p + 8, 1),
+                      qc = _mm512_i32gather_epi32(vidx, p + 12, 1);
+        const __m512 d = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(dd)),
+                     dm = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(dd, 16)));
+#pragma GCC unroll 4
+        for (int j = 0; j < 4; j++) { /* sub-blocks j and j + 4 */
+            __m512i a = _mm512_srli_epi32(qa, 8 * j), bq = _mm512_srli_epi32(qb, 8 * j),
+                    c = _mm512_srli_epi32(qc, 8 * j);
+            __m512i sc0 = _mm512_and_si512(a, b6), m0 = _mm512_and_si512(bq, b6);
+            __m512i sc1 = _mm512_or_si512(
+                        _mm512_and_si512(c, b4),
+                        _mm512_slli_epi32(
+                            _mm512_and_si512(_mm512_srli_epi32(a, 6), _mm512_set1_epi32(3)), 4)),
+                    m1 = _mm512_or_si512(
+                        _mm512_and_si512(_mm512_srli_epi32(c, 4), b4),
+                        _mm512_slli_epi32(
+                            _mm512_and_si512(_mm512_srli_epi32(bq, 6), _mm512_set1_epi32(3)), 4));
+            buf->d[j][0] = _mm512_mul_ps(d, _mm512_cvtepi32_ps(sc0));
+            buf->m[j] = _mm512_mul_ps(dm, _mm512_cvtepi32_ps(m0));
+            buf->d[j + 4][0] = _mm512_mul_ps(d, _mm512_cvtepi32_ps(sc1));
+            buf->m[j + 4] = _mm512_mul_ps(dm, _mm512_cvtepi32_ps(m1));
+        }
+        for (int g = 0; g < 4; g++) { /* 32 bytes: low nibbles block 2g, high 2g + 1 */
+#pragma GCC unroll 8
+            for (int r = 0; r < 8; r++) {
+                const size_t o = offsetof(gk_block_q4_K, qs) + 32 * (size_t)g;
+                __m512i z = _mm512_inserti64x4(
+                    _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(rp[r] + o))),
+                    _mm256_loadu_si256((const __m256i *)(rp[r + 8] + o)), 1);
+                v[0][r] = _mm512_and_si512(z, m4);
+                v[1][r] = _mm512_and_si512(_mm512_srli_epi16(z, 4), m4);
+            }
+            transpose16x8(v[0], buf->q[2 * g]);
+            transpose16x8(v[1], buf->q[2 * g + 1]);
+        }
+        return;
+    }
+    {
+        /* d (the high half of the dword at 206) and the 16 int8 scales */
+        const size_t os = offsetof(gk_block_q6_K, scales);
+        const __m512 d = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(
+            _mm512_srli_epi32(_mm512_i32gather_epi32(vidx, p + os + 14, 1), 16)));
+#pragma GCC unroll 4
+        for (int g = 0; g < 4; g++) {
+            const __m512i q = _mm512_i32gather_epi32(vidx, p + os + 4 * g, 1);
+#pragma GCC unroll 4
+            for (int i = 0; i < 4; i++) {
+                __m512i sc = _mm512_srai_epi32(_mm512_slli_epi32(q, 24 - 8 * i), 24);
+                int j = 4 * g + i; /* scale j: block j / 2, half j % 2 */
+                buf->d[j / 2][j % 2] = _mm512_mul_ps(d, _mm512_cvtepi32_ps(sc));
+            }
+        }
+    }
+    for (int h = 0; h < 2; h++) { /* values 128h..: ql + 64h, qh + 32h */
+#pragma GCC unroll 8
+        for (int r = 0; r < 8; r++) {
+            const size_t ol = offsetof(gk_block_q6_K, ql) + 64 * (size_t)h,
+                         oh = offsetof(gk_block_q6_K, qh) + 32 * (size_t)h;
+#define LD2(off)                                                                                   \
+    _mm512_inserti64x4(                                                                            \
+        _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(rp[r] + (off)))),              \
+        _mm256_loadu_si256((const __m256i *)(rp[r + 8] + (off))), 1)
+            __m512i l0 = LD2(ol), l1 = LD2(ol + 32), hb = LD2(oh);
+#undef LD2
+            v[0][r] = _mm512_or_si512(_mm512_and_si512(l0, m4),
+                                      _mm512_and_si512(_mm512_slli_epi16(hb, 4), m30));
+            v[1][r] = _mm512_or_si512(_mm512_and_si512(l1, m4),
+                                      _mm512_and_si512(_mm512_slli_epi16(hb, 2), m30));
+            v[2][r] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(l0, 4), m4),
+                                      _mm512_and_si512(hb, m30));
+            v[3][r] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(l1, 4), m4),
+                                      _mm512_and_si512(_mm512_srli_epi16(hb, 2), m30));
+        }
+        for (int g = 0; g < 4; g++) transpose16x8(v[g], buf->q[4 * h + g]);
+    }
+}
+
 /* Unpacks blocks [b0, b0 + nbk) of R <= 16 rows; rows past R repeat row R - 1
  * (their lanes are never stored). */
 AI void unpack_chunk(const int kind, const uint8_t *w, size_t nb_row, int R, int64_t b0, int nbk,
                      strip_buf *buf) {
+    if (kind == K_Q4K || kind == K_Q6K) {
+        unpack_super(kind, w, nb_row, R, b0 / KB, buf);
+        return;
+    }
     const int bsz = kind == K_Q8 ? 34 : 18;
     const uint8_t *base = w + (size_t)b0 * bsz;
     size_t ro[SR];
@@ -144,39 +269,60 @@ AI void unpack_chunk(const int kind, const uint8_t *w, size_t nb_row, int R, int
         transpose16x8(v, buf->q[b]);
         /* the fp16 scales: a dword gathered from each row, its low half kept */
         __m512i h = _mm512_i32gather_epi32(vidx, p, 1);
-        buf->d[b] = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(h));
+        buf->d[b][0] = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(h));
     }
 }
 
 /* N tokens against an unpacked chunk; acc lives in y between chunks. */
-AI void strip_tile(const int N, int nbk, const strip_buf *buf, int64_t b0, int64_t n,
-                   const uint8_t *x, size_t xs, float *y, int64_t ldy, bool first, __mmask16 m) {
+AI void strip_tile(const int kind, const int N, int nbk, const strip_buf *buf, int64_t b0,
+                   int64_t n, const uint8_t *x, size_t xs, float *y, int64_t ldy, bool first,
+                   __mmask16 m) {
     __m512 acc[NT];
     const int8_t *xq[NT];
     const float *dx[NT];
-    const int32_t *cx[NT];
+    const int32_t *ca[NT], *cb[NT];
+    const int64_t nb = n / 32;
 #pragma GCC unroll 8
     for (int t = 0; t < N; t++) {
         const uint8_t *xr = x + (size_t)t * xs;
         xq[t] = (const int8_t *)xr + b0 * 32;
         dx[t] = (const float *)(xr + n) + b0;
-        cx[t] = (const int32_t *)(xr + n + (n / 32) * 4) + b0;
+        ca[t] = (const int32_t *)(xr + n + nb * 4) + b0;
+        cb[t] = ca[t] + nb;
         acc[t] = first ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(m, y + (size_t)t * ldy);
     }
     for (int b = 0; b < nbk; b++) {
         __m512i wq[8];
 #pragma GCC unroll 8
         for (int k = 0; k < 8; k++) wq[k] = _mm512_load_si512(&buf->q[b][k]);
-        const __m512 dw = _mm512_load_ps((const float *)&buf->d[b]);
+        const __m512 dw = _mm512_load_ps((const float *)&buf->d[b][0]);
+        const __m512 dw2 = SUB16(kind) ? _mm512_load_ps((const float *)&buf->d[b][1]) : dw;
+        const __m512 mw = AFFINE(kind) ? _mm512_load_ps((const float *)&buf->m[b]) : dw;
 #pragma GCC unroll 8
         for (int t = 0; t < N; t++) {
-            __m512i s = _mm512_set1_epi32(cx[t][b]);
             int32_t xv[8];
             memcpy(xv, xq[t] + b * 32, 32);
+            const __m512 dxv = _mm512_set1_ps(dx[t][b]);
+            if (SUB16(kind)) {
+                __m512i s0 = _mm512_set1_epi32(ca[t][b]), s1 = _mm512_set1_epi32(cb[t][b]);
+#pragma GCC unroll 4
+                for (int k = 0; k < 4; k++) {
+                    s0 = _mm512_dpbusd_epi32(s0, wq[k], _mm512_set1_epi32(xv[k]));
+                    s1 = _mm512_dpbusd_epi32(s1, wq[k + 4], _mm512_set1_epi32(xv[k + 4]));
+                }
+                acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(dw, dxv), _mm512_cvtepi32_ps(s0), acc[t]);
+                acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(dw2, dxv), _mm512_cvtepi32_ps(s1), acc[t]);
+                continue;
+            }
+            __m512i s = AFFINE(kind) ? _mm512_setzero_si512() : _mm512_set1_epi32(ca[t][b]);
 #pragma GCC unroll 8
             for (int k = 0; k < 8; k++) s = _mm512_dpbusd_epi32(s, wq[k], _mm512_set1_epi32(xv[k]));
-            acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(dw, _mm512_set1_ps(dx[t][b])),
-                                     _mm512_cvtepi32_ps(s), acc[t]);
+            acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(dw, dxv), _mm512_cvtepi32_ps(s), acc[t]);
+            if (AFFINE(kind)) {
+                float xs_f;
+                memcpy(&xs_f, &ca[t][b], 4);
+                acc[t] = _mm512_fnmadd_ps(mw, _mm512_set1_ps(xs_f), acc[t]);
+            }
         }
     }
 #pragma GCC unroll 8
@@ -258,7 +404,7 @@ AI void strip_run(const int kind, int64_t n, const uint8_t *w, size_t nb_row, in
                   const uint8_t *x, size_t xs, int T, float *y, int64_t ldy) {
     const int64_t nb = n / 32;
     const __mmask16 m = (__mmask16)((1u << R) - 1);
-    if (T == 1) {
+    if (T == 1 && (kind == K_Q8 || kind == K_Q4)) {
         strip_one(kind, n, w, nb_row, R, x, y, m);
         return;
     }
@@ -276,13 +422,13 @@ AI void strip_run(const int kind, int64_t n, const uint8_t *w, size_t nb_row, in
         unpack_chunk(kind, w, nb_row, R, b0, nbk, &buf);
         int t = 0;
         for (; t + NT <= T; t += NT)
-            strip_tile(NT, nbk, &buf, b0, n, x + (size_t)t * xs, xs, y + (size_t)t * ldy, ldy,
+            strip_tile(kind, NT, nbk, &buf, b0, n, x + (size_t)t * xs, xs, y + (size_t)t * ldy, ldy,
                        b0 == 0, m);
         switch (T - t) {
 #define CASE(N)                                                                                    \
     case N:                                                                                        \
-        strip_tile(N, nbk, &buf, b0, n, x + (size_t)t * xs, xs, y + (size_t)t * ldy, ldy, b0 == 0, \
-                   m);                                                                             \
+        strip_tile(kind, N, nbk, &buf, b0, n, x + (size_t)t * xs, xs, y + (size_t)t * ldy, ldy,    \
+                   b0 == 0, m);                                                                    \
         break;
             CASE(1)
             CASE(2)
@@ -307,6 +453,19 @@ static void strip_q4(int64_t n, const uint8_t *w, size_t nb_row, int R, const ui
     strip_run(K_Q4, n, w, nb_row, R, x, xs, T, y, ldy);
 }
 
+static void strip_q4k(int64_t n, const uint8_t *w, size_t nb_row, int R, const uint8_t *x,
+                      size_t xs, int T, float *y, int64_t ldy) {
+    strip_run(K_Q4K, n, w, nb_row, R, x, xs, T, y, ldy);
+}
+static void strip_q6k(int64_t n, const uint8_t *w, size_t nb_row, int R, const uint8_t *x,
+                      size_t xs, int T, float *y, int64_t ldy) {
+    strip_run(K_Q6K, n, w, nb_row, R, x, xs, T, y, ldy);
+}
+
+static const gk_gemm_kernels s_q4k = {
+    .rmax = SR, .nmax = NT, .xrow = xrow_s, .pack = pack_s_q4k, .strip = strip_q4k};
+static const gk_gemm_kernels s_q6k = {
+    .rmax = SR, .nmax = NT, .xrow = xrow_s, .pack = pack_s_q6k, .strip = strip_q6k};
 static const gk_gemm_kernels s_q8 = {
     .rmax = SR, .nmax = NT, .xrow = xrow_s, .pack = pack_s_q8, .strip = strip_q8};
 static const gk_gemm_kernels s_q4 = {
@@ -318,6 +477,10 @@ const gk_gemm_kernels *gk_gemm_kernels_avx512(gk_dtype type) {
         return &s_q8;
     case GK_TYPE_Q4_0:
         return &s_q4;
+    case GK_TYPE_Q4_K:
+        return &s_q4k;
+    case GK_TYPE_Q6_K:
+        return &s_q6k;
     default:
         return impl_kernels(type);
     }

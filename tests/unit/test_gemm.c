@@ -78,7 +78,18 @@ static void reference(const setup *s, int r, int t, float *ref, double *bound) {
     const float *x = s->x + (size_t)t * s->n;
     float *xd = malloc(sizeof(float) * s->n);
     const uint8_t *w = s->w + r * s->nb_row;
-    if (tt->vec_dot_type == GK_TYPE_Q8_0) {
+    bool kq = s->type == GK_TYPE_Q4_K || s->type == GK_TYPE_Q6_K;
+    if (kq) {
+        /* the AVX-512 strips quantize the activations as Q8_0: the exact dot of
+         * the dequantized weights with the dequantized activations */
+        gk_block_q8_0 *xq = malloc(gk_row_size(GK_TYPE_Q8_0, s->n));
+        gk_quantize_q8_0_ref(x, xq, s->n);
+        gk_type_traits_of(GK_TYPE_Q8_0)->to_float(xq, xd, s->n);
+        double acc = 0.0;
+        for (int64_t i = 0; i < s->n; i++) acc += (double)s->wf[r * s->n + i] * xd[i];
+        *ref = (float)acc;
+        free(xq);
+    } else if (tt->vec_dot_type == GK_TYPE_Q8_0) {
         gk_block_q8_0 *xq = malloc(gk_row_size(GK_TYPE_Q8_0, s->n));
         gk_quantize_q8_0_ref(x, xq, s->n);
         gk_type_traits_of(GK_TYPE_Q8_0)->to_float(xq, xd, s->n);
@@ -91,8 +102,13 @@ static void reference(const setup *s, int r, int t, float *ref, double *bound) {
                : s->type == GK_TYPE_F16 ? gk_vec_dot_f16_ref(s->n, w, x)
                                         : gk_vec_dot_bf16_ref(s->n, w, x);
     }
-    double sa = 0.0;
-    for (int64_t i = 0; i < s->n; i++) sa += fabs((double)s->wf[r * s->n + i] * xd[i]);
+    /* Q4_K's two products per block (scale * q and min) may each exceed the
+     * weight: at most about 3 * max |w| of the row */
+    double sa = 0.0, amp = 0.0;
+    for (int64_t i = 0; kq && s->type == GK_TYPE_Q4_K && i < s->n; i++)
+        amp = fmax(amp, 3.0 * fabs((double)s->wf[r * s->n + i]));
+    for (int64_t i = 0; i < s->n; i++)
+        sa += (fabs((double)s->wf[r * s->n + i]) + amp) * fabs((double)xd[i]);
     *bound = (double)(s->n / 8 + s->n / 32 + 8) * ldexp(1.0, -23) * sa + 1e-30;
     free(xd);
 }
@@ -229,22 +245,27 @@ int main(void) {
             return 1;
         }
     }
-    const gk_dtype types[] = {GK_TYPE_F32, GK_TYPE_F16, GK_TYPE_BF16, GK_TYPE_Q8_0, GK_TYPE_Q4_0};
+    const gk_dtype types[] = {GK_TYPE_F32,  GK_TYPE_F16,  GK_TYPE_BF16, GK_TYPE_Q8_0,
+                              GK_TYPE_Q4_0, GK_TYPE_Q4_K, GK_TYPE_Q6_K};
     printf("gemm instruction set: %s\n", gk_gemm_isa());
     for (size_t i = 0; i < sizeof types / sizeof types[0]; i++) {
         bool quant = types[i] == GK_TYPE_Q8_0 || types[i] == GK_TYPE_Q4_0;
-        int64_t sizes[2] = {quant ? 96 : 203, quant ? 512 : 256};
+        /* k-quants have GEMM kernels only with AVX-512 (elsewhere their vec_dot,
+         * covered by test_kquants) */
+        bool kq = types[i] == GK_TYPE_Q4_K || types[i] == GK_TYPE_Q6_K;
+        if (kq && !gk_gemm_kernels_of(types[i])) continue;
+        int64_t sizes[2] = {quant ? 96 : kq ? 256 : 203, quant || kq ? 512 : 256};
         for (int si = 0; si < 2; si++) {
             int64_t n = sizes[si];
             check_kernels("matmul", NULL, types[i], n, pools);
 #if defined(__x86_64__)
-            if (strcmp(gk_gemm_isa(), "none") != 0)
+            if (strcmp(gk_gemm_isa(), "none") != 0 && !kq)
                 check_kernels("avx2", gk_gemm_kernels_avx2(types[i]), types[i], n, pools);
             if (strcmp(gk_gemm_isa(), "avx512-vnni") == 0)
                 check_kernels("avx512", gk_gemm_kernels_avx512(types[i]), types[i], n, pools);
 #endif
         }
-        check_matmul2(pools[1], types[i], quant ? 128 : 72);
+        check_matmul2(pools[1], types[i], quant ? 128 : kq ? 256 : 72);
     }
     check_attn_wsum();
     for (int i = 0; i < 3; i++) gk_pool_free(pools[i]);
