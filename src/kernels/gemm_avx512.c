@@ -20,6 +20,9 @@
  *     acc = fma(d_w * d_x, (float)isum, acc)   (d_w * d_x is exact: two
  *            fp16 values)
  *   y = acc
+ * (the k-quants: per 32 for Q4_K, acc = fma(d*sc * d_x, isum, acc), then
+ * acc = fnmadd(dmin*m, d_x * sum(xq), acc); per 16 for Q6_K, two sums and two
+ * fmas per block)
  * whatever the batch, the tile, the chunk (acc goes through y between chunks
  * unchanged) or the thread, so a token's result does not depend on its batch.
  */
@@ -61,35 +64,51 @@ typedef struct {
     __m512 m[KB];
 } strip_buf;
 
-/* Packed activation row: n int8 values (ggml's Q8_0 quantization), then per
- * 32-block its fp32 scale, then two int32 slots per block: -c * the sum of its
- * values (c the weights' offset: 128 Q8_0, 8 Q4_0); Q6_K: -32 * the sums of its
- * halves; Q4_K: the float scale * sum (exact: an fp16 times a 12-bit integer). */
+/* Packed activation row: n int8 values (ggml's Q8_0 quantization; Q8_K for the
+ * k-quants, as their vec_dot takes), then per 32-block its fp32 scale, then two
+ * int32 slots per block: -c * the sum of its values (c the weights' offset: 128
+ * Q8_0, 8 Q4_0); Q6_K: -32 * the sums of its halves; Q4_K: the fp32 value
+ * scale * sum. */
 static size_t xrow_s(int64_t n) {
     size_t b = (size_t)n + (size_t)(n / 32) * 12;
     return (b + 63) & ~(size_t)63;
 }
 
 AI void pack_s(const int kind, const float *x, int64_t n, uint8_t *dst) {
-    gk_from_float_fn quant = gk_type_traits_of(GK_TYPE_Q8_0)->from_float;
     const int64_t nb = n / 32;
     float *d = (float *)(dst + n);
     int32_t *sa = (int32_t *)(dst + n + nb * 4), *sb = sa + nb;
+    if (kind == K_Q4K || kind == K_Q6K) {
+        /* the k-quants' own activation blocks: Q8_K, one fp32 scale per 256 */
+        gk_from_float_fn quant = gk_type_traits_of(GK_TYPE_Q8_K)->from_float;
+        for (int64_t is = 0; is < n / 256; is++) {
+            gk_block_q8_K q;
+            quant(x + is * 256, &q, 256);
+            memcpy(dst + is * 256, q.qs, 256);
+            for (int j = 0; j < 8; j++) {
+                int64_t ib = is * 8 + j;
+                int32_t s0 = q.bsums[2 * j], s1 = q.bsums[2 * j + 1];
+                d[ib] = q.d;
+                if (kind == K_Q4K) {
+                    float f = q.d * (float)(s0 + s1);
+                    memcpy(&sa[ib], &f, 4);
+                    sb[ib] = 0;
+                } else {
+                    sa[ib] = -32 * s0, sb[ib] = -32 * s1;
+                }
+            }
+        }
+        return;
+    }
+    gk_from_float_fn quant = gk_type_traits_of(GK_TYPE_Q8_0)->from_float;
     for (int64_t ib = 0; ib < nb; ib++) {
         gk_block_q8_0 b;
         quant(x + ib * 32, &b, 32);
         d[ib] = gk_fp16_to_fp32(b.d);
-        int32_t s0 = 0, s1 = 0;
-        for (int j = 0; j < 16; j++) s0 += b.qs[j], s1 += b.qs[16 + j];
+        int32_t s = 0;
+        for (int j = 0; j < 32; j++) s += b.qs[j];
+        sa[ib] = -(kind == K_Q8 ? 128 : 8) * s;
         sb[ib] = 0;
-        if (kind == K_Q4K) {
-            float f = d[ib] * (float)(s0 + s1);
-            memcpy(&sa[ib], &f, 4);
-        } else if (kind == K_Q6K) {
-            sa[ib] = -32 * s0, sb[ib] = -32 * s1;
-        } else {
-            sa[ib] = -(kind == K_Q8 ? 128 : 8) * (s0 + s1);
-        }
         memcpy(dst + ib * 32, b.qs, 32);
     }
 }

@@ -80,11 +80,12 @@ static void reference(const setup *s, int r, int t, float *ref, double *bound) {
     const uint8_t *w = s->w + r * s->nb_row;
     bool kq = s->type == GK_TYPE_Q4_K || s->type == GK_TYPE_Q6_K;
     if (kq) {
-        /* the AVX-512 strips quantize the activations as Q8_0: the exact dot of
-         * the dequantized weights with the dequantized activations */
-        gk_block_q8_0 *xq = malloc(gk_row_size(GK_TYPE_Q8_0, s->n));
-        gk_quantize_q8_0_ref(x, xq, s->n);
-        gk_type_traits_of(GK_TYPE_Q8_0)->to_float(xq, xd, s->n);
+        /* the exact dot of the dequantized weights with the activations
+         * dequantized from their Q8_K blocks */
+        const gk_type_traits *kt = gk_type_traits_of(GK_TYPE_Q8_K);
+        void *xq = malloc(gk_row_size(GK_TYPE_Q8_K, s->n));
+        kt->from_float(x, xq, s->n);
+        kt->to_float(xq, xd, s->n);
         double acc = 0.0;
         for (int64_t i = 0; i < s->n; i++) acc += (double)s->wf[r * s->n + i] * xd[i];
         *ref = (float)acc;
