@@ -49,12 +49,12 @@ static const gk_gemm_kernels *impl_kernels(gk_dtype type);
 #define KB 8  /* blocks of 32 per unpacked chunk */
 #define NT 8  /* tokens per register tile */
 
-/* The k-quants (a chunk is one 256-value super-block): Q4_K's weights are
- * d*sc*q - dmin*m per 32 (q unsigned, no offset; the min term is a second
- * product per block), Q6_K's d*sc*(q - 32) per 16 (two sums per block). */
-enum { K_Q4K = K_Q4 + 1, K_Q6K };
+/* The k-quants (a chunk is one 256-value super-block): Q4_K's and Q5_K's
+ * weights are d*sc*q - dmin*m per 32 (q unsigned, no offset; the min term is a
+ * second product per block), Q6_K's d*sc*(q - 32) per 16 (two sums per block). */
+enum { K_Q4K = K_Q4 + 1, K_Q5K, K_Q6K };
 #define SUB16(kind) ((kind) == K_Q6K)
-#define AFFINE(kind) ((kind) == K_Q4K)
+#define AFFINE(kind) ((kind) == K_Q4K || (kind) == K_Q5K)
 
 /* One unpacked chunk: per block, 8 vectors of 16 rows x 4 unsigned bytes, the
  * 16 rows' scales (per 16-value half for Q6_K) and Q4_K's mins. */
@@ -78,7 +78,7 @@ AI void pack_s(const int kind, const float *x, int64_t n, uint8_t *dst) {
     const int64_t nb = n / 32;
     float *d = (float *)(dst + n);
     int32_t *sa = (int32_t *)(dst + n + nb * 4), *sb = sa + nb;
-    if (kind == K_Q4K || kind == K_Q6K) {
+    if (kind != K_Q8 && kind != K_Q4) {
         /* the k-quants' own activation blocks: Q8_K, one fp32 scale per 256 */
         gk_from_float_fn quant = gk_type_traits_of(GK_TYPE_Q8_K)->from_float;
         for (int64_t is = 0; is < n / 256; is++) {
@@ -89,7 +89,7 @@ AI void pack_s(const int kind, const float *x, int64_t n, uint8_t *dst) {
                 int64_t ib = is * 8 + j;
                 int32_t s0 = q.bsums[2 * j], s1 = q.bsums[2 * j + 1];
                 d[ib] = q.d;
-                if (kind == K_Q4K) {
+                if (AFFINE(kind)) {
                     float f = q.d * (float)(s0 + s1);
                     memcpy(&sa[ib], &f, 4);
                     sb[ib] = 0;
@@ -154,7 +154,9 @@ AI void transpose16x8(const __m512i v[8], __m512i o[8]) {
 /* Unpacks k-quant super-block sb of R <= 16 rows (rows past R repeat row R - 1). */
 AI void unpack_super(const int kind, const uint8_t *w, size_t nb_row, int R, int64_t sb,
                      strip_buf *buf) {
-    const size_t bsz = kind == K_Q4K ? sizeof(gk_block_q4_K) : sizeof(gk_block_q6_K);
+    const size_t bsz = kind == K_Q4K   ? sizeof(gk_block_q4_K)
+                       : kind == K_Q5K ? sizeof(gk_block_q5_K)
+                                       : sizeof(gk_block_q6_K);
     const uint8_t *p = w + (size_t)sb * bsz, *rp[SR];
 #pragma GCC unroll 16
     for (int r = 0; r < SR; r++) rp[r] = p + (size_t)(r < R ? r : R - 1) * nb_row;
@@ -165,7 +167,7 @@ AI void unpack_super(const int kind, const uint8_t *w, size_t nb_row, int R, int
                   b4 = _mm512_set1_epi32(15);
     const __m512i m4 = _mm512_set1_epi8(0x0f), m30 = _mm512_set1_epi8(0x30);
     __m512i v[4][8];
-    if (kind == K_Q4K) {
+    if (AFFINE(kind)) { /* same leading fields in Q4_K and Q5_K */
         /* the 16 rows' d, dmin and 12 packed scale bytes, one row per lane */
         const __m512i dd = _mm512_i32gather_epi32(vidx, p, 1),
                       qa = _mm512_i32gather_epi32(vidx, p + 4, 1),
@@ -191,15 +193,27 @@ AI void unpack_super(const int kind, const uint8_t *w, size_t nb_row, int R, int
             buf->d[j + 4][0] = _mm512_mul_ps(d, _mm512_cvtepi32_ps(sc1));
             buf->m[j + 4] = _mm512_mul_ps(dm, _mm512_cvtepi32_ps(m1));
         }
+        const size_t oq = kind == K_Q4K ? offsetof(gk_block_q4_K, qs) : offsetof(gk_block_q5_K, qs),
+                     oh = offsetof(gk_block_q5_K, qh);
+        const __m512i one = _mm512_set1_epi8(1);
         for (int g = 0; g < 4; g++) { /* 32 bytes: low nibbles block 2g, high 2g + 1 */
 #pragma GCC unroll 8
             for (int r = 0; r < 8; r++) {
-                const size_t o = offsetof(gk_block_q4_K, qs) + 32 * (size_t)g;
+                const size_t o = oq + 32 * (size_t)g;
                 __m512i z = _mm512_inserti64x4(
                     _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(rp[r] + o))),
                     _mm256_loadu_si256((const __m256i *)(rp[r + 8] + o)), 1);
                 v[0][r] = _mm512_and_si512(z, m4);
                 v[1][r] = _mm512_and_si512(_mm512_srli_epi16(z, 4), m4);
+                if (kind == K_Q5K) { /* the fifth bit of block j: bit j of qh[l] */
+                    __m512i h = _mm512_inserti64x4(
+                        _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(rp[r] + oh))),
+                        _mm256_loadu_si256((const __m256i *)(rp[r + 8] + oh)), 1);
+                    __m512i h0 = _mm512_and_si512(_mm512_srli_epi16(h, 2 * g), one),
+                            h1 = _mm512_and_si512(_mm512_srli_epi16(h, 2 * g + 1), one);
+                    v[0][r] = _mm512_or_si512(v[0][r], _mm512_slli_epi16(h0, 4));
+                    v[1][r] = _mm512_or_si512(v[1][r], _mm512_slli_epi16(h1, 4));
+                }
             }
             transpose16x8(v[0], buf->q[2 * g]);
             transpose16x8(v[1], buf->q[2 * g + 1]);
@@ -250,7 +264,7 @@ AI void unpack_super(const int kind, const uint8_t *w, size_t nb_row, int R, int
  * (their lanes are never stored). */
 AI void unpack_chunk(const int kind, const uint8_t *w, size_t nb_row, int R, int64_t b0, int nbk,
                      strip_buf *buf) {
-    if (kind == K_Q4K || kind == K_Q6K) {
+    if (kind >= K_Q4K) {
         unpack_super(kind, w, nb_row, R, b0 / KB, buf);
         return;
     }
@@ -476,6 +490,10 @@ static void strip_q4k(int64_t n, const uint8_t *w, size_t nb_row, int R, const u
                       size_t xs, int T, float *y, int64_t ldy) {
     strip_run(K_Q4K, n, w, nb_row, R, x, xs, T, y, ldy);
 }
+static void strip_q5k(int64_t n, const uint8_t *w, size_t nb_row, int R, const uint8_t *x,
+                      size_t xs, int T, float *y, int64_t ldy) {
+    strip_run(K_Q5K, n, w, nb_row, R, x, xs, T, y, ldy);
+}
 static void strip_q6k(int64_t n, const uint8_t *w, size_t nb_row, int R, const uint8_t *x,
                       size_t xs, int T, float *y, int64_t ldy) {
     strip_run(K_Q6K, n, w, nb_row, R, x, xs, T, y, ldy);
@@ -483,6 +501,8 @@ static void strip_q6k(int64_t n, const uint8_t *w, size_t nb_row, int R, const u
 
 static const gk_gemm_kernels s_q4k = {
     .rmax = SR, .nmax = NT, .xrow = xrow_s, .pack = pack_s_q4k, .strip = strip_q4k};
+static const gk_gemm_kernels s_q5k = {
+    .rmax = SR, .nmax = NT, .xrow = xrow_s, .pack = pack_s_q4k, .strip = strip_q5k};
 static const gk_gemm_kernels s_q6k = {
     .rmax = SR, .nmax = NT, .xrow = xrow_s, .pack = pack_s_q6k, .strip = strip_q6k};
 static const gk_gemm_kernels s_q8 = {
@@ -498,6 +518,8 @@ const gk_gemm_kernels *gk_gemm_kernels_avx512(gk_dtype type) {
         return &s_q4;
     case GK_TYPE_Q4_K:
         return &s_q4k;
+    case GK_TYPE_Q5_K:
+        return &s_q5k;
     case GK_TYPE_Q6_K:
         return &s_q6k;
     default:

@@ -78,7 +78,7 @@ static void reference(const setup *s, int r, int t, float *ref, double *bound) {
     const float *x = s->x + (size_t)t * s->n;
     float *xd = malloc(sizeof(float) * s->n);
     const uint8_t *w = s->w + r * s->nb_row;
-    bool kq = s->type == GK_TYPE_Q4_K || s->type == GK_TYPE_Q6_K;
+    bool kq = s->type == GK_TYPE_Q4_K || s->type == GK_TYPE_Q5_K || s->type == GK_TYPE_Q6_K;
     if (kq) {
         /* the exact dot of the dequantized weights with the activations
          * dequantized from their Q8_K blocks */
@@ -103,10 +103,10 @@ static void reference(const setup *s, int r, int t, float *ref, double *bound) {
                : s->type == GK_TYPE_F16 ? gk_vec_dot_f16_ref(s->n, w, x)
                                         : gk_vec_dot_bf16_ref(s->n, w, x);
     }
-    /* Q4_K's two products per block (scale * q and min) may each exceed the
+    /* Q4_K's and Q5_K's two products per block (scale * q and min) may each exceed the
      * weight: at most about 3 * max |w| of the row */
     double sa = 0.0, amp = 0.0;
-    for (int64_t i = 0; kq && s->type == GK_TYPE_Q4_K && i < s->n; i++)
+    for (int64_t i = 0; kq && s->type != GK_TYPE_Q6_K && i < s->n; i++)
         amp = fmax(amp, 3.0 * fabs((double)s->wf[r * s->n + i]));
     for (int64_t i = 0; i < s->n; i++)
         sa += (fabs((double)s->wf[r * s->n + i]) + amp) * fabs((double)xd[i]);
@@ -247,13 +247,13 @@ int main(void) {
         }
     }
     const gk_dtype types[] = {GK_TYPE_F32,  GK_TYPE_F16,  GK_TYPE_BF16, GK_TYPE_Q8_0,
-                              GK_TYPE_Q4_0, GK_TYPE_Q4_K, GK_TYPE_Q6_K};
+                              GK_TYPE_Q4_0, GK_TYPE_Q4_K, GK_TYPE_Q5_K, GK_TYPE_Q6_K};
     printf("gemm instruction set: %s\n", gk_gemm_isa());
     for (size_t i = 0; i < sizeof types / sizeof types[0]; i++) {
         bool quant = types[i] == GK_TYPE_Q8_0 || types[i] == GK_TYPE_Q4_0;
         /* k-quants have GEMM kernels only with AVX-512 (elsewhere their vec_dot,
          * covered by test_kquants) */
-        bool kq = types[i] == GK_TYPE_Q4_K || types[i] == GK_TYPE_Q6_K;
+        bool kq = types[i] == GK_TYPE_Q4_K || types[i] == GK_TYPE_Q5_K || types[i] == GK_TYPE_Q6_K;
         if (kq && !gk_gemm_kernels_of(types[i])) continue;
         int64_t sizes[2] = {quant ? 96 : kq ? 256 : 203, quant || kq ? 512 : 256};
         for (int si = 0; si < 2; si++) {
