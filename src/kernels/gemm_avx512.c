@@ -378,8 +378,12 @@ AI void strip_one(const int kind, int64_t n, const uint8_t *w, size_t nb_row, in
     }
     const __m512i vidx = _mm512_loadu_si512(ri);
     const __m256i m4 = _mm256_set1_epi8(0x0f);
-    const __m512i lo = _mm512_setr_epi64(0, 1, 8, 9, 4, 5, 12, 13),
-                  hi = _mm512_setr_epi64(2, 3, 10, 11, 6, 7, 14, 15);
+    /* where the 128-bit lanes of the sums land (Q4_0 holds row r's low nibbles,
+     * row r + 8's, then their high nibbles: no lane shuffle per row) */
+    const __m512i lo = kind == K_Q8 ? _mm512_setr_epi64(0, 1, 8, 9, 4, 5, 12, 13)
+                                    : _mm512_setr_epi64(0, 1, 8, 9, 2, 3, 10, 11),
+                  hi = kind == K_Q8 ? _mm512_setr_epi64(2, 3, 10, 11, 6, 7, 14, 15)
+                                    : _mm512_setr_epi64(4, 5, 12, 13, 6, 7, 14, 15);
     const float *dx = (const float *)(x + n);
     const int32_t *cx = (const int32_t *)(x + n + nb * 4);
     const size_t span = (size_t)SR * nb_row;
@@ -392,8 +396,11 @@ AI void strip_one(const int kind, int64_t n, const uint8_t *w, size_t nb_row, in
             for (size_t q = plo & ~(size_t)63; q < phi; q += 64)
                 _mm_prefetch((const char *)w + span + q, _MM_HINT_T0);
         }
-        const __m512i xv =
-            _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(x + b * 32)));
+        const __m256i x32 = _mm256_loadu_si256((const __m256i *)(x + b * 32));
+        const __m512i xv = kind == K_Q8 ? _mm512_broadcast_i64x4(x32)
+                                        : _mm512_shuffle_i64x2(_mm512_castsi256_si512(x32),
+                                                               _mm512_castsi256_si512(x32),
+                                                               _MM_SHUFFLE(1, 1, 0, 0));
         __m512i P[8];
 #pragma GCC unroll 8
         for (int r = 0; r < 8; r++) {
@@ -409,8 +416,7 @@ AI void strip_one(const int kind, int64_t n, const uint8_t *w, size_t nb_row, in
                     _mm_loadu_si128((const __m128i *)(p + ro[r + 8] + 2)), 1);
                 __m256i l = _mm256_and_si256(a, m4),
                         h = _mm256_and_si256(_mm256_srli_epi16(a, 4), m4);
-                __m512i z = _mm512_inserti64x4(_mm512_castsi256_si512(l), h, 1);
-                v = _mm512_shuffle_i64x2(z, z, _MM_SHUFFLE(3, 1, 2, 0));
+                v = _mm512_inserti64x4(_mm512_castsi256_si512(l), h, 1);
             }
             P[r] = _mm512_dpbusd_epi32(_mm512_setzero_si512(), v, xv);
         }
