@@ -141,9 +141,10 @@ static void gemm_run(gk_pool *pool, const gk_gemm_kernels *k, const gemm_out *ou
         j.xq = (uint8_t *)x;
         j.xs = (size_t)n_in * sizeof(float);
     }
-    /* a chunk of packed tokens of about 256 KiB, a whole number of tiles */
-    int64_t tc = (int64_t)((256u << 10) / j.xs) / k->nmax * k->nmax;
-    j.tc = tc < k->nmax ? k->nmax : tc > 64 ? 64 / k->nmax * k->nmax : tc;
+    /* a chunk of packed tokens of about 256 KiB, a whole number of tiles; strip
+     * kernels unpack their rows once per chunk, so they take up to 128 tokens */
+    int64_t tc = (int64_t)((256u << 10) / j.xs) / k->nmax * k->nmax, cap = k->strip ? 128 : 64;
+    j.tc = tc < k->nmax ? k->nmax : tc > cap ? cap / k->nmax * k->nmax : tc;
     gk_pool_run(pool, gemm_part, &j);
 }
 
