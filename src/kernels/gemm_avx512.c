@@ -377,13 +377,8 @@ AI void strip_one(const int kind, int64_t n, const uint8_t *w, size_t nb_row, in
         ri[r] = (int32_t)ro[r];
     }
     const __m512i vidx = _mm512_loadu_si512(ri);
-    const __m256i m4 = _mm256_set1_epi8(0x0f);
-    /* where the 128-bit lanes of the sums land (Q4_0 holds row r's low nibbles,
-     * row r + 8's, then their high nibbles: no lane shuffle per row) */
-    const __m512i lo = kind == K_Q8 ? _mm512_setr_epi64(0, 1, 8, 9, 4, 5, 12, 13)
-                                    : _mm512_setr_epi64(0, 1, 8, 9, 2, 3, 10, 11),
-                  hi = kind == K_Q8 ? _mm512_setr_epi64(2, 3, 10, 11, 6, 7, 14, 15)
-                                    : _mm512_setr_epi64(4, 5, 12, 13, 6, 7, 14, 15);
+    const __m512i lo = _mm512_setr_epi64(0, 1, 8, 9, 4, 5, 12, 13),
+                  hi = _mm512_setr_epi64(2, 3, 10, 11, 6, 7, 14, 15);
     const float *dx = (const float *)(x + n);
     const int32_t *cx = (const int32_t *)(x + n + nb * 4);
     const size_t span = (size_t)SR * nb_row;
@@ -396,41 +391,59 @@ AI void strip_one(const int kind, int64_t n, const uint8_t *w, size_t nb_row, in
             for (size_t q = plo & ~(size_t)63; q < phi; q += 64)
                 _mm_prefetch((const char *)w + span + q, _MM_HINT_T0);
         }
-        const __m256i x32 = _mm256_loadu_si256((const __m256i *)(x + b * 32));
-        const __m512i xv = kind == K_Q8 ? _mm512_broadcast_i64x4(x32)
-                                        : _mm512_shuffle_i64x2(_mm512_castsi256_si512(x32),
-                                                               _mm512_castsi256_si512(x32),
-                                                               _MM_SHUFFLE(1, 1, 0, 0));
-        __m512i P[8];
+        __m512i S;
+        if (kind == K_Q4) {
+            /* four rows' 16 bytes per vector (rows g, g+4, g+8, g+12): the low
+             * nibbles against values 0..15, the high ones against 16..31, so
+             * each row's 4 partial sums sit in one 128-bit lane */
+            const __m512i xl = _mm512_broadcast_i32x4(
+                              _mm_loadu_si128((const __m128i *)(x + b * 32))),
+                          xh = _mm512_broadcast_i32x4(
+                              _mm_loadu_si128((const __m128i *)(x + b * 32 + 16)));
+            const __m512i m4z = _mm512_set1_epi8(0x0f);
+            __m512i P[4];
+#pragma GCC unroll 4
+            for (int g = 0; g < 4; g++) {
+                __m512i z =
+                    _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)(p + ro[g] + 2)));
+                z = _mm512_inserti32x4(z, _mm_loadu_si128((const __m128i *)(p + ro[g + 4] + 2)), 1);
+                z = _mm512_inserti32x4(z, _mm_loadu_si128((const __m128i *)(p + ro[g + 8] + 2)), 2);
+                z = _mm512_inserti32x4(z, _mm_loadu_si128((const __m128i *)(p + ro[g + 12] + 2)),
+                                       3);
+                P[g] = _mm512_dpbusd_epi32(
+                    _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_and_si512(z, m4z), xl),
+                    _mm512_and_si512(_mm512_srli_epi16(z, 4), m4z), xh);
+            }
+            __m512i A0 = _mm512_add_epi32(_mm512_unpacklo_epi32(P[0], P[1]),
+                                          _mm512_unpackhi_epi32(P[0], P[1])),
+                    A1 = _mm512_add_epi32(_mm512_unpacklo_epi32(P[2], P[3]),
+                                          _mm512_unpackhi_epi32(P[2], P[3]));
+            /* lane L: rows 4L..4L+3 */
+            S = _mm512_add_epi32(_mm512_unpacklo_epi64(A0, A1), _mm512_unpackhi_epi64(A0, A1));
+        } else {
+            const __m512i xv =
+                _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(x + b * 32)));
+            __m512i P[8];
 #pragma GCC unroll 8
-        for (int r = 0; r < 8; r++) {
-            __m512i v;
-            if (kind == K_Q8) {
+            for (int r = 0; r < 8; r++) {
                 __m256i a = _mm256_loadu_si256((const __m256i *)(p + ro[r] + 2)),
                         c = _mm256_loadu_si256((const __m256i *)(p + ro[r + 8] + 2));
-                v = _mm512_xor_si512(_mm512_inserti64x4(_mm512_castsi256_si512(a), c, 1),
-                                     _mm512_set1_epi8((char)0x80));
-            } else {
-                __m256i a = _mm256_inserti128_si256(
-                    _mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(p + ro[r] + 2))),
-                    _mm_loadu_si128((const __m128i *)(p + ro[r + 8] + 2)), 1);
-                __m256i l = _mm256_and_si256(a, m4),
-                        h = _mm256_and_si256(_mm256_srli_epi16(a, 4), m4);
-                v = _mm512_inserti64x4(_mm512_castsi256_si512(l), h, 1);
+                __m512i v = _mm512_xor_si512(_mm512_inserti64x4(_mm512_castsi256_si512(a), c, 1),
+                                             _mm512_set1_epi8((char)0x80));
+                P[r] = _mm512_dpbusd_epi32(_mm512_setzero_si512(), v, xv);
             }
-            P[r] = _mm512_dpbusd_epi32(_mm512_setzero_si512(), v, xv);
-        }
-        __m512i A[4], B[2];
+            __m512i A[4], B[2];
 #pragma GCC unroll 4
-        for (int i = 0; i < 4; i++)
-            A[i] = _mm512_add_epi32(_mm512_unpacklo_epi32(P[2 * i], P[2 * i + 1]),
-                                    _mm512_unpackhi_epi32(P[2 * i], P[2 * i + 1]));
+            for (int i = 0; i < 4; i++)
+                A[i] = _mm512_add_epi32(_mm512_unpacklo_epi32(P[2 * i], P[2 * i + 1]),
+                                        _mm512_unpackhi_epi32(P[2 * i], P[2 * i + 1]));
 #pragma GCC unroll 2
-        for (int i = 0; i < 2; i++)
-            B[i] = _mm512_add_epi32(_mm512_unpacklo_epi64(A[2 * i], A[2 * i + 1]),
-                                    _mm512_unpackhi_epi64(A[2 * i], A[2 * i + 1]));
-        __m512i S = _mm512_add_epi32(_mm512_permutex2var_epi64(B[0], lo, B[1]),
-                                     _mm512_permutex2var_epi64(B[0], hi, B[1]));
+            for (int i = 0; i < 2; i++)
+                B[i] = _mm512_add_epi32(_mm512_unpacklo_epi64(A[2 * i], A[2 * i + 1]),
+                                        _mm512_unpackhi_epi64(A[2 * i], A[2 * i + 1]));
+            S = _mm512_add_epi32(_mm512_permutex2var_epi64(B[0], lo, B[1]),
+                                 _mm512_permutex2var_epi64(B[0], hi, B[1]));
+        }
         S = _mm512_add_epi32(S, _mm512_set1_epi32(cx[b]));
         const __m512 dw =
             _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_i32gather_epi32(vidx, p, 1)));
