@@ -3,9 +3,11 @@
  * Y[t][o] = sum_i W[o][i] * X[t][i] with the weights in their file type and
  * the activations converted once per batch into a packed form of the weight
  * type's activation type (f32 rows for f32/f16/bf16 weights; int8 values and
- * fp32 scales, ggml's Q8_0 quantization, for Q8_0/Q4_0 weights).
+ * fp32 scales, ggml's Q8_0 quantization, for Q8_0/Q4_0 weights; Q8_K blocks for
+ * the k-quants, which have GEMM kernels only with AVX-512: gemm_avx512.c).
  *
- * Work is cut into tiles of R weight rows x N tokens held in registers, and
+ * Work is cut into tiles of R weight rows x N tokens held in registers (or, with
+ * AVX-512, strips of 16 rows unpacked with the rows as vector lanes), and
  * those into cache blocks (a strip of rows against a chunk of tokens), split
  * over the thread pool.
  *

@@ -5,7 +5,8 @@
  * Float weights: the tiles of gemm_impl.h with AVX-512VL's 32 registers
  * (still 8-lane vectors), 4 rows x 6 tokens.
  *
- * Q8_0 and Q4_0 weights: strip kernels. A strip of 16 weight rows is unpacked,
+ * Q8_0, Q4_0, Q4_K, Q5_K and Q6_K weights: strip kernels (gemm.h's strip),
+ * used for every batch size, decode included. A strip of 16 weight rows is unpacked,
  * a chunk of 8 blocks (256 inputs) at a time, into an L1-resident buffer where
  * one 512-bit vector holds 4 bytes of each of the 16 rows (the rows are the
  * lanes); then every token of the batch runs against the buffer, 8 tokens per
