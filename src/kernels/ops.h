@@ -43,6 +43,14 @@ static inline float gk_softcap(float x, float cap) {
     return cap > 0.0f ? cap * tanhf(x / cap) : x;
 }
 
+/* Attention's weighted sum of value rows: out[i] = sum_k w[k] * V_k[i] for
+ * i < hd, with V_k the f32 or f16 row at V + k * row, by fmaf over the keys in
+ * order from 0 (the SIMD version gives the reference's bits). */
+void gk_attn_wsum(float *out, const void *V, size_t row, gk_dtype type, const float *w, int64_t nk,
+                  int hd);
+void gk_attn_wsum_ref(float *out, const void *V, size_t row, gk_dtype type, const float *w,
+                      int64_t nk, int hd);
+
 /* a[i] = GELU(a[i]) * b[i] for i < n, split over the pool. */
 void gk_geglu(gk_pool *pool, float *a, const float *b, int64_t n, bool erf);
 

@@ -177,15 +177,15 @@ static void attn_part(void *arg, int ith, int nth) {
         }
         float inv = (float)(1.0 / sum);
         float *out = c->att + ((size_t)t * nh + h) * hd;
+        for (uint32_t k = 0; k <= p; k++) s[k] *= inv;
+        if (f32 || c->cache_type == GK_TYPE_F16) { /* SIMD straight from the cache rows */
+            gk_attn_wsum(out, V + koff, row, c->cache_type, s, (int64_t)p + 1, hd);
+            continue;
+        }
         memset(out, 0, (size_t)hd * sizeof(float));
         for (uint32_t k = 0; k <= p; k++) {
-            float w = s[k] * inv;
-            const float *vr = (const float *)(V + k * row + koff);
-            if (!f32) {
-                ct->to_float(V + k * row + koff, vf, hd);
-                vr = vf;
-            }
-            for (int i = 0; i < hd; i++) out[i] += w * vr[i];
+            ct->to_float(V + k * row + koff, vf, hd);
+            for (int i = 0; i < hd; i++) out[i] = fmaf(s[k], vf[i], out[i]);
         }
     }
 }
