@@ -28,7 +28,8 @@ cat "$HERE"/README.md "$HERE"/docs/*.md >"$T/text.txt"
 "$LL/build/bin/llama-imatrix" -m "$T/wide-f32.gguf" -f "$T/text.txt" -o "$T/imatrix.gguf" \
     -c 256 -t 2 >"$T/imatrix.log" 2>&1 || { tail -5 "$T/imatrix.log"; exit 1; }
 files="$T/wide-f32.gguf"
-for t in Q8_0 Q4_0 Q4_K_M Q5_K_M Q6_K Q3_K_M Q2_K IQ4_XS IQ4_NL IQ3_S IQ2_XXS IQ1_S; do
+for t in Q8_0 Q4_0 Q4_K_M Q5_K_M Q6_K Q3_K_M Q2_K IQ4_XS IQ4_NL IQ3_M IQ3_S IQ3_XXS IQ2_M IQ2_S \
+    IQ2_XS IQ2_XXS IQ1_M IQ1_S; do
     "$LL/build/bin/llama-quantize" --imatrix "$T/imatrix.gguf" "$T/wide-f32.gguf" \
         "$T/llama-$t.gguf" $t 2 >"$T/q.log" 2>&1 || { tail -5 "$T/q.log"; exit 1; }
     files="$files $T/llama-$t.gguf"
