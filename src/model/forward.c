@@ -145,6 +145,10 @@ static void attn_part(void *arg, int ith, int nth) {
               group = (int)(hp->n_head / hp->n_head_kv);
     const gk_type_traits *ct = gk_type_traits_of(c->cache_type);
     const bool f32 = c->cache_type == GK_TYPE_F32;
+    /* An f16 cache meets its operands in f16, as llama.cpp's kernels do: q is
+     * rounded to f16 for q.k (attention()), and the softmax weights for the weighted
+     * sum of V; the sums run in f32. */
+    const bool w_f16 = c->cache_type == GK_TYPE_F16;
     const size_t row = c->kv_row, head_bytes = gk_row_size(c->cache_type, hd);
     const float cap = hp->attn_softcap, scale = hp->attn_out_scale;
     const uint32_t tlen = c->m->cfg.attn_temp_len;
@@ -178,6 +182,8 @@ static void attn_part(void *arg, int ith, int nth) {
         float inv = (float)(1.0 / sum);
         float *out = c->att + ((size_t)t * nh + h) * hd;
         for (uint32_t k = 0; k <= p; k++) s[k] *= inv;
+        if (w_f16)
+            for (uint32_t k = 0; k <= p; k++) s[k] = gk_fp16_to_fp32(gk_fp32_to_fp16(s[k]));
         if (f32 || c->cache_type == GK_TYPE_F16) { /* SIMD straight from the cache rows */
             gk_attn_wsum(out, V + koff, row, c->cache_type, s, (int64_t)p + 1, hd);
             continue;
@@ -219,6 +225,9 @@ static int attention(gk_context *c, int layer, int T, gk_err *err) {
         c->stats.kv_bytes_read += 2.0 * (double)c->kv_row * (c->tok_pos[t] + 1);
         c->stats.attn_flops += 4.0 * hd * nh * (c->tok_pos[t] + 1);
     }
+    if (c->cache_type == GK_TYPE_F16) /* q.k with an f16 cache: q in f16 too (attn_part) */
+        for (int64_t i = 0; i < (int64_t)T * nh * hd; i++)
+            c->q[i] = gk_fp16_to_fp32(gk_fp32_to_fp16(c->q[i]));
     if (c->qconv) { /* query heads in the cache's vec_dot_type, once per head */
         const gk_type_traits *qt = gk_type_traits_of(ct->vec_dot_type);
         for (int64_t i = 0; i < (int64_t)T * nh; i++)
@@ -297,7 +306,7 @@ static void moe(gk_context *c, const gk_layer *L, float *out, int T) {
         for (int i = 0; i < n; i++)
             memcpy(c->xe + (size_t)i * d, c->xn + (size_t)toks[i] * d, (size_t)d * sizeof(float));
         matmul_gate_up(c, c->h1, &L->gate_exps, c->h3, &L->up_exps, e, c->xe, n);
-        gk_geglu(c->pool, c->h1, c->h3, (int64_t)n * F, c->m->cfg.gelu_erf);
+        gk_geglu(c->pool, c->h1, c->h3, (int64_t)n * F, c->m->cfg.gelu);
         matmul_expert(c, c->ye, &L->down_exps, e, c->h1, n);
         for (int i = 0; i < n; i++) {
             float *o = out + (size_t)toks[i] * d;
@@ -317,7 +326,7 @@ static int ffn(gk_context *c, int layer, int T, gk_err *err) {
     if (hp->variant == GK_VARIANT_GROK2) {
         /* dense residual MLP on the same input, then (MLP + MoE)/sqrt(2) (spec 4.3) */
         matmul_gate_up(c, c->g, &L->ffn_gate, c->u, &L->ffn_up, -1, c->xn, T);
-        gk_geglu(c->pool, c->g, c->u, (int64_t)T * c->m->tp.n_ff, c->m->cfg.gelu_erf);
+        gk_geglu(c->pool, c->g, c->u, (int64_t)T * c->m->tp.n_ff, c->m->cfg.gelu);
         matmul_w(c, c->tmp, &L->ffn_down, c->g, T);
         for (int64_t i = 0; i < T * d; i++)
             c->moe[i] = (c->tmp[i] + c->moe[i]) / 1.4142135623730951f;

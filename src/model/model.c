@@ -180,12 +180,14 @@ static void set_numerics(gk_model *m) {
         /* xAI's JAX code has no router softcap for Grok-1; SGLang applies it for Grok-2. */
         c->router_softcap = hp->variant == GK_VARIANT_GROK2 ? hp->router_softcap : 0.0f;
         c->attn_temp_len = hp->variant == GK_VARIANT_GROK2 ? hp->attn_temp_len : 0;
-        c->gelu_erf = hp->variant == GK_VARIANT_GROK2;
+        c->gelu = hp->variant == GK_VARIANT_GROK2 ? GK_GELU_ERF : GK_GELU_TANH;
         return;
     }
-    /* llama.cpp: renormalised top-k, no router softcap, no temperature, tanh GELU,
-     * and the GGUF's RoPE scaling as ggml computes it. */
+    /* llama.cpp: renormalised top-k, no router softcap, no temperature, tanh GELU as
+     * its CPU kernel computes it (an fp16 table), and the GGUF's RoPE scaling as ggml
+     * computes it. */
     c->renorm_topk = true;
+    c->gelu = GK_GELU_TANH_F16;
     gk_rope_cfg *r = &c->rope;
     if (hp->rope_scaling == GK_ROPE_SCALING_LINEAR) {
         r->freq_scale = 1.0f / hp->rope_scaling_factor;
@@ -535,13 +537,21 @@ void gk_model_free(gk_model *m) {
     free(m);
 }
 
-const gk_hparams *gk_model_hparams(const gk_model *m) { return &m->hp; }
-gk_numerics gk_model_numerics(const gk_model *m) { return m->numerics; }
+const gk_hparams *gk_model_hparams(const gk_model *m) {
+    return &m->hp;
+}
+gk_numerics gk_model_numerics(const gk_model *m) {
+    return m->numerics;
+}
 uint64_t gk_model_file_size(const gk_model *m) {
     return gk_gguf_total_size(m->gguf);
 }
-uint64_t gk_model_n_params(const gk_model *m) { return m->n_params; }
-const struct gk_tokenizer *gk_model_tokenizer(const gk_model *m) { return m->tok; }
+uint64_t gk_model_n_params(const gk_model *m) {
+    return m->n_params;
+}
+const struct gk_tokenizer *gk_model_tokenizer(const gk_model *m) {
+    return m->tok;
+}
 
 int gk_model_hparam_info(const gk_model *m, gk_hparam_info *out, int cap) {
     for (int i = 0; i < m->n_info && i < cap; i++) out[i] = m->info[i];

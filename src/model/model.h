@@ -34,7 +34,8 @@ typedef struct gk_numerics_cfg {
     bool renorm_topk;       /* llamacpp: top-k gates renormalised to sum 1 */
     float router_softcap;   /* 0 = none */
     uint32_t attn_temp_len; /* 0 = no xAI attention temperature */
-    bool gelu_erf;          /* exact erf GELU (reference Grok-2); else tanh approximation */
+    gk_gelu gelu;           /* erf (reference Grok-2), tanh (reference Grok-1), or the tanh
+                               form as llama.cpp's CPU kernel computes it (llamacpp) */
     gk_rope_cfg rope;       /* plain, or YaRN as ggml computes it (llamacpp mode, yarn keys) */
 } gk_numerics_cfg;
 
