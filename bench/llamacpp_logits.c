@@ -14,6 +14,8 @@ int main(int argc, char **argv) {
     if (argc < 4) return 2;
     llama_backend_init();
     struct llama_model_params mp = llama_model_default_params();
+    /* NOREPACK=1: no repacked (interleaved) weight copies, the plain vec-dot path */
+    if (getenv("NOREPACK")) mp.use_extra_bufts = false;
     struct llama_model *m = llama_model_load_from_file(argv[1], mp);
     if (!m) {
         fprintf(stderr, "load failed\n");

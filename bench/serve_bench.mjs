@@ -7,14 +7,16 @@
 //
 // usage: node bench/serve_bench.mjs BASE_URL [--clients 1,4,16] [--requests 4]
 //                                   [--max-tokens 64] [--prompt-words 48]
+//                                   [--temperature 0]
 const args = process.argv.slice(2);
 const base = args[0];
-if (!base) { console.error('usage: serve_bench.mjs BASE_URL [--clients 1,4,16] [--requests N] [--max-tokens N] [--prompt-words N]'); process.exit(2); }
+if (!base) { console.error('usage: serve_bench.mjs BASE_URL [--clients 1,4,16] [--requests N] [--max-tokens N] [--prompt-words N] [--temperature T]'); process.exit(2); }
 const opt = (name, def) => { const i = args.indexOf('--' + name); return i > 0 ? args[i + 1] : def; };
 const clients = opt('clients', '1,4,16').split(',').map(Number);
 const R = Number(opt('requests', '4'));
 const maxTokens = Number(opt('max-tokens', '64'));
 const words = Number(opt('prompt-words', '48'));
+const temperature = Number(opt('temperature', '0')); // > 0: seeded sampling, as chat clients do
 const vocab = ['the', 'history', 'of', 'nation', 'people', 'congress', 'year', 'great', 'war', 'peace', 'and', 'state'];
 
 async function one(id) {
@@ -22,7 +24,7 @@ async function one(id) {
   const t0 = performance.now();
   const res = await fetch(base + '/v1/completions', {
     method: 'POST', headers: { 'Content-Type': 'application/json' },
-    body: JSON.stringify({ prompt, max_tokens: maxTokens, temperature: 0, stream: true,
+    body: JSON.stringify({ prompt, max_tokens: maxTokens, temperature, seed: id, stream: true,
       stream_options: { include_usage: true }, ignore_eos: true }),
   });
   if (!res.ok) throw new Error(`${res.status}: ${await res.text()}`);

@@ -464,6 +464,7 @@ typedef struct gk_plan_model {
     int n_ops;
     gk_plan_op ops[GK_PLAN_MAX_OPS];
     double small_params; /* norms, router biases...: parameters outside the matrices */
+    double meta_bytes;   /* a GGUF's header (metadata, tokenizer, tensor table); 0 = unknown */
 } gk_plan_model;
 
 /* Built-in model presets ("grok-1", "grok-2", "llama-3.1-405b", "deepseek-v3",
@@ -604,8 +605,11 @@ typedef struct gk_plan_hw {
      * 96 MiB arena as a model's are (mm_bw1 is one 96 MiB matrix) */
     double mm_bw1_at[GK_PLAN_N_TYPES][3];
     double mm_flops512[GK_PLAN_N_TYPES]; /* FLOP/s of gk_matmul at batch 512 */
-    double attn_flops;                   /* FLOP/s of the f32 dot (attention) */
-    double tgemm_flops;                  /* FLOP/s of the training GEMM (gk_tgemm, f32) */
+    /* FLOP/s of gk_matmul with T = 8, 32, 128, 512 tokens on a 1024-row matrix of
+     * 512- and 4096-wide rows (prompt chunks; an expert's share of one) */
+    double mm_flops_at[GK_PLAN_N_TYPES][4][2];
+    double attn_flops;  /* FLOP/s of the f32 dot (attention) */
+    double tgemm_flops; /* FLOP/s of the training GEMM (gk_tgemm, f32) */
     double tgemm_at[4]; /* the same for matrices of 128, 256, 512, 1024 (smallest side) */
     double call_s;      /* seconds per parallel step of the engine (one thread-pool dispatch) */
     double attn_at[3];  /* attn_flops for heads of 32, 64, 128 */
@@ -613,7 +617,8 @@ typedef struct gk_plan_hw {
     /* bytes/s of one thread's elementwise pass (y = a x + b, f32) over arrays of
      * 256 KiB, 2 MiB, 16 MiB and 128 MiB in all */
     double ew_bw_at[4];
-    int threads; /* threads the figures were measured with */
+    int threads;     /* threads the figures were measured with */
+    double rss_base; /* resident bytes of a started grok process (with MPI under mpirun) */
 } gk_plan_hw;
 
 /* The i-th hardware preset, NULL past the end. */
@@ -629,6 +634,18 @@ int gk_plan_fleet_parse(const char *spec, double *n, gk_plan_hw *hw, gk_err *err
 
 /* ------------------------------------------------------- plan: results --- */
 
+/* Peak resident memory of the busiest rank (rank 0) of `mpirun -np tp grok run|bench`:
+ * the rank's slices of the split weights (gk_tp_cut's store; all of them, mapped, with
+ * one process), the replicated tensors and the GGUF header (mapped), its share of the
+ * KV cache (n_ctx tokens of one sequence), the context's buffers (gk_context_arena_bytes,
+ * gk_context_tp_bytes) and a started process (rss_base of a calibrated preset). */
+typedef struct gk_plan_rank_mem {
+    double weights, replicated, kv, context, base, total;
+} gk_plan_rank_mem;
+int gk_plan_rank_memory(const gk_plan_model *pm, int tp, double n_ctx, double n_batch,
+                        int n_threads, double kv_elt_bytes, double base_bytes,
+                        gk_plan_rank_mem *out, gk_err *err);
+
 /* Inference of a model on n devices of one kind with a split. */
 typedef struct gk_plan_infer {
     gk_plan_split split;
@@ -643,6 +660,7 @@ typedef struct gk_plan_infer {
     double gen_bound, gen_expect;           /* one sequence */
     double gen_comm_s;                      /* communication time per generated token */
     double gen_batch_bound, gen_batch_seqs; /* aggregate at max_seqs (capped at 256) */
+    gk_plan_rank_mem rank_mem;              /* one grok.c process of the split (pp = 1) */
 } gk_plan_infer;
 
 typedef struct gk_plan_infer_opts {
@@ -655,6 +673,7 @@ typedef struct gk_plan_infer_opts {
     double mem_reserve;  /* bytes per device kept free (default 0) */
     double n_prompt;     /* prompt length for prompt tokens/s (default n_batch) */
     double gen_pos;      /* mean position of generated tokens (default n_ctx / 2) */
+    int n_threads;       /* threads per process for the context's buffers (default: preset's) */
 } gk_plan_infer_opts;
 
 /* The split for n devices with tensor parallel tp (must divide n_head_kv) and

@@ -18,6 +18,8 @@ import sys
 TABLES = [  # (ggml name, element type, count, our name, allowed byte values)
     ("ksigns_iq2xs", "uint8_t", 128, "gk_ksigns_iq2xs", None),
     ("iq2xxs_grid", "uint64_t", 256, "gk_iq2xxs_grid", {0x08, 0x19, 0x2B}),
+    ("iq2xs_grid", "uint64_t", 512, "gk_iq2xs_grid", {0x08, 0x19, 0x2B}),
+    ("iq2s_grid", "uint64_t", 1024, "gk_iq2s_grid", {0x08, 0x19, 0x2B}),
     ("iq3xxs_grid", "uint32_t", 256, "gk_iq3xxs_grid", {4, 12, 20, 28, 36, 44, 52, 62}),
     ("iq3s_grid", "uint32_t", 512, "gk_iq3s_grid", {1, 3, 5, 7, 9, 11, 13, 15}),
     ("iq1s_grid", "uint64_t", 2048, "gk_iq1s_grid", {0xFF, 0x00, 0x01}),

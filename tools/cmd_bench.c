@@ -180,6 +180,9 @@ int gk_cmd_bench(int argc, char **argv) {
            chunks % n_ranks ? " (the count does not divide them: equal to one process up to "
                               "rounding)"
                             : "");
+    /* one untimed prompt first, as llama-bench warms up: the timed runs then
+     * find the weights' pages mapped and the buffers touched */
+    if (gk_decode(c, toks, (int)n_prompt, &err) < 0) goto fail;
     double best_pp = 0, best_tg = 0;
     gk_dist_stats st_pp = {0}, st_tg = {0}; /* of the best repetitions */
     for (long r = 0; r < reps; r++) {

@@ -209,7 +209,11 @@ int gk_cmd_info(int argc, char **argv) {
                cfg->attn_temp_len);
     else
         printf("  attn temperature:   none\n");
-    printf("  GELU:               %s\n", cfg->gelu_erf ? "exact (erf)" : "tanh approximation");
+    printf("  GELU:               %s\n",
+           cfg->gelu == GK_GELU_ERF ? "exact (erf)"
+           : cfg->gelu == GK_GELU_TANH
+               ? "tanh approximation"
+               : "tanh approximation, as llama.cpp's CPU kernel (fp16 table)");
     if (cfg->rope.yarn)
         printf("  RoPE:               YaRN, freq_scale %g, ext_factor %g, mscale %g, corr dims "
                "[%g, %g]\n",

@@ -25,7 +25,7 @@
 #include <unistd.h>
 
 typedef struct {
-    const char *model, *type, *fleet, *kind, *svg, *out;
+    const char *model, *type, *fleet, *kind, *svg, *out, *types;
     bool json, type_given;
     double ctx, batch, tokens, mfu, pue, seq, devices, eff_flops, eff_bw, kv_bytes, wire;
     double prompt, gen, step_tokens;
@@ -40,7 +40,8 @@ static void usage(FILE *f) {
             "       grok plan train --model M --tokens N --fleet NxDEV [--mfu X] [--pue X]\n"
             "       grok plan fleet --devices N --kind DEV [--mfu X] [--pue X]\n"
             "       grok plan presets\n"
-            "       grok plan calibrate [-o FILE] [-t THREADS]   (mpirun -np 2: also the link)\n\n"
+            "       grok plan calibrate [-o FILE] [-t THREADS] [--types f32,f16,q8_0,...]\n"
+            "                          (mpirun -np 2: also the link and an MPI process's size)\n\n"
             "  --model M          a preset (grok-1, grok-2, llama-3.1-405b, deepseek-v3,\n"
             "                     gpt-3-175b, chinchilla-70b) or a .gguf file\n"
             "  --type T           weight type or mix: bf16, f16, q8_0, q4_0, q4_k, q6_k,\n"
@@ -91,6 +92,8 @@ static int parse(int argc, char **argv, plan_opts *o) {
             o->kind = v;
         else if (!strcmp(a, "--svg"))
             o->svg = v;
+        else if (!strcmp(a, "--types"))
+            o->types = v;
         else if (!strcmp(a, "-o") || !strcmp(a, "--output"))
             o->out = v;
         else if (!strcmp(a, "--ctx") || !strcmp(a, "-c"))
@@ -353,7 +356,8 @@ static int cmd_infer(const plan_opts *o) {
                              .wire_bytes = o->wire,
                              .eff_flops = o->eff_flops,
                              .eff_bw = o->eff_bw,
-                             .n_prompt = o->prompt};
+                             .n_prompt = o->prompt,
+                             .n_threads = (int)o->threads};
     if (o->gen > 0) io.gen_pos = (o->prompt > 0 ? o->prompt : 0) + (o->gen - 1) / 2.0;
     uint32_t heads = pm.s.attn == GK_PLAN_ATTN_MLA ? pm.s.n_head : pm.s.n_head_kv;
     gk_plan_infer rows[64];
@@ -405,11 +409,14 @@ static int cmd_infer(const plan_opts *o) {
                    "%.6g, \"kv_bytes_per_seq_per_device\": %.6g, \"max_seqs\": %.0f, "
                    "\"prompt_tps_bound\": %.6g, \"prompt_tps\": %.6g, \"gen_tps_bound\": %.6g, "
                    "\"gen_tps\": %.6g, \"gen_comm_s\": %.6g, \"batch_seqs\": %.0f, "
-                   "\"batch_tps_bound\": %.6g}%s\n",
+                   "\"batch_tps_bound\": %.6g, \"rank_mem\": {\"weights\": %.6g, "
+                   "\"replicated\": %.6g, \"kv\": %.6g, \"context\": %.6g, \"base\": %.6g, "
+                   "\"total\": %.6g}}%s\n",
                    r->split.tp, r->split.pp, floor(n / (r->split.tp * r->split.pp)),
                    r->weight_bytes_dev, r->kv_bytes_seq_dev, r->max_seqs, r->prompt_bound,
                    r->prompt_expect, r->gen_bound, r->gen_expect, r->gen_comm_s, r->gen_batch_seqs,
-                   r->gen_batch_bound, i + 1 < nr ? "," : "");
+                   r->gen_batch_bound, r->rank_mem.weights, r->rank_mem.replicated, r->rank_mem.kv,
+                   r->rank_mem.context, r->rank_mem.base, r->rank_mem.total, i + 1 < nr ? "," : "");
         }
         printf("]\n}\n");
     } else {
@@ -435,6 +442,27 @@ static int cmd_infer(const plan_opts *o) {
                    RATE(r->prompt_bound), RATE(r->prompt_expect), RATE(r->gen_bound),
                    RATE(r->gen_expect), 1e3 * r->gen_comm_s, RATE(r->gen_batch_bound),
                    r->gen_batch_seqs);
+        }
+        bool any_mem = false;
+        for (int i = 0; i < nr; i++) any_mem |= rows[i].rank_mem.total > 0;
+        if (any_mem) {
+            printf("\npeak memory of one grok.c process (rank 0 of mpirun -np tp, batch %.0f, "
+                   "%d threads):\n",
+                   io.n_batch > 0 ? io.n_batch : 512,
+                   io.n_threads > 0 ? io.n_threads
+                   : hw.threads > 0 ? hw.threads
+                                    : 1);
+            printf("%4s %11s %11s %11s %11s %11s %11s\n", "tp", "weights", "replicated", "KV",
+                   "context", "process", "total");
+            for (int i = 0; i < nr; i++) {
+                const gk_plan_rank_mem *k = &rows[i].rank_mem;
+                if (k->total <= 0) continue;
+                char b1[32], b2[32], b3[32], b4[32], b5[32], b6[32];
+                printf("%4d %11s %11s %11s %11s %11s %11s\n", rows[i].split.tp,
+                       si(k->weights, "B", b1, 32), si(k->replicated, "B", b2, 32),
+                       si(k->kv, "B", b3, 32), si(k->context, "B", b4, 32),
+                       si(k->base, "B", b5, 32), si(k->total, "B", b6, 32));
+            }
         }
         printf("\ntp: tensor parallel as grok.c splits (two all-reduces of %u values per layer "
                "per token); pp: pipeline stages needed to fit; repl: independent replicas.\n",
@@ -707,17 +735,43 @@ static void bw_part(void *arg, int ith, int nth) {
  * case: on shared cores it then sees the same share of the CPU as a long job. */
 #define CAL_MIN_S 0.3
 
-/* Mean time of a call of gk_matmul with T tokens. */
+/* Mean time of a call of gk_matmul with T tokens over at least min_s seconds. */
 static double time_matmul(gk_pool *pool, const void *w, gk_dtype t, size_t nb_row, int64_t rows,
-                          int64_t cols, const float *x, float *y, int T, void *qbuf) {
+                          int64_t cols, const float *x, float *y, int T, void *qbuf, double min_s) {
     double t0 = gk_time_s(), el = 0;
     int r = 0;
     do {
         gk_matmul(pool, y, w, t, nb_row, rows, x, cols, T, qbuf);
         r++;
         el = gk_time_s() - t0;
-    } while (el < CAL_MIN_S || r < 2);
+    } while (el < min_s || r < 2);
     return el / r;
+}
+
+/* Whether type name t is in the comma-separated list (NULL: every type). */
+static bool type_listed(const char *list, const char *t) {
+    if (!list) return true;
+    size_t n = strlen(t);
+    for (const char *p = list; *p;) {
+        const char *e = strchr(p, ',');
+        size_t len = e ? (size_t)(e - p) : strlen(p);
+        if (len == n && !strncasecmp(p, t, n)) return true;
+        if (!e) break;
+        p = e + 1;
+    }
+    return false;
+}
+
+/* Resident bytes of this process now (/proc/self/status VmRSS), 0 if unknown. */
+static double rss_now(void) {
+    FILE *f = fopen("/proc/self/status", "r");
+    if (!f) return 0;
+    char line[256];
+    double kib = 0;
+    while (fgets(line, sizeof line, f))
+        if (!strncmp(line, "VmRSS:", 6)) kib = atof(line + 6);
+    fclose(f);
+    return kib * 1024.0;
 }
 
 static int cmd_calibrate(int argc, char **argv, const plan_opts *o) {
@@ -735,6 +789,9 @@ static int cmd_calibrate(int argc, char **argv, const plan_opts *o) {
         return 1;
     }
     gk_plan_hw hw = {0};
+    /* a started process (MPI initialised under mpirun, the pool's threads), before any
+     * buffer: what a grok.c rank holds besides its model and context */
+    hw.rss_base = rss_now();
     snprintf(hw.name, sizeof hw.name, "this-machine");
     long cores = sysconf(_SC_NPROCESSORS_ONLN), pages = sysconf(_SC_PHYS_PAGES),
          psz = sysconf(_SC_PAGESIZE);
@@ -826,14 +883,16 @@ static int cmd_calibrate(int argc, char **argv, const plan_opts *o) {
         x[i] = (float)((i * 2654435761u) % 1000) / 1000.0f - 0.5f;
     for (int t = 0; t < GK_PLAN_N_TYPES; t++) {
         const gk_type_traits *tt = gk_type_traits_of((uint32_t)t);
-        if (!gk_type_is_supported((uint32_t)t) || !tt->from_float) continue;
+        if (!gk_type_is_supported((uint32_t)t) || !tt->from_float ||
+            !type_listed(o->types, tt->name))
+            continue;
         size_t nb = gk_row_size((uint32_t)t, cols);
         if (!nb) continue;
         int64_t rows1 = (int64_t)(big / nb);
         if (rows1 > 32768) rows1 = 32768;
         for (int64_t r = 0; r < rows1; r++) tt->from_float(x + (r % T) * cols, w + r * nb, cols);
-        double t1 = time_matmul(pool, w, (gk_dtype)t, nb, rows1, cols, x, y, 1, qbuf);
-        double t5 = time_matmul(pool, w, (gk_dtype)t, nb, rows512, cols, x, y, T, qbuf);
+        double t1 = time_matmul(pool, w, (gk_dtype)t, nb, rows1, cols, x, y, 1, qbuf, CAL_MIN_S);
+        double t5 = time_matmul(pool, w, (gk_dtype)t, nb, rows512, cols, x, y, T, qbuf, CAL_MIN_S);
         hw.mm_bw1[t] = (double)nb * rows1 / t1;
         hw.mm_flops512[t] = 2.0 * rows512 * cols * T / t5;
         if (!quiet && dist.rank == 0)
@@ -842,6 +901,28 @@ static int cmd_calibrate(int argc, char **argv, const plan_opts *o) {
                    tt->name, hw.mm_bw1[t] / 1e9, 2.0 * rows1 * cols / t1 / 1e9,
                    hw.mm_flops512[t] / 1e9);
         hw.bf16_flops = fmax(hw.bf16_flops, hw.mm_flops512[t]);
+        /* prompt chunks and an expert's share of one: T = 8 .. 512 tokens on a 1024-row
+         * matrix of 512- and 4096-wide rows (the weights written again for each width) */
+        for (int c = 0; c < 2; c++) {
+            int64_t wc = 512 << (3 * c);
+            size_t nbc = gk_row_size((uint32_t)t, wc);
+            if (!nbc) continue;
+            for (int64_t r = 0; r < 1024; r++) tt->from_float(x + (r % T) * wc, w + r * nbc, wc);
+            for (int k = 0; k < 4; k++) {
+                int Tk = 8 << (2 * k);
+                double tk =
+                    time_matmul(pool, w, (gk_dtype)t, nbc, 1024, wc, x, y, Tk, qbuf, CAL_MIN_S / 2);
+                hw.mm_flops_at[t][k][c] = 2.0 * 1024 * wc * Tk / tk;
+            }
+        }
+        if (!quiet && dist.rank == 0)
+            printf(
+                "          %-5s         T = 8 / 32 / 128 / 512, rows of 512: %.1f / %.1f / %.1f / "
+                "%.1f GFLOP/s; of 4096: %.1f / %.1f / %.1f / %.1f\n",
+                tt->name, hw.mm_flops_at[t][0][0] / 1e9, hw.mm_flops_at[t][1][0] / 1e9,
+                hw.mm_flops_at[t][2][0] / 1e9, hw.mm_flops_at[t][3][0] / 1e9,
+                hw.mm_flops_at[t][0][1] / 1e9, hw.mm_flops_at[t][1][1] / 1e9,
+                hw.mm_flops_at[t][2][1] / 1e9, hw.mm_flops_at[t][3][1] / 1e9);
         /* smaller matrices of 1024-wide rows, each read once in turn from the arena */
         size_t nb1 = gk_row_size((uint32_t)t, 1024);
         if (!nb1) continue;
@@ -929,12 +1010,25 @@ static int cmd_calibrate(int argc, char **argv, const plan_opts *o) {
     if (!quiet)
         printf("attention, heads of 32 / 64 / 128: %.2f / %.2f / %.2f GFLOP/s\n",
                hw.attn_at[0] / 1e9, hw.attn_at[1] / 1e9, hw.attn_at[2] / 1e9);
-    /* the libm calls of training's elementwise passes (GELU, softmax, softcaps), one
-     * thread: calls per second over 4096 arguments in [-4, 4] */
+    /* the libm calls of the elementwise passes (GELU, softmax, softcaps), one thread:
+     * calls per second over 4096 arguments as GELU gets them, activations of unit scale
+     * (standard normal, by Box-Muller from a fixed LCG; erff takes x / sqrt 2 as
+     * gk_gelu_erf does). glibc's erff takes slower paths for larger arguments, so the
+     * rate depends on their scale. */
     {
         const int n = 4096;
         float *in = buf, *outv = buf + n;
-        for (int i = 0; i < n; i++) in[i] = (float)i / n * 8.0f - 4.0f;
+        uint64_t lcg = 12345;
+        for (int i = 0; i < n; i += 2) {
+            double u[2];
+            for (int k = 0; k < 2; k++) {
+                lcg = lcg * 6364136223846793005ull + 1442695040888963407ull;
+                u[k] = ((double)(lcg >> 11) + 0.5) / 9007199254740992.0;
+            }
+            double rad = sqrt(-2.0 * log(u[0]));
+            in[i] = (float)(rad * cos(6.283185307179586 * u[1]));
+            in[i + 1] = (float)(rad * sin(6.283185307179586 * u[1]));
+        }
         for (int fn = 0; fn < 3; fn++) {
             double t0 = gk_time_s(), el;
             long r = 0;
@@ -942,7 +1036,7 @@ static int cmd_calibrate(int argc, char **argv, const plan_opts *o) {
                 if (fn == 0)
                     for (int i = 0; i < n; i++) outv[i] = expf(in[i]);
                 else if (fn == 1)
-                    for (int i = 0; i < n; i++) outv[i] = erff(in[i]);
+                    for (int i = 0; i < n; i++) outv[i] = erff(in[i] * 0.70710678f);
                 else
                     for (int i = 0; i < n; i++) outv[i] = tanhf(in[i]);
                 in[r % n] += outv[(r * 7) % n] * 1e-30f; /* keep the loops live */

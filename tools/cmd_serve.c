@@ -214,6 +214,10 @@ static void *engine_thread(void *arg) {
     snprintf(msg, sizeof msg, "model %s ready: %d slots of %u tokens, batch %ld, %s kernels",
              L->path, (int)o->slots, ep.n_ctx, o->n_batch, gk_kernels_name());
     log_line(NULL, msg);
+    if (!gk_tokenizer_has_chat(tok))
+        log_line(NULL, "the model has no chat template (a base model): /v1/chat/completions "
+                       "continues a plain transcript (System:/Human:/Assistant: turns) and "
+                       "stops before a next \"Human:\" or \"System:\" line");
     gk_serve_engine_run(e);
     if (gk_dist_size(L->dist) > 1 && gk_dist_stop(ctx, &err) < 0) log_line(NULL, err.msg);
     return NULL;

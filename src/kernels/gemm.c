@@ -64,7 +64,7 @@ const gk_gemm_kernels *gk_gemm_kernels_of(gk_dtype type) {
 
 /* Rows per work item: a strip of weights that one thread runs against a chunk
  * of tokens (for decode, 16 rows of every matrix per item). */
-#define ROW_BLOCK 16
+#define ROW_BLOCK GK_GEMM_STRIP
 
 typedef struct {
     float *y;
@@ -108,6 +108,12 @@ static void gemm_part(void *arg, int ith, int nth) {
         if (rb >= o->n_rb) rb -= o->n_rb, o = &j->out[1];
         int64_t r0 = rb * ROW_BLOCK, r1 = r0 + ROW_BLOCK < o->n_out ? r0 + ROW_BLOCK : o->n_out;
         int64_t t0 = tc * j->tc, t1 = t0 + j->tc < j->T ? t0 + j->tc : j->T;
+        if (k->strip) {
+            k->strip(j->n_in, o->w + (size_t)r0 * o->nb_row, o->nb_row, (int)(r1 - r0),
+                     j->xq + (size_t)t0 * j->xs, j->xs, (int)(t1 - t0),
+                     o->y + (size_t)t0 * o->n_out + r0, o->n_out);
+            continue;
+        }
         for (int64_t r = r0; r < r1; r += k->rmax) {
             int R = r1 - r < k->rmax ? (int)(r1 - r) : k->rmax;
             const uint8_t *w = o->w + (size_t)r * o->nb_row;
@@ -135,9 +141,10 @@ static void gemm_run(gk_pool *pool, const gk_gemm_kernels *k, const gemm_out *ou
         j.xq = (uint8_t *)x;
         j.xs = (size_t)n_in * sizeof(float);
     }
-    /* a chunk of packed tokens of about 256 KiB, a whole number of tiles */
-    int64_t tc = (int64_t)((256u << 10) / j.xs) / k->nmax * k->nmax;
-    j.tc = tc < k->nmax ? k->nmax : tc > 64 ? 64 / k->nmax * k->nmax : tc;
+    /* a chunk of packed tokens of about 256 KiB, a whole number of tiles; strip
+     * kernels unpack their rows once per chunk, so they take up to 128 tokens */
+    int64_t tc = (int64_t)((256u << 10) / j.xs) / k->nmax * k->nmax, cap = k->strip ? 128 : 64;
+    j.tc = tc < k->nmax ? k->nmax : tc > cap ? cap / k->nmax * k->nmax : tc;
     gk_pool_run(pool, gemm_part, &j);
 }
 
@@ -222,10 +229,10 @@ static void matmul_vec_dot(gk_pool *pool, float *y, const void *w, gk_dtype type
 /* ------------------------------------------------------------ public --- */
 
 size_t gk_matmul_qbuf_size(int64_t n_in, int T) {
-    /* the widest converted row of any type: the GEMM's packed int8 rows (n + n/8
-     * bytes, 64-aligned), Q8_0 (34 per 32) or Q8_K (292 per 256) */
+    /* the widest converted row of any type: the GEMM's packed int8 rows (n + 12
+     * bytes per 32, 64-aligned), Q8_0 (34 per 32) or Q8_K (292 per 256) */
     int64_t n32 = (n_in + 31) / 32 * 32, n256 = (n_in + 255) / 256 * 256;
-    size_t a = ((size_t)n32 + (size_t)(n32 / 32) * 4 + 63) & ~(size_t)63;
+    size_t a = ((size_t)n32 + (size_t)(n32 / 32) * 12 + 63) & ~(size_t)63;
     size_t b = gk_row_size(GK_TYPE_Q8_0, n32), c = gk_row_size(GK_TYPE_Q8_K, n256);
     size_t m = a > b ? a : b;
     return (size_t)T * (m > c ? m : c);

@@ -3,9 +3,11 @@
  * Y[t][o] = sum_i W[o][i] * X[t][i] with the weights in their file type and
  * the activations converted once per batch into a packed form of the weight
  * type's activation type (f32 rows for f32/f16/bf16 weights; int8 values and
- * fp32 scales, ggml's Q8_0 quantization, for Q8_0/Q4_0 weights).
+ * fp32 scales, ggml's Q8_0 quantization, for Q8_0/Q4_0 weights; Q8_K blocks for
+ * the k-quants, which have GEMM kernels only with AVX-512: gemm_avx512.c).
  *
- * Work is cut into tiles of R weight rows x N tokens held in registers, and
+ * Work is cut into tiles of R weight rows x N tokens held in registers (or, with
+ * AVX-512, strips of 16 rows unpacked with the rows as vector lanes), and
  * those into cache blocks (a strip of rows against a chunk of tokens), split
  * over the thread pool.
  *
@@ -38,7 +40,14 @@ typedef struct gk_gemm_kernels {
     size_t (*xrow)(int64_t n);
     void (*pack)(const float *x, int64_t n, uint8_t *dst);
     gk_gemm_tile_fn tile[GK_GEMM_RMAX][GK_GEMM_NMAX]; /* [R - 1][N - 1] */
+    /* Strip kernels instead of tiles (when not NULL): R <= rmax rows (rmax =
+     * GK_GEMM_STRIP) against T tokens of packed activations, as the tiles do. */
+    void (*strip)(int64_t n, const uint8_t *w, size_t nb_row, int R, const uint8_t *x, size_t xs,
+                  int T, float *y, int64_t ldy);
 } gk_gemm_kernels;
+
+/* Rows of a strip kernel's call (the work items' row blocks). */
+#define GK_GEMM_STRIP 16
 
 /* Kernels for a weight type on the fastest instruction set this CPU has, or NULL
  * when the type has none (then gk_matmul uses the type's vec_dot per row). */

@@ -1,15 +1,548 @@
 /*
- * gemm_avx512.c - the GEMM tiles with AVX-512VL (32 vector registers, still
- * 8-lane vectors: on CPUs that split 512-bit operations in two they gain
- * nothing) and VNNI's vpdpbusd for the int8 block sums: 4 rows x 6 tokens for
- * float weights, 4 x 4 for q8_0/q4_0. Called only after gemm.c checked the CPU.
- * The code is gemm_impl.h.
+ * gemm_avx512.c - the GEMM kernels with AVX-512 (F, BW, VL) and VNNI. Called
+ * only after gemm.c checked the CPU.
+ *
+ * Float weights: the tiles of gemm_impl.h with AVX-512VL's 32 registers
+ * (still 8-lane vectors), 4 rows x 6 tokens.
+ *
+ * Q8_0, Q4_0, Q4_K, Q5_K and Q6_K weights: strip kernels (gemm.h's strip),
+ * used for every batch size, decode included. A strip of 16 weight rows is unpacked,
+ * a chunk of 8 blocks (256 inputs) at a time, into an L1-resident buffer where
+ * one 512-bit vector holds 4 bytes of each of the 16 rows (the rows are the
+ * lanes); then every token of the batch runs against the buffer, 8 tokens per
+ * register tile. One vpdpbusd multiplies 16 rows by 4 of the token's values
+ * (broadcast), and the block scales are applied once per block for 16 rows.
+ *
+ * Per output element (row r, token t) the arithmetic is fixed:
+ *   acc = 0; for every 32-value block b, in order:
+ *     isum = sum_i wq[i] * xq[i]  (exact int32; wq stored unsigned as
+ *            wq + c, c = 128 for Q8_0, 8 for Q4_0's nibbles, and -c * sum(xq)
+ *            added back)
+ *     acc = fma(d_w * d_x, (float)isum, acc)   (d_w * d_x is exact: two
+ *            fp16 values)
+ *   y = acc
+ * (the k-quants: per 32 for Q4_K, acc = fma(d*sc * d_x, isum, acc), then
+ * acc = fnmadd(dmin*m, d_x * sum(xq), acc); per 16 for Q6_K, two sums and two
+ * fmas per block)
+ * whatever the batch, the tile, the chunk (acc goes through y between chunks
+ * unchanged) or the thread, so a token's result does not depend on its batch.
  */
+#include "kernels/gemm.h"
+#include "tensor/kquants.h"
+
+#include <immintrin.h>
+#include <stddef.h>
+#include <string.h>
+
 #define GEMM_VNNI 1
 #define GEMM_NINST 6
 #define GEMM_FR 4
 #define GEMM_FN 6
 #define GEMM_QR 4
 #define GEMM_QN 4
-#define GEMM_TABLE_FN gk_gemm_kernels_avx512
+#define GEMM_TABLE_FN impl_kernels
+static const gk_gemm_kernels *impl_kernels(gk_dtype type);
 #include "kernels/gemm_impl.h"
+
+/* ------------------------------------------------------- strip kernels --- */
+
+#define SR 16 /* rows per strip: the 16 int32 lanes */
+#define KB 8  /* blocks of 32 per unpacked chunk */
+#define NT 8  /* tokens per register tile */
+
+/* The k-quants (a chunk is one 256-value super-block): Q4_K's and Q5_K's
+ * weights are d*sc*q - dmin*m per 32 (q unsigned, no offset; the min term is a
+ * second product per block), Q6_K's d*sc*(q - 32) per 16 (two sums per block). */
+enum { K_Q4K = K_Q4 + 1, K_Q5K, K_Q6K };
+#define SUB16(kind) ((kind) == K_Q6K)
+#define AFFINE(kind) ((kind) == K_Q4K || (kind) == K_Q5K)
+
+/* One unpacked chunk: per block, 8 vectors of 16 rows x 4 unsigned bytes, the
+ * 16 rows' scales (per 16-value half for Q6_K) and Q4_K's mins. */
+typedef struct {
+    __m512i q[KB][8];
+    __m512 d[KB][2];
+    __m512 m[KB];
+} strip_buf;
+
+/* Packed activation row: n int8 values (ggml's Q8_0 quantization; Q8_K for the
+ * k-quants, as their vec_dot takes), then per 32-block its fp32 scale, then two
+ * int32 slots per block: -c * the sum of its values (c the weights' offset: 128
+ * Q8_0, 8 Q4_0); Q6_K: -32 * the sums of its halves; Q4_K: the fp32 value
+ * scale * sum. */
+static size_t xrow_s(int64_t n) {
+    size_t b = (size_t)n + (size_t)(n / 32) * 12;
+    return (b + 63) & ~(size_t)63;
+}
+
+AI void pack_s(const int kind, const float *x, int64_t n, uint8_t *dst) {
+    const int64_t nb = n / 32;
+    float *d = (float *)(dst + n);
+    int32_t *sa = (int32_t *)(dst + n + nb * 4), *sb = sa + nb;
+    if (kind != K_Q8 && kind != K_Q4) {
+        /* the k-quants' own activation blocks: Q8_K, one fp32 scale per 256 */
+        gk_from_float_fn quant = gk_type_traits_of(GK_TYPE_Q8_K)->from_float;
+        for (int64_t is = 0; is < n / 256; is++) {
+            gk_block_q8_K q;
+            quant(x + is * 256, &q, 256);
+            memcpy(dst + is * 256, q.qs, 256);
+            for (int j = 0; j < 8; j++) {
+                int64_t ib = is * 8 + j;
+                int32_t s0 = q.bsums[2 * j], s1 = q.bsums[2 * j + 1];
+                d[ib] = q.d;
+                if (AFFINE(kind)) {
+                    float f = q.d * (float)(s0 + s1);
+                    memcpy(&sa[ib], &f, 4);
+                    sb[ib] = 0;
+                } else {
+                    sa[ib] = -32 * s0, sb[ib] = -32 * s1;
+                }
+            }
+        }
+        return;
+    }
+    gk_from_float_fn quant = gk_type_traits_of(GK_TYPE_Q8_0)->from_float;
+    for (int64_t ib = 0; ib < nb; ib++) {
+        gk_block_q8_0 b;
+        quant(x + ib * 32, &b, 32);
+        d[ib] = gk_fp16_to_fp32(b.d);
+        int32_t s = 0;
+        for (int j = 0; j < 32; j++) s += b.qs[j];
+        sa[ib] = -(kind == K_Q8 ? 128 : 8) * s;
+        sb[ib] = 0;
+        memcpy(dst + ib * 32, b.qs, 32);
+    }
+}
+static void pack_s_q8(const float *x, int64_t n, uint8_t *dst) {
+    pack_s(K_Q8, x, n, dst);
+}
+static void pack_s_q4(const float *x, int64_t n, uint8_t *dst) {
+    pack_s(K_Q4, x, n, dst);
+}
+static void pack_s_q4k(const float *x, int64_t n, uint8_t *dst) {
+    pack_s(K_Q4K, x, n, dst);
+}
+static void pack_s_q6k(const float *x, int64_t n, uint8_t *dst) {
+    pack_s(K_Q6K, x, n, dst);
+}
+
+/* 16 vectors, row r in the low half of v[r] and row r + 8 in its high half
+ * (8 dwords each), transposed into o[k] = dword k of rows 0..15. */
+AI void transpose16x8(const __m512i v[8], __m512i o[8]) {
+    __m512i t[8], u[8];
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; i++) {
+        t[2 * i] = _mm512_unpacklo_epi32(v[2 * i], v[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_epi32(v[2 * i], v[2 * i + 1]);
+    }
+#pragma GCC unroll 2
+    for (int h = 0; h < 2; h++) { /* rows 0-3 (t0..t3), rows 4-7 (t4..t7) */
+        __m512i *s = t + 4 * h;
+        u[4 * h + 0] = _mm512_unpacklo_epi64(s[0], s[2]); /* dwords 0, 4 */
+        u[4 * h + 1] = _mm512_unpackhi_epi64(s[0], s[2]); /* 1, 5 */
+        u[4 * h + 2] = _mm512_unpacklo_epi64(s[1], s[3]); /* 2, 6 */
+        u[4 * h + 3] = _mm512_unpackhi_epi64(s[1], s[3]); /* 3, 7 */
+    }
+    const __m512i lo = _mm512_setr_epi64(0, 1, 8, 9, 4, 5, 12, 13),
+                  hi = _mm512_setr_epi64(2, 3, 10, 11, 6, 7, 14, 15);
+#pragma GCC unroll 4
+    for (int k = 0; k < 4; k++) {
+        o[k] = _mm512_permutex2var_epi64(u[k], lo, u[4 + k]);
+        o[k + 4] = _mm512_permutex2var_epi64(u[k], hi, u[4 + k]);
+    }
+}
+
+/* Unpacks k-quant super-block sb of R <= 16 rows (rows past R repeat row R - 1). */
+AI void unpack_super(const int kind, const uint8_t *w, size_t nb_row, int R, int64_t sb,
+                     strip_buf *buf) {
+    const size_t bsz = kind == K_Q4K   ? sizeof(gk_block_q4_K)
+                       : kind == K_Q5K ? sizeof(gk_block_q5_K)
+                                       : sizeof(gk_block_q6_K);
+    const uint8_t *p = w + (size_t)sb * bsz, *rp[SR];
+#pragma GCC unroll 16
+    for (int r = 0; r < SR; r++) rp[r] = p + (size_t)(r < R ? r : R - 1) * nb_row;
+    int32_t ri[SR];
+#pragma GCC unroll 16
+    for (int r = 0; r < SR; r++) ri[r] = (int32_t)(rp[r] - p);
+    const __m512i vidx = _mm512_loadu_si512(ri), b6 = _mm512_set1_epi32(63),
+                  b4 = _mm512_set1_epi32(15);
+    const __m512i m4 = _mm512_set1_epi8(0x0f), m30 = _mm512_set1_epi8(0x30);
+    __m512i v[4][8];
+    if (AFFINE(kind)) { /* same leading fields in Q4_K and Q5_K */
+        /* the 16 rows' d, dmin and 12 packed scale bytes, one row per lane */
+        const __m512i dd = _mm512_i32gather_epi32(vidx, p, 1),
+                      qa = _mm512_i32gather_epi32(vidx, p + 4, 1),
+                      qb = _mm512_i32gather_epi32(vidx, p + 8, 1),
+                      qc = _mm512_i32gather_epi32(vidx, p + 12, 1);
+        const __m512 d = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(dd)),
+                     dm = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(dd, 16)));
+#pragma GCC unroll 4
+        for (int j = 0; j < 4; j++) { /* sub-blocks j and j + 4 */
+            __m512i a = _mm512_srli_epi32(qa, 8 * j), bq = _mm512_srli_epi32(qb, 8 * j),
+                    c = _mm512_srli_epi32(qc, 8 * j);
+            __m512i sc0 = _mm512_and_si512(a, b6), m0 = _mm512_and_si512(bq, b6);
+            __m512i sc1 = _mm512_or_si512(
+                        _mm512_and_si512(c, b4),
+                        _mm512_slli_epi32(
+                            _mm512_and_si512(_mm512_srli_epi32(a, 6), _mm512_set1_epi32(3)), 4)),
+                    m1 = _mm512_or_si512(
+                        _mm512_and_si512(_mm512_srli_epi32(c, 4), b4),
+                        _mm512_slli_epi32(
+                            _mm512_and_si512(_mm512_srli_epi32(bq, 6), _mm512_set1_epi32(3)), 4));
+            buf->d[j][0] = _mm512_mul_ps(d, _mm512_cvtepi32_ps(sc0));
+            buf->m[j] = _mm512_mul_ps(dm, _mm512_cvtepi32_ps(m0));
+            buf->d[j + 4][0] = _mm512_mul_ps(d, _mm512_cvtepi32_ps(sc1));
+            buf->m[j + 4] = _mm512_mul_ps(dm, _mm512_cvtepi32_ps(m1));
+        }
+        const size_t oq = kind == K_Q4K ? offsetof(gk_block_q4_K, qs) : offsetof(gk_block_q5_K, qs),
+                     oh = offsetof(gk_block_q5_K, qh);
+        const __m512i one = _mm512_set1_epi8(1);
+        for (int g = 0; g < 4; g++) { /* 32 bytes: low nibbles block 2g, high 2g + 1 */
+#pragma GCC unroll 8
+            for (int r = 0; r < 8; r++) {
+                const size_t o = oq + 32 * (size_t)g;
+                __m512i z = _mm512_inserti64x4(
+                    _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(rp[r] + o))),
+                    _mm256_loadu_si256((const __m256i *)(rp[r + 8] + o)), 1);
+                v[0][r] = _mm512_and_si512(z, m4);
+                v[1][r] = _mm512_and_si512(_mm512_srli_epi16(z, 4), m4);
+                if (kind == K_Q5K) { /* the fifth bit of block j: bit j of qh[l] */
+                    __m512i h = _mm512_inserti64x4(
+                        _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(rp[r] + oh))),
+                        _mm256_loadu_si256((const __m256i *)(rp[r + 8] + oh)), 1);
+                    __m512i h0 = _mm512_and_si512(_mm512_srli_epi16(h, 2 * g), one),
+                            h1 = _mm512_and_si512(_mm512_srli_epi16(h, 2 * g + 1), one);
+                    v[0][r] = _mm512_or_si512(v[0][r], _mm512_slli_epi16(h0, 4));
+                    v[1][r] = _mm512_or_si512(v[1][r], _mm512_slli_epi16(h1, 4));
+                }
+            }
+            transpose16x8(v[0], buf->q[2 * g]);
+            transpose16x8(v[1], buf->q[2 * g + 1]);
+        }
+        return;
+    }
+    {
+        /* d (the high half of the dword at 206) and the 16 int8 scales */
+        const size_t os = offsetof(gk_block_q6_K, scales);
+        const __m512 d = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(
+            _mm512_srli_epi32(_mm512_i32gather_epi32(vidx, p + os + 14, 1), 16)));
+#pragma GCC unroll 4
+        for (int g = 0; g < 4; g++) {
+            const __m512i q = _mm512_i32gather_epi32(vidx, p + os + 4 * g, 1);
+#pragma GCC unroll 4
+            for (int i = 0; i < 4; i++) {
+                __m512i sc = _mm512_srai_epi32(_mm512_slli_epi32(q, 24 - 8 * i), 24);
+                int j = 4 * g + i; /* scale j: block j / 2, half j % 2 */
+                buf->d[j / 2][j % 2] = _mm512_mul_ps(d, _mm512_cvtepi32_ps(sc));
+            }
+        }
+    }
+    for (int h = 0; h < 2; h++) { /* values 128h..: ql + 64h, qh + 32h */
+#pragma GCC unroll 8
+        for (int r = 0; r < 8; r++) {
+            const size_t ol = offsetof(gk_block_q6_K, ql) + 64 * (size_t)h,
+                         oh = offsetof(gk_block_q6_K, qh) + 32 * (size_t)h;
+#define LD2(off)                                                                                   \
+    _mm512_inserti64x4(                                                                            \
+        _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(rp[r] + (off)))),              \
+        _mm256_loadu_si256((const __m256i *)(rp[r + 8] + (off))), 1)
+            __m512i l0 = LD2(ol), l1 = LD2(ol + 32), hb = LD2(oh);
+#undef LD2
+            v[0][r] = _mm512_or_si512(_mm512_and_si512(l0, m4),
+                                      _mm512_and_si512(_mm512_slli_epi16(hb, 4), m30));
+            v[1][r] = _mm512_or_si512(_mm512_and_si512(l1, m4),
+                                      _mm512_and_si512(_mm512_slli_epi16(hb, 2), m30));
+            v[2][r] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(l0, 4), m4),
+                                      _mm512_and_si512(hb, m30));
+            v[3][r] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(l1, 4), m4),
+                                      _mm512_and_si512(_mm512_srli_epi16(hb, 2), m30));
+        }
+        for (int g = 0; g < 4; g++) transpose16x8(v[g], buf->q[4 * h + g]);
+    }
+}
+
+/* Unpacks blocks [b0, b0 + nbk) of R <= 16 rows; rows past R repeat row R - 1
+ * (their lanes are never stored). */
+AI void unpack_chunk(const int kind, const uint8_t *w, size_t nb_row, int R, int64_t b0, int nbk,
+                     strip_buf *buf) {
+    if (kind >= K_Q4K) {
+        unpack_super(kind, w, nb_row, R, b0 / KB, buf);
+        return;
+    }
+    const int bsz = kind == K_Q8 ? 34 : 18;
+    const uint8_t *base = w + (size_t)b0 * bsz;
+    size_t ro[SR];
+    int32_t ri[SR];
+#pragma GCC unroll 16
+    for (int r = 0; r < SR; r++) {
+        ro[r] = (size_t)(r < R ? r : R - 1) * nb_row;
+        ri[r] = (int32_t)ro[r];
+    }
+    const __m512i vidx = _mm512_loadu_si512(ri);
+    const __m256i m4 = _mm256_set1_epi8(0x0f);
+    for (int b = 0; b < nbk; b++) {
+        const uint8_t *p = base + (size_t)b * bsz;
+        __m512i v[8];
+#pragma GCC unroll 8
+        for (int r = 0; r < 8; r++) {
+            if (kind == K_Q8) {
+                __m256i a = _mm256_loadu_si256((const __m256i *)(p + ro[r] + 2)),
+                        c = _mm256_loadu_si256((const __m256i *)(p + ro[r + 8] + 2));
+                v[r] = _mm512_xor_si512(_mm512_inserti64x4(_mm512_castsi256_si512(a), c, 1),
+                                        _mm512_set1_epi8((char)0x80));
+            } else {
+                __m256i a = _mm256_inserti128_si256(
+                    _mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(p + ro[r] + 2))),
+                    _mm_loadu_si128((const __m128i *)(p + ro[r + 8] + 2)), 1);
+                __m256i lo = _mm256_and_si256(a, m4),
+                        hi = _mm256_and_si256(_mm256_srli_epi16(a, 4), m4);
+                __m512i z = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+                v[r] = _mm512_shuffle_i64x2(z, z, _MM_SHUFFLE(3, 1, 2, 0));
+            }
+        }
+        transpose16x8(v, buf->q[b]);
+        /* the fp16 scales: a dword gathered from each row, its low half kept */
+        __m512i h = _mm512_i32gather_epi32(vidx, p, 1);
+        buf->d[b][0] = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(h));
+    }
+}
+
+/* N tokens against an unpacked chunk; acc lives in y between chunks. */
+AI void strip_tile(const int kind, const int N, int nbk, const strip_buf *buf, int64_t b0,
+                   int64_t n, const uint8_t *x, size_t xs, float *y, int64_t ldy, bool first,
+                   __mmask16 m) {
+    __m512 acc[NT];
+    const int8_t *xq[NT];
+    const float *dx[NT];
+    const int32_t *ca[NT], *cb[NT];
+    const int64_t nb = n / 32;
+#pragma GCC unroll 8
+    for (int t = 0; t < N; t++) {
+        const uint8_t *xr = x + (size_t)t * xs;
+        xq[t] = (const int8_t *)xr + b0 * 32;
+        dx[t] = (const float *)(xr + n) + b0;
+        ca[t] = (const int32_t *)(xr + n + nb * 4) + b0;
+        cb[t] = ca[t] + nb;
+        acc[t] = first ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(m, y + (size_t)t * ldy);
+    }
+    for (int b = 0; b < nbk; b++) {
+        __m512i wq[8];
+#pragma GCC unroll 8
+        for (int k = 0; k < 8; k++) wq[k] = _mm512_load_si512(&buf->q[b][k]);
+        const __m512 dw = _mm512_load_ps((const float *)&buf->d[b][0]);
+        const __m512 dw2 = SUB16(kind) ? _mm512_load_ps((const float *)&buf->d[b][1]) : dw;
+        const __m512 mw = AFFINE(kind) ? _mm512_load_ps((const float *)&buf->m[b]) : dw;
+#pragma GCC unroll 8
+        for (int t = 0; t < N; t++) {
+            int32_t xv[8];
+            memcpy(xv, xq[t] + b * 32, 32);
+            const __m512 dxv = _mm512_set1_ps(dx[t][b]);
+            if (SUB16(kind)) {
+                __m512i s0 = _mm512_set1_epi32(ca[t][b]), s1 = _mm512_set1_epi32(cb[t][b]);
+#pragma GCC unroll 4
+                for (int k = 0; k < 4; k++) {
+                    s0 = _mm512_dpbusd_epi32(s0, wq[k], _mm512_set1_epi32(xv[k]));
+                    s1 = _mm512_dpbusd_epi32(s1, wq[k + 4], _mm512_set1_epi32(xv[k + 4]));
+                }
+                acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(dw, dxv), _mm512_cvtepi32_ps(s0), acc[t]);
+                acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(dw2, dxv), _mm512_cvtepi32_ps(s1), acc[t]);
+                continue;
+            }
+            __m512i s = AFFINE(kind) ? _mm512_setzero_si512() : _mm512_set1_epi32(ca[t][b]);
+#pragma GCC unroll 8
+            for (int k = 0; k < 8; k++) s = _mm512_dpbusd_epi32(s, wq[k], _mm512_set1_epi32(xv[k]));
+            acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(dw, dxv), _mm512_cvtepi32_ps(s), acc[t]);
+            if (AFFINE(kind)) {
+                float xs_f;
+                memcpy(&xs_f, &ca[t][b], 4);
+                acc[t] = _mm512_fnmadd_ps(mw, _mm512_set1_ps(xs_f), acc[t]);
+            }
+        }
+    }
+#pragma GCC unroll 8
+    for (int t = 0; t < N; t++) _mm512_mask_storeu_ps(y + (size_t)t * ldy, m, acc[t]);
+}
+
+/* One token straight from the rows (decode), the same arithmetic as the
+ * unpacked tiles: per block, row r (and r + 8) times the token's values gives
+ * 8 partial sums per row, added up exactly into one lane per row. */
+AI void strip_one(const int kind, int64_t n, const uint8_t *w, size_t nb_row, int R,
+                  const uint8_t *x, float *y, __mmask16 m) {
+    const int64_t nb = n / 32;
+    const int bsz = kind == K_Q8 ? 34 : 18;
+    size_t ro[SR];
+    int32_t ri[SR];
+#pragma GCC unroll 16
+    for (int r = 0; r < SR; r++) {
+        ro[r] = (size_t)(r < R ? r : R - 1) * nb_row;
+        ri[r] = (int32_t)ro[r];
+    }
+    const __m512i vidx = _mm512_loadu_si512(ri);
+    const __m512i lo = _mm512_setr_epi64(0, 1, 8, 9, 4, 5, 12, 13),
+                  hi = _mm512_setr_epi64(2, 3, 10, 11, 6, 7, 14, 15);
+    const float *dx = (const float *)(x + n);
+    const int32_t *cx = (const int32_t *)(x + n + nb * 4);
+    const size_t span = (size_t)SR * nb_row;
+    __m512 acc = _mm512_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        const uint8_t *p = w + (size_t)b * bsz;
+        if ((b & 7) == 0) { /* fetch the next strip in step with this one */
+            size_t plo = span * (size_t)b / (size_t)nb,
+                   phi = span * (size_t)(b + 8 < nb ? b + 8 : nb) / (size_t)nb;
+            for (size_t q = plo & ~(size_t)63; q < phi; q += 64)
+                _mm_prefetch((const char *)w + span + q, _MM_HINT_T0);
+        }
+        __m512i S;
+        if (kind == K_Q4) {
+            /* four rows' 16 bytes per vector (rows g, g+4, g+8, g+12): the low
+             * nibbles against values 0..15, the high ones against 16..31, so
+             * each row's 4 partial sums sit in one 128-bit lane */
+            const __m512i xl = _mm512_broadcast_i32x4(
+                              _mm_loadu_si128((const __m128i *)(x + b * 32))),
+                          xh = _mm512_broadcast_i32x4(
+                              _mm_loadu_si128((const __m128i *)(x + b * 32 + 16)));
+            const __m512i m4z = _mm512_set1_epi8(0x0f);
+            __m512i P[4];
+#pragma GCC unroll 4
+            for (int g = 0; g < 4; g++) {
+                __m512i z =
+                    _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)(p + ro[g] + 2)));
+                z = _mm512_inserti32x4(z, _mm_loadu_si128((const __m128i *)(p + ro[g + 4] + 2)), 1);
+                z = _mm512_inserti32x4(z, _mm_loadu_si128((const __m128i *)(p + ro[g + 8] + 2)), 2);
+                z = _mm512_inserti32x4(z, _mm_loadu_si128((const __m128i *)(p + ro[g + 12] + 2)),
+                                       3);
+                P[g] = _mm512_dpbusd_epi32(
+                    _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_and_si512(z, m4z), xl),
+                    _mm512_and_si512(_mm512_srli_epi16(z, 4), m4z), xh);
+            }
+            __m512i A0 = _mm512_add_epi32(_mm512_unpacklo_epi32(P[0], P[1]),
+                                          _mm512_unpackhi_epi32(P[0], P[1])),
+                    A1 = _mm512_add_epi32(_mm512_unpacklo_epi32(P[2], P[3]),
+                                          _mm512_unpackhi_epi32(P[2], P[3]));
+            /* lane L: rows 4L..4L+3 */
+            S = _mm512_add_epi32(_mm512_unpacklo_epi64(A0, A1), _mm512_unpackhi_epi64(A0, A1));
+        } else {
+            const __m512i xv =
+                _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(x + b * 32)));
+            __m512i P[8];
+#pragma GCC unroll 8
+            for (int r = 0; r < 8; r++) {
+                __m256i a = _mm256_loadu_si256((const __m256i *)(p + ro[r] + 2)),
+                        c = _mm256_loadu_si256((const __m256i *)(p + ro[r + 8] + 2));
+                __m512i v = _mm512_xor_si512(_mm512_inserti64x4(_mm512_castsi256_si512(a), c, 1),
+                                             _mm512_set1_epi8((char)0x80));
+                P[r] = _mm512_dpbusd_epi32(_mm512_setzero_si512(), v, xv);
+            }
+            __m512i A[4], B[2];
+#pragma GCC unroll 4
+            for (int i = 0; i < 4; i++)
+                A[i] = _mm512_add_epi32(_mm512_unpacklo_epi32(P[2 * i], P[2 * i + 1]),
+                                        _mm512_unpackhi_epi32(P[2 * i], P[2 * i + 1]));
+#pragma GCC unroll 2
+            for (int i = 0; i < 2; i++)
+                B[i] = _mm512_add_epi32(_mm512_unpacklo_epi64(A[2 * i], A[2 * i + 1]),
+                                        _mm512_unpackhi_epi64(A[2 * i], A[2 * i + 1]));
+            S = _mm512_add_epi32(_mm512_permutex2var_epi64(B[0], lo, B[1]),
+                                 _mm512_permutex2var_epi64(B[0], hi, B[1]));
+        }
+        S = _mm512_add_epi32(S, _mm512_set1_epi32(cx[b]));
+        const __m512 dw =
+            _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_i32gather_epi32(vidx, p, 1)));
+        acc = _mm512_fmadd_ps(_mm512_mul_ps(dw, _mm512_set1_ps(dx[b])), _mm512_cvtepi32_ps(S), acc);
+    }
+    _mm512_mask_storeu_ps(y, m, acc);
+}
+
+AI void strip_run(const int kind, int64_t n, const uint8_t *w, size_t nb_row, int R,
+                  const uint8_t *x, size_t xs, int T, float *y, int64_t ldy) {
+    const int64_t nb = n / 32;
+    const __mmask16 m = (__mmask16)((1u << R) - 1);
+    if (T == 1 && (kind == K_Q8 || kind == K_Q4)) {
+        strip_one(kind, n, w, nb_row, R, x, y, m);
+        return;
+    }
+    strip_buf buf __attribute__((aligned(64)));
+    for (int64_t b0 = 0; b0 < nb; b0 += KB) {
+        int nbk = nb - b0 < KB ? (int)(nb - b0) : KB;
+        if (T <= 2) {
+            /* decode streams the weights from memory: fetch the next strip (the
+             * rows that follow, contiguous) in step with this one */
+            const size_t span = (size_t)SR * nb_row, lo = span * (size_t)b0 / (size_t)nb,
+                         hi = span * (size_t)(b0 + nbk) / (size_t)nb;
+            for (size_t p = lo & ~(size_t)63; p < hi; p += 64)
+                _mm_prefetch((const char *)w + span + p, _MM_HINT_T0);
+        }
+        unpack_chunk(kind, w, nb_row, R, b0, nbk, &buf);
+        int t = 0;
+        for (; t + NT <= T; t += NT)
+            strip_tile(kind, NT, nbk, &buf, b0, n, x + (size_t)t * xs, xs, y + (size_t)t * ldy, ldy,
+                       b0 == 0, m);
+        switch (T - t) {
+#define CASE(N)                                                                                    \
+    case N:                                                                                        \
+        strip_tile(kind, N, nbk, &buf, b0, n, x + (size_t)t * xs, xs, y + (size_t)t * ldy, ldy,    \
+                   b0 == 0, m);                                                                    \
+        break;
+            CASE(1)
+            CASE(2)
+            CASE(3)
+            CASE(4)
+            CASE(5)
+            CASE(6)
+            CASE(7)
+#undef CASE
+        default:
+            break;
+        }
+    }
+}
+
+static void strip_q8(int64_t n, const uint8_t *w, size_t nb_row, int R, const uint8_t *x, size_t xs,
+                     int T, float *y, int64_t ldy) {
+    strip_run(K_Q8, n, w, nb_row, R, x, xs, T, y, ldy);
+}
+static void strip_q4(int64_t n, const uint8_t *w, size_t nb_row, int R, const uint8_t *x, size_t xs,
+                     int T, float *y, int64_t ldy) {
+    strip_run(K_Q4, n, w, nb_row, R, x, xs, T, y, ldy);
+}
+
+static void strip_q4k(int64_t n, const uint8_t *w, size_t nb_row, int R, const uint8_t *x,
+                      size_t xs, int T, float *y, int64_t ldy) {
+    strip_run(K_Q4K, n, w, nb_row, R, x, xs, T, y, ldy);
+}
+static void strip_q5k(int64_t n, const uint8_t *w, size_t nb_row, int R, const uint8_t *x,
+                      size_t xs, int T, float *y, int64_t ldy) {
+    strip_run(K_Q5K, n, w, nb_row, R, x, xs, T, y, ldy);
+}
+static void strip_q6k(int64_t n, const uint8_t *w, size_t nb_row, int R, const uint8_t *x,
+                      size_t xs, int T, float *y, int64_t ldy) {
+    strip_run(K_Q6K, n, w, nb_row, R, x, xs, T, y, ldy);
+}
+
+static const gk_gemm_kernels s_q4k = {
+    .rmax = SR, .nmax = NT, .xrow = xrow_s, .pack = pack_s_q4k, .strip = strip_q4k};
+static const gk_gemm_kernels s_q5k = {
+    .rmax = SR, .nmax = NT, .xrow = xrow_s, .pack = pack_s_q4k, .strip = strip_q5k};
+static const gk_gemm_kernels s_q6k = {
+    .rmax = SR, .nmax = NT, .xrow = xrow_s, .pack = pack_s_q6k, .strip = strip_q6k};
+static const gk_gemm_kernels s_q8 = {
+    .rmax = SR, .nmax = NT, .xrow = xrow_s, .pack = pack_s_q8, .strip = strip_q8};
+static const gk_gemm_kernels s_q4 = {
+    .rmax = SR, .nmax = NT, .xrow = xrow_s, .pack = pack_s_q4, .strip = strip_q4};
+
+const gk_gemm_kernels *gk_gemm_kernels_avx512(gk_dtype type) {
+    switch (type) {
+    case GK_TYPE_Q8_0:
+        return &s_q8;
+    case GK_TYPE_Q4_0:
+        return &s_q4;
+    case GK_TYPE_Q4_K:
+        return &s_q4k;
+    case GK_TYPE_Q5_K:
+        return &s_q5k;
+    case GK_TYPE_Q6_K:
+        return &s_q6k;
+    default:
+        return impl_kernels(type);
+    }
+}

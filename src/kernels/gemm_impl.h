@@ -236,11 +236,11 @@ DEF_KIND(ftile, BF16)
 DEF_KIND(qtile, Q8)
 DEF_KIND(qtile, Q4)
 
-static const gk_gemm_kernels k_f32 = {GEMM_FR, GEMM_FN, NULL, NULL, TABLE(F32)};
-static const gk_gemm_kernels k_f16 = {GEMM_FR, GEMM_FN, NULL, NULL, TABLE(F16)};
-static const gk_gemm_kernels k_bf16 = {GEMM_FR, GEMM_FN, NULL, NULL, TABLE(BF16)};
-static const gk_gemm_kernels k_q8 = {GEMM_QR, GEMM_QN, xrow_q, pack_q, TABLE(Q8)};
-static const gk_gemm_kernels k_q4 = {GEMM_QR, GEMM_QN, xrow_q, pack_q, TABLE(Q4)};
+static const gk_gemm_kernels k_f32 = {GEMM_FR, GEMM_FN, NULL, NULL, TABLE(F32), NULL};
+static const gk_gemm_kernels k_f16 = {GEMM_FR, GEMM_FN, NULL, NULL, TABLE(F16), NULL};
+static const gk_gemm_kernels k_bf16 = {GEMM_FR, GEMM_FN, NULL, NULL, TABLE(BF16), NULL};
+static const gk_gemm_kernels k_q8 = {GEMM_QR, GEMM_QN, xrow_q, pack_q, TABLE(Q8), NULL};
+static const gk_gemm_kernels k_q4 = {GEMM_QR, GEMM_QN, xrow_q, pack_q, TABLE(Q4), NULL};
 
 const gk_gemm_kernels *GEMM_TABLE_FN(gk_dtype type) {
     switch (type) {

@@ -3,6 +3,8 @@
  */
 #include "kernels/ops.h"
 
+#include <math.h>
+#include <pthread.h>
 #include <string.h>
 
 void gk_rmsnorm(float *out, const float *x, const float *w, int64_t n, float eps) {
@@ -12,25 +14,71 @@ void gk_rmsnorm(float *out, const float *x, const float *w, int64_t n, float eps
     for (int64_t i = 0; i < n; i++) out[i] = x[i] * r * w[i];
 }
 
+/* The fp16 nearest to a finite v (ties to even), from a double: rounding to float
+ * first could land on a midpoint between two fp16 values that v itself is not on,
+ * so the float's rounding and its two neighbours are compared with v. */
+static uint16_t fp16_nearest(double v) {
+    double av = fabs(v);
+    uint16_t h = gk_fp32_to_fp16((float)av), best = h;
+    double err = fabs((double)gk_fp16_to_fp32(h) - av);
+    for (int d = -1; d <= 1; d += 2) {
+        int c = (int)h + d;
+        if (c < 0 || c >= 0x7c00) continue;
+        double e = fabs((double)gk_fp16_to_fp32((uint16_t)c) - av);
+        if (e < err || (e == err && !(c & 1))) best = (uint16_t)c, err = e;
+    }
+    return (uint16_t)(best | (v < 0 ? 0x8000 : 0));
+}
+
+/* GELU_tanh(x) for every fp16 x, computed in double and rounded once to fp16. */
+static float gelu_f16_table[65536];
+static pthread_once_t gelu_f16_once = PTHREAD_ONCE_INIT;
+
+static void gelu_f16_init(void) {
+    for (uint32_t i = 0; i < 65536; i++) {
+        double x = gk_fp16_to_fp32((uint16_t)i);
+        double g = 0.5 * x * (1.0 + tanh(0.7978845608028654 * x * (1.0 + 0.044715 * x * x)));
+        gelu_f16_table[i] = isfinite(x) ? gk_fp16_to_fp32(fp16_nearest(g)) : (float)x;
+    }
+}
+
+static inline float gelu_tanh_f16(float x) {
+    if (x <= -10.0f) return 0.0f;
+    if (x >= 10.0f) return x;
+    return gelu_f16_table[gk_fp32_to_fp16(x)];
+}
+
+float gk_gelu_tanh_f16(float x) {
+    pthread_once(&gelu_f16_once, gelu_f16_init);
+    return gelu_tanh_f16(x);
+}
+
 typedef struct {
     float *a;
     const float *b;
     int64_t n;
-    bool erf;
+    gk_gelu kind;
 } geglu_job;
 
 static void geglu_part(void *arg, int ith, int nth) {
     geglu_job *j = arg;
     int64_t lo, hi;
     gk_split(j->n, ith, nth, &lo, &hi);
-    if (j->erf)
+    switch (j->kind) {
+    case GK_GELU_ERF:
         for (int64_t i = lo; i < hi; i++) j->a[i] = gk_gelu_erf(j->a[i]) * j->b[i];
-    else
+        break;
+    case GK_GELU_TANH_F16:
+        for (int64_t i = lo; i < hi; i++) j->a[i] = gelu_tanh_f16(j->a[i]) * j->b[i];
+        break;
+    default:
         for (int64_t i = lo; i < hi; i++) j->a[i] = gk_gelu_tanh(j->a[i]) * j->b[i];
+    }
 }
 
-void gk_geglu(gk_pool *pool, float *a, const float *b, int64_t n, bool erf) {
-    geglu_job j = {.a = a, .b = b, .n = n, .erf = erf};
+void gk_geglu(gk_pool *pool, float *a, const float *b, int64_t n, gk_gelu kind) {
+    if (kind == GK_GELU_TANH_F16) pthread_once(&gelu_f16_once, gelu_f16_init);
+    geglu_job j = {.a = a, .b = b, .n = n, .kind = kind};
     gk_pool_run(pool, geglu_part, &j);
 }
 

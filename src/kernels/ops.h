@@ -43,8 +43,28 @@ static inline float gk_softcap(float x, float cap) {
     return cap > 0.0f ? cap * tanhf(x / cap) : x;
 }
 
+/* Attention's weighted sum of value rows: out[i] = sum_k w[k] * V_k[i] for
+ * i < hd, with V_k the f32 or f16 row at V + k * row, by fmaf over the keys in
+ * order from 0 (the SIMD version gives the reference's bits). */
+void gk_attn_wsum(float *out, const void *V, size_t row, gk_dtype type, const float *w, int64_t nk,
+                  int hd);
+void gk_attn_wsum_ref(float *out, const void *V, size_t row, gk_dtype type, const float *w,
+                      int64_t nk, int hd);
+
+/* The GELU forms of the numerics modes (spec 4.2 "GELU variant"). */
+typedef enum gk_gelu {
+    GK_GELU_TANH,     /* tanh approximation (xAI's JAX code) */
+    GK_GELU_ERF,      /* exact erf (SGLang's Grok-2) */
+    GK_GELU_TANH_F16, /* llama.cpp's CPU kernel (GGML_GELU_FP16): a table of the tanh form
+                         over fp16 inputs, read at the fp16 rounding of x, holding fp16
+                         values; x <= -10 gives 0 and x >= 10 gives x */
+} gk_gelu;
+
+/* GK_GELU_TANH_F16 of one value. */
+float gk_gelu_tanh_f16(float x);
+
 /* a[i] = GELU(a[i]) * b[i] for i < n, split over the pool. */
-void gk_geglu(gk_pool *pool, float *a, const float *b, int64_t n, bool erf);
+void gk_geglu(gk_pool *pool, float *a, const float *b, int64_t n, gk_gelu kind);
 
 /* RoPE as a model's numerics use it (spec 3.3). */
 typedef struct gk_rope_cfg {

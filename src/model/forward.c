@@ -144,6 +144,10 @@ static void attn_part(void *arg, int ith, int nth) {
               group = (int)(hp->n_head / hp->n_head_kv);
     const gk_type_traits *ct = gk_type_traits_of(c->cache_type);
     const bool f32 = c->cache_type == GK_TYPE_F32;
+    /* An f16 cache meets its operands in f16, as llama.cpp's kernels do: q is
+     * rounded to f16 for q.k (attention()), and the softmax weights for the weighted
+     * sum of V; the sums run in f32. */
+    const bool w_f16 = c->cache_type == GK_TYPE_F16;
     const size_t row = c->kv_row, head_bytes = gk_row_size(c->cache_type, hd);
     const float cap = hp->attn_softcap, scale = hp->attn_out_scale;
     const uint32_t tlen = c->m->cfg.attn_temp_len;
@@ -176,15 +180,17 @@ static void attn_part(void *arg, int ith, int nth) {
         }
         float inv = (float)(1.0 / sum);
         float *out = c->att + ((size_t)t * nh + h) * hd;
+        for (uint32_t k = 0; k <= p; k++) s[k] *= inv;
+        if (w_f16)
+            for (uint32_t k = 0; k <= p; k++) s[k] = gk_fp16_to_fp32(gk_fp32_to_fp16(s[k]));
+        if (f32 || c->cache_type == GK_TYPE_F16) { /* SIMD straight from the cache rows */
+            gk_attn_wsum(out, V + koff, row, c->cache_type, s, (int64_t)p + 1, hd);
+            continue;
+        }
         memset(out, 0, (size_t)hd * sizeof(float));
         for (uint32_t k = 0; k <= p; k++) {
-            float w = s[k] * inv;
-            const float *vr = (const float *)(V + k * row + koff);
-            if (!f32) {
-                ct->to_float(V + k * row + koff, vf, hd);
-                vr = vf;
-            }
-            for (int i = 0; i < hd; i++) out[i] += w * vr[i];
+            ct->to_float(V + k * row + koff, vf, hd);
+            for (int i = 0; i < hd; i++) out[i] = fmaf(s[k], vf[i], out[i]);
         }
     }
 }
@@ -301,6 +307,9 @@ static int attention(gk_context *c, int layer, int T, gk_err *err) {
         c->stats.kv_bytes_read += 2.0 * (double)c->kv_row * (c->tok_pos[t] + 1);
         c->stats.attn_flops += 4.0 * hd * nh * (c->tok_pos[t] + 1);
     }
+    if (c->cache_type == GK_TYPE_F16) /* q.k with an f16 cache: q in f16 too (attn_part) */
+        for (int64_t i = 0; i < (int64_t)T * nh * hd; i++)
+            c->q[i] = gk_fp16_to_fp32(gk_fp32_to_fp16(c->q[i]));
     if (c->qconv) { /* query heads in the cache's vec_dot_type, once per head */
         const gk_type_traits *qt = gk_type_traits_of(ct->vec_dot_type);
         for (int64_t i = 0; i < (int64_t)T * nh; i++)
@@ -380,7 +389,7 @@ static void moe(gk_context *c, const gk_layer *L, float *const *sums, int k, int
         for (int i = 0; i < n; i++)
             memcpy(c->xe + (size_t)i * d, c->xn + (size_t)toks[i] * d, (size_t)d * sizeof(float));
         matmul_gate_up(c, c->h1, &L->gate_exps, c->h3, &L->up_exps, e, c->xe, n);
-        gk_geglu(c->pool, c->h1, c->h3, (int64_t)n * F, c->m->cfg.gelu_erf);
+        gk_geglu(c->pool, c->h1, c->h3, (int64_t)n * F, c->m->cfg.gelu);
         chunk_job j = {.c = c,
                        .w = &L->down_exps,
                        .woff = (size_t)e * L->down_exps.nb_mat,
@@ -410,7 +419,7 @@ static int ffn(gk_context *c, int layer, int T, gk_err *err) {
         float *dense[GK_TP_MAX_CHUNKS];
         chunk_sums(c, c->tmp, 1, dense);
         matmul_gate_up(c, c->g, &L->ffn_gate, c->u, &L->ffn_up, -1, c->xn, T);
-        gk_geglu(c->pool, c->g, c->u, (int64_t)T * c->m->tp.n_ff, c->m->cfg.gelu_erf);
+        gk_geglu(c->pool, c->g, c->u, (int64_t)T * c->m->tp.n_ff, c->m->cfg.gelu);
         chunk_job j = {.c = c,
                        .w = &L->ffn_down,
                        .x = c->g,
@@ -881,6 +890,64 @@ static gk_dtype cache_dtype(gk_cache_type t, gk_numerics numerics) {
     }
 }
 
+size_t gk_context_arena_bytes(const gk_ctx_dims *x, size_t *sizes) {
+    const size_t B = x->B;
+    size_t max_in = x->d;
+    if (x->nq > max_in) max_in = x->nq;
+    if (x->F > max_in) max_in = x->F;
+    if (x->Fd > max_in) max_in = x->Fd;
+    /* scratch sizes in floats, in the order context_new carves them (all well below
+     * 2^60 thanks to the hyper-parameter limits checked at load) */
+    const size_t s[GK_CTX_N_SCRATCH] = {B * x->d,
+                                        B * x->d,
+                                        B * x->d,
+                                        B * x->nq,
+                                        B * x->nkv,
+                                        B * x->nkv,
+                                        B * x->nq,
+                                        B * x->d,
+                                        B * x->d,
+                                        x->nt * B * x->d,
+                                        B * x->F,
+                                        B * x->F,
+                                        B * x->Fd,
+                                        B * x->Fd,
+                                        B * x->E,
+                                        B * x->half,
+                                        B * x->half,
+                                        x->nt * x->n_ctx,
+                                        x->nt * x->head_dim,
+                                        x->n_logit_rows * x->V,
+                                        x->E * B,
+                                        x->E * B,
+                                        x->E,
+                                        B,
+                                        B,
+                                        B,
+                                        B,
+                                        x->n_seq,
+                                        (B * x->n_head * x->qconv_head + 3) / 4};
+    size_t total = 0;
+    for (int i = 0; i < GK_CTX_N_SCRATCH; i++) {
+        if (sizes) sizes[i] = s[i];
+        total += (s[i] + 15) / 16 * 16;
+    }
+    return total * sizeof(float) + gk_matmul_qbuf_size((int64_t)max_in, (int)B) + 64;
+}
+
+size_t gk_context_tp_bytes(const gk_ctx_dims *x, int size, int rank, size_t v_n, size_t n_vocab,
+                           size_t parts[4]) {
+    size_t p[4] = {0};
+    if (size > 1) {
+        p[0] = x->n_logit_rows * (v_n + (rank == 0 ? n_vocab : 0)) * sizeof(float) + 64;
+        p[1] = gk_dist_allreduce_scratch(size, x->B * x->d, GK_DIST_WIRE_F32);
+        p[2] = (size_t)size * sizeof(uint64_t);
+        p[3] = (x->n_ctx + x->B) * sizeof(int32_t) + 2 * x->B + 16;
+    }
+    if (parts) memcpy(parts, p, sizeof p);
+    return p[0] + p[1] + p[2] + p[3];
+}
+
 static gk_context *context_new(gk_model *m, const gk_context_params *params, gk_err *err) {
     gk_context_params p = params ? *params : gk_context_default_params();
     const gk_hparams *hp = &m->hp;
@@ -946,10 +1013,6 @@ static gk_context *context_new(gk_model *m, const gk_context_params *params, gk_
                  nkv = (size_t)tp->n_head_kv * hp->head_dim, F = tp->n_ff_exp,
                  Fd = hp->variant == GK_VARIANT_GROK2 ? tp->n_ff : 0, E = hp->n_expert,
                  V = tp->rank != 0 ? 0 : hp->n_vocab, half = hp->n_rot / 2;
-    size_t max_in = d;
-    if (nq > max_in) max_in = nq;
-    if (F > max_in) max_in = F;
-    if (Fd > max_in) max_in = Fd;
     c->kv_row = gk_row_size(c->cache_type, (int64_t)nkv);
     size_t kv = (size_t)hp->n_layer * c->n_seq * c->n_ctx;
     if (kv > SIZE_MAX / 4 / c->kv_row) {
@@ -959,52 +1022,35 @@ static gk_context *context_new(gk_model *m, const gk_context_params *params, gk_
     c->n_logit_rows = c->all_logits ? (int)B : (int)(c->n_seq < B ? c->n_seq : B);
     const gk_dtype qdt = gk_type_traits_of(c->cache_type)->vec_dot_type;
     c->qconv_head = qdt == GK_TYPE_F32 ? 0 : gk_row_size(qdt, hp->head_dim);
-    /* scratch sizes in floats, in the order carved below (all well below 2^60 thanks to
-     * the hyper-parameter limits checked at load) */
-    size_t sizes[] = {B * d,
-                      B * d,
-                      B * d,
-                      B * nq,
-                      B * nkv,
-                      B * nkv,
-                      B * nq,
-                      B * d,
-                      B * d,
-                      (size_t)nt * B * d,
-                      B * F,
-                      B * F,
-                      B * Fd,
-                      B * Fd,
-                      B * E,
-                      B * half,
-                      B * half,
-                      (size_t)nt * c->n_ctx,
-                      (size_t)nt * hp->head_dim,
-                      (size_t)c->n_logit_rows * V,
-                      E * B,
-                      E * B,
-                      E,
-                      B,
-                      B,
-                      B,
-                      B,
-                      c->n_seq,
-                      (B * hp->n_head * c->qconv_head + 3) / 4};
-    size_t total = 0;
-    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) total += (sizes[i] + 15) / 16 * 16;
-    total = total * sizeof(float) + gk_matmul_qbuf_size((int64_t)max_in, (int)B) + 64;
+    gk_ctx_dims dims = {.B = B,
+                        .d = d,
+                        .nq = nq,
+                        .nkv = nkv,
+                        .F = F,
+                        .Fd = Fd,
+                        .E = E,
+                        .half = half,
+                        .nt = (size_t)nt,
+                        .n_ctx = c->n_ctx,
+                        .head_dim = hp->head_dim,
+                        .n_head = tp->n_head,
+                        .n_logit_rows = (size_t)c->n_logit_rows,
+                        .V = V,
+                        .n_seq = c->n_seq,
+                        .qconv_head = c->qconv_head};
+    size_t sizes[GK_CTX_N_SCRATCH];
+    size_t total = gk_context_arena_bytes(&dims, sizes);
     c->arena = gk_malloc_aligned(total, err);
     c->kcache = gk_malloc_aligned(kv * c->kv_row, err);
     c->vcache = gk_malloc_aligned(kv * c->kv_row, err);
     bool tp_ok = true;
     if (tp->size > 1) {
-        size_t rows = (size_t)c->n_logit_rows;
-        c->logits_loc = gk_malloc(
-            rows * (tp->v_n + (tp->rank == 0 ? hp->n_vocab : 0)) * sizeof(float) + 64, err);
-        c->ar_scratch =
-            gk_malloc_aligned(gk_dist_allreduce_scratch(tp->size, B * d, GK_DIST_WIRE_F32), err);
-        c->hashes = gk_malloc((size_t)tp->size * sizeof(uint64_t), err);
-        c->cmd_buf = gk_malloc(((size_t)c->n_ctx + B) * sizeof(int32_t) + 2 * B + 16, err);
+        size_t parts[4];
+        gk_context_tp_bytes(&dims, tp->size, tp->rank, tp->v_n, hp->n_vocab, parts);
+        c->logits_loc = gk_malloc(parts[0], err);
+        c->ar_scratch = gk_malloc_aligned(parts[1], err);
+        c->hashes = gk_malloc(parts[2], err);
+        c->cmd_buf = gk_malloc(parts[3], err);
         tp_ok = c->logits_loc && c->ar_scratch && c->hashes && c->cmd_buf;
     }
     if (!c->arena || !c->kcache || !c->vcache || !tp_ok) {

@@ -180,12 +180,14 @@ static void set_numerics(gk_model *m) {
         /* xAI's JAX code has no router softcap for Grok-1; SGLang applies it for Grok-2. */
         c->router_softcap = hp->variant == GK_VARIANT_GROK2 ? hp->router_softcap : 0.0f;
         c->attn_temp_len = hp->variant == GK_VARIANT_GROK2 ? hp->attn_temp_len : 0;
-        c->gelu_erf = hp->variant == GK_VARIANT_GROK2;
+        c->gelu = hp->variant == GK_VARIANT_GROK2 ? GK_GELU_ERF : GK_GELU_TANH;
         return;
     }
-    /* llama.cpp: renormalised top-k, no router softcap, no temperature, tanh GELU,
-     * and the GGUF's RoPE scaling as ggml computes it. */
+    /* llama.cpp: renormalised top-k, no router softcap, no temperature, tanh GELU as
+     * its CPU kernel computes it (an fp16 table), and the GGUF's RoPE scaling as ggml
+     * computes it. */
     c->renorm_topk = true;
+    c->gelu = GK_GELU_TANH_F16;
     gk_rope_cfg *r = &c->rope;
     if (hp->rope_scaling == GK_ROPE_SCALING_LINEAR) {
         r->freq_scale = 1.0f / hp->rope_scaling_factor;

@@ -34,7 +34,8 @@ typedef struct gk_numerics_cfg {
     bool renorm_topk;       /* llamacpp: top-k gates renormalised to sum 1 */
     float router_softcap;   /* 0 = none */
     uint32_t attn_temp_len; /* 0 = no xAI attention temperature */
-    bool gelu_erf;          /* exact erf GELU (reference Grok-2); else tanh approximation */
+    gk_gelu gelu;           /* erf (reference Grok-2), tanh (reference Grok-1), or the tanh
+                               form as llama.cpp's CPU kernel computes it (llamacpp) */
     gk_rope_cfg rope;       /* plain, or YaRN as ggml computes it (llamacpp mode, yarn keys) */
 } gk_numerics_cfg;
 
@@ -61,8 +62,9 @@ typedef struct gk_tp {
      * every size whose sum_g / size is a power of two. When size does not divide
      * sum_g, sum_k = 1: the rank's slice is one chunk (equal up to rounding). */
     uint32_t sum_g, sum_k;
-    void *store;       /* this rank's slices of a whole file */
-    uint64_t ident[4]; /* what every rank must agree on */
+    void *store;        /* this rank's slices of a whole file */
+    size_t store_bytes; /* its size (the cost model predicts it) */
+    uint64_t ident[4];  /* what every rank must agree on */
 } gk_tp;
 
 /* At most this many chunks in the summation tree (gk_tp.sum_g). */
@@ -113,6 +115,21 @@ gk_model *gk_model_load_rank(const char *path, const gk_model_params *params, in
  * fuzzer and tests. Its context cannot run (that needs the group). */
 gk_model *gk_model_load_shard(const char *path, const gk_model_params *params, int rank, int size,
                               gk_err *err);
+/* forward.c: what a context allocates, for the engine and the cost model (src/plan). */
+typedef struct gk_ctx_dims {
+    size_t B, d, nq, nkv, F, Fd, E, half; /* batch; this rank's widths; n_rot / 2 */
+    size_t nt, n_ctx, head_dim, n_head;   /* threads; per-sequence context; this rank's heads */
+    size_t n_logit_rows, V, n_seq;        /* V: the vocabulary on rank 0, 0 on the others */
+    size_t qconv_head;                    /* bytes of a query head converted for the KV dot */
+} gk_ctx_dims;
+#define GK_CTX_N_SCRATCH 29
+/* Bytes of the scratch arena (sizes: the floats of each piece, or NULL). */
+size_t gk_context_arena_bytes(const gk_ctx_dims *x, size_t *sizes);
+/* Bytes of the tensor-parallel buffers of rank of size (0 for one process); v_n:
+ * the rank's vocabulary rows; parts (or NULL): the logits, the all-reduce scratch,
+ * the hashes and the command buffer, each as gk_context_new allocates it. */
+size_t gk_context_tp_bytes(const gk_ctx_dims *x, int size, int rank, size_t v_n, size_t n_vocab,
+                           size_t parts[4]);
 
 /* tp.c: the tensor-parallel split. */
 /* After the hyper-parameters: checks that the group's size can split the model

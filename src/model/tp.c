@@ -314,6 +314,7 @@ int gk_tp_cut(gk_model *m, const char *path, gk_err *err) {
     free(saved);
     if (rc < 0) return -1;
     tp->store = gk_malloc_aligned(k.need, err);
+    tp->store_bytes = k.need;
     if (!tp->store) return gk_err_prefix(err, "this rank's %zu MiB of weights", k.need >> 20), -1;
     k.fd = open(path, O_RDONLY | O_CLOEXEC);
     if (k.fd < 0) return gk_fail(err, "%s: cannot open: %s", path, strerror(errno));

@@ -221,10 +221,10 @@ typedef struct {
 
 #define NF(f)                                                                                      \
     { #f, offsetof(gk_plan_hw, f) }
-static const num_field num_fields[] = {NF(bf16_flops), NF(fp8_flops),  NF(mem_bytes),   NF(mem_bw),
-                                       NF(link_bw),    NF(link_lat),   NF(net_bw),      NF(net_lat),
-                                       NF(tdp_w),      NF(attn_flops), NF(tgemm_flops), NF(call_s),
-                                       NF(exp_rate),   NF(erf_rate),   NF(tanh_rate)};
+static const num_field num_fields[] = {
+    NF(bf16_flops), NF(fp8_flops), NF(mem_bytes), NF(mem_bw),     NF(link_bw),     NF(link_lat),
+    NF(net_bw),     NF(net_lat),   NF(tdp_w),     NF(attn_flops), NF(tgemm_flops), NF(call_s),
+    NF(exp_rate),   NF(erf_rate),  NF(tanh_rate), NF(rss_base)};
 #undef NF
 
 int gk_plan_hw_save(const gk_plan_hw *hw, const char *path, gk_err *err) {
@@ -254,6 +254,11 @@ int gk_plan_hw_save(const gk_plan_hw *hw, const char *path, gk_err *err) {
                         hw->mm_bw1_at[t][k]);
         if (hw->mm_flops512[t] > 0)
             fprintf(f, "mm_flops512.%s = %.17g\n", gk_type_name(t), hw->mm_flops512[t]);
+        for (int k = 0; k < 4; k++)
+            for (int c = 0; c < 2; c++)
+                if (hw->mm_flops_at[t][k][c] > 0)
+                    fprintf(f, "mm_flops_at.%s.%d.%d = %.17g\n", gk_type_name(t), 8 << (2 * k),
+                            512 << (3 * c), hw->mm_flops_at[t][k][c]);
     }
     bool ok = !ferror(f);
     if (fclose(f) != 0) ok = false;
@@ -349,6 +354,17 @@ int gk_plan_hw_load(const char *path, gk_plan_hw *hw, gk_err *err) {
             idx = kib == 256 ? 0 : kib == 2048 ? 1 : kib == 16384 ? 2 : -1;
             if (t < 0 || t >= GK_PLAN_N_TYPES || idx < 0) goto bad;
             hw->mm_bw1_at[t][idx] = x;
+            found = true;
+        }
+        if (!found && !strncmp(k, "mm_flops_at.", 12)) {
+            char tn[16];
+            int tok = 0, cols = 0;
+            if (sscanf(k + 12, "%15[^.].%d.%d", tn, &tok, &cols) != 3) goto bad;
+            int t = gk_type_from_name(tn);
+            int ti = tok == 8 ? 0 : tok == 32 ? 1 : tok == 128 ? 2 : tok == 512 ? 3 : -1;
+            int ci = cols == 512 ? 0 : cols == 4096 ? 1 : -1;
+            if (t < 0 || t >= GK_PLAN_N_TYPES || ti < 0 || ci < 0) goto bad;
+            hw->mm_flops_at[t][ti][ci] = x;
             found = true;
         }
         if (!found && (!strncmp(k, "mm_bw1.", 7) || !strncmp(k, "mm_flops512.", 12))) {
@@ -451,6 +467,33 @@ static double interp_rate(const double *xs, const double *ys, int n_pts, double 
     return py[n - 1];
 }
 
+/* FLOP/s of gk_matmul of type t over T tokens on rows of `cols`: between the
+ * calibrated points (T = 8 .. 512, rows of 512 and 4096) log-linear in T and in the row
+ * length, clamped at the ends; each point is net of the pool step its call paid
+ * (forward_time counts the steps). Without them the batch-512 rate, then the peak. */
+static double matmul_rate(const gk_plan_hw *hw, uint32_t t, double T, double cols) {
+    static const double Ts[4] = {8, 32, 128, 512}, Cs[2] = {512, 4096};
+    double r[2];
+    int nc = 0;
+    for (int c = 0; c < 2; c++) {
+        double ys[4];
+        for (int k = 0; k < 4; k++) {
+            double v = hw->mm_flops_at[t][k][c];
+            ys[k] = 0;
+            if (v <= 0) continue;
+            double fl = 2.0 * 1024.0 * Cs[c] * Ts[k], tm = fl / v, tn = tm - hw->call_s;
+            if (tn < 0.25 * tm) tn = 0.25 * tm;
+            ys[k] = fl / tn;
+        }
+        r[c] = interp_rate(Ts, ys, 4, T, 0);
+        if (r[c] > 0) nc++;
+    }
+    if (nc < 2) return hw->mm_flops512[t] > 0 ? hw->mm_flops512[t] : hw->bf16_flops;
+    if (cols <= Cs[0]) return r[0];
+    if (cols >= Cs[1]) return r[1];
+    return r[0] + log(cols / Cs[0]) / log(Cs[1] / Cs[0]) * (r[1] - r[0]);
+}
+
 /* Bytes/s of an elementwise pass whose arrays total `size` bytes, on one thread or
  * split over nt (each thread's share in its own caches; past 16 MiB no more than the
  * memory's bandwidth). */
@@ -491,11 +534,18 @@ static double forward_time(const gk_plan_model *pm, const gk_plan_hw *hw, double
         for (int i = 0; i < pm->n_ops; i++) {
             double f, b;
             gk_plan_op_work(pm, &pm->ops[i], n_tok, n_logits, touched, &f, &b);
-            uint32_t ty = pm->ops[i].type;
-            double bw = batch1_rate(hw, ty, op_matrix_bytes(&pm->ops[i]));
-            double fl = hw->mm_flops512[ty] > 0 ? hw->mm_flops512[ty] : hw->bf16_flops;
+            const gk_plan_op *o = &pm->ops[i];
+            uint32_t ty = o->type;
+            double bw = batch1_rate(hw, ty, op_matrix_bytes(o));
+            /* the tokens of one call: the engine groups a chunk's tokens by expert, so
+             * each touched expert's matrices see n_tok top-k / touched of them */
+            double Tc = o->kind == GK_PLAN_OP_OUTPUT ? n_logits
+                        : o->kind == GK_PLAN_OP_EXPERT && touched > 0
+                            ? n_tok * pm->s.n_expert_used / touched
+                            : n_tok;
+            double fl = matmul_rate(hw, ty, Tc < 8 ? 8 : Tc, (double)o->cols);
             double tb = b / bw, tf = f / fl;
-            t += batch1 ? (tb > tf ? tb : tf) : (tf > tb ? tf : tb);
+            t += batch1 || Tc < 8 ? (tb > tf ? tb : tf) : tf;
         }
         /* every matmul, the attention and each GeGLU product is one parallel step of the
          * thread pool (forward.c); small models pay its dispatch more than their bytes */
@@ -598,6 +648,14 @@ int gk_plan_infer_eval(const gk_plan_model *pm, const gk_plan_hw *hw, double n_d
         (o.n_batch * (6 * d + 2 * nq + 2 * nkv + 2 * F + 2 * Fd + s->n_expert + s->head_dim) +
          s->n_vocab) /
         tp;
+    /* one grok.c process per device (a calibrated machine: its start-up residency) */
+    if (pp == 1 && s->variant && meas &&
+        gk_plan_rank_memory(pm, tp, o.n_ctx, o.n_batch,
+                            o.n_threads > 0   ? o.n_threads
+                            : hw->threads > 0 ? hw->threads
+                                              : 1,
+                            o.kv_elt_bytes, hw->rss_base, &r->rank_mem, NULL) < 0)
+        memset(&r->rank_mem, 0, sizeof r->rank_mem);
     r->free_bytes_dev = hw->mem_bytes - o.mem_reserve - r->weight_bytes_dev - r->act_bytes_dev;
     r->max_seqs = r->free_bytes_dev > 0 ? floor(r->free_bytes_dev / r->kv_bytes_seq_dev) : 0;
     r->fits = r->max_seqs >= 1;

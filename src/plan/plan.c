@@ -20,6 +20,7 @@
 #include "grok.h"
 
 #include "base/base.h"
+#include "format/gguf.h"
 #include "model/model.h"
 #include "plan/plan.h"
 #include "tensor/dtype.h"
@@ -396,6 +397,7 @@ int gk_plan_model_from_model(const gk_model *m, gk_plan_model *pm, gk_err *err) 
     rc |= add_weight(pm, "output", GK_PLAN_OP_OUTPUT, &m->output, err);
     if (rc) return -1;
     pm->small_params = (double)hp->n_embd * (4.0 * hp->n_layer + 1.0);
+    pm->meta_bytes = (double)gk_gguf_data_offset(m->gguf);
     return 0;
 }
 
@@ -707,4 +709,102 @@ double gk_plan_weight_bytes_per_device(const gk_plan_model *pm, const gk_plan_sp
     double edge = pp > 1 ? edge_max : edge_sum;
     /* norms replicated; tied output counted with the embedding */
     return (layer / tp + router) / pp + edge / tp + pm->small_params * 4.0;
+}
+
+/* ------------------------------------------------------ rank memory --- */
+
+/* Bytes of rank 0's slice of a matrix stack cut as gk_tp_cut cuts it: rows (q, k, v,
+ * gate, up, the vocabulary) or columns (attn_output, the downs) over tp ranks; each
+ * cut stack takes 64 bytes more (gk_tp_cut's store). -1 when the columns miss block boundaries. */
+static double cut_bytes(const gk_plan_op *o, double copies, int tp) {
+    bool cols = !strcmp(o->name, "attn_output") || !strncmp(o->name, "ffn_down", 8);
+    double b;
+    if (cols) {
+        int64_t c = o->cols / tp;
+        size_t nb = gk_row_size(o->type, c);
+        if (o->cols % tp || !nb) return -1;
+        b = (double)nb * (double)o->rows * copies;
+    } else {
+        uint64_t lo, n;
+        gk_tp_range((uint64_t)o->rows, 0, tp, &lo, &n);
+        b = (double)gk_row_size(o->type, o->cols) * (double)n * copies;
+    }
+    return b + 64.0;
+}
+
+int gk_plan_rank_memory(const gk_plan_model *pm, int tp, double n_ctx, double n_batch,
+                        int n_threads, double kv_elt_bytes, double base_bytes,
+                        gk_plan_rank_mem *out, gk_err *err) {
+    const gk_plan_shape *s = &pm->s;
+    memset(out, 0, sizeof *out);
+    if (tp < 1 || !s->n_head_kv || s->n_head_kv % (uint32_t)tp ||
+        (s->n_ff_exp && s->n_ff_exp % (uint32_t)tp) || (s->n_ff && s->n_ff % (uint32_t)tp))
+        return gk_fail(err,
+                       "%d ranks do not split %s: the count must divide the %u KV heads and "
+                       "the hidden widths",
+                       tp, s->name, s->n_head_kv);
+    if (!(n_ctx >= 1) || !(n_batch >= 1) || n_threads < 1 || !(kv_elt_bytes > 0))
+        return gk_fail(err, "rank memory: context, batch, threads and KV bytes must be positive");
+    /* norms: mapped, and copied to f32 at load (model.c norm_store) */
+    double wb = 0, repl = 2.0 * pm->small_params * 4.0;
+    for (int i = 0; i < pm->n_ops; i++) {
+        const gk_plan_op *o = &pm->ops[i];
+        double copies = o->kind == GK_PLAN_OP_EXPERT ? (double)s->n_expert : 1.0;
+        if (o->kind == GK_PLAN_OP_OUTPUT && s->tied_output) continue; /* = token_embd */
+        if (tp == 1) {
+            /* the whole file, mapped: a page is resident once read; of an embedding
+             * that is not also the output only the looked-up rows (a 4 KiB page each
+             * at most), at most n_ctx of them */
+            double b = op_bytes(o) * op_stored(pm, o);
+            if (o->kind == GK_PLAN_OP_EMBD && !s->tied_output) {
+                double row = (double)gk_row_size(o->type, o->cols);
+                double touched = n_ctx * (row > 4096 ? row : 4096);
+                if (touched < b) b = touched;
+            }
+            wb += b;
+            continue;
+        }
+        if (!strcmp(o->name, "ffn_gate_inp")) { /* the router: replicated, mapped */
+            repl += op_bytes(o) * o->n_layers;
+            continue;
+        }
+        double b = cut_bytes(o, copies, tp);
+        if (b < 0)
+            return gk_fail(err,
+                           "%d ranks do not split %s: the %lld columns of %s (%s) do not fall "
+                           "on block boundaries",
+                           tp, s->name, (long long)o->cols, o->name, gk_type_name(o->type));
+        wb += b * o->n_layers;
+    }
+    out->weights = wb;
+    out->replicated = repl + pm->meta_bytes;
+    double nkv = (double)s->n_head_kv / tp * s->head_dim;
+    out->kv = 2.0 * s->n_layer * n_ctx * nkv * kv_elt_bytes;
+    double B = n_batch < n_ctx ? n_batch : n_ctx, hd = s->head_dim;
+    uint64_t vlo, vn;
+    gk_tp_range(s->n_vocab, 0, tp, &vlo, &vn);
+    gk_ctx_dims x = {.B = (size_t)B,
+                     .d = s->n_embd,
+                     .nq = (size_t)s->n_head / (size_t)tp * s->head_dim,
+                     .nkv = (size_t)nkv,
+                     .F = s->n_ff_exp / (size_t)tp,
+                     .Fd = s->variant == GK_VARIANT_GROK2 ? s->n_ff / (size_t)tp : 0,
+                     .E = s->n_expert,
+                     .half = s->head_dim / 2,
+                     .nt = (size_t)n_threads,
+                     .n_ctx = (size_t)n_ctx,
+                     .head_dim = s->head_dim,
+                     .n_head = s->n_head / (size_t)tp,
+                     .n_logit_rows = 1,
+                     .V = s->n_vocab,
+                     .n_seq = 1,
+                     /* the query converted for an f16 or q8_0 cache's dot */
+                     .qconv_head = kv_elt_bytes >= 4   ? 0
+                                   : kv_elt_bytes >= 2 ? gk_row_size(GK_TYPE_F16, (int64_t)hd)
+                                                       : gk_row_size(GK_TYPE_Q8_0, (int64_t)hd)};
+    out->context = (double)gk_context_arena_bytes(&x, NULL) +
+                   (double)gk_context_tp_bytes(&x, tp, 0, vn, s->n_vocab, NULL);
+    out->base = base_bytes;
+    out->total = out->weights + out->replicated + out->kv + out->context + out->base;
+    return 0;
 }

@@ -207,7 +207,9 @@ static gk_type_traits traits[GK_TYPE_COUNT] = {
     [GK_TYPE_IQ2_XXS] = {.name = "iq2_xxs", .blck_size = 256, .type_size = 66,
                          .to_float = gk_dequantize_iq2_xxs, .vec_dot = gk_vec_dot_iq2_xxs_q8_K_ref,
                          .vec_dot_type = GK_TYPE_Q8_K},
-    [GK_TYPE_IQ2_XS] = BLOCK("iq2_xs", 256, 74),
+    [GK_TYPE_IQ2_XS] = {.name = "iq2_xs", .blck_size = 256, .type_size = 74,
+                        .to_float = gk_dequantize_iq2_xs, .vec_dot = gk_vec_dot_iq2_xs_q8_K_ref,
+                        .vec_dot_type = GK_TYPE_Q8_K},
     [GK_TYPE_IQ3_XXS] = {.name = "iq3_xxs", .blck_size = 256, .type_size = 98,
                          .to_float = gk_dequantize_iq3_xxs, .vec_dot = gk_vec_dot_iq3_xxs_q8_K_ref,
                          .vec_dot_type = GK_TYPE_Q8_K},
@@ -217,13 +219,17 @@ static gk_type_traits traits[GK_TYPE_COUNT] = {
     [GK_TYPE_IQ3_S] = {.name = "iq3_s", .blck_size = 256, .type_size = 110,
                          .to_float = gk_dequantize_iq3_s, .vec_dot = gk_vec_dot_iq3_s_q8_K_ref,
                          .vec_dot_type = GK_TYPE_Q8_K},
-    [GK_TYPE_IQ2_S] = BLOCK("iq2_s", 256, 82),
+    [GK_TYPE_IQ2_S] = {.name = "iq2_s", .blck_size = 256, .type_size = 82,
+                       .to_float = gk_dequantize_iq2_s, .vec_dot = gk_vec_dot_iq2_s_q8_K_ref,
+                       .vec_dot_type = GK_TYPE_Q8_K},
     [GK_TYPE_I8] = BLOCK("i8", 1, 1),
     [GK_TYPE_I16] = BLOCK("i16", 1, 2),
     [GK_TYPE_I32] = BLOCK("i32", 1, 4),
     [GK_TYPE_I64] = BLOCK("i64", 1, 8),
     [GK_TYPE_F64] = BLOCK("f64", 1, 8),
-    [GK_TYPE_IQ1_M] = BLOCK("iq1_m", 256, 56),
+    [GK_TYPE_IQ1_M] = {.name = "iq1_m", .blck_size = 256, .type_size = 56,
+                       .to_float = gk_dequantize_iq1_m, .vec_dot = gk_vec_dot_iq1_m_q8_K_ref,
+                       .vec_dot_type = GK_TYPE_Q8_K},
     [GK_TYPE_TQ1_0] = BLOCK("tq1_0", 256, 54),
     [GK_TYPE_TQ2_0] = BLOCK("tq2_0", 256, 66),
     [GK_TYPE_MXFP4] = BLOCK("mxfp4", 32, 17),
@@ -337,6 +343,9 @@ static void dtype_init(void) {
         traits[GK_TYPE_IQ3_XXS].vec_dot = gk_vec_dot_iq3_xxs_q8_K_avx2;
         traits[GK_TYPE_IQ3_S].vec_dot = gk_vec_dot_iq3_s_q8_K_avx2;
         traits[GK_TYPE_IQ1_S].vec_dot = gk_vec_dot_iq1_s_q8_K_avx2;
+        traits[GK_TYPE_IQ2_XS].vec_dot = gk_vec_dot_iq2_xs_q8_K_avx2;
+        traits[GK_TYPE_IQ2_S].vec_dot = gk_vec_dot_iq2_s_q8_K_avx2;
+        traits[GK_TYPE_IQ1_M].vec_dot = gk_vec_dot_iq1_m_q8_K_avx2;
         kernels_name = "avx2";
         /* Opt-in: measured no faster than AVX2 on this project's AVX-512 machine
          * (bench/kquants_bench.c), and 512-bit code can lower the clock. */

@@ -141,7 +141,7 @@ static void geglu_bwd_part(void *arg, int ith, int nth) {
 /* act = GELU(h1) * h3, through the shared kernel. */
 static void geglu_fwd(gk_tstate *s, float *act, const float *h1, const float *h3, int64_t n) {
     memcpy(act, h1, (size_t)n * sizeof(float));
-    gk_geglu(s->pool, act, h3, n, s->tm->cfg.gelu_erf);
+    gk_geglu(s->pool, act, h3, n, s->tm->cfg.gelu);
 }
 
 /* ------------------------------------------------------------- attention --- */
@@ -437,8 +437,12 @@ static void moe_bwd(gk_tstate *s, const gk_tlayer *W, gk_tlayer *G, const tact *
         geglu_fwd(s, s->buf1, h1, h3, n * F); /* recomputed activation */
         gk_tgemm_dw(s->pool, G->down_exps + e * d * F, s->dye, s->buf1, n, d, F, s->tbuf);
         gk_tgemm_dx(s->pool, s->buf2, s->dye, W->down_exps + e * d * F, n, d, F, false);
-        geglu_bwd_job gj = {
-            .da = s->buf2, .dh3 = s->buf3, .h1 = h1, .h3 = h3, .n = n * F, .erf = cfg->gelu_erf};
+        geglu_bwd_job gj = {.da = s->buf2,
+                            .dh3 = s->buf3,
+                            .h1 = h1,
+                            .h3 = h3,
+                            .n = n * F,
+                            .erf = cfg->gelu == GK_GELU_ERF};
         gk_pool_run(s->pool, geglu_bwd_part, &gj);
         gk_tgemm_dw(s->pool, G->gate_exps + e * F * d, s->buf2, s->xe, n, F, d, s->tbuf);
         gk_tgemm_dw(s->pool, G->up_exps + e * F * d, s->buf3, s->xe, n, F, d, s->tbuf);
@@ -578,7 +582,7 @@ void gk_tbackward(gk_tstate *s, float ce_scale, float aux_scale) {
                                 .h1 = A->g,
                                 .h3 = A->u,
                                 .n = N * Fd,
-                                .erf = tm->cfg.gelu_erf};
+                                .erf = tm->cfg.gelu == GK_GELU_ERF};
             gk_pool_run(s->pool, geglu_bwd_part, &gj);
             gk_tgemm_dw(s->pool, G->ffn_gate, s->buf2, A->xn2, N, Fd, d, s->tbuf);
             gk_tgemm_dw(s->pool, G->ffn_up, s->buf3, A->xn2, N, Fd, d, s->tbuf);

@@ -16,7 +16,9 @@
 gk_numerics_cfg gk_tmodel_numerics_cfg(const gk_hparams *hp, gk_numerics numerics) {
     /* Mirrors set_numerics() in model.c for files this project writes (no RoPE
      * scaling keys): reference Grok-2 has the router softcap, the temperature and
-     * erf GELU; llamacpp renormalises the top-k. */
+     * erf GELU; llamacpp renormalises the top-k. One departure: llamacpp training
+     * keeps the smooth tanh GELU, where inference reads llama.cpp's fp16 table of it
+     * (a step function has no useful derivative). */
     gk_numerics_cfg c;
     memset(&c, 0, sizeof c);
     c.rope =
@@ -25,7 +27,7 @@ gk_numerics_cfg gk_tmodel_numerics_cfg(const gk_hparams *hp, gk_numerics numeric
         bool g2 = hp->variant == GK_VARIANT_GROK2;
         c.router_softcap = g2 ? hp->router_softcap : 0.0f;
         c.attn_temp_len = g2 ? hp->attn_temp_len : 0;
-        c.gelu_erf = g2;
+        c.gelu = g2 ? GK_GELU_ERF : GK_GELU_TANH;
     } else {
         c.renorm_topk = true;
     }
@@ -150,7 +152,8 @@ void gk_tmodel_free(gk_tmodel *tm) {
 gk_tmodel *gk_tmodel_from_model(const gk_model *m, gk_err *err) {
     gk_tmodel *tm = gk_tmodel_new(&m->hp, m->numerics, err);
     if (!tm) return NULL;
-    tm->cfg = m->cfg; /* exactly what inference runs, RoPE scaling included */
+    tm->cfg = m->cfg; /* what inference runs, RoPE scaling included, */
+    if (tm->cfg.gelu == GK_GELU_TANH_F16) tm->cfg.gelu = GK_GELU_TANH; /* but a smooth GELU */
     for (int i = 0; i < tm->n_tensors; i++) {
         const gk_ttensor *t = &tm->tensors[i];
         const gk_gguf_tensor *gt = gk_gguf_find_tensor(m->gguf, t->name);

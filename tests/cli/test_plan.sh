@@ -78,6 +78,18 @@ done
 # a real file: the tiny model's own tensor types
 /usr/bin/python3 "$SRC/tests/reference/make_model.py" "$W/m.gguf" --kind grok1 --type q8_0 --seed 1 >/dev/null || exit 1
 expect_ok "m.gguf" plan infer --model "$W/m.gguf" --fleet 1xCPU
+# a calibrated machine (a hand-written preset) gets the per-rank memory of a TP run
+# (f32: the tiny q8_0 file's columns cannot split over 2 ranks, as the engine says)
+/usr/bin/python3 "$SRC/tests/reference/make_model.py" "$W/f.gguf" --kind grok2 --type f32 --seed 1 >/dev/null || exit 1
+printf 'name = cal\nbf16_flops = 1e11\nmem_bytes = 1e10\nmem_bw = 2e10\nlink_bw = 1e9\nnet_bw = 1e9\n' >"$W/cal.preset"
+printf 'rss_base = 1.5e7\nthreads = 1\nmm_bw1.f32 = 1e10\nmm_flops_at.f32.128.512 = 5e10\n' >>"$W/cal.preset"
+expect_ok "peak memory of one grok.c process" plan infer --model "$W/f.gguf" --fleet "2x$W/cal.preset" --tp 2 --ctx 64
+if ! "$GROK" plan infer --model "$W/f.gguf" --fleet "2x$W/cal.preset" --tp 2 --ctx 64 --json >"$W/j" ||
+    ! /usr/bin/python3 -c "import json,sys; m=json.load(open(sys.argv[1]))['splits'][0]['rank_mem']; assert m['total'] > m['weights'] > 0 and m['base'] == 1.5e7" "$W/j"; then
+    echo "FAIL: grok plan infer --tp 2 --json has no rank_mem"; cat "$W/j"; fails=$((fails + 1))
+fi
+printf 'mm_flops_at.q8_0.100.512 = 5e10\n' >>"$W/cal.preset"
+expect_fail "cal.preset:11: expected" plan infer --model "$W/m.gguf" --fleet "1x$W/cal.preset"
 
 if [ $fails -ne 0 ]; then echo "$fails failure(s)"; exit 1; fi
 echo ok

@@ -72,7 +72,5 @@ gk_add_fuzzer(fuzz_safetensors safetensors)
 gk_add_fuzzer(fuzz_plan_preset plan_preset)
 gk_add_fuzzer(fuzz_model model MAX_LEN 32768 RUNS 2000)
 gk_add_fuzzer(fuzz_shard shard MAX_LEN 16384 RUNS 2000)
-# The tokenizer's libFuzzer targets are made by tests/cmake/tokenizer.cmake; their
-# committed corpora replay here, in every build.
-gk_add_replay(fuzz_tok_load tok_load)
-gk_add_replay(fuzz_tok_encode tok_encode)
+gk_add_fuzzer(fuzz_tok_load tok_load MAX_LEN 16384 RUNS 3000)
+gk_add_fuzzer(fuzz_tok_encode tok_encode RUNS 20000)

@@ -25,6 +25,20 @@ foreach(t ${GK_SERVE_TESTS})
     ENVIRONMENT "GROK=$<TARGET_FILE:grok>;GROK_MODEL=${GK_SERVE_MODEL};SOAK_N=${GK_SERVE_SOAK};SERVE_LIGHT=${GK_SERVE_LIGHT}")
 endforeach()
 
+# /health and the rest while the model loads: hold_open.c, preloaded into the
+# server, holds the open() of the model file until the test releases it. It is
+# built without the sanitizers (their runtime lives in the instrumented grok).
+add_library(gk_hold_open MODULE ${GK_SERVE_DIR}/hold_open.c)
+target_link_libraries(gk_hold_open PRIVATE ${CMAKE_DL_LIBS})
+if(GK_SANITIZE)
+  target_compile_options(gk_hold_open PRIVATE -fno-sanitize=all)
+  target_link_options(gk_hold_open PRIVATE -fno-sanitize=all)
+endif()
+add_test(NAME serve_loading COMMAND ${GK_SERVE_DIR}/run.sh ${GK_SERVE_DIR}/loading.test.mjs)
+set_tests_properties(serve_loading PROPERTIES
+  SKIP_RETURN_CODE 77 TIMEOUT 120 RUN_SERIAL TRUE LABELS serve
+  ENVIRONMENT "GROK=$<TARGET_FILE:grok>;GROK_MODEL=${GK_SERVE_MODEL};HOLD_OPEN_LIB=$<TARGET_FILE:gk_hold_open>")
+
 # The request parser under libFuzzer (tests/cmake/fuzz.cmake defines gk_add_fuzzer).
 if(GK_FUZZ)
   gk_add_fuzzer(fuzz_serve_request serve_request)

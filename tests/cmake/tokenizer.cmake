@@ -3,7 +3,6 @@
 #   tok_spm_parity    Grok-1's tokenizer against Debian's spm_encode on a 1 MB corpus
 #   tok_bpe_parity    cl100k_base / o200k_base against the npm peer gpt-tokenizer
 #   tok_roundtrip     decode(encode(x)) == x on the corpus
-#   fuzz_tok_*        libFuzzer targets (GK_FUZZ only), bounded runs
 # Each skips (77) with a message when its peer or data is missing.
 set(GK_TOK_DIR ${CMAKE_SOURCE_DIR}/tests/tokenizer)
 
@@ -25,28 +24,9 @@ foreach(what spm bpe roundtrip)
                        SKIP_RETURN_CODE 77 TIMEOUT 300 ENVIRONMENT "PYTHONDONTWRITEBYTECODE=1")
 endforeach()
 
-# Fuzz targets (GK_FUZZ=ON, clang), as tests/cmake/fuzz.cmake does for GGUF: a
-# libFuzzer executable per target and a bounded, repeatable ctest run from the
-# committed seeds in tests/fuzz/corpus/<corpus>/ (tests/tokenizer/make_fuzz_seeds.py
-# writes them). fuzz.cmake, included before this file, already instruments
-# grokcore for coverage.
-if(GK_FUZZ)
-  function(gk_tok_add_fuzzer name corpus max_len runs)
-    add_executable(${name} ${CMAKE_SOURCE_DIR}/tests/fuzz/${name}.c)
-    target_compile_options(${name} PRIVATE -fsanitize=fuzzer)
-    target_link_options(${name} PRIVATE -fsanitize=fuzzer)
-    target_link_libraries(${name} PRIVATE grokcore)
-    set(work ${CMAKE_CURRENT_BINARY_DIR}/fuzz/${name})
-    file(MAKE_DIRECTORY ${work}/corpus)
-    add_test(NAME ${name}
-             COMMAND ${name} -seed=1 -runs=${runs} -max_len=${max_len} -timeout=10
-                     -rss_limit_mb=2048 -artifact_prefix=${work}/ ${work}/corpus
-                     ${CMAKE_SOURCE_DIR}/tests/fuzz/corpus/${corpus})
-    set_tests_properties(${name} PROPERTIES TIMEOUT 180)
-  endfunction()
-  gk_tok_add_fuzzer(fuzz_tok_load tok_load 16384 3000)
-  gk_tok_add_fuzzer(fuzz_tok_encode tok_encode 4096 20000)
-endif()
+# The tokenizer's fuzz targets (fuzz_tok_load, fuzz_tok_encode) are made with every
+# other one in tests/cmake/fuzz.cmake, from the committed seeds in
+# tests/fuzz/corpus/tok_*/ (tests/tokenizer/make_fuzz_seeds.py writes them).
 
 # grok chat / grok tokenize / grok run with text, end to end on small random
 # models that carry a tokenizer (skips while the CLI lacks the chat command).

@@ -5,6 +5,10 @@
       the traits table has them; until then they are parser seeds)
   tests/fuzz/corpus/model/<kind>-<type>.gguf   tiny Grok-1 and Grok-2 models that
       load and run (n_embd 32, one block, two experts, vocabulary 4), a few KB each
+  tests/fuzz/corpus/model/grok1-<iq type>.gguf   tiny Grok-1 models whose matrices
+      that read the residual stream are IQ2_XS, IQ2_S or IQ1_M blocks (n_embd 256,
+      the least whole block; one head of 32, one expert of 32, the rest q4_0 and f16):
+      the forward pass runs their dots; under 32 KB (fuzz_model's max_len)
   tests/fuzz/corpus/shard/<kind>-<type>-rank-R-of-N.gguf   (with --grok) the
       per-rank files `grok shard` writes of such models with 4 KV heads
 
@@ -99,6 +103,60 @@ def tiny_model(path, kind, wtype, seed, n_head=2, n_kv=1, F=32):
     w.write(path)
 
 
+def iq_blocks(rng, type_id, rows, n):
+    """Random blocks of an IQ type with a small finite fp16 d in each."""
+    name, blck, size = BLOCK_TYPES[type_id]
+    nb = rows * n // blck
+    raw = rng.integers(0, 256, (nb, size), dtype=np.uint8)
+    d = (rng.uniform(0.5, 1.5, nb) * 2e-3 * rng.choice([-1, 1], nb)).astype(np.float16)
+    bits = d.view(np.uint16).astype(np.int64)
+    if name == "iq1_m":  # no d field: its nibbles k = 0..3 top the scale words k (bytes 48..55)
+        for k in range(4):
+            hi = 48 + 2 * k + 1
+            raw[:, hi] = (raw[:, hi] & 0x0F) | (((bits >> (4 * k)) & 15) << 4).astype(np.uint8)
+    else:
+        raw[:, 0:2] = d.view(np.uint8).reshape(nb, 2)
+    return raw.tobytes()
+
+
+def iq_model(path, type_id, seed):
+    rng = np.random.default_rng(seed)
+    d, hd, F, V = 256, 32, 32, 4
+    w = gw.GGUFWriter()
+    w.add_string("general.architecture", "grok")
+    for key, val in (("context_length", 16), ("embedding_length", d), ("block_count", 1),
+                     ("feed_forward_length", F), ("attention.head_count", 1),
+                     ("attention.head_count_kv", 1), ("attention.key_length", hd),
+                     ("expert_count", 1), ("expert_used_count", 1)):
+        w.add_u32("grok." + key, val)
+    w.add_f32("grok.attention.layer_norm_rms_epsilon", 1e-5)
+
+    def iq(name, *shape):  # shape outermost first, as add_tensor takes it
+        w.add_raw(name, tuple(reversed(shape)), type_id,
+                  iq_blocks(rng, type_id, int(np.prod(shape[:-1])), shape[-1]))
+
+    def mat(*shape):
+        return (rng.standard_normal(shape) * 0.2).astype(np.float32)
+
+    def norm():
+        return (1.0 + rng.standard_normal(d) * 0.1).astype(np.float32)
+
+    p = "blk.0."
+    iq("token_embd.weight", V, d)
+    w.add_tensor("output_norm.weight", norm(), gw.F16)
+    for n in ("attn_norm", "attn_output_norm", "ffn_norm", "layer_output_norm"):
+        w.add_tensor(p + n + ".weight", norm(), gw.F16)
+    iq(p + "attn_q.weight", hd, d)
+    iq(p + "attn_k.weight", hd, d)
+    iq(p + "attn_v.weight", hd, d)
+    w.add_tensor(p + "attn_output.weight", mat(d, hd), gw.Q4_0)
+    w.add_tensor(p + "ffn_gate_inp.weight", mat(1, d), gw.F32)
+    iq(p + "ffn_gate_exps.weight", 1, F, d)
+    iq(p + "ffn_up_exps.weight", 1, F, d)
+    w.add_tensor(p + "ffn_down_exps.weight", mat(1, d, F), gw.Q4_0)
+    w.write(path)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     here = os.path.dirname(os.path.abspath(__file__))
@@ -113,6 +171,9 @@ def main():
     for i, (kind, wtype) in enumerate((("grok1", "q4_0"), ("grok2", "q8_0"), ("grok1", "f16"),
                                        ("grok2", "bf16"))):
         tiny_model(os.path.join(a.out, "model", f"{kind}-{wtype}.gguf"), kind, wtype, i)
+    for i, type_id in enumerate((17, 22, 29)):  # iq2_xs, iq2_s, iq1_m
+        iq_model(os.path.join(a.out, "model", f"grok1-{BLOCK_TYPES[type_id][0]}.gguf"), type_id,
+                 100 + i)
     if a.grok:
         out = os.path.join(a.out, "shard")
         os.makedirs(out, exist_ok=True)

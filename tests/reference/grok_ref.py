@@ -111,7 +111,9 @@ class Numerics:
     # compares quantized models against both this and the exact-activation reference).
     act_quant: str = None
     # The KV cache's element type: "f16" rounds K (after RoPE) and V to float16, as
-    # llama.cpp's default cache does (llamacpp mode); "q8_0" rounds them to Q8_0
+    # llama.cpp's default cache does (llamacpp mode), and, as its kernels meet an f16
+    # cache in f16, also the queries (for q.k) and the softmax weights (for the sum of
+    # V); "q8_0" rounds K and V to Q8_0
     # blocks of 32 along each head; None keeps them exact.
     kv_cache: str = None
 
@@ -153,7 +155,7 @@ def resolve_numerics(f, mode, variant):
         router_softcap=float(_key(f, "router_logit_softcapping", DEFAULT_ROUTER_SOFTCAP)) if ref2 else 0.0,
         temperature_len=int(_key(f, "attention.temperature_length", DEFAULT_TEMPERATURE_LEN)) if ref2 else 0,
         final_softcap=float(_key(f, "final_logit_softcapping", 0.0)),
-        gelu="erf" if ref2 else "tanh",
+        gelu="erf" if ref2 else ("tanh_f16" if mode == "llamacpp" else "tanh"),
         renormalize=(mode == "llamacpp"),
         eps=float(_key(f, "attention.layer_norm_rms_epsilon", DEFAULT_RMS_EPS)),
         rope=rope,
@@ -167,12 +169,25 @@ def rms_norm(x, w, eps):
     return x / torch.sqrt((x * x).mean(-1, keepdim=True) + eps) * w
 
 
+def to_f16(x):
+    """x rounded to float16 (ties to even) and back, from float64 in one rounding
+    (numpy converts float64 to float16 directly; torch would pass through float32)."""
+    return torch.from_numpy(x.detach().numpy().astype(np.float16).astype(np.float64))
+
+
 def gelu(x, kind):
-    """§4.2: tanh approximation or exact erf."""
+    """§4.2: tanh approximation or exact erf; "tanh_f16" is the tanh form as llama.cpp's
+    CPU kernel computes it (§4.2 "GELU variant": GGML_GELU_FP16, a table lookup on an
+    fp16-rounded input): the fp32 activation rounded to fp16, GELU_tanh of that,
+    rounded to fp16; x <= -10 gives 0 and x >= 10 gives x, unrounded."""
     if kind == "tanh":
         return 0.5 * x * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x ** 3)))
     if kind == "erf":
         return 0.5 * x * (1.0 + torch.erf(x / math.sqrt(2.0)))
+    if kind == "tanh_f16":
+        x32 = x.detach().numpy().astype(np.float32)     # the engine's activations are fp32
+        g = to_f16(gelu(torch.from_numpy(x32.astype(np.float16).astype(np.float64)), "tanh")).numpy()
+        return torch.from_numpy(np.where(x32 <= -10, 0.0, np.where(x32 >= 10, x32.astype(np.float64), g)))
     raise ValueError(kind)
 
 
@@ -381,7 +396,7 @@ class GrokModel:
         q = apply_rope(q, positions, nm.rope)
         k = apply_rope(k, positions, nm.rope)
         if nm.kv_cache == "f16":
-            k, v = k.to(torch.float16).to(DT), v.to(torch.float16).to(DT)
+            q, k, v = to_f16(q), to_f16(k), to_f16(v)
         elif nm.kv_cache == "q8_0":
             k, v = q8_0_rows(k).view(k.shape), q8_0_rows(v).view(v.shape)
         group = H // Hkv
@@ -395,6 +410,8 @@ class GrokModel:
         causal = pos[None, :] <= pos[:, None]                         # key j <= query i
         s = s.masked_fill(~causal[None], float("-inf"))
         P = torch.softmax(s, dim=-1)
+        if nm.kv_cache == "f16":
+            P = to_f16(P)
         out = torch.einsum("hij,jhd->ihd", P, v).reshape(n_tok, H * D)
         return self.linear(out, L, "wo", nm)
 

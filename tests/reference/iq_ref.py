@@ -1,6 +1,6 @@
 #!/usr/bin/python3
-"""Independent numpy dequantizers of ggml's IQ2_XXS, IQ3_XXS, IQ3_S and IQ1_S,
-checked against the C engine's (ctest iquants_numpy).
+"""Independent numpy dequantizers of ggml's IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S,
+IQ1_S and IQ1_M, checked against the C engine's (ctest iquants_numpy).
 
 Written from the format description (block layouts as in src/tensor/iquants.h's
 comment, which restates ggml's; not from the C code):
@@ -9,6 +9,13 @@ comment, which restates ggml's; not from the C code):
            byte l of a indexes iq2xxs_grid (8 magnitudes), bits 7l..7l+6 of b
            index ksigns (8 sign bits, bit j = weight j negative), s = b >> 28,
            w = d * (0.5 + s) * 0.25 * |g| * sign
+  IQ2_XS   74 B: f16 d; u16 qs[32]; scales[8]. Group ib (32 weights), sub-group l
+           (8 weights): q = qs[4ib+l], iq2xs_grid[q & 511] (8 magnitudes),
+           ksigns[q >> 9]; s = low nibble of scales[ib] for l < 2, high nibble for
+           l >= 2: w = d * (0.5 + s) * 0.25 * |g| * sign
+  IQ2_S    82 B: f16 d; qs[32]; signs[32]; qh[8]; scales[8]. Index l of group ib =
+           qs[4ib+l] + 256 * bits 2l..2l+1 of qh[ib] into iq2s_grid (1024 x 8),
+           sign byte signs[4ib+l]; s and w as IQ2_XS
   IQ3_XXS  98 B: f16 d; qs[64] (8 per group: grid indices of 4 magnitudes each);
            32 bytes of u32 words, one per group: 4 sign indices + s in the top 4
            bits; w = d * (0.5 + s) * 0.5 * |g| * sign
@@ -19,6 +26,12 @@ comment, which restates ggml's; not from the C code):
   IQ1_S    50 B: f16 d; qs[32]; u16 qh[8]. Group ib: index l = qs[4ib+l] + 256 *
            bits 3l..3l+2 of qh[ib] into iq1s_grid (2048 x 8 values in -1, 0, 1),
            s = bits 12..14, delta = -0.125 if bit 15 else 0.125:
+           w = d * (2s + 1) * (g + delta)
+  IQ1_M    56 B: qs[32]; qh[16]; u16 sc[4]; no d field: d is the f16 whose 16 bits
+           are the top nibbles of sc[3], sc[2], sc[1], sc[0] (most significant first).
+           Group ib, sub-group l: byte qh[2ib + l // 2], its low nibble for even l,
+           high for odd: 3 bits above qs[4ib+l] into iq1s_grid, the 4th bit the sign
+           of delta = +-0.125; s = 3 bits at 6 * (ib % 2) + 3 * (l // 2) of sc[ib // 2]:
            w = d * (2s + 1) * (g + delta)
 
 Arithmetic is float32 in the order written (as ggml's C computes it), so the
@@ -43,7 +56,8 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 TABLES = os.path.join(HERE, "..", "..", "src", "tensor", "iquants_tables.c")
 
-TYPES = {"iq2_xxs": (16, 66), "iq3_xxs": (18, 98), "iq3_s": (21, 110), "iq1_s": (19, 50)}
+TYPES = {"iq2_xxs": (16, 66), "iq3_xxs": (18, 98), "iq3_s": (21, 110), "iq1_s": (19, 50),
+         "iq2_xs": (17, 74), "iq2_s": (22, 82), "iq1_m": (29, 56)}
 
 
 def load_tables():
@@ -130,14 +144,68 @@ def iq1_s(blk):
     return out
 
 
-DEQ = {"iq2_xxs": iq2_xxs, "iq3_xxs": iq3_xxs, "iq3_s": iq3_s, "iq1_s": iq1_s}
+def iq2_xs(blk):
+    d, out = f16(blk), []
+    qs = np.frombuffer(bytes(blk[2:66]), dtype="<u2")
+    scales = blk[66:74]
+    for ib in range(8):
+        for l in range(4):
+            s = (int(scales[ib]) >> (4 * (l // 2))) & 15
+            db = d * (np.float32(0.5) + np.float32(s)) * np.float32(0.25)
+            q = int(qs[4 * ib + l])
+            g = T["iq2xs_grid"][q % 512]
+            sg = sign_bits(KSIGNS[q // 512])
+            out += [db * np.float32(g[j]) * sg[j] for j in range(8)]
+    return out
 
 
-def random_blocks(rng, size, n):
+def iq2_s(blk):
+    d, out = f16(blk), []
+    qs, signs, qh, scales = blk[2:34], blk[34:66], blk[66:74], blk[74:82]
+    for ib in range(8):
+        for l in range(4):
+            s = (int(scales[ib]) >> (4 * (l // 2))) & 15
+            db = d * (np.float32(0.5) + np.float32(s)) * np.float32(0.25)
+            idx = int(qs[4 * ib + l]) + 256 * ((int(qh[ib]) >> (2 * l)) & 3)
+            g = T["iq2s_grid"][idx]
+            sg = sign_bits(signs[4 * ib + l])
+            out += [db * np.float32(g[j]) * sg[j] for j in range(8)]
+    return out
+
+
+def iq1_m(blk):
+    qs, qh = blk[0:32], blk[32:48]
+    sc = [int(v) for v in np.frombuffer(bytes(blk[48:56]), dtype="<u2")]
+    bits = sum((sc[k] >> 12) << (4 * k) for k in range(4))
+    d, out = np.frombuffer(bits.to_bytes(2, "little"), dtype="<f2").astype(np.float32)[0], []
+    for ib in range(8):
+        for l in range(4):
+            nib = (int(qh[2 * ib + l // 2]) >> (4 * (l % 2))) & 15
+            s = (sc[ib // 2] >> (6 * (ib % 2) + 3 * (l // 2))) & 7
+            dl = d * np.float32(2 * s + 1)
+            delta = np.float32(-0.125) if nib & 8 else np.float32(0.125)
+            g = T["iq1s_grid"][int(qs[4 * ib + l]) + 256 * (nib & 7)].view(np.int8)
+            out += [dl * (np.float32(g[j]) + delta) for j in range(8)]
+    return out
+
+
+DEQ = {"iq2_xxs": iq2_xxs, "iq3_xxs": iq3_xxs, "iq3_s": iq3_s, "iq1_s": iq1_s,
+       "iq2_xs": iq2_xs, "iq2_s": iq2_s, "iq1_m": iq1_m}
+
+
+def random_blocks(rng, name, size, n):
     raw = rng.integers(0, 256, size=(n, size), dtype=np.uint8)
     d = (rng.uniform(0.5, 1.5, n) * 1e-3 * rng.choice([-1, 1], n)).astype(np.float16)
-    raw[:, :2] = d.view(np.uint8).reshape(n, 2)
-    raw[0, 2:] = 0xFF  # every field at its largest value
+    dbytes = d.view(np.uint8).reshape(n, 2)
+    if name == "iq1_m":  # d's nibbles k = 0..3 go to the top of scale word k
+        raw[0, :] = 0xFF  # every field at its largest value
+        bits = d.view(np.uint16).astype(np.int64)
+        for k in range(4):
+            hi = 48 + 2 * k + 1
+            raw[:, hi] = (raw[:, hi] & 0x0F) | (((bits >> (4 * k)) & 15) << 4).astype(np.uint8)
+    else:
+        raw[:, :2] = dbytes
+        raw[0, 2:] = 0xFF  # every field at its largest value
     return raw
 
 
@@ -168,7 +236,7 @@ def main():
     fails = 0
     with tempfile.TemporaryDirectory(prefix="gk_iq_") as d:
         for name, (_, size) in TYPES.items():
-            raw = random_blocks(rng, size, a.blocks)
+            raw = random_blocks(rng, name, size, a.blocks)
             src, dst = os.path.join(d, "in.bin"), os.path.join(d, "out.bin")
             raw.tofile(src)
             r = subprocess.run([a.tool, "--dequant", name, src, dst], capture_output=True, text=True)

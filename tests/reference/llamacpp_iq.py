@@ -12,9 +12,10 @@ when present, llama-imatrix and llama-gguf-split):
 2. an importance matrix: llama-imatrix on this repository's README when built, else
    a synthetic one in llama-imatrix's GGUF format (random positive sums: they only
    steer which grid points the quantizer picks, never the block format);
-3. llama-quantize to IQ2_XXS, IQ3_XXS, IQ3_S and IQ1_S (each file mixes in other
-   types, as llama-quantize does);
-4. every IQ tensor: the engine's dequantizer == gguf-py's on every block and == the
+3. llama-quantize to each IQ mix: IQ2_XXS, IQ2_XS, IQ2_S, IQ2_M, IQ3_XXS, IQ3_S,
+   IQ3_M, IQ1_S, IQ1_M (each file mixes in other types, as llama-quantize does: the
+   IQ2_S and IQ2_M mixes write IQ2_XS and IQ2_S blocks, IQ3_XXS some IQ2_S);
+4. every IQ tensor type in each file: the engine's dequantizer == gguf-py's on every block and == the
    numpy reference (iq_ref.py) on the first 32 blocks, bit for bit; the engine's
    AVX2 dot == its scalar dot bit for bit and == the dequantized dot (test_iquants
    --dots); `grok info` describes the file;
@@ -34,7 +35,7 @@ sys.path.insert(0, HERE)
 import iq_ref  # noqa: E402
 import make_model as mm  # noqa: E402
 
-TYPES = {"IQ2_XXS": "iq2_xxs", "IQ3_XXS": "iq3_xxs", "IQ3_S": "iq3_s", "IQ1_S": "iq1_s"}
+MIXES = ["IQ2_XXS", "IQ2_XS", "IQ2_S", "IQ2_M", "IQ3_XXS", "IQ3_S", "IQ3_M", "IQ1_S", "IQ1_M"]
 
 
 def write_model(gguf, path, vocab_file):
@@ -120,28 +121,41 @@ def main():
         synthetic_imatrix(gguf, model, imat)
         print("imatrix: synthetic (llama-imatrix is not built)")
     fails = 0
-    for T, name in TYPES.items():
-        out = os.path.join(a.work, f"m-{T}.gguf")
-        run([os.path.join(bindir, "llama-quantize"), "--imatrix", imat, model, out, T, "2"], env)
+    seen = set()
+    for mix in MIXES:
+        out = os.path.join(a.work, f"m-{mix}.gguf")
+        run([os.path.join(bindir, "llama-quantize"), "--imatrix", imat, model, out, mix, "2"], env)
         r = gguf.GGUFReader(out)
-        raw = [np.ascontiguousarray(t.data).reshape(-1).view(np.uint8)
-               for t in r.tensors if t.tensor_type.name == T]
-        raw = np.concatenate(raw)
-        src, dst = os.path.join(a.work, "raw.bin"), os.path.join(a.work, "deq.bin")
-        raw.tofile(src)
-        run([a.tool, "--dequant", name, src, dst])
-        got = np.fromfile(dst, dtype=np.float32)
-        peer = q.dequantize(raw, getattr(gguf.GGMLQuantizationType, T)).astype(np.float32)
-        size = iq_ref.TYPES[name][1]
-        mine = np.array([v for b in raw.reshape(-1, size)[:32] for v in iq_ref.DEQ[name](b)],
-                        dtype=np.float32)
-        ok = (np.array_equal(got.view(np.uint32), peer.reshape(-1).view(np.uint32)) and
-              np.array_equal(got[:mine.size].view(np.uint32), mine.view(np.uint32)))
-        dots = subprocess.run([a.tool, "--dots", name, src], capture_output=True, text=True)
         info = run([a.grok, "info", out])
-        print(f"{T}: {len(raw) // size} blocks from llama-quantize: dequantized == gguf-py and "
-              f"numpy reference: {ok}; {dots.stdout.strip()}")
-        fails += (not ok) + (dots.returncode != 0) + (f"{name} " not in info)
+        gen = subprocess.run([a.grok, "run", "-m", out, "--tokens", "5,6,7,8", "-n", "4"],
+                             capture_output=True, text=True)
+        types = sorted({t.tensor_type.name for t in r.tensors} & {n.upper() for n in iq_ref.TYPES})
+        print(f"{mix} mix: IQ types {', '.join(types)}; grok run exit {gen.returncode}")
+        fails += gen.returncode != 0
+        for T in types:
+            name = T.lower()
+            seen.add(name)
+            raw = [np.ascontiguousarray(t.data).reshape(-1).view(np.uint8)
+                   for t in r.tensors if t.tensor_type.name == T]
+            raw = np.concatenate(raw)
+            src, dst = os.path.join(a.work, "raw.bin"), os.path.join(a.work, "deq.bin")
+            raw.tofile(src)
+            run([a.tool, "--dequant", name, src, dst])
+            got = np.fromfile(dst, dtype=np.float32)
+            peer = q.dequantize(raw, getattr(gguf.GGMLQuantizationType, T)).astype(np.float32)
+            size = iq_ref.TYPES[name][1]
+            mine = np.array([v for b in raw.reshape(-1, size)[:32] for v in iq_ref.DEQ[name](b)],
+                            dtype=np.float32)
+            ok = (np.array_equal(got.view(np.uint32), peer.reshape(-1).view(np.uint32)) and
+                  np.array_equal(got[:mine.size].view(np.uint32), mine.view(np.uint32)))
+            dots = subprocess.run([a.tool, "--dots", name, src], capture_output=True, text=True)
+            print(f"  {T}: {len(raw) // size} blocks: dequantized == gguf-py and numpy "
+                  f"reference: {ok}; {dots.stdout.strip()}")
+            fails += (not ok) + (dots.returncode != 0) + (f"{name} " not in info)
+    missing = set(iq_ref.TYPES) - seen
+    if missing:
+        print(f"no mix wrote {', '.join(sorted(missing))}")
+        fails += 1
     split = os.path.join(bindir, "llama-gguf-split")
     if os.path.exists(split):
         prefix = os.path.join(a.work, "split")

@@ -239,6 +239,12 @@ def naive_forward(m, tokens, nm):
     def gelu(v):
         if nm.gelu == "erf":
             return 0.5 * v * (1 + math.erf(v / math.sqrt(2)))
+        if nm.gelu == "tanh_f16":           # llama.cpp's CPU table: fp16 in, fp16 out
+            v32 = float(np.float32(v))
+            if v32 <= -10 or v32 >= 10:
+                return 0.0 if v32 <= -10 else v32
+            h = float(np.float16(v32))
+            return float(np.float16(0.5 * h * (1 + math.tanh(math.sqrt(2 / math.pi) * (h + 0.044715 * h ** 3)))))
         return 0.5 * v * (1 + math.tanh(math.sqrt(2 / math.pi) * (v + 0.044715 * v ** 3)))
 
     def cap(v, c):

@@ -253,6 +253,27 @@ test('models, health, metrics, apply-template', async () => {
   assert.equal(t.templated, false);
 });
 
+test('chat on a base model continues the transcript up to a next turn', async () => {
+  // the default model has no chat template: its chat reply is the greedy completion
+  // of /apply-template's prompt, without the leading space, cut before a next
+  // "\nHuman:" or "\nSystem:" turn
+  const msgs = [...chatMsgs, { role: 'assistant', content: 'It is old.' }, { role: 'user', content: 'And the war?' }];
+  const t = await (await fetch(srv.base + '/apply-template', { method: 'POST', body: JSON.stringify({ messages: msgs }) })).json();
+  assert.equal(t.templated, false);
+  assert.ok(t.prompt.endsWith('Human: And the war?\n\nAssistant:'), t.prompt);
+  const n = LIGHT ? 12 : 48;
+  const c = await client.completions.create({ model: 'm', prompt: t.prompt, max_tokens: n, temperature: 0 });
+  const r = await client.chat.completions.create({ model: 'm', messages: msgs, max_tokens: n, temperature: 0 });
+  let want = c.choices[0].text.replace(/^[ \t\r\n]+/, ''), why = c.choices[0].finish_reason;
+  for (const turn of ['\nHuman:', '\nSystem:']) {
+    const at = want.indexOf(turn);
+    if (at >= 0) want = want.slice(0, at), why = 'stop';
+  }
+  assert.equal(r.choices[0].message.content, want);
+  assert.equal(r.choices[0].finish_reason, why);
+  assert.equal(r.usage.prompt_tokens, c.usage.prompt_tokens);
+});
+
 test('more generating slots than the batch holds: every stream advances, same texts', async () => {
   const s = await startServer(['-np', '6', '-b', '4', '-c', '256']);
   try {

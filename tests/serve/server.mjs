@@ -10,10 +10,11 @@ if (!GROK || !MODEL) throw new Error('set GROK and GROK_MODEL');
 // One engine thread unless a test asks for more: on a small shared machine a
 // thread pool waits at every barrier for threads the scheduler has parked,
 // which makes step times (and the one-second cancellation bound) erratic.
-export async function startServer(args = [], model = MODEL) {
+// opts.env: extra environment; opts.healthy (default true): wait for /health 200.
+export async function startServer(args = [], model = MODEL, opts = {}) {
   const threads = args.includes('-t') ? [] : ['-t', '1'];
   const proc = spawn(GROK, ['serve', '-m', model, '--port', '0', ...threads, ...args], {
-    stdio: ['ignore', 'ignore', 'pipe'],
+    stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, ...(opts.env ?? {}) },
   });
   let log = '';
   const port = await new Promise((resolve, reject) => {
@@ -26,7 +27,7 @@ export async function startServer(args = [], model = MODEL) {
     proc.on('exit', (code) => { clearTimeout(timer); reject(new Error(`server exited (${code}):\n${log}`)); });
   });
   const base = `http://127.0.0.1:${port}`;
-  for (let i = 0; ; i++) {
+  for (let i = 0; opts.healthy ?? true; i++) {
     try {
       const r = await fetch(base + '/health');
       if (r.status === 200) break;

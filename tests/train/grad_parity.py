@@ -71,9 +71,16 @@ def param_map(m):
     return out
 
 
+def train_numerics(m, mode):
+    """Training's numerics: inference's, except that llamacpp training keeps the smooth
+    tanh GELU where inference reads llama.cpp's fp16 table of it (src/train/tmodel.c)."""
+    nm = m.numerics(mode)
+    return nm.replace(gelu="tanh") if nm.gelu == "tanh_f16" else nm
+
+
 def torch_grads(path, mode, inputs, targets):
     m = grok_ref.GrokModel(path)
-    nm = m.numerics(mode)
+    nm = train_numerics(m, mode)
     params = param_map(m)
     for t in params.values():
         t.requires_grad_(True)
@@ -98,7 +105,7 @@ def torch_grads(path, mode, inputs, targets):
 
 def choose_tokens(path, mode, seed):
     m = grok_ref.GrokModel(path)
-    nm = m.numerics(mode)
+    nm = train_numerics(m, mode)
     for attempt in range(200):
         rng = np.random.default_rng(seed * 1000 + attempt)
         toks = rng.integers(0, m.n_vocab, B * T + B).tolist()

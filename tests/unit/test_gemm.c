@@ -8,7 +8,9 @@
  *    activations quantized by the reference Q8_0 quantizer for q8_0/q4_0) within
  *    (n/8 + n/32 + 8) * 2^-23 * sum_i |w_i x_i|: the float rounding of two
  *    summations of at most that many additions, with exact int8 block sums;
- *  - gk_matmul2 gives what two gk_matmul calls give.
+ *  - gk_matmul2 gives what two gk_matmul calls give;
+ *  - attention's weighted sum of value rows (gk_attn_wsum) equals its scalar
+ *    reference bit for bit, f32 and f16 rows, head sizes with and without a tail.
  */
 #include "gk_test.h"
 #include "kernels/gemm.h"
@@ -76,7 +78,19 @@ static void reference(const setup *s, int r, int t, float *ref, double *bound) {
     const float *x = s->x + (size_t)t * s->n;
     float *xd = malloc(sizeof(float) * s->n);
     const uint8_t *w = s->w + r * s->nb_row;
-    if (tt->vec_dot_type == GK_TYPE_Q8_0) {
+    bool kq = s->type == GK_TYPE_Q4_K || s->type == GK_TYPE_Q5_K || s->type == GK_TYPE_Q6_K;
+    if (kq) {
+        /* the exact dot of the dequantized weights with the activations
+         * dequantized from their Q8_K blocks */
+        const gk_type_traits *kt = gk_type_traits_of(GK_TYPE_Q8_K);
+        void *xq = malloc(gk_row_size(GK_TYPE_Q8_K, s->n));
+        kt->from_float(x, xq, s->n);
+        kt->to_float(xq, xd, s->n);
+        double acc = 0.0;
+        for (int64_t i = 0; i < s->n; i++) acc += (double)s->wf[r * s->n + i] * xd[i];
+        *ref = (float)acc;
+        free(xq);
+    } else if (tt->vec_dot_type == GK_TYPE_Q8_0) {
         gk_block_q8_0 *xq = malloc(gk_row_size(GK_TYPE_Q8_0, s->n));
         gk_quantize_q8_0_ref(x, xq, s->n);
         gk_type_traits_of(GK_TYPE_Q8_0)->to_float(xq, xd, s->n);
@@ -89,8 +103,13 @@ static void reference(const setup *s, int r, int t, float *ref, double *bound) {
                : s->type == GK_TYPE_F16 ? gk_vec_dot_f16_ref(s->n, w, x)
                                         : gk_vec_dot_bf16_ref(s->n, w, x);
     }
-    double sa = 0.0;
-    for (int64_t i = 0; i < s->n; i++) sa += fabs((double)s->wf[r * s->n + i] * xd[i]);
+    /* Q4_K's and Q5_K's two products per block (scale * q and min) may each exceed the
+     * weight: at most about 3 * max |w| of the row */
+    double sa = 0.0, amp = 0.0;
+    for (int64_t i = 0; kq && s->type != GK_TYPE_Q6_K && i < s->n; i++)
+        amp = fmax(amp, 3.0 * fabs((double)s->wf[r * s->n + i]));
+    for (int64_t i = 0; i < s->n; i++)
+        sa += (fabs((double)s->wf[r * s->n + i]) + amp) * fabs((double)xd[i]);
     *bound = (double)(s->n / 8 + s->n / 32 + 8) * ldexp(1.0, -23) * sa + 1e-30;
     free(xd);
 }
@@ -184,6 +203,38 @@ static void check_matmul2(gk_pool *pool, gk_dtype type, int64_t n) {
     unmake(&b);
 }
 
+static void check_attn_wsum(void) {
+    const int hds[3] = {128, 72, 5};
+    const int64_t nk = 301;
+    for (int ti = 0; ti < 2; ti++) {
+        gk_dtype type = ti ? GK_TYPE_F16 : GK_TYPE_F32;
+        for (int hi = 0; hi < 3; hi++) {
+            int hd = hds[hi];
+            size_t row = (size_t)(hd + 3) * 4; /* rows wider than the head, as in the cache */
+            uint8_t *V = malloc(row * (size_t)nk);
+            float *w = malloc(sizeof(float) * nk), a[128], b[128];
+            for (int64_t k = 0; k < nk; k++) {
+                w[k] = fabsf(frand()) / (float)nk;
+                for (int i = 0; i < hd + 3; i++) {
+                    float v = frand() * 4.0f;
+                    if (type == GK_TYPE_F16)
+                        ((uint16_t *)(V + k * row))[i] = gk_fp32_to_fp16(v);
+                    else
+                        ((float *)(V + k * row))[i] = v;
+                }
+            }
+            for (int64_t n = 1; n <= nk; n += 100) {
+                gk_attn_wsum(a, V, row, type, w, n, hd);
+                gk_attn_wsum_ref(b, V, row, type, w, n, hd);
+                CHECK_MSG(!memcmp(a, b, sizeof(float) * hd), "gk_attn_wsum %s hd=%d keys=%lld",
+                          gk_type_name(type), hd, (long long)n);
+            }
+            free(V);
+            free(w);
+        }
+    }
+}
+
 int main(void) {
     gk_dtype_init();
     gk_err err;
@@ -195,23 +246,29 @@ int main(void) {
             return 1;
         }
     }
-    const gk_dtype types[] = {GK_TYPE_F32, GK_TYPE_F16, GK_TYPE_BF16, GK_TYPE_Q8_0, GK_TYPE_Q4_0};
+    const gk_dtype types[] = {GK_TYPE_F32,  GK_TYPE_F16,  GK_TYPE_BF16, GK_TYPE_Q8_0,
+                              GK_TYPE_Q4_0, GK_TYPE_Q4_K, GK_TYPE_Q5_K, GK_TYPE_Q6_K};
     printf("gemm instruction set: %s\n", gk_gemm_isa());
     for (size_t i = 0; i < sizeof types / sizeof types[0]; i++) {
         bool quant = types[i] == GK_TYPE_Q8_0 || types[i] == GK_TYPE_Q4_0;
-        int64_t sizes[2] = {quant ? 96 : 203, quant ? 512 : 256};
+        /* k-quants have GEMM kernels only with AVX-512 (elsewhere their vec_dot,
+         * covered by test_kquants) */
+        bool kq = types[i] == GK_TYPE_Q4_K || types[i] == GK_TYPE_Q5_K || types[i] == GK_TYPE_Q6_K;
+        if (kq && !gk_gemm_kernels_of(types[i])) continue;
+        int64_t sizes[2] = {quant ? 96 : kq ? 256 : 203, quant || kq ? 512 : 256};
         for (int si = 0; si < 2; si++) {
             int64_t n = sizes[si];
             check_kernels("matmul", NULL, types[i], n, pools);
 #if defined(__x86_64__)
-            if (strcmp(gk_gemm_isa(), "none") != 0)
+            if (strcmp(gk_gemm_isa(), "none") != 0 && !kq)
                 check_kernels("avx2", gk_gemm_kernels_avx2(types[i]), types[i], n, pools);
             if (strcmp(gk_gemm_isa(), "avx512-vnni") == 0)
                 check_kernels("avx512", gk_gemm_kernels_avx512(types[i]), types[i], n, pools);
 #endif
         }
-        check_matmul2(pools[1], types[i], quant ? 128 : 72);
+        check_matmul2(pools[1], types[i], quant ? 128 : kq ? 256 : 72);
     }
+    check_attn_wsum();
     for (int i = 0; i < 3; i++) gk_pool_free(pools[i]);
     return gk_test_done();
 }

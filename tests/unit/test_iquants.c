@@ -1,6 +1,6 @@
 /*
- * test_iquants.c - the IQ formats read from llama.cpp files: IQ2_XXS, IQ3_XXS,
- * IQ3_S, IQ1_S.
+ * test_iquants.c - the IQ formats read from llama.cpp files: IQ2_XXS, IQ2_XS,
+ * IQ2_S, IQ3_XXS, IQ3_S, IQ1_S, IQ1_M.
  *
  *   - the lookup grids: FNV-1a 64 of each table equals the checksum
  *     scripts/gen_iq_tables.py computed from ggml-common.h, and each has the
@@ -49,6 +49,8 @@ static void test_tables(void) {
     /* recorded by scripts/gen_iq_tables.py from llama.cpp 82bb48500's ggml-common.h */
     CHECK(fnv1a64(gk_ksigns_iq2xs, sizeof gk_ksigns_iq2xs) == 0xf19ba8f8c3292ba5ull);
     CHECK(fnv1a64(gk_iq2xxs_grid, sizeof gk_iq2xxs_grid) == 0xbb4ee025b5ac6e8eull);
+    CHECK(fnv1a64(gk_iq2xs_grid, sizeof gk_iq2xs_grid) == 0xc9b1ee61e79909bdull);
+    CHECK(fnv1a64(gk_iq2s_grid, sizeof gk_iq2s_grid) == 0x123edd38a3b62b90ull);
     CHECK(fnv1a64(gk_iq3xxs_grid, sizeof gk_iq3xxs_grid) == 0xdfa5dc83d6a155d5ull);
     CHECK(fnv1a64(gk_iq3s_grid, sizeof gk_iq3s_grid) == 0xfa37020c25b44829ull);
     CHECK(fnv1a64(gk_iq1s_grid, sizeof gk_iq1s_grid) == 0x6703ed863501ae2eull);
@@ -58,11 +60,15 @@ static void test_tables(void) {
     static const uint8_t m2[] = {0x08, 0x19, 0x2b}, m3[] = {4, 12, 20, 28, 36, 44, 52, 62},
                          m3s[] = {1, 3, 5, 7, 9, 11, 13, 15}, m1[] = {0xff, 0x00, 0x01};
     CHECK(bytes_in(gk_iq2xxs_grid, sizeof gk_iq2xxs_grid, m2, 3));
+    CHECK(bytes_in(gk_iq2xs_grid, sizeof gk_iq2xs_grid, m2, 3));
+    CHECK(bytes_in(gk_iq2s_grid, sizeof gk_iq2s_grid, m2, 3));
     CHECK(bytes_in(gk_iq3xxs_grid, sizeof gk_iq3xxs_grid, m3, 8));
     CHECK(bytes_in(gk_iq3s_grid, sizeof gk_iq3s_grid, m3s, 8));
     CHECK(bytes_in(gk_iq1s_grid, sizeof gk_iq1s_grid, m1, 3));
     /* no two entries of a grid alike */
     for (int i = 1; i < 256; i++) CHECK(gk_iq2xxs_grid[i] > gk_iq2xxs_grid[i - 1]);
+    for (int i = 1; i < 512; i++) CHECK(gk_iq2xs_grid[i] > gk_iq2xs_grid[i - 1]);
+    for (int i = 1; i < 1024; i++) CHECK(gk_iq2s_grid[i] > gk_iq2s_grid[i - 1]);
 }
 
 /* ------------------------------------------------------ Q8_K, test-local --- */
@@ -101,7 +107,19 @@ typedef struct {
     void (*deq)(const void *, float *, int64_t);
     float (*ref)(int64_t, const void *, const void *);
     float (*avx2)(int64_t, const void *, const void *);
+    bool d_spread; /* IQ1_M: the fp16 d is the top nibbles of the four scale words */
 } iq_kind;
+
+/* Sets the fp16 d of the block at p. */
+static void set_d(const iq_kind *k, uint8_t *p, uint16_t h) {
+    if (!k->d_spread) {
+        memcpy(p, &h, 2);
+        return;
+    }
+    uint8_t *sc = p + offsetof(gk_block_iq1_m, scales);
+    for (int w = 0; w < 4; w++) /* the high byte of word w takes nibble w of d */
+        sc[2 * w + 1] = (uint8_t)((sc[2 * w + 1] & 0x0f) | ((h >> (4 * w)) & 15) << 4);
+}
 
 #if defined(__x86_64__) || defined(_M_X64)
 #define AVX2(f) f
@@ -111,13 +129,19 @@ typedef struct {
 
 static const iq_kind kinds[] = {
     {GK_TYPE_IQ2_XXS, sizeof(gk_block_iq2_xxs), gk_dequantize_iq2_xxs, gk_vec_dot_iq2_xxs_q8_K_ref,
-     AVX2(gk_vec_dot_iq2_xxs_q8_K_avx2)},
+     AVX2(gk_vec_dot_iq2_xxs_q8_K_avx2), false},
     {GK_TYPE_IQ3_XXS, sizeof(gk_block_iq3_xxs), gk_dequantize_iq3_xxs, gk_vec_dot_iq3_xxs_q8_K_ref,
-     AVX2(gk_vec_dot_iq3_xxs_q8_K_avx2)},
+     AVX2(gk_vec_dot_iq3_xxs_q8_K_avx2), false},
     {GK_TYPE_IQ3_S, sizeof(gk_block_iq3_s), gk_dequantize_iq3_s, gk_vec_dot_iq3_s_q8_K_ref,
-     AVX2(gk_vec_dot_iq3_s_q8_K_avx2)},
+     AVX2(gk_vec_dot_iq3_s_q8_K_avx2), false},
     {GK_TYPE_IQ1_S, sizeof(gk_block_iq1_s), gk_dequantize_iq1_s, gk_vec_dot_iq1_s_q8_K_ref,
-     AVX2(gk_vec_dot_iq1_s_q8_K_avx2)},
+     AVX2(gk_vec_dot_iq1_s_q8_K_avx2), false},
+    {GK_TYPE_IQ2_XS, sizeof(gk_block_iq2_xs), gk_dequantize_iq2_xs, gk_vec_dot_iq2_xs_q8_K_ref,
+     AVX2(gk_vec_dot_iq2_xs_q8_K_avx2), false},
+    {GK_TYPE_IQ2_S, sizeof(gk_block_iq2_s), gk_dequantize_iq2_s, gk_vec_dot_iq2_s_q8_K_ref,
+     AVX2(gk_vec_dot_iq2_s_q8_K_avx2), false},
+    {GK_TYPE_IQ1_M, sizeof(gk_block_iq1_m), gk_dequantize_iq1_m, gk_vec_dot_iq1_m_q8_K_ref,
+     AVX2(gk_vec_dot_iq1_m_q8_K_avx2), true},
 };
 
 static uint64_t rng = 0x1234567;
@@ -135,7 +159,7 @@ static void random_blocks(uint8_t *p, const iq_kind *k, int64_t nb) {
     for (int64_t b = 0; b < nb; b++) {
         uint16_t d = gk_fp32_to_fp16(1e-3f * (0.5f + (float)(rnd32() % 1000) / 1000.0f) *
                                      (rnd32() & 1 ? -1.0f : 1.0f));
-        memcpy(p + (size_t)b * k->size, &d, 2);
+        set_d(k, p + (size_t)b * k->size, d);
     }
 }
 
@@ -190,6 +214,20 @@ static void test_dots(void) {
     }
 }
 
+/* IQ1_M's d is gathered from four nibbles: each nibble lands where it belongs. */
+static void test_iq1_m_d(void) {
+    const iq_kind *k = &kinds[sizeof kinds / sizeof kinds[0] - 1];
+    CHECK(k->type == GK_TYPE_IQ1_M);
+    gk_block_iq1_m b;
+    const uint16_t hs[] = {0x3c00, 0x1234, 0xabcd, 0x0001, 0x8000, 0x7bff};
+    for (size_t i = 0; i < sizeof hs / sizeof hs[0]; i++) {
+        memset(&b, 0xa5, sizeof b);
+        set_d(k, (uint8_t *)&b, hs[i]);
+        CHECK(gk_iq1_m_d(&b) == gk_fp16_to_fp32(hs[i]));
+        CHECK((b.scales[0] & 0xff) == 0xa5 && (b.scales[1] & 0x0f) == 0x05); /* scales kept */
+    }
+}
+
 static void test_malformed(void) {
     bool avx2 = has_avx2();
     for (size_t t = 0; t < sizeof kinds / sizeof kinds[0]; t++) {
@@ -202,8 +240,8 @@ static void test_malformed(void) {
         /* every field at its largest value: the largest index of every table */
         memset(x, 0xff, sizeof x);
         uint16_t one = gk_fp32_to_fp16(1.0f);
-        memcpy(x, &one, 2);
-        memcpy(x + k->size, &one, 2);
+        set_d(k, x, one);
+        set_d(k, x + k->size, one);
         k->deq(x, w, 2 * GK_QK_K);
         bool finite = true;
         for (int i = 0; i < 2 * GK_QK_K; i++) finite = finite && isfinite(w[i]);
@@ -217,8 +255,8 @@ static void test_malformed(void) {
         /* NaN and infinite scales: no crash; NaN propagates */
         uint16_t nan16 = 0x7e00, inf16 = 0x7c00;
         random_blocks(x, k, 2);
-        memcpy(x, &nan16, 2);
-        memcpy(x + k->size, &inf16, 2);
+        set_d(k, x, nan16);
+        set_d(k, x + k->size, inf16);
         k->deq(x, w, 2 * GK_QK_K);
         CHECK(isnan(w[0]) && isnan(w[GK_QK_K - 1]));
         CHECK(isinf(w[GK_QK_K]) && isinf(w[2 * GK_QK_K - 1]));
@@ -316,6 +354,7 @@ int main(int argc, char **argv) {
     if (argc == 4 && !strcmp(argv[1], "--dots")) return dots_file(argv[2], argv[3]);
     test_tables();
     test_dots();
+    test_iq1_m_d();
     test_malformed();
     return gk_test_done();
 }

@@ -7,6 +7,7 @@
  */
 #include "gk_test.h"
 #include "grok.h"
+#include "model/model.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -577,6 +578,134 @@ static void test_infer_libm(void) {
     CHECK_EQ(1 / r1.gen_expect - 1 / r2.gen_expect, libm / 2);
 }
 
+/* Peak memory of a tensor-parallel rank, by hand for the tiny Grok-1 shape over 2
+ * ranks (f32, batch 4, context 10, 1 thread), and against the engine: rank 0's cut
+ * of a real file must be the bytes gk_tp_cut copied. */
+static void test_rank_memory(void) {
+    gk_plan_shape s = {.variant = GK_VARIANT_GROK1,
+                       .n_vocab = 32,
+                       .n_embd = 16,
+                       .n_layer = 2,
+                       .n_head = 4,
+                       .n_head_kv = 2,
+                       .head_dim = 4,
+                       .n_ctx = 64,
+                       .n_ff_exp = 8,
+                       .n_expert = 4,
+                       .n_expert_used = 2,
+                       .gated = true,
+                       .tied_output = true};
+    gk_plan_model pm;
+    gk_err err;
+    CHECK(gk_plan_model_build(&s, "f32", &pm, &err) == 0);
+    gk_plan_rank_mem r;
+    CHECK(gk_plan_rank_memory(&pm, 2, 10, 4, 1, 4, 1000, &r, &err) == 0);
+    /* per layer, each cut stack + 64: q 8x16 (512), k and v 4x16 (256), o 16 x 8 columns
+     * (512), gate and up 4 experts x 4x16 (1024), down 4 x 16 x 4 columns (1024); the
+     * vocabulary 16 x 16 (1024), tied */
+    CHECK_EQ(r.weights, 2 * (576 + 320 + 320 + 576 + 3 * 1088) + 1088); /* 11200 */
+    /* norms (4 per layer + final: read from the map into an f32 copy) and the f32
+     * router 4 x 16 per layer, replicated */
+    CHECK_EQ(r.replicated, 2 * 4.0 * (16 * 9) + 2 * 256);
+    /* K and V of 1 head of 4 per rank, 2 layers, 10 positions, f32 */
+    CHECK_EQ(r.kv, 2.0 * 2 * 10 * 4 * 4);
+    /* the arena in floats, each piece rounded up to 16: x xn tmp 3 x 64, q 32, k v 16 +
+     * 16, att 32, moe xe ye 3 x 64, h1 h3 16 + 16, rl 16, cos sin 16 + 16, scores 16,
+     * vrow 16, logits 32, exp_gate exp_tok 16 + 16, exp_n 16, four of B 4 x 16, seq_len
+     * 16 = 752 floats; the matmul's buffer for 4 rows of 16 inputs (a q8_K block of 292
+     * bytes each) and 64 bytes of slack. TP buffers of rank 0: logits of its 16 rows and
+     * all 32, + 64; the all-reduce scratch; 2 hashes; commands (10 + 4) x 4 + 2 x 4 + 16 */
+    double arena = 752 * 4 + 4 * 292 + 64;
+    double tpb = (16 + 32) * 4 + 64 + 2 * 8 + 14 * 4 + 8 + 16;
+    CHECK(r.context > arena + tpb && r.context < arena + tpb + 4096); /* + the scratch */
+    CHECK_EQ(r.base, 1000);
+    CHECK_EQ(r.total, r.weights + r.replicated + r.kv + r.context + r.base);
+    /* one process: the whole model mapped (the tied embedding is read whole) */
+    CHECK(gk_plan_rank_memory(&pm, 1, 10, 4, 1, 4, 0, &r, &err) == 0);
+    CHECK_EQ(r.weights, 4.0 * (5392 - 144));
+    CHECK_EQ(r.replicated, 2 * 4.0 * 144);
+    /* bad splits and inputs */
+    CHECK(gk_plan_rank_memory(&pm, 4, 10, 4, 1, 4, 0, &r, &err) < 0 && strstr(err.msg, "KV heads"));
+    CHECK(gk_plan_rank_memory(&pm, 2, 0, 4, 1, 4, 0, &r, &err) < 0);
+    /* q8_0 columns: 32 expert columns over 2 ranks are 16, not a block of 32 */
+    s.n_embd = 32, s.n_ff_exp = 32;
+    CHECK(gk_plan_model_build(&s, "q8_0", &pm, &err) == 0);
+    CHECK(gk_plan_rank_memory(&pm, 2, 10, 4, 1, 4, 0, &r, &err) < 0 &&
+          strstr(err.msg, "block boundaries"));
+    /* a real file: rank 0 of 2 holds what the plan says */
+    static const char *kinds[] = {"grok1", "grok2"};
+    for (int k = 0; k < 2; k++) {
+        char path[1024];
+        gk_model *m = tiny_model(kinds[k], "f32", path, sizeof path);
+        if (!m) {
+            printf("skip: rank-memory check on a file needs /usr/bin/python3 with numpy\n");
+            return;
+        }
+        gk_plan_model pf;
+        CHECK(gk_plan_model_from_model(m, &pf, &err) == 0);
+        gk_model_free(m);
+        gk_model *m0 = gk_model_load_rank(path, NULL, 0, 2, &err);
+        CHECK_MSG(m0 != NULL, "%s", err.msg);
+        if (!m0) continue;
+        double want = (double)m0->tp.store_bytes;
+        CHECK(gk_plan_rank_memory(&pf, 2, 16, 8, 1, 4, 0, &r, &err) == 0);
+        CHECK_EQ(r.weights, want);
+        gk_model_free(m0);
+        unlink(path);
+    }
+}
+
+/* The prompt's matmuls at the calibrated rate for the tokens of each call: the whole
+ * chunk for the layer's matrices, T k / touched for each expert (forward.c groups a
+ * chunk's tokens by expert). Tiny Grok-1 shape, f32, a 64-token prompt in one chunk. */
+static void test_prompt_rates(void) {
+    gk_plan_shape s = {.variant = GK_VARIANT_GROK1,
+                       .n_vocab = 32,
+                       .n_embd = 16,
+                       .n_layer = 2,
+                       .n_head = 4,
+                       .n_head_kv = 2,
+                       .head_dim = 4,
+                       .n_ctx = 64,
+                       .n_ff_exp = 8,
+                       .n_expert = 4,
+                       .n_expert_used = 2,
+                       .gated = true,
+                       .tied_output = true};
+    gk_plan_model pm;
+    gk_err err;
+    CHECK(gk_plan_model_build(&s, "f32", &pm, &err) == 0);
+    const double R = 1e10;
+    gk_plan_hw a = {.name = "t",
+                    .bf16_flops = R,
+                    .mem_bytes = 1e9,
+                    .mem_bw = 1e10,
+                    .domain = 1,
+                    .attn_flops = 1e9,
+                    .threads = 1};
+    a.mm_bw1[0] = 5e9;
+    a.mm_flops512[0] = R;
+    gk_plan_hw b = a, c = a;
+    for (int k = 0; k < 4; k++)
+        for (int w = 0; w < 2; w++) b.mm_flops_at[0][k][w] = c.mm_flops_at[0][k][w] = R;
+    c.mm_flops_at[0][1][0] = c.mm_flops_at[0][1][1] = R / 2; /* T = 32 */
+    gk_plan_infer_opts o = {.n_ctx = 64, .n_prompt = 64, .n_batch = 64};
+    gk_plan_infer ra, rb, rc;
+    CHECK(gk_plan_infer_eval(&pm, &a, 1, 1, &o, &ra, &err) == 0);
+    CHECK(gk_plan_infer_eval(&pm, &b, 1, 1, &o, &rb, &err) == 0);
+    CHECK(gk_plan_infer_eval(&pm, &c, 1, 1, &o, &rc, &err) == 0);
+    /* a flat grid is the batch-512 rate */
+    CHECK_EQ(64 / rb.prompt_expect, 64 / ra.prompt_expect);
+    /* at T = 32 half the rate: the experts (64 x 2 / 4 = 32 tokens each: 2 layers x 64
+     * tokens x top-2 x 2 x 3 x 8 x 16 = 196608 FLOPs) take twice as long; the layer's
+     * matrices (64 tokens, log-halfway from 32 to 128: 0.75 R; 2 x 64 x 2 x (256 + 128 +
+     * 128 + 256 + 64) = 212992 FLOPs) a third longer */
+    CHECK_EQ(64 / rc.prompt_expect - 64 / ra.prompt_expect,
+             196608 / R + 212992 * (1 / (0.75 * R) - 1 / R));
+    /* generation (batch 1) does not use the grid */
+    CHECK_EQ(rc.gen_expect, ra.gen_expect);
+}
+
 int main(void) {
     test_tiny_grok1();
     test_tiny_grok2();
@@ -588,5 +717,7 @@ int main(void) {
     test_preset_file();
     test_real_model();
     test_engine_counters();
+    test_rank_memory();
+    test_prompt_rates();
     return gk_test_done();
 }
