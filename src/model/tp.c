@@ -73,8 +73,13 @@ static bool split_ok(const gk_model *m, int n) {
     const gk_hparams *hp = &m->hp;
     const int64_t nq = (int64_t)hp->n_head * hp->head_dim;
     if (hp->n_head_kv % (uint32_t)n || hp->n_ff_exp % (uint32_t)n) return false;
+    /* the experts' down matrices: one stack, or one tensor per expert (older Grok-1
+     * files), which must give the same chunks as the stack they are bound as */
+    const char *down_exps = gk_gguf_find_tensor(m->gguf, "blk.0.ffn_down_exps.weight")
+                                ? "blk.0.ffn_down_exps.weight"
+                                : "blk.0.ffn_down.0.weight";
     if (!cols_split_ok(m->gguf, "blk.0.attn_output.weight", nq, n) ||
-        !cols_split_ok(m->gguf, "blk.0.ffn_down_exps.weight", hp->n_ff_exp, n))
+        !cols_split_ok(m->gguf, down_exps, hp->n_ff_exp, n))
         return false;
     if (gk_gguf_find_tensor(m->gguf, "blk.0.ffn_down.weight") &&
         (hp->n_ff % (uint32_t)n || !cols_split_ok(m->gguf, "blk.0.ffn_down.weight", hp->n_ff, n)))
