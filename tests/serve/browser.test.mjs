@@ -81,24 +81,31 @@ test('the page loads from the server alone and streams a reply', { skip }, async
 });
 
 test('Stop ends the stream and frees the slot within 1 s', { skip }, async () => {
-  const ctx = await browser.newContext();
-  const { page } = await openPage(ctx);
-  await setSetting(page, 'max-tokens', 900);
-  await page.fill('#input', 'Go on for a long time.');
-  await page.click('#send');
-  await page.waitForFunction(() => {
-    const b = [...document.querySelectorAll('.msg.assistant .body')].pop();
-    return b && b.textContent.length > 10;
-  });
-  assert.ok((await slots(srv.base)).some((s) => s.state !== 'idle'));
-  // The shipped model writes thousands of tokens a second, so the reply may end
-  // between that check and a click that waits for the button to be stable: click
-  // it through the DOM at once (the page hides Stop when the stream ends).
-  await page.evaluate(() => document.getElementById('stop').click());
-  const ms = await waitIdle(srv.base, 1000);
-  assert.ok(ms <= 1000);
-  await page.waitForFunction(() => document.body.dataset.busy === '');
-  await ctx.close();
+  // The shipped model writes thousands of tokens a second, so a reply can end
+  // before the test sees it streaming: then it tries again in a fresh page, up to
+  // five times. Stop is clicked through the DOM at once (the page hides it when the
+  // stream ends), and must free the slot within 1 s.
+  let caught = false;
+  for (let attempt = 0; attempt < 5 && !caught; attempt++) {
+    const ctx = await browser.newContext();
+    const { page } = await openPage(ctx);
+    await setSetting(page, 'max-tokens', 900);
+    await page.fill('#input', 'Go on for a long time.');
+    await page.click('#send');
+    await page.waitForFunction(() => {
+      const b = [...document.querySelectorAll('.msg.assistant .body')].pop();
+      return b && b.textContent.length > 10;
+    });
+    if ((await slots(srv.base)).some((s) => s.state !== 'idle')) {
+      caught = true;
+      await page.evaluate(() => document.getElementById('stop').click());
+      const ms = await waitIdle(srv.base, 1000);
+      assert.ok(ms <= 1000, `the slot was freed ${ms} ms after Stop`);
+    }
+    await page.waitForFunction(() => document.body.dataset.busy === '');
+    await ctx.close();
+  }
+  assert.ok(caught, 'no reply was still streaming when the test looked, in 5 tries');
 });
 
 const EVIL = 'Here: <script>window.__pwned = 1<\/script> and <img src=x onerror="window.__pwned = 2"> ' +
