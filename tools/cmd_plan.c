@@ -848,8 +848,10 @@ static int cmd_calibrate(int argc, char **argv, const plan_opts *o) {
                    hw.net_lat * 1e6, hw.net_bw / 1e9);
     }
     if (dist.rank != 0) {
+        /* asleep until rank 0 is done: MPI_Finalize would spin on a core */
         gk_free_aligned(buf);
         gk_pool_free(pool);
+        gk_dist_barrier_idle(&dist);
         gk_dist_finalize(&dist);
         return 0;
     }
@@ -1107,6 +1109,7 @@ done:
     gk_free_aligned(w);
     gk_free_aligned(buf);
     gk_pool_free(pool);
+    if (dist.rank == 0) gk_dist_barrier_idle(&dist); /* the other ranks wait asleep there */
     gk_dist_finalize(&dist);
     return rc;
 }

@@ -51,6 +51,9 @@ int gk_dist_sum_f64(gk_dist *d, double *buf, size_t n, gk_err *err);
 /* Rank 0's value of a flag to everyone (agreement on stopping, on errors). */
 int gk_dist_bcast_i32(gk_dist *d, int32_t *v, gk_err *err);
 void gk_dist_barrier(gk_dist *d);
+/* A barrier that sleeps while it waits (1 ms steps) instead of spinning, for a
+ * rank with nothing to do while another measures or computes on the same cores. */
+void gk_dist_barrier_idle(gk_dist *d);
 /* True when this build has MPI. */
 bool gk_dist_have_mpi(void);
 
