@@ -26,19 +26,8 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-ip netns add "$ns0"
-ip netns add "$ns1"
-ip link add gkv0 netns "$ns0" type veth peer name gkv1 netns "$ns1"
-ip -n "$ns0" addr add 10.77.0.1/24 dev gkv0
-ip -n "$ns1" addr add 10.77.0.2/24 dev gkv1
-for n in "$ns0:gkv0" "$ns1:gkv1"; do
-    ns=${n%%:*}
-    dev=${n#*:}
-    ip -n "$ns" link set lo up
-    ip -n "$ns" link set "$dev" up
-    # bandwidth on each direction: burst of 64 KiB, at most 50 ms queued
-    ip netns exec "$ns" tc qdisc add dev "$dev" root tbf rate "$rate" burst 64kb latency 50ms
-done
+. "$(dirname "$0")/netns_link.sh"
+netns_link "$ns0" "$ns1" gkv0 gkv1 10.77.0 "$rate"
 ip -n "$ns0" link show gkv0 | grep -q "state UP\|LOWER_UP"
 
 echo "grok bench, N = 2 over a veth pair limited to $rate (tc tbf), OpenMPI TCP"

@@ -43,19 +43,8 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-ip netns add "$ns0"
-ip netns add "$ns1"
-ip link add gkr0 netns "$ns0" type veth peer name gkr1 netns "$ns1"
-ip -n "$ns0" addr add 10.78.0.1/24 dev gkr0
-ip -n "$ns1" addr add 10.78.0.2/24 dev gkr1
-for n in "$ns0:gkr0" "$ns1:gkr1"; do
-    ns=${n%%:*}
-    dev=${n#*:}
-    ip -n "$ns" link set lo up
-    ip -n "$ns" link set "$dev" up
-    # bandwidth on each direction: burst of 64 KiB, at most 50 ms queued
-    ip netns exec "$ns" tc qdisc add dev "$dev" root tbf rate "$rate" burst 64kb latency 50ms
-done
+. "$(dirname "$0")/netns_link.sh"
+netns_link "$ns0" "$ns1" gkr0 gkr1 10.78.0 "$rate"
 
 ip netns exec "$ns1" "$bin/ggml-rpc-server" -H 10.78.0.2 -p 50052 -t 1 >/dev/null 2>&1 &
 pids="$pids $!"

@@ -14,6 +14,7 @@
 #define _GNU_SOURCE
 #include "format/gguf.h"
 #include "fuzz_kernels.h"
+#include "fuzz_memfile.h"
 #include "grok.h"
 
 #include <stdio.h>
@@ -22,20 +23,6 @@
 #include <unistd.h>
 
 static volatile float fsink;
-
-/* A memory file holding the input, named by /proc/self/fd (the model loader maps a path). */
-static int memfile(const uint8_t *data, size_t size, char *path, size_t cap) {
-    static int fd = -1;
-    if (fd < 0) fd = memfd_create("fuzz_model", 0);
-    if (fd < 0 || ftruncate(fd, 0) != 0) return -1;
-    for (size_t off = 0; off < size;) {
-        ssize_t w = pwrite(fd, data + off, size - off, (off_t)off);
-        if (w <= 0) return -1;
-        off += (size_t)w;
-    }
-    snprintf(path, cap, "/proc/self/fd/%d", fd);
-    return 0;
-}
 
 static void run_model(gk_model *m) {
     gk_err err;

@@ -16,6 +16,7 @@
  */
 #define _GNU_SOURCE
 #include "format/gguf.h"
+#include "fuzz_memfile.h"
 #include "grok.h"
 #include "model/model.h"
 
@@ -25,20 +26,6 @@
 #include <unistd.h>
 
 static volatile uint8_t sink;
-
-/* A memory file holding the input, named by /proc/self/fd (the loader maps a path). */
-static int memfile(const uint8_t *data, size_t size, char *path, size_t cap) {
-    static int fd = -1;
-    if (fd < 0) fd = memfd_create("fuzz_shard", 0);
-    if (fd < 0 || ftruncate(fd, 0) != 0) return -1;
-    for (size_t off = 0; off < size;) {
-        ssize_t w = pwrite(fd, data + off, size - off, (off_t)off);
-        if (w <= 0) return -1;
-        off += (size_t)w;
-    }
-    snprintf(path, cap, "/proc/self/fd/%d", fd);
-    return 0;
-}
 
 static void touch(const gk_weight *w) {
     if (!w->data) return;
