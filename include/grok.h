@@ -718,7 +718,8 @@ int gk_plan_fleet_eval(const gk_plan_hw *hw, double n_dev, double mfu, double pu
 
 /* --------------------------------------------------------------- system --- */
 
-/* Name of the kernel set chosen for this CPU ("avx2", "scalar", ...). */
+/* Names of the kernels chosen for this CPU: the dot products' ("avx2", "scalar", ...),
+ * and the matmul's when it differs ("avx2, matmul avx512-vnni"). */
 const char *gk_kernels_name(void);
 
 #ifdef __cplusplus

@@ -9,6 +9,7 @@
 #include "kernels/ops.h"
 
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -46,6 +47,23 @@ static int isa(void) {
 const char *gk_gemm_isa(void) {
     static const char *names[] = {"none", "avx2", "avx512-vnni"};
     return names[isa()];
+}
+
+/* grok.h: the dot-product kernels, and the GEMM's when they differ. */
+static char kernels_name[64];
+static pthread_once_t kernels_once = PTHREAD_ONCE_INIT;
+
+static void kernels_name_init(void) {
+    const char *dot = gk_dtype_kernels(), *mm = gk_gemm_isa();
+    if (!strcmp(mm, "none") || !strcmp(mm, dot))
+        snprintf(kernels_name, sizeof kernels_name, "%s", dot);
+    else
+        snprintf(kernels_name, sizeof kernels_name, "%s, matmul %s", dot, mm);
+}
+
+const char *gk_kernels_name(void) {
+    pthread_once(&kernels_once, kernels_name_init);
+    return kernels_name;
 }
 
 const gk_gemm_kernels *gk_gemm_kernels_of(gk_dtype type) {
