@@ -14,6 +14,10 @@
 static inline uint8_t grid8(uint64_t e, int j) {
     return (uint8_t)(e >> (8 * j));
 }
+/* y[j] = db * byte j of grid entry g, negated where bit j of s is set (j < 8). */
+static inline void signed_grid8(float *y, float db, uint64_t g, uint8_t s) {
+    for (int j = 0; j < 8; j++) y[j] = db * (float)grid8(g, j) * (s & (1u << j) ? -1.0f : 1.0f);
+}
 static inline uint8_t grid4(uint32_t e, int j) {
     return (uint8_t)(e >> (8 * j));
 }
@@ -37,8 +41,7 @@ void gk_dequantize_iq2_xxs(const void *src, float *y, int64_t n) {
             for (int l = 0; l < 4; l++) {
                 uint64_t g = gk_iq2xxs_grid[(a >> (8 * l)) & 255];
                 uint8_t s = gk_ksigns_iq2xs[(b >> (7 * l)) & 127];
-                for (int j = 0; j < 8; j++)
-                    y[j] = db * (float)grid8(g, j) * (s & (1u << j) ? -1.0f : 1.0f);
+                signed_grid8(y, db, g, s);
                 y += 8;
             }
         }
@@ -65,8 +68,7 @@ void gk_dequantize_iq2_xs(const void *src, float *y, int64_t n) {
                 const uint16_t q = x[i].qs[4 * ib + l];
                 uint64_t g = gk_iq2xs_grid[q & 511];
                 uint8_t s = gk_ksigns_iq2xs[q >> 9];
-                for (int j = 0; j < 8; j++)
-                    y[j] = db * (float)grid8(g, j) * (s & (1u << j) ? -1.0f : 1.0f);
+                signed_grid8(y, db, g, s);
                 y += 8;
             }
         }
@@ -82,8 +84,7 @@ void gk_dequantize_iq2_s(const void *src, float *y, int64_t n) {
                 const float db = d * (0.5f + (float)iq2_scale(x[i].scales, ib, l / 2)) * 0.25f;
                 uint64_t g = gk_iq2s_grid[iq2s_index(&x[i], ib, l)];
                 uint8_t s = x[i].signs[4 * ib + l];
-                for (int j = 0; j < 8; j++)
-                    y[j] = db * (float)grid8(g, j) * (s & (1u << j) ? -1.0f : 1.0f);
+                signed_grid8(y, db, g, s);
                 y += 8;
             }
         }
