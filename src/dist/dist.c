@@ -287,16 +287,28 @@ void gk_dist_barrier(gk_dist *d) {
     if (d->size > 1) MPI_Barrier(MPI_COMM_WORLD);
 }
 
+/* Waits for a request without holding a core: polls it for the first
+ * millisecond (a reply that comes at once costs no sleep), then sleeps between
+ * polls, 50 us at first and doubling up to 1 ms. MPI's own blocking calls spin
+ * at full speed, or sched_yield in a loop when oversubscribed, for as long as
+ * they wait. */
+static int wait_asleep(MPI_Request *rq) {
+    long long t0 = now_ns();
+    long sleep_ns = 50 * 1000;
+    for (int done = 0;;) {
+        if (MPI_Test(rq, &done, MPI_STATUS_IGNORE) != MPI_SUCCESS) return -1;
+        if (done) return 0;
+        if (now_ns() - t0 < 1000 * 1000) continue;
+        struct timespec ts = {0, sleep_ns};
+        nanosleep(&ts, NULL);
+        if (sleep_ns < 1000 * 1000) sleep_ns *= 2;
+    }
+}
+
 void gk_dist_barrier_idle(gk_dist *d) {
     if (d->size < 2) return;
     MPI_Request rq;
-    MPI_Ibarrier(MPI_COMM_WORLD, &rq);
-    for (int done = 0;;) {
-        MPI_Test(&rq, &done, MPI_STATUS_IGNORE);
-        if (done) return;
-        struct timespec ts = {0, 1000 * 1000};
-        nanosleep(&ts, NULL);
-    }
+    if (MPI_Ibarrier(MPI_COMM_WORLD, &rq) == MPI_SUCCESS) wait_asleep(&rq);
 }
 
 /* Rows of w floats, one per rank, summed as the fixed tree into rows[0]. */
@@ -374,20 +386,35 @@ int gk_dist_allreduce(gk_dist *d, float *buf, size_t n, gk_dist_wire wire, void 
     return 0;
 }
 
-int gk_dist_bcast(gk_dist *d, void *buf, size_t bytes, bool watch, gk_err *err) {
+int gk_dist_bcast(gk_dist *d, void *buf, size_t bytes, gk_err *err) {
     if (!d || d->size == 1) return 0;
     if (bytes > INT32_MAX) return gk_fail(err, "broadcast of %zu bytes is too large", bytes);
     long long t0 = now_ns();
-    if (watch) arm(d, "a broadcast from rank 0");
+    arm(d, "a broadcast from rank 0");
     int rc = MPI_Bcast(buf, (int)bytes, MPI_BYTE, 0, MPI_COMM_WORLD);
     size_t sent = d->rank == 0 ? (size_t)(d->size - 1) * bytes : 0;
-    if (watch)
-        disarm(d, t0, sent, (size_t)(d->size - 1) * bytes, 1, sent);
-    else {
-        d->st.bytes_sent += sent;
-        d->st.bytes_ideal += sent;
-    }
+    disarm(d, t0, sent, (size_t)(d->size - 1) * bytes, 1, sent);
     return rc == MPI_SUCCESS ? 0 : gk_fail(err, "MPI_Bcast failed");
+}
+
+int gk_dist_bcast_cmd(gk_dist *d, void *buf, size_t bytes, gk_err *err) {
+    if (!d || d->size == 1) return 0;
+    if (bytes > INT32_MAX) return gk_fail(err, "broadcast of %zu bytes is too large", bytes);
+    /* non-blocking on every rank: MPI matches a non-blocking collective only
+     * with non-blocking ones */
+    MPI_Request rq;
+    int rc = MPI_Ibcast(buf, (int)bytes, MPI_BYTE, 0, MPI_COMM_WORLD, &rq);
+    if (rc != MPI_SUCCESS) return gk_fail(err, "MPI_Ibcast failed");
+    size_t sent = d->rank == 0 ? (size_t)(d->size - 1) * bytes : 0;
+    if (d->rank == 0) {
+        long long t0 = now_ns();
+        arm(d, "a command to the other ranks");
+        rc = MPI_Wait(&rq, MPI_STATUS_IGNORE);
+        disarm(d, t0, sent, sent, 1, sent);
+    } else if (wait_asleep(&rq) < 0) {
+        rc = MPI_ERR_OTHER;
+    }
+    return rc == MPI_SUCCESS ? 0 : gk_fail(err, "MPI_Ibcast failed");
 }
 
 int gk_dist_allgather(gk_dist *d, const void *send, size_t bytes, void *recv, gk_err *err) {
@@ -480,8 +507,12 @@ int gk_dist_allreduce(gk_dist *d, float *buf, size_t n, gk_dist_wire wire, void 
     (void)d, (void)buf, (void)n, (void)wire, (void)scratch, (void)err;
     return 0;
 }
-int gk_dist_bcast(gk_dist *d, void *buf, size_t bytes, bool watch, gk_err *err) {
-    (void)d, (void)buf, (void)bytes, (void)watch, (void)err;
+int gk_dist_bcast(gk_dist *d, void *buf, size_t bytes, gk_err *err) {
+    (void)d, (void)buf, (void)bytes, (void)err;
+    return 0;
+}
+int gk_dist_bcast_cmd(gk_dist *d, void *buf, size_t bytes, gk_err *err) {
+    (void)d, (void)buf, (void)bytes, (void)err;
     return 0;
 }
 int gk_dist_allgather(gk_dist *d, const void *send, size_t bytes, void *recv, gk_err *err) {

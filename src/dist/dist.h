@@ -51,7 +51,7 @@ int gk_dist_sum_f64(gk_dist *d, double *buf, size_t n, gk_err *err);
 /* Rank 0's value of a flag to everyone (agreement on stopping, on errors). */
 int gk_dist_bcast_i32(gk_dist *d, int32_t *v, gk_err *err);
 void gk_dist_barrier(gk_dist *d);
-/* A barrier that sleeps while it waits (1 ms steps) instead of spinning, for a
+/* A barrier that sleeps while it waits (after 1 ms) instead of spinning, for a
  * rank with nothing to do while another measures or computes on the same cores. */
 void gk_dist_barrier_idle(gk_dist *d);
 /* True when this build has MPI. */
@@ -78,9 +78,14 @@ size_t gk_dist_allreduce_scratch(int size, size_t n, gk_dist_wire wire);
  * encodes each contribution (and the summed chunks); the sums are fp32. */
 int gk_dist_allreduce(gk_dist *d, float *buf, size_t n, gk_dist_wire wire, void *scratch,
                       gk_err *err);
-/* Rank 0's bytes to every rank. watch: bound the wait by the watchdog (false
- * for a follower waiting for its next command, which may come much later). */
-int gk_dist_bcast(gk_dist *d, void *buf, size_t bytes, bool watch, gk_err *err);
+/* Rank 0's bytes to every rank, the wait bounded by the watchdog. */
+int gk_dist_bcast(gk_dist *d, void *buf, size_t bytes, gk_err *err);
+/* The same for rank 0's next command to its followers, which may come much
+ * later: a follower's wait has no bound and sleeps between polls (after 1 ms),
+ * so that an idle follower does not hold a core. Every rank calls this one for
+ * the same broadcast (it is MPI's non-blocking broadcast, which matches only
+ * its own kind). */
+int gk_dist_bcast_cmd(gk_dist *d, void *buf, size_t bytes, gk_err *err);
 /* Every rank's bytes (the same count everywhere) to every rank, in rank order. */
 int gk_dist_allgather(gk_dist *d, const void *send, size_t bytes, void *recv, gk_err *err);
 /* Rank r's bytes[r] bytes to rank 0, placed at recv + offs[r] (recv, bytes and

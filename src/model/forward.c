@@ -616,7 +616,7 @@ static int send_cmd_inline(gk_context *c, int32_t op, int32_t a, int32_t b, int3
     if (c->stopped) return gk_fail(err, "the followers were stopped (gk_dist_stop)");
     int32_t hdr[CMD_WORDS] = {op, a, b, d};
     for (int i = 0; i < n_inl; i++) hdr[4 + i] = inl[i];
-    return gk_dist_bcast(c->dist, hdr, sizeof hdr, true, err);
+    return gk_dist_bcast_cmd(c->dist, hdr, sizeof hdr, err);
 }
 
 static int send_cmd(gk_context *c, int32_t op, int32_t a, int32_t b, int32_t d, gk_err *err) {
@@ -624,7 +624,7 @@ static int send_cmd(gk_context *c, int32_t op, int32_t a, int32_t b, int32_t d, 
 }
 
 static int send_arr(gk_context *c, const void *p, size_t bytes, gk_err *err) {
-    return gk_dist_bcast(c->dist, (void *)p, bytes, true, err);
+    return gk_dist_bcast(c->dist, (void *)p, bytes, err);
 }
 
 static int only_rank0(const gk_context *c, const char *what, gk_err *err) {
@@ -792,7 +792,7 @@ int gk_dist_follow(gk_context *c, gk_err *err) {
     for (;;) {
         int32_t h[CMD_WORDS];
         /* unbounded wait: rank 0 may wait for its user before the next call */
-        if (gk_dist_bcast(c->dist, h, sizeof h, false, err) < 0) return -1;
+        if (gk_dist_bcast_cmd(c->dist, h, sizeof h, err) < 0) return -1;
         int rc = 0;
         switch (h[0]) {
         case CMD_STOP:
@@ -803,16 +803,16 @@ int gk_dist_follow(gk_context *c, gk_err *err) {
             if (h[1] <= CMD_INLINE)
                 memcpy(toks, h + 4, (size_t)h[1] * sizeof(int32_t));
             else
-                rc = gk_dist_bcast(c->dist, toks, (size_t)h[1] * sizeof(int32_t), true, err);
+                rc = gk_dist_bcast(c->dist, toks, (size_t)h[1] * sizeof(int32_t), err);
             if (rc == 0) rc = decode_local(c, toks, h[1], err);
             break;
         case CMD_BATCH: {
             if (h[1] < 1 || (uint32_t)h[1] > c->n_batch) goto bad;
             size_t n = (size_t)h[1];
-            rc = gk_dist_bcast(c->dist, toks, n * sizeof(int32_t), true, err);
-            if (rc == 0 && h[2]) rc = gk_dist_bcast(c->dist, seqs, n * sizeof(int32_t), true, err);
+            rc = gk_dist_bcast(c->dist, toks, n * sizeof(int32_t), err);
+            if (rc == 0 && h[2]) rc = gk_dist_bcast(c->dist, seqs, n * sizeof(int32_t), err);
             if (rc == 0 && h[3]) {
-                rc = gk_dist_bcast(c->dist, keep8, n, true, err);
+                rc = gk_dist_bcast(c->dist, keep8, n, err);
                 for (size_t i = 0; i < n; i++) keep[i] = keep8[i] != 0;
             }
             gk_batch b = {

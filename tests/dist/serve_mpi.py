@@ -4,7 +4,9 @@
 Starts `mpirun -np 2 grok serve` on the shipped default model (rank 0 serves HTTP,
 rank 1 follows), sends two greedy completions at once and checks that each text
 equals what a single-process `grok run` generates for the same prompt; then sends
-SIGTERM to mpirun and checks that every rank is gone within 10 s.
+SIGTERM to mpirun and checks that every rank is gone within 10 s. Between the
+two, with no request in flight, the ranks together must use less than a quarter
+of a core: a follower waiting for rank 0's next call sleeps, it does not spin.
 
 Usage: serve_mpi.py --grok path/to/grok --model models/default.gguf
 Exit: 0 pass, 1 fail, 77 skipped (no mpirun, or grok built without MPI).
@@ -41,6 +43,30 @@ def post(port, prompt, out, i):
         out[i] = json.load(r)["choices"][0]["text"]
 
 
+def cpu_seconds(pids):
+    """User + system CPU seconds used so far by the processes (those still alive)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+        except OSError:
+            pass
+    return total
+
+
+def idle_share(port, seconds=2.0):
+    """The share of one core that the server's processes use while idle."""
+    pids = subprocess.run(["pgrep", "-f", "--", f"--port {port}"], capture_output=True,
+                          text=True).stdout.split()
+    time.sleep(0.5)  # let the last request's work finish
+    c0, t0 = cpu_seconds(pids), time.time()
+    time.sleep(seconds)
+    return (cpu_seconds(pids) - c0) / (time.time() - t0), len(pids)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--grok", required=True)
@@ -65,7 +91,10 @@ def main():
             return 1
         want.append(r.stdout.rstrip("\n"))
     port = free_port()
-    srv = subprocess.Popen([mpirun, "--allow-run-as-root", "--oversubscribe", "-np", "2", a.grok,
+    # MPI spins in its waits unless it yields, which it does when oversubscribed;
+    # a deployment with a core per rank does not yield, nor does this test.
+    srv = subprocess.Popen([mpirun, "--allow-run-as-root", "--oversubscribe", "--mca",
+                            "mpi_yield_when_idle", "0", "-np", "2", a.grok,
                             "serve", "-m", a.model, "--port", str(port), "-t", "1", "-np", "2"],
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     fails = []
@@ -94,6 +123,11 @@ def main():
                     fails.append(f"{p!r}: served over 2 ranks {g!r}, one process {w!r}")
                 else:
                     print(f"ok {p!r} -> {g!r}")
+            share, n = idle_share(port)
+            print(f"idle: {n} processes use {100 * share:.1f} % of a core")
+            if share > 0.25:
+                fails.append(f"idle, the server's {n} processes use {100 * share:.0f} % of a core "
+                             "(a follower spins while it waits for rank 0)")
     finally:
         t0 = time.time()
         srv.terminate()
@@ -104,10 +138,10 @@ def main():
             fails.append("mpirun was still running 10 s after SIGTERM")
         log = srv.stdout.read()
         print(f"stopped in {time.time() - t0:.1f} s")
-    left = subprocess.run(["pgrep", "-f", f"--port {port}"], capture_output=True, text=True).stdout.split()
+    left = subprocess.run(["pgrep", "-f", "--", f"--port {port}"], capture_output=True, text=True).stdout.split()
     if left:
         fails.append(f"ranks left running: {left}")
-        subprocess.run(["pkill", "-9", "-f", f"--port {port}"])
+        subprocess.run(["pkill", "-9", "-f", "--", f"--port {port}"])
     for f in fails:
         print("FAIL:", f)
     if fails:
