@@ -3,8 +3,10 @@
  * that gk_matmul streams with one token (T = 1), per weight type, over a set of
  * matrices much larger than the caches and shaped like a layer of the bench
  * models (1024 inputs and 4096 rows, 4096 inputs and 1024 rows), against the
- * plain streaming read of the same bytes (AVX2 loads summed, and the scalar sum
- * that `grok bench` takes as its bandwidth limit), with 1 and 2 threads.
+ * plain streaming reads of the same bytes, with 1 and 2 threads: readsc is the
+ * scalar sum that `grok bench` takes as its bandwidth limit, read256 AVX2 loads
+ * in order, read16 (read16pf) strips of 16 rows of 576 bytes read side by side
+ * (with the next strip fetched in step), the order of the 16-row GEMM strips.
  *
  * Build and run (after building libgrok in build/):
  *   cc -O2 -mavx2 -mfma -Isrc -Iinclude bench/matvec_bench.c build/libgrok.a -lm -lpthread \
