@@ -4,7 +4,10 @@
  * gk_pool_run() publishes (fn, arg) under a new generation number; workers
  * spin on the generation for a short while (a decode step issues hundreds of
  * small jobs, and a futex wake-up costs more than the job), then fall back to
- * a condition variable. The caller works as thread 0 and waits for the rest.
+ * a condition variable. The caller works as thread 0 and waits for the rest;
+ * it takes the mutex to wake the workers only when one of them sleeps (the
+ * sleepers count and the generation are sequentially consistent, so either
+ * the caller sees the sleeper or the sleeper sees the new generation).
  */
 #include "base/base.h"
 
@@ -22,8 +25,9 @@ struct gk_pool {
     pthread_cond_t cv;
     gk_pool_fn fn;
     void *arg;
-    atomic_uint gen;  /* bumped once per job */
-    atomic_int done;  /* workers finished with the current job */
+    atomic_uint gen;     /* bumped once per job */
+    atomic_int done;     /* workers finished with the current job */
+    atomic_int sleepers; /* workers in (or entering) the condition wait */
     atomic_bool quit;
 };
 
@@ -45,8 +49,10 @@ static void *worker(void *v) {
                !atomic_load(&p->quit)) {
             if (++spins < SPIN_ITERS) continue;
             pthread_mutex_lock(&p->mu);
+            atomic_fetch_add(&p->sleepers, 1);
             while (atomic_load(&p->gen) == seen && !atomic_load(&p->quit))
                 pthread_cond_wait(&p->cv, &p->mu);
+            atomic_fetch_sub(&p->sleepers, 1);
             pthread_mutex_unlock(&p->mu);
         }
         if (atomic_load(&p->quit)) return NULL;
@@ -65,6 +71,7 @@ gk_pool *gk_pool_new(int n_threads, gk_err *err) {
     pthread_cond_init(&p->cv, NULL);
     atomic_init(&p->gen, 0);
     atomic_init(&p->done, 0);
+    atomic_init(&p->sleepers, 0);
     atomic_init(&p->quit, false);
     p->threads = gk_calloc((size_t)n_threads, sizeof(pthread_t), err);
     if (!p->threads) goto fail;
@@ -100,7 +107,9 @@ void gk_pool_free(gk_pool *p) {
     free(p);
 }
 
-int gk_pool_size(const gk_pool *p) { return p ? p->n : 1; }
+int gk_pool_size(const gk_pool *p) {
+    return p ? p->n : 1;
+}
 
 void gk_pool_run(gk_pool *p, gk_pool_fn fn, void *arg) {
     if (!p || p->n == 1) {
@@ -110,10 +119,12 @@ void gk_pool_run(gk_pool *p, gk_pool_fn fn, void *arg) {
     p->fn = fn;
     p->arg = arg;
     atomic_store_explicit(&p->done, 0, memory_order_relaxed);
-    pthread_mutex_lock(&p->mu);
-    atomic_fetch_add_explicit(&p->gen, 1, memory_order_release);
-    pthread_cond_broadcast(&p->cv);
-    pthread_mutex_unlock(&p->mu);
+    atomic_fetch_add(&p->gen, 1);
+    if (atomic_load(&p->sleepers) > 0) {
+        pthread_mutex_lock(&p->mu);
+        pthread_cond_broadcast(&p->cv);
+        pthread_mutex_unlock(&p->mu);
+    }
     fn(arg, 0, p->n);
     int spins = 0;
     while (atomic_load_explicit(&p->done, memory_order_acquire) < p->n - 1)

@@ -12,6 +12,10 @@
  * lanes); then every token of the batch runs against the buffer, 8 tokens per
  * register tile. One vpdpbusd multiplies 16 rows by 4 of the token's values
  * (broadcast), and the block scales are applied once per block for 16 rows.
+ * Decode (one token) skips the unpacking: Q8_0 and the k-quants read the
+ * strip's rows one after the other when they lie back to back (strip1), Q4_0
+ * and the summation tree's column chunks read the 16 rows side by side
+ * (strip_one, or the unpacked tiles for the k-quants).
  *
  * Per output element (row r, token t) the arithmetic is fixed:
  *   acc = 0; for every 32-value block b, in order:
@@ -152,6 +156,37 @@ AI void transpose16x8(const __m512i v[8], __m512i o[8]) {
     }
 }
 
+/* The 16 rows' scales of a Q4_K/Q5_K super-block (rows as lanes, gathered
+ * from p + vidx): d * sc_j and dmin * m_j of sub-blocks j < 8 (exact products). */
+AI void affine_scales(const uint8_t *p, __m512i vidx, __m512 dsc[8], __m512 dmn[8]) {
+    const __m512i b6 = _mm512_set1_epi32(63), b4 = _mm512_set1_epi32(15);
+    /* the 16 rows' d, dmin and 12 packed scale bytes, one row per lane */
+    const __m512i dd = _mm512_i32gather_epi32(vidx, p, 1),
+                  qa = _mm512_i32gather_epi32(vidx, p + 4, 1),
+                  qb = _mm512_i32gather_epi32(vidx, p + 8, 1),
+                  qc = _mm512_i32gather_epi32(vidx, p + 12, 1);
+    const __m512 d = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(dd)),
+                 dm = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(dd, 16)));
+#pragma GCC unroll 4
+    for (int j = 0; j < 4; j++) { /* sub-blocks j and j + 4 */
+        __m512i a = _mm512_srli_epi32(qa, 8 * j), bq = _mm512_srli_epi32(qb, 8 * j),
+                c = _mm512_srli_epi32(qc, 8 * j);
+        __m512i sc0 = _mm512_and_si512(a, b6), m0 = _mm512_and_si512(bq, b6);
+        __m512i sc1 = _mm512_or_si512(
+                    _mm512_and_si512(c, b4),
+                    _mm512_slli_epi32(
+                        _mm512_and_si512(_mm512_srli_epi32(a, 6), _mm512_set1_epi32(3)), 4)),
+                m1 = _mm512_or_si512(
+                    _mm512_and_si512(_mm512_srli_epi32(c, 4), b4),
+                    _mm512_slli_epi32(
+                        _mm512_and_si512(_mm512_srli_epi32(bq, 6), _mm512_set1_epi32(3)), 4));
+        dsc[j] = _mm512_mul_ps(d, _mm512_cvtepi32_ps(sc0));
+        dmn[j] = _mm512_mul_ps(dm, _mm512_cvtepi32_ps(m0));
+        dsc[j + 4] = _mm512_mul_ps(d, _mm512_cvtepi32_ps(sc1));
+        dmn[j + 4] = _mm512_mul_ps(dm, _mm512_cvtepi32_ps(m1));
+    }
+}
+
 /* Unpacks k-quant super-block sb of R <= 16 rows (rows past R repeat row R - 1). */
 AI void unpack_super(const int kind, const uint8_t *w, size_t nb_row, int R, int64_t sb,
                      strip_buf *buf) {
@@ -164,36 +199,14 @@ AI void unpack_super(const int kind, const uint8_t *w, size_t nb_row, int R, int
     int32_t ri[SR];
 #pragma GCC unroll 16
     for (int r = 0; r < SR; r++) ri[r] = (int32_t)(rp[r] - p);
-    const __m512i vidx = _mm512_loadu_si512(ri), b6 = _mm512_set1_epi32(63),
-                  b4 = _mm512_set1_epi32(15);
+    const __m512i vidx = _mm512_loadu_si512(ri);
     const __m512i m4 = _mm512_set1_epi8(0x0f), m30 = _mm512_set1_epi8(0x30);
     __m512i v[4][8];
     if (AFFINE(kind)) { /* same leading fields in Q4_K and Q5_K */
-        /* the 16 rows' d, dmin and 12 packed scale bytes, one row per lane */
-        const __m512i dd = _mm512_i32gather_epi32(vidx, p, 1),
-                      qa = _mm512_i32gather_epi32(vidx, p + 4, 1),
-                      qb = _mm512_i32gather_epi32(vidx, p + 8, 1),
-                      qc = _mm512_i32gather_epi32(vidx, p + 12, 1);
-        const __m512 d = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(dd)),
-                     dm = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(dd, 16)));
-#pragma GCC unroll 4
-        for (int j = 0; j < 4; j++) { /* sub-blocks j and j + 4 */
-            __m512i a = _mm512_srli_epi32(qa, 8 * j), bq = _mm512_srli_epi32(qb, 8 * j),
-                    c = _mm512_srli_epi32(qc, 8 * j);
-            __m512i sc0 = _mm512_and_si512(a, b6), m0 = _mm512_and_si512(bq, b6);
-            __m512i sc1 = _mm512_or_si512(
-                        _mm512_and_si512(c, b4),
-                        _mm512_slli_epi32(
-                            _mm512_and_si512(_mm512_srli_epi32(a, 6), _mm512_set1_epi32(3)), 4)),
-                    m1 = _mm512_or_si512(
-                        _mm512_and_si512(_mm512_srli_epi32(c, 4), b4),
-                        _mm512_slli_epi32(
-                            _mm512_and_si512(_mm512_srli_epi32(bq, 6), _mm512_set1_epi32(3)), 4));
-            buf->d[j][0] = _mm512_mul_ps(d, _mm512_cvtepi32_ps(sc0));
-            buf->m[j] = _mm512_mul_ps(dm, _mm512_cvtepi32_ps(m0));
-            buf->d[j + 4][0] = _mm512_mul_ps(d, _mm512_cvtepi32_ps(sc1));
-            buf->m[j + 4] = _mm512_mul_ps(dm, _mm512_cvtepi32_ps(m1));
-        }
+        __m512 dsc[8], dmn[8];
+        affine_scales(p, vidx, dsc, dmn);
+#pragma GCC unroll 8
+        for (int j = 0; j < 8; j++) buf->d[j][0] = dsc[j], buf->m[j] = dmn[j];
         const size_t oq = kind == K_Q4K ? offsetof(gk_block_q4_K, qs) : offsetof(gk_block_q5_K, qs),
                      oh = offsetof(gk_block_q5_K, qh);
         const __m512i one = _mm512_set1_epi8(1);
@@ -453,10 +466,329 @@ AI void strip_one(const int kind, int64_t n, const uint8_t *w, size_t nb_row, in
     _mm512_mask_storeu_ps(y, m, acc);
 }
 
+/* ------------------------------------------------ one token (decode) --- */
+
+/* Decode (T = 1) streams every weight byte from memory once, so it reads the
+ * strip's rows one after the other, each from start to end (one sequential
+ * stream, which the hardware prefetcher follows; 16 rows read side by side
+ * are 16 streams that it does not). Per row, the exact int32 sum of every
+ * block (16-value group for Q6_K) goes into a small row-major buffer, with the
+ * block scales; then 16 x 16 transposes turn the buffers into vectors of the
+ * 16 rows, and the float accumulation runs per block in order exactly as the
+ * unpacked tiles run it (the same scale product, the same fma or fnmadd), so
+ * the result is bit-identical to strip_tile's with any batch. */
+
+#define R1_CHUNK 2048 /* the most inputs per row (the buffers: 16 rows x 128 groups) */
+#define R1_GMAX (R1_CHUNK / 16)
+
+/* v[r] (row r, 16 columns) -> v[c] (column c, 16 rows), int32 lanes. */
+AI void transpose16x16(__m512i v[16]) {
+    __m512i t[16], u[16];
+#pragma GCC unroll 8
+    for (int i = 0; i < 8; i++) {
+        t[2 * i] = _mm512_unpacklo_epi32(v[2 * i], v[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_epi32(v[2 * i], v[2 * i + 1]);
+    }
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; i++) { /* u[4i + k]: column 4l + k of rows 4i..4i+3 in lane l */
+        u[4 * i + 0] = _mm512_unpacklo_epi64(t[4 * i], t[4 * i + 2]);
+        u[4 * i + 1] = _mm512_unpackhi_epi64(t[4 * i], t[4 * i + 2]);
+        u[4 * i + 2] = _mm512_unpacklo_epi64(t[4 * i + 1], t[4 * i + 3]);
+        u[4 * i + 3] = _mm512_unpackhi_epi64(t[4 * i + 1], t[4 * i + 3]);
+    }
+#pragma GCC unroll 4
+    for (int k = 0; k < 4; k++) {
+        __m512i a = _mm512_shuffle_i32x4(u[k], u[4 + k], 0x88),
+                b = _mm512_shuffle_i32x4(u[k], u[4 + k], 0xdd),
+                c = _mm512_shuffle_i32x4(u[8 + k], u[12 + k], 0x88),
+                d = _mm512_shuffle_i32x4(u[8 + k], u[12 + k], 0xdd);
+        v[k] = _mm512_shuffle_i32x4(a, c, 0x88);
+        v[8 + k] = _mm512_shuffle_i32x4(a, c, 0xdd);
+        v[4 + k] = _mm512_shuffle_i32x4(b, d, 0x88);
+        v[12 + k] = _mm512_shuffle_i32x4(b, d, 0xdd);
+    }
+}
+
+/* Four vectors of 4 groups x 4 partial sums (group g of P[i] in 128-bit lane
+ * g) -> the 16 group sums in order 4 i + g (lane 4 g + i before the permute). */
+AI __m512i reduce4x4(const __m512i P[4]) {
+    const __m512i A0 = _mm512_add_epi32(_mm512_unpacklo_epi32(P[0], P[1]),
+                                        _mm512_unpackhi_epi32(P[0], P[1])),
+                  A1 = _mm512_add_epi32(_mm512_unpacklo_epi32(P[2], P[3]),
+                                        _mm512_unpackhi_epi32(P[2], P[3]));
+    const __m512i S =
+        _mm512_add_epi32(_mm512_unpacklo_epi64(A0, A1), _mm512_unpackhi_epi64(A0, A1));
+    const __m512i perm = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+    return _mm512_permutexvar_epi32(perm, S);
+}
+
+/* Eight vectors of 2 groups x 8 partial sums (group h of P[i] in 256-bit half
+ * h) -> the 16 sums in order 2 i + h. */
+AI __m512i reduce8x8(const __m512i P[8]) {
+    __m512i B[4], C[2];
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; i++)
+        B[i] = _mm512_add_epi32(_mm512_unpacklo_epi32(P[2 * i], P[2 * i + 1]),
+                                _mm512_unpackhi_epi32(P[2 * i], P[2 * i + 1]));
+#pragma GCC unroll 2
+    for (int i = 0; i < 2; i++)
+        C[i] = _mm512_add_epi32(_mm512_unpacklo_epi64(B[2 * i], B[2 * i + 1]),
+                                _mm512_unpackhi_epi64(B[2 * i], B[2 * i + 1]));
+    /* lane 4 l + i: P[i] (l = 0, 1) or P[4 + i] (l = 2, 3), half l % 2 */
+    const __m512i E = _mm512_add_epi32(_mm512_shuffle_i32x4(C[0], C[1], 0x88),
+                                       _mm512_shuffle_i32x4(C[0], C[1], 0xdd));
+    const __m512i perm = _mm512_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7, 8, 12, 9, 13, 10, 14, 11, 15);
+    return _mm512_permutexvar_epi32(perm, E);
+}
+
+/* The int32 sums (with the activations' offset terms) and the fp32 scales of
+ * the groups of one row into s[], d[] (Q4_K/Q5_K: sums only; their scales are
+ * gathered later); xa: the activations arranged for Q4_K/Q5_K (strip1); pf:
+ * the next row, fetched in step. */
+AI void row1(const int kind, const uint8_t *row, const uint8_t *x, int64_t n, const uint8_t *xa,
+             int32_t *s, float *d, const char *pf) {
+    const int64_t nb = n / 32;
+    const int32_t *ca = (const int32_t *)(x + n + nb * 4);
+    const __m512i m4 = _mm512_set1_epi8(0x0f);
+    if (kind == K_Q8) {
+        const int bsz = 34;
+        int64_t b = 0;
+        for (; b + 16 <= nb; b += 16) {
+            const uint8_t *p = row + (size_t)b * bsz;
+            for (int o = 0; o < 16 * bsz; o += 64)
+                _mm_prefetch(pf + (size_t)b * bsz + o, _MM_HINT_T0);
+            __m512i S;
+            __m512 D;
+            {
+                __m512i P[8];
+                const __m512i flip = _mm512_set1_epi8((char)0x80);
+#pragma GCC unroll 8
+                for (int k = 0; k < 8; k++) {
+                    const uint8_t *q = p + 68 * k + 2;
+                    __m512i z = _mm512_inserti64x4(
+                        _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)q)),
+                        _mm256_loadu_si256((const __m256i *)(q + 34)), 1);
+                    P[k] = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_xor_si512(z, flip),
+                                               _mm512_loadu_si512(x + (b + 2 * k) * 32));
+                }
+                S = reduce8x8(P);
+                const __m512i vi = _mm512_setr_epi32(0, 34, 68, 102, 136, 170, 204, 238, 272, 306,
+                                                     340, 374, 408, 442, 476, 510);
+                D = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_i32gather_epi32(vi, p, 1)));
+            }
+            S = _mm512_add_epi32(S, _mm512_loadu_si512(ca + b));
+            _mm512_storeu_si512(s + b, S);
+            _mm512_storeu_ps(d + b, D);
+        }
+        for (; b < nb; b++) { /* the last blocks of a row that is not a multiple of 512 */
+            const uint8_t *p = row + (size_t)b * bsz;
+            const int8_t *xq = (const int8_t *)x + b * 32;
+            int32_t sum = ca[b];
+            for (int i = 0; i < 32; i++) {
+                sum += (uint8_t)(p[2 + i] ^ 0x80) * xq[i];
+            }
+            s[b] = sum;
+            uint16_t h;
+            memcpy(&h, p, 2);
+            d[b] = gk_fp16_to_fp32(h);
+        }
+        return;
+    }
+    if (AFFINE(kind)) {
+        const size_t bsz = kind == K_Q4K ? sizeof(gk_block_q4_K) : sizeof(gk_block_q5_K);
+        const size_t oq = kind == K_Q4K ? offsetof(gk_block_q4_K, qs) : offsetof(gk_block_q5_K, qs),
+                     oh = offsetof(gk_block_q5_K, qh);
+        const int64_t ns = n / 256;
+        const __m512i one = _mm512_set1_epi8(1);
+        for (int64_t sb = 0; sb < ns; sb += 2) {
+            for (size_t o = 0; o < 2 * bsz; o += 64)
+                _mm_prefetch(pf + (size_t)sb * bsz + o, _MM_HINT_T0);
+            __m512i P[8];
+#pragma GCC unroll 2
+            for (int k = 0; k < 2; k++) {
+                if (sb + k >= ns) {
+                    P[4 * k] = P[4 * k + 1] = P[4 * k + 2] = P[4 * k + 3] = _mm512_setzero_si512();
+                    continue;
+                }
+                const uint8_t *p = row + (size_t)(sb + k) * bsz;
+                const uint8_t *xq = xa + (size_t)(sb + k) * 256;
+                __m512i H = _mm512_setzero_si512();
+                if (kind == K_Q5K)
+                    H = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(p + oh)));
+#pragma GCC unroll 2
+                for (int z = 0; z < 2;
+                     z++) { /* qs bytes 64 z..: sub-blocks 4z + {0, 2} low, {1, 3} high */
+                    const __m512i Z = _mm512_loadu_si512(p + oq + 64 * z);
+                    __m512i lo = _mm512_and_si512(Z, m4),
+                            hi = _mm512_and_si512(_mm512_srli_epi16(Z, 4), m4);
+                    if (kind == K_Q5K) { /* bit j of qh[l]: the fifth bit of sub-block j */
+                        const __m512i cl = _mm512_setr_epi64(4 * z, 4 * z, 4 * z, 4 * z, 4 * z + 2,
+                                                             4 * z + 2, 4 * z + 2, 4 * z + 2);
+                        const __m512i cnt_lo = _mm512_or_si512(cl, _mm512_slli_epi64(cl, 16)),
+                                      cnt_l =
+                                          _mm512_or_si512(cnt_lo, _mm512_slli_epi64(cnt_lo, 32)),
+                                      cnt_h = _mm512_add_epi16(cnt_l, _mm512_set1_epi16(1));
+                        lo = _mm512_or_si512(
+                            lo, _mm512_slli_epi16(
+                                    _mm512_and_si512(_mm512_srlv_epi16(H, cnt_l), one), 4));
+                        hi = _mm512_or_si512(
+                            hi, _mm512_slli_epi16(
+                                    _mm512_and_si512(_mm512_srlv_epi16(H, cnt_h), one), 4));
+                    }
+                    P[4 * k + 2 * z] = _mm512_dpbusd_epi32(_mm512_setzero_si512(), lo,
+                                                           _mm512_load_si512(xq + 128 * z));
+                    P[4 * k + 2 * z + 1] = _mm512_dpbusd_epi32(
+                        _mm512_setzero_si512(), hi, _mm512_load_si512(xq + 128 * z + 64));
+                }
+            }
+            /* P[4k + i] halves: sub-blocks {0, 2}, {1, 3}, {4, 6}, {5, 7} of super-block sb + k */
+            __m512i S = reduce8x8(P); /* order 2 i + h: 0 2 1 3 4 6 5 7 | the same + 8 */
+            const __m512i perm =
+                _mm512_setr_epi32(0, 2, 1, 3, 4, 6, 5, 7, 8, 10, 9, 11, 12, 14, 13, 15);
+            S = _mm512_permutexvar_epi32(perm, S);
+            _mm512_storeu_si512(s + sb * 8, S);
+        }
+        (void)d;
+        return;
+    }
+    /* Q6_K: 16 groups of 16 per super-block */
+    const int64_t ns = n / 256;
+    const __m512i m30 = _mm512_set1_epi8(0x30);
+    const __m512i cnt_a = _mm512_setr_epi64(4, 4, 4, 4, 2, 2, 2, 2),
+                  cnt_b = _mm512_setr_epi64(0, 0, 0, 0, 2, 2, 2, 2);
+    const __m512i ca_w = _mm512_or_si512(cnt_a, _mm512_slli_epi64(cnt_a, 16)),
+                  ca_s = _mm512_or_si512(ca_w, _mm512_slli_epi64(ca_w, 32)),
+                  cb_w = _mm512_or_si512(cnt_b, _mm512_slli_epi64(cnt_b, 16)),
+                  cb_s = _mm512_or_si512(cb_w, _mm512_slli_epi64(cb_w, 32));
+    const int32_t *cb = ca + nb;
+    const __m512i ilv = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+    for (int64_t sb = 0; sb < ns; sb++) {
+        const uint8_t *p = row + (size_t)sb * sizeof(gk_block_q6_K);
+        const uint8_t *xq = x + sb * 256;
+        for (size_t o = 0; o < sizeof(gk_block_q6_K); o += 64)
+            _mm_prefetch(pf + (size_t)sb * sizeof(gk_block_q6_K) + o, _MM_HINT_T0);
+        __m512i P[4];
+#pragma GCC unroll 2
+        for (int h = 0; h < 2; h++) {
+            const __m512i Z = _mm512_loadu_si512(p + offsetof(gk_block_q6_K, ql) + 64 * h),
+                          H = _mm512_broadcast_i64x4(_mm256_loadu_si256(
+                              (const __m256i *)(p + offsetof(gk_block_q6_K, qh) + 32 * h)));
+            const __m512i Va = _mm512_or_si512(_mm512_and_si512(Z, m4),
+                                               _mm512_and_si512(_mm512_sllv_epi16(H, ca_s), m30)),
+                          Vb = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(Z, 4), m4),
+                                               _mm512_and_si512(_mm512_srlv_epi16(H, cb_s), m30));
+            P[2 * h] =
+                _mm512_dpbusd_epi32(_mm512_setzero_si512(), Va, _mm512_loadu_si512(xq + 128 * h));
+            P[2 * h + 1] = _mm512_dpbusd_epi32(_mm512_setzero_si512(), Vb,
+                                               _mm512_loadu_si512(xq + 128 * h + 64));
+        }
+        __m512i S = reduce4x4(P);
+        const int64_t bb = sb * 8; /* first 32-block */
+        const __m512i C = _mm512_permutex2var_epi32(
+            _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(ca + bb))), ilv,
+            _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(cb + bb))));
+        S = _mm512_add_epi32(S, C);
+        uint16_t dh;
+        memcpy(&dh, p + offsetof(gk_block_q6_K, d), 2);
+        const __m512 D =
+            _mm512_mul_ps(_mm512_set1_ps(gk_fp16_to_fp32(dh)),
+                          _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(
+                              (const __m128i *)(p + offsetof(gk_block_q6_K, scales))))));
+        _mm512_storeu_si512(s + sb * 16, S);
+        _mm512_storeu_ps(d + sb * 16, D);
+    }
+}
+
+/* One token against R <= 16 rows of n <= R1_CHUNK inputs that lie back to back
+ * (strip_run checks both). */
+AI void strip1(const int kind, int64_t n, const uint8_t *w, size_t nb_row, int R, const uint8_t *x,
+               float *y, __mmask16 m) {
+    const int64_t nb = n / 32;
+    const float *dx = (const float *)(x + n);
+    const int32_t *ca = (const int32_t *)(x + n + nb * 4);
+    const int gsz = kind == K_Q6K ? 16 : 32; /* values per group */
+    const int64_t ng = n / gsz;
+    const size_t bsz = kind == K_Q4K ? sizeof(gk_block_q4_K) : sizeof(gk_block_q5_K);
+    int32_t sbuf[SR][R1_GMAX] __attribute__((aligned(64)));
+    float dbuf[SR][R1_GMAX] __attribute__((aligned(64)));
+    uint8_t xa[R1_CHUNK] __attribute__((aligned(64)));
+    int32_t ri[SR];
+#pragma GCC unroll 16
+    for (int r = 0; r < SR; r++) ri[r] = (int32_t)((size_t)(r < R ? r : R - 1) * nb_row);
+    const __m512i vidx = _mm512_loadu_si512(ri);
+    if (AFFINE(kind)) /* per 128 values: 0..31 and 64..95, then 32..63 and 96..127 */
+        for (int64_t i = 0; i < n; i += 128) {
+            const __m256i *q = (const __m256i *)(x + i);
+            _mm512_store_si512(xa + i,
+                               _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256(q)),
+                                                  _mm256_loadu_si256(q + 2), 1));
+            _mm512_store_si512(xa + i + 64,
+                               _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256(q + 1)),
+                                                  _mm256_loadu_si256(q + 3), 1));
+        }
+    /* the hardware prefetcher does not run ahead far enough at each row's
+     * start: fetch the next row (after the last, the next strip's first) in
+     * step with this one */
+    for (int r = 0; r < R; r++)
+        row1(kind, w + (size_t)r * nb_row, x, n, xa, sbuf[r], dbuf[r],
+             (const char *)w + (size_t)(r + 1 < R ? r + 1 : SR) * nb_row);
+    for (int r = R; r < SR; r++) {
+        memset(sbuf[r], 0, sizeof sbuf[r]);
+        memset(dbuf[r], 0, sizeof dbuf[r]);
+    }
+    __m512 acc = _mm512_setzero_ps();
+    for (int64_t g0 = 0; g0 < ng; g0 += 16) {
+        __m512i S[16], D[16];
+#pragma GCC unroll 16
+        for (int r = 0; r < SR; r++) {
+            S[r] = _mm512_load_si512(&sbuf[r][g0]);
+            if (!AFFINE(kind)) D[r] = _mm512_load_si512(&dbuf[r][g0]);
+        }
+        transpose16x16(S);
+        if (!AFFINE(kind)) transpose16x16(D);
+        const int gn = ng - g0 < 16 ? (int)(ng - g0) : 16;
+        if (AFFINE(kind)) { /* 8 sub-blocks per super-block, the scales gathered */
+            for (int h = 0; h < gn / 8; h++) {
+                const int64_t sbi = g0 / 8 + h;
+                __m512 dsc[8], dmn[8];
+                affine_scales(w + (size_t)sbi * bsz, vidx, dsc, dmn);
+#pragma GCC unroll 8
+                for (int j = 0; j < 8; j++) {
+                    const int64_t b = sbi * 8 + j;
+                    float xs_f;
+                    memcpy(&xs_f, &ca[b], 4);
+                    acc = _mm512_fmadd_ps(_mm512_mul_ps(dsc[j], _mm512_set1_ps(dx[b])),
+                                          _mm512_cvtepi32_ps(S[8 * h + j]), acc);
+                    acc = _mm512_fnmadd_ps(dmn[j], _mm512_set1_ps(xs_f), acc);
+                }
+            }
+            continue;
+        }
+        for (int g = 0; g < gn; g++) {
+            const int64_t b = (g0 + g) * gsz / 32;
+            acc = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_castsi512_ps(D[g]), _mm512_set1_ps(dx[b])),
+                                  _mm512_cvtepi32_ps(S[g]), acc);
+        }
+    }
+    _mm512_mask_storeu_ps(y, m, acc);
+}
+
 AI void strip_run(const int kind, int64_t n, const uint8_t *w, size_t nb_row, int R,
                   const uint8_t *x, size_t xs, int T, float *y, int64_t ldy) {
     const int64_t nb = n / 32;
     const __mmask16 m = (__mmask16)((1u << R) - 1);
+    /* decode: the strip's rows one after the other (strip1) when they lie back
+     * to back and fit one column chunk, so that the strip is one sequential
+     * stream; Q4_0 (whose rows strip_one reads as fast) and the column chunks
+     * of the summation tree (rows apart) read the 16 rows side by side */
+    const size_t row_bytes = kind == K_Q8    ? (size_t)nb * 34
+                             : kind == K_Q4K ? (size_t)(n / 256) * sizeof(gk_block_q4_K)
+                             : kind == K_Q5K ? (size_t)(n / 256) * sizeof(gk_block_q5_K)
+                                             : (size_t)(n / 256) * sizeof(gk_block_q6_K);
+    if (T == 1 && kind != K_Q4 && nb_row == row_bytes && n <= R1_CHUNK) {
+        strip1(kind, n, w, nb_row, R, x, y, m);
+        return;
+    }
     if (T == 1 && (kind == K_Q8 || kind == K_Q4)) {
         strip_one(kind, n, w, nb_row, R, x, y, m);
         return;

@@ -100,11 +100,12 @@ static void matmul_w(gk_context *c, float *y, const gk_weight *w, const float *x
     c->stats.weight_bytes += (double)w->nb_row * (double)w->ne[1];
 }
 
-/* The gate and up products of one input in one fused pass (kernels/ops.h
- * gk_matmul2): plain matrices for e < 0, else matrix e of the expert stacks.
+/* Two products of one input in one fused pass (kernels/ops.h gk_matmul2): an
+ * MLP's gate and up, or attention's K and V; plain matrices for e < 0, else
+ * matrix e of the expert stacks.
  * Counted as the two matmuls they are. */
-static void matmul_gate_up(gk_context *c, float *y1, const gk_weight *w1, float *y2,
-                           const gk_weight *w2, int e, const float *x, int T) {
+static void matmul_pair(gk_context *c, float *y1, const gk_weight *w1, float *y2,
+                        const gk_weight *w2, int e, const float *x, int T) {
     size_t o1 = e < 0 ? 0 : (size_t)e * w1->nb_mat, o2 = e < 0 ? 0 : (size_t)e * w2->nb_mat;
     gk_matmul2(c->pool, y1, w1->data + o1, w1->type, w1->nb_row, y2, w2->data + o2, w2->type,
                w2->nb_row, w1->ne[1], x, w1->ne[0], T, c->qbuf);
@@ -293,8 +294,13 @@ static int attention(gk_context *c, int layer, int T, gk_err *err) {
     for (int t = 0; t < T; t++)
         gk_rmsnorm(c->xn + t * d, c->x + t * d, L->attn_norm, d, hp->norm_eps);
     matmul_w(c, c->q, &L->wq, c->xn, T);
-    matmul_w(c, c->k, &L->wk, c->xn, T);
-    matmul_w(c, c->v, &L->wv, c->xn, T);
+    /* K and V in one pass of the threads (one conversion of xn) when they can */
+    if (L->wk.type == L->wv.type && L->wk.ne[1] == L->wv.ne[1] && L->wk.ne[0] == L->wv.ne[0])
+        matmul_pair(c, c->k, &L->wk, c->v, &L->wv, -1, c->xn, T);
+    else {
+        matmul_w(c, c->k, &L->wk, c->xn, T);
+        matmul_w(c, c->v, &L->wv, c->xn, T);
+    }
     rope_apply(c, c->q, T, nh);
     rope_apply(c, c->k, T, (int)tp->n_head_kv);
     const gk_type_traits *ct = gk_type_traits_of(c->cache_type);
@@ -388,7 +394,7 @@ static void moe(gk_context *c, const gk_layer *L, float *const *sums, int k, int
         const float *gates = c->exp_gate + (size_t)e * c->n_batch;
         for (int i = 0; i < n; i++)
             memcpy(c->xe + (size_t)i * d, c->xn + (size_t)toks[i] * d, (size_t)d * sizeof(float));
-        matmul_gate_up(c, c->h1, &L->gate_exps, c->h3, &L->up_exps, e, c->xe, n);
+        matmul_pair(c, c->h1, &L->gate_exps, c->h3, &L->up_exps, e, c->xe, n);
         gk_geglu(c->pool, c->h1, c->h3, (int64_t)n * F, c->m->cfg.gelu);
         chunk_job j = {.c = c,
                        .w = &L->down_exps,
@@ -418,7 +424,7 @@ static int ffn(gk_context *c, int layer, int T, gk_err *err) {
          * chunk by chunk (the dense width's chunk c with the experts' chunk c) */
         float *dense[GK_TP_MAX_CHUNKS];
         chunk_sums(c, c->tmp, 1, dense);
-        matmul_gate_up(c, c->g, &L->ffn_gate, c->u, &L->ffn_up, -1, c->xn, T);
+        matmul_pair(c, c->g, &L->ffn_gate, c->u, &L->ffn_up, -1, c->xn, T);
         gk_geglu(c->pool, c->g, c->u, (int64_t)T * c->m->tp.n_ff, c->m->cfg.gelu);
         chunk_job j = {.c = c,
                        .w = &L->ffn_down,
@@ -459,6 +465,19 @@ static int check_layer(gk_context *c, uint32_t layer, int T, gk_err *err) {
     return 0;
 }
 
+typedef struct {
+    float *v;
+    int64_t n;
+    float scale, cap;
+} softcap_job;
+
+static void softcap_part(void *arg, int ith, int nth) {
+    softcap_job *j = arg;
+    int64_t lo, hi;
+    gk_split(j->n, ith, nth, &lo, &hi);
+    for (int64_t i = lo; i < hi; i++) j->v[i] = gk_softcap(j->v[i] * j->scale, j->cap);
+}
+
 /* The logits of n tokens from xn: this rank's vocabulary rows, scaled and capped,
  * then (tensor parallel) gathered into c->logits on rank 0. */
 static int output_logits(gk_context *c, int n, gk_err *err) {
@@ -467,11 +486,10 @@ static int output_logits(gk_context *c, int n, gk_err *err) {
     const gk_tp *tp = &m->tp;
     float *out = tp->size == 1 ? c->logits : c->logits_loc;
     matmul_w(c, out, &m->output, c->xn, n);
-    const float fcap = hp->final_softcap;
-    for (int64_t i = 0; i < (int64_t)n * tp->v_n; i++) {
-        float v = out[i] * hp->logit_scale;
-        out[i] = gk_softcap(v, fcap);
-    }
+    /* one tanhf per logit: split over the threads */
+    softcap_job sj = {
+        .v = out, .n = (int64_t)n * tp->v_n, .scale = hp->logit_scale, .cap = hp->final_softcap};
+    gk_pool_run(c->pool, softcap_part, &sj);
     if (tp->size == 1) return 0;
     /* rank r's block [n][v_n(r)] lands at n * v_lo(r) in the receive buffer */
     size_t bytes[256], offs[256];

@@ -255,8 +255,13 @@ int main(void) {
          * covered by test_kquants) */
         bool kq = types[i] == GK_TYPE_Q4_K || types[i] == GK_TYPE_Q5_K || types[i] == GK_TYPE_Q6_K;
         if (kq && !gk_gemm_kernels_of(types[i])) continue;
-        int64_t sizes[2] = {quant ? 96 : kq ? 256 : 203, quant || kq ? 512 : 256};
-        for (int si = 0; si < 2; si++) {
+        /* the third: decode's row-by-row strips (gemm_avx512.c strip1) at their
+         * widest rows, with a tail of 15 blocks for q8_0 (and 96: a tail alone) */
+        int64_t sizes[3] = {quant ? 96
+                            : kq  ? 256
+                                  : 203,
+                            quant || kq ? 512 : 256, quant ? 2016 : 2048};
+        for (int si = 0; si < (quant || kq ? 3 : 2); si++) {
             int64_t n = sizes[si];
             check_kernels("matmul", NULL, types[i], n, pools);
 #if defined(__x86_64__)
