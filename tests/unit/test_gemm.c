@@ -7,7 +7,8 @@
  *  - accuracy: every output against the scalar reference dot of dtype.c (the
  *    activations quantized by the reference Q8_0 quantizer for q8_0/q4_0) within
  *    (n/8 + n/32 + 8) * 2^-23 * sum_i |w_i x_i|: the float rounding of two
- *    summations of at most that many additions, with exact int8 block sums;
+ *    summations of at most that many additions, with exact int8 block sums
+ *    (the 16-lane float tiles of AVX-512 add n/16 + 5 terms per element);
  *  - gk_matmul2 gives what two gk_matmul calls give;
  *  - attention's weighted sum of value rows (gk_attn_wsum) equals its scalar
  *    reference bit for bit, f32 and f16 rows, head sizes with and without a tail.
@@ -255,8 +256,10 @@ int main(void) {
          * covered by test_kquants) */
         bool kq = types[i] == GK_TYPE_Q4_K || types[i] == GK_TYPE_Q5_K || types[i] == GK_TYPE_Q6_K;
         if (kq && !gk_gemm_kernels_of(types[i])) continue;
-        int64_t sizes[2] = {quant ? 96 : kq ? 256 : 203, quant || kq ? 512 : 256};
-        for (int si = 0; si < 2; si++) {
+        /* float weights: a tail past the vectors, whole vectors, and fewer inputs
+         * than one vector (the AVX-512 tiles' masked last step alone) */
+        int64_t sizes[3] = {quant ? 96 : kq ? 256 : 203, quant || kq ? 512 : 256, 13};
+        for (int si = 0; si < (quant || kq ? 2 : 3); si++) {
             int64_t n = sizes[si];
             check_kernels("matmul", NULL, types[i], n, pools);
 #if defined(__x86_64__)
