@@ -51,7 +51,27 @@ void gk_attn_wsum(float *out, const void *V, size_t row, gk_dtype type, const fl
 void gk_attn_wsum_ref(float *out, const void *V, size_t row, gk_dtype type, const float *w,
                       int64_t nk, int hd);
 
-/* The GELU forms of the numerics modes (spec 4.2 "GELU variant"). */
+/* The vector math of kernels/vmath.h (exp, tanh, erf and GELU with them, within
+ * the bounds stated there): y[i] = fn(x[i]), with AVX2 where the CPU has it, the
+ * same bits either way. y may be x. */
+typedef enum gk_vm_fn {
+    GK_VM_EXP,
+    GK_VM_TANH,
+    GK_VM_ERF,
+    GK_VM_GELU_ERF,
+    GK_VM_GELU_TANH
+} gk_vm_fn;
+void gk_vmath(gk_vm_fn fn, float *y, const float *x, int64_t n);
+/* fn of one value, the scalar function itself. */
+float gk_vmath1(gk_vm_fn fn, float x);
+
+/* x[i] = cap * tanh(x[i] * scale / cap) with vmath.h's tanh (cap > 0), or
+ * x[i] * scale (cap <= 0): the final logits' softcap. */
+void gk_softcap_array(float *x, int64_t n, float scale, float cap);
+
+/* The GELU forms of the numerics modes (spec 4.2 "GELU variant"). gk_geglu
+ * computes the first two with vmath.h's tanh and erf (gk_vgelu_tanh,
+ * gk_vgelu_erf), not libm's (gk_gelu_tanh, gk_gelu_erf above). */
 typedef enum gk_gelu {
     GK_GELU_TANH,     /* tanh approximation (xAI's JAX code) */
     GK_GELU_ERF,      /* exact erf (SGLang's Grok-2) */

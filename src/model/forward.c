@@ -467,11 +467,7 @@ static int output_logits(gk_context *c, int n, gk_err *err) {
     const gk_tp *tp = &m->tp;
     float *out = tp->size == 1 ? c->logits : c->logits_loc;
     matmul_w(c, out, &m->output, c->xn, n);
-    const float fcap = hp->final_softcap;
-    for (int64_t i = 0; i < (int64_t)n * tp->v_n; i++) {
-        float v = out[i] * hp->logit_scale;
-        out[i] = gk_softcap(v, fcap);
-    }
+    gk_softcap_array(out, (int64_t)n * tp->v_n, hp->logit_scale, hp->final_softcap);
     if (tp->size == 1) return 0;
     /* rank r's block [n][v_n(r)] lands at n * v_lo(r) in the receive buffer */
     size_t bytes[256], offs[256];
