@@ -166,24 +166,14 @@ static void attn_part(void *arg, int ith, int nth) {
         const size_t koff = (size_t)(h / group) * head_bytes;
         /* xAI temperature: log2(p)/log2(L) past L, applied after the cap. */
         float temp = tlen && p > tlen ? (float)(log2((double)p) / log2((double)tlen)) : 1.0f;
-        float mx = -INFINITY;
-        for (uint32_t k = 0; k <= p; k++) {
-            float v = dot(hd, K + k * row + koff, q) * scale;
-            v = gk_softcap(v, cap) * temp;
-            s[k] = v;
-            mx = v > mx ? v : mx;
-        }
-        double sum = 0.0;
-        for (uint32_t k = 0; k <= p; k++) {
-            s[k] = expf(s[k] - mx);
-            sum += s[k];
-        }
-        float inv = (float)(1.0 / sum);
+        if (f32 || w_f16) /* f32 q (f16 values for an f16 cache) against the rows */
+            gk_attn_dots(s, K + koff, row, c->cache_type, c->q + ((size_t)t * nh + h) * hd,
+                         (int64_t)p + 1, hd);
+        else
+            for (uint32_t k = 0; k <= p; k++) s[k] = dot(hd, K + k * row + koff, q);
+        gk_attn_softmax(s, (int64_t)p + 1, scale, cap, temp, w_f16);
         float *out = c->att + ((size_t)t * nh + h) * hd;
-        for (uint32_t k = 0; k <= p; k++) s[k] *= inv;
-        if (w_f16)
-            for (uint32_t k = 0; k <= p; k++) s[k] = gk_fp16_to_fp32(gk_fp32_to_fp16(s[k]));
-        if (f32 || c->cache_type == GK_TYPE_F16) { /* SIMD straight from the cache rows */
+        if (f32 || w_f16) { /* SIMD straight from the cache rows */
             gk_attn_wsum(out, V + koff, row, c->cache_type, s, (int64_t)p + 1, hd);
             continue;
         }

@@ -10,8 +10,10 @@
  *    summations of at most that many additions, with exact int8 block sums
  *    (the 16-lane float tiles of AVX-512 add n/16 + 5 terms per element);
  *  - gk_matmul2 gives what two gk_matmul calls give;
- *  - attention's weighted sum of value rows (gk_attn_wsum) equals its scalar
- *    reference bit for bit, f32 and f16 rows, head sizes with and without a tail.
+ *  - attention's weighted sum of value rows (gk_attn_wsum), scores (gk_attn_dots)
+ *    and softmax (gk_attn_softmax) equal their scalar references bit for bit on
+ *    every instruction set, f32 and f16 rows, head sizes with and without a tail,
+ *    any count of keys; scores and weights within stated bounds of the exact ones.
  */
 #include "gk_test.h"
 #include "kernels/gemm.h"
@@ -236,6 +238,148 @@ static void check_attn_wsum(void) {
     }
 }
 
+#if defined(__x86_64__)
+void gk_attn_dots_avx2(float *s, const void *K, size_t row, gk_dtype type, const float *q,
+                       int64_t nk, int hd);
+void gk_attn_dots_avx512(float *s, const void *K, size_t row, gk_dtype type, const float *q,
+                         int64_t nk, int hd);
+void gk_attn_wsum_avx2(float *out, const void *V, size_t row, gk_dtype type, const float *w,
+                       int64_t nk, int hd);
+void gk_attn_wsum_avx512(float *out, const void *V, size_t row, gk_dtype type, const float *w,
+                         int64_t nk, int hd);
+void gk_attn_softmax_avx2(float *s, int64_t n, float scale, float cap, float temp, bool f16w);
+#endif
+
+/* Attention's scores (gk_attn_dots) and softmax (gk_attn_softmax): every version
+ * equals the scalar reference bit for bit, for any count of keys and head size;
+ * a key's score does not depend on the other keys of the call; the scores are
+ * within the float rounding of their 16-lane sums of the exact dot. */
+static void check_attn_scores(void) {
+    const int hds[5] = {128, 72, 5, 16, 200};
+    const int64_t nk = 301;
+    const bool avx2 = strcmp(gk_gemm_isa(), "none") != 0,
+               avx512 = strcmp(gk_gemm_isa(), "avx512-vnni") == 0;
+    (void)avx2;
+    (void)avx512;
+    for (int ti = 0; ti < 2; ti++) {
+        gk_dtype type = ti ? GK_TYPE_F16 : GK_TYPE_F32;
+        for (int hi = 0; hi < 5; hi++) {
+            int hd = hds[hi];
+            size_t row = (size_t)(hd + 3) * 4;
+            uint8_t *K = malloc(row * (size_t)nk);
+            float *q = malloc(sizeof(float) * hd), *a = malloc(sizeof(float) * nk),
+                  *b = malloc(sizeof(float) * nk), *c = malloc(sizeof(float) * nk);
+            for (int i = 0; i < hd; i++) {
+                q[i] = frand() * 2.0f;
+                if (type == GK_TYPE_F16) q[i] = gk_fp16_to_fp32(gk_fp32_to_fp16(q[i]));
+            }
+            for (int64_t k = 0; k < nk; k++)
+                for (int i = 0; i < hd + 3; i++) {
+                    float v = frand() * 4.0f;
+                    if (type == GK_TYPE_F16)
+                        ((uint16_t *)(K + k * row))[i] = gk_fp32_to_fp16(v);
+                    else
+                        ((float *)(K + k * row))[i] = v;
+                }
+            gk_attn_dots_ref(b, K, row, type, q, nk, hd);
+            for (int64_t k = 0; k < nk; k++) { /* against the exact dot */
+                double e = 0.0, sa = 0.0;
+                for (int i = 0; i < hd; i++) {
+                    float kv = type == GK_TYPE_F16 ? gk_fp16_to_fp32(((uint16_t *)(K + k * row))[i])
+                                                   : ((float *)(K + k * row))[i];
+                    e += (double)kv * q[i];
+                    sa += fabs((double)kv * q[i]);
+                }
+                double bound = (hd / 16 + 6) * ldexp(1.0, -24) * sa;
+                CHECK_MSG(fabs(b[k] - e) <= bound, "attn dots ref hd=%d key %lld: %g vs %g", hd,
+                          (long long)k, b[k], e);
+            }
+            for (int64_t n = 1; n <= nk; n += 37) {
+                /* the keys from 3 on: each key's score as in the full call */
+                gk_attn_dots(a, K + 3 * row, row, type, q, n, hd);
+                CHECK_MSG(!memcmp(a, b + 3, sizeof(float) * (size_t)(n < nk - 3 ? n : nk - 3)),
+                          "gk_attn_dots %s hd=%d keys=%lld", gk_type_name(type), hd, (long long)n);
+#if defined(__x86_64__)
+                int64_t m = n < nk - 3 ? n : nk - 3;
+                if (avx2) {
+                    gk_attn_dots_avx2(c, K + 3 * row, row, type, q, m, hd);
+                    CHECK_MSG(!memcmp(c, b + 3, sizeof(float) * m), "avx2 dots hd=%d n=%lld", hd,
+                              (long long)m);
+                    gk_attn_wsum_avx2(c, K, row, type, b, m, hd < 128 ? hd : 128);
+                    gk_attn_wsum_ref(a, K, row, type, b, m, hd < 128 ? hd : 128);
+                    CHECK_MSG(!memcmp(c, a, sizeof(float) * (hd < 128 ? hd : 128)),
+                              "avx2 wsum hd=%d", hd);
+                }
+                if (avx512) {
+                    gk_attn_dots_avx512(c, K + 3 * row, row, type, q, m, hd);
+                    CHECK_MSG(!memcmp(c, b + 3, sizeof(float) * m), "avx512 dots hd=%d n=%lld", hd,
+                              (long long)m);
+                    gk_attn_wsum_avx512(c, K, row, type, b, m, hd < 128 ? hd : 128);
+                    gk_attn_wsum_ref(a, K, row, type, b, m, hd < 128 ? hd : 128);
+                    CHECK_MSG(!memcmp(c, a, sizeof(float) * (hd < 128 ? hd : 128)),
+                              "avx512 wsum hd=%d", hd);
+                }
+#endif
+            }
+            free(K);
+            free(q);
+            free(a);
+            free(b);
+            free(c);
+        }
+    }
+    /* softmax: scores of a realistic spread, with and without the cap, f16 rounding */
+    const int64_t ns[6] = {1, 7, 8, 9, 300, 4097};
+    float *x = malloc(sizeof(float) * 4097), *a = malloc(sizeof(float) * 4097),
+          *b = malloc(sizeof(float) * 4097);
+    for (int64_t k = 0; k < 4097; k++) x[k] = frand() * 60.0f * (irand(20) == 0 ? 10.0f : 1.0f);
+    for (int ni = 0; ni < 6; ni++)
+        for (int v = 0; v < 4; v++) {
+            const float cap = v & 1 ? 30.0f : 0.0f, temp = v & 2 ? 1.17f : 1.0f;
+            const bool f16w = v >= 2;
+            int64_t n = ns[ni];
+            memcpy(a, x, sizeof(float) * n);
+            memcpy(b, x, sizeof(float) * n);
+            gk_attn_softmax(a, n, 0.0883883f, cap, temp, f16w);
+            gk_attn_softmax_ref(b, n, 0.0883883f, cap, temp, f16w);
+            CHECK_MSG(!memcmp(a, b, sizeof(float) * n), "gk_attn_softmax n=%lld cap %g f16 %d",
+                      (long long)n, cap, f16w);
+#if defined(__x86_64__)
+            if (avx2) {
+                memcpy(a, x, sizeof(float) * n);
+                gk_attn_softmax_avx2(a, n, 0.0883883f, cap, temp, f16w);
+                CHECK_MSG(!memcmp(a, b, sizeof(float) * n), "avx2 softmax n=%lld", (long long)n);
+            }
+#endif
+            /* against the softmax in double of the capped scores */
+            double mx = -INFINITY, sum = 0.0, worst = 0.0;
+            for (int64_t k = 0; k < n; k++) {
+                double s = x[k] * (double)0.0883883f;
+                if (cap > 0) s = cap * tanh(s / cap);
+                s *= temp;
+                mx = s > mx ? s : mx;
+            }
+            for (int64_t k = 0; k < n; k++) {
+                double s = x[k] * (double)0.0883883f;
+                if (cap > 0) s = cap * tanh(s / cap);
+                sum += exp(s * temp - mx);
+            }
+            for (int64_t k = 0; k < n; k++) {
+                double s = x[k] * (double)0.0883883f;
+                if (cap > 0) s = cap * tanh(s / cap);
+                double p = exp(s * temp - mx) / sum;
+                worst = fmax(worst, fabs(b[k] - p) / (f16w ? 1e-3 : 1e-5));
+            }
+            /* the capped scores' rounding (up to 30 * 2^-23 each) moves each weight by
+             * about that much relative; f16 rounding adds 2^-11 */
+            CHECK_MSG(worst <= 1.0, "softmax n=%lld cap %g: error %g of the bound", (long long)n,
+                      cap, worst);
+        }
+    free(x);
+    free(a);
+    free(b);
+}
+
 int main(void) {
     gk_dtype_init();
     gk_err err;
@@ -272,6 +416,7 @@ int main(void) {
         check_matmul2(pools[1], types[i], quant ? 128 : kq ? 256 : 72);
     }
     check_attn_wsum();
+    check_attn_scores();
     for (int i = 0; i < 3; i++) gk_pool_free(pools[i]);
     return gk_test_done();
 }

@@ -1,0 +1,109 @@
+/*
+ * attn_avx512.c - attention's kernels with AVX-512 (see attn.c), the same
+ * steps per element as the scalar references:
+ *   dots: 16 keys at a time, one 16-lane accumulator each (lane j takes the
+ *         inputs i = j mod 16; the last partial step loads zeros past the head),
+ *         then the 16 accumulators reduced together by shuffles that add the
+ *         reference's tree (j + j+8, j + j+4, j + j+2, 0 + 1) for every key;
+ *   wsum: 128 outputs at a time in 8 accumulators, one fused multiply-add per
+ *         key and lane.
+ * Called only after attn.c checked the CPU.
+ */
+#include "kernels/attn_impl.h"
+
+#include <immintrin.h>
+
+#define AI static inline __attribute__((always_inline))
+
+AI __m512 load16(gk_dtype type, const uint8_t *r, int i, __mmask16 m) {
+    if (type == GK_TYPE_F16)
+        return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, (const uint16_t *)r + i));
+    return _mm512_maskz_loadu_ps(m, (const float *)r + i);
+}
+
+AI __m512 load16_full(gk_dtype type, const uint8_t *r, int i) {
+    if (type == GK_TYPE_F16)
+        return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)((const uint16_t *)r + i)));
+    return _mm512_loadu_ps((const float *)r + i);
+}
+
+/* a[0..15], one key's 16 lanes each, to one vector of the 16 keys' sums. */
+AI __m512 reduce16(__m512 a[16]) {
+    __m512 b[8], c[4], d[2];
+#pragma GCC unroll 8
+    for (int p = 0; p < 8; p++) /* lanes 0-7: key 2p's j + j+8; lanes 8-15: key 2p+1's */
+        b[p] = _mm512_add_ps(_mm512_shuffle_f32x4(a[2 * p], a[2 * p + 1], _MM_SHUFFLE(1, 0, 1, 0)),
+                             _mm512_shuffle_f32x4(a[2 * p], a[2 * p + 1], _MM_SHUFFLE(3, 2, 3, 2)));
+#pragma GCC unroll 4
+    for (int p = 0; p < 4; p++) /* 128-bit lane L: key 4p + L's j + j+4 */
+        c[p] = _mm512_add_ps(_mm512_shuffle_f32x4(b[2 * p], b[2 * p + 1], _MM_SHUFFLE(2, 0, 2, 0)),
+                             _mm512_shuffle_f32x4(b[2 * p], b[2 * p + 1], _MM_SHUFFLE(3, 1, 3, 1)));
+#pragma GCC unroll 2
+    for (int p = 0; p < 2; p++) /* lane L: keys 8p + L, 8p + 4 + L: their j + j+2 */
+        d[p] = _mm512_add_ps(_mm512_shuffle_ps(c[2 * p], c[2 * p + 1], _MM_SHUFFLE(1, 0, 1, 0)),
+                             _mm512_shuffle_ps(c[2 * p], c[2 * p + 1], _MM_SHUFFLE(3, 2, 3, 2)));
+    /* lane L: keys L, 4 + L, 8 + L, 12 + L: their 0 + 1 */
+    __m512 e = _mm512_add_ps(_mm512_shuffle_ps(d[0], d[1], _MM_SHUFFLE(2, 0, 2, 0)),
+                             _mm512_shuffle_ps(d[0], d[1], _MM_SHUFFLE(3, 1, 3, 1)));
+    /* element 4L + m holds key 4m + L */
+    const __m512i idx = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+    return _mm512_permutexvar_ps(idx, e);
+}
+
+void gk_attn_dots_avx512(float *s, const void *K, size_t row, gk_dtype type, const float *q,
+                         int64_t nk, int hd) {
+    const uint8_t *kb = K;
+    const int hv = hd / 16 * 16;
+    const __mmask16 mt = (__mmask16)((1u << (hd - hv)) - 1);
+    for (int64_t k0 = 0; k0 < nk; k0 += 16) {
+        const int nr = nk - k0 < 16 ? (int)(nk - k0) : 16;
+        const uint8_t *r[16];
+        __m512 acc[16];
+#pragma GCC unroll 16
+        for (int j = 0; j < 16; j++) { /* keys past nk repeat the last (never stored) */
+            r[j] = kb + (size_t)(k0 + (j < nr ? j : nr - 1)) * row;
+            acc[j] = _mm512_setzero_ps();
+        }
+        for (int i = 0; i < hv; i += 16) {
+            const __m512 qv = _mm512_loadu_ps(q + i);
+#pragma GCC unroll 16
+            for (int j = 0; j < 16; j++)
+                acc[j] = _mm512_fmadd_ps(load16_full(type, r[j], i), qv, acc[j]);
+        }
+        if (mt) {
+            const __m512 qv = _mm512_maskz_loadu_ps(mt, q + hv);
+#pragma GCC unroll 16
+            for (int j = 0; j < 16; j++)
+                acc[j] = _mm512_fmadd_ps(load16(type, r[j], hv, mt), qv, acc[j]);
+        }
+        _mm512_mask_storeu_ps(s + k0, (__mmask16)((1u << nr) - 1), reduce16(acc));
+    }
+}
+
+void gk_attn_wsum_avx512(float *out, const void *V, size_t row, gk_dtype type, const float *w,
+                         int64_t nk, int hd) {
+    const uint8_t *v = V;
+    int i0 = 0;
+    for (; i0 + 128 <= hd; i0 += 128) {
+        __m512 acc[8];
+#pragma GCC unroll 8
+        for (int j = 0; j < 8; j++) acc[j] = _mm512_setzero_ps();
+        for (int64_t k = 0; k < nk; k++) {
+            const uint8_t *r = v + (size_t)k * row;
+            const __m512 wk = _mm512_set1_ps(w[k]);
+#pragma GCC unroll 8
+            for (int j = 0; j < 8; j++)
+                acc[j] = _mm512_fmadd_ps(wk, load16_full(type, r, i0 + 16 * j), acc[j]);
+        }
+#pragma GCC unroll 8
+        for (int j = 0; j < 8; j++) _mm512_storeu_ps(out + i0 + 16 * j, acc[j]);
+    }
+    for (; i0 < hd; i0 += 16) { /* the rest, 16 (or fewer, masked) outputs at a time */
+        const __mmask16 m = hd - i0 >= 16 ? 0xffff : (__mmask16)((1u << (hd - i0)) - 1);
+        __m512 acc = _mm512_setzero_ps();
+        for (int64_t k = 0; k < nk; k++)
+            acc = _mm512_fmadd_ps(_mm512_set1_ps(w[k]), load16(type, v + (size_t)k * row, i0, m),
+                                  acc);
+        _mm512_mask_storeu_ps(out + i0, m, acc);
+    }
+}
