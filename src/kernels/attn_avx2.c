@@ -23,12 +23,17 @@ AI __m256 load8(gk_dtype type, const uint8_t *r, int i) {
 void gk_attn_wsum_avx2(float *out, const void *V, size_t row, gk_dtype type, const float *w,
                        int64_t nk, int hd) {
     const uint8_t *v = V;
+    const int esz = type == GK_TYPE_F16 ? 2 : 4;
     int i0 = 0;
     for (; i0 + 64 <= hd; i0 += 64) {
         __m256 acc[8];
         for (int j = 0; j < 8; j++) acc[j] = _mm256_setzero_ps();
         for (int64_t k = 0; k < nk; k++) {
             const uint8_t *r = v + (size_t)k * row;
+            /* the rows are far apart and come from L3: fetch ahead */
+            if (k + 16 < nk)
+                for (int o = 0; o < 64 * esz; o += 64)
+                    _mm_prefetch((const char *)r + 16 * row + esz * (size_t)i0 + o, _MM_HINT_T0);
             const __m256 wk = _mm256_set1_ps(w[k]);
 #pragma GCC unroll 8
             for (int j = 0; j < 8; j++)
@@ -44,8 +49,7 @@ void gk_attn_wsum_avx2(float *out, const void *V, size_t row, gk_dtype type, con
     }
     if (i0 < hd) {
         /* the tail, element by element: the reference's own loop */
-        const size_t esz = type == GK_TYPE_F16 ? 2 : 4;
-        gk_attn_wsum_ref(out + i0, v + esz * (size_t)i0, row, type, w, nk, hd - i0);
+        gk_attn_wsum_ref(out + i0, v + (size_t)esz * (size_t)i0, row, type, w, nk, hd - i0);
     }
 }
 
@@ -85,6 +89,10 @@ void gk_attn_dots_avx2(float *s, const void *K, size_t row, gk_dtype type, const
             r[j] = kb + (size_t)(k0 + j) * row;
             lo[j] = hi[j] = _mm256_setzero_ps();
         }
+        if (k0 + 20 <= nk) /* the rows 16 keys on (see wsum) */
+            for (int j = 0; j < 4; j++)
+                for (size_t o = 0; o < esz * (size_t)hd; o += 64)
+                    _mm_prefetch((const char *)r[j] + 16 * row + o, _MM_HINT_T0);
         if (nr == 4)
             for (int i = 0; i < hv; i += 16) dots_step(type, r, 4, i, q, lo, hi);
         else

@@ -14,6 +14,7 @@
 #include <immintrin.h>
 
 #define AI static inline __attribute__((always_inline))
+#define PF_KEYS 16 /* keys ahead that wsum fetches */
 
 AI __m512 load16(gk_dtype type, const uint8_t *r, int i, __mmask16 m) {
     if (type == GK_TYPE_F16)
@@ -54,6 +55,7 @@ void gk_attn_dots_avx512(float *s, const void *K, size_t row, gk_dtype type, con
                          int64_t nk, int hd) {
     const uint8_t *kb = K;
     const int hv = hd / 16 * 16;
+    const size_t hbytes = (size_t)hd * (type == GK_TYPE_F16 ? 2 : 4);
     const __mmask16 mt = (__mmask16)((1u << (hd - hv)) - 1);
     for (int64_t k0 = 0; k0 < nk; k0 += 16) {
         const int nr = nk - k0 < 16 ? (int)(nk - k0) : 16;
@@ -64,6 +66,10 @@ void gk_attn_dots_avx512(float *s, const void *K, size_t row, gk_dtype type, con
             r[j] = kb + (size_t)(k0 + (j < nr ? j : nr - 1)) * row;
             acc[j] = _mm512_setzero_ps();
         }
+        if (k0 + 32 <= nk) /* the next 16 keys' rows (see wsum) */
+            for (int j = 0; j < 16; j++)
+                for (size_t o = 0; o < hbytes; o += 64)
+                    _mm_prefetch((const char *)r[j] + 16 * row + o, _MM_HINT_T0);
         for (int i = 0; i < hv; i += 16) {
             const __m512 qv = _mm512_loadu_ps(q + i);
 #pragma GCC unroll 16
@@ -83,6 +89,7 @@ void gk_attn_dots_avx512(float *s, const void *K, size_t row, gk_dtype type, con
 void gk_attn_wsum_avx512(float *out, const void *V, size_t row, gk_dtype type, const float *w,
                          int64_t nk, int hd) {
     const uint8_t *v = V;
+    const size_t head = (size_t)128 * (type == GK_TYPE_F16 ? 2 : 4);
     int i0 = 0;
     for (; i0 + 128 <= hd; i0 += 128) {
         __m512 acc[8];
@@ -90,6 +97,11 @@ void gk_attn_wsum_avx512(float *out, const void *V, size_t row, gk_dtype type, c
         for (int j = 0; j < 8; j++) acc[j] = _mm512_setzero_ps();
         for (int64_t k = 0; k < nk; k++) {
             const uint8_t *r = v + (size_t)k * row;
+            /* the rows are far apart (all the heads' rows of a position between
+             * them) and come from L3: fetch ahead */
+            if (k + PF_KEYS < nk)
+                for (size_t o = 0; o < head; o += 64)
+                    _mm_prefetch((const char *)r + PF_KEYS * row + o, _MM_HINT_T0);
             const __m512 wk = _mm512_set1_ps(w[k]);
 #pragma GCC unroll 8
             for (int j = 0; j < 8; j++)
