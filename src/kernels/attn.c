@@ -20,35 +20,27 @@
 #include <pthread.h>
 #include <stdlib.h>
 
-void gk_attn_wsum_avx2(float *out, const void *V, size_t row, gk_dtype type, const float *w,
-                       int64_t nk, int hd);
-void gk_attn_wsum_avx512(float *out, const void *V, size_t row, gk_dtype type, const float *w,
-                         int64_t nk, int hd);
-void gk_attn_dots_avx2(float *s, const void *K, size_t row, gk_dtype type, const float *q,
-                       int64_t nk, int hd);
-void gk_attn_dots_avx512(float *s, const void *K, size_t row, gk_dtype type, const float *q,
-                         int64_t nk, int hd);
-void gk_attn_softmax_avx2(float *s, int64_t n, float scale, float cap, float temp, bool f16w);
-
 static inline float kv_elem(gk_dtype type, const uint8_t *r, int i) {
     return type == GK_TYPE_F16 ? gk_fp16_to_fp32(((const uint16_t *)r)[i]) : ((const float *)r)[i];
 }
 
-void gk_attn_dots_ref(float *s, const void *K, size_t row, gk_dtype type, const float *q,
-                      int64_t nk, int hd) {
+void gk_attn_dots_ref(float *s, size_t ss, const void *K, size_t row, gk_dtype type, const float *q,
+                      int nq, int64_t nk, int hd) {
     const uint8_t *kb = K;
     const int hp = (hd + 15) / 16 * 16;
-    for (int64_t k = 0; k < nk; k++) {
-        const uint8_t *r = kb + (size_t)k * row;
-        float l[16] = {0};
-        for (int i = 0; i < hp; i++) {
-            float a = i < hd ? kv_elem(type, r, i) : 0.0f, b = i < hd ? q[i] : 0.0f;
-            l[i % 16] = fmaf(a, b, l[i % 16]);
+    for (int qi = 0; qi < nq; qi++)
+        for (int64_t k = 0; k < nk; k++) {
+            const uint8_t *r = kb + (size_t)k * row;
+            const float *qv = q + (size_t)qi * hd;
+            float l[16] = {0};
+            for (int i = 0; i < hp; i++) {
+                float a = i < hd ? kv_elem(type, r, i) : 0.0f, b = i < hd ? qv[i] : 0.0f;
+                l[i % 16] = fmaf(a, b, l[i % 16]);
+            }
+            for (int w = 8; w >= 1; w /= 2)
+                for (int j = 0; j < w; j++) l[j] = l[j] + l[j + w];
+            s[qi * ss + k] = l[0];
         }
-        for (int w = 8; w >= 1; w /= 2)
-            for (int j = 0; j < w; j++) l[j] = l[j] + l[j + w];
-        s[k] = l[0];
-    }
 }
 
 /* The lanes' results of the softmax's max and sum, reduced by fixed trees (the
@@ -99,23 +91,24 @@ void gk_attn_softmax_ref(float *s, int64_t n, float scale, float cap, float temp
 }
 
 void gk_attn_wsum_ref(float *out, const void *V, size_t row, gk_dtype type, const float *w,
-                      int64_t nk, int hd) {
+                      size_t ws, int nq, int64_t nk, int hd) {
     const uint8_t *v = V;
-    for (int i = 0; i < hd; i++) {
-        float acc = 0.0f;
-        for (int64_t k = 0; k < nk; k++) {
-            const uint8_t *r = v + (size_t)k * row;
-            float x = type == GK_TYPE_F16 ? gk_fp16_to_fp32(((const uint16_t *)r)[i])
-                                          : ((const float *)r)[i];
-            acc = fmaf(w[k], x, acc);
+    for (int qi = 0; qi < nq; qi++)
+        for (int i = 0; i < hd; i++) {
+            float acc = 0.0f;
+            for (int64_t k = 0; k < nk; k++)
+                acc = fmaf(w[qi * ws + k], kv_elem(type, v + (size_t)k * row, i), acc);
+            out[(size_t)qi * hd + i] = acc;
         }
-        out[i] = acc;
-    }
 }
 
-typedef void (*rows_fn)(float *, const void *, size_t, gk_dtype, const float *, int64_t, int);
+typedef void (*dots_fn)(float *, size_t, const void *, size_t, gk_dtype, const float *, int,
+                        int64_t, int);
+typedef void (*wsum_fn)(float *, const void *, size_t, gk_dtype, const float *, size_t, int,
+                        int64_t, int);
 typedef void (*softmax_fn)(float *, int64_t, float, float, float, bool);
-static rows_fn wsum_impl = gk_attn_wsum_ref, dots_impl = gk_attn_dots_ref;
+static wsum_fn wsum_impl = gk_attn_wsum_ref;
+static dots_fn dots_impl = gk_attn_dots_ref;
 static softmax_fn softmax_impl = gk_attn_softmax_ref;
 static pthread_once_t attn_once = PTHREAD_ONCE_INIT;
 
@@ -132,16 +125,16 @@ static void attn_init(void) {
 #endif
 }
 
-void gk_attn_wsum(float *out, const void *V, size_t row, gk_dtype type, const float *w, int64_t nk,
-                  int hd) {
+void gk_attn_wsum(float *out, const void *V, size_t row, gk_dtype type, const float *w, size_t ws,
+                  int nq, int64_t nk, int hd) {
     pthread_once(&attn_once, attn_init);
-    wsum_impl(out, V, row, type, w, nk, hd);
+    wsum_impl(out, V, row, type, w, ws, nq, nk, hd);
 }
 
-void gk_attn_dots(float *s, const void *K, size_t row, gk_dtype type, const float *q, int64_t nk,
-                  int hd) {
+void gk_attn_dots(float *s, size_t ss, const void *K, size_t row, gk_dtype type, const float *q,
+                  int nq, int64_t nk, int hd) {
     pthread_once(&attn_once, attn_init);
-    dots_impl(s, K, row, type, q, nk, hd);
+    dots_impl(s, ss, K, row, type, q, nq, nk, hd);
 }
 
 void gk_attn_softmax(float *s, int64_t n, float scale, float cap, float temp, bool f16w) {

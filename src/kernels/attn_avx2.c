@@ -20,8 +20,8 @@ AI __m256 load8(gk_dtype type, const uint8_t *r, int i) {
     return _mm256_loadu_ps((const float *)r + i);
 }
 
-void gk_attn_wsum_avx2(float *out, const void *V, size_t row, gk_dtype type, const float *w,
-                       int64_t nk, int hd) {
+static void wsum1(float *out, const void *V, size_t row, gk_dtype type, const float *w, int64_t nk,
+                  int hd) {
     const uint8_t *v = V;
     const int esz = type == GK_TYPE_F16 ? 2 : 4;
     int i0 = 0;
@@ -49,8 +49,14 @@ void gk_attn_wsum_avx2(float *out, const void *V, size_t row, gk_dtype type, con
     }
     if (i0 < hd) {
         /* the tail, element by element: the reference's own loop */
-        gk_attn_wsum_ref(out + i0, v + (size_t)esz * (size_t)i0, row, type, w, nk, hd - i0);
+        gk_attn_wsum_ref(out + i0, v + (size_t)esz * (size_t)i0, row, type, w, 0, 1, nk, hd - i0);
     }
+}
+
+/* One query head after the other (a head's rows come from L2 for the next). */
+void gk_attn_wsum_avx2(float *out, const void *V, size_t row, gk_dtype type, const float *w,
+                       size_t ws, int nq, int64_t nk, int hd) {
+    for (int qi = 0; qi < nq; qi++) wsum1(out + (size_t)qi * hd, V, row, type, w + qi * ws, nk, hd);
 }
 
 /* ------------------------------------------------------------ scores --- */
@@ -73,39 +79,42 @@ AI float dots_hsum(__m256 lo, __m256 hi) {
     return _mm_cvtss_f32(a);
 }
 
-void gk_attn_dots_avx2(float *s, const void *K, size_t row, gk_dtype type, const float *q,
-                       int64_t nk, int hd) {
+void gk_attn_dots_avx2(float *s, size_t ss, const void *K, size_t row, gk_dtype type,
+                       const float *q, int nq, int64_t nk, int hd) {
     const uint8_t *kb = K;
     const size_t esz = type == GK_TYPE_F16 ? 2 : 4;
     const int hv = hd / 16 * 16, tail = hd - hv;
-    /* the last partial step: q and each key's tail, padded with zeros */
-    float qt[16] = {0};
-    for (int i = 0; i < tail; i++) qt[i] = q[hv + i];
     for (int64_t k0 = 0; k0 < nk; k0 += 4) {
         const int nr = nk - k0 < 4 ? (int)(nk - k0) : 4;
         const uint8_t *r[4];
-        __m256 lo[4], hi[4];
+        uint8_t kt[4][64] = {{0}}; /* each key's last partial step, padded with zeros */
         for (int j = 0; j < nr; j++) {
             r[j] = kb + (size_t)(k0 + j) * row;
-            lo[j] = hi[j] = _mm256_setzero_ps();
+            if (tail) memcpy(kt[j], r[j] + esz * (size_t)hv, esz * (size_t)tail);
         }
         if (k0 + 20 <= nk) /* the rows 16 keys on (see wsum) */
             for (int j = 0; j < 4; j++)
                 for (size_t o = 0; o < esz * (size_t)hd; o += 64)
                     _mm_prefetch((const char *)r[j] + 16 * row + o, _MM_HINT_T0);
-        if (nr == 4)
-            for (int i = 0; i < hv; i += 16) dots_step(type, r, 4, i, q, lo, hi);
-        else
-            for (int i = 0; i < hv; i += 16) dots_step(type, r, nr, i, q, lo, hi);
-        if (tail) {
-            for (int j = 0; j < nr; j++) {
-                uint8_t kt[64] = {0};
-                memcpy(kt, r[j] + esz * (size_t)hv, esz * (size_t)tail);
-                const uint8_t *rt = kt;
-                dots_step(type, &rt, 1, 0, qt, lo + j, hi + j);
+        /* the query heads one after the other against these keys (in L1) */
+        for (int qi = 0; qi < nq; qi++) {
+            const float *qv = q + (size_t)qi * hd;
+            __m256 lo[4], hi[4];
+            for (int j = 0; j < 4; j++) lo[j] = hi[j] = _mm256_setzero_ps();
+            if (nr == 4)
+                for (int i = 0; i < hv; i += 16) dots_step(type, r, 4, i, qv, lo, hi);
+            else
+                for (int i = 0; i < hv; i += 16) dots_step(type, r, nr, i, qv, lo, hi);
+            if (tail) {
+                float qt[16] = {0};
+                for (int i = 0; i < tail; i++) qt[i] = qv[hv + i];
+                for (int j = 0; j < nr; j++) {
+                    const uint8_t *rt = kt[j];
+                    dots_step(type, &rt, 1, 0, qt, lo + j, hi + j);
+                }
             }
+            for (int j = 0; j < nr; j++) s[qi * ss + k0 + j] = dots_hsum(lo[j], hi[j]);
         }
-        for (int j = 0; j < nr; j++) s[k0 + j] = dots_hsum(lo[j], hi[j]);
     }
 }
 

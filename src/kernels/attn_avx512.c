@@ -5,8 +5,11 @@
  *         inputs i = j mod 16; the last partial step loads zeros past the head),
  *         then the 16 accumulators reduced together by shuffles that add the
  *         reference's tree (j + j+8, j + j+4, j + j+2, 0 + 1) for every key;
- *   wsum: 128 outputs at a time in 8 accumulators, one fused multiply-add per
- *         key and lane.
+ *         With several query heads (a KV group), an f16 block of 16 keys is
+ *         widened to f32 once and serves every head;
+ *   wsum: 64 outputs of up to 4 query heads at a time in 16 accumulators, one
+ *         fused multiply-add per key, head and lane (each value row is read
+ *         once for the 4 heads).
  * Called only after attn.c checked the CPU.
  */
 #include "kernels/attn_impl.h"
@@ -51,71 +54,133 @@ AI __m512 reduce16(__m512 a[16]) {
     return _mm512_permutexvar_ps(idx, e);
 }
 
-void gk_attn_dots_avx512(float *s, const void *K, size_t row, gk_dtype type, const float *q,
-                         int64_t nk, int hd) {
+/* 16 keys' sums for one query: acc[j] over the key rows at kr[j] (stride ks
+ * floats apart when f32 rows were unpacked, or the cache rows themselves). */
+AI void dots16(gk_dtype type, const uint8_t *const r[16], const float *q, int hv, __mmask16 mt,
+               float *dst, __mmask16 ms) {
+    __m512 acc[16];
+#pragma GCC unroll 16
+    for (int j = 0; j < 16; j++) acc[j] = _mm512_setzero_ps();
+    for (int i = 0; i < hv; i += 16) {
+        const __m512 qv = _mm512_loadu_ps(q + i);
+#pragma GCC unroll 16
+        for (int j = 0; j < 16; j++)
+            acc[j] = _mm512_fmadd_ps(load16_full(type, r[j], i), qv, acc[j]);
+    }
+    if (mt) {
+        const __m512 qv = _mm512_maskz_loadu_ps(mt, q + hv);
+#pragma GCC unroll 16
+        for (int j = 0; j < 16; j++)
+            acc[j] = _mm512_fmadd_ps(load16(type, r[j], hv, mt), qv, acc[j]);
+    }
+    _mm512_mask_storeu_ps(dst, ms, reduce16(acc));
+}
+
+/* Head sizes up to this have an f16 key block widened once for all query heads. */
+#define UNPACK_MAX 256
+
+void gk_attn_dots_avx512(float *s, size_t ss, const void *K, size_t row, gk_dtype type,
+                         const float *q, int nq, int64_t nk, int hd) {
     const uint8_t *kb = K;
     const int hv = hd / 16 * 16;
-    const size_t hbytes = (size_t)hd * (type == GK_TYPE_F16 ? 2 : 4);
     const __mmask16 mt = (__mmask16)((1u << (hd - hv)) - 1);
+    const size_t hbytes = (size_t)hd * (type == GK_TYPE_F16 ? 2 : 4);
+    const bool unpack = type == GK_TYPE_F16 && nq > 1 && hd <= UNPACK_MAX;
+    const int hp = (hd + 15) / 16 * 16;
+    float kf[16][UNPACK_MAX] __attribute__((aligned(64)));
     for (int64_t k0 = 0; k0 < nk; k0 += 16) {
         const int nr = nk - k0 < 16 ? (int)(nk - k0) : 16;
+        const __mmask16 ms = (__mmask16)((1u << nr) - 1);
         const uint8_t *r[16];
-        __m512 acc[16];
 #pragma GCC unroll 16
-        for (int j = 0; j < 16; j++) { /* keys past nk repeat the last (never stored) */
+        for (int j = 0; j < 16; j++) /* keys past nk repeat the last (never stored) */
             r[j] = kb + (size_t)(k0 + (j < nr ? j : nr - 1)) * row;
-            acc[j] = _mm512_setzero_ps();
-        }
-        if (k0 + 32 <= nk) /* the next 16 keys' rows (see wsum) */
+        if (k0 + 48 <= nk) /* the rows two blocks on (see wsum) */
             for (int j = 0; j < 16; j++)
                 for (size_t o = 0; o < hbytes; o += 64)
-                    _mm_prefetch((const char *)r[j] + 16 * row + o, _MM_HINT_T0);
-        for (int i = 0; i < hv; i += 16) {
-            const __m512 qv = _mm512_loadu_ps(q + i);
-#pragma GCC unroll 16
-            for (int j = 0; j < 16; j++)
-                acc[j] = _mm512_fmadd_ps(load16_full(type, r[j], i), qv, acc[j]);
+                    _mm_prefetch((const char *)r[j] + 32 * row + o, _MM_HINT_T0);
+        if (!unpack) {
+            for (int qi = 0; qi < nq; qi++)
+                dots16(type, r, q + (size_t)qi * hd, hv, mt, s + qi * ss + k0, ms);
+            continue;
         }
-        if (mt) {
-            const __m512 qv = _mm512_maskz_loadu_ps(mt, q + hv);
-#pragma GCC unroll 16
-            for (int j = 0; j < 16; j++)
-                acc[j] = _mm512_fmadd_ps(load16(type, r[j], hv, mt), qv, acc[j]);
+        /* widen the 16 rows once (exactly; zeros past the head), then every query */
+        const uint8_t *rf[16];
+        for (int j = 0; j < 16; j++) {
+            for (int i = 0; i < hp; i += 16) {
+                const __mmask16 m = i < hv ? 0xffff : mt;
+                _mm512_store_ps(&kf[j][i], load16(type, r[j], i, m));
+            }
+            rf[j] = (const uint8_t *)kf[j];
         }
-        _mm512_mask_storeu_ps(s + k0, (__mmask16)((1u << nr) - 1), reduce16(acc));
+        for (int qi = 0; qi < nq; qi++)
+            dots16(GK_TYPE_F32, rf, q + (size_t)qi * hd, hv, mt, s + qi * ss + k0, ms);
     }
 }
 
-void gk_attn_wsum_avx512(float *out, const void *V, size_t row, gk_dtype type, const float *w,
-                         int64_t nk, int hd) {
-    const uint8_t *v = V;
-    const size_t head = (size_t)128 * (type == GK_TYPE_F16 ? 2 : 4);
-    int i0 = 0;
-    for (; i0 + 128 <= hd; i0 += 128) {
-        __m512 acc[8];
-#pragma GCC unroll 8
-        for (int j = 0; j < 8; j++) acc[j] = _mm512_setzero_ps();
-        for (int64_t k = 0; k < nk; k++) {
-            const uint8_t *r = v + (size_t)k * row;
-            /* the rows are far apart (all the heads' rows of a position between
-             * them) and come from L3: fetch ahead */
-            if (k + PF_KEYS < nk)
-                for (size_t o = 0; o < head; o += 64)
-                    _mm_prefetch((const char *)r + PF_KEYS * row + o, _MM_HINT_T0);
-            const __m512 wk = _mm512_set1_ps(w[k]);
-#pragma GCC unroll 8
-            for (int j = 0; j < 8; j++)
-                acc[j] = _mm512_fmadd_ps(wk, load16_full(type, r, i0 + 16 * j), acc[j]);
+/* Up to 4 query heads' sums of 64 outputs (from i0) over all keys. */
+AI void wsum64(const int NQ, float *out, const uint8_t *v, size_t row, gk_dtype type,
+               const float *w, size_t ws, int64_t nk, int hd, int i0) {
+    const size_t esz = type == GK_TYPE_F16 ? 2 : 4;
+    __m512 acc[4][4];
+#pragma GCC unroll 4
+    for (int qi = 0; qi < NQ; qi++)
+#pragma GCC unroll 4
+        for (int j = 0; j < 4; j++) acc[qi][j] = _mm512_setzero_ps();
+    for (int64_t k = 0; k < nk; k++) {
+        const uint8_t *r = v + (size_t)k * row;
+        /* the rows are far apart (all the heads' rows of a position between them)
+         * and come from L3 or memory: fetch ahead */
+        if (k + PF_KEYS < nk)
+            for (size_t o = 0; o < 64 * esz; o += 64)
+                _mm_prefetch((const char *)r + PF_KEYS * row + esz * (size_t)i0 + o, _MM_HINT_T0);
+        __m512 x[4];
+#pragma GCC unroll 4
+        for (int j = 0; j < 4; j++) x[j] = load16_full(type, r, i0 + 16 * j);
+#pragma GCC unroll 4
+        for (int qi = 0; qi < NQ; qi++) {
+            const __m512 wk = _mm512_set1_ps(w[qi * ws + k]);
+#pragma GCC unroll 4
+            for (int j = 0; j < 4; j++) acc[qi][j] = _mm512_fmadd_ps(wk, x[j], acc[qi][j]);
         }
-#pragma GCC unroll 8
-        for (int j = 0; j < 8; j++) _mm512_storeu_ps(out + i0 + 16 * j, acc[j]);
     }
-    for (; i0 < hd; i0 += 16) { /* the rest, 16 (or fewer, masked) outputs at a time */
-        const __mmask16 m = hd - i0 >= 16 ? 0xffff : (__mmask16)((1u << (hd - i0)) - 1);
-        __m512 acc = _mm512_setzero_ps();
-        for (int64_t k = 0; k < nk; k++)
-            acc = _mm512_fmadd_ps(_mm512_set1_ps(w[k]), load16(type, v + (size_t)k * row, i0, m),
-                                  acc);
-        _mm512_mask_storeu_ps(out + i0, m, acc);
+#pragma GCC unroll 4
+    for (int qi = 0; qi < NQ; qi++)
+#pragma GCC unroll 4
+        for (int j = 0; j < 4; j++)
+            _mm512_storeu_ps(out + (size_t)qi * hd + i0 + 16 * j, acc[qi][j]);
+}
+
+void gk_attn_wsum_avx512(float *out, const void *V, size_t row, gk_dtype type, const float *w,
+                         size_t ws, int nq, int64_t nk, int hd) {
+    const uint8_t *v = V;
+    for (int q0 = 0; q0 < nq; q0 += 4) {
+        const int n = nq - q0 < 4 ? nq - q0 : 4;
+        float *o = out + (size_t)q0 * hd;
+        const float *wq = w + q0 * ws;
+        int i0 = 0;
+        for (; i0 + 64 <= hd; i0 += 64) switch (n) {
+            case 1:
+                wsum64(1, o, v, row, type, wq, ws, nk, hd, i0);
+                break;
+            case 2:
+                wsum64(2, o, v, row, type, wq, ws, nk, hd, i0);
+                break;
+            case 3:
+                wsum64(3, o, v, row, type, wq, ws, nk, hd, i0);
+                break;
+            default:
+                wsum64(4, o, v, row, type, wq, ws, nk, hd, i0);
+            }
+        for (; i0 < hd; i0 += 16) { /* the rest, 16 (or fewer, masked) outputs at a time */
+            const __mmask16 m = hd - i0 >= 16 ? 0xffff : (__mmask16)((1u << (hd - i0)) - 1);
+            for (int qi = 0; qi < n; qi++) {
+                __m512 acc = _mm512_setzero_ps();
+                for (int64_t k = 0; k < nk; k++)
+                    acc = _mm512_fmadd_ps(_mm512_set1_ps(wq[qi * ws + k]),
+                                          load16(type, v + (size_t)k * row, i0, m), acc);
+                _mm512_mask_storeu_ps(o + (size_t)qi * hd + i0, m, acc);
+            }
+        }
     }
 }

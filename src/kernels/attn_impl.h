@@ -8,6 +8,17 @@
 
 #include "kernels/ops.h"
 
+/* The SIMD versions of ops.h's attention kernels. */
+void gk_attn_wsum_avx2(float *out, const void *V, size_t row, gk_dtype type, const float *w,
+                       size_t ws, int nq, int64_t nk, int hd);
+void gk_attn_wsum_avx512(float *out, const void *V, size_t row, gk_dtype type, const float *w,
+                         size_t ws, int nq, int64_t nk, int hd);
+void gk_attn_dots_avx2(float *s, size_t ss, const void *K, size_t row, gk_dtype type,
+                       const float *q, int nq, int64_t nk, int hd);
+void gk_attn_dots_avx512(float *s, size_t ss, const void *K, size_t row, gk_dtype type,
+                         const float *q, int nq, int64_t nk, int hd);
+void gk_attn_softmax_avx2(float *s, int64_t n, float scale, float cap, float temp, bool f16w);
+
 float gk_attn_max8(const float m[8]);
 double gk_attn_sum8(const double d[8]);
 /* From key k0 (a multiple of 8) to n: the capped scores and lane maxima m;

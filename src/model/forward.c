@@ -52,7 +52,7 @@ struct gk_context {
     /* scratch, [n_batch][...] each */
     float *x, *xn, *tmp, *q, *k, *v, *att, *moe, *xe, *h1, *h3, *g, *u, *rl;
     float *rope_cos, *rope_sin; /* [n_batch][n_rot/2] */
-    float *scores;              /* [n_threads][n_ctx] */
+    float *scores;              /* [n_threads][GK_ATTN_QMAX][n_ctx] */
     float *vrow;                /* [n_threads][head_dim]: a V row converted to fp32 */
     uint8_t *qbuf;              /* activations converted to a weight's vec_dot_type */
     uint8_t *qconv;             /* [n_batch][n_head] query heads in the cache's vec_dot_type */
@@ -132,16 +132,19 @@ typedef struct {
     int layer, T;
 } attn_job;
 
-/* One (token, head) pair per work item: q.k * scale -> softcap -> temperature ->
- * softmax -> weighted sum of V (spec 3.2), over the keys of the token's own
- * sequence up to its position. */
+/* Work items of attention: (token, run of up to GK_ATTN_QMAX query heads of one
+ * KV group), so that the group's key and value rows are read once for its heads
+ * (fewer heads per run when there would be fewer items than threads). Per head:
+ * q.k * scale -> softcap -> temperature -> softmax -> weighted sum of V (spec 3.2),
+ * over the keys of the token's own sequence up to its position. A head's result
+ * does not depend on the run it is in. */
 static void attn_part(void *arg, int ith, int nth) {
     attn_job *j = arg;
     gk_context *c = j->c;
     const gk_hparams *hp = &c->m->hp;
     /* this rank's query heads (all of them with one process); the group is the same */
     const int hd = (int)hp->head_dim, nh = (int)c->m->tp.n_head,
-              group = (int)(hp->n_head / hp->n_head_kv);
+              group = (int)(hp->n_head / hp->n_head_kv), ng = nh / group;
     const gk_type_traits *ct = gk_type_traits_of(c->cache_type);
     const bool f32 = c->cache_type == GK_TYPE_F32;
     /* An f16 cache meets its operands in f16, as llama.cpp's kernels do: q is
@@ -152,35 +155,44 @@ static void attn_part(void *arg, int ith, int nth) {
     const float cap = hp->attn_softcap, scale = hp->attn_out_scale;
     const uint32_t tlen = c->m->cfg.attn_temp_len;
     gk_vec_dot_fn dot = ct->vec_dot;
-    float *s = c->scores + (size_t)ith * c->n_ctx;
+    float *s = c->scores + (size_t)ith * c->n_ctx * GK_ATTN_QMAX;
     float *vf = c->vrow + (size_t)ith * hd;
+    /* runs per group: as few as GK_ATTN_QMAX allows, more while threads would idle */
+    int runs = (group + GK_ATTN_QMAX - 1) / GK_ATTN_QMAX;
+    while (runs < group && (int64_t)j->T * ng * runs < nth) runs++;
+    const int qc = (group + runs - 1) / runs;
     int64_t lo, hi;
-    gk_split((int64_t)j->T * nh, ith, nth, &lo, &hi);
+    gk_split((int64_t)j->T * ng * runs, ith, nth, &lo, &hi);
     for (int64_t item = lo; item < hi; item++) {
-        int t = (int)(item / nh), h = (int)(item % nh);
+        const int t = (int)(item / (ng * runs)), rem = (int)(item % (ng * runs));
+        const int g = rem / runs, h0 = g * group + rem % runs * qc;
+        const int nq = h0 + qc <= (g + 1) * group ? qc : (g + 1) * group - h0;
+        if (nq <= 0) continue;
         uint32_t p = (uint32_t)c->tok_pos[t]; /* absolute 0-based position */
+        const int64_t nk = (int64_t)p + 1;
         const uint8_t *K = kv_at(c, c->kcache, j->layer, c->tok_seq[t], 0);
         const uint8_t *V = kv_at(c, c->vcache, j->layer, c->tok_seq[t], 0);
-        const void *q = c->qconv ? (const void *)(c->qconv + ((size_t)t * nh + h) * c->qconv_head)
-                                 : (const void *)(c->q + ((size_t)t * nh + h) * hd);
-        const size_t koff = (size_t)(h / group) * head_bytes;
+        const size_t koff = (size_t)g * head_bytes;
         /* xAI temperature: log2(p)/log2(L) past L, applied after the cap. */
         float temp = tlen && p > tlen ? (float)(log2((double)p) / log2((double)tlen)) : 1.0f;
-        if (f32 || w_f16) /* f32 q (f16 values for an f16 cache) against the rows */
-            gk_attn_dots(s, K + koff, row, c->cache_type, c->q + ((size_t)t * nh + h) * hd,
-                         (int64_t)p + 1, hd);
-        else
-            for (uint32_t k = 0; k <= p; k++) s[k] = dot(hd, K + k * row + koff, q);
-        gk_attn_softmax(s, (int64_t)p + 1, scale, cap, temp, w_f16);
-        float *out = c->att + ((size_t)t * nh + h) * hd;
-        if (f32 || w_f16) { /* SIMD straight from the cache rows */
-            gk_attn_wsum(out, V + koff, row, c->cache_type, s, (int64_t)p + 1, hd);
+        float *out = c->att + ((size_t)t * nh + h0) * hd;
+        if (f32 || w_f16) { /* f32 q (f16 values for an f16 cache), SIMD from the rows */
+            gk_attn_dots(s, c->n_ctx, K + koff, row, c->cache_type,
+                         c->q + ((size_t)t * nh + h0) * hd, nq, nk, hd);
+            for (int i = 0; i < nq; i++)
+                gk_attn_softmax(s + (size_t)i * c->n_ctx, nk, scale, cap, temp, w_f16);
+            gk_attn_wsum(out, V + koff, row, c->cache_type, s, c->n_ctx, nq, nk, hd);
             continue;
         }
-        memset(out, 0, (size_t)hd * sizeof(float));
-        for (uint32_t k = 0; k <= p; k++) {
-            ct->to_float(V + k * row + koff, vf, hd);
-            for (int i = 0; i < hd; i++) out[i] = fmaf(s[k], vf[i], out[i]);
+        for (int i = 0; i < nq; i++, out += hd) { /* a quantized cache: its vec_dot */
+            const uint8_t *q = c->qconv + ((size_t)t * nh + h0 + i) * c->qconv_head;
+            for (uint32_t k = 0; k <= p; k++) s[k] = dot(hd, K + k * row + koff, q);
+            gk_attn_softmax(s, nk, scale, cap, temp, false);
+            memset(out, 0, (size_t)hd * sizeof(float));
+            for (uint32_t k = 0; k <= p; k++) {
+                ct->to_float(V + k * row + koff, vf, hd);
+                for (int e = 0; e < hd; e++) out[e] = fmaf(s[k], vf[e], out[e]);
+            }
         }
     }
 }
@@ -297,10 +309,11 @@ static int attention(gk_context *c, int layer, int T, gk_err *err) {
         c->stats.kv_bytes_read += 2.0 * (double)c->kv_row * (c->tok_pos[t] + 1);
         c->stats.attn_flops += 4.0 * hd * nh * (c->tok_pos[t] + 1);
     }
+    const bool f32_or_f16 = c->cache_type == GK_TYPE_F32 || c->cache_type == GK_TYPE_F16;
     if (c->cache_type == GK_TYPE_F16) /* q.k with an f16 cache: q in f16 too (attn_part) */
         for (int64_t i = 0; i < (int64_t)T * nh * hd; i++)
             c->q[i] = gk_fp16_to_fp32(gk_fp32_to_fp16(c->q[i]));
-    if (c->qconv) { /* query heads in the cache's vec_dot_type, once per head */
+    if (c->qconv && !f32_or_f16) { /* query heads in a quantized cache's vec_dot_type */
         const gk_type_traits *qt = gk_type_traits_of(ct->vec_dot_type);
         for (int64_t i = 0; i < (int64_t)T * nh; i++)
             qt->from_float(c->q + i * hd, c->qconv + (size_t)i * c->qconv_head, hd);
@@ -901,7 +914,7 @@ size_t gk_context_arena_bytes(const gk_ctx_dims *x, size_t *sizes) {
                                         B * x->E,
                                         B * x->half,
                                         B * x->half,
-                                        x->nt * x->n_ctx,
+                                        x->nt * x->n_ctx * GK_ATTN_QMAX,
                                         x->nt * x->head_dim,
                                         x->n_logit_rows * x->V,
                                         x->E * B,

@@ -206,70 +206,51 @@ static void check_matmul2(gk_pool *pool, gk_dtype type, int64_t n) {
     unmake(&b);
 }
 
-static void check_attn_wsum(void) {
-    const int hds[3] = {128, 72, 5};
-    const int64_t nk = 301;
-    for (int ti = 0; ti < 2; ti++) {
-        gk_dtype type = ti ? GK_TYPE_F16 : GK_TYPE_F32;
-        for (int hi = 0; hi < 3; hi++) {
-            int hd = hds[hi];
-            size_t row = (size_t)(hd + 3) * 4; /* rows wider than the head, as in the cache */
-            uint8_t *V = malloc(row * (size_t)nk);
-            float *w = malloc(sizeof(float) * nk), a[128], b[128];
-            for (int64_t k = 0; k < nk; k++) {
-                w[k] = fabsf(frand()) / (float)nk;
-                for (int i = 0; i < hd + 3; i++) {
-                    float v = frand() * 4.0f;
-                    if (type == GK_TYPE_F16)
-                        ((uint16_t *)(V + k * row))[i] = gk_fp32_to_fp16(v);
-                    else
-                        ((float *)(V + k * row))[i] = v;
-                }
-            }
-            for (int64_t n = 1; n <= nk; n += 100) {
-                gk_attn_wsum(a, V, row, type, w, n, hd);
-                gk_attn_wsum_ref(b, V, row, type, w, n, hd);
-                CHECK_MSG(!memcmp(a, b, sizeof(float) * hd), "gk_attn_wsum %s hd=%d keys=%lld",
-                          gk_type_name(type), hd, (long long)n);
-            }
-            free(V);
-            free(w);
-        }
-    }
-}
-
 #if defined(__x86_64__)
-void gk_attn_dots_avx2(float *s, const void *K, size_t row, gk_dtype type, const float *q,
-                       int64_t nk, int hd);
-void gk_attn_dots_avx512(float *s, const void *K, size_t row, gk_dtype type, const float *q,
-                         int64_t nk, int hd);
+void gk_attn_dots_avx2(float *s, size_t ss, const void *K, size_t row, gk_dtype type,
+                       const float *q, int nq, int64_t nk, int hd);
+void gk_attn_dots_avx512(float *s, size_t ss, const void *K, size_t row, gk_dtype type,
+                         const float *q, int nq, int64_t nk, int hd);
 void gk_attn_wsum_avx2(float *out, const void *V, size_t row, gk_dtype type, const float *w,
-                       int64_t nk, int hd);
+                       size_t ws, int nq, int64_t nk, int hd);
 void gk_attn_wsum_avx512(float *out, const void *V, size_t row, gk_dtype type, const float *w,
-                         int64_t nk, int hd);
+                         size_t ws, int nq, int64_t nk, int hd);
 void gk_attn_softmax_avx2(float *s, int64_t n, float scale, float cap, float temp, bool f16w);
 #endif
 
-/* Attention's scores (gk_attn_dots) and softmax (gk_attn_softmax): every version
- * equals the scalar reference bit for bit, for any count of keys and head size;
- * a key's score does not depend on the other keys of the call; the scores are
- * within the float rounding of their 16-lane sums of the exact dot. */
-static void check_attn_scores(void) {
-    const int hds[5] = {128, 72, 5, 16, 200};
+typedef void (*dots_fn)(float *, size_t, const void *, size_t, gk_dtype, const float *, int,
+                        int64_t, int);
+typedef void (*wsum_fn)(float *, const void *, size_t, gk_dtype, const float *, size_t, int,
+                        int64_t, int);
+
+/* Attention's scores (gk_attn_dots) and weighted sums (gk_attn_wsum) of 1..5
+ * query heads: every version equals the scalar reference bit for bit, for any
+ * count of keys, heads and head size; a key's score does not depend on the other
+ * keys or heads of the call; the scores are within the float rounding of their
+ * 16-lane sums of the exact dot. */
+static void check_attn_rows(void) {
+    const int hds[6] = {128, 72, 5, 16, 200, 64};
     const int64_t nk = 301;
-    const bool avx2 = strcmp(gk_gemm_isa(), "none") != 0,
-               avx512 = strcmp(gk_gemm_isa(), "avx512-vnni") == 0;
-    (void)avx2;
-    (void)avx512;
+    const size_t ss = nk + 7; /* score rows apart */
+    const char *names[3] = {"dispatched", "avx2", "avx512"};
+    dots_fn dots[3] = {gk_attn_dots, NULL, NULL};
+    wsum_fn wsum[3] = {gk_attn_wsum, NULL, NULL};
+#if defined(__x86_64__)
+    if (strcmp(gk_gemm_isa(), "none") != 0)
+        dots[1] = gk_attn_dots_avx2, wsum[1] = gk_attn_wsum_avx2;
+    if (strcmp(gk_gemm_isa(), "avx512-vnni") == 0)
+        dots[2] = gk_attn_dots_avx512, wsum[2] = gk_attn_wsum_avx512;
+#endif
     for (int ti = 0; ti < 2; ti++) {
         gk_dtype type = ti ? GK_TYPE_F16 : GK_TYPE_F32;
-        for (int hi = 0; hi < 5; hi++) {
-            int hd = hds[hi];
-            size_t row = (size_t)(hd + 3) * 4;
+        for (int hi = 0; hi < 6; hi++) {
+            const int hd = hds[hi];
+            size_t row = (size_t)(hd + 3) * 4; /* rows wider than the head, as in the cache */
             uint8_t *K = malloc(row * (size_t)nk);
-            float *q = malloc(sizeof(float) * hd), *a = malloc(sizeof(float) * nk),
-                  *b = malloc(sizeof(float) * nk), *c = malloc(sizeof(float) * nk);
-            for (int i = 0; i < hd; i++) {
+            float *q = malloc(sizeof(float) * 5 * hd), *ref = malloc(sizeof(float) * 5 * ss),
+                  *got = malloc(sizeof(float) * 5 * ss), *w = malloc(sizeof(float) * 5 * ss);
+            float *oref = malloc(sizeof(float) * 5 * hd), *ogot = malloc(sizeof(float) * 5 * hd);
+            for (int i = 0; i < 5 * hd; i++) {
                 q[i] = frand() * 2.0f;
                 if (type == GK_TYPE_F16) q[i] = gk_fp16_to_fp32(gk_fp32_to_fp16(q[i]));
             }
@@ -281,7 +262,8 @@ static void check_attn_scores(void) {
                     else
                         ((float *)(K + k * row))[i] = v;
                 }
-            gk_attn_dots_ref(b, K, row, type, q, nk, hd);
+            for (size_t i = 0; i < 5 * ss; i++) w[i] = fabsf(frand()) / (float)nk;
+            gk_attn_dots_ref(ref, ss, K, row, type, q, 5, nk, hd);
             for (int64_t k = 0; k < nk; k++) { /* against the exact dot */
                 double e = 0.0, sa = 0.0;
                 for (int i = 0; i < hd; i++) {
@@ -291,44 +273,43 @@ static void check_attn_scores(void) {
                     sa += fabs((double)kv * q[i]);
                 }
                 double bound = (hd / 16 + 6) * ldexp(1.0, -24) * sa;
-                CHECK_MSG(fabs(b[k] - e) <= bound, "attn dots ref hd=%d key %lld: %g vs %g", hd,
-                          (long long)k, b[k], e);
+                CHECK_MSG(fabs(ref[k] - e) <= bound, "attn dots ref hd=%d key %lld: %g vs %g", hd,
+                          (long long)k, ref[k], e);
             }
-            for (int64_t n = 1; n <= nk; n += 37) {
-                /* the keys from 3 on: each key's score as in the full call */
-                gk_attn_dots(a, K + 3 * row, row, type, q, n, hd);
-                CHECK_MSG(!memcmp(a, b + 3, sizeof(float) * (size_t)(n < nk - 3 ? n : nk - 3)),
-                          "gk_attn_dots %s hd=%d keys=%lld", gk_type_name(type), hd, (long long)n);
-#if defined(__x86_64__)
-                int64_t m = n < nk - 3 ? n : nk - 3;
-                if (avx2) {
-                    gk_attn_dots_avx2(c, K + 3 * row, row, type, q, m, hd);
-                    CHECK_MSG(!memcmp(c, b + 3, sizeof(float) * m), "avx2 dots hd=%d n=%lld", hd,
-                              (long long)m);
-                    gk_attn_wsum_avx2(c, K, row, type, b, m, hd < 128 ? hd : 128);
-                    gk_attn_wsum_ref(a, K, row, type, b, m, hd < 128 ? hd : 128);
-                    CHECK_MSG(!memcmp(c, a, sizeof(float) * (hd < 128 ? hd : 128)),
-                              "avx2 wsum hd=%d", hd);
-                }
-                if (avx512) {
-                    gk_attn_dots_avx512(c, K + 3 * row, row, type, q, m, hd);
-                    CHECK_MSG(!memcmp(c, b + 3, sizeof(float) * m), "avx512 dots hd=%d n=%lld", hd,
-                              (long long)m);
-                    gk_attn_wsum_avx512(c, K, row, type, b, m, hd < 128 ? hd : 128);
-                    gk_attn_wsum_ref(a, K, row, type, b, m, hd < 128 ? hd : 128);
-                    CHECK_MSG(!memcmp(c, a, sizeof(float) * (hd < 128 ? hd : 128)),
-                              "avx512 wsum hd=%d", hd);
-                }
-#endif
+            for (int v = 0; v < 3; v++) {
+                if (!dots[v]) continue;
+                for (int nq = 1; nq <= 5; nq++)
+                    for (int64_t n = 1; n <= nk - 3; n += 37) {
+                        /* the keys from 3 on: each key's score as in the full call */
+                        dots[v](got, ss, K + 3 * row, row, type, q, nq, n, hd);
+                        for (int qi = 0; qi < nq; qi++)
+                            CHECK_MSG(!memcmp(got + qi * ss, ref + qi * ss + 3, sizeof(float) * n),
+                                      "%s dots %s hd=%d heads=%d keys=%lld head %d", names[v],
+                                      gk_type_name(type), hd, nq, (long long)n, qi);
+                        gk_attn_wsum_ref(oref, K, row, type, w, ss, nq, n, hd);
+                        wsum[v](ogot, K, row, type, w, ss, nq, n, hd);
+                        CHECK_MSG(!memcmp(ogot, oref, sizeof(float) * nq * hd),
+                                  "%s wsum %s hd=%d heads=%d keys=%lld", names[v],
+                                  gk_type_name(type), hd, nq, (long long)n);
+                    }
             }
             free(K);
             free(q);
-            free(a);
-            free(b);
-            free(c);
+            free(ref);
+            free(got);
+            free(w);
+            free(oref);
+            free(ogot);
         }
     }
-    /* softmax: scores of a realistic spread, with and without the cap, f16 rounding */
+}
+
+/* Attention's softmax: every version equals the scalar reference bit for bit,
+ * and the weights are within a stated bound of the softmax in double. */
+static void check_attn_softmax(void) {
+    const bool avx2 = strcmp(gk_gemm_isa(), "none") != 0;
+    (void)avx2;
+    /* scores of a realistic spread, with and without the cap, f16 rounding */
     const int64_t ns[6] = {1, 7, 8, 9, 300, 4097};
     float *x = malloc(sizeof(float) * 4097), *a = malloc(sizeof(float) * 4097),
           *b = malloc(sizeof(float) * 4097);
@@ -415,8 +396,8 @@ int main(void) {
         }
         check_matmul2(pools[1], types[i], quant ? 128 : kq ? 256 : 72);
     }
-    check_attn_wsum();
-    check_attn_scores();
+    check_attn_rows();
+    check_attn_softmax();
     for (int i = 0; i < 3; i++) gk_pool_free(pools[i]);
     return gk_test_done();
 }
