@@ -37,10 +37,14 @@ struct gk_context {
     uint32_t n_ctx, n_batch, n_seq;
     bool all_logits;
     uint32_t *seq_len; /* [n_seq]: positions held in the KV cache of each sequence */
-    /* KV cache [n_layer][n_seq][n_ctx] rows of n_head_kv * head_dim elements of
-     * cache_type, K after RoPE */
+    /* KV cache [n_layer][n_seq][n_head_kv][n_ctx] rows of head_dim elements of
+     * cache_type (this rank's KV heads), K after RoPE: a head's rows are contiguous,
+     * so attention streams them (a position-major layout left half of every
+     * fetched stretch unused) */
     gk_dtype cache_type;
-    size_t kv_row; /* bytes of one row */
+    size_t kv_row;  /* bytes of one position's rows (all its heads) */
+    size_t kv_head; /* bytes of one head's row */
+    int n_kvh;      /* KV heads held */
     uint8_t *kcache, *vcache;
     /* the last batch */
     int n_tok;                  /* its tokens */
@@ -120,9 +124,12 @@ static void rope_apply(gk_context *c, float *v, int T, int n_heads) {
     gk_rope_apply(v, T, n_heads, (int)hp->head_dim, (int)hp->n_rot, c->rope_cos, c->rope_sin);
 }
 
-/* Row pos of sequence seq in layer l of a KV cache. */
-static uint8_t *kv_at(const gk_context *c, uint8_t *cache, int l, int seq, uint32_t pos) {
-    return cache + (((size_t)l * c->n_seq + (size_t)seq) * c->n_ctx + pos) * c->kv_row;
+/* Head h's row at pos of sequence seq in layer l of a KV cache. */
+static uint8_t *kv_at(const gk_context *c, uint8_t *cache, int l, int seq, int h, uint32_t pos) {
+    return cache +
+           ((((size_t)l * c->n_seq + (size_t)seq) * (size_t)c->n_kvh + (size_t)h) * c->n_ctx +
+            pos) *
+               c->kv_head;
 }
 
 /* ------------------------------------------------------------- attention --- */
@@ -151,7 +158,7 @@ static void attn_part(void *arg, int ith, int nth) {
      * rounded to f16 for q.k (attention()), and the softmax weights for the weighted
      * sum of V; the sums run in f32. */
     const bool w_f16 = c->cache_type == GK_TYPE_F16;
-    const size_t row = c->kv_row, head_bytes = gk_row_size(c->cache_type, hd);
+    const size_t row = c->kv_head;
     const float cap = hp->attn_softcap, scale = hp->attn_out_scale;
     const uint32_t tlen = c->m->cfg.attn_temp_len;
     gk_vec_dot_fn dot = ct->vec_dot;
@@ -170,27 +177,26 @@ static void attn_part(void *arg, int ith, int nth) {
         if (nq <= 0) continue;
         uint32_t p = (uint32_t)c->tok_pos[t]; /* absolute 0-based position */
         const int64_t nk = (int64_t)p + 1;
-        const uint8_t *K = kv_at(c, c->kcache, j->layer, c->tok_seq[t], 0);
-        const uint8_t *V = kv_at(c, c->vcache, j->layer, c->tok_seq[t], 0);
-        const size_t koff = (size_t)g * head_bytes;
+        const uint8_t *K = kv_at(c, c->kcache, j->layer, c->tok_seq[t], g, 0);
+        const uint8_t *V = kv_at(c, c->vcache, j->layer, c->tok_seq[t], g, 0);
         /* xAI temperature: log2(p)/log2(L) past L, applied after the cap. */
         float temp = tlen && p > tlen ? (float)(log2((double)p) / log2((double)tlen)) : 1.0f;
         float *out = c->att + ((size_t)t * nh + h0) * hd;
         if (f32 || w_f16) { /* f32 q (f16 values for an f16 cache), SIMD from the rows */
-            gk_attn_dots(s, c->n_ctx, K + koff, row, c->cache_type,
-                         c->q + ((size_t)t * nh + h0) * hd, nq, nk, hd);
+            gk_attn_dots(s, c->n_ctx, K, row, c->cache_type, c->q + ((size_t)t * nh + h0) * hd, nq,
+                         nk, hd);
             for (int i = 0; i < nq; i++)
                 gk_attn_softmax(s + (size_t)i * c->n_ctx, nk, scale, cap, temp, w_f16);
-            gk_attn_wsum(out, V + koff, row, c->cache_type, s, c->n_ctx, nq, nk, hd);
+            gk_attn_wsum(out, V, row, c->cache_type, s, c->n_ctx, nq, nk, hd);
             continue;
         }
         for (int i = 0; i < nq; i++, out += hd) { /* a quantized cache: its vec_dot */
             const uint8_t *q = c->qconv + ((size_t)t * nh + h0 + i) * c->qconv_head;
-            for (uint32_t k = 0; k <= p; k++) s[k] = dot(hd, K + k * row + koff, q);
+            for (uint32_t k = 0; k <= p; k++) s[k] = dot(hd, K + k * row, q);
             gk_attn_softmax(s, nk, scale, cap, temp, false);
             memset(out, 0, (size_t)hd * sizeof(float));
             for (uint32_t k = 0; k <= p; k++) {
-                ct->to_float(V + k * row + koff, vf, hd);
+                ct->to_float(V + k * row, vf, hd);
                 for (int e = 0; e < hd; e++) out[e] = fmaf(s[k], vf[e], out[e]);
             }
         }
@@ -301,10 +307,13 @@ static int attention(gk_context *c, int layer, int T, gk_err *err) {
     rope_apply(c, c->k, T, (int)tp->n_head_kv);
     const gk_type_traits *ct = gk_type_traits_of(c->cache_type);
     for (int t = 0; t < T; t++) {
-        uint8_t *kd = kv_at(c, c->kcache, layer, c->tok_seq[t], (uint32_t)c->tok_pos[t]);
-        uint8_t *vd = kv_at(c, c->vcache, layer, c->tok_seq[t], (uint32_t)c->tok_pos[t]);
-        ct->from_float(c->k + t * nkv, kd, nkv);
-        ct->from_float(c->v + t * nkv, vd, nkv);
+        for (int h = 0; h < c->n_kvh; h++) {
+            const uint32_t pos = (uint32_t)c->tok_pos[t];
+            ct->from_float(c->k + t * nkv + h * hd,
+                           kv_at(c, c->kcache, layer, c->tok_seq[t], h, pos), hd);
+            ct->from_float(c->v + t * nkv + h * hd,
+                           kv_at(c, c->vcache, layer, c->tok_seq[t], h, pos), hd);
+        }
         c->stats.kv_bytes_written += 2.0 * (double)c->kv_row;
         c->stats.kv_bytes_read += 2.0 * (double)c->kv_row * (c->tok_pos[t] + 1);
         c->stats.attn_flops += 4.0 * hd * nh * (c->tok_pos[t] + 1);
@@ -750,12 +759,13 @@ int gk_kv_seq_keep(gk_context *c, int seq, uint32_t n_keep, gk_err *err) {
 
 static void seq_copy_local(gk_context *c, int src, int dst, uint32_t n) {
     if (src != dst && n > 0)
-        for (uint32_t l = 0; l < c->m->hp.n_layer; l++) {
-            memcpy(kv_at(c, c->kcache, (int)l, dst, 0), kv_at(c, c->kcache, (int)l, src, 0),
-                   (size_t)n * c->kv_row);
-            memcpy(kv_at(c, c->vcache, (int)l, dst, 0), kv_at(c, c->vcache, (int)l, src, 0),
-                   (size_t)n * c->kv_row);
-        }
+        for (uint32_t l = 0; l < c->m->hp.n_layer; l++)
+            for (int h = 0; h < c->n_kvh; h++) {
+                memcpy(kv_at(c, c->kcache, (int)l, dst, h, 0),
+                       kv_at(c, c->kcache, (int)l, src, h, 0), (size_t)n * c->kv_head);
+                memcpy(kv_at(c, c->vcache, (int)l, dst, h, 0),
+                       kv_at(c, c->vcache, (int)l, src, h, 0), (size_t)n * c->kv_head);
+            }
     c->seq_len[dst] = n;
 }
 
@@ -1013,6 +1023,8 @@ static gk_context *context_new(gk_model *m, const gk_context_params *params, gk_
                  Fd = hp->variant == GK_VARIANT_GROK2 ? tp->n_ff : 0, E = hp->n_expert,
                  V = tp->rank != 0 ? 0 : hp->n_vocab, half = hp->n_rot / 2;
     c->kv_row = gk_row_size(c->cache_type, (int64_t)nkv);
+    c->n_kvh = (int)tp->n_head_kv;
+    c->kv_head = gk_row_size(c->cache_type, (int64_t)hp->head_dim);
     size_t kv = (size_t)hp->n_layer * c->n_seq * c->n_ctx;
     if (kv > SIZE_MAX / 4 / c->kv_row) {
         gk_fail(err, "KV cache of %u sequences x %u tokens is too large", c->n_seq, c->n_ctx);
