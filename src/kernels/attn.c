@@ -1,6 +1,6 @@
 /*
- * attn.c - attention's kernels over one query head and the keys of its
- * sequence (ops.h): the dot products with the key rows (gk_attn_dots), the
+ * attn.c - attention's kernels over the query heads of one KV group and the
+ * keys of their sequence (ops.h): the dot products with the key rows (gk_attn_dots), the
  * softcap and softmax of the scores (gk_attn_softmax) and the weighted sum of
  * value rows (gk_attn_wsum). Each has a scalar reference here and AVX2/FMA/F16C
  * (attn_avx2.c) and AVX-512 (attn_avx512.c) versions chosen at run time, which

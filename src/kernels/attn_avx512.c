@@ -4,7 +4,7 @@
  *   dots: 16 keys at a time, one 16-lane accumulator each (lane j takes the
  *         inputs i = j mod 16; the last partial step loads zeros past the head),
  *         then the 16 accumulators reduced together by shuffles that add the
- *         reference's tree (j + j+8, j + j+4, j + j+2, 0 + 1) for every key;
+ *         reference's tree (j + j+8, j + j+4, j + j+2, 0 + 1) for every key.
  *         With several query heads (a KV group), an f16 block of 16 keys is
  *         widened to f32 once and serves every head;
  *   wsum: 64 outputs of up to 4 query heads at a time in 16 accumulators, one
@@ -54,8 +54,8 @@ AI __m512 reduce16(__m512 a[16]) {
     return _mm512_permutexvar_ps(idx, e);
 }
 
-/* 16 keys' sums for one query: acc[j] over the key rows at kr[j] (stride ks
- * floats apart when f32 rows were unpacked, or the cache rows themselves). */
+/* 16 keys' scores for one query head: acc[j] over the row at r[j] (the cache's
+ * row, or its f32 widening), stored under the mask ms. */
 AI void dots16(gk_dtype type, const uint8_t *const r[16], const float *q, int hv, __mmask16 mt,
                float *dst, __mmask16 ms) {
     __m512 acc[16];
