@@ -2,8 +2,9 @@
  * gemm_avx512.c - the GEMM kernels with AVX-512 (F, BW, VL) and VNNI. Called
  * only after gemm.c checked the CPU.
  *
- * Float weights: the tiles of gemm_impl.h with AVX-512VL's 32 registers
- * (still 8-lane vectors), 4 rows x 6 tokens.
+ * Float weights (f32, f16, bf16): register tiles of 4 rows x 6 tokens as in
+ * gemm_impl.h, but with 16-lane vectors (twice the FMA width of the 8-lane
+ * tiles, which reached only half the machine's peak on a prompt).
  *
  * Q8_0, Q4_0, Q4_K, Q5_K and Q6_K weights: strip kernels (gemm.h's strip),
  * used for every batch size, decode included. A strip of 16 weight rows is unpacked,
@@ -47,6 +48,75 @@
 #define GEMM_TABLE_FN impl_kernels
 static const gk_gemm_kernels *impl_kernels(gk_dtype type);
 #include "kernels/gemm_impl.h"
+
+/* ---------------------------------------------- float weights, 16 lanes --- */
+
+/* f32, f16 and bf16 weights against f32 activations, with 512-bit vectors (the
+ * 8-lane tiles of gemm_impl.h run at half the FMA width). Per output element
+ * (row r, token t) the arithmetic is fixed:
+ *   acc (16 lanes) = fma(w[k..k+16), x[k..k+16), acc) for k = 0, 16, ...; the
+ *   last n % 16 inputs as one more step with the missing lanes zero in both w
+ *   and x (0 * 0 adds nothing); y = hsum16(acc).
+ * Every tile shape (R rows x N tokens, decode's N = 1 included) runs exactly
+ * this, so a token's outputs do not depend on its batch. */
+enum { K_Z32 = K_F32, K_Z16 = K_F16, K_ZB16 = K_BF16 };
+
+/* The one horizontal sum: 256-bit halves added, then hsum8. */
+AI float hsum16(__m512 v) {
+    return hsum8(_mm256_add_ps(_mm512_castps512_ps256(v),
+                               _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1))));
+}
+
+/* 16 weights from k (m: the lanes to load, the others zero). */
+AI __m512 load_w16(const int kind, const uint8_t *w, int64_t k, __mmask16 m) {
+    if (kind == K_F32) return _mm512_maskz_loadu_ps(m, (const float *)w + k);
+    __m256i h = _mm256_maskz_loadu_epi16(m, (const uint16_t *)w + k);
+    if (kind == K_F16) return _mm512_cvtph_ps(h);
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+}
+
+AI void ftile16_step(const int kind, const int R, const int N, const uint8_t *w, size_t nb_row,
+                     const uint8_t *xb, size_t xs, int64_t k, __mmask16 m,
+                     __m512 acc[GK_GEMM_RMAX][GK_GEMM_NMAX]) {
+    __m512 wv[GK_GEMM_RMAX];
+#pragma GCC unroll 8
+    for (int r = 0; r < R; r++) wv[r] = load_w16(kind, w + (size_t)r * nb_row, k, m);
+#pragma GCC unroll 8
+    for (int t = 0; t < N; t++) {
+        __m512 xv = _mm512_maskz_loadu_ps(m, (const float *)(xb + (size_t)t * xs) + k);
+#pragma GCC unroll 8
+        for (int r = 0; r < R; r++) acc[r][t] = _mm512_fmadd_ps(wv[r], xv, acc[r][t]);
+    }
+}
+
+AI void ftile16(const int kind, const int R, const int N, int64_t n, const uint8_t *w,
+                size_t nb_row, const uint8_t *xb, size_t xs, float *y, int64_t ldy) {
+    const int esz = kind == K_F32 ? 4 : 2;
+    __m512 acc[GK_GEMM_RMAX][GK_GEMM_NMAX];
+#pragma GCC unroll 8
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 8
+        for (int t = 0; t < N; t++) acc[r][t] = _mm512_setzero_ps();
+    int64_t k = 0;
+    for (; k + 16 <= n; k += 16) {
+        if (N <= 2) prefetch_next(R, w, nb_row, (size_t)k * esz, 16 * esz);
+        ftile16_step(kind, R, N, w, nb_row, xb, xs, k, 0xffff, acc);
+    }
+    if (k < n)
+        ftile16_step(kind, R, N, w, nb_row, xb, xs, k, (__mmask16)((1u << (n - k)) - 1), acc);
+#pragma GCC unroll 8
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 8
+        for (int t = 0; t < N; t++) y[(size_t)t * ldy + r] = hsum16(acc[r][t]);
+}
+
+DEF_KIND(ftile16, Z32)
+DEF_KIND(ftile16, Z16)
+DEF_KIND(ftile16, ZB16)
+
+static const gk_gemm_kernels z_f32 = {4, 6, NULL, NULL, TABLE(Z32), NULL};
+static const gk_gemm_kernels z_f16 = {4, 6, NULL, NULL, TABLE(Z16), NULL};
+static const gk_gemm_kernels z_bf16 = {4, 6, NULL, NULL, TABLE(ZB16), NULL};
 
 /* ------------------------------------------------------- strip kernels --- */
 
@@ -874,6 +944,12 @@ const gk_gemm_kernels *gk_gemm_kernels_avx512(gk_dtype type) {
         return &s_q5k;
     case GK_TYPE_Q6_K:
         return &s_q6k;
+    case GK_TYPE_F32:
+        return &z_f32;
+    case GK_TYPE_F16:
+        return &z_f16;
+    case GK_TYPE_BF16:
+        return &z_bf16;
     default:
         return impl_kernels(type);
     }

@@ -8,6 +8,7 @@
  * Per output element (weight row r, token t) the arithmetic is fixed:
  *   float weights: acc (8 lanes) = fma(w[k..k+8), x[k..k+8), acc) for k = 0, 8, ...;
  *                  s = hsum8(acc); then s = fmaf(w[k], x[k], s) for the tail.
+ *                  (AVX-512 has its own 16-lane float tiles: gemm_avx512.c)
  *   q8_0 / q4_0:   per 32-value block, the exact int32 sums of 4-value groups
  *                  (8 lanes), acc = fma(d_w * d_x, float(sums), acc); s = hsum8(acc).
  * Every tile shape runs exactly this per element (no shape-dependent blocking

@@ -2,9 +2,11 @@
  * ops.c - see ops.h.
  */
 #include "kernels/ops.h"
+#include "kernels/vmath.h"
 
 #include <math.h>
 #include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 
 void gk_rmsnorm(float *out, const float *x, const float *w, int64_t n, float eps) {
@@ -53,6 +55,59 @@ float gk_gelu_tanh_f16(float x) {
     return gelu_tanh_f16(x);
 }
 
+/* ---------------------------------------------------- vector math --- */
+
+void gk_vmath_avx2(gk_vm_fn fn, float *y, const float *x, int64_t n);
+void gk_geglu_avx2(float *a, const float *b, int64_t n, gk_gelu kind);
+void gk_softcap_avx2(float *x, int64_t n, float scale, float cap);
+
+static bool use_avx2;
+static pthread_once_t avx2_once = PTHREAD_ONCE_INIT;
+
+static void avx2_init(void) {
+#if defined(__x86_64__) || defined(_M_X64)
+    use_avx2 = !getenv("GK_FORCE_SCALAR") && gk_cpu_has_avx2_fma_f16c();
+#endif
+}
+
+static bool avx2(void) {
+    pthread_once(&avx2_once, avx2_init);
+    return use_avx2;
+}
+
+float gk_vmath1(gk_vm_fn fn, float x) {
+    switch (fn) {
+    case GK_VM_EXP:
+        return gk_vexp(x);
+    case GK_VM_TANH:
+        return gk_vtanh(x);
+    case GK_VM_ERF:
+        return gk_verf(x);
+    case GK_VM_GELU_ERF:
+        return gk_vgelu_erf(x);
+    default:
+        return gk_vgelu_tanh(x);
+    }
+}
+
+void gk_vmath(gk_vm_fn fn, float *y, const float *x, int64_t n) {
+    if (avx2()) {
+        gk_vmath_avx2(fn, y, x, n);
+        return;
+    }
+    for (int64_t i = 0; i < n; i++) y[i] = gk_vmath1(fn, x[i]);
+}
+
+void gk_softcap_array(float *x, int64_t n, float scale, float cap) {
+    if (!(cap > 0.0f)) {
+        for (int64_t i = 0; i < n; i++) x[i] *= scale;
+    } else if (avx2()) {
+        gk_softcap_avx2(x, n, scale, cap);
+    } else {
+        for (int64_t i = 0; i < n; i++) x[i] = cap * gk_vtanh(x[i] * scale / cap);
+    }
+}
+
 typedef struct {
     float *a;
     const float *b;
@@ -64,15 +119,19 @@ static void geglu_part(void *arg, int ith, int nth) {
     geglu_job *j = arg;
     int64_t lo, hi;
     gk_split(j->n, ith, nth, &lo, &hi);
+    if (j->kind != GK_GELU_TANH_F16 && avx2()) {
+        gk_geglu_avx2(j->a + lo, j->b + lo, hi - lo, j->kind);
+        return;
+    }
     switch (j->kind) {
     case GK_GELU_ERF:
-        for (int64_t i = lo; i < hi; i++) j->a[i] = gk_gelu_erf(j->a[i]) * j->b[i];
+        for (int64_t i = lo; i < hi; i++) j->a[i] = gk_vgelu_erf(j->a[i]) * j->b[i];
         break;
     case GK_GELU_TANH_F16:
         for (int64_t i = lo; i < hi; i++) j->a[i] = gelu_tanh_f16(j->a[i]) * j->b[i];
         break;
     default:
-        for (int64_t i = lo; i < hi; i++) j->a[i] = gk_gelu_tanh(j->a[i]) * j->b[i];
+        for (int64_t i = lo; i < hi; i++) j->a[i] = gk_vgelu_tanh(j->a[i]) * j->b[i];
     }
 }
 

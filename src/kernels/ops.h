@@ -43,15 +43,53 @@ static inline float gk_softcap(float x, float cap) {
     return cap > 0.0f ? cap * tanhf(x / cap) : x;
 }
 
-/* Attention's weighted sum of value rows: out[i] = sum_k w[k] * V_k[i] for
- * i < hd, with V_k the f32 or f16 row at V + k * row, by fmaf over the keys in
- * order from 0 (the SIMD version gives the reference's bits). */
-void gk_attn_wsum(float *out, const void *V, size_t row, gk_dtype type, const float *w, int64_t nk,
-                  int hd);
-void gk_attn_wsum_ref(float *out, const void *V, size_t row, gk_dtype type, const float *w,
-                      int64_t nk, int hd);
+/* Attention's scores of nq query heads against the same keys: s[i ss + k] =
+ * q_i . K_k for i < nq, k < nk, with q_i the hd floats at q + i hd (f16 values for
+ * an f16 cache) and K_k the f32 or f16 row at K + k row; each sum in the fixed
+ * order of attn.c (the same bits on every instruction set, whatever nq and nk). */
+void gk_attn_dots(float *s, size_t ss, const void *K, size_t row, gk_dtype type, const float *q,
+                  int nq, int64_t nk, int hd);
+void gk_attn_dots_ref(float *s, size_t ss, const void *K, size_t row, gk_dtype type, const float *q,
+                      int nq, int64_t nk, int hd);
+/* Softmax of n scores in place (spec 3.2): v = cap tanh(s scale / cap) temp (no
+ * cap for cap <= 0; vmath.h's tanh), s = exp(v - max v) / sum (vmath.h's exp, the
+ * sum in double), rounded to f16 values when f16w (an f16 V cache's weights);
+ * the max and the sum in the fixed order of attn.c. */
+void gk_attn_softmax(float *s, int64_t n, float scale, float cap, float temp, bool f16w);
+void gk_attn_softmax_ref(float *s, int64_t n, float scale, float cap, float temp, bool f16w);
 
-/* The GELU forms of the numerics modes (spec 4.2 "GELU variant"). */
+/* Attention's weighted sums of value rows for nq query heads: out[i hd + j] =
+ * sum_k w[i ws + k] V_k[j] for i < nq, j < hd, with V_k the f32 or f16 row at
+ * V + k row, by fmaf over the keys in order from 0 (every version gives the
+ * reference's bits, whatever nq). */
+void gk_attn_wsum(float *out, const void *V, size_t row, gk_dtype type, const float *w, size_t ws,
+                  int nq, int64_t nk, int hd);
+void gk_attn_wsum_ref(float *out, const void *V, size_t row, gk_dtype type, const float *w,
+                      size_t ws, int nq, int64_t nk, int hd);
+/* Query heads per call that the context's scratch holds (forward.c). */
+#define GK_ATTN_QMAX 4
+
+/* The vector math of kernels/vmath.h (exp, tanh, erf and GELU with them, within
+ * the bounds stated there): y[i] = fn(x[i]), with AVX2 where the CPU has it, the
+ * same bits either way. y may be x. */
+typedef enum gk_vm_fn {
+    GK_VM_EXP,
+    GK_VM_TANH,
+    GK_VM_ERF,
+    GK_VM_GELU_ERF,
+    GK_VM_GELU_TANH
+} gk_vm_fn;
+void gk_vmath(gk_vm_fn fn, float *y, const float *x, int64_t n);
+/* fn of one value, the scalar function itself. */
+float gk_vmath1(gk_vm_fn fn, float x);
+
+/* x[i] = cap * tanh(x[i] * scale / cap) with vmath.h's tanh (cap > 0), or
+ * x[i] * scale (cap <= 0): the final logits' softcap. */
+void gk_softcap_array(float *x, int64_t n, float scale, float cap);
+
+/* The GELU forms of the numerics modes (spec 4.2 "GELU variant"). gk_geglu
+ * computes the first two with vmath.h's tanh and erf (gk_vgelu_tanh,
+ * gk_vgelu_erf), not libm's (gk_gelu_tanh, gk_gelu_erf above). */
 typedef enum gk_gelu {
     GK_GELU_TANH,     /* tanh approximation (xAI's JAX code) */
     GK_GELU_ERF,      /* exact erf (SGLang's Grok-2) */

@@ -37,10 +37,14 @@ struct gk_context {
     uint32_t n_ctx, n_batch, n_seq;
     bool all_logits;
     uint32_t *seq_len; /* [n_seq]: positions held in the KV cache of each sequence */
-    /* KV cache [n_layer][n_seq][n_ctx] rows of n_head_kv * head_dim elements of
-     * cache_type, K after RoPE */
+    /* KV cache [n_layer][n_seq][n_head_kv][n_ctx] rows of head_dim elements of
+     * cache_type (this rank's KV heads), K after RoPE: a head's rows are contiguous,
+     * so attention streams them (a position-major layout left half of every
+     * fetched stretch unused) */
     gk_dtype cache_type;
-    size_t kv_row; /* bytes of one row */
+    size_t kv_row;  /* bytes of one position's rows (all its heads) */
+    size_t kv_head; /* bytes of one head's row */
+    int n_kvh;      /* KV heads held */
     uint8_t *kcache, *vcache;
     /* the last batch */
     int n_tok;                  /* its tokens */
@@ -52,7 +56,7 @@ struct gk_context {
     /* scratch, [n_batch][...] each */
     float *x, *xn, *tmp, *q, *k, *v, *att, *moe, *xe, *h1, *h3, *g, *u, *rl;
     float *rope_cos, *rope_sin; /* [n_batch][n_rot/2] */
-    float *scores;              /* [n_threads][n_ctx] */
+    float *scores;              /* [n_threads][GK_ATTN_QMAX][n_ctx] */
     float *vrow;                /* [n_threads][head_dim]: a V row converted to fp32 */
     uint8_t *qbuf;              /* activations converted to a weight's vec_dot_type */
     uint8_t *qconv;             /* [n_batch][n_head] query heads in the cache's vec_dot_type */
@@ -121,9 +125,12 @@ static void rope_apply(gk_context *c, float *v, int T, int n_heads) {
     gk_rope_apply(v, T, n_heads, (int)hp->head_dim, (int)hp->n_rot, c->rope_cos, c->rope_sin);
 }
 
-/* Row pos of sequence seq in layer l of a KV cache. */
-static uint8_t *kv_at(const gk_context *c, uint8_t *cache, int l, int seq, uint32_t pos) {
-    return cache + (((size_t)l * c->n_seq + (size_t)seq) * c->n_ctx + pos) * c->kv_row;
+/* Head h's row at pos of sequence seq in layer l of a KV cache. */
+static uint8_t *kv_at(const gk_context *c, uint8_t *cache, int l, int seq, int h, uint32_t pos) {
+    return cache +
+           ((((size_t)l * c->n_seq + (size_t)seq) * (size_t)c->n_kvh + (size_t)h) * c->n_ctx +
+            pos) *
+               c->kv_head;
 }
 
 /* ------------------------------------------------------------- attention --- */
@@ -133,65 +140,66 @@ typedef struct {
     int layer, T;
 } attn_job;
 
-/* One (token, head) pair per work item: q.k * scale -> softcap -> temperature ->
- * softmax -> weighted sum of V (spec 3.2), over the keys of the token's own
- * sequence up to its position. */
+/* Work items of attention: (token, run of up to GK_ATTN_QMAX query heads of one
+ * KV group), so that the group's key and value rows are read once for its heads
+ * (fewer heads per run when there would be fewer items than threads). Per head:
+ * q.k * scale -> softcap -> temperature -> softmax -> weighted sum of V (spec 3.2),
+ * over the keys of the token's own sequence up to its position. A head's result
+ * does not depend on the run it is in. */
 static void attn_part(void *arg, int ith, int nth) {
     attn_job *j = arg;
     gk_context *c = j->c;
     const gk_hparams *hp = &c->m->hp;
     /* this rank's query heads (all of them with one process); the group is the same */
     const int hd = (int)hp->head_dim, nh = (int)c->m->tp.n_head,
-              group = (int)(hp->n_head / hp->n_head_kv);
+              group = (int)(hp->n_head / hp->n_head_kv), ng = nh / group;
     const gk_type_traits *ct = gk_type_traits_of(c->cache_type);
     const bool f32 = c->cache_type == GK_TYPE_F32;
     /* An f16 cache meets its operands in f16, as llama.cpp's kernels do: q is
      * rounded to f16 for q.k (attention()), and the softmax weights for the weighted
      * sum of V; the sums run in f32. */
     const bool w_f16 = c->cache_type == GK_TYPE_F16;
-    const size_t row = c->kv_row, head_bytes = gk_row_size(c->cache_type, hd);
+    const size_t row = c->kv_head;
     const float cap = hp->attn_softcap, scale = hp->attn_out_scale;
     const uint32_t tlen = c->m->cfg.attn_temp_len;
     gk_vec_dot_fn dot = ct->vec_dot;
-    float *s = c->scores + (size_t)ith * c->n_ctx;
+    float *s = c->scores + (size_t)ith * c->n_ctx * GK_ATTN_QMAX;
     float *vf = c->vrow + (size_t)ith * hd;
+    /* runs per group: as few as GK_ATTN_QMAX allows, more while threads would idle */
+    int runs = (group + GK_ATTN_QMAX - 1) / GK_ATTN_QMAX;
+    while (runs < group && (int64_t)j->T * ng * runs < nth) runs++;
+    const int qc = (group + runs - 1) / runs;
     int64_t lo, hi;
-    gk_split((int64_t)j->T * nh, ith, nth, &lo, &hi);
+    gk_split((int64_t)j->T * ng * runs, ith, nth, &lo, &hi);
     for (int64_t item = lo; item < hi; item++) {
-        int t = (int)(item / nh), h = (int)(item % nh);
+        const int t = (int)(item / (ng * runs)), rem = (int)(item % (ng * runs));
+        const int g = rem / runs, h0 = g * group + rem % runs * qc;
+        const int nq = h0 + qc <= (g + 1) * group ? qc : (g + 1) * group - h0;
+        if (nq <= 0) continue;
         uint32_t p = (uint32_t)c->tok_pos[t]; /* absolute 0-based position */
-        const uint8_t *K = kv_at(c, c->kcache, j->layer, c->tok_seq[t], 0);
-        const uint8_t *V = kv_at(c, c->vcache, j->layer, c->tok_seq[t], 0);
-        const void *q = c->qconv ? (const void *)(c->qconv + ((size_t)t * nh + h) * c->qconv_head)
-                                 : (const void *)(c->q + ((size_t)t * nh + h) * hd);
-        const size_t koff = (size_t)(h / group) * head_bytes;
+        const int64_t nk = (int64_t)p + 1;
+        const uint8_t *K = kv_at(c, c->kcache, j->layer, c->tok_seq[t], g, 0);
+        const uint8_t *V = kv_at(c, c->vcache, j->layer, c->tok_seq[t], g, 0);
         /* xAI temperature: log2(p)/log2(L) past L, applied after the cap. */
         float temp = tlen && p > tlen ? (float)(log2((double)p) / log2((double)tlen)) : 1.0f;
-        float mx = -INFINITY;
-        for (uint32_t k = 0; k <= p; k++) {
-            float v = dot(hd, K + k * row + koff, q) * scale;
-            v = gk_softcap(v, cap) * temp;
-            s[k] = v;
-            mx = v > mx ? v : mx;
-        }
-        double sum = 0.0;
-        for (uint32_t k = 0; k <= p; k++) {
-            s[k] = expf(s[k] - mx);
-            sum += s[k];
-        }
-        float inv = (float)(1.0 / sum);
-        float *out = c->att + ((size_t)t * nh + h) * hd;
-        for (uint32_t k = 0; k <= p; k++) s[k] *= inv;
-        if (w_f16)
-            for (uint32_t k = 0; k <= p; k++) s[k] = gk_fp16_to_fp32(gk_fp32_to_fp16(s[k]));
-        if (f32 || c->cache_type == GK_TYPE_F16) { /* SIMD straight from the cache rows */
-            gk_attn_wsum(out, V + koff, row, c->cache_type, s, (int64_t)p + 1, hd);
+        float *out = c->att + ((size_t)t * nh + h0) * hd;
+        if (f32 || w_f16) { /* f32 q (f16 values for an f16 cache), SIMD from the rows */
+            gk_attn_dots(s, c->n_ctx, K, row, c->cache_type, c->q + ((size_t)t * nh + h0) * hd, nq,
+                         nk, hd);
+            for (int i = 0; i < nq; i++)
+                gk_attn_softmax(s + (size_t)i * c->n_ctx, nk, scale, cap, temp, w_f16);
+            gk_attn_wsum(out, V, row, c->cache_type, s, c->n_ctx, nq, nk, hd);
             continue;
         }
-        memset(out, 0, (size_t)hd * sizeof(float));
-        for (uint32_t k = 0; k <= p; k++) {
-            ct->to_float(V + k * row + koff, vf, hd);
-            for (int i = 0; i < hd; i++) out[i] = fmaf(s[k], vf[i], out[i]);
+        for (int i = 0; i < nq; i++, out += hd) { /* a quantized cache: its vec_dot */
+            const uint8_t *q = c->qconv + ((size_t)t * nh + h0 + i) * c->qconv_head;
+            for (uint32_t k = 0; k <= p; k++) s[k] = dot(hd, K + k * row, q);
+            gk_attn_softmax(s, nk, scale, cap, temp, false);
+            memset(out, 0, (size_t)hd * sizeof(float));
+            for (uint32_t k = 0; k <= p; k++) {
+                ct->to_float(V + k * row, vf, hd);
+                for (int e = 0; e < hd; e++) out[e] = fmaf(s[k], vf[e], out[e]);
+            }
         }
     }
 }
@@ -305,18 +313,22 @@ static int attention(gk_context *c, int layer, int T, gk_err *err) {
     rope_apply(c, c->k, T, (int)tp->n_head_kv);
     const gk_type_traits *ct = gk_type_traits_of(c->cache_type);
     for (int t = 0; t < T; t++) {
-        uint8_t *kd = kv_at(c, c->kcache, layer, c->tok_seq[t], (uint32_t)c->tok_pos[t]);
-        uint8_t *vd = kv_at(c, c->vcache, layer, c->tok_seq[t], (uint32_t)c->tok_pos[t]);
-        ct->from_float(c->k + t * nkv, kd, nkv);
-        ct->from_float(c->v + t * nkv, vd, nkv);
+        for (int h = 0; h < c->n_kvh; h++) {
+            const uint32_t pos = (uint32_t)c->tok_pos[t];
+            ct->from_float(c->k + t * nkv + h * hd,
+                           kv_at(c, c->kcache, layer, c->tok_seq[t], h, pos), hd);
+            ct->from_float(c->v + t * nkv + h * hd,
+                           kv_at(c, c->vcache, layer, c->tok_seq[t], h, pos), hd);
+        }
         c->stats.kv_bytes_written += 2.0 * (double)c->kv_row;
         c->stats.kv_bytes_read += 2.0 * (double)c->kv_row * (c->tok_pos[t] + 1);
         c->stats.attn_flops += 4.0 * hd * nh * (c->tok_pos[t] + 1);
     }
+    const bool f32_or_f16 = c->cache_type == GK_TYPE_F32 || c->cache_type == GK_TYPE_F16;
     if (c->cache_type == GK_TYPE_F16) /* q.k with an f16 cache: q in f16 too (attn_part) */
         for (int64_t i = 0; i < (int64_t)T * nh * hd; i++)
             c->q[i] = gk_fp16_to_fp32(gk_fp32_to_fp16(c->q[i]));
-    if (c->qconv) { /* query heads in the cache's vec_dot_type, once per head */
+    if (c->qconv && !f32_or_f16) { /* query heads in a quantized cache's vec_dot_type */
         const gk_type_traits *qt = gk_type_traits_of(ct->vec_dot_type);
         for (int64_t i = 0; i < (int64_t)T * nh; i++)
             qt->from_float(c->q + i * hd, c->qconv + (size_t)i * c->qconv_head, hd);
@@ -475,7 +487,7 @@ static void softcap_part(void *arg, int ith, int nth) {
     softcap_job *j = arg;
     int64_t lo, hi;
     gk_split(j->n, ith, nth, &lo, &hi);
-    for (int64_t i = lo; i < hi; i++) j->v[i] = gk_softcap(j->v[i] * j->scale, j->cap);
+    gk_softcap_array(j->v + lo, hi - lo, j->scale, j->cap); /* the same bits at any split */
 }
 
 /* The logits of n tokens from xn: this rank's vocabulary rows, scaled and capped,
@@ -486,7 +498,7 @@ static int output_logits(gk_context *c, int n, gk_err *err) {
     const gk_tp *tp = &m->tp;
     float *out = tp->size == 1 ? c->logits : c->logits_loc;
     matmul_w(c, out, &m->output, c->xn, n);
-    /* one tanhf per logit: split over the threads */
+    /* the softcap of every logit, split over the threads */
     softcap_job sj = {
         .v = out, .n = (int64_t)n * tp->v_n, .scale = hp->logit_scale, .cap = hp->final_softcap};
     gk_pool_run(c->pool, softcap_part, &sj);
@@ -769,12 +781,13 @@ int gk_kv_seq_keep(gk_context *c, int seq, uint32_t n_keep, gk_err *err) {
 
 static void seq_copy_local(gk_context *c, int src, int dst, uint32_t n) {
     if (src != dst && n > 0)
-        for (uint32_t l = 0; l < c->m->hp.n_layer; l++) {
-            memcpy(kv_at(c, c->kcache, (int)l, dst, 0), kv_at(c, c->kcache, (int)l, src, 0),
-                   (size_t)n * c->kv_row);
-            memcpy(kv_at(c, c->vcache, (int)l, dst, 0), kv_at(c, c->vcache, (int)l, src, 0),
-                   (size_t)n * c->kv_row);
-        }
+        for (uint32_t l = 0; l < c->m->hp.n_layer; l++)
+            for (int h = 0; h < c->n_kvh; h++) {
+                memcpy(kv_at(c, c->kcache, (int)l, dst, h, 0),
+                       kv_at(c, c->kcache, (int)l, src, h, 0), (size_t)n * c->kv_head);
+                memcpy(kv_at(c, c->vcache, (int)l, dst, h, 0),
+                       kv_at(c, c->vcache, (int)l, src, h, 0), (size_t)n * c->kv_head);
+            }
     c->seq_len[dst] = n;
 }
 
@@ -933,7 +946,7 @@ size_t gk_context_arena_bytes(const gk_ctx_dims *x, size_t *sizes) {
                                         B * x->E,
                                         B * x->half,
                                         B * x->half,
-                                        x->nt * x->n_ctx,
+                                        x->nt * x->n_ctx * GK_ATTN_QMAX,
                                         x->nt * x->head_dim,
                                         x->n_logit_rows * x->V,
                                         x->E * B,
@@ -1032,6 +1045,8 @@ static gk_context *context_new(gk_model *m, const gk_context_params *params, gk_
                  Fd = hp->variant == GK_VARIANT_GROK2 ? tp->n_ff : 0, E = hp->n_expert,
                  V = tp->rank != 0 ? 0 : hp->n_vocab, half = hp->n_rot / 2;
     c->kv_row = gk_row_size(c->cache_type, (int64_t)nkv);
+    c->n_kvh = (int)tp->n_head_kv;
+    c->kv_head = gk_row_size(c->cache_type, (int64_t)hp->head_dim);
     size_t kv = (size_t)hp->n_layer * c->n_seq * c->n_ctx;
     if (kv > SIZE_MAX / 4 / c->kv_row) {
         gk_fail(err, "KV cache of %u sequences x %u tokens is too large", c->n_seq, c->n_ctx);

@@ -7,10 +7,13 @@
  *  - accuracy: every output against the scalar reference dot of dtype.c (the
  *    activations quantized by the reference Q8_0 quantizer for q8_0/q4_0) within
  *    (n/8 + n/32 + 8) * 2^-23 * sum_i |w_i x_i|: the float rounding of two
- *    summations of at most that many additions, with exact int8 block sums;
+ *    summations of at most that many additions, with exact int8 block sums
+ *    (the 16-lane float tiles of AVX-512 add n/16 + 5 terms per element);
  *  - gk_matmul2 gives what two gk_matmul calls give;
- *  - attention's weighted sum of value rows (gk_attn_wsum) equals its scalar
- *    reference bit for bit, f32 and f16 rows, head sizes with and without a tail.
+ *  - attention's weighted sum of value rows (gk_attn_wsum), scores (gk_attn_dots)
+ *    and softmax (gk_attn_softmax) equal their scalar references bit for bit on
+ *    every instruction set, f32 and f16 rows, head sizes with and without a tail,
+ *    any count of keys; scores and weights within stated bounds of the exact ones.
  */
 #include "gk_test.h"
 #include "kernels/gemm.h"
@@ -203,36 +206,159 @@ static void check_matmul2(gk_pool *pool, gk_dtype type, int64_t n) {
     unmake(&b);
 }
 
-static void check_attn_wsum(void) {
-    const int hds[3] = {128, 72, 5};
+#if defined(__x86_64__)
+void gk_attn_dots_avx2(float *s, size_t ss, const void *K, size_t row, gk_dtype type,
+                       const float *q, int nq, int64_t nk, int hd);
+void gk_attn_dots_avx512(float *s, size_t ss, const void *K, size_t row, gk_dtype type,
+                         const float *q, int nq, int64_t nk, int hd);
+void gk_attn_wsum_avx2(float *out, const void *V, size_t row, gk_dtype type, const float *w,
+                       size_t ws, int nq, int64_t nk, int hd);
+void gk_attn_wsum_avx512(float *out, const void *V, size_t row, gk_dtype type, const float *w,
+                         size_t ws, int nq, int64_t nk, int hd);
+void gk_attn_softmax_avx2(float *s, int64_t n, float scale, float cap, float temp, bool f16w);
+#endif
+
+typedef void (*dots_fn)(float *, size_t, const void *, size_t, gk_dtype, const float *, int,
+                        int64_t, int);
+typedef void (*wsum_fn)(float *, const void *, size_t, gk_dtype, const float *, size_t, int,
+                        int64_t, int);
+
+/* Attention's scores (gk_attn_dots) and weighted sums (gk_attn_wsum) of 1..5
+ * query heads: every version equals the scalar reference bit for bit, for any
+ * count of keys, heads and head size; a key's score does not depend on the other
+ * keys or heads of the call; the scores are within the float rounding of their
+ * 16-lane sums of the exact dot. */
+static void check_attn_rows(void) {
+    const int hds[6] = {128, 72, 5, 16, 200, 64};
     const int64_t nk = 301;
+    const size_t ss = nk + 7; /* score rows apart */
+    const char *names[3] = {"dispatched", "avx2", "avx512"};
+    dots_fn dots[3] = {gk_attn_dots, NULL, NULL};
+    wsum_fn wsum[3] = {gk_attn_wsum, NULL, NULL};
+#if defined(__x86_64__)
+    if (strcmp(gk_gemm_isa(), "none") != 0)
+        dots[1] = gk_attn_dots_avx2, wsum[1] = gk_attn_wsum_avx2;
+    if (strcmp(gk_gemm_isa(), "avx512-vnni") == 0)
+        dots[2] = gk_attn_dots_avx512, wsum[2] = gk_attn_wsum_avx512;
+#endif
     for (int ti = 0; ti < 2; ti++) {
         gk_dtype type = ti ? GK_TYPE_F16 : GK_TYPE_F32;
-        for (int hi = 0; hi < 3; hi++) {
-            int hd = hds[hi];
+        for (int hi = 0; hi < 6; hi++) {
+            const int hd = hds[hi];
             size_t row = (size_t)(hd + 3) * 4; /* rows wider than the head, as in the cache */
-            uint8_t *V = malloc(row * (size_t)nk);
-            float *w = malloc(sizeof(float) * nk), a[128], b[128];
-            for (int64_t k = 0; k < nk; k++) {
-                w[k] = fabsf(frand()) / (float)nk;
+            uint8_t *K = malloc(row * (size_t)nk);
+            float *q = malloc(sizeof(float) * 5 * hd), *ref = malloc(sizeof(float) * 5 * ss),
+                  *got = malloc(sizeof(float) * 5 * ss), *w = malloc(sizeof(float) * 5 * ss);
+            float *oref = malloc(sizeof(float) * 5 * hd), *ogot = malloc(sizeof(float) * 5 * hd);
+            for (int i = 0; i < 5 * hd; i++) {
+                q[i] = frand() * 2.0f;
+                if (type == GK_TYPE_F16) q[i] = gk_fp16_to_fp32(gk_fp32_to_fp16(q[i]));
+            }
+            for (int64_t k = 0; k < nk; k++)
                 for (int i = 0; i < hd + 3; i++) {
                     float v = frand() * 4.0f;
                     if (type == GK_TYPE_F16)
-                        ((uint16_t *)(V + k * row))[i] = gk_fp32_to_fp16(v);
+                        ((uint16_t *)(K + k * row))[i] = gk_fp32_to_fp16(v);
                     else
-                        ((float *)(V + k * row))[i] = v;
+                        ((float *)(K + k * row))[i] = v;
                 }
+            for (size_t i = 0; i < 5 * ss; i++) w[i] = fabsf(frand()) / (float)nk;
+            gk_attn_dots_ref(ref, ss, K, row, type, q, 5, nk, hd);
+            for (int64_t k = 0; k < nk; k++) { /* against the exact dot */
+                double e = 0.0, sa = 0.0;
+                for (int i = 0; i < hd; i++) {
+                    float kv = type == GK_TYPE_F16 ? gk_fp16_to_fp32(((uint16_t *)(K + k * row))[i])
+                                                   : ((float *)(K + k * row))[i];
+                    e += (double)kv * q[i];
+                    sa += fabs((double)kv * q[i]);
+                }
+                double bound = (hd / 16 + 6) * ldexp(1.0, -24) * sa;
+                CHECK_MSG(fabs(ref[k] - e) <= bound, "attn dots ref hd=%d key %lld: %g vs %g", hd,
+                          (long long)k, ref[k], e);
             }
-            for (int64_t n = 1; n <= nk; n += 100) {
-                gk_attn_wsum(a, V, row, type, w, n, hd);
-                gk_attn_wsum_ref(b, V, row, type, w, n, hd);
-                CHECK_MSG(!memcmp(a, b, sizeof(float) * hd), "gk_attn_wsum %s hd=%d keys=%lld",
-                          gk_type_name(type), hd, (long long)n);
+            for (int v = 0; v < 3; v++) {
+                if (!dots[v]) continue;
+                for (int nq = 1; nq <= 5; nq++)
+                    for (int64_t n = 1; n <= nk - 3; n += 37) {
+                        /* the keys from 3 on: each key's score as in the full call */
+                        dots[v](got, ss, K + 3 * row, row, type, q, nq, n, hd);
+                        for (int qi = 0; qi < nq; qi++)
+                            CHECK_MSG(!memcmp(got + qi * ss, ref + qi * ss + 3, sizeof(float) * n),
+                                      "%s dots %s hd=%d heads=%d keys=%lld head %d", names[v],
+                                      gk_type_name(type), hd, nq, (long long)n, qi);
+                        gk_attn_wsum_ref(oref, K, row, type, w, ss, nq, n, hd);
+                        wsum[v](ogot, K, row, type, w, ss, nq, n, hd);
+                        CHECK_MSG(!memcmp(ogot, oref, sizeof(float) * nq * hd),
+                                  "%s wsum %s hd=%d heads=%d keys=%lld", names[v],
+                                  gk_type_name(type), hd, nq, (long long)n);
+                    }
             }
-            free(V);
+            free(K);
+            free(q);
+            free(ref);
+            free(got);
             free(w);
+            free(oref);
+            free(ogot);
         }
     }
+}
+
+/* Attention's softmax: every version equals the scalar reference bit for bit,
+ * and the weights are within a stated bound of the softmax in double. */
+static void check_attn_softmax(void) {
+    const bool avx2 = strcmp(gk_gemm_isa(), "none") != 0;
+    (void)avx2;
+    /* scores of a realistic spread, with and without the cap, f16 rounding */
+    const int64_t ns[6] = {1, 7, 8, 9, 300, 4097};
+    float *x = malloc(sizeof(float) * 4097), *a = malloc(sizeof(float) * 4097),
+          *b = malloc(sizeof(float) * 4097);
+    for (int64_t k = 0; k < 4097; k++) x[k] = frand() * 60.0f * (irand(20) == 0 ? 10.0f : 1.0f);
+    for (int ni = 0; ni < 6; ni++)
+        for (int v = 0; v < 4; v++) {
+            const float cap = v & 1 ? 30.0f : 0.0f, temp = v & 2 ? 1.17f : 1.0f;
+            const bool f16w = v >= 2;
+            int64_t n = ns[ni];
+            memcpy(a, x, sizeof(float) * n);
+            memcpy(b, x, sizeof(float) * n);
+            gk_attn_softmax(a, n, 0.0883883f, cap, temp, f16w);
+            gk_attn_softmax_ref(b, n, 0.0883883f, cap, temp, f16w);
+            CHECK_MSG(!memcmp(a, b, sizeof(float) * n), "gk_attn_softmax n=%lld cap %g f16 %d",
+                      (long long)n, cap, f16w);
+#if defined(__x86_64__)
+            if (avx2) {
+                memcpy(a, x, sizeof(float) * n);
+                gk_attn_softmax_avx2(a, n, 0.0883883f, cap, temp, f16w);
+                CHECK_MSG(!memcmp(a, b, sizeof(float) * n), "avx2 softmax n=%lld", (long long)n);
+            }
+#endif
+            /* against the softmax in double of the capped scores */
+            double mx = -INFINITY, sum = 0.0, worst = 0.0;
+            for (int64_t k = 0; k < n; k++) {
+                double s = x[k] * (double)0.0883883f;
+                if (cap > 0) s = cap * tanh(s / cap);
+                s *= temp;
+                mx = s > mx ? s : mx;
+            }
+            for (int64_t k = 0; k < n; k++) {
+                double s = x[k] * (double)0.0883883f;
+                if (cap > 0) s = cap * tanh(s / cap);
+                sum += exp(s * temp - mx);
+            }
+            for (int64_t k = 0; k < n; k++) {
+                double s = x[k] * (double)0.0883883f;
+                if (cap > 0) s = cap * tanh(s / cap);
+                double p = exp(s * temp - mx) / sum;
+                worst = fmax(worst, fabs(b[k] - p) / (f16w ? 1e-3 : 1e-5));
+            }
+            /* the capped scores' rounding (up to 30 * 2^-23 each) moves each weight by
+             * about that much relative; f16 rounding adds 2^-11 */
+            CHECK_MSG(worst <= 1.0, "softmax n=%lld cap %g: error %g of the bound", (long long)n,
+                      cap, worst);
+        }
+    free(x);
+    free(a);
+    free(b);
 }
 
 int main(void) {
@@ -255,13 +381,18 @@ int main(void) {
          * covered by test_kquants) */
         bool kq = types[i] == GK_TYPE_Q4_K || types[i] == GK_TYPE_Q5_K || types[i] == GK_TYPE_Q6_K;
         if (kq && !gk_gemm_kernels_of(types[i])) continue;
-        /* the third: decode's row-by-row strips (gemm_avx512.c strip1) at their
-         * widest rows, with a tail of 15 blocks for q8_0 (and 96: a tail alone) */
+        /* float weights: a tail past the vectors, whole vectors, and fewer inputs
+         * than one vector (the AVX-512 tiles' masked last step alone); quantized:
+         * decode's row-by-row strips (gemm_avx512.c strip1) at their widest rows,
+         * with a tail of 15 blocks for q8_0 (and 96: a tail alone) */
         int64_t sizes[3] = {quant ? 96
                             : kq  ? 256
                                   : 203,
-                            quant || kq ? 512 : 256, quant ? 2016 : 2048};
-        for (int si = 0; si < (quant || kq ? 3 : 2); si++) {
+                            quant || kq ? 512 : 256,
+                            quant ? 2016
+                            : kq  ? 2048
+                                  : 13};
+        for (int si = 0; si < 3; si++) {
             int64_t n = sizes[si];
             check_kernels("matmul", NULL, types[i], n, pools);
 #if defined(__x86_64__)
@@ -273,7 +404,8 @@ int main(void) {
         }
         check_matmul2(pools[1], types[i], quant ? 128 : kq ? 256 : 72);
     }
-    check_attn_wsum();
+    check_attn_rows();
+    check_attn_softmax();
     for (int i = 0; i < 3; i++) gk_pool_free(pools[i]);
     return gk_test_done();
 }
