@@ -465,6 +465,10 @@ typedef struct gk_plan_model {
     gk_plan_op ops[GK_PLAN_MAX_OPS];
     double small_params; /* norms, router biases...: parameters outside the matrices */
     double meta_bytes;   /* a GGUF's header (metadata, tokenizer, tensor table); 0 = unknown */
+    /* column chunks of the engine's summation tree (src/model/tp.c): the products
+     * attn_output, ffn_down and ffn_down_exps run as sum_g / tp chunks per rank when
+     * tp divides sum_g, else as one */
+    uint32_t sum_g;
 } gk_plan_model;
 
 /* Built-in model presets ("grok-1", "grok-2", "llama-3.1-405b", "deepseek-v3",

@@ -337,6 +337,12 @@ static void test_real_model(void) {
             CHECK_EQ(gk_plan_params(&pb), gk_plan_params(&pm));
             CHECK_EQ(gk_plan_params_active(&pb), gk_plan_params_active(&pm));
             if (t == 0) CHECK_EQ(gk_plan_weight_bytes(&pb), gk_plan_weight_bytes(&pm));
+            /* the summation tree's chunks: the engine's count (tp.c), and the plan's rule
+             * on the shape in the file's type */
+            gk_plan_model pt;
+            CHECK(gk_plan_model_build(&s, types[t], &pt, &err) == 0);
+            CHECK_EQ(pm.sum_g, (uint32_t)gk_model_sum_chunks(m, NULL));
+            CHECK_EQ(pt.sum_g, pm.sum_g);
             /* stored bytes of the matrices never exceed the file */
             CHECK(gk_plan_weight_bytes(&pm) <= (double)gk_model_file_size(m));
             gk_model_free(m);
@@ -618,11 +624,38 @@ static void test_rank_memory(void) {
     double arena = 752 * 4 + 4 * 292 + 64;
     double tpb = (16 + 32) * 4 + 64 + 2 * 8 + 14 * 4 + 8 + 16;
     CHECK(r.context > arena + tpb && r.context < arena + tpb + 4096); /* + the scratch */
+    /* the summation tree: 2 chunks (2 KV heads); over 2 ranks one each, so only the
+     * chunk matmul's converted activations: 4 rows of 8 inputs (a q8_K block of 292
+     * bytes each, rounded up to 64 bytes) and 64 bytes of slack */
+    CHECK_EQ(pm.sum_g, 2);
+    gk_ctx_dims x = {.B = 4, .d = 16, .nq = 8, .nkv = 4, .F = 4, .nt = 1};
+    CHECK_EQ(gk_context_chunk_bytes(&x, 1, NULL, NULL, NULL), 1216 + 64);
+    /* one process: 2 chunks; the second's sums of two products (2 x 4 x 16 floats), the
+     * packed columns of a chunk (4 tokens x 16 / 2, rounded up to 16 floats) per thread */
+    x.nq = 16, x.nkv = 8, x.F = 8;
+    CHECK_EQ(gk_context_chunk_bytes(&x, 2, NULL, NULL, NULL), (128 + 32) * 4 + 1216 + 64);
+    x.nt = 2;
+    CHECK_EQ(gk_context_chunk_bytes(&x, 2, NULL, NULL, NULL), (128 + 2 * 32) * 4 + 2 * 1216 + 64);
     CHECK_EQ(r.base, 1000);
     CHECK_EQ(r.total, r.weights + r.replicated + r.kv + r.context + r.base);
     /* one process: the whole model mapped (the tied embedding is read whole) */
     CHECK(gk_plan_rank_memory(&pm, 1, 10, 4, 1, 4, 0, &r, &err) == 0);
     CHECK_EQ(r.weights, 4.0 * (5392 - 144));
+    x = (gk_ctx_dims){.B = 4,
+                      .d = 16,
+                      .nq = 16,
+                      .nkv = 8,
+                      .F = 8,
+                      .E = 4,
+                      .half = 2,
+                      .nt = 1,
+                      .n_ctx = 10,
+                      .head_dim = 4,
+                      .n_head = 4,
+                      .n_logit_rows = 1,
+                      .V = 32,
+                      .n_seq = 1};
+    CHECK_EQ(r.context, gk_context_arena_bytes(&x, NULL) + (128 + 32) * 4 + 1216 + 64);
     CHECK_EQ(r.replicated, 2 * 4.0 * 144);
     /* bad splits and inputs */
     CHECK(gk_plan_rank_memory(&pm, 4, 10, 4, 1, 4, 0, &r, &err) < 0 && strstr(err.msg, "KV heads"));
