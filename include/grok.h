@@ -663,6 +663,9 @@ typedef struct gk_plan_infer {
     double prompt_bound, prompt_expect;     /* prompt processing (batch n_batch) */
     double gen_bound, gen_expect;           /* one sequence */
     double gen_comm_s;                      /* communication time per generated token */
+    /* A split over devices whose preset gives no bandwidth for the link it needs (a
+     * hand-written preset file): its communication time, and the tokens/s that include
+     * it, are NaN (unknown), not infinite. */
     double gen_batch_bound, gen_batch_seqs; /* aggregate at max_seqs (capped at 256) */
     gk_plan_rank_mem rank_mem;              /* one grok.c process of the split (pp = 1) */
 } gk_plan_infer;

@@ -237,13 +237,43 @@ static const char *si(double v, const char *unit, char *buf, size_t cap) {
 }
 #define SI(v, u) si((v), (u), (char[32]){0}, 32)
 
-/* A rate for a table column: whole numbers up to 10^7, then SI. */
+/* A rate for a table column: whole numbers up to 10^7, then SI; "n/a" when unknown. */
 static const char *rate(double v, char *buf, size_t cap) {
+    if (!isfinite(v)) return snprintf(buf, cap, "n/a"), buf;
     if (v >= 1e7) return si(v, "", buf, cap);
     snprintf(buf, cap, v >= 100 ? "%.0f" : "%.3g", v);
     return buf;
 }
 #define RATE(v) rate((v), (char[32]){0}, 32)
+
+/* JSON: a number, or null when it is unknown (NaN) or infinite; a string with its
+ * quotes, backslashes and control characters escaped. Each call fills the next of a
+ * few rotating buffers, so that one printf may use several. */
+static char jbuf[24][640];
+static int jnext;
+static const char *jnum(double v) {
+    char *b = jbuf[jnext++ % 24];
+    if (!isfinite(v))
+        snprintf(b, 640, "null");
+    else
+        snprintf(b, 640, "%.6g", v);
+    return b;
+}
+static const char *jstr(const char *s) {
+    char *b = jbuf[jnext++ % 24];
+    size_t n = 0;
+    for (; *s && n + 8 < 640; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if (ch == '"' || ch == '\\')
+            b[n++] = '\\', b[n++] = (char)ch;
+        else if (ch < 0x20)
+            n += (size_t)snprintf(b + n, 640 - n, "\\u%04x", ch);
+        else
+            b[n++] = (char)ch;
+    }
+    b[n] = 0;
+    return b;
+}
 
 /* ------------------------------------------------------------- svg --- */
 
@@ -402,21 +432,24 @@ static int cmd_infer(const plan_opts *o) {
         model_summary(&pm, type, true);
         printf("\"fleet\": {\"devices\": %.0f, \"kind\": \"%s\", \"source\": \"%s\"},\n"
                "\"ctx\": %.0f,\n\"splits\": [\n",
-               n, hw.name, hw.source, io.n_ctx);
+               n, jstr(hw.name), jstr(hw.source), io.n_ctx);
         for (int i = 0; i < nr; i++) {
             gk_plan_infer *r = &rows[i];
             printf("  {\"tp\": %d, \"pp\": %d, \"replicas\": %.0f, \"weight_bytes_per_device\": "
-                   "%.6g, \"kv_bytes_per_seq_per_device\": %.6g, \"max_seqs\": %.0f, "
-                   "\"prompt_tps_bound\": %.6g, \"prompt_tps\": %.6g, \"gen_tps_bound\": %.6g, "
-                   "\"gen_tps\": %.6g, \"gen_comm_s\": %.6g, \"batch_seqs\": %.0f, "
-                   "\"batch_tps_bound\": %.6g, \"rank_mem\": {\"weights\": %.6g, "
-                   "\"replicated\": %.6g, \"kv\": %.6g, \"context\": %.6g, \"base\": %.6g, "
-                   "\"total\": %.6g}}%s\n",
+                   "%s, \"kv_bytes_per_seq_per_device\": %s, \"max_seqs\": %.0f, "
+                   "\"prompt_tps_bound\": %s, \"prompt_tps\": %s, \"gen_tps_bound\": %s, "
+                   "\"gen_tps\": %s, \"gen_comm_s\": %s, \"batch_seqs\": %.0f, "
+                   "\"batch_tps_bound\": %s, \"rank_mem\": {\"weights\": %s, "
+                   "\"replicated\": %s, \"kv\": %s, \"context\": %s, \"base\": %s, "
+                   "\"total\": %s}}%s\n",
                    r->split.tp, r->split.pp, floor(n / (r->split.tp * r->split.pp)),
-                   r->weight_bytes_dev, r->kv_bytes_seq_dev, r->max_seqs, r->prompt_bound,
-                   r->prompt_expect, r->gen_bound, r->gen_expect, r->gen_comm_s, r->gen_batch_seqs,
-                   r->gen_batch_bound, r->rank_mem.weights, r->rank_mem.replicated, r->rank_mem.kv,
-                   r->rank_mem.context, r->rank_mem.base, r->rank_mem.total, i + 1 < nr ? "," : "");
+                   jnum(r->weight_bytes_dev), jnum(r->kv_bytes_seq_dev), r->max_seqs,
+                   jnum(r->prompt_bound), jnum(r->prompt_expect), jnum(r->gen_bound),
+                   jnum(r->gen_expect), jnum(r->gen_comm_s), r->gen_batch_seqs,
+                   jnum(r->gen_batch_bound), jnum(r->rank_mem.weights),
+                   jnum(r->rank_mem.replicated), jnum(r->rank_mem.kv), jnum(r->rank_mem.context),
+                   jnum(r->rank_mem.base), jnum(r->rank_mem.total), i + 1 < nr ? "," : "");
+            jnext = 0;
         }
         printf("]\n}\n");
     } else {
@@ -433,15 +466,20 @@ static int cmd_infer(const plan_opts *o) {
                "batched gen tok/s");
         printf("%4s %4s %5s %11s %11s %8s | %8s %8s | %8s %8s | %9s |\n", "", "", "", "", "", "",
                "bound", "expect", "bound", "expect", "");
+        bool any_unknown = false;
         for (int i = 0; i < nr; i++) {
             gk_plan_infer *r = &rows[i];
-            printf("%4d %4d %5.0f %11s %11s %8.0f | %8s %8s | %8s %8s | %7.3g ms | %s "
+            char comm[32] = "n/a";
+            if (isfinite(r->gen_comm_s))
+                snprintf(comm, sizeof comm, "%.3g ms", 1e3 * r->gen_comm_s);
+            else
+                any_unknown = true;
+            printf("%4d %4d %5.0f %11s %11s %8.0f | %8s %8s | %8s %8s | %9s | %s "
                    "(%.0f seqs)\n",
                    r->split.tp, r->split.pp, floor(n / (r->split.tp * r->split.pp)),
                    SI(r->weight_bytes_dev, "B"), SI(r->kv_bytes_seq_dev, "B"), r->max_seqs,
                    RATE(r->prompt_bound), RATE(r->prompt_expect), RATE(r->gen_bound),
-                   RATE(r->gen_expect), 1e3 * r->gen_comm_s, RATE(r->gen_batch_bound),
-                   r->gen_batch_seqs);
+                   RATE(r->gen_expect), comm, RATE(r->gen_batch_bound), r->gen_batch_seqs);
         }
         bool any_mem = false;
         for (int i = 0; i < nr; i++) any_mem |= rows[i].rank_mem.total > 0;
@@ -467,6 +505,9 @@ static int cmd_infer(const plan_opts *o) {
         printf("\ntp: tensor parallel as grok.c splits (two all-reduces of %u values per layer "
                "per token); pp: pipeline stages needed to fit; repl: independent replicas.\n",
                pm.s.n_embd);
+        if (any_unknown)
+            printf("n/a: the device preset gives no bandwidth (link_bw / net_bw) for the link "
+                   "this split needs, so its communication time is unknown.\n");
     }
     if (o->svg) {
         /* tokens/s of one sequence against TP ranks for several links */

@@ -605,6 +605,10 @@ static double comm_time(const gk_plan_model *pm, const gk_plan_hw *hw, const gk_
     bool tp_local = (uint32_t)sp->tp <= hw->domain;
     bool pp_local = (double)sp->tp * sp->pp <= hw->domain;
     double t = 0;
+    /* a preset without the link's bandwidth (a hand-written file): unknown, not free */
+    if ((sp->tp > 1 && !((tp_local ? hw->link_bw : hw->net_bw) > 0)) ||
+        (sp->pp > 1 && !((pp_local ? hw->link_bw : hw->net_bw) > 0)))
+        return NAN;
     if (sp->tp > 1)
         t += c.tp_msgs * (tp_local ? hw->link_lat : hw->net_lat) +
              c.tp_bytes * n_tok / (tp_local ? hw->link_bw : hw->net_bw);
