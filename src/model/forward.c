@@ -63,6 +63,7 @@ struct gk_context {
     float *logits;              /* [n_logit_rows][n_vocab] */
     void *arena;                /* one allocation for the scratch above */
     gk_decode_stats stats;
+    uint64_t pool_runs0; /* gk_pool_runs at the last stats reset */
     /* tensor parallelism (m->tp.size > 1) */
     gk_dist *dist;
     gk_dist_wire wire;
@@ -849,10 +850,13 @@ uint64_t gk_context_kv_bytes(const gk_context *c) {
 }
 
 gk_decode_stats gk_context_stats(const gk_context *c) {
-    return c->stats;
+    gk_decode_stats s = c->stats;
+    s.pool_runs = (double)(gk_pool_runs(c->pool) - c->pool_runs0);
+    return s;
 }
 void gk_context_stats_reset(gk_context *c) {
     memset(&c->stats, 0, sizeof c->stats);
+    c->pool_runs0 = gk_pool_runs(c->pool);
 }
 
 const char *gk_cache_type_name(gk_cache_type t) {

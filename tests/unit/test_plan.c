@@ -269,7 +269,7 @@ static void test_preset_file(void) {
     CHECK(gk_plan_hw_find("MI300X", &hw, &err) == 0);
     hw.mm_bw1[8] = 12.5e9;
     hw.mm_flops512[2] = 3e11;
-    hw.mm_bw1_at[8][1] = 7e9;
+    hw.mm_bw1_at[8][1][1] = 7e9;
     hw.tgemm_at[2] = 3e10;
     hw.call_s = 1.5e-5;
     hw.attn_at[0] = 4e9;
@@ -282,9 +282,9 @@ static void test_preset_file(void) {
     CHECK(gk_plan_hw_find(path, &back, &err) == 0);
     CHECK(!strcmp(back.name, "MI300X") && back.domain == 8 && back.threads == 2);
     CHECK(fabs(back.bf16_flops / hw.bf16_flops - 1) < 1e-5 && back.mm_bw1[8] == 12.5e9 &&
-          back.mm_flops512[2] == 3e11 && back.mm_bw1_at[8][1] == 7e9 && back.tgemm_at[2] == 3e10 &&
-          back.call_s == 1.5e-5 && back.attn_at[0] == 4e9 && back.exp_rate == 1.25e8 &&
-          back.ew_bw_at[3] == 6.5e9 && back.ew_bw_at[0] == 0);
+          back.mm_flops512[2] == 3e11 && back.mm_bw1_at[8][1][1] == 7e9 &&
+          back.tgemm_at[2] == 3e10 && back.call_s == 1.5e-5 && back.attn_at[0] == 4e9 &&
+          back.exp_rate == 1.25e8 && back.ew_bw_at[3] == 6.5e9 && back.ew_bw_at[0] == 0);
     FILE *f = fopen(path, "w");
     fputs("name = x\nbf16_flops = lots\n", f);
     fclose(f);
@@ -418,7 +418,32 @@ static void test_engine_counters(void) {
                   "batch weight bytes %.17g: %.6g layer-experts", st.weight_bytes, n_touched);
         CHECK_EQ(gk_plan_forward(&pm, 12, 0, 1, n_touched / hp->n_layer, 4).weight_bytes,
                  st.weight_bytes);
+        /* one thread hands the pool nothing */
+        CHECK_EQ(st.pool_runs, 0);
         gk_context_free(c);
+        /* the jobs the engine hands its pool, which grok plan charges a dispatch each:
+         * with 2 threads the summation tree's chunks run one per thread in one job, with
+         * 3 chunk after chunk (when the chunk count is not a multiple of 3) */
+        for (int nt = 2; nt <= 3; nt++) {
+            cp.n_threads = nt;
+            c = gk_context_new(m, &cp, &err);
+            CHECK_MSG(c != NULL, "%s", err.msg);
+            if (!c) break;
+            for (int pos = 0; pos < 3; pos++) {
+                int32_t tok = (int32_t)((pos * 37 + 11) % hp->n_vocab);
+                CHECK(gk_decode(c, &tok, 1, &err) == 0);
+            }
+            st = gk_context_stats(c);
+            CHECK_EQ(st.pool_runs,
+                     3 * gk_plan_forward_pool_runs(&pm, 1, 1, hp->n_expert_used, nt, 1));
+            gk_context_truncate(c, 0);
+            gk_context_stats_reset(c);
+            CHECK(gk_decode(c, toks, 12, &err) == 0);
+            st = gk_context_stats(c);
+            CHECK_EQ(st.pool_runs,
+                     gk_plan_forward_pool_runs(&pm, 12, 1, n_touched / hp->n_layer, nt, 1));
+            gk_context_free(c);
+        }
         gk_model_free(m);
         unlink(path);
     }
