@@ -802,20 +802,27 @@ static void bw_part(void *arg, int ith, int nth) {
 }
 
 /* Every figure is timed over at least CAL_MIN_S seconds in trials of at least
- * CAL_TRIAL_S (3 or more), and is the fastest trial's time per repetition: `grok
- * bench` reports its best repetition too, so on shared cores both sides are the
- * machine at its least disturbed over a stretch as long as a layer's work. */
+ * CAL_TRIAL_S (3 or more), and is the median trial's time per repetition: on a quiet
+ * machine the same as the best, on shared cores the typical share of them over a
+ * stretch as long as a layer's work, as a `grok bench` run of a second sees it (a
+ * mean would let one descheduled trial count for many). */
 #define CAL_MIN_S 0.3
 #define CAL_TRIAL_S 0.02
 
 typedef struct {
-    double min_s, start, t0, best;
+    double min_s, start, t0, best; /* best: the median trial's seconds per repetition */
     long reps, trials;
+    double per[256];
 } cal_timer;
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
 
 static cal_timer cal_start(double min_s) {
     double now = gk_time_s();
-    return (cal_timer){.min_s = min_s, .start = now, .t0 = now, .best = INFINITY};
+    return (cal_timer){.min_s = min_s, .start = now, .t0 = now};
 }
 
 /* Counts one repetition; false when the timing is done (ct->best then holds the
@@ -824,13 +831,14 @@ static bool cal_more(cal_timer *ct) {
     double now = gk_time_s();
     ct->reps++;
     if (now - ct->t0 >= CAL_TRIAL_S) {
-        double per = (now - ct->t0) / ct->reps;
-        if (per < ct->best) ct->best = per;
-        ct->trials++;
+        if (ct->trials < 256) ct->per[ct->trials++] = (now - ct->t0) / ct->reps;
         ct->reps = 0;
         ct->t0 = gk_time_s();
     }
-    return !(now - ct->start >= ct->min_s && ct->trials >= 3);
+    if (now - ct->start < ct->min_s || ct->trials < 3) return true;
+    qsort(ct->per, (size_t)ct->trials, sizeof(double), cmp_double);
+    ct->best = ct->per[ct->trials / 2];
+    return false;
 }
 
 /* Seconds of a call of gk_matmul with T tokens (cal_timer's figure). */

@@ -673,6 +673,25 @@ double gk_plan_forward_pool_runs(const gk_plan_model *pm, double n_tok, double n
     return w.runs;
 }
 
+/* The attention's job (forward.c attn_part) splits its (token, head) items over the
+ * threads in contiguous runs (gk_split), and a token at position p reads p + 1 keys:
+ * the job lasts as long as the busiest thread's keys. The factor by which that exceeds
+ * an even split (1 with one thread; towards 1.5 with 2 threads over a long prompt). */
+static double attn_imbalance(double T, double pos0, double n_head, int nt) {
+    if (nt <= 1 || T * n_head > 1e8) return 1.0;
+    int64_t n = (int64_t)(T * n_head), nh = (int64_t)n_head;
+    double total = 0, most = 0;
+    for (int i = 0; i < nt; i++) {
+        int64_t lo, hi;
+        gk_split(n, i, nt, &lo, &hi);
+        double keys = 0;
+        for (int64_t it = lo; it < hi; it++) keys += pos0 + (double)(it / nh) + 1.0;
+        total += keys;
+        most = keys > most ? keys : most;
+    }
+    return total > 0 ? most * nt / total : 1.0;
+}
+
 /* Seconds of one forward on a device that holds 1/share of every op, from the
  * measured per-type matmul rates (calibrated CPUs) or the peaks. */
 static double forward_time(const gk_plan_model *pm, const gk_plan_hw *hw, double n_tok, double pos0,
@@ -700,10 +719,13 @@ static double forward_time(const gk_plan_model *pm, const gk_plan_hw *hw, double
         static const double hds[3] = {32, 64, 128};
         double af = interp_rate(hds, hw->attn_at, 3, s->head_dim,
                                 hw->attn_flops > 0 ? hw->attn_flops : hw->bf16_flops);
-        p.attention = c.attn_flops / af + (c.kv_bytes_read + c.kv_bytes_written) / hw->mem_bw;
+        /* the attention's job: its dots, the cache's bytes, and the softmax's expf and
+         * the softcap's tanhf per (head, key), as long as its busiest thread */
         double pairs = s->attn == GK_PLAN_ATTN_GQA ? c.attn_flops / (4.0 * s->head_dim) : 0;
-        w.par.exp += pairs;
-        if (s->attn_softcap > 0) w.par.tanh += pairs;
+        gk_plan_ew aw = {.exp = pairs, .tanh = s->attn_softcap > 0 ? pairs : 0};
+        p.attention = (c.attn_flops / af + (c.kv_bytes_read + c.kv_bytes_written) / hw->mem_bw +
+                       ew_time(hw, &aw, 0, nt)) *
+                      attn_imbalance(n_tok, pos0, (double)s->n_head / tp, nt);
         double gelu_row = n_tok * ((double)s->n_expert_used * s->n_ff_exp + s->n_ff);
         p.ew_pool = ew_time(
             hw, &w.par, 12.0 * (gelu_row > n_tok * s->n_embd ? gelu_row : n_tok * s->n_embd), nt);
