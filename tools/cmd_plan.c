@@ -907,7 +907,9 @@ static int cmd_calibrate(int argc, char **argv, const plan_opts *o) {
              cores, gk_kernels_name(), nt);
     snprintf(hw.source, sizeof hw.source,
              "grok plan calibrate (grok %s): memory read bandwidth, "
-             "gk_matmul per weight type at batch 1 and 512, f32 dot, MPI all-reduce",
+             "pool dispatch, gk_matmul per weight type at batch 1 by size and at T = 8..512, "
+             "gk_geglu, f32 "
+             "dot, libm, MPI all-reduce",
              GK_VERSION);
     hw.threads = nt;
     hw.mem_bytes = (double)pages * psz;
@@ -1194,7 +1196,7 @@ static int cmd_calibrate(int argc, char **argv, const plan_opts *o) {
                hw.ew_bw_at[0] / 1e9, hw.ew_bw_at[1] / 1e9, hw.ew_bw_at[2] / 1e9,
                hw.ew_bw_at[3] / 1e9);
     /* one job handed to the pool with no work in it (gk_pool_run): the dispatch the
-     * engine pays per parallel step (the mean over CAL_MIN_S; on shared cores it
+     * engine pays per parallel step (the median trial; on shared cores it
      * includes the waits for a descheduled thread) */
     {
         cal_timer ct = cal_start(CAL_MIN_S);
@@ -1203,6 +1205,16 @@ static int cmd_calibrate(int argc, char **argv, const plan_opts *o) {
         while (cal_more(&ct));
         hw.call_s = ct.best / 64;
         if (!quiet && dist.rank == 0) printf("pool job (no work)      %.2f us\n", hw.call_s * 1e6);
+    }
+    /* a parallel step with a little work in it, a 64 x 64 matmul of one token: what each
+     * of a training step's many small steps costs (the wait for the slower thread
+     * included) */
+    {
+        cal_timer ct = cal_start(CAL_MIN_S);
+        do gk_matmul(pool, y, w, GK_TYPE_F32, 64 * sizeof(float), 64, x, 64, 1, qbuf);
+        while (cal_more(&ct));
+        hw.step_s = ct.best;
+        if (!quiet && dist.rank == 0) printf("pool step (64x64 matmul) %.2f us\n", hw.step_s * 1e6);
     }
     if (dist.size < 2) {
         /* not measured: ranks on this machine, through its memory */

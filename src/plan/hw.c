@@ -223,9 +223,10 @@ typedef struct {
 #define NF(f)                                                                                      \
     { #f, offsetof(gk_plan_hw, f) }
 static const num_field num_fields[] = {
-    NF(bf16_flops), NF(fp8_flops), NF(mem_bytes), NF(mem_bw),     NF(link_bw),     NF(link_lat),
-    NF(net_bw),     NF(net_lat),   NF(tdp_w),     NF(attn_flops), NF(tgemm_flops), NF(call_s),
-    NF(exp_rate),   NF(erf_rate),  NF(tanh_rate), NF(rss_base),   NF(geglu_erf),   NF(geglu_tanh)};
+    NF(bf16_flops),  NF(fp8_flops), NF(mem_bytes),  NF(mem_bw),   NF(link_bw),
+    NF(link_lat),    NF(net_bw),    NF(net_lat),    NF(tdp_w),    NF(attn_flops),
+    NF(tgemm_flops), NF(call_s),    NF(exp_rate),   NF(erf_rate), NF(tanh_rate),
+    NF(rss_base),    NF(geglu_erf), NF(geglu_tanh), NF(step_s)};
 #undef NF
 
 /* The batch-1 grid: matrix sizes in KiB (256 KiB .. 96 MiB). */
@@ -920,7 +921,7 @@ double gk_plan_train_step_time(const gk_plan_model *pm, const gk_plan_hw *hw, do
     tt.ew_par = ew_time(hw, &w.par, 8.0 * N * wide, nt);
     tt.opt = ew_time(hw, &w.opt_ser, 4.0 * P, 1) + ew_time(hw, &w.opt_par, 16.0 * P, nt);
     tt.transpose = w.transpose_bytes / ew_rate(hw, 8.0 * P, nt);
-    tt.pool = w.pool_runs * hw->call_s;
+    tt.pool = w.pool_runs * (hw->step_s > 0 ? hw->step_s : hw->call_s);
     tt.total = tt.gemm + tt.attn + tt.ew_ser + tt.ew_par + tt.opt + tt.transpose + tt.pool;
     if (out) *out = tt;
     return tt.total;
