@@ -623,6 +623,10 @@ typedef struct gk_plan_hw {
     /* FLOP/s of gk_matmul with T = 8, 32, 128, 512 tokens on a 1024-row matrix of
      * 512- and 4096-wide rows (prompt chunks; an expert's share of one) */
     double mm_flops_at[GK_PLAN_N_TYPES][4][2];
+    /* the same on 4096-row matrices: a call's time is linear in its rows (a fixed part:
+     * its activations packed, its dispatches; and a part per row), so the two grids
+     * give both parts for any matrix */
+    double mm_flops_at4k[GK_PLAN_N_TYPES][4][2];
     double attn_flops;  /* FLOP/s of the f32 dot (attention) */
     double tgemm_flops; /* FLOP/s of the training GEMM (gk_tgemm, f32) */
     double tgemm_at[4]; /* the same for matrices of 128, 256, 512, 1024 (smallest side) */

@@ -1007,18 +1007,22 @@ static int cmd_calibrate(int argc, char **argv, const plan_opts *o) {
             int64_t wc = 512 << (3 * c);
             size_t nbc = gk_row_size((uint32_t)t, wc);
             if (!nbc) continue;
-            int64_t n_mat = (int64_t)(big / (1024 * nbc));
-            for (int64_t r = 0; r < n_mat * 1024; r++)
+            for (int64_t r = 0; r < (int64_t)(big / nbc); r++)
                 tt->from_float(x + (r % T) * wc, w + r * nbc, wc);
-            for (int k = 0; k < 4; k++) {
-                int Tk = 8 << (2 * k);
-                int64_t mi = 0;
-                cal_timer ct = cal_start(CAL_MIN_S / 2);
-                do
-                    gk_matmul(pool, y, w + (mi++ % n_mat) * 1024 * nbc, (gk_dtype)t, nbc, 1024, x,
-                              wc, Tk, qbuf);
-                while (cal_more(&ct));
-                hw.mm_flops_at[t][k][c] = 2.0 * 1024 * wc * Tk / ct.best;
+            /* 1024 rows, and 4096 (a call's fixed part and its part per row) */
+            for (int g = 0; g < 2; g++) {
+                int64_t rows = 1024 << (2 * g), n_mat = (int64_t)(big / ((size_t)rows * nbc));
+                for (int k = 0; k < 4; k++) {
+                    int Tk = 8 << (2 * k);
+                    int64_t mi = 0;
+                    cal_timer ct = cal_start(CAL_MIN_S / 2);
+                    do
+                        gk_matmul(pool, y, w + (mi++ % n_mat) * rows * nbc, (gk_dtype)t, nbc, rows,
+                                  x, wc, Tk, qbuf);
+                    while (cal_more(&ct));
+                    (g ? hw.mm_flops_at4k : hw.mm_flops_at)[t][k][c] =
+                        2.0 * rows * wc * Tk / ct.best;
+                }
             }
         }
         if (!quiet && dist.rank == 0)
@@ -1029,6 +1033,13 @@ static int cmd_calibrate(int argc, char **argv, const plan_opts *o) {
                 hw.mm_flops_at[t][2][0] / 1e9, hw.mm_flops_at[t][3][0] / 1e9,
                 hw.mm_flops_at[t][0][1] / 1e9, hw.mm_flops_at[t][1][1] / 1e9,
                 hw.mm_flops_at[t][2][1] / 1e9, hw.mm_flops_at[t][3][1] / 1e9);
+        if (!quiet && dist.rank == 0)
+            printf("          %-5s         4096 rows:   rows of 512: %.1f / %.1f / %.1f / %.1f "
+                   "GFLOP/s; of 4096: %.1f / %.1f / %.1f / %.1f\n",
+                   tt->name, hw.mm_flops_at4k[t][0][0] / 1e9, hw.mm_flops_at4k[t][1][0] / 1e9,
+                   hw.mm_flops_at4k[t][2][0] / 1e9, hw.mm_flops_at4k[t][3][0] / 1e9,
+                   hw.mm_flops_at4k[t][0][1] / 1e9, hw.mm_flops_at4k[t][1][1] / 1e9,
+                   hw.mm_flops_at4k[t][2][1] / 1e9, hw.mm_flops_at4k[t][3][1] / 1e9);
         /* batch 1 (generation): matrices of 256 KiB .. 96 MiB with rows 1024 and 4096
          * wide, each read once in turn from the 96 MiB arena as a model's are (past the
          * caches; the smaller ones pay their dispatches as a model's small matrices do) */

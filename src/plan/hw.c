@@ -262,9 +262,12 @@ int gk_plan_hw_save(const gk_plan_hw *hw, const char *path, gk_err *err) {
             fprintf(f, "mm_flops512.%s = %.17g\n", gk_type_name(t), hw->mm_flops512[t]);
         for (int k = 0; k < 4; k++)
             for (int c = 0; c < 2; c++)
-                if (hw->mm_flops_at[t][k][c] > 0)
-                    fprintf(f, "mm_flops_at.%s.%d.%d = %.17g\n", gk_type_name(t), 8 << (2 * k),
-                            512 << (3 * c), hw->mm_flops_at[t][k][c]);
+                for (int g = 0; g < 2; g++) {
+                    double v = g ? hw->mm_flops_at4k[t][k][c] : hw->mm_flops_at[t][k][c];
+                    if (v > 0)
+                        fprintf(f, "mm_flops_at%s.%s.%d.%d = %.17g\n", g ? "4k" : "",
+                                gk_type_name(t), 8 << (2 * k), 512 << (3 * c), v);
+                }
     }
     bool ok = !ferror(f);
     if (fclose(f) != 0) ok = false;
@@ -366,15 +369,16 @@ int gk_plan_hw_load(const char *path, gk_plan_hw *hw, gk_err *err) {
             hw->mm_bw1_at[t][idx][ci] = x;
             found = true;
         }
-        if (!found && !strncmp(k, "mm_flops_at.", 12)) {
+        if (!found && (!strncmp(k, "mm_flops_at.", 12) || !strncmp(k, "mm_flops_at4k.", 14))) {
             char tn[16];
             int tok = 0, cols = 0;
-            if (sscanf(k + 12, "%15[^.].%d.%d", tn, &tok, &cols) != 3) goto bad;
+            bool g4 = k[11] == '4';
+            if (sscanf(k + (g4 ? 14 : 12), "%15[^.].%d.%d", tn, &tok, &cols) != 3) goto bad;
             int t = gk_type_from_name(tn);
             int ti = tok == 8 ? 0 : tok == 32 ? 1 : tok == 128 ? 2 : tok == 512 ? 3 : -1;
             int ci = cols == 512 ? 0 : cols == 4096 ? 1 : -1;
             if (t < 0 || t >= GK_PLAN_N_TYPES || ti < 0 || ci < 0) goto bad;
-            hw->mm_flops_at[t][ti][ci] = x;
+            (g4 ? hw->mm_flops_at4k : hw->mm_flops_at)[t][ti][ci] = x;
             found = true;
         }
         if (!found && (!strncmp(k, "mm_bw1.", 7) || !strncmp(k, "mm_flops512.", 12))) {
@@ -439,13 +443,12 @@ int gk_plan_matmul_runs(uint32_t type) {
     return tt && tt->vec_dot_type != GK_TYPE_F32 ? 2 : 1;
 }
 
-/* Seconds of one gk_matmul call that calibrate timed (t_meas for `flops`) less the
- * pool's dispatches it paid, which the forward counts apart: the call's own rate. */
+/* The rate of a gk_matmul call as calibrate timed it, its own dispatches included:
+ * the walk charges a matmul call that rate and no dispatch apart (taking a separately
+ * timed dispatch off would make a noisy one count twice). */
 static double net_rate(const gk_plan_hw *hw, uint32_t t, double work, double rate) {
-    int nt = hw->threads > 0 ? hw->threads : 1;
-    double tm = work / rate, tn = tm - (nt > 1 ? gk_plan_matmul_runs(t) * hw->call_s : 0);
-    if (tn < 0.25 * tm) tn = 0.25 * tm;
-    return work / tn;
+    (void)hw, (void)t, (void)work;
+    return rate;
 }
 
 /* Log-linear interpolation of rates measured at sizes xs (0 = not measured),
@@ -496,20 +499,39 @@ static double batch1_rate(const gk_plan_hw *hw, uint32_t t, double bytes, double
  * dispatches: between the calibrated points (T = 8 .. 512, a 1024-row matrix of rows
  * 512 and 4096 wide) log-linear in T and in the row length, clamped at the ends.
  * Without them the batch-512 rate, then the peak. */
-static double matmul_rate(const gk_plan_hw *hw, uint32_t t, double T, double cols) {
+static double grid_rate(const gk_plan_hw *hw, const double (*grid)[4][2], double rows, uint32_t t,
+                        double T, double cols) {
     static const double Ts[4] = {8, 32, 128, 512}, Cs[2] = {512, 4096};
     double r[2];
     for (int c = 0; c < 2; c++) {
         double ys[4];
         for (int k = 0; k < 4; k++) {
-            double v = hw->mm_flops_at[t][k][c];
-            ys[k] = v > 0 ? net_rate(hw, t, 2.0 * 1024.0 * Cs[c] * Ts[k], v) : 0;
+            double v = grid[t][k][c];
+            ys[k] = v > 0 ? net_rate(hw, t, 2.0 * rows * Cs[c] * Ts[k], v) : 0;
         }
         r[c] = interp_rate(Ts, ys, 4, T, 0);
     }
-    double v = interp_cols(Cs[0], r[0], Cs[1], r[1], cols);
+    return interp_cols(Cs[0], r[0], Cs[1], r[1], cols);
+}
+
+static double matmul_rate(const gk_plan_hw *hw, uint32_t t, double T, double cols) {
+    double v = grid_rate(hw, hw->mm_flops_at, 1024, t, T, cols);
     if (v > 0) return v;
     return hw->mm_flops512[t] > 0 ? hw->mm_flops512[t] : hw->bf16_flops;
+}
+
+/* Seconds of the work of a call over `rows` rows (its dispatches apart) at the T grid:
+ * with both grids, linear in the rows through their 1024- and 4096-row times. */
+static double matmul_grid_seconds(const gk_plan_hw *hw, uint32_t t, double rows, double cols,
+                                  double T) {
+    double T8 = T < 8 ? 8 : T, r1 = grid_rate(hw, hw->mm_flops_at, 1024, t, T8, cols),
+           r4 = grid_rate(hw, hw->mm_flops_at4k, 4096, t, T8, cols);
+    if (r1 > 0 && r4 > 0) {
+        double t1 = 2.0 * 1024 * cols * T8 / r1, t4 = 2.0 * 4096 * cols * T8 / r4;
+        double per_row = (t4 - t1) / 3072.0, fixed = t1 - 1024.0 * per_row;
+        if (per_row > 0 && fixed >= 0) return (fixed + rows * per_row) * (T / T8);
+    }
+    return 2.0 * rows * cols * T / matmul_rate(hw, t, T8, cols);
 }
 
 /* Bytes/s of an elementwise pass whose arrays total `size` bytes, on one thread or
@@ -549,7 +571,9 @@ static double ew_time(const gk_plan_hw *hw, const gk_plan_ew *w, double size, in
 typedef struct {
     const gk_plan_hw *hw;
     int nt;
-    double runs, mm_s;
+    double runs;       /* every job handed to the pool (as gk_decode_stats.pool_runs) */
+    double runs_other; /* those not inside a timed gk_matmul call: charged a dispatch each */
+    double mm_s;
     double geglu; /* GeGLU elements (gk_geglu, on the pool) */
     gk_plan_ew par, ser;
 } fwd_walk;
@@ -559,7 +583,8 @@ typedef struct {
 static double mm_seconds(const gk_plan_hw *hw, uint32_t t, double rows, double cols, double T) {
     double bytes = (double)gk_row_size(t, (int64_t)cols) * rows, flops = 2.0 * rows * cols * T;
     double tb = bytes / batch1_rate(hw, t, bytes, cols);
-    double tf = flops / matmul_rate(hw, t, T < 8 ? 8 : T, cols);
+    double tf =
+        T > 1 ? matmul_grid_seconds(hw, t, rows, cols, T) : flops / matmul_rate(hw, t, 8, cols);
     return tb > tf ? tb : tf;
 }
 
@@ -579,7 +604,7 @@ static void walk_chunks(fwd_walk *w, uint32_t t, double rows, double cols, doubl
     if (k <= 1) {
         walk_mm(w, t, rows, cols, T, n);
     } else if (k % w->nt == 0) {
-        if (w->nt > 1) w->runs += n;
+        if (w->nt > 1) w->runs += n, w->runs_other += n;
         if (w->hw) w->mm_s += n * k * mm_seconds(w->hw, t, rows, cols / k, T);
         if (T > 1) ew_pass(&w->par, n * T * cols, 8, 0);
     } else {
@@ -643,7 +668,10 @@ static void walk_forward(fwd_walk *w, const gk_plan_model *pm, double T, double 
     }
     const double nl = s->n_layer, moe = E > 0 ? nl - s->n_layer_dense : 0;
     /* per layer: the attention's job, a GeGLU job per touched expert and dense MLP */
-    if (w->nt > 1) w->runs += nl + moe * touched + (s->n_ff ? nl : 0);
+    if (w->nt > 1) {
+        double jobs = nl + moe * touched + (s->n_ff ? nl : 0);
+        w->runs += jobs, w->runs_other += jobs;
+    }
     /* GeGLU: GELU (erff or tanhf) and the product per element, on the pool */
     w->geglu = T * (moe * K * (double)s->n_ff_exp + nl * s->n_ff);
     /* on the calling thread, per layer and token: four RMSNorms (20 bytes, 6 FLOPs an
@@ -705,7 +733,8 @@ static double forward_time(const gk_plan_model *pm, const gk_plan_hw *hw, double
         fwd_walk w = {.hw = hw, .nt = nt};
         walk_forward(&w, pm, n_tok, n_logits, touched, kv_elt, tp);
         const gk_plan_shape *s = &pm->s;
-        gk_plan_parts p = {.matmul = w.mm_s, .pool_runs = w.runs, .dispatch = w.runs * hw->call_s};
+        gk_plan_parts p = {
+            .matmul = w.mm_s, .pool_runs = w.runs, .dispatch = w.runs_other * hw->call_s};
         /* GeGLU at the rate calibrate measured for gk_geglu; else its libm calls and
          * its pass (12 bytes, 4 FLOPs an element) */
         double gr = s->gelu_erf ? hw->geglu_erf : hw->geglu_tanh;
