@@ -721,6 +721,13 @@ static double attn_imbalance(double T, double pos0, double n_head, int nt) {
     return total > 0 ? most * nt / total : 1.0;
 }
 
+/* Seconds of a job handed to the pool: the cheaper of calibrate's two timings of one
+ * (no work in it, and a 64 x 64 matmul in it); on shared cores either can catch a
+ * descheduled thread, which a forward's jobs meet no more often than calibrate's. */
+static double job_s(const gk_plan_hw *hw) {
+    return hw->step_s > 0 && hw->step_s < hw->call_s ? hw->step_s : hw->call_s;
+}
+
 /* Seconds of one forward on a device that holds 1/share of every op, from the
  * measured per-type matmul rates (calibrated CPUs) or the peaks. */
 static double forward_time(const gk_plan_model *pm, const gk_plan_hw *hw, double n_tok, double pos0,
@@ -734,7 +741,7 @@ static double forward_time(const gk_plan_model *pm, const gk_plan_hw *hw, double
         walk_forward(&w, pm, n_tok, n_logits, touched, kv_elt, tp);
         const gk_plan_shape *s = &pm->s;
         gk_plan_parts p = {
-            .matmul = w.mm_s, .pool_runs = w.runs, .dispatch = w.runs_other * hw->call_s};
+            .matmul = w.mm_s, .pool_runs = w.runs, .dispatch = w.runs_other * job_s(hw)};
         /* GeGLU at the rate calibrate measured for gk_geglu; else its libm calls and
          * its pass (12 bytes, 4 FLOPs an element) */
         double gr = s->gelu_erf ? hw->geglu_erf : hw->geglu_tanh;
