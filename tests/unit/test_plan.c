@@ -762,6 +762,19 @@ static void test_prompt_rates(void) {
              196608 / R + 212992 * (1 / (0.75 * R) - 1 / R));
     /* generation (batch 1) does not use the grid */
     CHECK_EQ(rc.gen_expect, ra.gen_expect);
+    /* a call's time is linear in its rows through the 1024- and 4096-row grids: at equal
+     * rates that is the one grid's rate (no fixed part); with the 4096-row matrices
+     * twice as fast, a third of a 1024-row call's time is per row and two thirds fixed,
+     * so this model's calls (all under 1024 rows) take longer: 16 rows of the 512 ..
+     * 4096-wide grid cost (2048 + 16) / 3 / 16 = 43 times their flat-rate time */
+    gk_plan_hw d = b, e = b;
+    for (int k = 0; k < 4; k++)
+        for (int w = 0; w < 2; w++) d.mm_flops_at4k[0][k][w] = R, e.mm_flops_at4k[0][k][w] = 2 * R;
+    gk_plan_infer rd, re;
+    CHECK(gk_plan_infer_eval(&pm, &d, 1, 1, &o, &rd, &err) == 0);
+    CHECK(gk_plan_infer_eval(&pm, &e, 1, 1, &o, &re, &err) == 0);
+    CHECK(fabs(rd.prompt_parts.matmul / rb.prompt_parts.matmul - 1) < 1e-12);
+    CHECK(re.prompt_parts.matmul > 10 * rb.prompt_parts.matmul);
 }
 
 int main(void) {
