@@ -202,6 +202,7 @@ typedef struct gk_decode_stats {
     double attn_flops;       /* q.k and the sum over V: 4 * head_dim * n_head per key */
     double kv_bytes_read;    /* K and V rows read by attention, once per token and layer */
     double kv_bytes_written; /* K and V rows stored */
+    double pool_runs;        /* jobs handed to the thread pool's workers (each a dispatch) */
 } gk_decode_stats;
 gk_decode_stats gk_context_stats(const gk_context *c);
 void gk_context_stats_reset(gk_context *c);
@@ -465,6 +466,10 @@ typedef struct gk_plan_model {
     gk_plan_op ops[GK_PLAN_MAX_OPS];
     double small_params; /* norms, router biases...: parameters outside the matrices */
     double meta_bytes;   /* a GGUF's header (metadata, tokenizer, tensor table); 0 = unknown */
+    /* column chunks of the engine's summation tree (src/model/tp.c): the products
+     * attn_output, ffn_down and ffn_down_exps run as sum_g / tp chunks per rank when
+     * tp divides sum_g, else as one */
+    uint32_t sum_g;
 } gk_plan_model;
 
 /* Built-in model presets ("grok-1", "grok-2", "llama-3.1-405b", "deepseek-v3",
@@ -566,6 +571,16 @@ typedef struct gk_plan_split {
     int tp, ep, pp, dp;
 } gk_plan_split;
 
+/* Jobs one gk_matmul call on a weight of this type hands to the thread pool: a pass
+ * that converts the activations when its kernels read them converted, then one over
+ * the rows (src/kernels/gemm.c). */
+int gk_plan_matmul_runs(uint32_t type);
+/* Jobs the engine hands to its pool (gk_decode_stats.pool_runs) in one forward over
+ * n_tok tokens of one sequence keeping n_logits logits, with `touched` experts per MoE
+ * layer, n_threads threads and tp ranks (0 with one thread). */
+double gk_plan_forward_pool_runs(const gk_plan_model *pm, double n_tok, double n_logits,
+                                 double touched, int n_threads, int tp);
+
 /* Bytes each device sends per token (inference forward), and how many messages. */
 typedef struct gk_plan_comm {
     double tp_bytes, ep_bytes, pp_bytes; /* per token, per device */
@@ -600,20 +615,29 @@ typedef struct gk_plan_hw {
     double net_lat;    /* seconds */
     double tdp_w;      /* watts per device */
     /* measured (calibrate), 0 = unknown: */
-    double mm_bw1[GK_PLAN_N_TYPES]; /* weight bytes/s of gk_matmul at batch 1 */
-    /* the same for matrices of 256 KiB, 2 MiB and 16 MiB, each read once in turn from a
-     * 96 MiB arena as a model's are (mm_bw1 is one 96 MiB matrix) */
-    double mm_bw1_at[GK_PLAN_N_TYPES][3];
+    double mm_bw1[GK_PLAN_N_TYPES]; /* weight bytes/s of gk_matmul at batch 1 (96 MiB, 4096 wide) */
+    /* the same for matrices of 256 KiB, 2 MiB, 16 MiB and 96 MiB of rows 1024 and 4096
+     * wide, each read once in turn from a 96 MiB arena as a model's are */
+    double mm_bw1_at[GK_PLAN_N_TYPES][4][2];
     double mm_flops512[GK_PLAN_N_TYPES]; /* FLOP/s of gk_matmul at batch 512 */
     /* FLOP/s of gk_matmul with T = 8, 32, 128, 512 tokens on a 1024-row matrix of
      * 512- and 4096-wide rows (prompt chunks; an expert's share of one) */
     double mm_flops_at[GK_PLAN_N_TYPES][4][2];
+    /* the same on 4096-row matrices: a call's time is linear in its rows (a fixed part:
+     * its activations packed, its dispatches; and a part per row), so the two grids
+     * give both parts for any matrix */
+    double mm_flops_at4k[GK_PLAN_N_TYPES][4][2];
     double attn_flops;  /* FLOP/s of the f32 dot (attention) */
     double tgemm_flops; /* FLOP/s of the training GEMM (gk_tgemm, f32) */
     double tgemm_at[4]; /* the same for matrices of 128, 256, 512, 1024 (smallest side) */
-    double call_s;      /* seconds per parallel step of the engine (one thread-pool dispatch) */
-    double attn_at[3];  /* attn_flops for heads of 32, 64, 128 */
+    double call_s;      /* seconds per job handed to the thread pool (gk_pool_run, no work) */
+    double step_s; /* seconds per parallel step with a little work in it (a 64 x 64 matmul of one
+                      token): what a training step's many small steps cost each (0 = call_s) */
+    double attn_at[3];                    /* attn_flops for heads of 32, 64, 128 */
     double exp_rate, erf_rate, tanh_rate; /* libm calls per second on one thread */
+    /* elements per second of the engine's GeGLU (gk_geglu, GELU by erf / by tanh) over
+     * the threads, less its dispatch */
+    double geglu_erf, geglu_tanh;
     /* bytes/s of one thread's elementwise pass (y = a x + b, f32) over arrays of
      * 256 KiB, 2 MiB, 16 MiB and 128 MiB in all */
     double ew_bw_at[4];
@@ -646,6 +670,15 @@ int gk_plan_rank_memory(const gk_plan_model *pm, int tp, double n_ctx, double n_
                         int n_threads, double kv_elt_bytes, double base_bytes,
                         gk_plan_rank_mem *out, gk_err *err);
 
+/* Where the seconds of a forward go on a calibrated machine (each forward walked call
+ * by call as src/model/forward.c makes them): the matmuls at their calibrated rates,
+ * one dispatch per job handed to the pool, GeGLU, attention, the other elementwise
+ * work on the pool and on the calling thread. */
+typedef struct gk_plan_parts {
+    double matmul, dispatch, geglu, attention, ew_pool, ew_serial, total;
+    double pool_runs; /* jobs handed to the pool */
+} gk_plan_parts;
+
 /* Inference of a model on n devices of one kind with a split. */
 typedef struct gk_plan_infer {
     gk_plan_split split;
@@ -656,11 +689,16 @@ typedef struct gk_plan_infer {
     double max_seqs;         /* concurrent sequences of n_ctx tokens that fit */
     bool fits;
     /* tokens/s of one replica; bound = the hardware limit, expect = at the efficiency */
-    double prompt_bound, prompt_expect;     /* prompt processing (batch n_batch) */
-    double gen_bound, gen_expect;           /* one sequence */
-    double gen_comm_s;                      /* communication time per generated token */
+    double prompt_bound, prompt_expect; /* prompt processing (batch n_batch) */
+    double gen_bound, gen_expect;       /* one sequence */
+    double gen_comm_s;                  /* communication time per generated token */
+    /* A split over devices whose preset gives no bandwidth for the link it needs (a
+     * hand-written preset file): its communication time, and the tokens/s that include
+     * it, are NaN (unknown), not infinite. */
     double gen_batch_bound, gen_batch_seqs; /* aggregate at max_seqs (capped at 256) */
     gk_plan_rank_mem rank_mem;              /* one grok.c process of the split (pp = 1) */
+    /* a calibrated machine: the whole prompt's and one generated token's seconds by part */
+    gk_plan_parts prompt_parts, gen_parts;
 } gk_plan_infer;
 
 typedef struct gk_plan_infer_opts {

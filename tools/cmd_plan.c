@@ -237,13 +237,58 @@ static const char *si(double v, const char *unit, char *buf, size_t cap) {
 }
 #define SI(v, u) si((v), (u), (char[32]){0}, 32)
 
-/* A rate for a table column: whole numbers up to 10^7, then SI. */
+/* A rate for a table column: whole numbers up to 10^7, then SI; "n/a" when unknown. */
 static const char *rate(double v, char *buf, size_t cap) {
+    if (!isfinite(v)) return snprintf(buf, cap, "n/a"), buf;
     if (v >= 1e7) return si(v, "", buf, cap);
     snprintf(buf, cap, v >= 100 ? "%.0f" : "%.3g", v);
     return buf;
 }
 #define RATE(v) rate((v), (char[32]){0}, 32)
+
+/* JSON: a number, or null when it is unknown (NaN) or infinite; a string with its
+ * quotes, backslashes and control characters escaped. Each call fills the next of a
+ * few rotating buffers, so that one printf may use several. */
+static char jbuf[24][640];
+static int jnext;
+static const char *jnum(double v) {
+    char *b = jbuf[jnext++ % 24];
+    if (!isfinite(v))
+        snprintf(b, 640, "null");
+    else
+        snprintf(b, 640, "%.6g", v);
+    return b;
+}
+static const char *jstr(const char *s) {
+    char *b = jbuf[jnext++ % 24];
+    size_t n = 0;
+    for (; *s && n + 8 < 640; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if (ch == '"' || ch == '\\')
+            b[n++] = '\\', b[n++] = (char)ch;
+        else if (ch < 0x20)
+            n += (size_t)snprintf(b + n, 640 - n, "\\u%04x", ch);
+        else
+            b[n++] = (char)ch;
+    }
+    b[n] = 0;
+    return b;
+}
+
+/* The seconds of a forward by part, as a JSON object (null when not computed). */
+static const char *jparts(const gk_plan_parts *p) {
+    char *b = jbuf[jnext++ % 24];
+    if (!(p->total > 0))
+        snprintf(b, 640, "null");
+    else
+        snprintf(b, 640,
+                 "{\"matmul\": %.6g, \"dispatch\": %.6g, \"pool_jobs\": %.0f, \"geglu\": %.6g, "
+                 "\"attention\": %.6g, \"elementwise_pool\": %.6g, \"elementwise_serial\": "
+                 "%.6g, \"total\": %.6g}",
+                 p->matmul, p->dispatch, p->pool_runs, p->geglu, p->attention, p->ew_pool,
+                 p->ew_serial, p->total);
+    return b;
+}
 
 /* ------------------------------------------------------------- svg --- */
 
@@ -402,21 +447,25 @@ static int cmd_infer(const plan_opts *o) {
         model_summary(&pm, type, true);
         printf("\"fleet\": {\"devices\": %.0f, \"kind\": \"%s\", \"source\": \"%s\"},\n"
                "\"ctx\": %.0f,\n\"splits\": [\n",
-               n, hw.name, hw.source, io.n_ctx);
+               n, jstr(hw.name), jstr(hw.source), io.n_ctx);
         for (int i = 0; i < nr; i++) {
             gk_plan_infer *r = &rows[i];
             printf("  {\"tp\": %d, \"pp\": %d, \"replicas\": %.0f, \"weight_bytes_per_device\": "
-                   "%.6g, \"kv_bytes_per_seq_per_device\": %.6g, \"max_seqs\": %.0f, "
-                   "\"prompt_tps_bound\": %.6g, \"prompt_tps\": %.6g, \"gen_tps_bound\": %.6g, "
-                   "\"gen_tps\": %.6g, \"gen_comm_s\": %.6g, \"batch_seqs\": %.0f, "
-                   "\"batch_tps_bound\": %.6g, \"rank_mem\": {\"weights\": %.6g, "
-                   "\"replicated\": %.6g, \"kv\": %.6g, \"context\": %.6g, \"base\": %.6g, "
-                   "\"total\": %.6g}}%s\n",
+                   "%s, \"kv_bytes_per_seq_per_device\": %s, \"max_seqs\": %.0f, "
+                   "\"prompt_tps_bound\": %s, \"prompt_tps\": %s, \"gen_tps_bound\": %s, "
+                   "\"gen_tps\": %s, \"gen_comm_s\": %s, \"batch_seqs\": %.0f, "
+                   "\"batch_tps_bound\": %s, \"rank_mem\": {\"weights\": %s, "
+                   "\"replicated\": %s, \"kv\": %s, \"context\": %s, \"base\": %s, "
+                   "\"total\": %s}, \"prompt_parts_s\": %s, \"gen_parts_s\": %s}%s\n",
                    r->split.tp, r->split.pp, floor(n / (r->split.tp * r->split.pp)),
-                   r->weight_bytes_dev, r->kv_bytes_seq_dev, r->max_seqs, r->prompt_bound,
-                   r->prompt_expect, r->gen_bound, r->gen_expect, r->gen_comm_s, r->gen_batch_seqs,
-                   r->gen_batch_bound, r->rank_mem.weights, r->rank_mem.replicated, r->rank_mem.kv,
-                   r->rank_mem.context, r->rank_mem.base, r->rank_mem.total, i + 1 < nr ? "," : "");
+                   jnum(r->weight_bytes_dev), jnum(r->kv_bytes_seq_dev), r->max_seqs,
+                   jnum(r->prompt_bound), jnum(r->prompt_expect), jnum(r->gen_bound),
+                   jnum(r->gen_expect), jnum(r->gen_comm_s), r->gen_batch_seqs,
+                   jnum(r->gen_batch_bound), jnum(r->rank_mem.weights),
+                   jnum(r->rank_mem.replicated), jnum(r->rank_mem.kv), jnum(r->rank_mem.context),
+                   jnum(r->rank_mem.base), jnum(r->rank_mem.total), jparts(&r->prompt_parts),
+                   jparts(&r->gen_parts), i + 1 < nr ? "," : "");
+            jnext = 0;
         }
         printf("]\n}\n");
     } else {
@@ -433,15 +482,33 @@ static int cmd_infer(const plan_opts *o) {
                "batched gen tok/s");
         printf("%4s %4s %5s %11s %11s %8s | %8s %8s | %8s %8s | %9s |\n", "", "", "", "", "", "",
                "bound", "expect", "bound", "expect", "");
+        bool any_unknown = false;
         for (int i = 0; i < nr; i++) {
             gk_plan_infer *r = &rows[i];
-            printf("%4d %4d %5.0f %11s %11s %8.0f | %8s %8s | %8s %8s | %7.3g ms | %s "
+            char comm[32] = "n/a";
+            if (isfinite(r->gen_comm_s))
+                snprintf(comm, sizeof comm, "%.3g ms", 1e3 * r->gen_comm_s);
+            else
+                any_unknown = true;
+            printf("%4d %4d %5.0f %11s %11s %8.0f | %8s %8s | %8s %8s | %9s | %s "
                    "(%.0f seqs)\n",
                    r->split.tp, r->split.pp, floor(n / (r->split.tp * r->split.pp)),
                    SI(r->weight_bytes_dev, "B"), SI(r->kv_bytes_seq_dev, "B"), r->max_seqs,
                    RATE(r->prompt_bound), RATE(r->prompt_expect), RATE(r->gen_bound),
-                   RATE(r->gen_expect), 1e3 * r->gen_comm_s, RATE(r->gen_batch_bound),
-                   r->gen_batch_seqs);
+                   RATE(r->gen_expect), comm, RATE(r->gen_batch_bound), r->gen_batch_seqs);
+        }
+        for (int i = 0; i < nr; i++) {
+            const gk_plan_infer *r = &rows[i];
+            for (int k = 0; k < 2; k++) {
+                const gk_plan_parts *p = k ? &r->gen_parts : &r->prompt_parts;
+                if (!(p->total > 0)) continue;
+                if (!i && !k) printf("\ntime by part (calibrated rates, forward.c's calls):\n");
+                printf("  tp %d, %s: %.4g ms = matmuls %.3g + %.0f pool jobs %.3g + GeGLU %.3g + "
+                       "attention %.3g + elementwise %.3g (pool) %.3g (one thread)\n",
+                       r->split.tp, k ? "one generated token" : "the whole prompt", 1e3 * p->total,
+                       1e3 * p->matmul, p->pool_runs, 1e3 * p->dispatch, 1e3 * p->geglu,
+                       1e3 * p->attention, 1e3 * p->ew_pool, 1e3 * p->ew_serial);
+            }
         }
         bool any_mem = false;
         for (int i = 0; i < nr; i++) any_mem |= rows[i].rank_mem.total > 0;
@@ -467,6 +534,9 @@ static int cmd_infer(const plan_opts *o) {
         printf("\ntp: tensor parallel as grok.c splits (two all-reduces of %u values per layer "
                "per token); pp: pipeline stages needed to fit; repl: independent replicas.\n",
                pm.s.n_embd);
+        if (any_unknown)
+            printf("n/a: the device preset gives no bandwidth (link_bw / net_bw) for the link "
+                   "this split needs, so its communication time is unknown.\n");
     }
     if (o->svg) {
         /* tokens/s of one sequence against TP ranks for several links */
@@ -731,21 +801,57 @@ static void bw_part(void *arg, int ith, int nth) {
     j->sum[ith] = s;
 }
 
-/* Every rate is a mean over at least CAL_MIN_S seconds (and 2 runs), not a best
- * case: on shared cores it then sees the same share of the CPU as a long job. */
+/* Every figure is timed over at least CAL_MIN_S seconds in trials of at least
+ * CAL_TRIAL_S (3 or more), and is the median trial's time per repetition: on a quiet
+ * machine the same as the best, on shared cores the typical share of them over a
+ * stretch as long as a layer's work, as a `grok bench` run of a second sees it (a
+ * mean would let one descheduled trial count for many). */
 #define CAL_MIN_S 0.3
+#define CAL_TRIAL_S 0.02
 
-/* Mean time of a call of gk_matmul with T tokens over at least min_s seconds. */
+typedef struct {
+    double min_s, start, t0, best; /* best: the median trial's seconds per repetition */
+    long reps, trials;
+    double per[256];
+} cal_timer;
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static cal_timer cal_start(double min_s) {
+    double now = gk_time_s();
+    return (cal_timer){.min_s = min_s, .start = now, .t0 = now};
+}
+
+/* Counts one repetition; false when the timing is done (ct->best then holds the
+ * seconds of one repetition). */
+static bool cal_more(cal_timer *ct) {
+    double now = gk_time_s();
+    ct->reps++;
+    if (now - ct->t0 >= CAL_TRIAL_S) {
+        if (ct->trials < 256) ct->per[ct->trials++] = (now - ct->t0) / ct->reps;
+        ct->reps = 0;
+        ct->t0 = gk_time_s();
+    }
+    if (now - ct->start < ct->min_s || ct->trials < 3) return true;
+    qsort(ct->per, (size_t)ct->trials, sizeof(double), cmp_double);
+    ct->best = ct->per[ct->trials / 2];
+    return false;
+}
+
+/* Seconds of a call of gk_matmul with T tokens (cal_timer's figure). */
 static double time_matmul(gk_pool *pool, const void *w, gk_dtype t, size_t nb_row, int64_t rows,
                           int64_t cols, const float *x, float *y, int T, void *qbuf, double min_s) {
-    double t0 = gk_time_s(), el = 0;
-    int r = 0;
-    do {
-        gk_matmul(pool, y, w, t, nb_row, rows, x, cols, T, qbuf);
-        r++;
-        el = gk_time_s() - t0;
-    } while (el < min_s || r < 2);
-    return el / r;
+    cal_timer ct = cal_start(min_s);
+    do gk_matmul(pool, y, w, t, nb_row, rows, x, cols, T, qbuf);
+    while (cal_more(&ct));
+    return ct.best;
+}
+
+static void noop_job(void *arg, int ith, int nth) {
+    (void)arg, (void)ith, (void)nth;
 }
 
 /* Whether type name t is in the comma-separated list (NULL: every type). */
@@ -801,7 +907,9 @@ static int cmd_calibrate(int argc, char **argv, const plan_opts *o) {
              cores, gk_kernels_name(), nt);
     snprintf(hw.source, sizeof hw.source,
              "grok plan calibrate (grok %s): memory read bandwidth, "
-             "gk_matmul per weight type at batch 1 and 512, f32 dot, MPI all-reduce",
+             "pool dispatch, gk_matmul per weight type at batch 1 by size and at T = 8..512, "
+             "gk_geglu, f32 "
+             "dot, libm, MPI all-reduce",
              GK_VERSION);
     hw.threads = nt;
     hw.mem_bytes = (double)pages * psz;
@@ -856,14 +964,10 @@ static int cmd_calibrate(int argc, char **argv, const plan_opts *o) {
         return 0;
     }
     bw_job bj = {.buf = buf, .n = nbw};
-    double best, t0 = gk_time_s();
-    int nrep = 0;
-    do {
-        gk_pool_run(pool, bw_part, &bj);
-        nrep++;
-        best = (gk_time_s() - t0) / nrep;
-    } while (best * nrep < CAL_MIN_S || nrep < 2);
-    hw.mem_bw = nbw * sizeof(float) / best;
+    cal_timer ct = cal_start(CAL_MIN_S);
+    do gk_pool_run(pool, bw_part, &bj);
+    while (cal_more(&ct));
+    hw.mem_bw = nbw * sizeof(float) / ct.best;
     if (!quiet && dist.rank == 0) printf("memory read bandwidth   %.2f GB/s\n", hw.mem_bw / 1e9);
     /* matmuls: at batch 1 a matrix of 4096-wide rows and about 96 MiB, past the caches,
      * so it streams from memory as generation does on a model of real size; at batch 512
@@ -890,31 +994,35 @@ static int cmd_calibrate(int argc, char **argv, const plan_opts *o) {
             continue;
         size_t nb = gk_row_size((uint32_t)t, cols);
         if (!nb) continue;
-        int64_t rows1 = (int64_t)(big / nb);
-        if (rows1 > 32768) rows1 = 32768;
-        for (int64_t r = 0; r < rows1; r++) tt->from_float(x + (r % T) * cols, w + r * nb, cols);
-        double t1 = time_matmul(pool, w, (gk_dtype)t, nb, rows1, cols, x, y, 1, qbuf, CAL_MIN_S);
         double t5 = time_matmul(pool, w, (gk_dtype)t, nb, rows512, cols, x, y, T, qbuf, CAL_MIN_S);
-        hw.mm_bw1[t] = (double)nb * rows1 / t1;
         hw.mm_flops512[t] = 2.0 * rows512 * cols * T / t5;
         if (!quiet && dist.rank == 0)
-            printf("gk_matmul %-5s         batch 1: %7.2f GB/s of weights (%6.2f GFLOP/s); batch "
-                   "512: %7.2f GFLOP/s\n",
-                   tt->name, hw.mm_bw1[t] / 1e9, 2.0 * rows1 * cols / t1 / 1e9,
-                   hw.mm_flops512[t] / 1e9);
+            printf("gk_matmul %-5s         batch 512: %7.2f GFLOP/s (%d pool jobs a call)\n",
+                   tt->name, hw.mm_flops512[t] / 1e9, gk_plan_matmul_runs((uint32_t)t));
         hw.bf16_flops = fmax(hw.bf16_flops, hw.mm_flops512[t]);
-        /* prompt chunks and an expert's share of one: T = 8 .. 512 tokens on a 1024-row
-         * matrix of 512- and 4096-wide rows (the weights written again for each width) */
+        /* prompt chunks and an expert's share of one: T = 8 .. 512 tokens on 1024-row
+         * matrices of 512- and 4096-wide rows, a different one of the arena each call as
+         * a forward meets a model's (the weights written again for each width) */
         for (int c = 0; c < 2; c++) {
             int64_t wc = 512 << (3 * c);
             size_t nbc = gk_row_size((uint32_t)t, wc);
             if (!nbc) continue;
-            for (int64_t r = 0; r < 1024; r++) tt->from_float(x + (r % T) * wc, w + r * nbc, wc);
-            for (int k = 0; k < 4; k++) {
-                int Tk = 8 << (2 * k);
-                double tk =
-                    time_matmul(pool, w, (gk_dtype)t, nbc, 1024, wc, x, y, Tk, qbuf, CAL_MIN_S / 2);
-                hw.mm_flops_at[t][k][c] = 2.0 * 1024 * wc * Tk / tk;
+            for (int64_t r = 0; r < (int64_t)(big / nbc); r++)
+                tt->from_float(x + (r % T) * wc, w + r * nbc, wc);
+            /* 1024 rows, and 4096 (a call's fixed part and its part per row) */
+            for (int g = 0; g < 2; g++) {
+                int64_t rows = 1024 << (2 * g), n_mat = (int64_t)(big / ((size_t)rows * nbc));
+                for (int k = 0; k < 4; k++) {
+                    int Tk = 8 << (2 * k);
+                    int64_t mi = 0;
+                    cal_timer ct = cal_start(CAL_MIN_S / 2);
+                    do
+                        gk_matmul(pool, y, w + (mi++ % n_mat) * rows * nbc, (gk_dtype)t, nbc, rows,
+                                  x, wc, Tk, qbuf);
+                    while (cal_more(&ct));
+                    (g ? hw.mm_flops_at4k : hw.mm_flops_at)[t][k][c] =
+                        2.0 * rows * wc * Tk / ct.best;
+                }
             }
         }
         if (!quiet && dist.rank == 0)
@@ -925,47 +1033,57 @@ static int cmd_calibrate(int argc, char **argv, const plan_opts *o) {
                 hw.mm_flops_at[t][2][0] / 1e9, hw.mm_flops_at[t][3][0] / 1e9,
                 hw.mm_flops_at[t][0][1] / 1e9, hw.mm_flops_at[t][1][1] / 1e9,
                 hw.mm_flops_at[t][2][1] / 1e9, hw.mm_flops_at[t][3][1] / 1e9);
-        /* smaller matrices of 1024-wide rows, each read once in turn from the arena */
-        size_t nb1 = gk_row_size((uint32_t)t, 1024);
-        if (!nb1) continue;
-        for (int64_t r = 0; r < (int64_t)(big / nb1); r++)
-            tt->from_float(x + (r % T) * 1024, w + r * nb1, 1024);
-        for (int k = 0; k < 3; k++) {
-            size_t msz = (size_t)256 << (10 + 3 * k);
-            int64_t rows = (int64_t)(msz / nb1), n_mat = (int64_t)(big / (rows * nb1));
-            double t0 = gk_time_s(), bt;
-            int r = 0;
-            do {
-                for (int64_t mi = 0; mi < n_mat; mi++)
-                    gk_matmul(pool, y, w + mi * rows * nb1, (gk_dtype)t, nb1, rows, x, 1024, 1,
-                              qbuf);
-                r++;
-                bt = (gk_time_s() - t0) / r;
-            } while (bt * r < CAL_MIN_S || r < 2);
-            hw.mm_bw1_at[t][k] = (double)n_mat * rows * nb1 / bt;
-        }
         if (!quiet && dist.rank == 0)
-            printf("          %-5s         batch 1, 256 KiB / 2 MiB / 16 MiB matrices: %.2f / "
-                   "%.2f / %.2f GB/s\n",
-                   tt->name, hw.mm_bw1_at[t][0] / 1e9, hw.mm_bw1_at[t][1] / 1e9,
-                   hw.mm_bw1_at[t][2] / 1e9);
+            printf("          %-5s         4096 rows:   rows of 512: %.1f / %.1f / %.1f / %.1f "
+                   "GFLOP/s; of 4096: %.1f / %.1f / %.1f / %.1f\n",
+                   tt->name, hw.mm_flops_at4k[t][0][0] / 1e9, hw.mm_flops_at4k[t][1][0] / 1e9,
+                   hw.mm_flops_at4k[t][2][0] / 1e9, hw.mm_flops_at4k[t][3][0] / 1e9,
+                   hw.mm_flops_at4k[t][0][1] / 1e9, hw.mm_flops_at4k[t][1][1] / 1e9,
+                   hw.mm_flops_at4k[t][2][1] / 1e9, hw.mm_flops_at4k[t][3][1] / 1e9);
+        /* batch 1 (generation): matrices of 256 KiB .. 96 MiB with rows 1024 and 4096
+         * wide, each read once in turn from the 96 MiB arena as a model's are (past the
+         * caches; the smaller ones pay their dispatches as a model's small matrices do) */
+        for (int c = 0; c < 2; c++) {
+            int64_t wc = 1024 << (2 * c);
+            size_t nbc = gk_row_size((uint32_t)t, wc);
+            if (!nbc) continue;
+            for (int64_t r = 0; r < (int64_t)(big / nbc); r++)
+                tt->from_float(x + (r % T) * wc, w + r * nbc, wc);
+            for (int k = 0; k < 4; k++) {
+                size_t msz = k < 3 ? (size_t)256 << (10 + 3 * k) : big;
+                int64_t rows = (int64_t)(msz / nbc), n_mat = (int64_t)(big / (rows * nbc));
+                cal_timer ct = cal_start(CAL_MIN_S / 2);
+                do
+                    for (int64_t mi = 0; mi < n_mat; mi++)
+                        gk_matmul(pool, y, w + mi * rows * nbc, (gk_dtype)t, nbc, rows, x, wc, 1,
+                                  qbuf);
+                while (cal_more(&ct));
+                hw.mm_bw1_at[t][k][c] = (double)n_mat * rows * nbc / ct.best;
+            }
+        }
+        hw.mm_bw1[t] = hw.mm_bw1_at[t][3][1];
+        if (!quiet && dist.rank == 0)
+            for (int c = 0; c < 2; c++)
+                printf("          %-5s         batch 1, rows of %d, 256 KiB / 2 MiB / 16 MiB / 96 "
+                       "MiB matrices: %.2f / %.2f / %.2f / %.2f GB/s\n",
+                       tt->name, 1024 << (2 * c), hw.mm_bw1_at[t][0][c] / 1e9,
+                       hw.mm_bw1_at[t][1][c] / 1e9, hw.mm_bw1_at[t][2][c] / 1e9,
+                       hw.mm_bw1_at[t][3][c] / 1e9);
     }
     /* attention's inner loop: f32 dots of head_dim 128 over a cached K (one thread,
      * as each (token, head) item runs on one) times the threads */
     {
         gk_vec_dot_fn dot = gk_type_traits_of(GK_TYPE_F32)->vec_dot;
         const int keys = 8192, hd = 128;
-        double tb, t0 = gk_time_s();
         volatile float sink = 0;
-        int r = 0;
+        cal_timer ct = cal_start(CAL_MIN_S);
         do {
             float s = 0;
             for (int k = 0; k < keys; k++) s += dot(hd, x, buf + (size_t)k * hd);
             sink += s;
-            r++;
-            tb = (gk_time_s() - t0) / r;
-        } while (tb * r < CAL_MIN_S || r < 2);
+        } while (cal_more(&ct));
         (void)sink;
+        double tb = ct.best;
         /* q.k and P.V: two of these per key; P.V is a scalar-times-row loop of the same size */
         hw.attn_flops = 2.0 * hd * keys / tb * nt;
         if (!quiet && dist.rank == 0)
@@ -977,14 +1095,12 @@ static int cmd_calibrate(int argc, char **argv, const plan_opts *o) {
     for (int k = 0; k < 4; k++) {
         const int64_t Tn = 1024, nd = 128 << k;
         float *a = y, *b = x, *dw = (float *)w, *scr = y + Tn * nd;
-        double t0 = gk_time_s(), tp;
-        int r = 0;
+        cal_timer ct = cal_start(CAL_MIN_S);
         do {
             gk_tgemm_dx(pool, a, b, b + Tn * nd, Tn, nd, nd, false);
             gk_tgemm_dw(pool, dw, b, b + Tn * nd, Tn, nd, nd, scr);
-            r++;
-            tp = (gk_time_s() - t0) / r;
-        } while (tp * r < CAL_MIN_S || r < 2);
+        } while (cal_more(&ct));
+        double tp = ct.best;
         hw.tgemm_at[k] = 2.0 * 2.0 * Tn * nd * nd / tp;
         hw.tgemm_flops = hw.tgemm_at[k];
         if (!quiet && dist.rank == 0)
@@ -995,17 +1111,15 @@ static int cmd_calibrate(int argc, char **argv, const plan_opts *o) {
     for (int k = 0; k < 2; k++) {
         gk_vec_dot_fn dot = gk_type_traits_of(GK_TYPE_F32)->vec_dot;
         const int keys = 8192, hd = 32 << k;
-        double tb, t0 = gk_time_s();
         volatile float sink = 0;
-        int r = 0;
+        cal_timer ct = cal_start(CAL_MIN_S);
         do {
             float sacc = 0;
             for (int kk = 0; kk < keys; kk++) sacc += dot(hd, x, buf + (size_t)kk * hd);
             sink += sacc;
-            r++;
-            tb = (gk_time_s() - t0) / r;
-        } while (tb * r < CAL_MIN_S || r < 2);
+        } while (cal_more(&ct));
         (void)sink;
+        double tb = ct.best;
         hw.attn_at[k] = 2.0 * hd * keys / tb * nt;
     }
     hw.attn_at[2] = hw.attn_flops;
@@ -1032,7 +1146,7 @@ static int cmd_calibrate(int argc, char **argv, const plan_opts *o) {
             in[i + 1] = (float)(rad * sin(6.283185307179586 * u[1]));
         }
         for (int fn = 0; fn < 3; fn++) {
-            double t0 = gk_time_s(), el;
+            cal_timer ct = cal_start(CAL_MIN_S);
             long r = 0;
             do {
                 if (fn == 0)
@@ -1043,47 +1157,75 @@ static int cmd_calibrate(int argc, char **argv, const plan_opts *o) {
                     for (int i = 0; i < n; i++) outv[i] = tanhf(in[i]);
                 in[r % n] += outv[(r * 7) % n] * 1e-30f; /* keep the loops live */
                 r++;
-                el = gk_time_s() - t0;
-            } while (el < CAL_MIN_S || r < 2);
-            double rate = (double)n * r / el;
+            } while (cal_more(&ct));
+            double rate = (double)n / ct.best;
             *(fn == 0 ? &hw.exp_rate : fn == 1 ? &hw.erf_rate : &hw.tanh_rate) = rate;
         }
         if (!quiet)
             printf("libm, one thread        expf %.1f M/s, erff %.1f M/s, tanhf %.1f M/s\n",
                    hw.exp_rate / 1e6, hw.erf_rate / 1e6, hw.tanh_rate / 1e6);
+        /* the engine's GeGLU (gk_geglu over the pool, both GELUs) on 2^20 elements (a
+         * 512-token prompt's expert rows of 2048) of the same unit-scale activations,
+         * restored before each call (that copy timed apart and taken off) */
+        const int64_t ng = (int64_t)1 << 20;
+        float *ga = buf + 2 * n, *gb = ga + ng, *gsrc = gb + ng;
+        for (int64_t i = 0; i < ng; i++) gsrc[i] = in[i % n], gb[i] = in[(i * 7 + 3) % n];
+        cal_timer cc = cal_start(CAL_MIN_S / 2);
+        do memcpy(ga, gsrc, (size_t)ng * sizeof(float));
+        while (cal_more(&cc));
+        for (int g = 0; g < 2; g++) {
+            cal_timer ct = cal_start(CAL_MIN_S);
+            do {
+                memcpy(ga, gsrc, (size_t)ng * sizeof(float));
+                gk_geglu(pool, ga, gb, ng, g == 0 ? GK_GELU_ERF : GK_GELU_TANH);
+            } while (cal_more(&ct));
+            double tg = ct.best - cc.best;
+            if (tg < 0.25 * ct.best) tg = 0.25 * ct.best;
+            *(g == 0 ? &hw.geglu_erf : &hw.geglu_tanh) = (double)ng / tg;
+        }
+        if (!quiet)
+            printf("GeGLU (gk_geglu), %d threads: erf %.1f M/s, tanh %.1f M/s elements\n", nt,
+                   hw.geglu_erf / 1e6, hw.geglu_tanh / 1e6);
     }
     /* an elementwise pass on one thread (y = a x + b, f32: 12 bytes, 2 FLOPs per
      * element) over arrays of 256 KiB to 128 MiB in all */
     for (int k = 0; k < 4; k++) {
         size_t total = (size_t)256 << (10 + 3 * k), n = total / 12;
         float *a = buf, *b = buf + n, *yv = buf + 2 * n;
-        double t0 = gk_time_s(), el;
+        cal_timer ct = cal_start(CAL_MIN_S);
         long r = 0;
         do {
             float sc = 1.0f + (float)(r & 1) * 1e-7f;
             for (size_t i = 0; i < n; i++) yv[i] = a[i] * sc + b[i];
             r++;
-            el = gk_time_s() - t0;
-        } while (el < CAL_MIN_S || r < 2);
-        hw.ew_bw_at[k] = 12.0 * n * r / el;
+        } while (cal_more(&ct));
+        hw.ew_bw_at[k] = 12.0 * n / ct.best;
     }
     if (!quiet)
         printf("elementwise pass, one thread, 256 KiB / 2 MiB / 16 MiB / 128 MiB: %.2f / %.2f / "
                "%.2f / %.2f GB/s\n",
                hw.ew_bw_at[0] / 1e9, hw.ew_bw_at[1] / 1e9, hw.ew_bw_at[2] / 1e9,
                hw.ew_bw_at[3] / 1e9);
-    /* one parallel step of the pool: a 64 x 64 matmul of one token, the mean over
-     * CAL_MIN_S (on shared cores it includes the waits for a descheduled thread) */
+    /* one job handed to the pool with no work in it (gk_pool_run): the dispatch the
+     * engine pays per parallel step (the median trial; on shared cores it
+     * includes the waits for a descheduled thread) */
     {
-        double t0 = gk_time_s(), el;
-        long r = 0;
-        do {
-            gk_matmul(pool, y, w, GK_TYPE_F32, 64 * sizeof(float), 64, x, 64, 1, qbuf);
-            r++;
-            el = gk_time_s() - t0;
-        } while (el < CAL_MIN_S || r < 2);
-        hw.call_s = el / r;
-        if (!quiet && dist.rank == 0) printf("pool step (64x64 matmul) %.1f us\n", hw.call_s * 1e6);
+        cal_timer ct = cal_start(CAL_MIN_S);
+        do
+            for (int i = 0; i < 64; i++) gk_pool_run(pool, noop_job, NULL);
+        while (cal_more(&ct));
+        hw.call_s = ct.best / 64;
+        if (!quiet && dist.rank == 0) printf("pool job (no work)      %.2f us\n", hw.call_s * 1e6);
+    }
+    /* a parallel step with a little work in it, a 64 x 64 matmul of one token: what each
+     * of a training step's many small steps costs (the wait for the slower thread
+     * included) */
+    {
+        cal_timer ct = cal_start(CAL_MIN_S);
+        do gk_matmul(pool, y, w, GK_TYPE_F32, 64 * sizeof(float), 64, x, 64, 1, qbuf);
+        while (cal_more(&ct));
+        hw.step_s = ct.best;
+        if (!quiet && dist.rank == 0) printf("pool step (64x64 matmul) %.2f us\n", hw.step_s * 1e6);
     }
     if (dist.size < 2) {
         /* not measured: ranks on this machine, through its memory */

@@ -73,6 +73,9 @@ typedef void (*gk_pool_fn)(void *arg, int ith, int nth);
 gk_pool *gk_pool_new(int n_threads, gk_err *err);
 void gk_pool_free(gk_pool *p);
 int gk_pool_size(const gk_pool *p);
+/* Jobs handed to the workers so far (runs with more than one thread): what each
+ * costs is a dispatch, which grok plan counts (gk_decode_stats.pool_runs). */
+uint64_t gk_pool_runs(const gk_pool *p);
 void gk_pool_run(gk_pool *p, gk_pool_fn fn, void *arg);
 
 /* Splits [0, n) into nth nearly equal ranges; returns thread ith's [*lo, *hi). */

@@ -29,6 +29,7 @@ struct gk_pool {
     atomic_int done;     /* workers finished with the current job */
     atomic_int sleepers; /* workers in (or entering) the condition wait */
     atomic_bool quit;
+    uint64_t runs; /* jobs handed to the workers (gk_pool_runs); the caller's thread only */
 };
 
 typedef struct {
@@ -111,11 +112,16 @@ int gk_pool_size(const gk_pool *p) {
     return p ? p->n : 1;
 }
 
+uint64_t gk_pool_runs(const gk_pool *p) {
+    return p ? p->runs : 0;
+}
+
 void gk_pool_run(gk_pool *p, gk_pool_fn fn, void *arg) {
     if (!p || p->n == 1) {
         fn(arg, 0, 1);
         return;
     }
+    p->runs++;
     p->fn = fn;
     p->arg = arg;
     atomic_store_explicit(&p->done, 0, memory_order_relaxed);

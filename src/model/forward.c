@@ -67,6 +67,7 @@ struct gk_context {
     float *logits;              /* [n_logit_rows][n_vocab] */
     void *arena;                /* one allocation for the scratch above */
     gk_decode_stats stats;
+    uint64_t pool_runs0; /* gk_pool_runs at the last stats reset */
     /* tensor parallelism (m->tp.size > 1) */
     gk_dist *dist;
     gk_dist_wire wire;
@@ -880,10 +881,13 @@ uint64_t gk_context_kv_bytes(const gk_context *c) {
 }
 
 gk_decode_stats gk_context_stats(const gk_context *c) {
-    return c->stats;
+    gk_decode_stats s = c->stats;
+    s.pool_runs = (double)(gk_pool_runs(c->pool) - c->pool_runs0);
+    return s;
 }
 void gk_context_stats_reset(gk_context *c) {
     memset(&c->stats, 0, sizeof c->stats);
+    c->pool_runs0 = gk_pool_runs(c->pool);
 }
 
 const char *gk_cache_type_name(gk_cache_type t) {
@@ -977,6 +981,21 @@ size_t gk_context_tp_bytes(const gk_ctx_dims *x, int size, int rank, size_t v_n,
     }
     if (parts) memcpy(parts, p, sizeof p);
     return p[0] + p[1] + p[2] + p[3];
+}
+
+size_t gk_context_chunk_bytes(const gk_ctx_dims *x, size_t k, size_t *n_parts, size_t *cx_size,
+                              size_t *cq_size) {
+    if (k < 1) k = 1;
+    size_t cw = x->nq > x->F ? x->nq : x->F;
+    if (x->Fd > cw) cw = x->Fd;
+    cw /= k;
+    size_t cx = k > 1 ? (x->B * cw + 15) / 16 * 16 : 0;
+    size_t cq = (gk_matmul_qbuf_size((int64_t)cw, (int)x->B) + 63) / 64 * 64;
+    size_t np = 2 * (k - 1) * x->B * x->d;
+    if (n_parts) *n_parts = np;
+    if (cx_size) *cx_size = cx;
+    if (cq_size) *cq_size = cq;
+    return (np + x->nt * cx) * sizeof(float) + x->nt * cq + 64;
 }
 
 static gk_context *context_new(gk_model *m, const gk_context_params *params, gk_err *err) {
@@ -1115,15 +1134,10 @@ static gk_context *context_new(gk_model *m, const gk_context_params *params, gk_
     /* the summation tree's chunks: the other chunk sums of two products, and per
      * thread a chunk's packed columns and its converted activations */
     const size_t k = tp->sum_k > 1 ? tp->sum_k : 1;
-    size_t cw = nq > F ? nq : F;
-    if (Fd > cw) cw = Fd;
-    cw /= k;
-    c->cx_size = k > 1 ? (B * cw + 15) / 16 * 16 : 0;
-    c->cq_size = (gk_matmul_qbuf_size((int64_t)cw, (int)B) + 63) / 64 * 64;
-    size_t n_parts = 2 * (k - 1) * B * d;
-    c->chunk_mem = gk_malloc_aligned((n_parts + (size_t)c->nt * c->cx_size) * sizeof(float) +
-                                         (size_t)c->nt * c->cq_size + 64,
-                                     err);
+    dims.nt = (size_t)c->nt;
+    size_t n_parts;
+    c->chunk_mem = gk_malloc_aligned(
+        gk_context_chunk_bytes(&dims, k, &n_parts, &c->cx_size, &c->cq_size), err);
     if (!c->chunk_mem) {
         gk_err_prefix(err, "context of %u x %u tokens", c->n_seq, c->n_ctx);
         goto fail;

@@ -131,6 +131,13 @@ size_t gk_context_arena_bytes(const gk_ctx_dims *x, size_t *sizes);
 size_t gk_context_tp_bytes(const gk_ctx_dims *x, int size, int rank, size_t v_n, size_t n_vocab,
                            size_t parts[4]);
 
+/* Bytes of the summation tree's chunk buffers with k chunks per rank (gk_tp.sum_k) and
+ * x->nt threads: the other k - 1 chunk sums of two products, and per thread a chunk's
+ * packed columns and its converted activations; n_parts (floats of the sums), cx_size
+ * (floats) and cq_size (bytes per thread) may be NULL. */
+size_t gk_context_chunk_bytes(const gk_ctx_dims *x, size_t k, size_t *n_parts, size_t *cx_size,
+                              size_t *cq_size);
+
 /* tp.c: the tensor-parallel split. */
 /* After the hyper-parameters: checks that the group's size can split the model
  * and sets this rank's counts (the file's shard keys for a per-rank file). */

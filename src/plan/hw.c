@@ -12,6 +12,7 @@
 #include "grok.h"
 
 #include "base/base.h"
+#include "kernels/gemm.h"
 #include "plan/plan.h"
 #include "tensor/dtype.h"
 
@@ -222,10 +223,14 @@ typedef struct {
 #define NF(f)                                                                                      \
     { #f, offsetof(gk_plan_hw, f) }
 static const num_field num_fields[] = {
-    NF(bf16_flops), NF(fp8_flops), NF(mem_bytes), NF(mem_bw),     NF(link_bw),     NF(link_lat),
-    NF(net_bw),     NF(net_lat),   NF(tdp_w),     NF(attn_flops), NF(tgemm_flops), NF(call_s),
-    NF(exp_rate),   NF(erf_rate),  NF(tanh_rate), NF(rss_base)};
+    NF(bf16_flops),  NF(fp8_flops), NF(mem_bytes),  NF(mem_bw),   NF(link_bw),
+    NF(link_lat),    NF(net_bw),    NF(net_lat),    NF(tdp_w),    NF(attn_flops),
+    NF(tgemm_flops), NF(call_s),    NF(exp_rate),   NF(erf_rate), NF(tanh_rate),
+    NF(rss_base),    NF(geglu_erf), NF(geglu_tanh), NF(step_s)};
 #undef NF
+
+/* The batch-1 grid: matrix sizes in KiB (256 KiB .. 96 MiB). */
+static const int bw1_kib[4] = {256, 2048, 16384, 98304};
 
 int gk_plan_hw_save(const gk_plan_hw *hw, const char *path, gk_err *err) {
     char tmp[4096];
@@ -248,17 +253,21 @@ int gk_plan_hw_save(const gk_plan_hw *hw, const char *path, gk_err *err) {
             fprintf(f, "ew_bw_at.%d = %.17g\n", 256 << (3 * k), hw->ew_bw_at[k]);
     for (int t = 0; t < GK_PLAN_N_TYPES; t++) {
         if (hw->mm_bw1[t] > 0) fprintf(f, "mm_bw1.%s = %.17g\n", gk_type_name(t), hw->mm_bw1[t]);
-        for (int k = 0; k < 3; k++)
-            if (hw->mm_bw1_at[t][k] > 0)
-                fprintf(f, "mm_bw1_at.%s.%d = %.17g\n", gk_type_name(t), 256 << (3 * k),
-                        hw->mm_bw1_at[t][k]);
+        for (int k = 0; k < 4; k++)
+            for (int c = 0; c < 2; c++)
+                if (hw->mm_bw1_at[t][k][c] > 0)
+                    fprintf(f, "mm_bw1_at.%s.%d.%d = %.17g\n", gk_type_name(t), bw1_kib[k],
+                            1024 << (2 * c), hw->mm_bw1_at[t][k][c]);
         if (hw->mm_flops512[t] > 0)
             fprintf(f, "mm_flops512.%s = %.17g\n", gk_type_name(t), hw->mm_flops512[t]);
         for (int k = 0; k < 4; k++)
             for (int c = 0; c < 2; c++)
-                if (hw->mm_flops_at[t][k][c] > 0)
-                    fprintf(f, "mm_flops_at.%s.%d.%d = %.17g\n", gk_type_name(t), 8 << (2 * k),
-                            512 << (3 * c), hw->mm_flops_at[t][k][c]);
+                for (int g = 0; g < 2; g++) {
+                    double v = g ? hw->mm_flops_at4k[t][k][c] : hw->mm_flops_at[t][k][c];
+                    if (v > 0)
+                        fprintf(f, "mm_flops_at%s.%s.%d.%d = %.17g\n", g ? "4k" : "",
+                                gk_type_name(t), 8 << (2 * k), 512 << (3 * c), v);
+                }
     }
     bool ok = !ferror(f);
     if (fclose(f) != 0) ok = false;
@@ -347,24 +356,29 @@ int gk_plan_hw_load(const char *path, gk_plan_hw *hw, gk_err *err) {
             found = true;
         }
         if (!found && !strncmp(k, "mm_bw1_at.", 10)) {
+            /* TYPE.KIB.COLS; files of grok before the 4096-wide column: TYPE.KIB (1024) */
             char tn[16];
-            int kib = 0, idx;
-            if (sscanf(k + 10, "%15[^.].%d", tn, &kib) != 2) goto bad;
+            int kib = 0, cols = 1024, idx = -1;
+            int nf = sscanf(k + 10, "%15[^.].%d.%d", tn, &kib, &cols);
+            if (nf < 2) goto bad;
             int t = gk_type_from_name(tn);
-            idx = kib == 256 ? 0 : kib == 2048 ? 1 : kib == 16384 ? 2 : -1;
-            if (t < 0 || t >= GK_PLAN_N_TYPES || idx < 0) goto bad;
-            hw->mm_bw1_at[t][idx] = x;
+            for (int i = 0; i < 4; i++)
+                if (kib == bw1_kib[i]) idx = i;
+            int ci = cols == 1024 ? 0 : cols == 4096 ? 1 : -1;
+            if (t < 0 || t >= GK_PLAN_N_TYPES || idx < 0 || ci < 0) goto bad;
+            hw->mm_bw1_at[t][idx][ci] = x;
             found = true;
         }
-        if (!found && !strncmp(k, "mm_flops_at.", 12)) {
+        if (!found && (!strncmp(k, "mm_flops_at.", 12) || !strncmp(k, "mm_flops_at4k.", 14))) {
             char tn[16];
             int tok = 0, cols = 0;
-            if (sscanf(k + 12, "%15[^.].%d.%d", tn, &tok, &cols) != 3) goto bad;
+            bool g4 = k[11] == '4';
+            if (sscanf(k + (g4 ? 14 : 12), "%15[^.].%d.%d", tn, &tok, &cols) != 3) goto bad;
             int t = gk_type_from_name(tn);
             int ti = tok == 8 ? 0 : tok == 32 ? 1 : tok == 128 ? 2 : tok == 512 ? 3 : -1;
             int ci = cols == 512 ? 0 : cols == 4096 ? 1 : -1;
             if (t < 0 || t >= GK_PLAN_N_TYPES || ti < 0 || ci < 0) goto bad;
-            hw->mm_flops_at[t][ti][ci] = x;
+            (g4 ? hw->mm_flops_at4k : hw->mm_flops_at)[t][ti][ci] = x;
             found = true;
         }
         if (!found && (!strncmp(k, "mm_bw1.", 7) || !strncmp(k, "mm_flops512.", 12))) {
@@ -422,33 +436,19 @@ static bool calibrated(const gk_plan_hw *hw) {
     return false;
 }
 
-static double op_matrix_bytes(const gk_plan_op *o) {
-    return (double)gk_row_size(o->type, o->cols) * (double)o->rows;
+int gk_plan_matmul_runs(uint32_t type) {
+    const gk_gemm_kernels *k = gk_gemm_kernels_of((gk_dtype)type);
+    if (k) return k->pack ? 2 : 1;
+    const gk_type_traits *tt = gk_type_traits_of(type);
+    return tt && tt->vec_dot_type != GK_TYPE_F32 ? 2 : 1;
 }
 
-/* Measured weight bytes/s at batch 1 for a matrix of `bytes`: log-linear between the
- * sizes calibrate measured (256 KiB, 2 MiB, 16 MiB, 96 MiB), clamped at the ends. Each rate is
- * net of the one pool step its calls paid (forward_time counts the steps). */
-static double batch1_rate(const gk_plan_hw *hw, uint32_t t, double bytes) {
-    double xs[4] = {256.0 * 1024, 2048.0 * 1024, 16384.0 * 1024, 96.0 * 1048576}, ys[4];
-    int n = 0;
-    double px[4];
-    for (int k = 0; k < 4; k++) {
-        double v = k < 3 ? hw->mm_bw1_at[t][k] : hw->mm_bw1[t];
-        if (v <= 0) continue;
-        /* each measured call paid one pool step; the forward counts its steps apart */
-        double tm = xs[k] / v, tp = tm - hw->call_s;
-        if (tp < 0.25 * tm) tp = 0.25 * tm;
-        px[n] = xs[k], ys[n++] = xs[k] / tp;
-    }
-    if (!n) return hw->mem_bw;
-    if (bytes <= px[0]) return ys[0];
-    for (int k = 0; k + 1 < n; k++)
-        if (bytes <= px[k + 1]) {
-            double f = log(bytes / px[k]) / log(px[k + 1] / px[k]);
-            return ys[k] + f * (ys[k + 1] - ys[k]);
-        }
-    return ys[n - 1];
+/* The rate of a gk_matmul call as calibrate timed it, its own dispatches included:
+ * the walk charges a matmul call that rate and no dispatch apart (taking a separately
+ * timed dispatch off would make a noisy one count twice). */
+static double net_rate(const gk_plan_hw *hw, uint32_t t, double work, double rate) {
+    (void)hw, (void)t, (void)work;
+    return rate;
 }
 
 /* Log-linear interpolation of rates measured at sizes xs (0 = not measured),
@@ -467,31 +467,71 @@ static double interp_rate(const double *xs, const double *ys, int n_pts, double 
     return py[n - 1];
 }
 
-/* FLOP/s of gk_matmul of type t over T tokens on rows of `cols`: between the
- * calibrated points (T = 8 .. 512, rows of 512 and 4096) log-linear in T and in the row
- * length, clamped at the ends; each point is net of the pool step its call paid
- * (forward_time counts the steps). Without them the batch-512 rate, then the peak. */
-static double matmul_rate(const gk_plan_hw *hw, uint32_t t, double T, double cols) {
-    static const double Ts[4] = {8, 32, 128, 512}, Cs[2] = {512, 4096};
-    double r[2];
-    int nc = 0;
+/* Between two row lengths a and b (rates ra, rb; 0 = not measured), log-linear in the
+ * length, clamped at the ends. */
+static double interp_cols(double ca, double ra, double cb, double rb, double cols) {
+    if (ra <= 0 || rb <= 0) return ra > 0 ? ra : rb;
+    if (cols <= ca) return ra;
+    if (cols >= cb) return rb;
+    return ra + log(cols / ca) / log(cb / ca) * (rb - ra);
+}
+
+/* Weight bytes/s of gk_matmul at batch 1 on a matrix of `bytes` with rows `cols`
+ * wide, net of its dispatches: log-linear between the sizes (256 KiB .. 96 MiB) and
+ * the row lengths (1024, 4096) calibrate measured, clamped at the ends. */
+static double batch1_rate(const gk_plan_hw *hw, uint32_t t, double bytes, double cols) {
+    double xs[4], r[2];
+    for (int k = 0; k < 4; k++) xs[k] = bw1_kib[k] * 1024.0;
     for (int c = 0; c < 2; c++) {
         double ys[4];
         for (int k = 0; k < 4; k++) {
-            double v = hw->mm_flops_at[t][k][c];
-            ys[k] = 0;
-            if (v <= 0) continue;
-            double fl = 2.0 * 1024.0 * Cs[c] * Ts[k], tm = fl / v, tn = tm - hw->call_s;
-            if (tn < 0.25 * tm) tn = 0.25 * tm;
-            ys[k] = fl / tn;
+            double v = hw->mm_bw1_at[t][k][c];
+            if (k == 3 && c == 1 && v <= 0) v = hw->mm_bw1[t];
+            ys[k] = v > 0 ? net_rate(hw, t, xs[k], v) : 0;
+        }
+        r[c] = interp_rate(xs, ys, 4, bytes, 0);
+    }
+    double v = interp_cols(1024, r[0], 4096, r[1], cols);
+    return v > 0 ? v : hw->mem_bw;
+}
+
+/* FLOP/s of gk_matmul of type t over T tokens on rows of `cols`, net of its
+ * dispatches: between the calibrated points (T = 8 .. 512, a 1024-row matrix of rows
+ * 512 and 4096 wide) log-linear in T and in the row length, clamped at the ends.
+ * Without them the batch-512 rate, then the peak. */
+static double grid_rate(const gk_plan_hw *hw, const double (*grid)[4][2], double rows, uint32_t t,
+                        double T, double cols) {
+    static const double Ts[4] = {8, 32, 128, 512}, Cs[2] = {512, 4096};
+    double r[2];
+    for (int c = 0; c < 2; c++) {
+        double ys[4];
+        for (int k = 0; k < 4; k++) {
+            double v = grid[t][k][c];
+            ys[k] = v > 0 ? net_rate(hw, t, 2.0 * rows * Cs[c] * Ts[k], v) : 0;
         }
         r[c] = interp_rate(Ts, ys, 4, T, 0);
-        if (r[c] > 0) nc++;
     }
-    if (nc < 2) return hw->mm_flops512[t] > 0 ? hw->mm_flops512[t] : hw->bf16_flops;
-    if (cols <= Cs[0]) return r[0];
-    if (cols >= Cs[1]) return r[1];
-    return r[0] + log(cols / Cs[0]) / log(Cs[1] / Cs[0]) * (r[1] - r[0]);
+    return interp_cols(Cs[0], r[0], Cs[1], r[1], cols);
+}
+
+static double matmul_rate(const gk_plan_hw *hw, uint32_t t, double T, double cols) {
+    double v = grid_rate(hw, hw->mm_flops_at, 1024, t, T, cols);
+    if (v > 0) return v;
+    return hw->mm_flops512[t] > 0 ? hw->mm_flops512[t] : hw->bf16_flops;
+}
+
+/* Seconds of the work of a call over `rows` rows (its dispatches apart) at the T grid:
+ * with both grids, linear in the rows through their 1024- and 4096-row times. */
+static double matmul_grid_seconds(const gk_plan_hw *hw, uint32_t t, double rows, double cols,
+                                  double T) {
+    double T8 = T < 8 ? 8 : T, r1 = grid_rate(hw, hw->mm_flops_at, 1024, t, T8, cols),
+           r4 = grid_rate(hw, hw->mm_flops_at4k, 4096, t, T8, cols);
+    if (r1 > 0 && r4 > 0) {
+        double t1 = 2.0 * 1024 * cols * T8 / r1, t4 = 2.0 * 4096 * cols * T8 / r4;
+        double per_row = (t4 - t1) / 3072.0, fixed = t1 - 1024.0 * per_row;
+        if (per_row > 0 && fixed >= 0) return (fixed + rows * per_row) * (T / T8);
+    }
+    return 2.0 * rows * cols * T / matmul_rate(hw, t, T8, cols);
 }
 
 /* Bytes/s of an elementwise pass whose arrays total `size` bytes, on one thread or
@@ -522,75 +562,219 @@ static double ew_time(const gk_plan_hw *hw, const gk_plan_ew *w, double size, in
     return t + (tb > tf ? tb : tf);
 }
 
+/* ------------------------------------------------ the engine's forward --- */
+
+/* What one forward costs, walked call by call as src/model/forward.c makes the calls:
+ * jobs handed to the pool, seconds of the matmuls at the calibrated rates (hw NULL:
+ * only the counts), and the elementwise work on the pool's threads (par) and on the
+ * calling thread (ser). */
+typedef struct {
+    const gk_plan_hw *hw;
+    int nt;
+    double runs;       /* every job handed to the pool (as gk_decode_stats.pool_runs) */
+    double runs_other; /* those not inside a timed gk_matmul call: charged a dispatch each */
+    double mm_s;
+    double geglu; /* GeGLU elements (gk_geglu, on the pool) */
+    gk_plan_ew par, ser;
+} fwd_walk;
+
+/* Seconds of one gk_matmul call's work (its dispatches apart): rows x cols of type t
+ * over T tokens, weight-bound or FLOP-bound. */
+static double mm_seconds(const gk_plan_hw *hw, uint32_t t, double rows, double cols, double T) {
+    double bytes = (double)gk_row_size(t, (int64_t)cols) * rows, flops = 2.0 * rows * cols * T;
+    double tb = bytes / batch1_rate(hw, t, bytes, cols);
+    double tf =
+        T > 1 ? matmul_grid_seconds(hw, t, rows, cols, T) : flops / matmul_rate(hw, t, 8, cols);
+    return tb > tf ? tb : tf;
+}
+
+/* n gk_matmul calls over the pool (gk_matmul2 fuses two matrices of one type into a
+ * call of 2 rows: the same dispatches as one). */
+static void walk_mm(fwd_walk *w, uint32_t t, double rows, double cols, double T, double n) {
+    if (w->nt > 1) w->runs += n * gk_plan_matmul_runs(t);
+    if (w->hw) w->mm_s += n * mm_seconds(w->hw, t, rows, cols, T);
+}
+
+/* n products summed by the summation tree (forward.c chunk_products) in k column
+ * chunks: when the threads divide k, one job of whole chunks, each chunk's matmul on
+ * its thread (no dispatch; the columns of T > 1 tokens packed first); else chunk
+ * after chunk over the pool. An expert's chunk adds gate x product into its sum. */
+static void walk_chunks(fwd_walk *w, uint32_t t, double rows, double cols, double T, double n,
+                        int k, bool expert) {
+    if (k <= 1) {
+        walk_mm(w, t, rows, cols, T, n);
+    } else if (k % w->nt == 0) {
+        if (w->nt > 1) w->runs += n, w->runs_other += n;
+        if (w->hw) w->mm_s += n * k * mm_seconds(w->hw, t, rows, cols / k, T);
+        if (T > 1) ew_pass(&w->par, n * T * cols, 8, 0);
+    } else {
+        if (w->nt > 1) w->runs += n * k * gk_plan_matmul_runs(t);
+        if (w->hw) w->mm_s += n * k * mm_seconds(w->hw, t, rows, cols / k, T);
+        if (T > 1) ew_pass(&w->ser, n * T * cols, 8, 0);
+    }
+    if (expert) ew_pass(k % w->nt == 0 ? &w->par : &w->ser, n * k * T * rows, 12, 2);
+}
+
+static const gk_plan_op *find_op(const gk_plan_model *pm, const char *name) {
+    for (int i = 0; i < pm->n_ops; i++)
+        if (!strcmp(pm->ops[i].name, name)) return &pm->ops[i];
+    return NULL;
+}
+
+/* One forward of n_tok tokens (of one sequence from position pos0) keeping n_logits
+ * logits, touched experts per MoE layer, tp ranks (each with its slice; the walk is of
+ * the whole model, its time divided by the caller). */
+static void walk_forward(fwd_walk *w, const gk_plan_model *pm, double T, double n_logits,
+                         double touched, double kv_elt, int tp) {
+    const gk_plan_shape *s = &pm->s;
+    const double d = s->n_embd, nq = (double)s->n_head * s->head_dim,
+                 nkv = (double)s->n_head_kv * s->head_dim, E = s->n_expert, K = s->n_expert_used;
+    uint32_t g = pm->sum_g > 1 ? pm->sum_g : 1;
+    const int k = g % (uint32_t)tp == 0 ? (int)(g / (uint32_t)tp) : 1;
+    /* the embedding rows, scaled */
+    ew_pass(&w->ser, T * d, 8, 1);
+    for (int i = 0; i < pm->n_ops; i++) {
+        const gk_plan_op *o = &pm->ops[i];
+        double L = o->n_layers, r = (double)o->rows, c = (double)o->cols;
+        bool summed = !strcmp(o->name, "attn_output") || !strncmp(o->name, "ffn_down", 8);
+        if (o->kind == GK_PLAN_OP_OUTPUT) {
+            if (n_logits > 0) walk_mm(w, o->type, r, c, n_logits, 1);
+        } else if (o->kind == GK_PLAN_OP_EXPERT) {
+            /* each touched expert runs on its share of the tokens (T k / touched) */
+            double Te = touched > 0 ? T * K / touched : 0;
+            if (summed)
+                walk_chunks(w, o->type, r, c, Te, L * touched, k, true);
+            else if (!strcmp(o->name, "ffn_up_exps"))
+                ; /* fused with the gate (gk_matmul2) */
+            else {
+                const gk_plan_op *up = find_op(pm, "ffn_up_exps");
+                bool fused = up && up->type == o->type && gk_gemm_kernels_of((gk_dtype)o->type);
+                walk_mm(w, o->type, fused ? 2 * r : r, c, Te, L * touched);
+                if (!fused && up) walk_mm(w, up->type, r, c, Te, L * touched);
+            }
+        } else if (o->kind == GK_PLAN_OP_LAYER) {
+            if (summed)
+                walk_chunks(w, o->type, r, c, T, L, k, false);
+            else if (!strcmp(o->name, "ffn_up"))
+                ;
+            else if (!strcmp(o->name, "ffn_gate")) {
+                const gk_plan_op *up = find_op(pm, "ffn_up");
+                bool fused = up && up->type == o->type && gk_gemm_kernels_of((gk_dtype)o->type);
+                walk_mm(w, o->type, fused ? 2 * r : r, c, T, L);
+                if (!fused && up) walk_mm(w, up->type, r, c, T, L);
+            } else
+                walk_mm(w, o->type, r, c, T, L);
+        }
+    }
+    const double nl = s->n_layer, moe = E > 0 ? nl - s->n_layer_dense : 0;
+    /* per layer: the attention's job, a GeGLU job per touched expert and dense MLP */
+    if (w->nt > 1) {
+        double jobs = nl + moe * touched + (s->n_ff ? nl : 0);
+        w->runs += jobs, w->runs_other += jobs;
+    }
+    /* GeGLU: GELU (erff or tanhf) and the product per element, on the pool */
+    w->geglu = T * (moe * K * (double)s->n_ff_exp + nl * s->n_ff);
+    /* on the calling thread, per layer and token: four RMSNorms (20 bytes, 6 FLOPs an
+     * element), two residual adds; RoPE of q and k; K and V stored in the cache's type;
+     * two tree sums of k chunks; the MoE's chunk sums zeroed, its expert rows gathered
+     * (the scatter is in the chunks), routing (the cap's tanhf, the softmax's expf);
+     * Grok-2's (MoE + MLP) / sqrt 2 per chunk */
+    ew_pass(&w->ser, T * d * nl, 4 * 20 + 2 * 12, 4 * 6 + 2);
+    ew_pass(&w->ser, T * (nq + nkv) * nl, 12, 3);
+    ew_pass(&w->ser, T * 2 * nkv * nl, 4 + kv_elt, 1);
+    ew_pass(&w->ser, 2 * (k - 1) * T * d * nl, 12, 1);
+    ew_pass(&w->ser, k * T * d * moe, 4, 0);
+    ew_pass(&w->ser, T * K * d * moe, 8, 0);
+    w->ser.exp += T * E * moe;
+    if (s->router_softcap > 0) w->ser.tanh += T * E * moe;
+    ew_pass(&w->ser, T * E * moe, 8, 2 + 2 * K);
+    if (s->n_ff && E > 0) ew_pass(&w->ser, k * T * d * nl, 12, 2);
+    /* the kept tokens: final norm, logits scaled and capped */
+    ew_pass(&w->ser, n_logits * d, 20, 6);
+    ew_pass(&w->ser, n_logits * s->n_vocab, 8, 2);
+    if (s->final_softcap > 0) w->ser.tanh += n_logits * s->n_vocab;
+}
+
+double gk_plan_forward_pool_runs(const gk_plan_model *pm, double n_tok, double n_logits,
+                                 double touched, int n_threads, int tp) {
+    fwd_walk w = {.nt = n_threads > 0 ? n_threads : 1};
+    walk_forward(&w, pm, n_tok, n_logits, touched, 4, tp > 0 ? tp : 1);
+    return w.runs;
+}
+
+/* The attention's job (forward.c attn_part) splits its (token, head) items over the
+ * threads in contiguous runs (gk_split), and a token at position p reads p + 1 keys:
+ * the job lasts as long as the busiest thread's keys. The factor by which that exceeds
+ * an even split (1 with one thread; towards 1.5 with 2 threads over a long prompt). */
+static double attn_imbalance(double T, double pos0, double n_head, int nt) {
+    if (nt <= 1 || T * n_head > 1e8) return 1.0;
+    int64_t n = (int64_t)(T * n_head), nh = (int64_t)n_head;
+    double total = 0, most = 0;
+    for (int i = 0; i < nt; i++) {
+        int64_t lo, hi;
+        gk_split(n, i, nt, &lo, &hi);
+        double keys = 0;
+        for (int64_t it = lo; it < hi; it++) keys += pos0 + (double)(it / nh) + 1.0;
+        total += keys;
+        most = keys > most ? keys : most;
+    }
+    return total > 0 ? most * nt / total : 1.0;
+}
+
+/* Seconds of a job handed to the pool: the cheaper of calibrate's two timings of one
+ * (no work in it, and a 64 x 64 matmul in it); on shared cores either can catch a
+ * descheduled thread, which a forward's jobs meet no more often than calibrate's. */
+static double job_s(const gk_plan_hw *hw) {
+    return hw->step_s > 0 && hw->step_s < hw->call_s ? hw->step_s : hw->call_s;
+}
+
 /* Seconds of one forward on a device that holds 1/share of every op, from the
  * measured per-type matmul rates (calibrated CPUs) or the peaks. */
 static double forward_time(const gk_plan_model *pm, const gk_plan_hw *hw, double n_tok, double pos0,
                            double n_logits, double kv_elt, double share, double eff_f, double eff_b,
-                           bool measured, bool batch1) {
+                           bool measured, int tp, gk_plan_parts *parts) {
     gk_plan_cost c = gk_plan_forward(pm, n_tok, pos0, n_logits, -1.0, kv_elt);
     double touched = gk_plan_experts_touched(&pm->s, n_tok);
     if (measured) {
-        double t = 0;
-        for (int i = 0; i < pm->n_ops; i++) {
-            double f, b;
-            gk_plan_op_work(pm, &pm->ops[i], n_tok, n_logits, touched, &f, &b);
-            const gk_plan_op *o = &pm->ops[i];
-            uint32_t ty = o->type;
-            double bw = batch1_rate(hw, ty, op_matrix_bytes(o));
-            /* the tokens of one call: the engine groups a chunk's tokens by expert, so
-             * each touched expert's matrices see n_tok top-k / touched of them */
-            double Tc = o->kind == GK_PLAN_OP_OUTPUT ? n_logits
-                        : o->kind == GK_PLAN_OP_EXPERT && touched > 0
-                            ? n_tok * pm->s.n_expert_used / touched
-                            : n_tok;
-            double fl = matmul_rate(hw, ty, Tc < 8 ? 8 : Tc, (double)o->cols);
-            double tb = b / bw, tf = f / fl;
-            t += batch1 || Tc < 8 ? (tb > tf ? tb : tf) : tf;
-        }
-        /* every matmul, the attention and each GeGLU product is one parallel step of the
-         * thread pool (forward.c); small models pay its dispatch more than their bytes */
-        double steps = 0;
-        for (int i = 0; i < pm->n_ops; i++) {
-            const gk_plan_op *o = &pm->ops[i];
-            if (o->kind == GK_PLAN_OP_LAYER) steps += o->n_layers;
-            if (o->kind == GK_PLAN_OP_EXPERT) steps += touched * o->n_layers;
-            if (o->kind == GK_PLAN_OP_OUTPUT && n_logits > 0) steps += 1;
-        }
-        steps +=
-            pm->s.n_layer * (1.0 + (pm->s.n_expert ? touched : 0.0) + (pm->s.n_ff ? 1.0 : 0.0));
-        t += steps * hw->call_s;
-        /* attention at the dot rate for its head size */
-        static const double hds[3] = {32, 64, 128};
-        double af = interp_rate(hds, hw->attn_at, 3, pm->s.head_dim,
-                                hw->attn_flops > 0 ? hw->attn_flops : hw->bf16_flops);
-        t += c.attn_flops / af + (c.kv_bytes_read + c.kv_bytes_written) / hw->mem_bw;
-        /* elementwise work (forward.c): on the pool, GeGLU's GELU per expert and dense
-         * MLP element and the attention softcap's tanhf and the softmax's expf per
-         * (head, key); on the calling thread, four RMSNorms (20 bytes, 6 FLOPs an
-         * element) and two residual adds (12 bytes, 1 FLOP) per layer, the MoE's
-         * gathers and scatters, and the final softcap's tanhf over the kept logits */
-        const gk_plan_shape *s = &pm->s;
         int nt = hw->threads > 0 ? hw->threads : 1;
-        double moe_layers = s->n_expert ? (double)s->n_layer - s->n_layer_dense : 0;
-        gk_plan_ew par = {0}, ser = {0};
-        double gelu = n_tok * (moe_layers * s->n_expert_used * (double)s->n_ff_exp +
-                               (double)s->n_layer * s->n_ff);
-        *(s->gelu_erf ? &par.erf : &par.tanh) += gelu;
-        ew_pass(&par, gelu, 12, 4);
+        fwd_walk w = {.hw = hw, .nt = nt};
+        walk_forward(&w, pm, n_tok, n_logits, touched, kv_elt, tp);
+        const gk_plan_shape *s = &pm->s;
+        gk_plan_parts p = {
+            .matmul = w.mm_s, .pool_runs = w.runs, .dispatch = w.runs_other * job_s(hw)};
+        /* GeGLU at the rate calibrate measured for gk_geglu; else its libm calls and
+         * its pass (12 bytes, 4 FLOPs an element) */
+        double gr = s->gelu_erf ? hw->geglu_erf : hw->geglu_tanh;
+        if (gr > 0)
+            p.geglu = w.geglu / gr;
+        else {
+            *(s->gelu_erf ? &w.par.erf : &w.par.tanh) += w.geglu;
+            ew_pass(&w.par, w.geglu, 12, 4);
+        }
+        /* attention at the dot rate for its head size, the cache's bytes at the memory's
+         * rate; its softmax's expf and softcap's tanhf per (head, key), on the pool */
+        static const double hds[3] = {32, 64, 128};
+        double af = interp_rate(hds, hw->attn_at, 3, s->head_dim,
+                                hw->attn_flops > 0 ? hw->attn_flops : hw->bf16_flops);
+        /* the attention's job: its dots, the cache's bytes, and the softmax's expf and
+         * the softcap's tanhf per (head, key), as long as its busiest thread */
         double pairs = s->attn == GK_PLAN_ATTN_GQA ? c.attn_flops / (4.0 * s->head_dim) : 0;
-        par.exp += pairs;
-        if (s->attn_softcap > 0) par.tanh += pairs;
-        ew_pass(&ser, n_tok * s->n_embd * s->n_layer, 4 * 20 + 2 * 12, 4 * 6 + 2);
-        /* MoE: output zeroed, expert rows gathered and scatter-added with their gates;
-         * routing: the cap's tanhf (Grok-2) and the softmax's expf per expert */
-        ew_pass(&ser, n_tok * s->n_embd * moe_layers, 4, 0);
-        ew_pass(&ser, n_tok * s->n_expert_used * (double)s->n_embd * moe_layers, 8 + 12, 2);
-        ser.exp += n_tok * s->n_expert * moe_layers;
-        if (s->router_softcap > 0) ser.tanh += n_tok * s->n_expert * moe_layers;
-        if (s->final_softcap > 0) ser.tanh += n_logits * s->n_vocab;
-        t += ew_time(hw, &par, 12.0 * gelu / s->n_layer, nt) +
-             ew_time(hw, &ser, 12.0 * n_tok * s->n_embd, 1);
-        return t / share;
+        gk_plan_ew aw = {.exp = pairs, .tanh = s->attn_softcap > 0 ? pairs : 0};
+        p.attention = (c.attn_flops / af + (c.kv_bytes_read + c.kv_bytes_written) / hw->mem_bw +
+                       ew_time(hw, &aw, 0, nt)) *
+                      attn_imbalance(n_tok, pos0, (double)s->n_head / tp, nt);
+        double gelu_row = n_tok * ((double)s->n_expert_used * s->n_ff_exp + s->n_ff);
+        p.ew_pool = ew_time(
+            hw, &w.par, 12.0 * (gelu_row > n_tok * s->n_embd ? gelu_row : n_tok * s->n_embd), nt);
+        p.ew_serial = ew_time(hw, &w.ser, 12.0 * n_tok * s->n_embd, 1);
+        p.total = p.matmul + p.dispatch + p.geglu + p.attention + p.ew_pool + p.ew_serial;
+        if (parts) {
+            parts->matmul += p.matmul / share, parts->dispatch += p.dispatch / share;
+            parts->geglu += p.geglu / share, parts->attention += p.attention / share;
+            parts->ew_pool += p.ew_pool / share, parts->ew_serial += p.ew_serial / share;
+            parts->pool_runs += p.pool_runs, parts->total += p.total / share;
+        }
+        return p.total / share;
     }
     double tf = (c.matmul_flops + c.attn_flops) / (hw->bf16_flops * eff_f * share);
     double tb = (c.weight_bytes + c.kv_bytes_read + c.kv_bytes_written + c.embd_bytes) /
@@ -605,6 +789,10 @@ static double comm_time(const gk_plan_model *pm, const gk_plan_hw *hw, const gk_
     bool tp_local = (uint32_t)sp->tp <= hw->domain;
     bool pp_local = (double)sp->tp * sp->pp <= hw->domain;
     double t = 0;
+    /* a preset without the link's bandwidth (a hand-written file): unknown, not free */
+    if ((sp->tp > 1 && !((tp_local ? hw->link_bw : hw->net_bw) > 0)) ||
+        (sp->pp > 1 && !((pp_local ? hw->link_bw : hw->net_bw) > 0)))
+        return NAN;
     if (sp->tp > 1)
         t += c.tp_msgs * (tp_local ? hw->link_lat : hw->net_lat) +
              c.tp_bytes * n_tok / (tp_local ? hw->link_bw : hw->net_bw);
@@ -665,9 +853,9 @@ int gk_plan_infer_eval(const gk_plan_model *pm, const gk_plan_hw *hw, double n_d
     double tpp = 0, tpe = 0, cpp = 0;
     for (double done = 0; done < o.n_prompt;) {
         double T = o.n_prompt - done < o.n_batch ? o.n_prompt - done : o.n_batch;
-        tpp += forward_time(pm, hw, T, done, 1, o.kv_elt_bytes, share, 1, 1, false, false);
+        tpp += forward_time(pm, hw, T, done, 1, o.kv_elt_bytes, share, 1, 1, false, tp, NULL);
         tpe += forward_time(pm, hw, T, done, 1, o.kv_elt_bytes, share, o.eff_flops, o.eff_bw, meas,
-                            false);
+                            tp, &r->prompt_parts);
         cpp += comm_time(pm, hw, &r->split, T, o.wire_bytes);
         done += T;
     }
@@ -675,11 +863,11 @@ int gk_plan_infer_eval(const gk_plan_model *pm, const gk_plan_hw *hw, double n_d
     r->prompt_expect = o.n_prompt / (tpe + cpp);
     /* generation: one token through every stage in turn (tp-way parallel) */
     double pos = o.gen_pos > 0 ? o.gen_pos : o.n_ctx / 2, gshare = tp;
-    double tg = forward_time(pm, hw, 1, pos, 1, o.kv_elt_bytes, gshare, 1, 1, false, true);
+    double tg = forward_time(pm, hw, 1, pos, 1, o.kv_elt_bytes, gshare, 1, 1, false, tp, NULL);
     r->gen_comm_s = comm_time(pm, hw, &r->split, 1, o.wire_bytes);
     r->gen_bound = 1.0 / (tg + r->gen_comm_s);
-    double tge =
-        forward_time(pm, hw, 1, pos, 1, o.kv_elt_bytes, gshare, o.eff_flops, o.eff_bw, meas, true);
+    double tge = forward_time(pm, hw, 1, pos, 1, o.kv_elt_bytes, gshare, o.eff_flops, o.eff_bw,
+                              meas, tp, &r->gen_parts);
     r->gen_expect = 1.0 / (tge + r->gen_comm_s);
     /* many sequences decoding together: weights read once per step */
     double B = r->max_seqs < 256 ? r->max_seqs : 256;
@@ -769,7 +957,7 @@ double gk_plan_train_step_time(const gk_plan_model *pm, const gk_plan_hw *hw, do
     tt.ew_par = ew_time(hw, &w.par, 8.0 * N * wide, nt);
     tt.opt = ew_time(hw, &w.opt_ser, 4.0 * P, 1) + ew_time(hw, &w.opt_par, 16.0 * P, nt);
     tt.transpose = w.transpose_bytes / ew_rate(hw, 8.0 * P, nt);
-    tt.pool = w.pool_runs * hw->call_s;
+    tt.pool = w.pool_runs * (hw->step_s > 0 ? hw->step_s : hw->call_s);
     tt.total = tt.gemm + tt.attn + tt.ew_ser + tt.ew_par + tt.opt + tt.transpose + tt.pool;
     if (out) *out = tt;
     return tt.total;

@@ -311,6 +311,42 @@ static gk_dtype mix_type(const mix_spec *m, const gk_plan_shape *s, const char *
     return m->km_base;
 }
 
+/* The type of the first matrix called name, -1 if none. */
+static int op_type(const gk_plan_model *pm, const char *name) {
+    for (int i = 0; i < pm->n_ops; i++)
+        if (!strcmp(pm->ops[i].name, name)) return (int)pm->ops[i].type;
+    return -1;
+}
+
+/* n splits a product's columns (of a matrix of type t) into whole blocks. */
+static bool cols_split(int t, int64_t cols, uint32_t n) {
+    if (t < 0) return true;
+    int64_t bs = gk_type_traits_of((uint32_t)t)->blck_size;
+    return cols % n == 0 && (cols / n) % bs == 0;
+}
+
+/* The summation tree's chunk count as src/model/tp.c sum_chunks finds it for a file:
+ * the largest n <= min(KV heads, GK_TP_MAX_CHUNKS) that divides the KV heads and the
+ * expert width and splits the columns of attn_output and the down matrices on block
+ * boundaries (test_plan checks it against gk_model_sum_chunks on real files). */
+static uint32_t plan_sum_chunks(const gk_plan_model *pm) {
+    const gk_plan_shape *s = &pm->s;
+    if (!s->variant || s->attn != GK_PLAN_ATTN_GQA) return 1;
+    uint32_t top = s->n_head_kv < GK_TP_MAX_CHUNKS ? s->n_head_kv : GK_TP_MAX_CHUNKS;
+    int64_t nq = (int64_t)s->n_head * s->head_dim;
+    for (uint32_t n = top; n > 1; n--) {
+        if (s->n_head_kv % n || s->n_ff_exp % n) continue;
+        if (!cols_split(op_type(pm, "attn_output"), nq, n) ||
+            !cols_split(op_type(pm, "ffn_down_exps"), s->n_ff_exp, n))
+            continue;
+        if (op_type(pm, "ffn_down") >= 0 &&
+            (s->n_ff % n || !cols_split(op_type(pm, "ffn_down"), s->n_ff, n)))
+            continue;
+        return n;
+    }
+    return 1;
+}
+
 int gk_plan_model_build(const gk_plan_shape *s, const char *mix, gk_plan_model *pm, gk_err *err) {
     if (gk_plan_shape_check(s, err) < 0) return -1;
     mix_spec mx;
@@ -362,6 +398,7 @@ int gk_plan_model_build(const gk_plan_shape *s, const char *mix, gk_plan_model *
     rc |= add_op(pm, "output", GK_PLAN_OP_OUTPUT, out_t, V, d, 1, err);
 #undef OP
     if (rc) return -1;
+    pm->sum_g = plan_sum_chunks(pm);
     /* norms: Grok's four sandwich norms per layer; others two; plus the final norm */
     pm->small_params = (double)d * ((s->variant ? 4.0 : 2.0) * nl + 1.0);
     return 0;
@@ -398,6 +435,7 @@ int gk_plan_model_from_model(const gk_model *m, gk_plan_model *pm, gk_err *err) 
     if (rc) return -1;
     pm->small_params = (double)hp->n_embd * (4.0 * hp->n_layer + 1.0);
     pm->meta_bytes = (double)gk_gguf_data_offset(m->gguf);
+    pm->sum_g = (uint32_t)gk_model_sum_chunks(m, NULL);
     return 0;
 }
 
@@ -802,8 +840,11 @@ int gk_plan_rank_memory(const gk_plan_model *pm, int tp, double n_ctx, double n_
                      .qconv_head = kv_elt_bytes >= 4   ? 0
                                    : kv_elt_bytes >= 2 ? gk_row_size(GK_TYPE_F16, (int64_t)hd)
                                                        : gk_row_size(GK_TYPE_Q8_0, (int64_t)hd)};
+    uint32_t sum_g = pm->sum_g > 1 ? pm->sum_g : 1;
+    size_t sum_k = sum_g % (uint32_t)tp == 0 ? sum_g / (uint32_t)tp : 1;
     out->context = (double)gk_context_arena_bytes(&x, NULL) +
-                   (double)gk_context_tp_bytes(&x, tp, 0, vn, s->n_vocab, NULL);
+                   (double)gk_context_tp_bytes(&x, tp, 0, vn, s->n_vocab, NULL) +
+                   (double)gk_context_chunk_bytes(&x, sum_k, NULL, NULL, NULL);
     out->base = base_bytes;
     out->total = out->weights + out->replicated + out->kv + out->context + out->base;
     return 0;

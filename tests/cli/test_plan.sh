@@ -88,6 +88,19 @@ if ! "$GROK" plan infer --model "$W/f.gguf" --fleet "2x$W/cal.preset" --tp 2 --c
     ! /usr/bin/python3 -c "import json,sys; m=json.load(open(sys.argv[1]))['splits'][0]['rank_mem']; assert m['total'] > m['weights'] > 0 and m['base'] == 1.5e7" "$W/j"; then
     echo "FAIL: grok plan infer --tp 2 --json has no rank_mem"; cat "$W/j"; fails=$((fails + 1))
 fi
+# a hand-written preset without a link bandwidth (and a quote in its source): the
+# splits' communication is unknown, so JSON gives null (valid JSON, no inf) and the
+# table says n/a and why
+printf 'name = nolink\nbf16_flops = 1e12\nmem_bytes = 1e9\nmem_bw = 1e11\nsource = a "quoted" \\ one\n' >"$W/nolink.preset"
+if ! "$GROK" plan infer --model grok-1 --type q4_0 --fleet "256x$W/nolink.preset" --ctx 1024 --json >"$W/j" ||
+    ! /usr/bin/python3 -c "
+import json,sys
+d=json.load(open(sys.argv[1]))
+assert d['fleet']['source'] == 'a \"quoted\" \\\\ one', d['fleet']['source']
+assert all(s['gen_comm_s'] is None and s['gen_tps'] is None for s in d['splits'])" "$W/j"; then
+    echo "FAIL: grok plan infer --json with a preset without link_bw is not valid JSON with nulls"; cat "$W/j"; fails=$((fails + 1))
+fi
+expect_ok "no bandwidth (link_bw / net_bw) for the link" plan infer --model grok-1 --type q4_0 --fleet "256x$W/nolink.preset" --ctx 1024
 printf 'mm_flops_at.q8_0.100.512 = 5e10\n' >>"$W/cal.preset"
 expect_fail "cal.preset:11: expected" plan infer --model "$W/m.gguf" --fleet "1x$W/cal.preset"
 

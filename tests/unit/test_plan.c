@@ -269,7 +269,7 @@ static void test_preset_file(void) {
     CHECK(gk_plan_hw_find("MI300X", &hw, &err) == 0);
     hw.mm_bw1[8] = 12.5e9;
     hw.mm_flops512[2] = 3e11;
-    hw.mm_bw1_at[8][1] = 7e9;
+    hw.mm_bw1_at[8][1][1] = 7e9;
     hw.tgemm_at[2] = 3e10;
     hw.call_s = 1.5e-5;
     hw.attn_at[0] = 4e9;
@@ -282,9 +282,9 @@ static void test_preset_file(void) {
     CHECK(gk_plan_hw_find(path, &back, &err) == 0);
     CHECK(!strcmp(back.name, "MI300X") && back.domain == 8 && back.threads == 2);
     CHECK(fabs(back.bf16_flops / hw.bf16_flops - 1) < 1e-5 && back.mm_bw1[8] == 12.5e9 &&
-          back.mm_flops512[2] == 3e11 && back.mm_bw1_at[8][1] == 7e9 && back.tgemm_at[2] == 3e10 &&
-          back.call_s == 1.5e-5 && back.attn_at[0] == 4e9 && back.exp_rate == 1.25e8 &&
-          back.ew_bw_at[3] == 6.5e9 && back.ew_bw_at[0] == 0);
+          back.mm_flops512[2] == 3e11 && back.mm_bw1_at[8][1][1] == 7e9 &&
+          back.tgemm_at[2] == 3e10 && back.call_s == 1.5e-5 && back.attn_at[0] == 4e9 &&
+          back.exp_rate == 1.25e8 && back.ew_bw_at[3] == 6.5e9 && back.ew_bw_at[0] == 0);
     FILE *f = fopen(path, "w");
     fputs("name = x\nbf16_flops = lots\n", f);
     fclose(f);
@@ -337,6 +337,12 @@ static void test_real_model(void) {
             CHECK_EQ(gk_plan_params(&pb), gk_plan_params(&pm));
             CHECK_EQ(gk_plan_params_active(&pb), gk_plan_params_active(&pm));
             if (t == 0) CHECK_EQ(gk_plan_weight_bytes(&pb), gk_plan_weight_bytes(&pm));
+            /* the summation tree's chunks: the engine's count (tp.c), and the plan's rule
+             * on the shape in the file's type */
+            gk_plan_model pt;
+            CHECK(gk_plan_model_build(&s, types[t], &pt, &err) == 0);
+            CHECK_EQ(pm.sum_g, (uint32_t)gk_model_sum_chunks(m, NULL));
+            CHECK_EQ(pt.sum_g, pm.sum_g);
             /* stored bytes of the matrices never exceed the file */
             CHECK(gk_plan_weight_bytes(&pm) <= (double)gk_model_file_size(m));
             gk_model_free(m);
@@ -412,7 +418,32 @@ static void test_engine_counters(void) {
                   "batch weight bytes %.17g: %.6g layer-experts", st.weight_bytes, n_touched);
         CHECK_EQ(gk_plan_forward(&pm, 12, 0, 1, n_touched / hp->n_layer, 4).weight_bytes,
                  st.weight_bytes);
+        /* one thread hands the pool nothing */
+        CHECK_EQ(st.pool_runs, 0);
         gk_context_free(c);
+        /* the jobs the engine hands its pool, which grok plan charges a dispatch each:
+         * with 2 threads the summation tree's chunks run one per thread in one job, with
+         * 3 chunk after chunk (when the chunk count is not a multiple of 3) */
+        for (int nt = 2; nt <= 3; nt++) {
+            cp.n_threads = nt;
+            c = gk_context_new(m, &cp, &err);
+            CHECK_MSG(c != NULL, "%s", err.msg);
+            if (!c) break;
+            for (int pos = 0; pos < 3; pos++) {
+                int32_t tok = (int32_t)((pos * 37 + 11) % hp->n_vocab);
+                CHECK(gk_decode(c, &tok, 1, &err) == 0);
+            }
+            st = gk_context_stats(c);
+            CHECK_EQ(st.pool_runs,
+                     3 * gk_plan_forward_pool_runs(&pm, 1, 1, hp->n_expert_used, nt, 1));
+            gk_context_truncate(c, 0);
+            gk_context_stats_reset(c);
+            CHECK(gk_decode(c, toks, 12, &err) == 0);
+            st = gk_context_stats(c);
+            CHECK_EQ(st.pool_runs,
+                     gk_plan_forward_pool_runs(&pm, 12, 1, n_touched / hp->n_layer, nt, 1));
+            gk_context_free(c);
+        }
         gk_model_free(m);
         unlink(path);
     }
@@ -618,11 +649,38 @@ static void test_rank_memory(void) {
     double arena = 752 * 4 + 4 * 292 + 64;
     double tpb = (16 + 32) * 4 + 64 + 2 * 8 + 14 * 4 + 8 + 16;
     CHECK(r.context > arena + tpb && r.context < arena + tpb + 4096); /* + the scratch */
+    /* the summation tree: 2 chunks (2 KV heads); over 2 ranks one each, so only the
+     * chunk matmul's converted activations: 4 rows of 8 inputs (a q8_K block of 292
+     * bytes each, rounded up to 64 bytes) and 64 bytes of slack */
+    CHECK_EQ(pm.sum_g, 2);
+    gk_ctx_dims x = {.B = 4, .d = 16, .nq = 8, .nkv = 4, .F = 4, .nt = 1};
+    CHECK_EQ(gk_context_chunk_bytes(&x, 1, NULL, NULL, NULL), 1216 + 64);
+    /* one process: 2 chunks; the second's sums of two products (2 x 4 x 16 floats), the
+     * packed columns of a chunk (4 tokens x 16 / 2, rounded up to 16 floats) per thread */
+    x.nq = 16, x.nkv = 8, x.F = 8;
+    CHECK_EQ(gk_context_chunk_bytes(&x, 2, NULL, NULL, NULL), (128 + 32) * 4 + 1216 + 64);
+    x.nt = 2;
+    CHECK_EQ(gk_context_chunk_bytes(&x, 2, NULL, NULL, NULL), (128 + 2 * 32) * 4 + 2 * 1216 + 64);
     CHECK_EQ(r.base, 1000);
     CHECK_EQ(r.total, r.weights + r.replicated + r.kv + r.context + r.base);
     /* one process: the whole model mapped (the tied embedding is read whole) */
     CHECK(gk_plan_rank_memory(&pm, 1, 10, 4, 1, 4, 0, &r, &err) == 0);
     CHECK_EQ(r.weights, 4.0 * (5392 - 144));
+    x = (gk_ctx_dims){.B = 4,
+                      .d = 16,
+                      .nq = 16,
+                      .nkv = 8,
+                      .F = 8,
+                      .E = 4,
+                      .half = 2,
+                      .nt = 1,
+                      .n_ctx = 10,
+                      .head_dim = 4,
+                      .n_head = 4,
+                      .n_logit_rows = 1,
+                      .V = 32,
+                      .n_seq = 1};
+    CHECK_EQ(r.context, gk_context_arena_bytes(&x, NULL) + (128 + 32) * 4 + 1216 + 64);
     CHECK_EQ(r.replicated, 2 * 4.0 * 144);
     /* bad splits and inputs */
     CHECK(gk_plan_rank_memory(&pm, 4, 10, 4, 1, 4, 0, &r, &err) < 0 && strstr(err.msg, "KV heads"));
@@ -704,6 +762,19 @@ static void test_prompt_rates(void) {
              196608 / R + 212992 * (1 / (0.75 * R) - 1 / R));
     /* generation (batch 1) does not use the grid */
     CHECK_EQ(rc.gen_expect, ra.gen_expect);
+    /* a call's time is linear in its rows through the 1024- and 4096-row grids: at equal
+     * rates that is the one grid's rate (no fixed part); with the 4096-row matrices
+     * twice as fast, a third of a 1024-row call's time is per row and two thirds fixed,
+     * so this model's calls (all under 1024 rows) take longer: 16 rows of the 512 ..
+     * 4096-wide grid cost (2048 + 16) / 3 / 16 = 43 times their flat-rate time */
+    gk_plan_hw d = b, e = b;
+    for (int k = 0; k < 4; k++)
+        for (int w = 0; w < 2; w++) d.mm_flops_at4k[0][k][w] = R, e.mm_flops_at4k[0][k][w] = 2 * R;
+    gk_plan_infer rd, re;
+    CHECK(gk_plan_infer_eval(&pm, &d, 1, 1, &o, &rd, &err) == 0);
+    CHECK(gk_plan_infer_eval(&pm, &e, 1, 1, &o, &re, &err) == 0);
+    CHECK(fabs(rd.prompt_parts.matmul / rb.prompt_parts.matmul - 1) < 1e-12);
+    CHECK(re.prompt_parts.matmul > 10 * rb.prompt_parts.matmul);
 }
 
 int main(void) {
