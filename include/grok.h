@@ -633,8 +633,9 @@ typedef struct gk_plan_hw {
     double call_s;      /* seconds per job handed to the thread pool (gk_pool_run, no work) */
     double step_s; /* seconds per parallel step with a little work in it (a 64 x 64 matmul of one
                       token): what a training step's many small steps cost each (0 = call_s) */
-    double attn_at[3];                    /* attn_flops for heads of 32, 64, 128 */
-    double exp_rate, erf_rate, tanh_rate; /* libm calls per second on one thread */
+    double attn_at[3]; /* attn_flops for heads of 32, 64, 128 */
+    double exp_rate, erf_rate,
+        tanh_rate; /* the engine's vector exp/erf/tanh: values per second on one thread */
     /* elements per second of the engine's GeGLU (gk_geglu, GELU by erf / by tanh) over
      * the threads, less its dispatch */
     double geglu_erf, geglu_tanh;

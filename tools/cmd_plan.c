@@ -1126,11 +1126,9 @@ static int cmd_calibrate(int argc, char **argv, const plan_opts *o) {
     if (!quiet)
         printf("attention, heads of 32 / 64 / 128: %.2f / %.2f / %.2f GFLOP/s\n",
                hw.attn_at[0] / 1e9, hw.attn_at[1] / 1e9, hw.attn_at[2] / 1e9);
-    /* the libm calls of the elementwise passes (GELU, softmax, softcaps), one thread:
-     * calls per second over 4096 arguments as GELU gets them, activations of unit scale
-     * (standard normal, by Box-Muller from a fixed LCG; erff takes x / sqrt 2 as
-     * gk_gelu_erf does). glibc's erff takes slower paths for larger arguments, so the
-     * rate depends on their scale. */
+    /* the engine's vector math of the elementwise passes (GELU, softmax, softcaps),
+     * one thread: values per second over 4096 arguments as GELU gets them,
+     * activations of unit scale (standard normal, by Box-Muller from a fixed LCG) */
     {
         const int n = 4096;
         float *in = buf, *outv = buf + n;
@@ -1149,12 +1147,7 @@ static int cmd_calibrate(int argc, char **argv, const plan_opts *o) {
             cal_timer ct = cal_start(CAL_MIN_S);
             long r = 0;
             do {
-                if (fn == 0)
-                    for (int i = 0; i < n; i++) outv[i] = expf(in[i]);
-                else if (fn == 1)
-                    for (int i = 0; i < n; i++) outv[i] = erff(in[i] * 0.70710678f);
-                else
-                    for (int i = 0; i < n; i++) outv[i] = tanhf(in[i]);
+                gk_vmath(fn == 0 ? GK_VM_EXP : fn == 1 ? GK_VM_ERF : GK_VM_TANH, outv, in, n);
                 in[r % n] += outv[(r * 7) % n] * 1e-30f; /* keep the loops live */
                 r++;
             } while (cal_more(&ct));
@@ -1162,7 +1155,7 @@ static int cmd_calibrate(int argc, char **argv, const plan_opts *o) {
             *(fn == 0 ? &hw.exp_rate : fn == 1 ? &hw.erf_rate : &hw.tanh_rate) = rate;
         }
         if (!quiet)
-            printf("libm, one thread        expf %.1f M/s, erff %.1f M/s, tanhf %.1f M/s\n",
+            printf("vector math, one thread exp %.1f M/s, erf %.1f M/s, tanh %.1f M/s\n",
                    hw.exp_rate / 1e6, hw.erf_rate / 1e6, hw.tanh_rate / 1e6);
         /* the engine's GeGLU (gk_geglu over the pool, both GELUs) on 2^20 elements (a
          * 512-token prompt's expert rows of 2048) of the same unit-scale activations,

@@ -621,6 +621,21 @@ static const gk_plan_op *find_op(const gk_plan_model *pm, const char *name) {
     return NULL;
 }
 
+/* Layers of op o (attn_k or attn_v) whose K and V products run as one fused call
+ * (forward.c: the same type and shape, and GEMM kernels for it, as gk_matmul2
+ * needs): as many as the partner op of the same type has, at most. */
+static double kv_fused_layers(const gk_plan_model *pm, const gk_plan_op *o) {
+    const char *other = !strcmp(o->name, "attn_k") ? "attn_v" : "attn_k";
+    if (!gk_gemm_kernels_of((gk_dtype)o->type)) return 0;
+    for (int i = 0; i < pm->n_ops; i++) {
+        const gk_plan_op *p = &pm->ops[i];
+        if (!strcmp(p->name, other) && p->type == o->type && p->rows == o->rows &&
+            p->cols == o->cols)
+            return p->n_layers < o->n_layers ? p->n_layers : o->n_layers;
+    }
+    return 0;
+}
+
 /* One forward of n_tok tokens (of one sequence from position pos0) keeping n_logits
  * logits, touched experts per MoE layer, tp ranks (each with its slice; the walk is of
  * the whole model, its time divided by the caller). */
@@ -657,7 +672,12 @@ static void walk_forward(fwd_walk *w, const gk_plan_model *pm, double T, double 
                 walk_chunks(w, o->type, r, c, T, L, k, false);
             else if (!strcmp(o->name, "ffn_up"))
                 ;
-            else if (!strcmp(o->name, "ffn_gate")) {
+            else if (!strcmp(o->name, "attn_k") || !strcmp(o->name, "attn_v")) {
+                /* K and V fused where they can be (one call of both, counted at K) */
+                double Lf = kv_fused_layers(pm, o);
+                if (Lf > 0 && !strcmp(o->name, "attn_k")) walk_mm(w, o->type, 2 * r, c, T, Lf);
+                if (L > Lf) walk_mm(w, o->type, r, c, T, L - Lf);
+            } else if (!strcmp(o->name, "ffn_gate")) {
                 const gk_plan_op *up = find_op(pm, "ffn_up");
                 bool fused = up && up->type == o->type && gk_gemm_kernels_of((gk_dtype)o->type);
                 walk_mm(w, o->type, fused ? 2 * r : r, c, T, L);
@@ -689,10 +709,13 @@ static void walk_forward(fwd_walk *w, const gk_plan_model *pm, double T, double 
     if (s->router_softcap > 0) w->ser.tanh += T * E * moe;
     ew_pass(&w->ser, T * E * moe, 8, 2 + 2 * K);
     if (s->n_ff && E > 0) ew_pass(&w->ser, k * T * d * nl, 12, 2);
-    /* the kept tokens: final norm, logits scaled and capped */
+    /* the kept tokens: final norm; the logits scaled and capped by a job on the pool */
     ew_pass(&w->ser, n_logits * d, 20, 6);
-    ew_pass(&w->ser, n_logits * s->n_vocab, 8, 2);
-    if (s->final_softcap > 0) w->ser.tanh += n_logits * s->n_vocab;
+    if (n_logits > 0) {
+        if (w->nt > 1) w->runs += 1, w->runs_other += 1;
+        ew_pass(&w->par, n_logits * s->n_vocab, 8, 2);
+        if (s->final_softcap > 0) w->par.tanh += n_logits * s->n_vocab;
+    }
 }
 
 double gk_plan_forward_pool_runs(const gk_plan_model *pm, double n_tok, double n_logits,
