@@ -200,6 +200,22 @@ static void pack_s_q6k(const float *x, int64_t n, uint8_t *dst) {
     pack_s(K_Q6K, x, n, dst);
 }
 
+/* The partial sums of a and b folded by half, per 128-bit lane: dwords
+ * (a0 + a2, b0 + b2, a1 + a3, b1 + b3) (fold32) or, as 64-bit pairs,
+ * (a0 + a2, a1 + a3, b0 + b2, b1 + b3) (fold64). The reductions below are made of them. */
+AI __m512i fold32(__m512i a, __m512i b) {
+    return _mm512_add_epi32(_mm512_unpacklo_epi32(a, b), _mm512_unpackhi_epi32(a, b));
+}
+AI __m512i fold64(__m512i a, __m512i b) {
+    return _mm512_add_epi32(_mm512_unpacklo_epi64(a, b), _mm512_unpackhi_epi64(a, b));
+}
+
+/* Four vectors of 4 groups x 4 partial sums (group g of P[i] in 128-bit lane g)
+ * -> lane 4 g + i: the sum of group g of P[i]. */
+AI __m512i sum4x4(const __m512i P[4]) {
+    return fold64(fold32(P[0], P[1]), fold32(P[2], P[3]));
+}
+
 /* 16 vectors, row r in the low half of v[r] and row r + 8 in its high half
  * (8 dwords each), transposed into o[k] = dword k of rows 0..15. */
 AI void transpose16x8(const __m512i v[8], __m512i o[8]) {
@@ -498,12 +514,7 @@ AI void strip_one(const int kind, int64_t n, const uint8_t *w, size_t nb_row, in
                     _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_and_si512(z, m4z), xl),
                     _mm512_and_si512(_mm512_srli_epi16(z, 4), m4z), xh);
             }
-            __m512i A0 = _mm512_add_epi32(_mm512_unpacklo_epi32(P[0], P[1]),
-                                          _mm512_unpackhi_epi32(P[0], P[1])),
-                    A1 = _mm512_add_epi32(_mm512_unpacklo_epi32(P[2], P[3]),
-                                          _mm512_unpackhi_epi32(P[2], P[3]));
-            /* lane L: rows 4L..4L+3 */
-            S = _mm512_add_epi32(_mm512_unpacklo_epi64(A0, A1), _mm512_unpackhi_epi64(A0, A1));
+            S = sum4x4(P); /* lane L: rows 4L..4L+3 */
         } else {
             const __m512i xv =
                 _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(x + b * 32)));
@@ -516,15 +527,7 @@ AI void strip_one(const int kind, int64_t n, const uint8_t *w, size_t nb_row, in
                                              _mm512_set1_epi8((char)0x80));
                 P[r] = _mm512_dpbusd_epi32(_mm512_setzero_si512(), v, xv);
             }
-            __m512i A[4], B[2];
-#pragma GCC unroll 4
-            for (int i = 0; i < 4; i++)
-                A[i] = _mm512_add_epi32(_mm512_unpacklo_epi32(P[2 * i], P[2 * i + 1]),
-                                        _mm512_unpackhi_epi32(P[2 * i], P[2 * i + 1]));
-#pragma GCC unroll 2
-            for (int i = 0; i < 2; i++)
-                B[i] = _mm512_add_epi32(_mm512_unpacklo_epi64(A[2 * i], A[2 * i + 1]),
-                                        _mm512_unpackhi_epi64(A[2 * i], A[2 * i + 1]));
+            const __m512i B[2] = {sum4x4(P), sum4x4(P + 4)};
             S = _mm512_add_epi32(_mm512_permutex2var_epi64(B[0], lo, B[1]),
                                  _mm512_permutex2var_epi64(B[0], hi, B[1]));
         }
@@ -582,12 +585,7 @@ AI void transpose16x16(__m512i v[16]) {
 /* Four vectors of 4 groups x 4 partial sums (group g of P[i] in 128-bit lane
  * g) -> the 16 group sums in order 4 i + g (lane 4 g + i before the permute). */
 AI __m512i reduce4x4(const __m512i P[4]) {
-    const __m512i A0 = _mm512_add_epi32(_mm512_unpacklo_epi32(P[0], P[1]),
-                                        _mm512_unpackhi_epi32(P[0], P[1])),
-                  A1 = _mm512_add_epi32(_mm512_unpacklo_epi32(P[2], P[3]),
-                                        _mm512_unpackhi_epi32(P[2], P[3]));
-    const __m512i S =
-        _mm512_add_epi32(_mm512_unpacklo_epi64(A0, A1), _mm512_unpackhi_epi64(A0, A1));
+    const __m512i S = sum4x4(P);
     const __m512i perm = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
     return _mm512_permutexvar_epi32(perm, S);
 }
@@ -595,15 +593,7 @@ AI __m512i reduce4x4(const __m512i P[4]) {
 /* Eight vectors of 2 groups x 8 partial sums (group h of P[i] in 256-bit half
  * h) -> the 16 sums in order 2 i + h. */
 AI __m512i reduce8x8(const __m512i P[8]) {
-    __m512i B[4], C[2];
-#pragma GCC unroll 4
-    for (int i = 0; i < 4; i++)
-        B[i] = _mm512_add_epi32(_mm512_unpacklo_epi32(P[2 * i], P[2 * i + 1]),
-                                _mm512_unpackhi_epi32(P[2 * i], P[2 * i + 1]));
-#pragma GCC unroll 2
-    for (int i = 0; i < 2; i++)
-        C[i] = _mm512_add_epi32(_mm512_unpacklo_epi64(B[2 * i], B[2 * i + 1]),
-                                _mm512_unpackhi_epi64(B[2 * i], B[2 * i + 1]));
+    const __m512i C[2] = {sum4x4(P), sum4x4(P + 4)};
     /* lane 4 l + i: P[i] (l = 0, 1) or P[4 + i] (l = 2, 3), half l % 2 */
     const __m512i E = _mm512_add_epi32(_mm512_shuffle_i32x4(C[0], C[1], 0x88),
                                        _mm512_shuffle_i32x4(C[0], C[1], 0xdd));
