@@ -3,7 +3,6 @@
  * 4 rows x 3 tokens for float weights, 4 x 2 for q8_0/q4_0. Called only after
  * gemm.c checked the CPU. The code is gemm_impl.h.
  */
-#define GEMM_VNNI 0
 #define GEMM_NINST 4
 #define GEMM_FR 4
 #define GEMM_FN 3

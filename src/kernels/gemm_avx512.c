@@ -39,15 +39,8 @@
 #include <stddef.h>
 #include <string.h>
 
-#define GEMM_VNNI 1
 #define GEMM_NINST 6
-#define GEMM_FR 4
-#define GEMM_FN 6
-#define GEMM_QR 4
-#define GEMM_QN 4
-#define GEMM_TABLE_FN impl_kernels
-static const gk_gemm_kernels *impl_kernels(gk_dtype type);
-#include "kernels/gemm_impl.h"
+#include "kernels/gemm_simd.h"
 
 /* ---------------------------------------------- float weights, 16 lanes --- */
 
@@ -941,6 +934,6 @@ const gk_gemm_kernels *gk_gemm_kernels_avx512(gk_dtype type) {
     case GK_TYPE_BF16:
         return &z_bf16;
     default:
-        return impl_kernels(type);
+        return NULL;
     }
 }

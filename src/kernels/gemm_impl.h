@@ -1,9 +1,8 @@
 /*
- * gemm_impl.h - the GEMM tile kernels (see gemm.h), included by gemm_avx2.c
- * (AVX2/FMA/F16C, 16 vector registers) and gemm_avx512.c (the same 8-lane code
- * with AVX-512VL's 32 registers and VNNI's vpdpbusd for the int8 products).
- * The includer defines GEMM_VNNI (0/1), GEMM_NINST (tokens per tile, at most
- * GK_GEMM_NMAX), the main tile shapes and GEMM_TABLE_FN (the exported lookup).
+ * gemm_impl.h - the 8-lane GEMM tile kernels (see gemm.h) of gemm_avx2.c
+ * (AVX2/FMA/F16C, 16 vector registers), which defines the main tile shapes and
+ * GEMM_TABLE_FN (the exported lookup). AVX-512 has its own tiles and strips
+ * (gemm_avx512.c).
  *
  * Per output element (weight row r, token t) the arithmetic is fixed:
  *   float weights: acc (8 lanes) = fma(w[k..k+8), x[k..k+8), acc) for k = 0, 8, ...;
@@ -13,28 +12,13 @@
  *                  (8 lanes), acc = fma(d_w * d_x, float(sums), acc); s = hsum8(acc).
  * Every tile shape runs exactly this per element (no shape-dependent blocking
  * of the sum), which is what makes a token's result independent of its batch.
- * The integer sums are exact, so the two instruction sets differ only in how
- * the same integers are formed.
+ * The integer sums are exact, so the AVX-512 strips (which form them with
+ * vpdpbusd) give the same integers.
  */
-#include "kernels/gemm.h"
+#include "kernels/gemm_simd.h"
 
-#include <immintrin.h>
 #include <math.h>
 #include <string.h>
-
-#define AI static inline __attribute__((always_inline))
-
-enum { K_F32, K_F16, K_BF16, K_Q8, K_Q4 };
-
-/* The one horizontal sum every element goes through: (lo + hi) halves, then
- * pairs, then the last two. */
-AI float hsum8(__m256 v) {
-    __m128 lo = _mm256_castps256_ps128(v), hi = _mm256_extractf128_ps(v, 1);
-    lo = _mm_add_ps(lo, hi);
-    lo = _mm_add_ps(lo, _mm_movehl_ps(lo, lo));
-    lo = _mm_add_ss(lo, _mm_movehdup_ps(lo));
-    return _mm_cvtss_f32(lo);
-}
 
 /* ------------------------------------------------------- float weights --- */
 
@@ -56,14 +40,6 @@ static __attribute__((noinline)) float tail_dot(int kind, const uint8_t *w, cons
         s = fmaf(wv, x[k], s);
     }
     return s;
-}
-
-/* Prefetch the next R-row tile while this one runs (rows are contiguous in a
- * matrix): for one or two tokens the weights stream from memory, and R short
- * streams defeat the hardware prefetcher. `done` bytes of each row are read. */
-AI void prefetch_next(const int R, const uint8_t *w, size_t nb_row, size_t done, int step) {
-    const char *next = (const char *)w + (size_t)R * nb_row + done * (size_t)R;
-    for (int p = 0; p < R * step; p += 64) _mm_prefetch(next + p, _MM_HINT_T0);
 }
 
 AI void ftile(const int kind, const int R, const int N, int64_t n, const uint8_t *w, size_t nb_row,
@@ -116,7 +92,7 @@ static void pack_q(const float *x, int64_t n, uint8_t *dst) {
         gk_block_q8_0 b;
         quant(x + ib * 32, &b, 32);
         d[ib] = gk_fp16_to_fp32(b.d);
-        for (int j = 0; j < 32; j++) dst[ib * 32 + j] = (uint8_t)b.qs[j] ^ (GEMM_VNNI ? 0x80 : 0);
+        memcpy(dst + ib * 32, b.qs, 32);
     }
 }
 
@@ -127,13 +103,13 @@ AI float load_fp16(const uint8_t *p) {
 }
 
 /* One weight block as 32 bytes in value order: Q8_0 signed values; Q4_0 its
- * nibbles (low nibbles = values 0..15, high = 16..31), minus 8 with VNNI. */
+ * nibbles (low nibbles = values 0..15, high = 16..31). */
 AI __m256i load_wq(const int kind, const uint8_t *b) {
     if (kind == K_Q8) return _mm256_loadu_si256((const __m256i *)(b + 2));
     const __m128i m4 = _mm_set1_epi8(0x0f);
     __m128i p = _mm_loadu_si128((const __m128i *)(b + 2));
     __m256i q = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(p, 4), m4), _mm_and_si128(p, m4));
-    return GEMM_VNNI ? _mm256_sub_epi8(q, _mm256_set1_epi8(8)) : q;
+    return q;
 }
 
 AI void qtile(const int kind, const int R, const int N, int64_t n, const uint8_t *w, size_t nb_row,
@@ -149,7 +125,6 @@ AI void qtile(const int kind, const int R, const int N, int64_t n, const uint8_t
 #pragma GCC unroll 8
         for (int t = 0; t < N; t++) acc[r][t] = _mm256_setzero_ps();
     const __m256i ones16 = _mm256_set1_epi16(1);
-    (void)ones16;
     for (int64_t ib = 0; ib < nb; ib++) {
         if (N <= 2) prefetch_next(R, w, nb_row, (size_t)ib * bsz, bsz);
         __m256i wq[GK_GEMM_RMAX], aux[GK_GEMM_RMAX];
@@ -159,30 +134,18 @@ AI void qtile(const int kind, const int R, const int N, int64_t n, const uint8_t
             const uint8_t *b = w + (size_t)r * nb_row + (size_t)ib * bsz;
             dw[r] = _mm256_set1_ps(load_fp16(b));
             wq[r] = load_wq(kind, b);
-#if GEMM_VNNI
-            /* (x + 128) . w - 128 * sum(w), per group of 4: the exact x . w */
-            aux[r] = _mm256_sub_epi32(
-                _mm256_setzero_si256(),
-                _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_set1_epi8((char)0x80), wq[r]));
-#else
             if (kind == K_Q8) aux[r] = _mm256_abs_epi8(wq[r]); /* |w|; w's sign goes onto x */
-#endif
         }
 #pragma GCC unroll 8
         for (int t = 0; t < N; t++) {
             const __m256i xq = _mm256_loadu_si256((const __m256i *)(xb + (size_t)t * xs + ib * 32));
             const __m256 dxv = _mm256_set1_ps(dx[t][ib]);
-#if !GEMM_VNNI
             /* Q4_0 as unsigned nibbles: q . x - 8 * sum(x) */
             __m256i corr = _mm256_setzero_si256();
             if (kind == K_Q4)
                 corr = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(8), xq), ones16);
-#endif
 #pragma GCC unroll 8
             for (int r = 0; r < R; r++) {
-#if GEMM_VNNI
-                __m256i s = _mm256_dpbusd_epi32(aux[r], xq, wq[r]);
-#else
                 __m256i s;
                 if (kind == K_Q8)
                     s = _mm256_madd_epi16(_mm256_maddubs_epi16(aux[r], _mm256_sign_epi8(xq, wq[r])),
@@ -190,7 +153,6 @@ AI void qtile(const int kind, const int R, const int N, int64_t n, const uint8_t
                 else
                     s = _mm256_sub_epi32(_mm256_madd_epi16(_mm256_maddubs_epi16(wq[r], xq), ones16),
                                          corr);
-#endif
                 acc[r][t] =
                     _mm256_fmadd_ps(_mm256_mul_ps(dw[r], dxv), _mm256_cvtepi32_ps(s), acc[r][t]);
             }
@@ -203,33 +165,6 @@ AI void qtile(const int kind, const int R, const int N, int64_t n, const uint8_t
 }
 
 /* ------------------------------------------------------------- tables --- */
-
-#define TILE_ARGS                                                                                  \
-    int64_t n, const uint8_t *w, size_t nb_row, const uint8_t *x, size_t xs, float *y, int64_t ldy
-#define DEF_TILE(body, kind, R, N)                                                                 \
-    static void tile_##kind##_##R##_##N(TILE_ARGS) {                                               \
-        body(K_##kind, R, N, n, w, nb_row, x, xs, y, ldy);                                         \
-    }
-#define DEF_ROW(body, kind, R)                                                                     \
-    DEF_TILE(body, kind, R, 1)                                                                     \
-    DEF_TILE(body, kind, R, 2)                                                                     \
-    DEF_TILE(body, kind, R, 3) DEF_TILE(body, kind, R, 4) DEF_ROW_WIDE(body, kind, R)
-#if GEMM_NINST > 4
-#define DEF_ROW_WIDE(body, kind, R) DEF_TILE(body, kind, R, 5) DEF_TILE(body, kind, R, 6)
-#define ROW_WIDE(kind, R) , tile_##kind##_##R##_5, tile_##kind##_##R##_6
-#else
-#define DEF_ROW_WIDE(body, kind, R)
-#define ROW_WIDE(kind, R)
-#endif
-#define DEF_KIND(body, kind)                                                                       \
-    DEF_ROW(body, kind, 1) DEF_ROW(body, kind, 2) DEF_ROW(body, kind, 3) DEF_ROW(body, kind, 4)
-#define ROW(kind, R)                                                                               \
-    {                                                                                              \
-        tile_##kind##_##R##_1, tile_##kind##_##R##_2, tile_##kind##_##R##_3,                       \
-            tile_##kind##_##R##_4 ROW_WIDE(kind, R)                                                \
-    }
-#define TABLE(kind)                                                                                \
-    { ROW(kind, 1), ROW(kind, 2), ROW(kind, 3), ROW(kind, 4) }
 
 DEF_KIND(ftile, F32)
 DEF_KIND(ftile, F16)
