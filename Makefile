@@ -13,7 +13,7 @@ PREFIX     ?= /usr/local
 MODEL      ?= models/default.gguf
 RANDOM_MODEL = $(BUILD)/random-grok2.gguf
 
-.PHONY: all setup setup-test build build-asan run test test-asan bench clean format install fuzz fuzz-merge
+.PHONY: all setup setup-test build build-asan run test test-asan bench clean format install fuzz fuzz-merge fuzz-total
 
 all: build
 
@@ -62,6 +62,10 @@ fuzz: setup
 
 fuzz-merge: setup
 	@ASAN_BUILD=$(ASAN_BUILD) JOBS=$(JOBS) ./scripts/fuzz.sh merge
+
+# CPU time each target has had over every recorded campaign (tests/fuzz/campaign.tsv).
+fuzz-total:
+	@./scripts/fuzz.sh total
 
 bench: build
 	@if [ -f $(MODEL) ]; then ./$(BUILD)/grok bench -m $(MODEL); \

@@ -7,6 +7,12 @@
 #   scripts/fuzz.sh merge      add to tests/fuzz/corpus/<name>/ the grown entries
 #                              (FUZZ_OUT/corpus/<target>) that add coverage (-merge=1)
 #   scripts/fuzz.sh list       print the targets found
+#   scripts/fuzz.sh record LABEL
+#                              add this campaign's totals per target (FUZZ_OUT/stats.tsv)
+#                              to the ledger tests/fuzz/campaign.tsv, as rows named LABEL
+#   scripts/fuzz.sh total      print the ledger's totals per target, plus the stats.tsv of
+#                              a FUZZ_OUT given (a campaign not recorded yet), against
+#                              FUZZ_GOAL_CPU_S (3600: one CPU-hour per target)
 #
 # Targets are found, not listed: every CMake target named fuzz_* in the sanitizer
 # build is one (tests/cmake/fuzz.cmake's gk_add_fuzzer makes them), so a parser's
@@ -58,9 +64,44 @@ die() {
 }
 
 case $MODE in
-run | merge | list) ;;
-*) die "unknown mode '$MODE' (run, merge or list)" ;;
+run | merge | list | record | total) ;;
+*) die "unknown mode '$MODE' (run, merge, list, record or total)" ;;
 esac
+
+# The ledger: one row per campaign and target (label, target, CPU seconds, runs, the
+# last cov and ft, findings), so that the CPU time a target has had is the sum of its
+# rows, whatever machine or session each campaign ran on.
+LEDGER=tests/fuzz/campaign.tsv
+# Totals per target of a stats.tsv (fuzz.sh run appends one row per target and run):
+# "target cpu_s runs cov ft findings", cov and ft from its last row.
+sum_stats() {
+    awk -F'\t' 'NF >= 12 && $4 ~ /^[0-9]+$/ { c[$2] += $4; r[$2] += $5; cov[$2] = $6; ft[$2] = $7; f[$2] += $12 }
+        END { for (t in c) printf "%s\t%d\t%d\t%s\t%s\t%d\n", t, c[t], r[t], cov[t], ft[t], f[t] }' "$1" | sort
+}
+if [[ $MODE == record ]]; then
+    label=${2:-}
+    [[ -n $label && $label != *$'\t'* ]] || die "record needs a label for the campaign (no tabs)"
+    [[ -s $OUT/stats.tsv ]] || die "no $OUT/stats.tsv to record (set FUZZ_OUT to the campaign's output)"
+    [[ -f $LEDGER ]] && cut -f1 "$LEDGER" | grep -qxF -- "$label" && die "the ledger already has '$label'"
+    [[ -f $LEDGER ]] || printf '# campaign\ttarget\tcpu_s\truns\tcov\tft\tfindings\n' >"$LEDGER"
+    sum_stats "$OUT/stats.tsv" | sed "s/^/$label\t/" >>"$LEDGER"
+    echo "recorded $(sum_stats "$OUT/stats.tsv" | wc -l) targets of $OUT/stats.tsv as '$label' in $LEDGER"
+    exit 0
+fi
+if [[ $MODE == total ]]; then
+    goal=${FUZZ_GOAL_CPU_S:-3600}
+    [[ $goal =~ ^[0-9]+$ ]] || die "FUZZ_GOAL_CPU_S must be a whole number of seconds"
+    rows=$(mktemp)
+    trap 'rm -f "$rows"' EXIT
+    [[ -f $LEDGER ]] && grep -v '^#' "$LEDGER" | cut -f2- >"$rows"
+    [[ -n ${FUZZ_OUT:-} && -s $OUT/stats.tsv ]] && sum_stats "$OUT/stats.tsv" >>"$rows" &&
+        echo "(with $OUT/stats.tsv, not in the ledger yet)"
+    printf '%-22s %9s %12s %9s %s\n' target cpu_s runs findings "goal ${goal} CPU-s"
+    awk -F'\t' -v goal="$goal" '{ c[$1] += $2; r[$1] += $3; f[$1] += $6 }
+        END { for (t in c) printf "%-22s %9d %12d %9d %s\n", t, c[t], r[t], f[t],
+              (c[t] >= goal ? "reached" : sprintf("%d CPU-s to go", goal - c[t])) }' "$rows" | sort
+    exit 0
+fi
 [[ $SECONDS_PER =~ ^[0-9]+$ && $SECONDS_PER -gt 0 ]] || die "FUZZ_SECONDS must be a positive integer"
 case $OUT in
 "$ROOT" | "$ROOT"/*) die "FUZZ_OUT ($OUT) must be outside the repository" ;;
