@@ -14,7 +14,7 @@
 #include "kernels/ops.h"
 #include "tensor/dtype.h"
 #include "dist/dist.h"
-#include "train/tgemm.h"
+#include "kernels/gemm.h"
 
 #include <errno.h>
 #include <math.h>
@@ -1090,21 +1090,42 @@ static int cmd_calibrate(int argc, char **argv, const plan_opts *o) {
             printf("attention (f32 dot)     %.2f GFLOP/s over %d threads\n", hw.attn_flops / 1e9,
                    nt);
     }
-    /* the training GEMM: dX = dY W and dW += dY^T X over 1024 tokens, for square
-     * matrices of 128 to 1024 (small models run it far from its peak) */
+    /* the training GEMM: dX = dY W and dW += dY^T X over 1024 tokens through
+     * gk_sgemm, laid out as tforward.c calls it, for square matrices of 128 to
+     * 1024 (small models run it far from its peak) */
     for (int k = 0; k < 4; k++) {
         const int64_t Tn = 1024, nd = 128 << k;
         float *a = y, *b = x, *dw = (float *)w, *scr = y + Tn * nd;
+        gk_sgemm gx = {.C = a,
+                       .ldc = nd,
+                       .A = b,
+                       .lda = nd,
+                       .B = b + Tn * nd,
+                       .ldb = nd,
+                       .M = Tn,
+                       .N = nd,
+                       .K = nd};
+        gk_sgemm gw = {.C = dw,
+                       .ldc = nd,
+                       .A = b,
+                       .lda = nd,
+                       .a_trans = true,
+                       .B = b + Tn * nd,
+                       .ldb = nd,
+                       .M = nd,
+                       .N = nd,
+                       .K = Tn,
+                       .acc = true};
         cal_timer ct = cal_start(CAL_MIN_S);
         do {
-            gk_tgemm_dx(pool, a, b, b + Tn * nd, Tn, nd, nd, false);
-            gk_tgemm_dw(pool, dw, b, b + Tn * nd, Tn, nd, nd, scr);
+            gk_sgemm_run(pool, &gx, NULL);
+            gk_sgemm_run(pool, &gw, scr);
         } while (cal_more(&ct));
         double tp = ct.best;
         hw.tgemm_at[k] = 2.0 * 2.0 * Tn * nd * nd / tp;
         hw.tgemm_flops = hw.tgemm_at[k];
         if (!quiet && dist.rank == 0)
-            printf("gk_tgemm %4d x %-4d     %.2f GFLOP/s (training: dX and dW over 1024 tokens)\n",
+            printf("gk_sgemm %4d x %-4d     %.2f GFLOP/s (training: dX and dW over 1024 tokens)\n",
                    (int)nd, (int)nd, hw.tgemm_at[k] / 1e9);
     }
     /* attention's dot for the head sizes of small models (same loop, one thread) */

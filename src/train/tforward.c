@@ -14,11 +14,12 @@
  *
  * Shapes: N = B*T tokens, d = n_embd, nq = n_head*head_dim, nkv =
  * n_head_kv*head_dim, E experts, K used, F expert width, Fd dense width.
- * Forward products go through gk_matmul (the inference GEMM); the backward
- * products through gk_tgemm. Attention keeps no T x T matrix: the backward
+ * Every product goes through the shared GEMM (kernels/gemm.h): the forward's
+ * through gk_matmul, as inference runs them; the backward's dX = dY W and
+ * dW += dY^T X through gk_sgemm. Attention keeps no T x T matrix: the backward
  * recomputes each row's scores (as flash attention does).
  */
-#include "train/tgemm.h"
+#include "kernels/gemm.h"
 #include "train/train.h"
 
 #include <math.h>
@@ -50,7 +51,7 @@ struct gk_tstate {
     /* backward scratch */
     float *dx, *dt1, *dxn, *dq, *dk, *dv, *datt, *xe, *buf1, *buf2, *buf3, *dye, *drl, *dgate;
     float *attn_scr; /* [nth][3*T] */
-    float *tbuf;     /* [N][max(V, nq, F, Fd, E)]: dY transposed for gk_tgemm_dw */
+    float *tbuf;     /* [N][max(V, nq, F, Fd, E)]: gk_sgemm's copy of dY transposed (mm_dw) */
     void *arena;
 };
 
@@ -70,6 +71,39 @@ static void mm2(gk_tstate *s, float *y1, const float *w1, float *y2, const float
     size_t nb = (size_t)n_in * sizeof(float);
     gk_matmul2(s->pool, y1, w1, GK_TYPE_F32, nb, y2, w2, GK_TYPE_F32, nb, n_out, x, n_in, (int)T,
                NULL);
+}
+
+/* dX[T][n_in] (+)= dY[T][n_out] W[n_out][n_in]: the input gradient of Y = X W^T. */
+static void mm_dx(gk_tstate *s, float *dx, const float *dy, const float *w, int64_t T,
+                  int64_t n_out, int64_t n_in, bool acc) {
+    gk_sgemm g = {.C = dx,
+                  .ldc = n_in,
+                  .A = dy,
+                  .lda = n_out,
+                  .B = w,
+                  .ldb = n_in,
+                  .M = T,
+                  .N = n_in,
+                  .K = n_out,
+                  .acc = acc};
+    gk_sgemm_run(s->pool, &g, NULL);
+}
+
+/* dW[n_out][n_in] += dY^T X over T tokens: the weight gradient of Y = X W^T. */
+static void mm_dw(gk_tstate *s, float *dw, const float *dy, const float *x, int64_t T,
+                  int64_t n_out, int64_t n_in) {
+    gk_sgemm g = {.C = dw,
+                  .ldc = n_in,
+                  .A = dy,
+                  .lda = n_out,
+                  .a_trans = true,
+                  .B = x,
+                  .ldb = n_in,
+                  .M = n_out,
+                  .N = n_in,
+                  .K = T,
+                  .acc = true};
+    gk_sgemm_run(s->pool, &g, s->tbuf);
 }
 
 /* out = x * r * w with r = 1/sqrt(mean(x^2) + eps), the rstd kept for the backward. */
@@ -435,8 +469,8 @@ static void moe_bwd(gk_tstate *s, const gk_tlayer *W, gk_tlayer *G, const tact *
             memcpy(s->xe + i * d, A->xn2 + t * d, (size_t)d * sizeof(float));
         }
         geglu_fwd(s, s->buf1, h1, h3, n * F); /* recomputed activation */
-        gk_tgemm_dw(s->pool, G->down_exps + e * d * F, s->dye, s->buf1, n, d, F, s->tbuf);
-        gk_tgemm_dx(s->pool, s->buf2, s->dye, W->down_exps + e * d * F, n, d, F, false);
+        mm_dw(s, G->down_exps + e * d * F, s->dye, s->buf1, n, d, F);
+        mm_dx(s, s->buf2, s->dye, W->down_exps + e * d * F, n, d, F, false);
         geglu_bwd_job gj = {.da = s->buf2,
                             .dh3 = s->buf3,
                             .h1 = h1,
@@ -444,10 +478,10 @@ static void moe_bwd(gk_tstate *s, const gk_tlayer *W, gk_tlayer *G, const tact *
                             .n = n * F,
                             .erf = cfg->gelu == GK_GELU_ERF};
         gk_pool_run(s->pool, geglu_bwd_part, &gj);
-        gk_tgemm_dw(s->pool, G->gate_exps + e * F * d, s->buf2, s->xe, n, F, d, s->tbuf);
-        gk_tgemm_dw(s->pool, G->up_exps + e * F * d, s->buf3, s->xe, n, F, d, s->tbuf);
-        gk_tgemm_dx(s->pool, s->buf1, s->buf2, W->gate_exps + e * F * d, n, F, d, false);
-        gk_tgemm_dx(s->pool, s->buf1, s->buf3, W->up_exps + e * F * d, n, F, d, true);
+        mm_dw(s, G->gate_exps + e * F * d, s->buf2, s->xe, n, F, d);
+        mm_dw(s, G->up_exps + e * F * d, s->buf3, s->xe, n, F, d);
+        mm_dx(s, s->buf1, s->buf2, W->gate_exps + e * F * d, n, F, d, false);
+        mm_dx(s, s->buf1, s->buf3, W->up_exps + e * F * d, n, F, d, true);
         for (int64_t i = 0; i < n; i++) {
             float *dxr = s->dxn + (int64_t)A->row_tok[r0 + i] * d;
             const float *src = s->buf1 + i * d;
@@ -481,8 +515,8 @@ static void moe_bwd(gk_tstate *s, const gk_tlayer *W, gk_tlayer *G, const tact *
             dr[e] = v;
         }
     }
-    gk_tgemm_dw(s->pool, G->router, s->drl, A->xn2, N, E, d, s->tbuf);
-    gk_tgemm_dx(s->pool, s->dxn, s->drl, W->router, N, E, d, true);
+    mm_dw(s, G->router, s->drl, A->xn2, N, E, d);
+    mm_dx(s, s->dxn, s->drl, W->router, N, E, d, true);
 }
 
 /* ------------------------------------------------------------- forward --- */
@@ -562,8 +596,8 @@ void gk_tbackward(gk_tstate *s, float ce_scale, float aux_scale) {
                   nkv = (int64_t)hp->n_head_kv * hd, Fd = hp->n_ff, V = hp->n_vocab;
     ce_job cj = {.s = s, .ce_scale = ce_scale};
     gk_pool_run(s->pool, ce_bwd_part, &cj); /* s->z now holds dLoss/dlogits */
-    gk_tgemm_dx(s->pool, s->dt1, s->z, Wv->output, N, V, d, false);
-    gk_tgemm_dw(s->pool, Gv->output, s->z, s->yf, N, V, d, s->tbuf);
+    mm_dx(s, s->dt1, s->z, Wv->output, N, V, d, false);
+    mm_dw(s, Gv->output, s->z, s->yf, N, V, d);
     rmsnorm_bwd(s->dx, false, Gv->output_norm, s->dt1, s->xf, Wv->output_norm, s->rf, N, d);
 
     for (int l = (int)hp->n_layer - 1; l >= 0; l--) {
@@ -575,8 +609,8 @@ void gk_tbackward(gk_tstate *s, float ce_scale, float aux_scale) {
         if (hp->variant == GK_VARIANT_GROK2) {
             for (int64_t i = 0; i < N * d; i++) s->dt1[i] /= 1.4142135623730951f;
             geglu_fwd(s, s->buf1, A->g, A->u, N * Fd);
-            gk_tgemm_dw(s->pool, G->ffn_down, s->dt1, s->buf1, N, d, Fd, s->tbuf);
-            gk_tgemm_dx(s->pool, s->buf2, s->dt1, W->ffn_down, N, d, Fd, false);
+            mm_dw(s, G->ffn_down, s->dt1, s->buf1, N, d, Fd);
+            mm_dx(s, s->buf2, s->dt1, W->ffn_down, N, d, Fd, false);
             geglu_bwd_job gj = {.da = s->buf2,
                                 .dh3 = s->buf3,
                                 .h1 = A->g,
@@ -584,10 +618,10 @@ void gk_tbackward(gk_tstate *s, float ce_scale, float aux_scale) {
                                 .n = N * Fd,
                                 .erf = tm->cfg.gelu == GK_GELU_ERF};
             gk_pool_run(s->pool, geglu_bwd_part, &gj);
-            gk_tgemm_dw(s->pool, G->ffn_gate, s->buf2, A->xn2, N, Fd, d, s->tbuf);
-            gk_tgemm_dw(s->pool, G->ffn_up, s->buf3, A->xn2, N, Fd, d, s->tbuf);
-            gk_tgemm_dx(s->pool, s->dxn, s->buf2, W->ffn_gate, N, Fd, d, false);
-            gk_tgemm_dx(s->pool, s->dxn, s->buf3, W->ffn_up, N, Fd, d, true);
+            mm_dw(s, G->ffn_gate, s->buf2, A->xn2, N, Fd, d);
+            mm_dw(s, G->ffn_up, s->buf3, A->xn2, N, Fd, d);
+            mm_dx(s, s->dxn, s->buf2, W->ffn_gate, N, Fd, d, false);
+            mm_dx(s, s->dxn, s->buf3, W->ffn_up, N, Fd, d, true);
         } else {
             memset(s->dxn, 0, (size_t)(N * d) * sizeof(float));
         }
@@ -595,8 +629,8 @@ void gk_tbackward(gk_tstate *s, float ce_scale, float aux_scale) {
         rmsnorm_bwd(s->dx, true, G->ffn_norm, s->dxn, A->xm, W->ffn_norm, A->r3, N, d);
         /* xm = x + norm(a): s->dx is dL/dxm and stays as the residual path of dL/dx */
         rmsnorm_bwd(s->dt1, false, G->attn_out_norm, s->dx, A->a, W->attn_out_norm, A->r2, N, d);
-        gk_tgemm_dw(s->pool, G->wo, s->dt1, A->att, N, d, nq, s->tbuf);
-        gk_tgemm_dx(s->pool, s->datt, s->dt1, W->wo, N, d, nq, false);
+        mm_dw(s, G->wo, s->dt1, A->att, N, d, nq);
+        mm_dx(s, s->datt, s->dt1, W->wo, N, d, nq, false);
         memset(s->dq, 0, (size_t)(N * nq) * sizeof(float));
         memset(s->dk, 0, (size_t)(N * nkv) * sizeof(float));
         memset(s->dv, 0, (size_t)(N * nkv) * sizeof(float));
@@ -606,12 +640,12 @@ void gk_tbackward(gk_tstate *s, float ce_scale, float aux_scale) {
                  s->rope_sin);
         rope_bwd(s->dk, s->B, s->T, (int)hp->n_head_kv, (int)hd, (int)hp->n_rot, s->rope_cos,
                  s->rope_sin);
-        gk_tgemm_dw(s->pool, G->wq, s->dq, A->xn1, N, nq, d, s->tbuf);
-        gk_tgemm_dw(s->pool, G->wk, s->dk, A->xn1, N, nkv, d, s->tbuf);
-        gk_tgemm_dw(s->pool, G->wv, s->dv, A->xn1, N, nkv, d, s->tbuf);
-        gk_tgemm_dx(s->pool, s->dxn, s->dq, W->wq, N, nq, d, false);
-        gk_tgemm_dx(s->pool, s->dxn, s->dk, W->wk, N, nkv, d, true);
-        gk_tgemm_dx(s->pool, s->dxn, s->dv, W->wv, N, nkv, d, true);
+        mm_dw(s, G->wq, s->dq, A->xn1, N, nq, d);
+        mm_dw(s, G->wk, s->dk, A->xn1, N, nkv, d);
+        mm_dw(s, G->wv, s->dv, A->xn1, N, nkv, d);
+        mm_dx(s, s->dxn, s->dq, W->wq, N, nq, d, false);
+        mm_dx(s, s->dxn, s->dk, W->wk, N, nkv, d, true);
+        mm_dx(s, s->dxn, s->dv, W->wv, N, nkv, d, true);
         rmsnorm_bwd(s->dx, true, G->attn_norm, s->dxn, A->x, W->attn_norm, A->r1, N, d);
     }
     for (int64_t t = 0; t < N; t++) {
