@@ -50,8 +50,9 @@ struct gk_tstate {
     int32_t *inp, *tgt;
     /* backward scratch */
     float *dx, *dt1, *dxn, *dq, *dk, *dv, *datt, *xe, *buf1, *buf2, *buf3, *dye, *drl, *dgate;
-    float *attn_scr; /* [nth][3*T] */
-    float *tbuf;     /* [N][max(V, nq, F, Fd, E)]: gk_sgemm's copy of dY transposed (mm_dw) */
+    float *attn_scr; /* [nth][scr_row]: a thread's attention rows (3 T) or logits (V) */
+    int64_t scr_row;
+    float *tbuf; /* [N][max(V, nq, F, Fd, E)]: gk_sgemm's copy of dY transposed (mm_dw) */
     void *arena;
 };
 
@@ -139,21 +140,10 @@ static void rmsnorm_bwd(float *dx, bool acc, float *dw, const float *dy, const f
     }
 }
 
-static inline float gelu_fwd(float x, bool erf) {
-    return erf ? gk_gelu_erf(x) : gk_gelu_tanh(x);
-}
-
-static inline float gelu_grad(float x, bool erf) {
-    if (erf)
-        return 0.5f * (1.0f + erff(x * 0.7071067811865476f)) +
-               x * expf(-0.5f * x * x) * 0.3989422804014327f;
-    const float c = 0.7978845608028654f;
-    float th = tanhf(c * (x + 0.044715f * x * x * x));
-    return 0.5f * (1.0f + th) + 0.5f * x * (1.0f - th * th) * c * (1.0f + 0.134145f * x * x);
-}
-
 /* GeGLU backward over n elements: given da (gradient of a = GELU(h1) * h3),
- * writes dh1 into da's place and dh3 into dh3. */
+ * writes dh1 into da's place and dh3 into dh3. GELU and its derivative come
+ * from the vector math (kernels/vmath.h) that the forward's gk_geglu uses, 256
+ * values at a time. */
 typedef struct {
     float *da, *dh3;
     const float *h1, *h3;
@@ -165,10 +155,35 @@ static void geglu_bwd_part(void *arg, int ith, int nth) {
     geglu_bwd_job *j = arg;
     int64_t lo, hi;
     gk_split(j->n, ith, nth, &lo, &hi);
-    for (int64_t i = lo; i < hi; i++) {
-        float x = j->h1[i], da = j->da[i];
-        j->dh3[i] = da * gelu_fwd(x, j->erf);
-        j->da[i] = da * j->h3[i] * gelu_grad(x, j->erf);
+    float u[256], e[256];
+    for (int64_t i0 = lo; i0 < hi; i0 += 256) {
+        const int64_t n = hi - i0 < 256 ? hi - i0 : 256;
+        const float *x = j->h1 + i0;
+        if (j->erf) { /* GELU = x/2 (1 + erf(x/sqrt 2)), GELU' = (1 + erf)/2 + x phi(x) */
+            for (int64_t i = 0; i < n; i++) {
+                u[i] = x[i] * 0.7071067811865476f;
+                e[i] = -0.5f * x[i] * x[i];
+            }
+            gk_vmath(GK_VM_ERF, u, u, n);
+            gk_vmath(GK_VM_EXP, e, e, n);
+            for (int64_t i = 0; i < n; i++) {
+                float da = j->da[i0 + i];
+                j->dh3[i0 + i] = da * ((0.5f * x[i]) * (1.0f + u[i]));
+                j->da[i0 + i] =
+                    da * j->h3[i0 + i] * (0.5f * (1.0f + u[i]) + x[i] * e[i] * 0.3989422804014327f);
+            }
+        } else { /* the tanh form: th = tanh(c (x + 0.044715 x^3)) */
+            const float c = 0.7978845608028654f;
+            for (int64_t i = 0; i < n; i++) u[i] = c * fmaf((0.044715f * x[i]) * x[i], x[i], x[i]);
+            gk_vmath(GK_VM_TANH, u, u, n);
+            for (int64_t i = 0; i < n; i++) {
+                float da = j->da[i0 + i], th = u[i];
+                j->dh3[i0 + i] = da * ((0.5f * x[i]) * (1.0f + th));
+                j->da[i0 + i] = da * j->h3[i0 + i] *
+                                (0.5f * (1.0f + th) + 0.5f * x[i] * (1.0f - th * th) * c *
+                                                          (1.0f + 0.134145f * x[i] * x[i]));
+            }
+        }
     }
 }
 
@@ -200,7 +215,7 @@ static void attn_fwd_part(void *arg, int ith, int nth) {
     const int64_t nq = (int64_t)nh * hd, nkv = (int64_t)hp->n_head_kv * hd;
     const float cap = hp->attn_softcap, scale = hp->attn_out_scale;
     gk_vec_dot_fn dot = gk_type_traits_of(GK_TYPE_F32)->vec_dot;
-    float *sc = s->attn_scr + (size_t)ith * 3 * T;
+    float *sc = s->attn_scr + (size_t)ith * s->scr_row;
     int64_t lo, hi;
     gk_split((int64_t)s->B * nh * T, ith, nth, &lo, &hi);
     for (int64_t it = lo; it < hi; it++) {
@@ -210,13 +225,16 @@ static void attn_fwd_part(void *arg, int ith, int nth) {
         const float *K = j->A->k + (int64_t)b * T * nkv + (h / group) * hd;
         const float *V = j->A->v + (int64_t)b * T * nkv + (h / group) * hd;
         float temp = temp_at(s->tm->cfg.attn_temp_len, t), mx = -INFINITY;
+        for (int k = 0; k <= t; k++) sc[k] = dot(hd, q, K + k * nkv) * scale;
+        gk_softcap_array(sc, t + 1, 1.0f, cap);
         for (int k = 0; k <= t; k++) {
-            float v = gk_softcap(dot(hd, q, K + k * nkv) * scale, cap) * temp;
-            sc[k] = v;
-            mx = v > mx ? v : mx;
+            sc[k] *= temp;
+            mx = sc[k] > mx ? sc[k] : mx;
         }
+        for (int k = 0; k <= t; k++) sc[k] -= mx;
+        gk_vmath(GK_VM_EXP, sc, sc, t + 1);
         double sum = 0.0;
-        for (int k = 0; k <= t; k++) sum += (sc[k] = expf(sc[k] - mx));
+        for (int k = 0; k <= t; k++) sum += sc[k];
         float inv = (float)(1.0 / sum);
         float *out = j->A->att + row * nq + h * hd;
         memset(out, 0, (size_t)hd * sizeof(float));
@@ -241,7 +259,7 @@ static void attn_bwd_part(void *arg, int ith, int nth) {
     const int64_t nq = (int64_t)hp->n_head * hd, nkv = (int64_t)nkvh * hd;
     const float cap = hp->attn_softcap, scale = hp->attn_out_scale;
     gk_vec_dot_fn dot = gk_type_traits_of(GK_TYPE_F32)->vec_dot;
-    float *P = s->attn_scr + (size_t)ith * 3 * T, *C = P + T, *dP = C + T;
+    float *P = s->attn_scr + (size_t)ith * s->scr_row, *C = P + T, *dP = C + T;
     int64_t lo, hi;
     gk_split((int64_t)s->B * nkvh, ith, nth, &lo, &hi);
     for (int64_t it = lo; it < hi; it++) {
@@ -255,15 +273,17 @@ static void attn_bwd_part(void *arg, int ith, int nth) {
                 const float *dO = s->datt + (base + t) * nq + h * hd;
                 float *dq = s->dq + (base + t) * nq + h * hd;
                 float temp = temp_at(s->tm->cfg.attn_temp_len, t), mx = -INFINITY;
+                for (int k = 0; k <= t; k++) C[k] = dot(hd, q, K + k * nkv) * scale;
+                gk_softcap_array(C, t + 1, 1.0f, cap);
                 for (int k = 0; k <= t; k++) {
-                    float raw = dot(hd, q, K + k * nkv) * scale;
-                    float c = gk_softcap(raw, cap);
-                    C[k] = cap > 0 ? c / cap : 0.0f; /* tanh, for the cap's derivative */
-                    P[k] = c * temp;
+                    P[k] = C[k] * temp;
+                    C[k] = cap > 0 ? C[k] / cap : 0.0f; /* tanh, for the cap's derivative */
                     mx = P[k] > mx ? P[k] : mx;
                 }
+                for (int k = 0; k <= t; k++) P[k] -= mx;
+                gk_vmath(GK_VM_EXP, P, P, t + 1);
                 double sum = 0.0;
-                for (int k = 0; k <= t; k++) sum += (P[k] = expf(P[k] - mx));
+                for (int k = 0; k <= t; k++) sum += P[k];
                 float inv = (float)(1.0 / sum);
                 double pdp = 0.0;
                 for (int k = 0; k <= t; k++) {
@@ -319,15 +339,16 @@ static void ce_fwd_part(void *arg, int ith, int nth) {
     const int64_t V = hp->n_vocab;
     int64_t lo, hi;
     gk_split(s->N, ith, nth, &lo, &hi);
+    float *e = s->attn_scr + (size_t)ith * s->scr_row;
     double ce = 0.0;
     for (int64_t t = lo; t < hi; t++) {
         float *z = s->z + t * V, mx = -INFINITY;
-        for (int64_t v = 0; v < V; v++) {
-            z[v] = gk_softcap(z[v] * hp->logit_scale, hp->final_softcap);
-            mx = z[v] > mx ? z[v] : mx;
-        }
+        gk_softcap_array(z, V, hp->logit_scale, hp->final_softcap);
+        for (int64_t v = 0; v < V; v++) mx = z[v] > mx ? z[v] : mx;
+        for (int64_t v = 0; v < V; v++) e[v] = z[v] - mx;
+        gk_vmath(GK_VM_EXP, e, e, V);
         double sum = 0.0;
-        for (int64_t v = 0; v < V; v++) sum += expf(z[v] - mx);
+        for (int64_t v = 0; v < V; v++) sum += e[v];
         s->lse[t] = mx + (float)log(sum);
         ce += (double)s->lse[t] - z[s->tgt[t]];
     }
@@ -341,12 +362,15 @@ static void ce_bwd_part(void *arg, int ith, int nth) {
     const gk_hparams *hp = &s->tm->hp;
     const int64_t V = hp->n_vocab;
     const float fcap = hp->final_softcap;
+    float *e = s->attn_scr + (size_t)ith * s->scr_row;
     int64_t lo, hi;
     gk_split(s->N, ith, nth, &lo, &hi);
     for (int64_t t = lo; t < hi; t++) {
         float *z = s->z + t * V, lse = s->lse[t];
+        for (int64_t v = 0; v < V; v++) e[v] = z[v] - lse;
+        gk_vmath(GK_VM_EXP, e, e, V);
         for (int64_t v = 0; v < V; v++) {
-            float dz = expf(z[v] - lse) - (v == s->tgt[t] ? 1.0f : 0.0f);
+            float dz = e[v] - (v == s->tgt[t] ? 1.0f : 0.0f);
             dz *= j->ce_scale;
             if (fcap > 0) {
                 float c = z[v] / fcap;
@@ -672,6 +696,7 @@ static size_t layout(gk_tstate *s, uint8_t *base) {
                  Fd = hp->variant == GK_VARIANT_GROK2 ? hp->n_ff : 0, V = hp->n_vocab,
                  half = hp->n_rot / 2;
     size_t off = 0, wide = F > Fd ? F : Fd;
+    s->scr_row = 3 * (int64_t)s->T > (int64_t)V ? 3 * (int64_t)s->T : (int64_t)V;
     if (d > wide) wide = d;
 #define F32(n) (float *)carve(base, &off, (n), sizeof(float))
 #define I32(n) (int32_t *)carve(base, &off, (n), sizeof(int32_t))
@@ -693,7 +718,7 @@ static size_t layout(gk_tstate *s, uint8_t *base) {
     float *dx = F32(N * d), *dt1 = F32(N * d), *dxn = F32(N * d), *dq = F32(N * nq);
     float *dk = F32(N * nkv), *dv = F32(N * nkv), *datt = F32(N * nq), *xe = F32(N * d);
     float *b1 = F32(N * wide), *b2 = F32(N * wide), *b3 = F32(N * wide), *dye = F32(N * d);
-    float *drl = F32(N * E + E), *dgate = F32(N * K), *scr = F32((size_t)s->nth * 3 * s->T);
+    float *drl = F32(N * E + E), *dgate = F32(N * K), *scr = F32((size_t)s->nth * s->scr_row);
     size_t tw = V > wide ? V : wide;
     if (nq > tw) tw = nq;
     if (E > tw) tw = E;
