@@ -952,7 +952,8 @@ double gk_plan_train_step_time(const gk_plan_model *pm, const gk_plan_hw *hw, do
     gk_plan_train_step w = gk_plan_train_step_work(pm, seq, n_seqs);
     int nt = hw->threads > 0 ? hw->threads : 1;
     double N = w.tokens;
-    /* every product at the rate measured for its size (the smallest side), when known */
+    /* every product at the rate calibrate measured for its three calls (forward, dX,
+     * dW with its transpose of dY) at its size (the smallest side), when known */
     for (int i = 0; i < pm->n_ops; i++) {
         const gk_plan_op *o = &pm->ops[i];
         double f, b;
@@ -963,12 +964,15 @@ double gk_plan_train_step_time(const gk_plan_model *pm, const gk_plan_hw *hw, do
         if (side < 128 && hw->tgemm_at[0] > 0) rate = hw->tgemm_at[0] * side / 128;
         tt.gemm += 3.0 * f / rate;
     }
-    /* attention at the dot rate for its head size; the backward's items (sequence, KV
-     * head) may leave threads idle */
+    /* attention: the dot products at the dot rate for the head size, the row updates
+     * at the elementwise rate of arrays in cache (per thread, times the threads); the
+     * backward's items (sequence, KV head) may leave threads idle */
     static const double hds[3] = {32, 64, 128};
     double ar = interp_rate(hds, hw->attn_at, 3, s->head_dim, hw->attn_flops);
+    double er = nt * (hw->ew_bw_at[0] > 0 ? hw->ew_bw_at[0] : hw->mem_bw);
     double items = w.attn_bwd_items, waves = ceil(items / nt), eff = items / (waves * nt);
-    tt.attn = w.attn_fwd_flops / ar + w.attn_bwd_flops / (ar * eff);
+    tt.attn = w.attn_fwd_dot_flops / ar + w.attn_fwd_bytes / er +
+              (w.attn_bwd_dot_flops / ar + w.attn_bwd_bytes / er) / eff;
     /* elementwise passes: activations of one typical pass (three arrays of N x d on
      * the calling thread; the widest rows on the pool), the optimizer's over the
      * parameters */
@@ -979,9 +983,8 @@ double gk_plan_train_step_time(const gk_plan_model *pm, const gk_plan_hw *hw, do
     tt.ew_ser = ew_time(hw, &w.ser, 12.0 * N * s->n_embd, 1);
     tt.ew_par = ew_time(hw, &w.par, 8.0 * N * wide, nt);
     tt.opt = ew_time(hw, &w.opt_ser, 4.0 * P, 1) + ew_time(hw, &w.opt_par, 16.0 * P, nt);
-    tt.transpose = w.transpose_bytes / ew_rate(hw, 8.0 * P, nt);
     tt.pool = w.pool_runs * (hw->step_s > 0 ? hw->step_s : hw->call_s);
-    tt.total = tt.gemm + tt.attn + tt.ew_ser + tt.ew_par + tt.opt + tt.transpose + tt.pool;
+    tt.total = tt.gemm + tt.attn + tt.ew_ser + tt.ew_par + tt.opt + tt.pool;
     if (out) *out = tt;
     return tt.total;
 }

@@ -578,7 +578,7 @@ static void ew_gelu(gk_plan_ew *w, const gk_plan_shape *s, double n) {
 
 /* tforward.c's GeGLU over n elements: the forward (memcpy of h1 on the calling
  * thread, then gk_geglu on the pool), and in the backward the recomputed forward and
- * geglu_bwd_part (GELU and its derivative: erff + expf, or tanhf). */
+ * geglu_bwd_part (GELU and its derivative from one erf and one exp, or one tanh). */
 static void ew_geglu(gk_plan_train_step *w, const gk_plan_shape *s, double n) {
     for (int pass = 0; pass < 2; pass++) { /* forward, recomputed in the backward */
         ew_pass(&w->ser, n, 8, 0);         /* memcpy act <- h1 */
@@ -586,8 +586,7 @@ static void ew_geglu(gk_plan_train_step *w, const gk_plan_shape *s, double n) {
         ew_gelu(&w->par, s, n);
     }
     ew_pass(&w->par, n, 20, 16); /* read da, h1, h3; write dh1, dh3 */
-    ew_gelu(&w->par, s, n);      /* dh3 = da GELU(h1) */
-    ew_gelu(&w->par, s, n);      /* GELU'(h1) */
+    ew_gelu(&w->par, s, n);      /* GELU(h1) and GELU'(h1) share it */
     if (s->gelu_erf) w->par.exp += n;
 }
 
@@ -620,6 +619,10 @@ gk_plan_train_step gk_plan_train_step_work(const gk_plan_model *pm, double seq, 
     double pairs = L * n_seqs * nh * seq * (seq + 1.0) / 2.0;
     w.attn_fwd_flops = 4.0 * hd * pairs;
     w.attn_bwd_flops = 10.0 * hd * pairs;
+    w.attn_fwd_dot_flops = 2.0 * hd * pairs;  /* q.k */
+    w.attn_bwd_dot_flops = 4.0 * hd * pairs;  /* q.k, dO.v */
+    w.attn_fwd_bytes = 12.0 * hd * pairs;     /* out += p v */
+    w.attn_bwd_bytes = 3 * 12.0 * hd * pairs; /* dq, dk, dv */
     w.attn_bwd_items = n_seqs * s->n_head_kv;
     w.par.exp += 2.0 * pairs;
     if (s->attn_softcap > 0) w.par.tanh += 2.0 * pairs;
