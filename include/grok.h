@@ -554,7 +554,11 @@ typedef struct gk_plan_train_step {
     gk_plan_ew par, ser;         /* over activations: on the pool's threads / on one thread */
     gk_plan_ew opt_par, opt_ser; /* over the parameters (AdamW; zeroing, gradient norm) */
     double transpose_bytes;      /* read + written (priced inside the GEMM rate) */
-    double pool_runs;            /* parallel steps (thread-pool dispatches) */
+    /* parallel steps that follow serial work on the calling thread: a pass over
+     * every token (RMSNorm, RoPE, routing, the MoE scatter, zeroing), or an expert's
+     * gather of its rows; and the serial bytes before each */
+    double wakes_wide, wakes_expert, wide_ser_bytes, expert_ser_bytes;
+    double pool_runs; /* parallel steps (thread-pool dispatches) */
 } gk_plan_train_step;
 gk_plan_train_step gk_plan_train_step_work(const gk_plan_model *pm, double seq_len, double n_seqs);
 
@@ -641,6 +645,10 @@ typedef struct gk_plan_hw {
     double step_s; /* seconds per parallel step with a little work in it (a 64 x 64 matmul of one
                       token): what a training step's many small steps cost each (0 = call_s) */
     double attn_at[3]; /* attn_flops for heads of 32, 64, 128 */
+    /* A worker that finds no job spins for a while, then sleeps (src/base/pool.c): what
+     * a parallel step with no work costs after serial work of 5, 10, 20, ... 640 us on
+     * the calling thread (median), the workers' wake-up included */
+    double wake_at[8];
     double exp_rate, erf_rate,
         tanh_rate; /* the engine's vector exp/erf/tanh: values per second on one thread */
     /* elements per second of the engine's GeGLU (gk_geglu, GELU by erf / by tanh) over

@@ -1236,6 +1236,28 @@ static int cmd_calibrate(int argc, char **argv, const plan_opts *o) {
         hw.step_s = ct.best;
         if (!quiet && dist.rank == 0) printf("pool step (64x64 matmul) %.2f us\n", hw.step_s * 1e6);
     }
+    /* a parallel step after serial work on the calling thread of 5, 10, ... 640 us:
+     * once the workers have stopped spinning and sleep, it waits for their wake-up
+     * (median of 64 trials) */
+    if (nt > 1) {
+        for (int g = 0; g < 8; g++) {
+            double t[64], gap = (5 << g) * 1e-6;
+            for (int i = 0; i < 64; i++) {
+                double t0 = gk_time_s();
+                while (gk_time_s() - t0 < gap) continue;
+                t0 = gk_time_s();
+                gk_pool_run(pool, noop_job, NULL);
+                t[i] = gk_time_s() - t0;
+            }
+            qsort(t, 64, sizeof t[0], cmp_double);
+            hw.wake_at[g] = t[32];
+        }
+        if (!quiet && dist.rank == 0) {
+            printf("pool step after serial work of 5, 10, ... 640 us:");
+            for (int g = 0; g < 8; g++) printf(" %.1f", hw.wake_at[g] * 1e6);
+            printf(" us\n");
+        }
+    }
     if (dist.size < 2) {
         /* not measured: ranks on this machine, through its memory */
         hw.link_bw = hw.net_bw = hw.mem_bw / 2;

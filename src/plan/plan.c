@@ -673,6 +673,15 @@ gk_plan_train_step gk_plan_train_step_work(const gk_plan_model *pm, double seq, 
         w.pool_runs += 4 + 1 + 4 * 3 + 1;
         if (E > 0) w.pool_runs += 1 + 3 + Et * (4 + 11);
         if (Fd > 0) w.pool_runs += 4 + 11;
+        /* steps after serial passes over every token: forward q (after the norm), the
+         * attention (RoPE), the router (norms); backward the router's dW (routing),
+         * Wo's dW (norms), the attention (dq dk dv zeroed), Wq's dW (RoPE); the dense
+         * MLP's gate-up product (the MoE scatter) and GeGLU, and the recomputed GeGLU
+         * of the backward (the norm). After an expert's gather of its rows: its
+         * gate-up product and GeGLU (forward), its recomputed GeGLU (backward). */
+        w.wakes_wide += 3 + 4;
+        if (Fd > 0) w.wakes_wide += 3;
+        if (E > 0) w.wakes_expert += 3 * Et;
     }
     /* embedding lookup and its gradient scatter; final norm */
     ew_pass(&w.ser, N * d, 8, 1);
@@ -686,6 +695,12 @@ gk_plan_train_step gk_plan_train_step_work(const gk_plan_model *pm, double seq, 
     w.transpose_bytes += 8.0 * N * V;
     /* output product, loss, its gradient, dX, dW (2) */
     w.pool_runs += 1 + 1 + 1 + 1 + 2;
+    w.wakes_wide += 1; /* the output product (the final norm) */
+    /* a norm's forward (20 bytes an element) and backward (28) as the serial work
+     * before a wide step; the previous expert's scatter (12 bytes per value of its
+     * rows) and the gather of the next one's (8) */
+    w.wide_ser_bytes = 48.0 * N * d;
+    w.expert_ser_bytes = E > 0 ? 20.0 * (N * K / E) * d : 0.0;
     /* per step: gradients zeroed and their norm (calling thread), AdamW (pool: w g m v
      * read, w m v written); the forward products read the weights as they are
      * (gk_matmul), so no transposed copy is made */
@@ -693,6 +708,7 @@ gk_plan_train_step gk_plan_train_step_work(const gk_plan_model *pm, double seq, 
     ew_pass(&w.opt_ser, P, 4, 2);
     ew_pass(&w.opt_par, P, 28, 15);
     w.pool_runs += 1;
+    w.wakes_wide += 1; /* AdamW, after the gradient norm */
     return w;
 }
 
