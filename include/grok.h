@@ -556,8 +556,9 @@ typedef struct gk_plan_train_step {
     double transpose_bytes;      /* read + written (priced inside the GEMM rate) */
     /* parallel steps that follow serial work on the calling thread: a pass over
      * every token (RMSNorm, RoPE, routing, the MoE scatter, zeroing), or an expert's
-     * gather of its rows; and the serial bytes before each */
-    double wakes_wide, wakes_expert, wide_ser_bytes, expert_ser_bytes;
+     * scatter and gather of rows; and the serial work before each */
+    double wakes_wide, wakes_expert;
+    gk_plan_ew wide_ser, expert_ser;
     double pool_runs; /* parallel steps (thread-pool dispatches) */
 } gk_plan_train_step;
 gk_plan_train_step gk_plan_train_step_work(const gk_plan_model *pm, double seq_len, double n_seqs);

@@ -998,8 +998,8 @@ double gk_plan_train_step_time(const gk_plan_model *pm, const gk_plan_hw *hw, do
      * (once the workers sleep, their wake-up) */
     if (nt > 1) {
         static const double gaps[8] = {5e-6, 10e-6, 20e-6, 40e-6, 80e-6, 160e-6, 320e-6, 640e-6};
-        double wide = w.wide_ser_bytes / ew_rate(hw, w.wide_ser_bytes, 1);
-        double expert = w.expert_ser_bytes / ew_rate(hw, w.expert_ser_bytes, 1);
+        double wide = ew_time(hw, &w.wide_ser, w.wide_ser.bytes, 1);
+        double expert = ew_time(hw, &w.expert_ser, w.expert_ser.bytes, 1);
         tt.pool += w.wakes_wide * interp_rate(gaps, hw->wake_at, 8, wide, 0.0) +
                    w.wakes_expert * interp_rate(gaps, hw->wake_at, 8, expert, 0.0);
     }

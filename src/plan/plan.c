@@ -696,11 +696,11 @@ gk_plan_train_step gk_plan_train_step_work(const gk_plan_model *pm, double seq, 
     /* output product, loss, its gradient, dX, dW (2) */
     w.pool_runs += 1 + 1 + 1 + 1 + 2;
     w.wakes_wide += 1; /* the output product (the final norm) */
-    /* a norm's forward (20 bytes an element) and backward (28) as the serial work
-     * before a wide step; the previous expert's scatter (12 bytes per value of its
-     * rows) and the gather of the next one's (8) */
-    w.wide_ser_bytes = 48.0 * N * d;
-    w.expert_ser_bytes = E > 0 ? 20.0 * (N * K / E) * d : 0.0;
+    /* a norm's forward and backward (ew_norm) as the serial work before a wide step;
+     * the previous expert's scatter (12 bytes and 2 FLOPs per value of its rows) and
+     * the gather of the next one's (8 bytes) */
+    ew_pass(&w.wide_ser, N * d, 48, 16);
+    if (E > 0) ew_pass(&w.expert_ser, N * K / E * d, 20, 2);
     /* per step: gradients zeroed and their norm (calling thread), AdamW (pool: w g m v
      * read, w m v written); the forward products read the weights as they are
      * (gk_matmul), so no transposed copy is made */

@@ -533,12 +533,14 @@ static void test_train_step(void) {
     CHECK_EQ(w.pool_runs, 18 + 4 + 15 + 15 * 2 * (1 - 1.0 / 256) + 6 + 1);
     /* steps after serial work: 7 per layer (q, attention, router; router dW, Wo dW,
      * attention, Wq dW), 3 for the dense MLP, the output product and AdamW; 3 per
-     * touched expert; a norm (48 bytes) over 8 x 32 before the first, an expert's
+     * touched expert; a norm (48 bytes, 16 FLOPs) over 8 x 32 before the first, an expert's
      * scatter and gather of 8 x 1 / 2 rows of 32 (20 bytes a value) before the second */
     CHECK_EQ(w.wakes_wide, 7 + 3 + 1 + 1);
     CHECK_EQ(w.wakes_expert, 3 * 2 * (1 - 1.0 / 256));
-    CHECK_EQ(w.wide_ser_bytes, 48.0 * 8 * 32);
-    CHECK_EQ(w.expert_ser_bytes, 20.0 * 4 * 32);
+    CHECK_EQ(w.wide_ser.bytes, 48.0 * 8 * 32);
+    CHECK_EQ(w.wide_ser.flops, 16.0 * 8 * 32);
+    CHECK_EQ(w.expert_ser.bytes, 20.0 * 4 * 32);
+    CHECK_EQ(w.expert_ser.flops, 2.0 * 4 * 32);
 
     /* its time on a made-up machine with flat rates */
     gk_plan_hw hw = {.tgemm_flops = 1e9,
@@ -568,8 +570,9 @@ static void test_train_step(void) {
     CHECK_EQ(t, tt.gemm + tt.attn + tt.ew_par + tt.ew_ser + tt.opt + tt.pool);
     CHECK_EQ(gk_plan_train_tokens_per_s_measured(&pm, &hw, 4, 8), 8 / t);
     /* a step after serial work costs 1 us up to 5 us of it, 101 us from 10 us: a norm
-     * over 8 x 32 at 1.2 GB/s takes 10.24 us (the 12 wide steps wait), an expert's
-     * scatter and gather 2.1 us (its steps pay 1 us) */
+     * over 8 x 32 (16 FLOPs an element at 2 per 12 bytes of 1.2 GB/s) takes 20.48 us
+     * (the 12 wide steps wait), an expert's scatter and gather 2.13 us (its steps pay
+     * 1 us) */
     hw.wake_at[0] = 1e-6;
     for (int k = 1; k < 8; k++) hw.wake_at[k] = 1.01e-4;
     gk_plan_train_step_time(&pm, &hw, 4, 8, &tt);
