@@ -536,21 +536,30 @@ typedef struct gk_plan_ew {
 /* One optimizer step of `grok train` (one micro-batch of n_seqs sequences of seq_len
  * tokens per process), counted the way src/train runs it, by kind of operation:
  * the products (forward, dX, dW), the attention (its backward recomputes the scores:
- * q.k, dP, dq, dk, dv = 10 head_dim FLOPs per head and key against 4 forward), the
- * elementwise passes on the pool's threads (GeGLU and its backward, softmax and
- * softcaps of attention and the loss, AdamW) and on the calling thread alone
- * (RMSNorm forward and backward, residual adds, RoPE, routing, expert gathers and
- * scatters, zeroing of gradients, the gradient norm), and transposes (the weight
- * copies the forward GEMM reads, and dY before each dW product). */
+ * q.k, dP, dq, dk, dv = 10 head_dim FLOPs per head and key against 4 forward; of
+ * these the dot products q.k and dO.v, and the row updates out += p v (forward), dq
+ * += ds k, dk += ds q, dv += p dO (backward), each of which reads and writes a row
+ * in cache: 12 bytes per element), the elementwise passes on the pool's threads
+ * (GeGLU and its backward, softmax and softcaps of attention and the loss, AdamW)
+ * and on the calling thread alone (RMSNorm forward and backward, residual adds, RoPE,
+ * routing, expert gathers and scatters, zeroing of gradients, the gradient norm), and
+ * transposes (dY before each dW product, inside gk_sgemm). */
 typedef struct gk_plan_train_step {
     double tokens;     /* n_seqs x seq_len */
     double gemm_flops; /* 3 x the forward matmuls */
     double attn_fwd_flops, attn_bwd_flops;
+    double attn_fwd_dot_flops, attn_bwd_dot_flops; /* of which in dot products */
+    double attn_fwd_bytes, attn_bwd_bytes;         /* the row updates' bytes */
     double attn_bwd_items;       /* parallel items of the attention backward: n_seqs x KV heads */
     gk_plan_ew par, ser;         /* over activations: on the pool's threads / on one thread */
     gk_plan_ew opt_par, opt_ser; /* over the parameters (AdamW; zeroing, gradient norm) */
-    double transpose_bytes;      /* read + written, on the pool's threads */
-    double pool_runs;            /* parallel steps (thread-pool dispatches) */
+    double transpose_bytes;      /* read + written (priced inside the GEMM rate) */
+    /* parallel steps that follow serial work on the calling thread: a pass over
+     * every token (RMSNorm, RoPE, routing, the MoE scatter, zeroing), or an expert's
+     * scatter and gather of rows; and the serial work before each */
+    double wakes_wide, wakes_expert;
+    gk_plan_ew wide_ser, expert_ser;
+    double pool_runs; /* parallel steps (thread-pool dispatches) */
 } gk_plan_train_step;
 gk_plan_train_step gk_plan_train_step_work(const gk_plan_model *pm, double seq_len, double n_seqs);
 
@@ -627,13 +636,20 @@ typedef struct gk_plan_hw {
      * its activations packed, its dispatches; and a part per row), so the two grids
      * give both parts for any matrix */
     double mm_flops_at4k[GK_PLAN_N_TYPES][4][2];
-    double attn_flops;  /* FLOP/s of the f32 dot (attention) */
-    double tgemm_flops; /* FLOP/s of the training GEMM (gk_tgemm, f32) */
+    double attn_flops; /* FLOP/s of the f32 dot (attention) */
+    /* FLOP/s of training's three products of a matrix as src/train calls them: the
+     * forward (gk_matmul, f32), dX and dW (gk_sgemm, dY transposed first), over 1024
+     * tokens */
+    double tgemm_flops;
     double tgemm_at[4]; /* the same for matrices of 128, 256, 512, 1024 (smallest side) */
     double call_s;      /* seconds per job handed to the thread pool (gk_pool_run, no work) */
     double step_s; /* seconds per parallel step with a little work in it (a 64 x 64 matmul of one
                       token): what a training step's many small steps cost each (0 = call_s) */
     double attn_at[3]; /* attn_flops for heads of 32, 64, 128 */
+    /* A worker that finds no job spins for a while, then sleeps (src/base/pool.c): what
+     * a parallel step with no work costs after serial work of 5, 10, 20, ... 640 us on
+     * the calling thread (median), the workers' wake-up included */
+    double wake_at[8];
     double exp_rate, erf_rate,
         tanh_rate; /* the engine's vector exp/erf/tanh: values per second on one thread */
     /* elements per second of the engine's GeGLU (gk_geglu, GELU by erf / by tanh) over
@@ -739,7 +755,7 @@ int gk_plan_train_eval(const gk_plan_model *pm, const gk_plan_hw *hw, double n_d
  * parallel operation. 0 when the device has no measured rates. */
 /* Seconds of one such step, by kind (0 when the device has no measured rates). */
 typedef struct gk_plan_train_times {
-    double gemm, attn, ew_par, ew_ser, opt, transpose, pool, total;
+    double gemm, attn, ew_par, ew_ser, opt, pool, total;
 } gk_plan_train_times;
 double gk_plan_train_step_time(const gk_plan_model *pm, const gk_plan_hw *hw, double seq_len,
                                double step_tokens, gk_plan_train_times *out);

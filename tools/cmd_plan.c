@@ -14,7 +14,7 @@
 #include "kernels/ops.h"
 #include "tensor/dtype.h"
 #include "dist/dist.h"
-#include "train/tgemm.h"
+#include "kernels/gemm.h"
 
 #include <errno.h>
 #include <math.h>
@@ -649,11 +649,10 @@ static int cmd_train(const plan_opts *o) {
                    "steps of %.0f tokens: %.3g s each)\n",
                    mt, stok, tt.total);
             printf("                     GEMM %.0f%%, attention %.0f%%, elementwise on the pool "
-                   "%.0f%% / on one thread %.0f%%, optimizer %.0f%%, transposes %.0f%%, pool "
+                   "%.0f%% / on one thread %.0f%%, optimizer %.0f%%, pool "
                    "steps %.0f%%\n",
                    100 * tt.gemm / tt.total, 100 * tt.attn / tt.total, 100 * tt.ew_par / tt.total,
-                   100 * tt.ew_ser / tt.total, 100 * tt.opt / tt.total,
-                   100 * tt.transpose / tt.total, 100 * tt.pool / tt.total);
+                   100 * tt.ew_ser / tt.total, 100 * tt.opt / tt.total, 100 * tt.pool / tt.total);
         }
         double dp = gk_plan_dp_bytes_per_step(&pm, (int)(n < 1e9 ? n : 1e9), 2);
         printf("  DP all-reduce      %s sent per replica per step (bf16 gradients, ring)\n",
@@ -1090,21 +1089,38 @@ static int cmd_calibrate(int argc, char **argv, const plan_opts *o) {
             printf("attention (f32 dot)     %.2f GFLOP/s over %d threads\n", hw.attn_flops / 1e9,
                    nt);
     }
-    /* the training GEMM: dX = dY W and dW += dY^T X over 1024 tokens, for square
-     * matrices of 128 to 1024 (small models run it far from its peak) */
+    /* the training GEMM: a matrix's three products over 1024 tokens as src/train
+     * calls them, Y = X W^T (gk_matmul), dX = dY W and dW += dY^T X (gk_sgemm, dY
+     * transposed first), for square matrices of 128 to 1024 (small models run them
+     * far from their peak) */
     for (int k = 0; k < 4; k++) {
         const int64_t Tn = 1024, nd = 128 << k;
-        float *a = y, *b = x, *dw = (float *)w, *scr = y + Tn * nd;
+        float *a = y, *b = x, *wm = b + Tn * nd, *dw = (float *)w, *scr = y + Tn * nd;
+        gk_sgemm gx = {
+            .C = a, .ldc = nd, .A = b, .lda = nd, .B = wm, .ldb = nd, .M = Tn, .N = nd, .K = nd};
+        gk_sgemm gw = {.C = dw,
+                       .ldc = nd,
+                       .A = b,
+                       .lda = nd,
+                       .a_trans = true,
+                       .B = wm,
+                       .ldb = nd,
+                       .M = nd,
+                       .N = nd,
+                       .K = Tn,
+                       .acc = true};
         cal_timer ct = cal_start(CAL_MIN_S);
         do {
-            gk_tgemm_dx(pool, a, b, b + Tn * nd, Tn, nd, nd, false);
-            gk_tgemm_dw(pool, dw, b, b + Tn * nd, Tn, nd, nd, scr);
+            gk_matmul(pool, a, wm, GK_TYPE_F32, (size_t)nd * sizeof(float), nd, b, nd, (int)Tn,
+                      NULL);
+            gk_sgemm_run(pool, &gx, NULL);
+            gk_sgemm_run(pool, &gw, scr);
         } while (cal_more(&ct));
         double tp = ct.best;
-        hw.tgemm_at[k] = 2.0 * 2.0 * Tn * nd * nd / tp;
+        hw.tgemm_at[k] = 3.0 * 2.0 * Tn * nd * nd / tp;
         hw.tgemm_flops = hw.tgemm_at[k];
         if (!quiet && dist.rank == 0)
-            printf("gk_tgemm %4d x %-4d     %.2f GFLOP/s (training: dX and dW over 1024 tokens)\n",
+            printf("training GEMM %4d x %-4d %.2f GFLOP/s (forward, dX, dW over 1024 tokens)\n",
                    (int)nd, (int)nd, hw.tgemm_at[k] / 1e9);
     }
     /* attention's dot for the head sizes of small models (same loop, one thread) */
@@ -1219,6 +1235,28 @@ static int cmd_calibrate(int argc, char **argv, const plan_opts *o) {
         while (cal_more(&ct));
         hw.step_s = ct.best;
         if (!quiet && dist.rank == 0) printf("pool step (64x64 matmul) %.2f us\n", hw.step_s * 1e6);
+    }
+    /* a parallel step after serial work on the calling thread of 5, 10, ... 640 us:
+     * once the workers have stopped spinning and sleep, it waits for their wake-up
+     * (median of 64 trials) */
+    if (nt > 1) {
+        for (int g = 0; g < 8; g++) {
+            double t[64], gap = (5 << g) * 1e-6;
+            for (int i = 0; i < 64; i++) {
+                double t0 = gk_time_s();
+                while (gk_time_s() - t0 < gap) continue;
+                t0 = gk_time_s();
+                gk_pool_run(pool, noop_job, NULL);
+                t[i] = gk_time_s() - t0;
+            }
+            qsort(t, 64, sizeof t[0], cmp_double);
+            hw.wake_at[g] = t[32];
+        }
+        if (!quiet && dist.rank == 0) {
+            printf("pool step after serial work of 5, 10, ... 640 us:");
+            for (int g = 0; g < 8; g++) printf(" %.1f", hw.wake_at[g] * 1e6);
+            printf(" us\n");
+        }
     }
     if (dist.size < 2) {
         /* not measured: ranks on this machine, through its memory */

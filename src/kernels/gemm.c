@@ -1,7 +1,9 @@
 /*
  * gemm.c - gk_matmul and gk_matmul2 (ops.h) over the GEMM tiles of gemm.h:
  * the choice of instruction set, the packing of the activations once per
- * batch, the cache blocking and the split over threads. Types without GEMM
+ * batch, the cache blocking and the split over threads; and gk_sgemm, the f32
+ * product in any layout that training's backward runs, on the same f32 tiles
+ * or on the outer-product tiles of gemm_nn_impl.h. Types without GEMM
  * tiles (or a CPU without AVX2) go through the type's vec_dot per (row, token),
  * which is batch invariant by construction.
  */
@@ -171,6 +173,188 @@ void gk_gemm_with(gk_pool *pool, const gk_gemm_kernels *k, float *y, const void 
     if (n_out <= 0 || T <= 0) return;
     gemm_out o = {.y = y, .w = w, .nb_row = nb_row, .n_out = n_out};
     gemm_run(pool, k, &o, 1, x, n_in, T, qbuf);
+}
+
+/* --------------------------------------------- f32 products, any layout --- */
+
+/* The f32 kernels, or on a CPU without them one dot product per element (the
+ * f32 vec_dot, as gk_matmul's fallback runs). */
+static void dot_tile(int64_t n, const uint8_t *w, size_t nb_row, const uint8_t *x, size_t xs,
+                     float *y, int64_t ldy) {
+    (void)nb_row, (void)xs, (void)ldy;
+    y[0] = gk_type_traits_of(GK_TYPE_F32)->vec_dot(n, w, x);
+}
+
+static const gk_gemm_kernels dot_kernels = {.rmax = 1, .nmax = 1, .tile = {{dot_tile}}};
+
+typedef struct {
+    const gk_gemm_kernels *k;
+    float *C;
+    int64_t ldc;
+    const float *a, *b; /* M rows and N rows of K, lda and ldb apart */
+    int64_t lda, ldb;
+    int64_t M, N, K, tc; /* tc: rows of a per work item */
+    bool acc;
+} sgemm_job;
+
+/* Rows of a per work item at most: the item's partial sums (this many x
+ * ROW_BLOCK floats) live on the thread's stack. */
+#define SG_TC 128
+
+/* Items are (chunk of a's rows, block of b's rows) pairs, as gemm_part's: per
+ * K chunk the kernels write the item's partial sums into a buffer, which is
+ * then added to C (or, for the first chunk without acc, copied). */
+static void sgemm_part(void *arg, int ith, int nth) {
+    sgemm_job *j = arg;
+    const gk_gemm_kernels *k = j->k;
+    float part[SG_TC * ROW_BLOCK];
+    int64_t n_rb = (j->N + ROW_BLOCK - 1) / ROW_BLOCK, n_tc = (j->M + j->tc - 1) / j->tc, lo, hi;
+    const size_t nb_b = (size_t)j->ldb * sizeof(float), nb_a = (size_t)j->lda * sizeof(float);
+    gk_split(n_rb * n_tc, ith, nth, &lo, &hi);
+    for (int64_t item = lo; item < hi; item++) {
+        int64_t tc = item / n_rb, rb = item % n_rb;
+        int64_t r0 = rb * ROW_BLOCK, r1 = r0 + ROW_BLOCK < j->N ? r0 + ROW_BLOCK : j->N;
+        int64_t t0 = tc * j->tc, t1 = t0 + j->tc < j->M ? t0 + j->tc : j->M;
+        for (int64_t k0 = 0; k0 < j->K; k0 += GK_SGEMM_KC) {
+            int64_t kn = j->K - k0 < GK_SGEMM_KC ? j->K - k0 : GK_SGEMM_KC;
+            const uint8_t *b = (const uint8_t *)(j->b + r0 * j->ldb + k0);
+            const uint8_t *a = (const uint8_t *)(j->a + t0 * j->lda + k0);
+            if (k->strip) {
+                k->strip(kn, b, nb_b, (int)(r1 - r0), a, nb_a, (int)(t1 - t0), part, ROW_BLOCK);
+            } else {
+                for (int64_t r = 0; r < r1 - r0; r += k->rmax) {
+                    int R = r1 - r0 - r < k->rmax ? (int)(r1 - r0 - r) : k->rmax;
+                    for (int64_t t = 0; t < t1 - t0; t += k->nmax) {
+                        int N = t1 - t0 - t < k->nmax ? (int)(t1 - t0 - t) : k->nmax;
+                        k->tile[R - 1][N - 1](kn, b + r * nb_b, nb_b, a + t * nb_a, nb_a,
+                                              part + t * ROW_BLOCK + r, ROW_BLOCK);
+                    }
+                }
+            }
+            bool add = j->acc || k0 > 0;
+            for (int64_t t = t0; t < t1; t++) {
+                float *c = j->C + t * j->ldc;
+                const float *p = part + (t - t0) * ROW_BLOCK - r0;
+                if (add)
+                    for (int64_t r = r0; r < r1; r++) c[r] += p[r];
+                else
+                    for (int64_t r = r0; r < r1; r++) c[r] = p[r];
+            }
+        }
+    }
+}
+
+/* The outer-product tiles: the build for this CPU. */
+#define NN_FN gemm_nn_generic
+static void gemm_nn_generic(const gk_gemm_nn_job *j, int64_t lo, int64_t hi);
+#include "kernels/gemm_nn_impl.h"
+
+typedef void (*nn_fn)(const gk_gemm_nn_job *j, int64_t lo, int64_t hi);
+
+static nn_fn nn_tiles(void) {
+#if defined(__x86_64__) || defined(_M_X64)
+    switch (isa()) {
+    case ISA_AVX512:
+        return gk_gemm_nn_avx512;
+    case ISA_AVX2:
+        return gk_gemm_nn_avx2;
+    }
+#endif
+    return gemm_nn_generic;
+}
+
+static void nn_part(void *arg, int ith, int nth) {
+    const gk_gemm_nn_job *j = arg;
+    nn_fn f = nn_tiles();
+    int64_t items = ((j->M + 3) / 4) * ((j->N + 63) / 64), lo, hi;
+    gk_split(items, ith, nth, &lo, &hi);
+    /* K in chunks, so that a 16-column strip of B (16 KiB) stays in L1 across
+     * the row tiles; the chunks are summed in order, whatever nth is */
+    for (int64_t k0 = 0; k0 < j->K; k0 += GK_SGEMM_KC_NN) {
+        gk_gemm_nn_job c = *j;
+        c.A = j->A + k0;
+        c.B = j->B + k0 * j->ldb;
+        c.K = j->K - k0 < GK_SGEMM_KC_NN ? j->K - k0 : GK_SGEMM_KC_NN;
+        c.acc = j->acc || k0 > 0;
+        f(&c, lo, hi);
+    }
+}
+
+size_t gk_sgemm_scratch(const gk_sgemm *g) {
+    return g->a_trans && g->M > 0 && g->K > 0 ? (size_t)g->M * (size_t)g->K : 0;
+}
+
+void gk_sgemm_run(gk_pool *pool, const gk_sgemm *g, float *scratch) {
+    if (g->M <= 0 || g->N <= 0) return;
+    if (g->K <= 0) {
+        if (!g->acc)
+            for (int64_t m = 0; m < g->M; m++)
+                memset(g->C + m * g->ldc, 0, (size_t)g->N * sizeof(float));
+        return;
+    }
+    const float *a = g->A;
+    int64_t lda = g->lda;
+    if (g->a_trans) { /* K x M -> M x K */
+        gk_transpose(pool, scratch, g->A, g->K, g->M, g->lda);
+        a = scratch, lda = g->K;
+    }
+    if (!g->b_trans) {
+        gk_gemm_nn_job j = {.C = g->C,
+                            .ldc = g->ldc,
+                            .A = a,
+                            .lda = lda,
+                            .B = g->B,
+                            .ldb = g->ldb,
+                            .M = g->M,
+                            .N = g->N,
+                            .K = g->K,
+                            .acc = g->acc};
+        gk_pool_run(pool, nn_part, &j);
+        return;
+    }
+    const gk_gemm_kernels *k = gk_gemm_kernels_of(GK_TYPE_F32);
+    sgemm_job j = {.k = k ? k : &dot_kernels,
+                   .C = g->C,
+                   .ldc = g->ldc,
+                   .a = a,
+                   .lda = lda,
+                   .b = g->B,
+                   .ldb = g->ldb,
+                   .M = g->M,
+                   .N = g->N,
+                   .K = g->K,
+                   .acc = g->acc};
+    /* a whole number of tiles; the partial sums' buffer holds SG_TC rows */
+    j.tc = SG_TC / j.k->nmax * j.k->nmax;
+    gk_pool_run(pool, sgemm_part, &j);
+}
+
+typedef struct {
+    float *dst;
+    const float *src;
+    int64_t rows, cols, lds;
+} transpose_job;
+
+/* 32 x 32 blocks, split over the column blocks (the rows of dst). */
+static void transpose_part(void *arg, int ith, int nth) {
+    transpose_job *j = arg;
+    int64_t lo, hi;
+    gk_split((j->cols + 31) / 32, ith, nth, &lo, &hi);
+    for (int64_t cb = lo * 32; cb < hi * 32 && cb < j->cols; cb += 32) {
+        int64_t c1 = cb + 32 < j->cols ? cb + 32 : j->cols;
+        for (int64_t rb = 0; rb < j->rows; rb += 32) {
+            int64_t r1 = rb + 32 < j->rows ? rb + 32 : j->rows;
+            for (int64_t c = cb; c < c1; c++)
+                for (int64_t r = rb; r < r1; r++) j->dst[c * j->rows + r] = j->src[r * j->lds + c];
+        }
+    }
+}
+
+void gk_transpose(gk_pool *pool, float *dst, const float *src, int64_t rows, int64_t cols,
+                  int64_t lds) {
+    if (rows <= 0 || cols <= 0) return;
+    transpose_job j = {.dst = dst, .src = src, .rows = rows, .cols = cols, .lds = lds};
+    gk_pool_run(pool, transpose_part, &j);
 }
 
 /* ------------------------------------------------- vec_dot fallback path --- */

@@ -59,6 +59,65 @@ const char *gk_gemm_isa(void);
 void gk_gemm_with(gk_pool *pool, const gk_gemm_kernels *k, float *y, const void *w, size_t nb_row,
                   int64_t n_out, const float *x, int64_t n_in, int T, void *qbuf);
 
+/* f32 products in any layout (the backward pass of training runs on these):
+ *
+ *   C[M][N] (+)= op(A) op(B),   op(A) M x K, op(B) K x N,
+ *
+ * A stored as M x K rows lda apart, or with a_trans as K x M (A holds op(A)
+ * transposed); B stored as K x N rows ldb apart, or with b_trans as N x K (as
+ * gk_matmul's weights: Y = X W^T is A = X, B = W with b_trans). With acc, C is
+ * added to rather than overwritten. A stored transposed is first copied into
+ * scratch (gk_sgemm_scratch floats) so that its rows run along K. B is never
+ * copied: its layout picks the kernels.
+ *   - B as N x K: gk_matmul's f32 tiles (dot products along K, one horizontal
+ *     sum per element), over K in chunks of GK_SGEMM_KC summed in order into C.
+ *   - B as K x N: outer-product tiles (gemm_nn_impl.h: 4 rows of A broadcast
+ *     against 64 columns of B, no horizontal sums), over K in chunks of
+ *     GK_SGEMM_KC_NN. The backward's dX = dY W and dW += dY^T X both take this
+ *     form; with K as short as a layer's width (128 in a small model), it runs
+ *     about 1.3 to 2 times faster than the dot-product tiles on the operands
+ *     transposed.
+ * Either way every element of C is the same sum, in the same order, whatever
+ * the thread count (training's results do not depend on it). */
+typedef struct gk_sgemm {
+    float *C;
+    int64_t ldc;
+    const float *A;
+    int64_t lda;
+    bool a_trans;
+    const float *B;
+    int64_t ldb;
+    bool b_trans;
+    int64_t M, N, K;
+    bool acc;
+} gk_sgemm;
+
+#define GK_SGEMM_KC 512
+#define GK_SGEMM_KC_NN 256
+
+/* Floats of scratch that gk_sgemm_run needs for g (0 unless A is transposed). */
+size_t gk_sgemm_scratch(const gk_sgemm *g);
+void gk_sgemm_run(gk_pool *pool, const gk_sgemm *g, float *scratch);
+
+/* dst[c][r] = src[r][c] for a rows x cols matrix (src rows lds apart, dst rows
+ * rows apart), split over the pool. */
+void gk_transpose(gk_pool *pool, float *dst, const float *src, int64_t rows, int64_t cols,
+                  int64_t lds);
+
+/* One K chunk of the outer-product form: C[M][N] (+)= A[M][K] B[K][N], rows
+ * lda, ldb, ldc apart. Work items are 4-row x 64-column tiles of C, column-tile
+ * major; a tile function runs items [lo, hi). */
+typedef struct gk_gemm_nn_job {
+    float *C;
+    int64_t ldc;
+    const float *A, *B;
+    int64_t lda, ldb;
+    int64_t M, N, K;
+    bool acc;
+} gk_gemm_nn_job;
+void gk_gemm_nn_avx2(const gk_gemm_nn_job *j, int64_t lo, int64_t hi);
+void gk_gemm_nn_avx512(const gk_gemm_nn_job *j, int64_t lo, int64_t hi);
+
 /* Kernel sets per instruction set (NULL entries: no GEMM for that type). */
 const gk_gemm_kernels *gk_gemm_kernels_avx2(gk_dtype type);
 const gk_gemm_kernels *gk_gemm_kernels_avx512(gk_dtype type);

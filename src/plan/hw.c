@@ -248,6 +248,8 @@ int gk_plan_hw_save(const gk_plan_hw *hw, const char *path, gk_err *err) {
         if (hw->tgemm_at[k] > 0) fprintf(f, "tgemm_at.%d = %.17g\n", 128 << k, hw->tgemm_at[k]);
     for (int k = 0; k < 3; k++)
         if (hw->attn_at[k] > 0) fprintf(f, "attn_at.%d = %.17g\n", 32 << k, hw->attn_at[k]);
+    for (int k = 0; k < 8; k++)
+        if (hw->wake_at[k] > 0) fprintf(f, "wake_at.%d = %.17g\n", 5 << k, hw->wake_at[k]);
     for (int k = 0; k < 4; k++)
         if (hw->ew_bw_at[k] > 0)
             fprintf(f, "ew_bw_at.%d = %.17g\n", 256 << (3 * k), hw->ew_bw_at[k]);
@@ -329,6 +331,14 @@ int gk_plan_hw_load(const char *path, gk_plan_hw *hw, gk_err *err) {
                                                      : -1;
             if (idx < 0) goto bad;
             hw->tgemm_at[idx] = x;
+            found = true;
+        }
+        if (!found && !strncmp(k, "wake_at.", 8)) {
+            int us = atoi(k + 8), idx = -1;
+            for (int j = 0; j < 8; j++)
+                if (us == 5 << j) idx = j;
+            if (idx < 0) goto bad;
+            hw->wake_at[idx] = x;
             found = true;
         }
         if (!found && !strncmp(k, "attn_at.", 8)) {
@@ -952,7 +962,8 @@ double gk_plan_train_step_time(const gk_plan_model *pm, const gk_plan_hw *hw, do
     gk_plan_train_step w = gk_plan_train_step_work(pm, seq, n_seqs);
     int nt = hw->threads > 0 ? hw->threads : 1;
     double N = w.tokens;
-    /* every product at the rate measured for its size (the smallest side), when known */
+    /* every product at the rate calibrate measured for its three calls (forward, dX,
+     * dW with its transpose of dY) at its size (the smallest side), when known */
     for (int i = 0; i < pm->n_ops; i++) {
         const gk_plan_op *o = &pm->ops[i];
         double f, b;
@@ -963,12 +974,15 @@ double gk_plan_train_step_time(const gk_plan_model *pm, const gk_plan_hw *hw, do
         if (side < 128 && hw->tgemm_at[0] > 0) rate = hw->tgemm_at[0] * side / 128;
         tt.gemm += 3.0 * f / rate;
     }
-    /* attention at the dot rate for its head size; the backward's items (sequence, KV
-     * head) may leave threads idle */
+    /* attention: the dot products at the dot rate for the head size, the row updates
+     * at the elementwise rate of arrays in cache (per thread, times the threads); the
+     * backward's items (sequence, KV head) may leave threads idle */
     static const double hds[3] = {32, 64, 128};
     double ar = interp_rate(hds, hw->attn_at, 3, s->head_dim, hw->attn_flops);
+    double er = nt * (hw->ew_bw_at[0] > 0 ? hw->ew_bw_at[0] : hw->mem_bw);
     double items = w.attn_bwd_items, waves = ceil(items / nt), eff = items / (waves * nt);
-    tt.attn = w.attn_fwd_flops / ar + w.attn_bwd_flops / (ar * eff);
+    tt.attn = w.attn_fwd_dot_flops / ar + w.attn_fwd_bytes / er +
+              (w.attn_bwd_dot_flops / ar + w.attn_bwd_bytes / er) / eff;
     /* elementwise passes: activations of one typical pass (three arrays of N x d on
      * the calling thread; the widest rows on the pool), the optimizer's over the
      * parameters */
@@ -979,9 +993,17 @@ double gk_plan_train_step_time(const gk_plan_model *pm, const gk_plan_hw *hw, do
     tt.ew_ser = ew_time(hw, &w.ser, 12.0 * N * s->n_embd, 1);
     tt.ew_par = ew_time(hw, &w.par, 8.0 * N * wide, nt);
     tt.opt = ew_time(hw, &w.opt_ser, 4.0 * P, 1) + ew_time(hw, &w.opt_par, 16.0 * P, nt);
-    tt.transpose = w.transpose_bytes / ew_rate(hw, 8.0 * P, nt);
     tt.pool = w.pool_runs * (hw->step_s > 0 ? hw->step_s : hw->call_s);
-    tt.total = tt.gemm + tt.attn + tt.ew_ser + tt.ew_par + tt.opt + tt.transpose + tt.pool;
+    /* a step after serial work costs what calibrate measured after a gap of that length
+     * (once the workers sleep, their wake-up) */
+    if (nt > 1) {
+        static const double gaps[8] = {5e-6, 10e-6, 20e-6, 40e-6, 80e-6, 160e-6, 320e-6, 640e-6};
+        double wide = ew_time(hw, &w.wide_ser, w.wide_ser.bytes, 1);
+        double expert = ew_time(hw, &w.expert_ser, w.expert_ser.bytes, 1);
+        tt.pool += w.wakes_wide * interp_rate(gaps, hw->wake_at, 8, wide, 0.0) +
+                   w.wakes_expert * interp_rate(gaps, hw->wake_at, 8, expert, 0.0);
+    }
+    tt.total = tt.gemm + tt.attn + tt.ew_ser + tt.ew_par + tt.opt + tt.pool;
     if (out) *out = tt;
     return tt.total;
 }

@@ -578,7 +578,7 @@ static void ew_gelu(gk_plan_ew *w, const gk_plan_shape *s, double n) {
 
 /* tforward.c's GeGLU over n elements: the forward (memcpy of h1 on the calling
  * thread, then gk_geglu on the pool), and in the backward the recomputed forward and
- * geglu_bwd_part (GELU and its derivative: erff + expf, or tanhf). */
+ * geglu_bwd_part (GELU and its derivative from one erf and one exp, or one tanh). */
 static void ew_geglu(gk_plan_train_step *w, const gk_plan_shape *s, double n) {
     for (int pass = 0; pass < 2; pass++) { /* forward, recomputed in the backward */
         ew_pass(&w->ser, n, 8, 0);         /* memcpy act <- h1 */
@@ -586,8 +586,7 @@ static void ew_geglu(gk_plan_train_step *w, const gk_plan_shape *s, double n) {
         ew_gelu(&w->par, s, n);
     }
     ew_pass(&w->par, n, 20, 16); /* read da, h1, h3; write dh1, dh3 */
-    ew_gelu(&w->par, s, n);      /* dh3 = da GELU(h1) */
-    ew_gelu(&w->par, s, n);      /* GELU'(h1) */
+    ew_gelu(&w->par, s, n);      /* GELU(h1) and GELU'(h1) share it */
     if (s->gelu_erf) w->par.exp += n;
 }
 
@@ -620,6 +619,10 @@ gk_plan_train_step gk_plan_train_step_work(const gk_plan_model *pm, double seq, 
     double pairs = L * n_seqs * nh * seq * (seq + 1.0) / 2.0;
     w.attn_fwd_flops = 4.0 * hd * pairs;
     w.attn_bwd_flops = 10.0 * hd * pairs;
+    w.attn_fwd_dot_flops = 2.0 * hd * pairs;  /* q.k */
+    w.attn_bwd_dot_flops = 4.0 * hd * pairs;  /* q.k, dO.v */
+    w.attn_fwd_bytes = 12.0 * hd * pairs;     /* out += p v */
+    w.attn_bwd_bytes = 3 * 12.0 * hd * pairs; /* dq, dk, dv */
     w.attn_bwd_items = n_seqs * s->n_head_kv;
     w.par.exp += 2.0 * pairs;
     if (s->attn_softcap > 0) w.par.tanh += 2.0 * pairs;
@@ -670,6 +673,15 @@ gk_plan_train_step gk_plan_train_step_work(const gk_plan_model *pm, double seq, 
         w.pool_runs += 4 + 1 + 4 * 3 + 1;
         if (E > 0) w.pool_runs += 1 + 3 + Et * (4 + 11);
         if (Fd > 0) w.pool_runs += 4 + 11;
+        /* steps after serial passes over every token: forward q (after the norm), the
+         * attention (RoPE), the router (norms); backward the router's dW (routing),
+         * Wo's dW (norms), the attention (dq dk dv zeroed), Wq's dW (RoPE); the dense
+         * MLP's gate-up product (the MoE scatter) and GeGLU, and the recomputed GeGLU
+         * of the backward (the norm). After an expert's gather of its rows: its
+         * gate-up product and GeGLU (forward), its recomputed GeGLU (backward). */
+        w.wakes_wide += 3 + 4;
+        if (Fd > 0) w.wakes_wide += 3;
+        if (E > 0) w.wakes_expert += 3 * Et;
     }
     /* embedding lookup and its gradient scatter; final norm */
     ew_pass(&w.ser, N * d, 8, 1);
@@ -683,6 +695,12 @@ gk_plan_train_step gk_plan_train_step_work(const gk_plan_model *pm, double seq, 
     w.transpose_bytes += 8.0 * N * V;
     /* output product, loss, its gradient, dX, dW (2) */
     w.pool_runs += 1 + 1 + 1 + 1 + 2;
+    w.wakes_wide += 1; /* the output product (the final norm) */
+    /* a norm's forward and backward (ew_norm) as the serial work before a wide step;
+     * the previous expert's scatter (12 bytes and 2 FLOPs per value of its rows) and
+     * the gather of the next one's (8 bytes) */
+    ew_pass(&w.wide_ser, N * d, 48, 16);
+    if (E > 0) ew_pass(&w.expert_ser, N * K / E * d, 20, 2);
     /* per step: gradients zeroed and their norm (calling thread), AdamW (pool: w g m v
      * read, w m v written); the forward products read the weights as they are
      * (gk_matmul), so no transposed copy is made */
@@ -690,6 +708,7 @@ gk_plan_train_step gk_plan_train_step_work(const gk_plan_model *pm, double seq, 
     ew_pass(&w.opt_ser, P, 4, 2);
     ew_pass(&w.opt_par, P, 28, 15);
     w.pool_runs += 1;
+    w.wakes_wide += 1; /* AdamW, after the gradient norm */
     return w;
 }
 

@@ -14,11 +14,12 @@
  *
  * Shapes: N = B*T tokens, d = n_embd, nq = n_head*head_dim, nkv =
  * n_head_kv*head_dim, E experts, K used, F expert width, Fd dense width.
- * Forward products go through gk_matmul (the inference GEMM); the backward
- * products through gk_tgemm. Attention keeps no T x T matrix: the backward
+ * Every product goes through the shared GEMM (kernels/gemm.h): the forward's
+ * through gk_matmul, as inference runs them; the backward's dX = dY W and
+ * dW += dY^T X through gk_sgemm. Attention keeps no T x T matrix: the backward
  * recomputes each row's scores (as flash attention does).
  */
-#include "train/tgemm.h"
+#include "kernels/gemm.h"
 #include "train/train.h"
 
 #include <math.h>
@@ -49,8 +50,9 @@ struct gk_tstate {
     int32_t *inp, *tgt;
     /* backward scratch */
     float *dx, *dt1, *dxn, *dq, *dk, *dv, *datt, *xe, *buf1, *buf2, *buf3, *dye, *drl, *dgate;
-    float *attn_scr; /* [nth][3*T] */
-    float *tbuf;     /* [N][max(V, nq, F, Fd, E)]: dY transposed for gk_tgemm_dw */
+    float *attn_scr; /* [nth][scr_row]: a thread's attention rows (3 T) or logits (V) */
+    int64_t scr_row;
+    float *tbuf; /* [N][max(V, nq, F, Fd, E)]: gk_sgemm's copy of dY transposed (mm_dw) */
     void *arena;
 };
 
@@ -70,6 +72,39 @@ static void mm2(gk_tstate *s, float *y1, const float *w1, float *y2, const float
     size_t nb = (size_t)n_in * sizeof(float);
     gk_matmul2(s->pool, y1, w1, GK_TYPE_F32, nb, y2, w2, GK_TYPE_F32, nb, n_out, x, n_in, (int)T,
                NULL);
+}
+
+/* dX[T][n_in] (+)= dY[T][n_out] W[n_out][n_in]: the input gradient of Y = X W^T. */
+static void mm_dx(gk_tstate *s, float *dx, const float *dy, const float *w, int64_t T,
+                  int64_t n_out, int64_t n_in, bool acc) {
+    gk_sgemm g = {.C = dx,
+                  .ldc = n_in,
+                  .A = dy,
+                  .lda = n_out,
+                  .B = w,
+                  .ldb = n_in,
+                  .M = T,
+                  .N = n_in,
+                  .K = n_out,
+                  .acc = acc};
+    gk_sgemm_run(s->pool, &g, NULL);
+}
+
+/* dW[n_out][n_in] += dY^T X over T tokens: the weight gradient of Y = X W^T. */
+static void mm_dw(gk_tstate *s, float *dw, const float *dy, const float *x, int64_t T,
+                  int64_t n_out, int64_t n_in) {
+    gk_sgemm g = {.C = dw,
+                  .ldc = n_in,
+                  .A = dy,
+                  .lda = n_out,
+                  .a_trans = true,
+                  .B = x,
+                  .ldb = n_in,
+                  .M = n_out,
+                  .N = n_in,
+                  .K = T,
+                  .acc = true};
+    gk_sgemm_run(s->pool, &g, s->tbuf);
 }
 
 /* out = x * r * w with r = 1/sqrt(mean(x^2) + eps), the rstd kept for the backward. */
@@ -105,21 +140,10 @@ static void rmsnorm_bwd(float *dx, bool acc, float *dw, const float *dy, const f
     }
 }
 
-static inline float gelu_fwd(float x, bool erf) {
-    return erf ? gk_gelu_erf(x) : gk_gelu_tanh(x);
-}
-
-static inline float gelu_grad(float x, bool erf) {
-    if (erf)
-        return 0.5f * (1.0f + erff(x * 0.7071067811865476f)) +
-               x * expf(-0.5f * x * x) * 0.3989422804014327f;
-    const float c = 0.7978845608028654f;
-    float th = tanhf(c * (x + 0.044715f * x * x * x));
-    return 0.5f * (1.0f + th) + 0.5f * x * (1.0f - th * th) * c * (1.0f + 0.134145f * x * x);
-}
-
 /* GeGLU backward over n elements: given da (gradient of a = GELU(h1) * h3),
- * writes dh1 into da's place and dh3 into dh3. */
+ * writes dh1 into da's place and dh3 into dh3. GELU and its derivative come
+ * from the vector math (kernels/vmath.h) that the forward's gk_geglu uses, 256
+ * values at a time. */
 typedef struct {
     float *da, *dh3;
     const float *h1, *h3;
@@ -131,10 +155,35 @@ static void geglu_bwd_part(void *arg, int ith, int nth) {
     geglu_bwd_job *j = arg;
     int64_t lo, hi;
     gk_split(j->n, ith, nth, &lo, &hi);
-    for (int64_t i = lo; i < hi; i++) {
-        float x = j->h1[i], da = j->da[i];
-        j->dh3[i] = da * gelu_fwd(x, j->erf);
-        j->da[i] = da * j->h3[i] * gelu_grad(x, j->erf);
+    float u[256], e[256];
+    for (int64_t i0 = lo; i0 < hi; i0 += 256) {
+        const int64_t n = hi - i0 < 256 ? hi - i0 : 256;
+        const float *x = j->h1 + i0;
+        if (j->erf) { /* GELU = x/2 (1 + erf(x/sqrt 2)), GELU' = (1 + erf)/2 + x phi(x) */
+            for (int64_t i = 0; i < n; i++) {
+                u[i] = x[i] * 0.7071067811865476f;
+                e[i] = -0.5f * x[i] * x[i];
+            }
+            gk_vmath(GK_VM_ERF, u, u, n);
+            gk_vmath(GK_VM_EXP, e, e, n);
+            for (int64_t i = 0; i < n; i++) {
+                float da = j->da[i0 + i];
+                j->dh3[i0 + i] = da * ((0.5f * x[i]) * (1.0f + u[i]));
+                j->da[i0 + i] =
+                    da * j->h3[i0 + i] * (0.5f * (1.0f + u[i]) + x[i] * e[i] * 0.3989422804014327f);
+            }
+        } else { /* the tanh form: th = tanh(c (x + 0.044715 x^3)) */
+            const float c = 0.7978845608028654f;
+            for (int64_t i = 0; i < n; i++) u[i] = c * fmaf((0.044715f * x[i]) * x[i], x[i], x[i]);
+            gk_vmath(GK_VM_TANH, u, u, n);
+            for (int64_t i = 0; i < n; i++) {
+                float da = j->da[i0 + i], th = u[i];
+                j->dh3[i0 + i] = da * ((0.5f * x[i]) * (1.0f + th));
+                j->da[i0 + i] = da * j->h3[i0 + i] *
+                                (0.5f * (1.0f + th) + 0.5f * x[i] * (1.0f - th * th) * c *
+                                                          (1.0f + 0.134145f * x[i] * x[i]));
+            }
+        }
     }
 }
 
@@ -166,7 +215,7 @@ static void attn_fwd_part(void *arg, int ith, int nth) {
     const int64_t nq = (int64_t)nh * hd, nkv = (int64_t)hp->n_head_kv * hd;
     const float cap = hp->attn_softcap, scale = hp->attn_out_scale;
     gk_vec_dot_fn dot = gk_type_traits_of(GK_TYPE_F32)->vec_dot;
-    float *sc = s->attn_scr + (size_t)ith * 3 * T;
+    float *sc = s->attn_scr + (size_t)ith * s->scr_row;
     int64_t lo, hi;
     gk_split((int64_t)s->B * nh * T, ith, nth, &lo, &hi);
     for (int64_t it = lo; it < hi; it++) {
@@ -176,13 +225,16 @@ static void attn_fwd_part(void *arg, int ith, int nth) {
         const float *K = j->A->k + (int64_t)b * T * nkv + (h / group) * hd;
         const float *V = j->A->v + (int64_t)b * T * nkv + (h / group) * hd;
         float temp = temp_at(s->tm->cfg.attn_temp_len, t), mx = -INFINITY;
+        for (int k = 0; k <= t; k++) sc[k] = dot(hd, q, K + k * nkv) * scale;
+        gk_softcap_array(sc, t + 1, 1.0f, cap);
         for (int k = 0; k <= t; k++) {
-            float v = gk_softcap(dot(hd, q, K + k * nkv) * scale, cap) * temp;
-            sc[k] = v;
-            mx = v > mx ? v : mx;
+            sc[k] *= temp;
+            mx = sc[k] > mx ? sc[k] : mx;
         }
+        for (int k = 0; k <= t; k++) sc[k] -= mx;
+        gk_vmath(GK_VM_EXP, sc, sc, t + 1);
         double sum = 0.0;
-        for (int k = 0; k <= t; k++) sum += (sc[k] = expf(sc[k] - mx));
+        for (int k = 0; k <= t; k++) sum += sc[k];
         float inv = (float)(1.0 / sum);
         float *out = j->A->att + row * nq + h * hd;
         memset(out, 0, (size_t)hd * sizeof(float));
@@ -207,7 +259,7 @@ static void attn_bwd_part(void *arg, int ith, int nth) {
     const int64_t nq = (int64_t)hp->n_head * hd, nkv = (int64_t)nkvh * hd;
     const float cap = hp->attn_softcap, scale = hp->attn_out_scale;
     gk_vec_dot_fn dot = gk_type_traits_of(GK_TYPE_F32)->vec_dot;
-    float *P = s->attn_scr + (size_t)ith * 3 * T, *C = P + T, *dP = C + T;
+    float *P = s->attn_scr + (size_t)ith * s->scr_row, *C = P + T, *dP = C + T;
     int64_t lo, hi;
     gk_split((int64_t)s->B * nkvh, ith, nth, &lo, &hi);
     for (int64_t it = lo; it < hi; it++) {
@@ -221,15 +273,17 @@ static void attn_bwd_part(void *arg, int ith, int nth) {
                 const float *dO = s->datt + (base + t) * nq + h * hd;
                 float *dq = s->dq + (base + t) * nq + h * hd;
                 float temp = temp_at(s->tm->cfg.attn_temp_len, t), mx = -INFINITY;
+                for (int k = 0; k <= t; k++) C[k] = dot(hd, q, K + k * nkv) * scale;
+                gk_softcap_array(C, t + 1, 1.0f, cap);
                 for (int k = 0; k <= t; k++) {
-                    float raw = dot(hd, q, K + k * nkv) * scale;
-                    float c = gk_softcap(raw, cap);
-                    C[k] = cap > 0 ? c / cap : 0.0f; /* tanh, for the cap's derivative */
-                    P[k] = c * temp;
+                    P[k] = C[k] * temp;
+                    C[k] = cap > 0 ? C[k] / cap : 0.0f; /* tanh, for the cap's derivative */
                     mx = P[k] > mx ? P[k] : mx;
                 }
+                for (int k = 0; k <= t; k++) P[k] -= mx;
+                gk_vmath(GK_VM_EXP, P, P, t + 1);
                 double sum = 0.0;
-                for (int k = 0; k <= t; k++) sum += (P[k] = expf(P[k] - mx));
+                for (int k = 0; k <= t; k++) sum += P[k];
                 float inv = (float)(1.0 / sum);
                 double pdp = 0.0;
                 for (int k = 0; k <= t; k++) {
@@ -285,15 +339,16 @@ static void ce_fwd_part(void *arg, int ith, int nth) {
     const int64_t V = hp->n_vocab;
     int64_t lo, hi;
     gk_split(s->N, ith, nth, &lo, &hi);
+    float *e = s->attn_scr + (size_t)ith * s->scr_row;
     double ce = 0.0;
     for (int64_t t = lo; t < hi; t++) {
         float *z = s->z + t * V, mx = -INFINITY;
-        for (int64_t v = 0; v < V; v++) {
-            z[v] = gk_softcap(z[v] * hp->logit_scale, hp->final_softcap);
-            mx = z[v] > mx ? z[v] : mx;
-        }
+        gk_softcap_array(z, V, hp->logit_scale, hp->final_softcap);
+        for (int64_t v = 0; v < V; v++) mx = z[v] > mx ? z[v] : mx;
+        for (int64_t v = 0; v < V; v++) e[v] = z[v] - mx;
+        gk_vmath(GK_VM_EXP, e, e, V);
         double sum = 0.0;
-        for (int64_t v = 0; v < V; v++) sum += expf(z[v] - mx);
+        for (int64_t v = 0; v < V; v++) sum += e[v];
         s->lse[t] = mx + (float)log(sum);
         ce += (double)s->lse[t] - z[s->tgt[t]];
     }
@@ -307,12 +362,15 @@ static void ce_bwd_part(void *arg, int ith, int nth) {
     const gk_hparams *hp = &s->tm->hp;
     const int64_t V = hp->n_vocab;
     const float fcap = hp->final_softcap;
+    float *e = s->attn_scr + (size_t)ith * s->scr_row;
     int64_t lo, hi;
     gk_split(s->N, ith, nth, &lo, &hi);
     for (int64_t t = lo; t < hi; t++) {
         float *z = s->z + t * V, lse = s->lse[t];
+        for (int64_t v = 0; v < V; v++) e[v] = z[v] - lse;
+        gk_vmath(GK_VM_EXP, e, e, V);
         for (int64_t v = 0; v < V; v++) {
-            float dz = expf(z[v] - lse) - (v == s->tgt[t] ? 1.0f : 0.0f);
+            float dz = e[v] - (v == s->tgt[t] ? 1.0f : 0.0f);
             dz *= j->ce_scale;
             if (fcap > 0) {
                 float c = z[v] / fcap;
@@ -435,8 +493,8 @@ static void moe_bwd(gk_tstate *s, const gk_tlayer *W, gk_tlayer *G, const tact *
             memcpy(s->xe + i * d, A->xn2 + t * d, (size_t)d * sizeof(float));
         }
         geglu_fwd(s, s->buf1, h1, h3, n * F); /* recomputed activation */
-        gk_tgemm_dw(s->pool, G->down_exps + e * d * F, s->dye, s->buf1, n, d, F, s->tbuf);
-        gk_tgemm_dx(s->pool, s->buf2, s->dye, W->down_exps + e * d * F, n, d, F, false);
+        mm_dw(s, G->down_exps + e * d * F, s->dye, s->buf1, n, d, F);
+        mm_dx(s, s->buf2, s->dye, W->down_exps + e * d * F, n, d, F, false);
         geglu_bwd_job gj = {.da = s->buf2,
                             .dh3 = s->buf3,
                             .h1 = h1,
@@ -444,10 +502,10 @@ static void moe_bwd(gk_tstate *s, const gk_tlayer *W, gk_tlayer *G, const tact *
                             .n = n * F,
                             .erf = cfg->gelu == GK_GELU_ERF};
         gk_pool_run(s->pool, geglu_bwd_part, &gj);
-        gk_tgemm_dw(s->pool, G->gate_exps + e * F * d, s->buf2, s->xe, n, F, d, s->tbuf);
-        gk_tgemm_dw(s->pool, G->up_exps + e * F * d, s->buf3, s->xe, n, F, d, s->tbuf);
-        gk_tgemm_dx(s->pool, s->buf1, s->buf2, W->gate_exps + e * F * d, n, F, d, false);
-        gk_tgemm_dx(s->pool, s->buf1, s->buf3, W->up_exps + e * F * d, n, F, d, true);
+        mm_dw(s, G->gate_exps + e * F * d, s->buf2, s->xe, n, F, d);
+        mm_dw(s, G->up_exps + e * F * d, s->buf3, s->xe, n, F, d);
+        mm_dx(s, s->buf1, s->buf2, W->gate_exps + e * F * d, n, F, d, false);
+        mm_dx(s, s->buf1, s->buf3, W->up_exps + e * F * d, n, F, d, true);
         for (int64_t i = 0; i < n; i++) {
             float *dxr = s->dxn + (int64_t)A->row_tok[r0 + i] * d;
             const float *src = s->buf1 + i * d;
@@ -481,8 +539,8 @@ static void moe_bwd(gk_tstate *s, const gk_tlayer *W, gk_tlayer *G, const tact *
             dr[e] = v;
         }
     }
-    gk_tgemm_dw(s->pool, G->router, s->drl, A->xn2, N, E, d, s->tbuf);
-    gk_tgemm_dx(s->pool, s->dxn, s->drl, W->router, N, E, d, true);
+    mm_dw(s, G->router, s->drl, A->xn2, N, E, d);
+    mm_dx(s, s->dxn, s->drl, W->router, N, E, d, true);
 }
 
 /* ------------------------------------------------------------- forward --- */
@@ -562,8 +620,8 @@ void gk_tbackward(gk_tstate *s, float ce_scale, float aux_scale) {
                   nkv = (int64_t)hp->n_head_kv * hd, Fd = hp->n_ff, V = hp->n_vocab;
     ce_job cj = {.s = s, .ce_scale = ce_scale};
     gk_pool_run(s->pool, ce_bwd_part, &cj); /* s->z now holds dLoss/dlogits */
-    gk_tgemm_dx(s->pool, s->dt1, s->z, Wv->output, N, V, d, false);
-    gk_tgemm_dw(s->pool, Gv->output, s->z, s->yf, N, V, d, s->tbuf);
+    mm_dx(s, s->dt1, s->z, Wv->output, N, V, d, false);
+    mm_dw(s, Gv->output, s->z, s->yf, N, V, d);
     rmsnorm_bwd(s->dx, false, Gv->output_norm, s->dt1, s->xf, Wv->output_norm, s->rf, N, d);
 
     for (int l = (int)hp->n_layer - 1; l >= 0; l--) {
@@ -575,8 +633,8 @@ void gk_tbackward(gk_tstate *s, float ce_scale, float aux_scale) {
         if (hp->variant == GK_VARIANT_GROK2) {
             for (int64_t i = 0; i < N * d; i++) s->dt1[i] /= 1.4142135623730951f;
             geglu_fwd(s, s->buf1, A->g, A->u, N * Fd);
-            gk_tgemm_dw(s->pool, G->ffn_down, s->dt1, s->buf1, N, d, Fd, s->tbuf);
-            gk_tgemm_dx(s->pool, s->buf2, s->dt1, W->ffn_down, N, d, Fd, false);
+            mm_dw(s, G->ffn_down, s->dt1, s->buf1, N, d, Fd);
+            mm_dx(s, s->buf2, s->dt1, W->ffn_down, N, d, Fd, false);
             geglu_bwd_job gj = {.da = s->buf2,
                                 .dh3 = s->buf3,
                                 .h1 = A->g,
@@ -584,10 +642,10 @@ void gk_tbackward(gk_tstate *s, float ce_scale, float aux_scale) {
                                 .n = N * Fd,
                                 .erf = tm->cfg.gelu == GK_GELU_ERF};
             gk_pool_run(s->pool, geglu_bwd_part, &gj);
-            gk_tgemm_dw(s->pool, G->ffn_gate, s->buf2, A->xn2, N, Fd, d, s->tbuf);
-            gk_tgemm_dw(s->pool, G->ffn_up, s->buf3, A->xn2, N, Fd, d, s->tbuf);
-            gk_tgemm_dx(s->pool, s->dxn, s->buf2, W->ffn_gate, N, Fd, d, false);
-            gk_tgemm_dx(s->pool, s->dxn, s->buf3, W->ffn_up, N, Fd, d, true);
+            mm_dw(s, G->ffn_gate, s->buf2, A->xn2, N, Fd, d);
+            mm_dw(s, G->ffn_up, s->buf3, A->xn2, N, Fd, d);
+            mm_dx(s, s->dxn, s->buf2, W->ffn_gate, N, Fd, d, false);
+            mm_dx(s, s->dxn, s->buf3, W->ffn_up, N, Fd, d, true);
         } else {
             memset(s->dxn, 0, (size_t)(N * d) * sizeof(float));
         }
@@ -595,8 +653,8 @@ void gk_tbackward(gk_tstate *s, float ce_scale, float aux_scale) {
         rmsnorm_bwd(s->dx, true, G->ffn_norm, s->dxn, A->xm, W->ffn_norm, A->r3, N, d);
         /* xm = x + norm(a): s->dx is dL/dxm and stays as the residual path of dL/dx */
         rmsnorm_bwd(s->dt1, false, G->attn_out_norm, s->dx, A->a, W->attn_out_norm, A->r2, N, d);
-        gk_tgemm_dw(s->pool, G->wo, s->dt1, A->att, N, d, nq, s->tbuf);
-        gk_tgemm_dx(s->pool, s->datt, s->dt1, W->wo, N, d, nq, false);
+        mm_dw(s, G->wo, s->dt1, A->att, N, d, nq);
+        mm_dx(s, s->datt, s->dt1, W->wo, N, d, nq, false);
         memset(s->dq, 0, (size_t)(N * nq) * sizeof(float));
         memset(s->dk, 0, (size_t)(N * nkv) * sizeof(float));
         memset(s->dv, 0, (size_t)(N * nkv) * sizeof(float));
@@ -606,12 +664,12 @@ void gk_tbackward(gk_tstate *s, float ce_scale, float aux_scale) {
                  s->rope_sin);
         rope_bwd(s->dk, s->B, s->T, (int)hp->n_head_kv, (int)hd, (int)hp->n_rot, s->rope_cos,
                  s->rope_sin);
-        gk_tgemm_dw(s->pool, G->wq, s->dq, A->xn1, N, nq, d, s->tbuf);
-        gk_tgemm_dw(s->pool, G->wk, s->dk, A->xn1, N, nkv, d, s->tbuf);
-        gk_tgemm_dw(s->pool, G->wv, s->dv, A->xn1, N, nkv, d, s->tbuf);
-        gk_tgemm_dx(s->pool, s->dxn, s->dq, W->wq, N, nq, d, false);
-        gk_tgemm_dx(s->pool, s->dxn, s->dk, W->wk, N, nkv, d, true);
-        gk_tgemm_dx(s->pool, s->dxn, s->dv, W->wv, N, nkv, d, true);
+        mm_dw(s, G->wq, s->dq, A->xn1, N, nq, d);
+        mm_dw(s, G->wk, s->dk, A->xn1, N, nkv, d);
+        mm_dw(s, G->wv, s->dv, A->xn1, N, nkv, d);
+        mm_dx(s, s->dxn, s->dq, W->wq, N, nq, d, false);
+        mm_dx(s, s->dxn, s->dk, W->wk, N, nkv, d, true);
+        mm_dx(s, s->dxn, s->dv, W->wv, N, nkv, d, true);
         rmsnorm_bwd(s->dx, true, G->attn_norm, s->dxn, A->x, W->attn_norm, A->r1, N, d);
     }
     for (int64_t t = 0; t < N; t++) {
@@ -638,6 +696,7 @@ static size_t layout(gk_tstate *s, uint8_t *base) {
                  Fd = hp->variant == GK_VARIANT_GROK2 ? hp->n_ff : 0, V = hp->n_vocab,
                  half = hp->n_rot / 2;
     size_t off = 0, wide = F > Fd ? F : Fd;
+    s->scr_row = 3 * (int64_t)s->T > (int64_t)V ? 3 * (int64_t)s->T : (int64_t)V;
     if (d > wide) wide = d;
 #define F32(n) (float *)carve(base, &off, (n), sizeof(float))
 #define I32(n) (int32_t *)carve(base, &off, (n), sizeof(int32_t))
@@ -659,7 +718,7 @@ static size_t layout(gk_tstate *s, uint8_t *base) {
     float *dx = F32(N * d), *dt1 = F32(N * d), *dxn = F32(N * d), *dq = F32(N * nq);
     float *dk = F32(N * nkv), *dv = F32(N * nkv), *datt = F32(N * nq), *xe = F32(N * d);
     float *b1 = F32(N * wide), *b2 = F32(N * wide), *b3 = F32(N * wide), *dye = F32(N * d);
-    float *drl = F32(N * E + E), *dgate = F32(N * K), *scr = F32((size_t)s->nth * 3 * s->T);
+    float *drl = F32(N * E + E), *dgate = F32(N * K), *scr = F32((size_t)s->nth * s->scr_row);
     size_t tw = V > wide ? V : wide;
     if (nq > tw) tw = nq;
     if (E > tw) tw = E;

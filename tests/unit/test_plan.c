@@ -483,12 +483,18 @@ static void test_train_step(void) {
     /* attention: 2 sequences x 2 heads x (1 + 2 + 3 + 4) pairs = 40 */
     CHECK_EQ(w.attn_fwd_flops, 4.0 * 16 * 40);
     CHECK_EQ(w.attn_bwd_flops, 10.0 * 16 * 40);
+    /* of which dots: q.k (forward), q.k and dO.v (backward); row updates of 12 bytes an
+     * element: out += p v (forward), dq, dk, dv (backward) */
+    CHECK_EQ(w.attn_fwd_dot_flops, 2.0 * 16 * 40);
+    CHECK_EQ(w.attn_bwd_dot_flops, 4.0 * 16 * 40);
+    CHECK_EQ(w.attn_fwd_bytes, 12.0 * 16 * 40);
+    CHECK_EQ(w.attn_bwd_bytes, 36.0 * 16 * 40);
     CHECK_EQ(w.attn_bwd_items, 2);
-    /* on the pool: GeGLU over 8 x 32 (experts) + 8 x 64 (dense) = 768 elements: erff
-     * twice in the forward and its recomputation, twice in the backward, which also
-     * calls expf once; the loss over 8 x 64 logits: tanhf, expf twice; attention: tanhf
-     * and expf per pair, forward and backward */
-    CHECK_EQ(w.par.erf, 4.0 * 768);
+    /* on the pool: GeGLU over 8 x 32 (experts) + 8 x 64 (dense) = 768 elements: erf
+     * in the forward and its recomputation, once in the backward (GELU and its
+     * derivative), which also calls exp once; the loss over 8 x 64 logits: tanh, exp
+     * twice; attention: tanh and exp per pair, forward and backward */
+    CHECK_EQ(w.par.erf, 3.0 * 768);
     CHECK_EQ(w.par.exp, 768 + 2.0 * 512 + 2.0 * 40);
     CHECK_EQ(w.par.tanh, 512 + 2.0 * 40);
     CHECK_EQ(w.par.bytes, 768 * (12 + 12 + 20.0) + 512 * (12 + 8.0));
@@ -525,6 +531,16 @@ static void test_train_step(void) {
     /* pool steps: attention 18, router 4, dense 15, 15 per touched expert (2 (1 - 1/2^8)
      * of 2), output and loss 6, AdamW 1 */
     CHECK_EQ(w.pool_runs, 18 + 4 + 15 + 15 * 2 * (1 - 1.0 / 256) + 6 + 1);
+    /* steps after serial work: 7 per layer (q, attention, router; router dW, Wo dW,
+     * attention, Wq dW), 3 for the dense MLP, the output product and AdamW; 3 per
+     * touched expert; a norm (48 bytes, 16 FLOPs) over 8 x 32 before the first, an expert's
+     * scatter and gather of 8 x 1 / 2 rows of 32 (20 bytes a value) before the second */
+    CHECK_EQ(w.wakes_wide, 7 + 3 + 1 + 1);
+    CHECK_EQ(w.wakes_expert, 3 * 2 * (1 - 1.0 / 256));
+    CHECK_EQ(w.wide_ser.bytes, 48.0 * 8 * 32);
+    CHECK_EQ(w.wide_ser.flops, 16.0 * 8 * 32);
+    CHECK_EQ(w.expert_ser.bytes, 20.0 * 4 * 32);
+    CHECK_EQ(w.expert_ser.flops, 2.0 * 4 * 32);
 
     /* its time on a made-up machine with flat rates */
     gk_plan_hw hw = {.tgemm_flops = 1e9,
@@ -541,19 +557,31 @@ static void test_train_step(void) {
     /* products below 128 wide run at (side / 128) of the 128 rate when that is
      * measured; here it is not: all at 1 GFLOP/s */
     CHECK_EQ(tt.gemm, 3.0 * 8 * 28800 / 1e9);
-    CHECK_EQ(tt.attn, 14.0 * 16 * 40 / 2e9); /* 2 items on 2 threads: no idle thread */
+    /* dots at 2 GFLOP/s, row updates at 2 x 1.2 GB/s; 2 items on 2 threads: no idle
+     * thread */
+    CHECK_EQ(tt.attn, 2.0 * 16 * 40 / 2e9 + 12.0 * 16 * 40 / 2.4e9 +
+                          (4.0 * 16 * 40 / 2e9 + 36.0 * 16 * 40 / 2.4e9));
     /* the pool: libm calls over 2 threads, then the arithmetic (2 FLOPs per 12 bytes
      * of the pass rate) outweighs the bytes at 2 x 1.2 GB/s */
-    CHECK_EQ(tt.ew_par, (1872 / 1e8 + 3072 / 2e7 + 592 / 4e7) / 2 + 23552 * 6 / 2.4e9);
+    CHECK_EQ(tt.ew_par, (1872 / 1e8 + 2304 / 2e7 + 592 / 4e7) / 2 + 23552 * 6 / 2.4e9);
     CHECK_EQ(tt.ew_ser, 16 / 1e8 + 16 / 4e7 + 26624 * 6 / 1.2e9);
     CHECK_EQ(tt.opt, 2 * P * 6 / 1.2e9 + 15 * P * 6 / 2.4e9);
-    CHECK_EQ(tt.transpose, w.transpose_bytes / 2.4e9);
     CHECK_EQ(tt.pool, w.pool_runs * 1e-6);
-    CHECK_EQ(t, tt.gemm + tt.attn + tt.ew_par + tt.ew_ser + tt.opt + tt.transpose + tt.pool);
+    CHECK_EQ(t, tt.gemm + tt.attn + tt.ew_par + tt.ew_ser + tt.opt + tt.pool);
     CHECK_EQ(gk_plan_train_tokens_per_s_measured(&pm, &hw, 4, 8), 8 / t);
+    /* a step after serial work costs 1 us up to 5 us of it, 101 us from 10 us: a norm
+     * over 8 x 32 (16 FLOPs an element at 2 per 12 bytes of 1.2 GB/s) takes 20.48 us
+     * (the 12 wide steps wait), an expert's scatter and gather 2.13 us (its steps pay
+     * 1 us) */
+    hw.wake_at[0] = 1e-6;
+    for (int k = 1; k < 8; k++) hw.wake_at[k] = 1.01e-4;
+    gk_plan_train_step_time(&pm, &hw, 4, 8, &tt);
+    CHECK_EQ(tt.pool, w.pool_runs * 1e-6 + 12 * 1.01e-4 + 3 * 2 * (1 - 1.0 / 256) * 1e-6);
+    memset(hw.wake_at, 0, sizeof hw.wake_at);
     /* the backward's attention items: 1 sequence x 1 KV head leaves one of 2 threads idle */
     gk_plan_train_step_time(&pm, &hw, 4, 4, &tt);
-    CHECK_EQ(tt.attn, (4.0 * 16 * 20 + 2 * 10.0 * 16 * 20) / 2e9);
+    CHECK_EQ(tt.attn, 2.0 * 16 * 20 / 2e9 + 12.0 * 16 * 20 / 2.4e9 +
+                          2 * (4.0 * 16 * 20 / 2e9 + 36.0 * 16 * 20 / 2.4e9));
     /* uncalibrated devices have no measured rates */
     gk_plan_hw h100;
     CHECK(gk_plan_hw_find("H100", &h100, &err) == 0);

@@ -1,13 +1,14 @@
 /*
- * test_train.c - unit tests of src/train: the backward GEMM against its scalar
- * reference at awkward sizes and thread counts, the forward product (GEMM over
- * transposed weights) against gk_matmul, the learning-rate schedule, AdamW's
- * decay on matrices only, the text checks, and the window order.
+ * test_train.c - unit tests of src/train: the backward GEMM (gk_sgemm, every
+ * layout) against its scalar reference at awkward sizes and thread counts, the
+ * forward product through gk_sgemm against gk_matmul, the learning-rate
+ * schedule, AdamW's decay on matrices only, the text checks, and the window
+ * order.
  */
 #include "gk_test.h"
+#include "kernels/gemm.h"
 #include "kernels/ops.h"
 #include "train/data.h"
-#include "train/tgemm.h"
 #include "train/train.h"
 
 #include <math.h>
@@ -26,58 +27,71 @@ static double max_rel(const float *a, const float *b, int64_t n) {
     return mx / ref;
 }
 
-static void test_tgemm(void) {
-    gk_err err;
-    const int64_t sizes[][3] = {{1, 1, 1}, {5, 17, 3}, {13, 70, 300}, {64, 48, 513}, {3, 129, 64}};
-    for (int nt = 1; nt <= 3; nt += 2) {
-        gk_pool *pool = gk_pool_new(nt, &err);
-        for (size_t c = 0; c < sizeof sizes / sizeof sizes[0]; c++) {
-            int64_t M = sizes[c][0], N = sizes[c][1], K = sizes[c][2];
-            uint64_t s = 42 + c;
-            float *A = malloc(M * K * 4), *B = malloc(K * N * 4), *C = malloc(M * N * 4),
-                  *R = malloc(M * N * 4);
-            for (int64_t i = 0; i < M * K; i++) A[i] = frand(&s);
-            for (int64_t i = 0; i < K * N; i++) B[i] = frand(&s);
-            for (int acc = 0; acc < 2; acc++) {
-                for (int64_t i = 0; i < M * N; i++) C[i] = R[i] = frand(&s);
-                /* A read transposed (sam = 1, sak = M) and straight */
-                for (int tr = 0; tr < 2; tr++) {
-                    float *At = malloc(M * K * 4);
-                    for (int64_t m = 0; m < M; m++)
-                        for (int64_t k = 0; k < K; k++) At[k * M + m] = A[m * K + k];
-                    gk_tgemm_job j = {.C = C,
-                                      .ldc = N,
-                                      .A = tr ? At : A,
-                                      .sam = tr ? 1 : K,
-                                      .sak = tr ? M : 1,
-                                      .B = B,
-                                      .ldb = N,
-                                      .M = M,
-                                      .N = N,
-                                      .K = K,
-                                      .acc = acc};
-                    gk_tgemm_job r = j;
-                    r.C = R;
-                    if (tr == 1) { /* the same C again: restore it */
-                        for (int64_t i = 0; i < M * N; i++) C[i] = R[i];
-                    }
-                    float *keep = malloc(M * N * 4);
-                    memcpy(keep, C, M * N * 4);
-                    gk_tgemm(pool, &j);
-                    memcpy(R, keep, M * N * 4);
-                    gk_tgemm_ref(&r);
-                    CHECK_MSG(max_rel(C, R, M * N) < 1e-5,
-                              "tgemm %lldx%lldx%lld acc %d tr %d nt %d: %g", (long long)M,
-                              (long long)N, (long long)K, acc, tr, nt, max_rel(C, R, M * N));
-                    memcpy(C, keep, M * N * 4);
-                    free(keep);
-                    free(At);
-                }
+/* C (+)= op(A) op(B) in double, from the operands as stored. */
+static void sgemm_ref(const gk_sgemm *g, float *C) {
+    for (int64_t m = 0; m < g->M; m++)
+        for (int64_t n = 0; n < g->N; n++) {
+            double s = 0.0;
+            for (int64_t k = 0; k < g->K; k++) {
+                float a = g->a_trans ? g->A[k * g->lda + m] : g->A[m * g->lda + k];
+                float b = g->b_trans ? g->B[n * g->ldb + k] : g->B[k * g->ldb + n];
+                s += (double)a * b;
             }
-            free(A), free(B), free(C), free(R);
+            float *c = C + m * g->ldc + n;
+            *c = g->acc ? *c + (float)s : (float)s;
         }
-        gk_pool_free(pool);
+}
+
+/* gk_sgemm in its four layouts, with and without acc, at awkward sizes (K over
+ * both chunk sizes, row strides wider than the rows) and thread counts: within
+ * float rounding of the reference, and bit-identical whatever the threads. */
+static void test_sgemm(void) {
+    gk_err err;
+    const int64_t sizes[][3] = {{1, 1, 1},     {5, 17, 3},   {13, 70, 300},
+                                {64, 48, 513}, {3, 129, 64}, {9, 20, 1100}};
+    gk_pool *pools[2] = {gk_pool_new(1, &err), gk_pool_new(3, &err)};
+    for (size_t c = 0; c < sizeof sizes / sizeof sizes[0]; c++) {
+        int64_t M = sizes[c][0], N = sizes[c][1], K = sizes[c][2], pad = 3;
+        uint64_t s = 42 + c;
+        int64_t na = (M > K ? M : K) * (M + K + pad), nb = (N > K ? N : K) * (N + K + pad);
+        float *A = malloc(na * 4), *B = malloc(nb * 4), *C0 = malloc(M * (N + pad) * 4),
+              *C[2] = {malloc(M * (N + pad) * 4), malloc(M * (N + pad) * 4)},
+              *R = malloc(M * (N + pad) * 4);
+        for (int64_t i = 0; i < na; i++) A[i] = frand(&s);
+        for (int64_t i = 0; i < nb; i++) B[i] = frand(&s);
+        for (int64_t i = 0; i < M * (N + pad); i++) C0[i] = frand(&s);
+        for (int lay = 0; lay < 8; lay++) {
+            bool at = lay & 1, bt = lay & 2, acc = lay & 4;
+            gk_sgemm g = {.ldc = N + pad,
+                          .A = A,
+                          .lda = (at ? M : K) + pad,
+                          .a_trans = at,
+                          .B = B,
+                          .ldb = (bt ? K : N) + pad,
+                          .b_trans = bt,
+                          .M = M,
+                          .N = N,
+                          .K = K,
+                          .acc = acc};
+            float *scr = malloc((gk_sgemm_scratch(&g) + 1) * 4);
+            for (int p = 0; p < 2; p++) {
+                memcpy(C[p], C0, M * (N + pad) * 4);
+                g.C = C[p];
+                gk_sgemm_run(pools[p], &g, scr);
+            }
+            memcpy(R, C0, M * (N + pad) * 4);
+            sgemm_ref(&g, R);
+            CHECK_MSG(max_rel(C[0], R, M * (N + pad)) < 1e-5,
+                      "sgemm %lldx%lldx%lld a_trans %d b_trans %d acc %d: %g", (long long)M,
+                      (long long)N, (long long)K, at, bt, acc, max_rel(C[0], R, M * (N + pad)));
+            CHECK_MSG(!memcmp(C[0], C[1], M * (N + pad) * 4),
+                      "sgemm %lldx%lldx%lld a_trans %d b_trans %d acc %d depends on threads",
+                      (long long)M, (long long)N, (long long)K, at, bt, acc);
+            free(scr);
+        }
+        free(A), free(B), free(C0), free(C[0]), free(C[1]), free(R);
     }
+    gk_pool_free(pools[0]), gk_pool_free(pools[1]);
 }
 
 /* A tiny model's forward loss does not depend on the thread count, and the
@@ -95,18 +109,22 @@ static void test_forward_vs_matmul(void) {
     for (int64_t o = 0; o < O; o++)
         for (int64_t i = 0; i < I; i++) wt[i * O + o] = w[o * I + i];
     gk_matmul(p1, y1, w, GK_TYPE_F32, I * 4, O, x, I, (int)T, NULL);
-    gk_tgemm_job j = {.C = y2,
-                      .ldc = O,
-                      .A = x,
-                      .sam = I,
-                      .sak = 1,
-                      .B = wt,
-                      .ldb = O,
-                      .M = T,
-                      .N = O,
-                      .K = I,
-                      .acc = false};
-    gk_tgemm(p3, &j);
+    /* the weights as stored (the dot-product tiles): exactly gk_matmul */
+    gk_sgemm g = {.C = y2,
+                  .ldc = O,
+                  .A = x,
+                  .lda = I,
+                  .B = w,
+                  .ldb = I,
+                  .b_trans = true,
+                  .M = T,
+                  .N = O,
+                  .K = I};
+    gk_sgemm_run(p3, &g, NULL);
+    CHECK_MSG(!memcmp(y1, y2, T * O * 4), "gk_sgemm on W^T differs from gk_matmul");
+    /* the weights transposed (the outer-product tiles) */
+    g.B = wt, g.ldb = O, g.b_trans = false;
+    gk_sgemm_run(p3, &g, NULL);
     CHECK_MSG(max_rel(y2, y1, T * O) < 1e-5, "forward GEMM vs gk_matmul: %g",
               max_rel(y2, y1, T * O));
     free(w), free(wt), free(x), free(y1), free(y2);
@@ -202,7 +220,7 @@ static void test_text(void) {
 }
 
 int main(void) {
-    test_tgemm();
+    test_sgemm();
     test_forward_vs_matmul();
     test_schedule();
     test_text();
