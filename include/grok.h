@@ -203,6 +203,12 @@ typedef struct gk_decode_stats {
     double kv_bytes_read;    /* K and V rows read by attention, once per token and layer */
     double kv_bytes_written; /* K and V rows stored */
     double pool_runs;        /* jobs handed to the thread pool's workers (each a dispatch) */
+    /* wall seconds by part (the calling thread's clock around each call): the forwards in
+     * all; of them the gk_matmul calls (gk_matmul2 and the summation tree's chunk products
+     * included), the attention's job (the dots, softmax and weighted sums over the cache),
+     * the GeGLU jobs and the logits' softcap job; the rest is the calling thread's own work
+     * (norms, RoPE, the cache's stores, routing, gathers, the tree's sums) */
+    double forward_s, matmul_s, attn_s, geglu_s, softcap_s;
 } gk_decode_stats;
 gk_decode_stats gk_context_stats(const gk_context *c);
 void gk_context_stats_reset(gk_context *c);

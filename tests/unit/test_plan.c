@@ -420,6 +420,12 @@ static void test_engine_counters(void) {
                  st.weight_bytes);
         /* one thread hands the pool nothing */
         CHECK_EQ(st.pool_runs, 0);
+        /* the wall time by part: each part measured, inside the forwards' time */
+        CHECK(st.matmul_s > 0 && st.attn_s > 0 && st.geglu_s > 0 && st.softcap_s > 0);
+        CHECK(st.matmul_s + st.attn_s + st.geglu_s + st.softcap_s <= st.forward_s);
+        gk_context_stats_reset(c);
+        st = gk_context_stats(c);
+        CHECK(st.forward_s == 0 && st.matmul_s == 0 && st.attn_s == 0);
         gk_context_free(c);
         /* the jobs the engine hands its pool, which grok plan charges a dispatch each:
          * with 2 threads the summation tree's chunks run one per thread in one job, with
