@@ -648,6 +648,11 @@ typedef struct gk_plan_hw {
     /* bytes/s of one thread's elementwise pass (y = a x + b, f32) over arrays of
      * 256 KiB, 2 MiB, 16 MiB and 128 MiB in all */
     double ew_bw_at[4];
+    /* seconds of one item of the engine's attention job (forward.c attn_part over an f32
+     * cache: gk_attn_dots, gk_attn_softmax of each head with the softcap, gk_attn_wsum), on
+     * every thread at once, for runs of 1, 2 and 4 query heads (GK_ATTN_QMAX) of head size
+     * 32, 64 and 128 over 64, 512 and 4096 keys: [head size][heads][keys] */
+    double attn_item[3][3][3];
     int threads;     /* threads the figures were measured with */
     double rss_base; /* resident bytes of a started grok process (with MPI under mpirun) */
 } gk_plan_hw;

@@ -13,6 +13,7 @@
 
 #include "base/base.h"
 #include "kernels/gemm.h"
+#include "kernels/ops.h"
 #include "plan/plan.h"
 #include "tensor/dtype.h"
 
@@ -251,6 +252,12 @@ int gk_plan_hw_save(const gk_plan_hw *hw, const char *path, gk_err *err) {
     for (int k = 0; k < 4; k++)
         if (hw->ew_bw_at[k] > 0)
             fprintf(f, "ew_bw_at.%d = %.17g\n", 256 << (3 * k), hw->ew_bw_at[k]);
+    for (int h = 0; h < 3; h++)
+        for (int q = 0; q < 3; q++)
+            for (int k = 0; k < 3; k++)
+                if (hw->attn_item[h][q][k] > 0)
+                    fprintf(f, "attn_item.%d.%d.%d = %.17g\n", 32 << h, 1 << q, 64 << (3 * k),
+                            hw->attn_item[h][q][k]);
     for (int t = 0; t < GK_PLAN_N_TYPES; t++) {
         if (hw->mm_bw1[t] > 0) fprintf(f, "mm_bw1.%s = %.17g\n", gk_type_name(t), hw->mm_bw1[t]);
         for (int k = 0; k < 4; k++)
@@ -335,6 +342,20 @@ int gk_plan_hw_load(const char *path, gk_plan_hw *hw, gk_err *err) {
             int sz = atoi(k + 8), idx = sz == 32 ? 0 : sz == 64 ? 1 : sz == 128 ? 2 : -1;
             if (idx < 0) goto bad;
             hw->attn_at[idx] = x;
+            found = true;
+        }
+        if (!found && !strncmp(k, "attn_item.", 10)) {
+            /* HEAD.HEADS.KEYS */
+            int hd = 0, nq = 0, nk = 0, hi = -1, qi = -1, ki = -1;
+            char tail;
+            if (sscanf(k + 10, "%d.%d.%d%c", &hd, &nq, &nk, &tail) != 3) goto bad;
+            for (int i = 0; i < 3; i++) {
+                if (hd == 32 << i) hi = i;
+                if (nq == 1 << i) qi = i;
+                if (nk == 64 << (3 * i)) ki = i;
+            }
+            if (hi < 0 || qi < 0 || ki < 0) goto bad;
+            hw->attn_item[hi][qi][ki] = x;
             found = true;
         }
         if (!found && !strncmp(k, "ew_bw_at.", 9)) {
@@ -744,6 +765,80 @@ static double attn_imbalance(double T, double pos0, double n_head, int nt) {
     return total > 0 ? most * nt / total : 1.0;
 }
 
+/* Seconds of one item of the attention job (a run of nq query heads of size hd over nk
+ * keys of an f32 cache) as calibrate timed it: piecewise linear in the keys through the
+ * timed 64, 512 and 4096 (below 64 along the first piece, down to its share of the
+ * 64-key time; past 4096 along the last piece, or at the memory's bandwidth shared by
+ * the threads when K and V stream slower than that), linear in the heads between 1, 2
+ * and 4 and in the head size between 32, 64 and 128 (past 128 in proportion). 0 when
+ * calibrate did not time it. */
+static double attn_item_s(const gk_plan_hw *hw, double hd, double nq, double nk, int nt) {
+    double y[3]; /* at hd 32, 64, 128 */
+    for (int h = 0; h < 3; h++) {
+        double yq[3];
+        for (int q = 0; q < 3; q++) {
+            const double *v = hw->attn_item[h][q];
+            if (!(v[0] > 0 && v[1] > 0 && v[2] > 0)) return 0;
+            double t;
+            if (nk <= 512) {
+                double sl = (v[1] - v[0]) / 448.0;
+                t = v[0] + (nk - 64) * sl;
+                if (nk < 64 && t < v[0] * nk / 64) t = v[0] * nk / 64;
+            } else {
+                double sl = (v[2] - v[1]) / 3584.0;
+                if (nk > 4096) {
+                    double mem = 2.0 * hd * 4.0 * nt / hw->mem_bw;
+                    t = v[2] + (nk - 4096) * (sl > mem ? sl : mem);
+                } else
+                    t = v[1] + (nk - 512) * sl;
+            }
+            yq[q] = t;
+        }
+        y[h] = nq <= 1   ? yq[0]
+               : nq <= 2 ? yq[0] + (nq - 1) * (yq[1] - yq[0])
+               : nq <= 4 ? yq[1] + (nq - 2) / 2 * (yq[2] - yq[1])
+                         : yq[2] * nq / 4;
+    }
+    return hd <= 32    ? y[0]
+           : hd <= 64  ? y[0] + (hd - 32) / 32 * (y[1] - y[0])
+           : hd <= 128 ? y[1] + (hd - 64) / 64 * (y[2] - y[1])
+                       : y[2] * hd / 128;
+}
+
+/* Seconds of one layer's attention job (forward.c attn_part) over T tokens of one
+ * sequence from position pos0, nh query heads in ng KV groups on this rank, as calibrate
+ * timed its items: the items (token, run of up to GK_ATTN_QMAX heads of a group; more
+ * runs while threads would idle) in contiguous runs per thread (gk_split), token t
+ * reading pos0 + t + 1 keys; the job lasts as long as its busiest thread. Its dispatch
+ * is charged apart. 0 when calibrate did not time the items. */
+static double attn_job_s(const gk_plan_hw *hw, double T, double pos0, int nh, int ng, double hd,
+                         int nt) {
+    if (ng < 1 || nh < ng || attn_item_s(hw, hd, 1, 64, nt) <= 0) return 0;
+    const int group = nh / ng;
+    int runs = (group + GK_ATTN_QMAX - 1) / GK_ATTN_QMAX;
+    while (runs < group && T * ng * runs < nt) runs++;
+    const int qc = (group + runs - 1) / runs;
+    const int64_t per_tok = (int64_t)ng * runs, n = (int64_t)T * per_tok;
+    double most = 0;
+    if (n > 4000000) { /* too many to walk: an even share of the keys */
+        double keys = T * (pos0 + (T + 1) / 2);
+        return (double)per_tok * attn_item_s(hw, hd, qc, keys / T, nt) * T / nt;
+    }
+    for (int i = 0; i < nt; i++) {
+        int64_t lo, hi;
+        gk_split(n, i, nt, &lo, &hi);
+        double s = 0;
+        for (int64_t item = lo; item < hi; item++) {
+            const int t = (int)(item / per_tok), rem = (int)(item % per_tok);
+            const int g = rem / runs, h0 = g * group + rem % runs * qc;
+            const int nq = h0 + qc <= (g + 1) * group ? qc : (g + 1) * group - h0;
+            if (nq > 0) s += attn_item_s(hw, hd, nq, pos0 + t + 1, nt);
+        }
+        most = s > most ? s : most;
+    }
+    return most;
+}
+
 /* Seconds of a job handed to the pool: the cheaper of calibrate's two timings of one
  * (no work in it, and a 64 x 64 matmul in it); on shared cores either can catch a
  * descheduled thread, which a forward's jobs meet no more often than calibrate's. */
@@ -783,9 +878,18 @@ static double forward_time(const gk_plan_model *pm, const gk_plan_hw *hw, double
          * the softcap's tanhf per (head, key), as long as its busiest thread */
         double pairs = s->attn == GK_PLAN_ATTN_GQA ? c.attn_flops / (4.0 * s->head_dim) : 0;
         gk_plan_ew aw = {.exp = pairs, .tanh = s->attn_softcap > 0 ? pairs : 0};
-        p.attention = (c.attn_flops / af + (c.kv_bytes_read + c.kv_bytes_written) / hw->mem_bw +
-                       ew_time(hw, &aw, 0, nt)) *
-                      attn_imbalance(n_tok, pos0, (double)s->n_head / tp, nt);
+        /* the engine's attention job as calibrate timed its items (an f32 cache); else
+         * its dots, bytes and vector math at the rates of their own */
+        double job = s->attn == GK_PLAN_ATTN_GQA && kv_elt == 4
+                         ? attn_job_s(hw, n_tok, pos0, (int)(s->n_head / (uint32_t)tp),
+                                      (int)(s->n_head_kv / (uint32_t)tp), s->head_dim, nt)
+                         : 0;
+        if (job > 0)
+            p.attention = job * s->n_layer;
+        else
+            p.attention = (c.attn_flops / af + (c.kv_bytes_read + c.kv_bytes_written) / hw->mem_bw +
+                           ew_time(hw, &aw, 0, nt)) *
+                          attn_imbalance(n_tok, pos0, (double)s->n_head / tp, nt);
         double gelu_row = n_tok * ((double)s->n_expert_used * s->n_ff_exp + s->n_ff);
         p.ew_pool = ew_time(
             hw, &w.par, 12.0 * (gelu_row > n_tok * s->n_embd ? gelu_row : n_tok * s->n_embd), nt);

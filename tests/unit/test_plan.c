@@ -276,6 +276,7 @@ static void test_preset_file(void) {
     hw.exp_rate = 1.25e8;
     hw.ew_bw_at[3] = 6.5e9;
     hw.threads = 2;
+    hw.attn_item[2][1][0] = 2.5e-6;
     char path[512];
     snprintf(path, sizeof path, "%s/dev.preset", gk_test_tmp_dir());
     CHECK(gk_plan_hw_save(&hw, path, &err) == 0);
@@ -285,7 +286,14 @@ static void test_preset_file(void) {
           back.mm_flops512[2] == 3e11 && back.mm_bw1_at[8][1][1] == 7e9 &&
           back.tgemm_at[2] == 3e10 && back.call_s == 1.5e-5 && back.attn_at[0] == 4e9 &&
           back.exp_rate == 1.25e8 && back.ew_bw_at[3] == 6.5e9 && back.ew_bw_at[0] == 0);
-    FILE *f = fopen(path, "w");
+    CHECK(back.attn_item[2][1][0] == 2.5e-6 && back.attn_item[2][1][1] == 0);
+    /* an attention item at a shape calibrate does not time */
+    FILE *f = fopen(path, "a");
+    fputs("attn_item.48.2.64 = 1e-6\n", f);
+    fclose(f);
+    CHECK(gk_plan_hw_load(path, &back, &err) < 0);
+    CHECK_ERR_HAS(err.msg, "expected");
+    f = fopen(path, "w");
     fputs("name = x\nbf16_flops = lots\n", f);
     fclose(f);
     CHECK(gk_plan_hw_load(path, &back, &err) < 0);
@@ -617,6 +625,71 @@ static void test_infer_libm(void) {
     CHECK_EQ(1 / r1.gen_expect - 1 / r2.gen_expect, libm / 2);
 }
 
+/* The attention job as calibrate times its items (forward.c attn_part), by hand for 1
+ * layer of 2 query heads of 16 over 1 KV group on 2 threads: a generated token at
+ * position 63 splits its group into 2 runs of 1 head (2 items, one per thread) over 64
+ * keys; a 4-token prompt has 4 items of both heads over 1, 2, 3, 4 keys, tokens 2 and 3
+ * on the busiest thread. */
+static void test_attn_job(void) {
+    gk_plan_shape s = {.variant = GK_VARIANT_GROK2,
+                       .n_vocab = 64,
+                       .n_embd = 32,
+                       .n_layer = 1,
+                       .n_head = 2,
+                       .n_head_kv = 1,
+                       .head_dim = 16,
+                       .n_ctx = 64,
+                       .n_ff = 64,
+                       .n_ff_exp = 32,
+                       .n_expert = 2,
+                       .n_expert_used = 1,
+                       .gated = true,
+                       .attn_softcap = 30};
+    gk_plan_model pm;
+    gk_err err;
+    CHECK(gk_plan_model_build(&s, "f32", &pm, &err) == 0);
+    gk_plan_hw hw = {.name = "t",
+                     .bf16_flops = 1e11,
+                     .mem_bytes = 1e9,
+                     .mem_bw = 1e10,
+                     .domain = 1,
+                     .attn_flops = 1e9,
+                     .call_s = 1e-6,
+                     .threads = 2};
+    hw.mm_bw1[0] = 5e9;
+    for (int h = 0; h < 3; h++)
+        for (int q = 0; q < 3; q++)
+            for (int k = 0; k < 3; k++) hw.attn_item[h][q][k] = (h + 1) * (q + 1) * (k + 1) * 1e-6;
+    gk_plan_infer_opts o = {.n_ctx = 64, .gen_pos = 63, .n_prompt = 4, .n_batch = 4};
+    gk_plan_infer r;
+    CHECK(gk_plan_infer_eval(&pm, &hw, 1, 1, &o, &r, &err) == 0);
+    /* heads of 16 take the 32-head figures; one head over 64 keys: 1 us */
+    CHECK_EQ(r.gen_parts.attention, 1e-6);
+    /* runs of 2 heads: 2 us at 64 keys, 4 us at 512; below 64 along that line */
+    CHECK_EQ(r.prompt_parts.attention, 2 * 2e-6 + (3 - 64 + 4 - 64) * 2e-6 / 448);
+    /* the item over 3 times as many keys as timed: K and V (2 x 16 x 4 bytes a key)
+     * at the memory's bandwidth shared by the 2 threads; with a faster memory the last
+     * piece's slope */
+    o.gen_pos = 3 * 4096 - 1;
+    CHECK(gk_plan_infer_eval(&pm, &hw, 1, 1, &o, &r, &err) == 0);
+    CHECK_EQ(r.gen_parts.attention, 3e-6 + 8192 * 128 * 2 / 1e10);
+    hw.mem_bw = 1e14;
+    CHECK(gk_plan_infer_eval(&pm, &hw, 1, 1, &o, &r, &err) == 0);
+    CHECK_EQ(r.gen_parts.attention, 3e-6 + 8192 * (3e-6 - 2e-6) / 3584);
+    hw.mem_bw = 1e10;
+    /* an f16 cache (not timed) and a preset without the items: the rates of the parts */
+    o.gen_pos = 63;
+    o.kv_elt_bytes = 2;
+    CHECK(gk_plan_infer_eval(&pm, &hw, 1, 1, &o, &r, &err) == 0);
+    CHECK(r.gen_parts.attention > 0 && r.gen_parts.attention != 1e-6);
+    double f16 = r.gen_parts.attention;
+    o.kv_elt_bytes = 4;
+    hw.attn_item[2][1][0] = 0;
+    CHECK(gk_plan_infer_eval(&pm, &hw, 1, 1, &o, &r, &err) == 0);
+    CHECK(r.gen_parts.attention > 0 && r.gen_parts.attention != 1e-6 &&
+          r.gen_parts.attention != f16);
+}
+
 /* Peak memory of a tensor-parallel rank, by hand for the tiny Grok-1 shape over 2
  * ranks (f32, batch 4, context 10, 1 thread), and against the engine: rank 0's cut
  * of a real file must be the bytes gk_tp_cut copied. */
@@ -790,6 +863,7 @@ int main(void) {
     test_tiny_grok2();
     test_train_step();
     test_infer_libm();
+    test_attn_job();
     test_grok_presets();
     test_published();
     test_fleet_and_bad_inputs();
