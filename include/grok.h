@@ -653,6 +653,8 @@ typedef struct gk_plan_hw {
      * every thread at once, for runs of 1, 2 and 4 query heads (GK_ATTN_QMAX) of head size
      * 32, 64 and 128 over 64, 512 and 4096 keys: [head size][heads][keys] */
     double attn_item[3][3][3];
+    /* the same with each item's K and V cold (out of the caches: a generated token's) */
+    double attn_cold[3][3][3];
     int threads;     /* threads the figures were measured with */
     double rss_base; /* resident bytes of a started grok process (with MPI under mpirun) */
 } gk_plan_hw;

@@ -881,26 +881,31 @@ static double rss_now(void) {
 }
 
 /* Items of the engine's attention job (forward.c attn_part) over an f32 cache: each
- * thread runs `items` of them, a run of nq query heads over the nk keys of one K and V
- * (shared by the threads, as a KV group's rows are), its own scores and outputs. */
+ * thread runs `items` of them, a run of nq query heads over the nk keys of a K and V.
+ * Warm (n_reg 1): every item on the same K and V, shared by the threads as a KV
+ * group's rows are by a prompt's tokens. Cold: each item on K and V of its own, in
+ * turn from an arena far past the caches, as a generated token finds a layer's cache
+ * after a whole forward's weights went by. */
 typedef struct {
-    const float *K, *V, *q;
+    const float *kv; /* n_reg regions of K [nk][hd] then V [nk][hd] */
+    const float *q;
     float *scores, *out; /* [nt][GK_ATTN_QMAX][nk], [nt][GK_ATTN_QMAX][hd] */
     int hd, nq, items;
-    int64_t nk;
+    int64_t nk, n_reg, next; /* next: the region of the call's first item */
 } attn_cal_job;
 
 static void attn_cal_part(void *arg, int ith, int nth) {
-    (void)nth;
     attn_cal_job *j = arg;
     float *s = j->scores + (size_t)ith * GK_ATTN_QMAX * j->nk;
     float *out = j->out + (size_t)ith * GK_ATTN_QMAX * j->hd;
-    const size_t row = (size_t)j->hd * sizeof(float);
+    const size_t row = (size_t)j->hd * sizeof(float), reg = 2 * (size_t)j->nk * j->hd;
     for (int it = 0; it < j->items; it++) {
-        gk_attn_dots(s, (size_t)j->nk, j->K, row, GK_TYPE_F32, j->q, j->nq, j->nk, j->hd);
+        const float *K = j->kv + (size_t)((j->next + (int64_t)it * nth + ith) % j->n_reg) * reg;
+        const float *V = K + (size_t)j->nk * j->hd;
+        gk_attn_dots(s, (size_t)j->nk, K, row, GK_TYPE_F32, j->q, j->nq, j->nk, j->hd);
         for (int i = 0; i < j->nq; i++)
             gk_attn_softmax(s + (size_t)i * j->nk, j->nk, 0.0883883461f, 30.0f, 1.0f, false);
-        gk_attn_wsum(out, j->V, row, GK_TYPE_F32, s, (size_t)j->nk, j->nq, j->nk, j->hd);
+        gk_attn_wsum(out, V, row, GK_TYPE_F32, s, (size_t)j->nk, j->nq, j->nk, j->hd);
     }
 }
 
@@ -1151,42 +1156,47 @@ static int cmd_calibrate(int argc, char **argv, const plan_opts *o) {
         printf("attention, heads of 32 / 64 / 128: %.2f / %.2f / %.2f GFLOP/s\n",
                hw.attn_at[0] / 1e9, hw.attn_at[1] / 1e9, hw.attn_at[2] / 1e9);
     /* the engine's attention job itself: items of runs of 1, 2, 4 query heads of 32, 64,
-     * 128 over 64, 512, 4096 keys of an f32 cache (random unit-scale rows), every thread
-     * running such items at once as the job's threads do; enough items per job that its
-     * dispatch (charged apart) is a small part */
+     * 128 over 64, 512, 4096 keys of an f32 cache (unit-scale rows), every thread running
+     * such items at once as the job's threads do, warm and cold (attn_cal_job); enough
+     * items per job that its dispatch (charged apart) is a small part */
     {
-        const int64_t nkmax = 4096;
-        float *K = buf, *V = buf + nkmax * 128, *qv = V + nkmax * 128;
-        float *sc = qv + GK_ATTN_QMAX * 128, *ao = sc + (size_t)nt * GK_ATTN_QMAX * nkmax;
-        for (int64_t i = 0; i < 2 * nkmax * 128 + GK_ATTN_QMAX * 128; i++)
+        const int64_t arena = (int64_t)64 << 20, nkmax = 4096; /* floats: 256 MiB */
+        float *kv = buf, *qv = buf + arena, *sc = qv + GK_ATTN_QMAX * 128;
+        float *ao = sc + (size_t)nt * GK_ATTN_QMAX * nkmax;
+        for (int64_t i = 0; i < arena + GK_ATTN_QMAX * 128; i++)
             buf[i] = (float)((i * 2654435761u) % 2001) / 1000.0f - 1.0f;
-        for (int h = 0; h < 3; h++)
-            for (int qi = 0; qi < 3; qi++)
-                for (int ki = 0; ki < 3; ki++) {
-                    int64_t nk = (int64_t)64 << (3 * ki);
-                    attn_cal_job aj = {.K = K,
-                                       .V = V,
-                                       .q = qv,
-                                       .scores = sc,
-                                       .out = ao,
-                                       .hd = 32 << h,
-                                       .nq = 1 << qi,
-                                       .nk = nk,
-                                       .items = (int)(nkmax * 8 / nk)};
-                    cal_timer ct = cal_start(CAL_MIN_S / 4);
-                    do gk_pool_run(pool, attn_cal_part, &aj);
-                    while (cal_more(&ct));
-                    hw.attn_item[h][qi][ki] = ct.best / aj.items;
-                }
-        if (!quiet)
+        for (int cold = 0; cold < 2; cold++)
             for (int h = 0; h < 3; h++)
-                printf("attention job, heads of %3d, runs of 1 / 2 / 4 heads over 64 / 512 / 4096 "
-                       "keys: %.2f %.2f %.2f / %.2f %.2f %.2f / %.2f %.2f %.2f us an item\n",
-                       32 << h, hw.attn_item[h][0][0] * 1e6, hw.attn_item[h][0][1] * 1e6,
-                       hw.attn_item[h][0][2] * 1e6, hw.attn_item[h][1][0] * 1e6,
-                       hw.attn_item[h][1][1] * 1e6, hw.attn_item[h][1][2] * 1e6,
-                       hw.attn_item[h][2][0] * 1e6, hw.attn_item[h][2][1] * 1e6,
-                       hw.attn_item[h][2][2] * 1e6);
+                for (int qi = 0; qi < 3; qi++)
+                    for (int ki = 0; ki < 3; ki++) {
+                        int64_t nk = (int64_t)64 << (3 * ki), hd = 32 << h;
+                        attn_cal_job aj = {.kv = kv,
+                                           .q = qv,
+                                           .scores = sc,
+                                           .out = ao,
+                                           .hd = (int)hd,
+                                           .nq = 1 << qi,
+                                           .nk = nk,
+                                           .items = (int)(nkmax * 8 / nk),
+                                           .n_reg = cold ? arena / (2 * nk * hd) : 1};
+                        cal_timer ct = cal_start(CAL_MIN_S / 4);
+                        do {
+                            gk_pool_run(pool, attn_cal_part, &aj);
+                            aj.next = (aj.next + (int64_t)aj.items * nt) % aj.n_reg;
+                        } while (cal_more(&ct));
+                        (cold ? hw.attn_cold : hw.attn_item)[h][qi][ki] = ct.best / aj.items;
+                    }
+        if (!quiet)
+            for (int cold = 0; cold < 2; cold++)
+                for (int h = 0; h < 3; h++) {
+                    double(*a)[3] = (cold ? hw.attn_cold : hw.attn_item)[h];
+                    printf("attention job, %s, heads of %3d, runs of 1 / 2 / 4 heads over 64 / "
+                           "512 / 4096 keys: %.2f %.2f %.2f / %.2f %.2f %.2f / %.2f %.2f %.2f us "
+                           "an item\n",
+                           cold ? "cold" : "warm", 32 << h, a[0][0] * 1e6, a[0][1] * 1e6,
+                           a[0][2] * 1e6, a[1][0] * 1e6, a[1][1] * 1e6, a[1][2] * 1e6,
+                           a[2][0] * 1e6, a[2][1] * 1e6, a[2][2] * 1e6);
+                }
     }
     /* the engine's vector math of the elementwise passes (GELU, softmax, softcaps),
      * one thread: values per second over 4096 arguments as GELU gets them,

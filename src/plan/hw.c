@@ -255,9 +255,11 @@ int gk_plan_hw_save(const gk_plan_hw *hw, const char *path, gk_err *err) {
     for (int h = 0; h < 3; h++)
         for (int q = 0; q < 3; q++)
             for (int k = 0; k < 3; k++)
-                if (hw->attn_item[h][q][k] > 0)
-                    fprintf(f, "attn_item.%d.%d.%d = %.17g\n", 32 << h, 1 << q, 64 << (3 * k),
-                            hw->attn_item[h][q][k]);
+                for (int c = 0; c < 2; c++)
+                    if ((c ? hw->attn_cold : hw->attn_item)[h][q][k] > 0)
+                        fprintf(f, "attn_%s.%d.%d.%d = %.17g\n", c ? "cold" : "item", 32 << h,
+                                1 << q, 64 << (3 * k),
+                                (c ? hw->attn_cold : hw->attn_item)[h][q][k]);
     for (int t = 0; t < GK_PLAN_N_TYPES; t++) {
         if (hw->mm_bw1[t] > 0) fprintf(f, "mm_bw1.%s = %.17g\n", gk_type_name(t), hw->mm_bw1[t]);
         for (int k = 0; k < 4; k++)
@@ -344,7 +346,7 @@ int gk_plan_hw_load(const char *path, gk_plan_hw *hw, gk_err *err) {
             hw->attn_at[idx] = x;
             found = true;
         }
-        if (!found && !strncmp(k, "attn_item.", 10)) {
+        if (!found && (!strncmp(k, "attn_item.", 10) || !strncmp(k, "attn_cold.", 10))) {
             /* HEAD.HEADS.KEYS */
             int hd = 0, nq = 0, nk = 0, hi = -1, qi = -1, ki = -1;
             char tail;
@@ -355,7 +357,7 @@ int gk_plan_hw_load(const char *path, gk_plan_hw *hw, gk_err *err) {
                 if (nk == 64 << (3 * i)) ki = i;
             }
             if (hi < 0 || qi < 0 || ki < 0) goto bad;
-            hw->attn_item[hi][qi][ki] = x;
+            (k[5] == 'c' ? hw->attn_cold : hw->attn_item)[hi][qi][ki] = x;
             found = true;
         }
         if (!found && !strncmp(k, "ew_bw_at.", 9)) {
@@ -772,12 +774,13 @@ static double attn_imbalance(double T, double pos0, double n_head, int nt) {
  * the threads when K and V stream slower than that), linear in the heads between 1, 2
  * and 4 and in the head size between 32, 64 and 128 (past 128 in proportion). 0 when
  * calibrate did not time it. */
-static double attn_item_s(const gk_plan_hw *hw, double hd, double nq, double nk, int nt) {
+static double attn_item_s(const gk_plan_hw *hw, const double (*tab)[3][3], double hd, double nq,
+                          double nk, int nt) {
     double y[3]; /* at hd 32, 64, 128 */
     for (int h = 0; h < 3; h++) {
         double yq[3];
         for (int q = 0; q < 3; q++) {
-            const double *v = hw->attn_item[h][q];
+            const double *v = tab[h][q];
             if (!(v[0] > 0 && v[1] > 0 && v[2] > 0)) return 0;
             double t;
             if (nk <= 512) {
@@ -809,30 +812,38 @@ static double attn_item_s(const gk_plan_hw *hw, double hd, double nq, double nk,
  * sequence from position pos0, nh query heads in ng KV groups on this rank, as calibrate
  * timed its items: the items (token, run of up to GK_ATTN_QMAX heads of a group; more
  * runs while threads would idle) in contiguous runs per thread (gk_split), token t
- * reading pos0 + t + 1 keys; the job lasts as long as its busiest thread. Its dispatch
- * is charged apart. 0 when calibrate did not time the items. */
+ * reading pos0 + t + 1 keys; a thread's first item of a group finds its K and V cold
+ * (the layer's cache was last read a whole forward ago), its later ones warm; the job
+ * lasts as long as its busiest thread. Its dispatch is charged apart. 0 when calibrate
+ * did not time the items. */
 static double attn_job_s(const gk_plan_hw *hw, double T, double pos0, int nh, int ng, double hd,
                          int nt) {
-    if (ng < 1 || nh < ng || attn_item_s(hw, hd, 1, 64, nt) <= 0) return 0;
+    const double(*warm)[3][3] = hw->attn_item, (*cold)[3][3] = hw->attn_cold;
+    if (ng < 1 || nh < ng || attn_item_s(hw, warm, hd, 1, 64, nt) <= 0) return 0;
+    if (attn_item_s(hw, cold, hd, 1, 64, nt) <= 0) cold = warm;
     const int group = nh / ng;
     int runs = (group + GK_ATTN_QMAX - 1) / GK_ATTN_QMAX;
     while (runs < group && T * ng * runs < nt) runs++;
     const int qc = (group + runs - 1) / runs;
     const int64_t per_tok = (int64_t)ng * runs, n = (int64_t)T * per_tok;
-    double most = 0;
-    if (n > 4000000) { /* too many to walk: an even share of the keys */
+    if (n > 4000000 || ng > 1024) { /* too many to walk: an even share of warm items */
         double keys = T * (pos0 + (T + 1) / 2);
-        return (double)per_tok * attn_item_s(hw, hd, qc, keys / T, nt) * T / nt;
+        return (double)per_tok * attn_item_s(hw, warm, hd, qc, keys / T, nt) * T / nt;
     }
+    double most = 0;
+    bool seen[1024];
     for (int i = 0; i < nt; i++) {
         int64_t lo, hi;
         gk_split(n, i, nt, &lo, &hi);
+        memset(seen, 0, (size_t)ng * sizeof seen[0]);
         double s = 0;
         for (int64_t item = lo; item < hi; item++) {
             const int t = (int)(item / per_tok), rem = (int)(item % per_tok);
             const int g = rem / runs, h0 = g * group + rem % runs * qc;
             const int nq = h0 + qc <= (g + 1) * group ? qc : (g + 1) * group - h0;
-            if (nq > 0) s += attn_item_s(hw, hd, nq, pos0 + t + 1, nt);
+            if (nq <= 0) continue;
+            s += attn_item_s(hw, seen[g] ? warm : cold, hd, nq, pos0 + t + 1, nt);
+            seen[g] = true;
         }
         most = s > most ? s : most;
     }

@@ -277,6 +277,7 @@ static void test_preset_file(void) {
     hw.ew_bw_at[3] = 6.5e9;
     hw.threads = 2;
     hw.attn_item[2][1][0] = 2.5e-6;
+    hw.attn_cold[0][2][2] = 7.5e-5;
     char path[512];
     snprintf(path, sizeof path, "%s/dev.preset", gk_test_tmp_dir());
     CHECK(gk_plan_hw_save(&hw, path, &err) == 0);
@@ -286,7 +287,8 @@ static void test_preset_file(void) {
           back.mm_flops512[2] == 3e11 && back.mm_bw1_at[8][1][1] == 7e9 &&
           back.tgemm_at[2] == 3e10 && back.call_s == 1.5e-5 && back.attn_at[0] == 4e9 &&
           back.exp_rate == 1.25e8 && back.ew_bw_at[3] == 6.5e9 && back.ew_bw_at[0] == 0);
-    CHECK(back.attn_item[2][1][0] == 2.5e-6 && back.attn_item[2][1][1] == 0);
+    CHECK(back.attn_item[2][1][0] == 2.5e-6 && back.attn_item[2][1][1] == 0 &&
+          back.attn_cold[0][2][2] == 7.5e-5 && back.attn_cold[2][1][0] == 0);
     /* an attention item at a shape calibrate does not time */
     FILE *f = fopen(path, "a");
     fputs("attn_item.48.2.64 = 1e-6\n", f);
@@ -677,6 +679,17 @@ static void test_attn_job(void) {
     CHECK(gk_plan_infer_eval(&pm, &hw, 1, 1, &o, &r, &err) == 0);
     CHECK_EQ(r.gen_parts.attention, 3e-6 + 8192 * (3e-6 - 2e-6) / 3584);
     hw.mem_bw = 1e10;
+    /* cold items (10 times the warm): a generated token's, and each thread's first of
+     * its group in a prompt (tokens 0 and 2), the others warm */
+    for (int h = 0; h < 3; h++)
+        for (int q = 0; q < 3; q++)
+            for (int k = 0; k < 3; k++) hw.attn_cold[h][q][k] = 10 * hw.attn_item[h][q][k];
+    o.gen_pos = 63;
+    CHECK(gk_plan_infer_eval(&pm, &hw, 1, 1, &o, &r, &err) == 0);
+    CHECK_EQ(r.gen_parts.attention, 10e-6);
+    CHECK_EQ(r.prompt_parts.attention,
+             20e-6 + (3 - 64) * 20e-6 / 448 + 2e-6 + (4 - 64) * 2e-6 / 448);
+    memset(hw.attn_cold, 0, sizeof hw.attn_cold);
     /* an f16 cache (not timed) and a preset without the items: the rates of the parts */
     o.gen_pos = 63;
     o.kv_elt_bytes = 2;
