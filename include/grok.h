@@ -625,6 +625,9 @@ typedef struct gk_plan_hw {
     /* the same for matrices of 256 KiB, 2 MiB, 16 MiB and 96 MiB of rows 1024 and 4096
      * wide, each read once in turn from a 96 MiB arena as a model's are */
     double mm_bw1_at[GK_PLAN_N_TYPES][4][2];
+    /* the same matrices as the summation tree runs them at batch 1 (forward.c chunk_part):
+     * each thread alone on a chunk of 1/threads of the columns, the whole matrix's bytes/s */
+    double mm_tree1_at[GK_PLAN_N_TYPES][4][2];
     double mm_flops512[GK_PLAN_N_TYPES]; /* FLOP/s of gk_matmul at batch 512 */
     /* FLOP/s of gk_matmul with T = 8, 32, 128, 512 tokens on a 1024-row matrix of
      * 512- and 4096-wide rows (prompt chunks; an expert's share of one) */

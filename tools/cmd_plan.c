@@ -909,6 +909,26 @@ static void attn_cal_part(void *arg, int ith, int nth) {
     }
 }
 
+/* The summation tree's job at batch 1 (forward.c chunk_part with one chunk a thread):
+ * thread i multiplies its chunk of the columns (cw of them, the row stride the whole
+ * row's) on its own, no pool under it, into a result of its own. */
+typedef struct {
+    const uint8_t *w;
+    gk_dtype t;
+    size_t nb_row, qsize;
+    int64_t rows, cw;
+    const float *x;
+    float *y;   /* [nt][rows] */
+    uint8_t *q; /* [nt][qsize] */
+} tree_cal_job;
+
+static void tree_cal_part(void *arg, int ith, int nth) {
+    (void)nth;
+    tree_cal_job *j = arg;
+    gk_matmul(NULL, j->y + (size_t)ith * j->rows, j->w + gk_row_size(j->t, ith * j->cw), j->t,
+              j->nb_row, j->rows, j->x + ith * j->cw, j->cw, 1, j->q + (size_t)ith * j->qsize);
+}
+
 static int cmd_calibrate(int argc, char **argv, const plan_opts *o) {
     gk_dist dist;
     gk_err err;
@@ -1088,6 +1108,26 @@ static int cmd_calibrate(int argc, char **argv, const plan_opts *o) {
                                   qbuf);
                 while (cal_more(&ct));
                 hw.mm_bw1_at[t][k][c] = (double)n_mat * rows * nbc / ct.best;
+                /* the same matrices as the summation tree runs attn_output and the downs:
+                 * a chunk of the columns on each thread (when whole blocks split so) */
+                int64_t cw = wc / nt;
+                if (nt < 2 || wc % nt || !gk_row_size((uint32_t)t, cw)) continue;
+                tree_cal_job tj = {.t = (gk_dtype)t,
+                                   .nb_row = nbc,
+                                   .qsize = gk_matmul_qbuf_size(cw, 1),
+                                   .rows = rows,
+                                   .cw = cw,
+                                   .x = x,
+                                   .y = y,
+                                   .q = qbuf};
+                ct = cal_start(CAL_MIN_S / 2);
+                do
+                    for (int64_t mi = 0; mi < n_mat; mi++) {
+                        tj.w = w + mi * rows * nbc;
+                        gk_pool_run(pool, tree_cal_part, &tj);
+                    }
+                while (cal_more(&ct));
+                hw.mm_tree1_at[t][k][c] = (double)n_mat * rows * nbc / ct.best;
             }
         }
         hw.mm_bw1[t] = hw.mm_bw1_at[t][3][1];
@@ -1098,6 +1138,13 @@ static int cmd_calibrate(int argc, char **argv, const plan_opts *o) {
                        tt->name, 1024 << (2 * c), hw.mm_bw1_at[t][0][c] / 1e9,
                        hw.mm_bw1_at[t][1][c] / 1e9, hw.mm_bw1_at[t][2][c] / 1e9,
                        hw.mm_bw1_at[t][3][c] / 1e9);
+        if (!quiet && dist.rank == 0 && hw.mm_tree1_at[t][0][0] > 0)
+            for (int c = 0; c < 2; c++)
+                printf("          %-5s         batch 1, a chunk of rows of %d a thread (the "
+                       "summation tree): %.2f / %.2f / %.2f / %.2f GB/s\n",
+                       tt->name, 1024 << (2 * c), hw.mm_tree1_at[t][0][c] / 1e9,
+                       hw.mm_tree1_at[t][1][c] / 1e9, hw.mm_tree1_at[t][2][c] / 1e9,
+                       hw.mm_tree1_at[t][3][c] / 1e9);
     }
     /* attention's inner loop: f32 dots of head_dim 128 over a cached K (one thread,
      * as each (token, head) item runs on one) times the threads */

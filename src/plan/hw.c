@@ -264,9 +264,12 @@ int gk_plan_hw_save(const gk_plan_hw *hw, const char *path, gk_err *err) {
         if (hw->mm_bw1[t] > 0) fprintf(f, "mm_bw1.%s = %.17g\n", gk_type_name(t), hw->mm_bw1[t]);
         for (int k = 0; k < 4; k++)
             for (int c = 0; c < 2; c++)
-                if (hw->mm_bw1_at[t][k][c] > 0)
-                    fprintf(f, "mm_bw1_at.%s.%d.%d = %.17g\n", gk_type_name(t), bw1_kib[k],
-                            1024 << (2 * c), hw->mm_bw1_at[t][k][c]);
+                for (int g = 0; g < 2; g++) {
+                    double v = (g ? hw->mm_tree1_at : hw->mm_bw1_at)[t][k][c];
+                    if (v > 0)
+                        fprintf(f, "mm_%s1_at.%s.%d.%d = %.17g\n", g ? "tree" : "bw",
+                                gk_type_name(t), bw1_kib[k], 1024 << (2 * c), v);
+                }
         if (hw->mm_flops512[t] > 0)
             fprintf(f, "mm_flops512.%s = %.17g\n", gk_type_name(t), hw->mm_flops512[t]);
         for (int k = 0; k < 4; k++)
@@ -378,18 +381,19 @@ int gk_plan_hw_load(const char *path, gk_plan_hw *hw, gk_err *err) {
                 hw->threads = (int)x;
             found = true;
         }
-        if (!found && !strncmp(k, "mm_bw1_at.", 10)) {
+        if (!found && (!strncmp(k, "mm_bw1_at.", 10) || !strncmp(k, "mm_tree1_at.", 12))) {
+            bool tree = k[3] == 't';
             /* TYPE.KIB.COLS; files of grok before the 4096-wide column: TYPE.KIB (1024) */
             char tn[16];
             int kib = 0, cols = 1024, idx = -1;
-            int nf = sscanf(k + 10, "%15[^.].%d.%d", tn, &kib, &cols);
+            int nf = sscanf(k + (tree ? 12 : 10), "%15[^.].%d.%d", tn, &kib, &cols);
             if (nf < 2) goto bad;
             int t = gk_type_from_name(tn);
             for (int i = 0; i < 4; i++)
                 if (kib == bw1_kib[i]) idx = i;
             int ci = cols == 1024 ? 0 : cols == 4096 ? 1 : -1;
             if (t < 0 || t >= GK_PLAN_N_TYPES || idx < 0 || ci < 0) goto bad;
-            hw->mm_bw1_at[t][idx][ci] = x;
+            (tree ? hw->mm_tree1_at : hw->mm_bw1_at)[t][idx][ci] = x;
             found = true;
         }
         if (!found && (!strncmp(k, "mm_flops_at.", 12) || !strncmp(k, "mm_flops_at4k.", 14))) {
@@ -518,6 +522,22 @@ static double batch1_rate(const gk_plan_hw *hw, uint32_t t, double bytes, double
     return v > 0 ? v : hw->mem_bw;
 }
 
+/* Weight bytes/s of a matrix of `bytes` at batch 1 run as the summation tree's job
+ * (each thread alone on its chunks of the columns; calibrate timed one chunk a thread),
+ * whose chunks are `piece` columns wide: between the timed sizes and pieces (1024 and
+ * 4096 over the threads) as batch1_rate. 0 when calibrate did not time it. */
+static double tree1_rate(const gk_plan_hw *hw, uint32_t t, double bytes, double piece) {
+    int nt = hw->threads > 0 ? hw->threads : 1;
+    double xs[4], r[2];
+    for (int k = 0; k < 4; k++) xs[k] = bw1_kib[k] * 1024.0;
+    for (int c = 0; c < 2; c++) {
+        double ys[4];
+        for (int k = 0; k < 4; k++) ys[k] = hw->mm_tree1_at[t][k][c];
+        r[c] = interp_rate(xs, ys, 4, bytes, 0);
+    }
+    return interp_cols(1024.0 / nt, r[0], 4096.0 / nt, r[1], piece);
+}
+
 /* FLOP/s of gk_matmul of type t over T tokens on rows of `cols`, net of its
  * dispatches: between the calibrated points (T = 8 .. 512, a 1024-row matrix of rows
  * 512 and 4096 wide) log-linear in T and in the row length, clamped at the ends.
@@ -628,7 +648,13 @@ static void walk_chunks(fwd_walk *w, uint32_t t, double rows, double cols, doubl
         walk_mm(w, t, rows, cols, T, n);
     } else if (k % w->nt == 0) {
         if (w->nt > 1) w->runs += n, w->runs_other += n;
-        if (w->hw) w->mm_s += n * k * mm_seconds(w->hw, t, rows, cols / k, T);
+        /* at batch 1 as calibrate timed the tree's job; else each chunk as a call */
+        double bytes = (double)gk_row_size(t, (int64_t)cols) * rows;
+        double tr = w->hw && T <= 1 ? tree1_rate(w->hw, t, bytes, cols / k) : 0;
+        if (tr > 0)
+            w->mm_s += n * bytes / tr;
+        else if (w->hw)
+            w->mm_s += n * k * mm_seconds(w->hw, t, rows, cols / k, T);
         if (T > 1) ew_pass(&w->par, n * T * cols, 8, 0);
     } else {
         if (w->nt > 1) w->runs += n * k * gk_plan_matmul_runs(t);

@@ -278,6 +278,7 @@ static void test_preset_file(void) {
     hw.threads = 2;
     hw.attn_item[2][1][0] = 2.5e-6;
     hw.attn_cold[0][2][2] = 7.5e-5;
+    hw.mm_tree1_at[8][2][1] = 2.25e10;
     char path[512];
     snprintf(path, sizeof path, "%s/dev.preset", gk_test_tmp_dir());
     CHECK(gk_plan_hw_save(&hw, path, &err) == 0);
@@ -288,7 +289,8 @@ static void test_preset_file(void) {
           back.tgemm_at[2] == 3e10 && back.call_s == 1.5e-5 && back.attn_at[0] == 4e9 &&
           back.exp_rate == 1.25e8 && back.ew_bw_at[3] == 6.5e9 && back.ew_bw_at[0] == 0);
     CHECK(back.attn_item[2][1][0] == 2.5e-6 && back.attn_item[2][1][1] == 0 &&
-          back.attn_cold[0][2][2] == 7.5e-5 && back.attn_cold[2][1][0] == 0);
+          back.attn_cold[0][2][2] == 7.5e-5 && back.attn_cold[2][1][0] == 0 &&
+          back.mm_tree1_at[8][2][1] == 2.25e10 && back.mm_tree1_at[8][1][1] == 0);
     /* an attention item at a shape calibrate does not time */
     FILE *f = fopen(path, "a");
     fputs("attn_item.48.2.64 = 1e-6\n", f);
@@ -703,6 +705,52 @@ static void test_attn_job(void) {
           r.gen_parts.attention != f16);
 }
 
+/* The summation tree's chunk job at batch 1 at the rate calibrate timed for it: 1 layer
+ * of 4 heads of 16 over 2 KV heads (2 chunks), f32, 2 threads (a chunk each): a
+ * generated token's attn_output (32 x 64), its one expert's down (32 x 32) and the dense
+ * down (32 x 64), 20480 bytes, at the tree's rate; with 3 threads chunk after chunk
+ * (the tree's rate unused). */
+static void test_tree_rate(void) {
+    gk_plan_shape s = {.variant = GK_VARIANT_GROK2,
+                       .n_vocab = 64,
+                       .n_embd = 32,
+                       .n_layer = 1,
+                       .n_head = 4,
+                       .n_head_kv = 2,
+                       .head_dim = 16,
+                       .n_ctx = 64,
+                       .n_ff = 64,
+                       .n_ff_exp = 32,
+                       .n_expert = 2,
+                       .n_expert_used = 1,
+                       .gated = true};
+    gk_plan_model pm;
+    gk_err err;
+    CHECK(gk_plan_model_build(&s, "f32", &pm, &err) == 0);
+    CHECK(pm.sum_g == 2);
+    for (int nt = 2; nt <= 3; nt++) {
+        gk_plan_hw a = {.name = "t",
+                        .bf16_flops = 1e11,
+                        .mem_bytes = 1e9,
+                        .mem_bw = 1e10,
+                        .domain = 1,
+                        .attn_flops = 1e9,
+                        .call_s = 1e-6,
+                        .threads = nt};
+        a.mm_bw1[0] = 5e9;
+        gk_plan_hw b = a;
+        for (int k = 0; k < 4; k++)
+            for (int c = 0; c < 2; c++) a.mm_tree1_at[0][k][c] = 1e9, b.mm_tree1_at[0][k][c] = 2e9;
+        gk_plan_infer_opts o = {.n_ctx = 64, .gen_pos = 9, .n_prompt = 4, .n_batch = 4};
+        gk_plan_infer ra, rb;
+        CHECK(gk_plan_infer_eval(&pm, &a, 1, 1, &o, &ra, &err) == 0);
+        CHECK(gk_plan_infer_eval(&pm, &b, 1, 1, &o, &rb, &err) == 0);
+        CHECK_EQ(ra.gen_parts.matmul - rb.gen_parts.matmul, nt == 2 ? 20480 / 2e9 : 0);
+        /* a prompt's chunks are calls at the T grid's rates */
+        CHECK_EQ(ra.prompt_parts.matmul, rb.prompt_parts.matmul);
+    }
+}
+
 /* Peak memory of a tensor-parallel rank, by hand for the tiny Grok-1 shape over 2
  * ranks (f32, batch 4, context 10, 1 thread), and against the engine: rank 0's cut
  * of a real file must be the bytes gk_tp_cut copied. */
@@ -877,6 +925,7 @@ int main(void) {
     test_train_step();
     test_infer_libm();
     test_attn_job();
+    test_tree_rate();
     test_grok_presets();
     test_published();
     test_fleet_and_bad_inputs();
