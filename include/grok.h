@@ -628,6 +628,9 @@ typedef struct gk_plan_hw {
     /* the same matrices as the summation tree runs them at batch 1 (forward.c chunk_part):
      * each thread alone on a chunk of 1/threads of the columns, the whole matrix's bytes/s */
     double mm_tree1_at[GK_PLAN_N_TYPES][4][2];
+    /* both at 256 KiB and 2 MiB with the matrices read in turn from a 4 MiB arena: the
+     * weights of a small model, read again before the caches lose them */
+    double mm_bw1_warm[GK_PLAN_N_TYPES][2][2], mm_tree1_warm[GK_PLAN_N_TYPES][2][2];
     double mm_flops512[GK_PLAN_N_TYPES]; /* FLOP/s of gk_matmul at batch 512 */
     /* FLOP/s of gk_matmul with T = 8, 32, 128, 512 tokens on a 1024-row matrix of
      * 512- and 4096-wide rows (prompt chunks; an expert's share of one) */

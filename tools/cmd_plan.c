@@ -1108,6 +1108,17 @@ static int cmd_calibrate(int argc, char **argv, const plan_opts *o) {
                                   qbuf);
                 while (cal_more(&ct));
                 hw.mm_bw1_at[t][k][c] = (double)n_mat * rows * nbc / ct.best;
+                /* 256 KiB and 2 MiB matrices in turn from a 4 MiB arena (warm) */
+                int64_t n_warm = k < 2 ? (int64_t)(((size_t)4 << 20) / (rows * nbc)) : 0;
+                if (n_warm > 0) {
+                    ct = cal_start(CAL_MIN_S / 2);
+                    do
+                        for (int64_t mi = 0; mi < n_warm; mi++)
+                            gk_matmul(pool, y, w + mi * rows * nbc, (gk_dtype)t, nbc, rows, x, wc,
+                                      1, qbuf);
+                    while (cal_more(&ct));
+                    hw.mm_bw1_warm[t][k][c] = (double)n_warm * rows * nbc / ct.best;
+                }
                 /* the same matrices as the summation tree runs attn_output and the downs:
                  * a chunk of the columns on each thread (when whole blocks split so) */
                 int64_t cw = wc / nt;
@@ -1128,6 +1139,16 @@ static int cmd_calibrate(int argc, char **argv, const plan_opts *o) {
                     }
                 while (cal_more(&ct));
                 hw.mm_tree1_at[t][k][c] = (double)n_mat * rows * nbc / ct.best;
+                if (n_warm > 0) {
+                    ct = cal_start(CAL_MIN_S / 2);
+                    do
+                        for (int64_t mi = 0; mi < n_warm; mi++) {
+                            tj.w = w + mi * rows * nbc;
+                            gk_pool_run(pool, tree_cal_part, &tj);
+                        }
+                    while (cal_more(&ct));
+                    hw.mm_tree1_warm[t][k][c] = (double)n_warm * rows * nbc / ct.best;
+                }
             }
         }
         hw.mm_bw1[t] = hw.mm_bw1_at[t][3][1];
@@ -1145,6 +1166,13 @@ static int cmd_calibrate(int argc, char **argv, const plan_opts *o) {
                        tt->name, 1024 << (2 * c), hw.mm_tree1_at[t][0][c] / 1e9,
                        hw.mm_tree1_at[t][1][c] / 1e9, hw.mm_tree1_at[t][2][c] / 1e9,
                        hw.mm_tree1_at[t][3][c] / 1e9);
+        if (!quiet && dist.rank == 0)
+            for (int c = 0; c < 2; c++)
+                printf("          %-5s         batch 1, rows of %d, 256 KiB / 2 MiB matrices from "
+                       "a 4 MiB arena (warm): %.2f / %.2f GB/s; the tree's %.2f / %.2f\n",
+                       tt->name, 1024 << (2 * c), hw.mm_bw1_warm[t][0][c] / 1e9,
+                       hw.mm_bw1_warm[t][1][c] / 1e9, hw.mm_tree1_warm[t][0][c] / 1e9,
+                       hw.mm_tree1_warm[t][1][c] / 1e9);
     }
     /* attention's inner loop: f32 dots of head_dim 128 over a cached K (one thread,
      * as each (token, head) item runs on one) times the threads */

@@ -264,11 +264,14 @@ int gk_plan_hw_save(const gk_plan_hw *hw, const char *path, gk_err *err) {
         if (hw->mm_bw1[t] > 0) fprintf(f, "mm_bw1.%s = %.17g\n", gk_type_name(t), hw->mm_bw1[t]);
         for (int k = 0; k < 4; k++)
             for (int c = 0; c < 2; c++)
-                for (int g = 0; g < 2; g++) {
-                    double v = (g ? hw->mm_tree1_at : hw->mm_bw1_at)[t][k][c];
+                for (int g = 0; g < 4; g++) {
+                    double v = g < 2    ? (g ? hw->mm_tree1_at : hw->mm_bw1_at)[t][k][c]
+                               : k >= 2 ? 0
+                                        : (g == 3 ? hw->mm_tree1_warm : hw->mm_bw1_warm)[t][k][c];
                     if (v > 0)
-                        fprintf(f, "mm_%s1_at.%s.%d.%d = %.17g\n", g ? "tree" : "bw",
-                                gk_type_name(t), bw1_kib[k], 1024 << (2 * c), v);
+                        fprintf(f, "mm_%s1_%s.%s.%d.%d = %.17g\n", g & 1 ? "tree" : "bw",
+                                g < 2 ? "at" : "warm", gk_type_name(t), bw1_kib[k], 1024 << (2 * c),
+                                v);
                 }
         if (hw->mm_flops512[t] > 0)
             fprintf(f, "mm_flops512.%s = %.17g\n", gk_type_name(t), hw->mm_flops512[t]);
@@ -381,19 +384,24 @@ int gk_plan_hw_load(const char *path, gk_plan_hw *hw, gk_err *err) {
                 hw->threads = (int)x;
             found = true;
         }
-        if (!found && (!strncmp(k, "mm_bw1_at.", 10) || !strncmp(k, "mm_tree1_at.", 12))) {
-            bool tree = k[3] == 't';
+        if (!found && (!strncmp(k, "mm_bw1_at.", 10) || !strncmp(k, "mm_tree1_at.", 12) ||
+                       !strncmp(k, "mm_bw1_warm.", 12) || !strncmp(k, "mm_tree1_warm.", 14))) {
+            bool tree = k[3] == 't', warm = strstr(k, "_warm.") != NULL;
             /* TYPE.KIB.COLS; files of grok before the 4096-wide column: TYPE.KIB (1024) */
             char tn[16];
             int kib = 0, cols = 1024, idx = -1;
-            int nf = sscanf(k + (tree ? 12 : 10), "%15[^.].%d.%d", tn, &kib, &cols);
+            int nf = sscanf(strchr(k, '.') + 1, "%15[^.].%d.%d", tn, &kib, &cols);
             if (nf < 2) goto bad;
             int t = gk_type_from_name(tn);
             for (int i = 0; i < 4; i++)
                 if (kib == bw1_kib[i]) idx = i;
             int ci = cols == 1024 ? 0 : cols == 4096 ? 1 : -1;
             if (t < 0 || t >= GK_PLAN_N_TYPES || idx < 0 || ci < 0) goto bad;
-            (tree ? hw->mm_tree1_at : hw->mm_bw1_at)[t][idx][ci] = x;
+            if (warm && idx >= 2) goto bad;
+            if (warm)
+                (tree ? hw->mm_tree1_warm : hw->mm_bw1_warm)[t][idx][ci] = x;
+            else
+                (tree ? hw->mm_tree1_at : hw->mm_bw1_at)[t][idx][ci] = x;
             found = true;
         }
         if (!found && (!strncmp(k, "mm_flops_at.", 12) || !strncmp(k, "mm_flops_at4k.", 14))) {
@@ -538,6 +546,25 @@ static double tree1_rate(const gk_plan_hw *hw, uint32_t t, double bytes, double 
     return interp_cols(1024.0 / nt, r[0], 4096.0 / nt, r[1], piece);
 }
 
+/* Weight bytes/s at batch 1 from a warm table (256 KiB and 2 MiB matrices of rows c0
+ * and c1 wide, read in turn from a 4 MiB arena), as batch1_rate; 0 when not timed. */
+static double warm_rate(const double (*tab)[2], double bytes, double c0, double c1, double cols) {
+    static const double xs[2] = {256.0 * 1024, 2048.0 * 1024};
+    double r[2];
+    for (int c = 0; c < 2; c++) {
+        double ys[2] = {tab[0][c], tab[1][c]};
+        r[c] = interp_rate(xs, ys, 2, bytes, 0);
+    }
+    return interp_cols(c0, r[0], c1, r[1], cols);
+}
+
+/* Seconds per weight byte at batch 1 between the warm and the cold rate: `cold` is the
+ * share of the reads that miss the caches (walk_forward's cold_share). */
+static double blend_s(double warm, double cold_rate, double cold) {
+    if (!(warm > 0) || cold >= 1) return 1.0 / cold_rate;
+    return (1.0 - cold) / warm + cold / cold_rate;
+}
+
 /* FLOP/s of gk_matmul of type t over T tokens on rows of `cols`, net of its
  * dispatches: between the calibrated points (T = 8 .. 512, a 1024-row matrix of rows
  * 512 and 4096 wide) log-linear in T and in the row length, clamped at the ends.
@@ -617,15 +644,18 @@ typedef struct {
     double runs;       /* every job handed to the pool (as gk_decode_stats.pool_runs) */
     double runs_other; /* those not inside a timed gk_matmul call: charged a dispatch each */
     double mm_s;
+    double cold;  /* share of batch-1 weight reads that miss the caches (forward_time) */
     double geglu; /* GeGLU elements (gk_geglu, on the pool) */
     gk_plan_ew par, ser;
 } fwd_walk;
 
 /* Seconds of one gk_matmul call's work (its dispatches apart): rows x cols of type t
  * over T tokens, weight-bound or FLOP-bound. */
-static double mm_seconds(const gk_plan_hw *hw, uint32_t t, double rows, double cols, double T) {
+static double mm_seconds(const gk_plan_hw *hw, uint32_t t, double rows, double cols, double T,
+                         double cold) {
     double bytes = (double)gk_row_size(t, (int64_t)cols) * rows, flops = 2.0 * rows * cols * T;
-    double tb = bytes / batch1_rate(hw, t, bytes, cols);
+    double tb = bytes * blend_s(warm_rate(hw->mm_bw1_warm[t], bytes, 1024, 4096, cols),
+                                batch1_rate(hw, t, bytes, cols), cold);
     double tf =
         T > 1 ? matmul_grid_seconds(hw, t, rows, cols, T) : flops / matmul_rate(hw, t, 8, cols);
     return tb > tf ? tb : tf;
@@ -635,7 +665,7 @@ static double mm_seconds(const gk_plan_hw *hw, uint32_t t, double rows, double c
  * call of 2 rows: the same dispatches as one). */
 static void walk_mm(fwd_walk *w, uint32_t t, double rows, double cols, double T, double n) {
     if (w->nt > 1) w->runs += n * gk_plan_matmul_runs(t);
-    if (w->hw) w->mm_s += n * mm_seconds(w->hw, t, rows, cols, T);
+    if (w->hw) w->mm_s += n * mm_seconds(w->hw, t, rows, cols, T, w->cold);
 }
 
 /* n products summed by the summation tree (forward.c chunk_products) in k column
@@ -651,14 +681,17 @@ static void walk_chunks(fwd_walk *w, uint32_t t, double rows, double cols, doubl
         /* at batch 1 as calibrate timed the tree's job; else each chunk as a call */
         double bytes = (double)gk_row_size(t, (int64_t)cols) * rows;
         double tr = w->hw && T <= 1 ? tree1_rate(w->hw, t, bytes, cols / k) : 0;
-        if (tr > 0)
-            w->mm_s += n * bytes / tr;
-        else if (w->hw)
-            w->mm_s += n * k * mm_seconds(w->hw, t, rows, cols / k, T);
+        if (tr > 0) {
+            int nt = w->hw->threads > 0 ? w->hw->threads : 1;
+            double wr =
+                warm_rate(w->hw->mm_tree1_warm[t], bytes, 1024.0 / nt, 4096.0 / nt, cols / k);
+            w->mm_s += n * bytes * blend_s(wr, tr, w->cold);
+        } else if (w->hw)
+            w->mm_s += n * k * mm_seconds(w->hw, t, rows, cols / k, T, w->cold);
         if (T > 1) ew_pass(&w->par, n * T * cols, 8, 0);
     } else {
         if (w->nt > 1) w->runs += n * k * gk_plan_matmul_runs(t);
-        if (w->hw) w->mm_s += n * k * mm_seconds(w->hw, t, rows, cols / k, T);
+        if (w->hw) w->mm_s += n * k * mm_seconds(w->hw, t, rows, cols / k, T, w->cold);
         if (T > 1) ew_pass(&w->ser, n * T * cols, 8, 0);
     }
     if (expert) ew_pass(k % w->nt == 0 ? &w->par : &w->ser, n * k * T * rows, 12, 2);
@@ -839,11 +872,12 @@ static double attn_item_s(const gk_plan_hw *hw, const double (*tab)[3][3], doubl
  * timed its items: the items (token, run of up to GK_ATTN_QMAX heads of a group; more
  * runs while threads would idle) in contiguous runs per thread (gk_split), token t
  * reading pos0 + t + 1 keys; a thread's first item of a group finds its K and V cold
- * (the layer's cache was last read a whole forward ago), its later ones warm; the job
+ * (the layer's cache was last read a whole forward ago; cold_share of it when the
+ * forward's bytes may stay in the caches, as forward_time judges), its later ones warm; the job
  * lasts as long as its busiest thread. Its dispatch is charged apart. 0 when calibrate
  * did not time the items. */
 static double attn_job_s(const gk_plan_hw *hw, double T, double pos0, int nh, int ng, double hd,
-                         int nt) {
+                         int nt, double cold_share) {
     const double(*warm)[3][3] = hw->attn_item, (*cold)[3][3] = hw->attn_cold;
     if (ng < 1 || nh < ng || attn_item_s(hw, warm, hd, 1, 64, nt) <= 0) return 0;
     if (attn_item_s(hw, cold, hd, 1, 64, nt) <= 0) cold = warm;
@@ -868,7 +902,9 @@ static double attn_job_s(const gk_plan_hw *hw, double T, double pos0, int nh, in
             const int g = rem / runs, h0 = g * group + rem % runs * qc;
             const int nq = h0 + qc <= (g + 1) * group ? qc : (g + 1) * group - h0;
             if (nq <= 0) continue;
-            s += attn_item_s(hw, seen[g] ? warm : cold, hd, nq, pos0 + t + 1, nt);
+            double wi = attn_item_s(hw, warm, hd, nq, pos0 + t + 1, nt);
+            s += seen[g] ? wi
+                         : wi + cold_share * (attn_item_s(hw, cold, hd, nq, pos0 + t + 1, nt) - wi);
             seen[g] = true;
         }
         most = s > most ? s : most;
@@ -892,7 +928,12 @@ static double forward_time(const gk_plan_model *pm, const gk_plan_hw *hw, double
     double touched = gk_plan_experts_touched(&pm->s, n_tok);
     if (measured) {
         int nt = hw->threads > 0 ? hw->threads : 1;
-        fwd_walk w = {.hw = hw, .nt = nt};
+        /* the bytes a forward reads (weights and cache, this device's share): up to a 4
+         * MiB arena's they stay in the caches from one forward to the next, past a 96 MiB
+         * one they stream from memory; between, log-linear (calibrate timed both) */
+        double fb = (c.weight_bytes + c.kv_bytes_read) / share, mib = 1048576.0;
+        double cold = fb <= 4 * mib ? 0 : fb >= 96 * mib ? 1 : log(fb / (4 * mib)) / log(24.0);
+        fwd_walk w = {.hw = hw, .nt = nt, .cold = cold};
         walk_forward(&w, pm, n_tok, n_logits, touched, kv_elt, tp);
         const gk_plan_shape *s = &pm->s;
         gk_plan_parts p = {
@@ -919,7 +960,7 @@ static double forward_time(const gk_plan_model *pm, const gk_plan_hw *hw, double
          * its dots, bytes and vector math at the rates of their own */
         double job = s->attn == GK_PLAN_ATTN_GQA && kv_elt == 4
                          ? attn_job_s(hw, n_tok, pos0, (int)(s->n_head / (uint32_t)tp),
-                                      (int)(s->n_head_kv / (uint32_t)tp), s->head_dim, nt)
+                                      (int)(s->n_head_kv / (uint32_t)tp), s->head_dim, nt, cold)
                          : 0;
         if (job > 0)
             p.attention = job * s->n_layer;

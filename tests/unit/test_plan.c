@@ -279,6 +279,8 @@ static void test_preset_file(void) {
     hw.attn_item[2][1][0] = 2.5e-6;
     hw.attn_cold[0][2][2] = 7.5e-5;
     hw.mm_tree1_at[8][2][1] = 2.25e10;
+    hw.mm_bw1_warm[8][1][0] = 3.5e10;
+    hw.mm_tree1_warm[8][0][1] = 1.5e10;
     char path[512];
     snprintf(path, sizeof path, "%s/dev.preset", gk_test_tmp_dir());
     CHECK(gk_plan_hw_save(&hw, path, &err) == 0);
@@ -290,13 +292,22 @@ static void test_preset_file(void) {
           back.exp_rate == 1.25e8 && back.ew_bw_at[3] == 6.5e9 && back.ew_bw_at[0] == 0);
     CHECK(back.attn_item[2][1][0] == 2.5e-6 && back.attn_item[2][1][1] == 0 &&
           back.attn_cold[0][2][2] == 7.5e-5 && back.attn_cold[2][1][0] == 0 &&
-          back.mm_tree1_at[8][2][1] == 2.25e10 && back.mm_tree1_at[8][1][1] == 0);
-    /* an attention item at a shape calibrate does not time */
-    FILE *f = fopen(path, "a");
-    fputs("attn_item.48.2.64 = 1e-6\n", f);
-    fclose(f);
-    CHECK(gk_plan_hw_load(path, &back, &err) < 0);
-    CHECK_ERR_HAS(err.msg, "expected");
+          back.mm_tree1_at[8][2][1] == 2.25e10 && back.mm_tree1_at[8][1][1] == 0 &&
+          back.mm_bw1_warm[8][1][0] == 3.5e10 && back.mm_tree1_warm[8][0][1] == 1.5e10 &&
+          back.mm_bw1_warm[8][0][0] == 0);
+    /* an attention item at a shape calibrate does not time; a warm rate of a matrix
+     * larger than the warm arena */
+    static const char *bad_keys[] = {"attn_item.48.2.64 = 1e-6\n",
+                                     "mm_bw1_warm.q8_0.16384.1024 = 1e9\n"};
+    for (int i = 0; i < 2; i++) {
+        CHECK(gk_plan_hw_save(&hw, path, &err) == 0);
+        FILE *f = fopen(path, "a");
+        fputs(bad_keys[i], f);
+        fclose(f);
+        CHECK(gk_plan_hw_load(path, &back, &err) < 0);
+        CHECK_ERR_HAS(err.msg, "expected");
+    }
+    FILE *f;
     f = fopen(path, "w");
     fputs("name = x\nbf16_flops = lots\n", f);
     fclose(f);
@@ -681,16 +692,32 @@ static void test_attn_job(void) {
     CHECK(gk_plan_infer_eval(&pm, &hw, 1, 1, &o, &r, &err) == 0);
     CHECK_EQ(r.gen_parts.attention, 3e-6 + 8192 * (3e-6 - 2e-6) / 3584);
     hw.mem_bw = 1e10;
-    /* cold items (10 times the warm): a generated token's, and each thread's first of
-     * its group in a prompt (tokens 0 and 2), the others warm */
+    /* cold items (10 times the warm): none while a forward's bytes stay within a 4 MiB
+     * arena's; past 96 MiB (an f32 output of 2^20 x 32, 128 MiB, read by each forward) a
+     * generated token's, and each thread's first of its group in a prompt (tokens 0 and
+     * 2), the others warm; at 32 MiB (2^18 x 32, and the rest) log(32 / 4) / log(24) of
+     * the cold item's extra time */
     for (int h = 0; h < 3; h++)
         for (int q = 0; q < 3; q++)
             for (int k = 0; k < 3; k++) hw.attn_cold[h][q][k] = 10 * hw.attn_item[h][q][k];
     o.gen_pos = 63;
     CHECK(gk_plan_infer_eval(&pm, &hw, 1, 1, &o, &r, &err) == 0);
+    CHECK_EQ(r.gen_parts.attention, 1e-6);
+    gk_plan_model big;
+    s.n_vocab = 1 << 20;
+    CHECK(gk_plan_model_build(&s, "f32", &big, &err) == 0);
+    CHECK(gk_plan_infer_eval(&big, &hw, 1, 1, &o, &r, &err) == 0);
     CHECK_EQ(r.gen_parts.attention, 10e-6);
     CHECK_EQ(r.prompt_parts.attention,
              20e-6 + (3 - 64) * 20e-6 / 448 + 2e-6 + (4 - 64) * 2e-6 / 448);
+    s.n_vocab = 1 << 18;
+    CHECK(gk_plan_model_build(&s, "f32", &big, &err) == 0);
+    CHECK(gk_plan_infer_eval(&big, &hw, 1, 1, &o, &r, &err) == 0);
+    double fb = gk_plan_forward(&big, 1, 63, 1, -1.0, 4).weight_bytes +
+                gk_plan_forward(&big, 1, 63, 1, -1.0, 4).kv_bytes_read;
+    CHECK(fb > 32 * 1048576.0 && fb < 33 * 1048576.0);
+    CHECK_EQ(r.gen_parts.attention, 1e-6 + log(fb / (4 * 1048576.0)) / log(24.0) * 9e-6);
+    s.n_vocab = 64;
     memset(hw.attn_cold, 0, sizeof hw.attn_cold);
     /* an f16 cache (not timed) and a preset without the items: the rates of the parts */
     o.gen_pos = 63;
@@ -748,6 +775,19 @@ static void test_tree_rate(void) {
         CHECK_EQ(ra.gen_parts.matmul - rb.gen_parts.matmul, nt == 2 ? 20480 / 2e9 : 0);
         /* a prompt's chunks are calls at the T grid's rates */
         CHECK_EQ(ra.prompt_parts.matmul, rb.prompt_parts.matmul);
+        /* this model's forward reads far less than 4 MiB: every batch-1 read at the warm
+         * rates (calls and tree); twice those rates, half the time */
+        gk_plan_hw c = a, d = a;
+        for (int k = 0; k < 2; k++)
+            for (int w = 0; w < 2; w++) {
+                c.mm_bw1_warm[0][k][w] = c.mm_tree1_warm[0][k][w] = 1e9;
+                d.mm_bw1_warm[0][k][w] = d.mm_tree1_warm[0][k][w] = 2e9;
+            }
+        gk_plan_infer rc, rd;
+        CHECK(gk_plan_infer_eval(&pm, &c, 1, 1, &o, &rc, &err) == 0);
+        CHECK(gk_plan_infer_eval(&pm, &d, 1, 1, &o, &rd, &err) == 0);
+        CHECK_EQ(rc.gen_parts.matmul, 2 * rd.gen_parts.matmul);
+        CHECK(rc.gen_parts.matmul != ra.gen_parts.matmul);
     }
 }
 
