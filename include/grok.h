@@ -651,6 +651,9 @@ typedef struct gk_plan_hw {
     /* elements per second of the engine's GeGLU (gk_geglu, GELU by erf / by tanh) over
      * the threads, less its dispatch */
     double geglu_erf, geglu_tanh;
+    /* seconds of one gk_geglu call of 4096 elements, its dispatch in (a small call's
+     * fixed part beyond its elements and dispatch) */
+    double geglu_erf_4k, geglu_tanh_4k;
     /* bytes/s of one thread's elementwise pass (y = a x + b, f32) over arrays of
      * 256 KiB, 2 MiB, 16 MiB and 128 MiB in all */
     double ew_bw_at[4];

@@ -1323,9 +1323,25 @@ static int cmd_calibrate(int argc, char **argv, const plan_opts *o) {
             if (tg < 0.25 * ct.best) tg = 0.25 * ct.best;
             *(g == 0 ? &hw.geglu_erf : &hw.geglu_tanh) = (double)ng / tg;
         }
+        /* and a call of 4096 elements (a generated token's expert rows), its dispatch in */
+        const int64_t ns = 4096;
+        cal_timer cs = cal_start(CAL_MIN_S / 4);
+        do memcpy(ga, gsrc, (size_t)ns * sizeof(float));
+        while (cal_more(&cs));
+        for (int g = 0; g < 2; g++) {
+            cal_timer ct = cal_start(CAL_MIN_S / 2);
+            do {
+                memcpy(ga, gsrc, (size_t)ns * sizeof(float));
+                gk_geglu(pool, ga, gb, ns, g == 0 ? GK_GELU_ERF : GK_GELU_TANH);
+            } while (cal_more(&ct));
+            double tg = ct.best - cs.best;
+            *(g == 0 ? &hw.geglu_erf_4k : &hw.geglu_tanh_4k) = tg > 0 ? tg : ct.best;
+        }
         if (!quiet)
-            printf("GeGLU (gk_geglu), %d threads: erf %.1f M/s, tanh %.1f M/s elements\n", nt,
-                   hw.geglu_erf / 1e6, hw.geglu_tanh / 1e6);
+            printf("GeGLU (gk_geglu), %d threads: erf %.1f M/s, tanh %.1f M/s elements; a call "
+                   "of 4096: erf %.2f us, tanh %.2f us\n",
+                   nt, hw.geglu_erf / 1e6, hw.geglu_tanh / 1e6, hw.geglu_erf_4k * 1e6,
+                   hw.geglu_tanh_4k * 1e6);
     }
     /* an elementwise pass on one thread (y = a x + b, f32: 12 bytes, 2 FLOPs per
      * element) over arrays of 256 KiB to 128 MiB in all */

@@ -224,10 +224,11 @@ typedef struct {
 #define NF(f)                                                                                      \
     { #f, offsetof(gk_plan_hw, f) }
 static const num_field num_fields[] = {
-    NF(bf16_flops),  NF(fp8_flops), NF(mem_bytes),  NF(mem_bw),   NF(link_bw),
-    NF(link_lat),    NF(net_bw),    NF(net_lat),    NF(tdp_w),    NF(attn_flops),
-    NF(tgemm_flops), NF(call_s),    NF(exp_rate),   NF(erf_rate), NF(tanh_rate),
-    NF(rss_base),    NF(geglu_erf), NF(geglu_tanh), NF(step_s)};
+    NF(bf16_flops),   NF(fp8_flops), NF(mem_bytes),  NF(mem_bw),   NF(link_bw),
+    NF(link_lat),     NF(net_bw),    NF(net_lat),    NF(tdp_w),    NF(attn_flops),
+    NF(tgemm_flops),  NF(call_s),    NF(exp_rate),   NF(erf_rate), NF(tanh_rate),
+    NF(rss_base),     NF(geglu_erf), NF(geglu_tanh), NF(step_s),   NF(geglu_erf_4k),
+    NF(geglu_tanh_4k)};
 #undef NF
 
 /* The batch-1 grid: matrix sizes in KiB (256 KiB .. 96 MiB). */
@@ -644,8 +645,9 @@ typedef struct {
     double runs;       /* every job handed to the pool (as gk_decode_stats.pool_runs) */
     double runs_other; /* those not inside a timed gk_matmul call: charged a dispatch each */
     double mm_s;
-    double cold;  /* share of batch-1 weight reads that miss the caches (forward_time) */
-    double geglu; /* GeGLU elements (gk_geglu, on the pool) */
+    double cold;       /* share of batch-1 weight reads that miss the caches (forward_time) */
+    double geglu;      /* GeGLU elements (gk_geglu, on the pool) */
+    double geglu_jobs; /* and its calls */
     gk_plan_ew par, ser;
 } fwd_walk;
 
@@ -776,6 +778,7 @@ static void walk_forward(fwd_walk *w, const gk_plan_model *pm, double T, double 
     }
     /* GeGLU: GELU (erff or tanhf) and the product per element, on the pool */
     w->geglu = T * (moe * K * (double)s->n_ff_exp + nl * s->n_ff);
+    w->geglu_jobs = moe * touched + (s->n_ff ? nl : 0);
     /* on the calling thread, per layer and token: four RMSNorms (20 bytes, 6 FLOPs an
      * element), two residual adds; RoPE of q and k; K and V stored in the cache's type;
      * two tree sums of k chunks; the MoE's chunk sums zeroed, its expert rows gathered
@@ -941,9 +944,13 @@ static double forward_time(const gk_plan_model *pm, const gk_plan_hw *hw, double
         /* GeGLU at the rate calibrate measured for gk_geglu; else its libm calls and
          * its pass (12 bytes, 4 FLOPs an element) */
         double gr = s->gelu_erf ? hw->geglu_erf : hw->geglu_tanh;
-        if (gr > 0)
-            p.geglu = w.geglu / gr;
-        else {
+        if (gr > 0) {
+            /* each call's fixed part: a 4096-element call's time beyond its elements at
+             * that rate and its dispatch (charged with the other jobs) */
+            double t4 = s->gelu_erf ? hw->geglu_erf_4k : hw->geglu_tanh_4k;
+            double fixed = t4 - 4096.0 / gr - job_s(hw);
+            p.geglu = w.geglu / gr + (t4 > 0 && fixed > 0 ? w.geglu_jobs * fixed : 0);
+        } else {
             *(s->gelu_erf ? &w.par.erf : &w.par.tanh) += w.geglu;
             ew_pass(&w.par, w.geglu, 12, 4);
         }

@@ -638,6 +638,15 @@ static void test_infer_libm(void) {
      * softcap's 64 tanh; on the calling thread: the router's 2 tanh and 2 exp */
     double libm = (96 / 2e7 + 20 / 4e7 + 20 / 1e8 + 64 / 4e7) / 2 + 2 / 4e7 + 2 / 1e8;
     CHECK_EQ(1 / r1.gen_expect - 1 / r2.gen_expect, libm / 2);
+    /* gk_geglu at its calibrated rate, and each call's fixed part: a 4096-element call's
+     * time beyond its elements and a dispatch (1 us here); a generated token makes 2
+     * calls (its one expert, the dense MLP) of 96 elements in all */
+    hw.geglu_erf = 1e9;
+    CHECK(gk_plan_infer_eval(&pm, &hw, 1, 1, &o, &r1, &err) == 0);
+    CHECK_EQ(r1.gen_parts.geglu, 96 / 1e9);
+    hw.geglu_erf_4k = 4096 / 1e9 + hw.call_s + 1e-6;
+    CHECK(gk_plan_infer_eval(&pm, &hw, 1, 1, &o, &r1, &err) == 0);
+    CHECK_EQ(r1.gen_parts.geglu, 96 / 1e9 + 2e-6);
 }
 
 /* The attention job as calibrate times its items (forward.c attn_part), by hand for 1
