@@ -14,7 +14,8 @@
 #    per round: `grok plan calibrate --types f32,<the model's types>` measures this
 #    machine into a preset file (memory bandwidth; a pool job's dispatch; gk_matmul per
 #    weight type at batch 1 by matrix size and row length and at T = 8..512 tokens by
-#    row length; gk_geglu; the f32 dot; libm; elementwise passes), then `grok bench`
+#    row length, and as the summation tree's job at batch 1; the attention job's items,
+#    warm and cold; gk_geglu; vector math; elementwise passes), then `grok bench`
 #    runs at once, so both sides see the same machine. `grok plan infer --fleet
 #    1x<preset>` with the bench's prompt, batch and generated tokens gives the
 #    prediction of that round, and the time by part it is made of.
@@ -105,8 +106,10 @@ rp, rm, gp, gm = [list(map(float, a[i * n:(i + 1) * n])) for i in range(4)]
 pr = s.median(p / m for p, m in zip(rp, rm)); gr = s.median(p / m for p, m in zip(gp, gm))
 print('%-12s   | median of predicted / measured:   %+6.1f%%            |                      %+6.1f%%' % ('$m', 100 * (pr - 1), 100 * (gr - 1)))
 " "${rp[@]}" "${rm_[@]}" "${gp[@]}" "${gm[@]}")")
-    parts+=("$m (round $ROUNDS):" "$("$GROK" plan infer --model "$f" --fleet "1x$W/$m.$ROUNDS.preset" \
+    parts+=("$m (round $ROUNDS), predicted:" "$("$GROK" plan infer --model "$f" --fleet "1x$W/$m.$ROUNDS.preset" \
         --prompt $P --gen $N --batch $BATCH --ctx $((P + N)) -t "$T" | grep -A2 '^time by part' | tail -2)")
+    parts+=("  measured (grok bench, its best repetitions; the engine's clocks around its calls):"
+        "$(grep '^parts,' "$W/$m.$ROUNDS.bench" | sed 's/^/  /')")
 done
 
 tr_row=""
@@ -161,7 +164,7 @@ printf '%-12s %s | %10s %10s %7s | %10s %10s %7s\n' model r "prompt pred" measur
 printf '%s\n' "${rows[@]}"
 printf '%s\n' "${meds[@]}"
 echo
-echo "time by part of the last round's prediction (ms):"
+echo "time by part of the last round, predicted and measured (ms):"
 printf '%s\n' "${parts[@]}"
 if [ -n "$tr_row" ]; then
     echo

@@ -203,6 +203,12 @@ typedef struct gk_decode_stats {
     double kv_bytes_read;    /* K and V rows read by attention, once per token and layer */
     double kv_bytes_written; /* K and V rows stored */
     double pool_runs;        /* jobs handed to the thread pool's workers (each a dispatch) */
+    /* wall seconds by part (the calling thread's clock around each call): the forwards in
+     * all; of them the gk_matmul calls (gk_matmul2 and the summation tree's chunk products
+     * included), the attention's job (the dots, softmax and weighted sums over the cache),
+     * the GeGLU jobs and the logits' softcap job; the rest is the calling thread's own work
+     * (norms, RoPE, the cache's stores, routing, gathers, the tree's sums) */
+    double forward_s, matmul_s, attn_s, geglu_s, softcap_s;
 } gk_decode_stats;
 gk_decode_stats gk_context_stats(const gk_context *c);
 void gk_context_stats_reset(gk_context *c);
@@ -628,6 +634,12 @@ typedef struct gk_plan_hw {
     /* the same for matrices of 256 KiB, 2 MiB, 16 MiB and 96 MiB of rows 1024 and 4096
      * wide, each read once in turn from a 96 MiB arena as a model's are */
     double mm_bw1_at[GK_PLAN_N_TYPES][4][2];
+    /* the same matrices as the summation tree runs them at batch 1 (forward.c chunk_part):
+     * each thread alone on a chunk of 1/threads of the columns, the whole matrix's bytes/s */
+    double mm_tree1_at[GK_PLAN_N_TYPES][4][2];
+    /* both at 256 KiB and 2 MiB with the matrices read in turn from a 4 MiB arena: the
+     * weights of a small model, read again before the caches lose them */
+    double mm_bw1_warm[GK_PLAN_N_TYPES][2][2], mm_tree1_warm[GK_PLAN_N_TYPES][2][2];
     double mm_flops512[GK_PLAN_N_TYPES]; /* FLOP/s of gk_matmul at batch 512 */
     /* FLOP/s of gk_matmul with T = 8, 32, 128, 512 tokens on a 1024-row matrix of
      * 512- and 4096-wide rows (prompt chunks; an expert's share of one) */
@@ -655,9 +667,19 @@ typedef struct gk_plan_hw {
     /* elements per second of the engine's GeGLU (gk_geglu, GELU by erf / by tanh) over
      * the threads, less its dispatch */
     double geglu_erf, geglu_tanh;
+    /* seconds of one gk_geglu call of 4096 elements, its dispatch in (a small call's
+     * fixed part beyond its elements and dispatch) */
+    double geglu_erf_4k, geglu_tanh_4k;
     /* bytes/s of one thread's elementwise pass (y = a x + b, f32) over arrays of
      * 256 KiB, 2 MiB, 16 MiB and 128 MiB in all */
     double ew_bw_at[4];
+    /* seconds of one item of the engine's attention job (forward.c attn_part over an f32
+     * cache: gk_attn_dots, gk_attn_softmax of each head with the softcap, gk_attn_wsum), on
+     * every thread at once, for runs of 1, 2 and 4 query heads (GK_ATTN_QMAX) of head size
+     * 32, 64 and 128 over 64, 512 and 4096 keys: [head size][heads][keys] */
+    double attn_item[3][3][3];
+    /* the same with each item's K and V cold (out of the caches: a generated token's) */
+    double attn_cold[3][3][3];
     int threads;     /* threads the figures were measured with */
     double rss_base; /* resident bytes of a started grok process (with MPI under mpirun) */
 } gk_plan_hw;

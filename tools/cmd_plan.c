@@ -879,6 +879,55 @@ static double rss_now(void) {
     return kib * 1024.0;
 }
 
+/* Items of the engine's attention job (forward.c attn_part) over an f32 cache: each
+ * thread runs `items` of them, a run of nq query heads over the nk keys of a K and V.
+ * Warm (n_reg 1): every item on the same K and V, shared by the threads as a KV
+ * group's rows are by a prompt's tokens. Cold: each item on K and V of its own, in
+ * turn from an arena far past the caches, as a generated token finds a layer's cache
+ * after a whole forward's weights went by. */
+typedef struct {
+    const float *kv; /* n_reg regions of K [nk][hd] then V [nk][hd] */
+    const float *q;
+    float *scores, *out; /* [nt][GK_ATTN_QMAX][nk], [nt][GK_ATTN_QMAX][hd] */
+    int hd, nq, items;
+    int64_t nk, n_reg, next; /* next: the region of the call's first item */
+} attn_cal_job;
+
+static void attn_cal_part(void *arg, int ith, int nth) {
+    attn_cal_job *j = arg;
+    float *s = j->scores + (size_t)ith * GK_ATTN_QMAX * j->nk;
+    float *out = j->out + (size_t)ith * GK_ATTN_QMAX * j->hd;
+    const size_t row = (size_t)j->hd * sizeof(float), reg = 2 * (size_t)j->nk * j->hd;
+    for (int it = 0; it < j->items; it++) {
+        const float *K = j->kv + (size_t)((j->next + (int64_t)it * nth + ith) % j->n_reg) * reg;
+        const float *V = K + (size_t)j->nk * j->hd;
+        gk_attn_dots(s, (size_t)j->nk, K, row, GK_TYPE_F32, j->q, j->nq, j->nk, j->hd);
+        for (int i = 0; i < j->nq; i++)
+            gk_attn_softmax(s + (size_t)i * j->nk, j->nk, 0.0883883461f, 30.0f, 1.0f, false);
+        gk_attn_wsum(out, V, row, GK_TYPE_F32, s, (size_t)j->nk, j->nq, j->nk, j->hd);
+    }
+}
+
+/* The summation tree's job at batch 1 (forward.c chunk_part with one chunk a thread):
+ * thread i multiplies its chunk of the columns (cw of them, the row stride the whole
+ * row's) on its own, no pool under it, into a result of its own. */
+typedef struct {
+    const uint8_t *w;
+    gk_dtype t;
+    size_t nb_row, qsize;
+    int64_t rows, cw;
+    const float *x;
+    float *y;   /* [nt][rows] */
+    uint8_t *q; /* [nt][qsize] */
+} tree_cal_job;
+
+static void tree_cal_part(void *arg, int ith, int nth) {
+    (void)nth;
+    tree_cal_job *j = arg;
+    gk_matmul(NULL, j->y + (size_t)ith * j->rows, j->w + gk_row_size(j->t, ith * j->cw), j->t,
+              j->nb_row, j->rows, j->x + ith * j->cw, j->cw, 1, j->q + (size_t)ith * j->qsize);
+}
+
 static int cmd_calibrate(int argc, char **argv, const plan_opts *o) {
     gk_dist dist;
     gk_err err;
@@ -1058,6 +1107,47 @@ static int cmd_calibrate(int argc, char **argv, const plan_opts *o) {
                                   qbuf);
                 while (cal_more(&ct));
                 hw.mm_bw1_at[t][k][c] = (double)n_mat * rows * nbc / ct.best;
+                /* 256 KiB and 2 MiB matrices in turn from a 4 MiB arena (warm) */
+                int64_t n_warm = k < 2 ? (int64_t)(((size_t)4 << 20) / (rows * nbc)) : 0;
+                if (n_warm > 0) {
+                    ct = cal_start(CAL_MIN_S / 2);
+                    do
+                        for (int64_t mi = 0; mi < n_warm; mi++)
+                            gk_matmul(pool, y, w + mi * rows * nbc, (gk_dtype)t, nbc, rows, x, wc,
+                                      1, qbuf);
+                    while (cal_more(&ct));
+                    hw.mm_bw1_warm[t][k][c] = (double)n_warm * rows * nbc / ct.best;
+                }
+                /* the same matrices as the summation tree runs attn_output and the downs:
+                 * a chunk of the columns on each thread (when whole blocks split so) */
+                int64_t cw = wc / nt;
+                if (nt < 2 || wc % nt || !gk_row_size((uint32_t)t, cw)) continue;
+                tree_cal_job tj = {.t = (gk_dtype)t,
+                                   .nb_row = nbc,
+                                   .qsize = gk_matmul_qbuf_size(cw, 1),
+                                   .rows = rows,
+                                   .cw = cw,
+                                   .x = x,
+                                   .y = y,
+                                   .q = qbuf};
+                ct = cal_start(CAL_MIN_S / 2);
+                do
+                    for (int64_t mi = 0; mi < n_mat; mi++) {
+                        tj.w = w + mi * rows * nbc;
+                        gk_pool_run(pool, tree_cal_part, &tj);
+                    }
+                while (cal_more(&ct));
+                hw.mm_tree1_at[t][k][c] = (double)n_mat * rows * nbc / ct.best;
+                if (n_warm > 0) {
+                    ct = cal_start(CAL_MIN_S / 2);
+                    do
+                        for (int64_t mi = 0; mi < n_warm; mi++) {
+                            tj.w = w + mi * rows * nbc;
+                            gk_pool_run(pool, tree_cal_part, &tj);
+                        }
+                    while (cal_more(&ct));
+                    hw.mm_tree1_warm[t][k][c] = (double)n_warm * rows * nbc / ct.best;
+                }
             }
         }
         hw.mm_bw1[t] = hw.mm_bw1_at[t][3][1];
@@ -1068,6 +1158,20 @@ static int cmd_calibrate(int argc, char **argv, const plan_opts *o) {
                        tt->name, 1024 << (2 * c), hw.mm_bw1_at[t][0][c] / 1e9,
                        hw.mm_bw1_at[t][1][c] / 1e9, hw.mm_bw1_at[t][2][c] / 1e9,
                        hw.mm_bw1_at[t][3][c] / 1e9);
+        if (!quiet && dist.rank == 0 && hw.mm_tree1_at[t][0][0] > 0)
+            for (int c = 0; c < 2; c++)
+                printf("          %-5s         batch 1, a chunk of rows of %d a thread (the "
+                       "summation tree): %.2f / %.2f / %.2f / %.2f GB/s\n",
+                       tt->name, 1024 << (2 * c), hw.mm_tree1_at[t][0][c] / 1e9,
+                       hw.mm_tree1_at[t][1][c] / 1e9, hw.mm_tree1_at[t][2][c] / 1e9,
+                       hw.mm_tree1_at[t][3][c] / 1e9);
+        if (!quiet && dist.rank == 0)
+            for (int c = 0; c < 2; c++)
+                printf("          %-5s         batch 1, rows of %d, 256 KiB / 2 MiB matrices from "
+                       "a 4 MiB arena (warm): %.2f / %.2f GB/s; the tree's %.2f / %.2f\n",
+                       tt->name, 1024 << (2 * c), hw.mm_bw1_warm[t][0][c] / 1e9,
+                       hw.mm_bw1_warm[t][1][c] / 1e9, hw.mm_tree1_warm[t][0][c] / 1e9,
+                       hw.mm_tree1_warm[t][1][c] / 1e9);
     }
     /* attention's inner loop: f32 dots of head_dim 128 over a cached K (one thread,
      * as each (token, head) item runs on one) times the threads */
@@ -1142,6 +1246,49 @@ static int cmd_calibrate(int argc, char **argv, const plan_opts *o) {
     if (!quiet)
         printf("attention, heads of 32 / 64 / 128: %.2f / %.2f / %.2f GFLOP/s\n",
                hw.attn_at[0] / 1e9, hw.attn_at[1] / 1e9, hw.attn_at[2] / 1e9);
+    /* the engine's attention job itself: items of runs of 1, 2, 4 query heads of 32, 64,
+     * 128 over 64, 512, 4096 keys of an f32 cache (unit-scale rows), every thread running
+     * such items at once as the job's threads do, warm and cold (attn_cal_job); enough
+     * items per job that its dispatch (charged apart) is a small part */
+    {
+        const int64_t arena = (int64_t)64 << 20, nkmax = 4096; /* floats: 256 MiB */
+        float *kv = buf, *qv = buf + arena, *sc = qv + GK_ATTN_QMAX * 128;
+        float *ao = sc + (size_t)nt * GK_ATTN_QMAX * nkmax;
+        for (int64_t i = 0; i < arena + GK_ATTN_QMAX * 128; i++)
+            buf[i] = (float)((i * 2654435761u) % 2001) / 1000.0f - 1.0f;
+        for (int cold = 0; cold < 2; cold++)
+            for (int h = 0; h < 3; h++)
+                for (int qi = 0; qi < 3; qi++)
+                    for (int ki = 0; ki < 3; ki++) {
+                        int64_t nk = (int64_t)64 << (3 * ki), hd = 32 << h;
+                        attn_cal_job aj = {.kv = kv,
+                                           .q = qv,
+                                           .scores = sc,
+                                           .out = ao,
+                                           .hd = (int)hd,
+                                           .nq = 1 << qi,
+                                           .nk = nk,
+                                           .items = (int)(nkmax * 8 / nk),
+                                           .n_reg = cold ? arena / (2 * nk * hd) : 1};
+                        cal_timer ct = cal_start(CAL_MIN_S / 4);
+                        do {
+                            gk_pool_run(pool, attn_cal_part, &aj);
+                            aj.next = (aj.next + (int64_t)aj.items * nt) % aj.n_reg;
+                        } while (cal_more(&ct));
+                        (cold ? hw.attn_cold : hw.attn_item)[h][qi][ki] = ct.best / aj.items;
+                    }
+        if (!quiet)
+            for (int cold = 0; cold < 2; cold++)
+                for (int h = 0; h < 3; h++) {
+                    double(*a)[3] = (cold ? hw.attn_cold : hw.attn_item)[h];
+                    printf("attention job, %s, heads of %3d, runs of 1 / 2 / 4 heads over 64 / "
+                           "512 / 4096 keys: %.2f %.2f %.2f / %.2f %.2f %.2f / %.2f %.2f %.2f us "
+                           "an item\n",
+                           cold ? "cold" : "warm", 32 << h, a[0][0] * 1e6, a[0][1] * 1e6,
+                           a[0][2] * 1e6, a[1][0] * 1e6, a[1][1] * 1e6, a[1][2] * 1e6,
+                           a[2][0] * 1e6, a[2][1] * 1e6, a[2][2] * 1e6);
+                }
+    }
     /* the engine's vector math of the elementwise passes (GELU, softmax, softcaps),
      * one thread: values per second over 4096 arguments as GELU gets them,
      * activations of unit scale (standard normal, by Box-Muller from a fixed LCG) */
@@ -1192,9 +1339,25 @@ static int cmd_calibrate(int argc, char **argv, const plan_opts *o) {
             if (tg < 0.25 * ct.best) tg = 0.25 * ct.best;
             *(g == 0 ? &hw.geglu_erf : &hw.geglu_tanh) = (double)ng / tg;
         }
+        /* and a call of 4096 elements (a generated token's expert rows), its dispatch in */
+        const int64_t ns = 4096;
+        cal_timer cs = cal_start(CAL_MIN_S / 4);
+        do memcpy(ga, gsrc, (size_t)ns * sizeof(float));
+        while (cal_more(&cs));
+        for (int g = 0; g < 2; g++) {
+            cal_timer ct = cal_start(CAL_MIN_S / 2);
+            do {
+                memcpy(ga, gsrc, (size_t)ns * sizeof(float));
+                gk_geglu(pool, ga, gb, ns, g == 0 ? GK_GELU_ERF : GK_GELU_TANH);
+            } while (cal_more(&ct));
+            double tg = ct.best - cs.best;
+            *(g == 0 ? &hw.geglu_erf_4k : &hw.geglu_tanh_4k) = tg > 0 ? tg : ct.best;
+        }
         if (!quiet)
-            printf("GeGLU (gk_geglu), %d threads: erf %.1f M/s, tanh %.1f M/s elements\n", nt,
-                   hw.geglu_erf / 1e6, hw.geglu_tanh / 1e6);
+            printf("GeGLU (gk_geglu), %d threads: erf %.1f M/s, tanh %.1f M/s elements; a call "
+                   "of 4096: erf %.2f us, tanh %.2f us\n",
+                   nt, hw.geglu_erf / 1e6, hw.geglu_tanh / 1e6, hw.geglu_erf_4k * 1e6,
+                   hw.geglu_tanh_4k * 1e6);
     }
     /* an elementwise pass on one thread (y = a x + b, f32: 12 bytes, 2 FLOPs per
      * element) over arrays of 256 KiB to 128 MiB in all */

@@ -100,7 +100,9 @@ gk_context_params gk_context_default_params(void) {
 /* ------------------------------------------------------------- helpers --- */
 
 static void matmul_w(gk_context *c, float *y, const gk_weight *w, const float *x, int T) {
+    double t0 = gk_time_s();
     gk_matmul(c->pool, y, w->data, w->type, w->nb_row, w->ne[1], x, w->ne[0], T, c->qbuf);
+    c->stats.matmul_s += gk_time_s() - t0;
     c->stats.matmul_flops += 2.0 * (double)w->ne[0] * (double)w->ne[1] * T;
     c->stats.weight_bytes += (double)w->nb_row * (double)w->ne[1];
 }
@@ -112,8 +114,10 @@ static void matmul_w(gk_context *c, float *y, const gk_weight *w, const float *x
 static void matmul_pair(gk_context *c, float *y1, const gk_weight *w1, float *y2,
                         const gk_weight *w2, int e, const float *x, int T) {
     size_t o1 = e < 0 ? 0 : (size_t)e * w1->nb_mat, o2 = e < 0 ? 0 : (size_t)e * w2->nb_mat;
+    double t0 = gk_time_s();
     gk_matmul2(c->pool, y1, w1->data + o1, w1->type, w1->nb_row, y2, w2->data + o2, w2->type,
                w2->nb_row, w1->ne[1], x, w1->ne[0], T, c->qbuf);
+    c->stats.matmul_s += gk_time_s() - t0;
     const gk_weight *ws[2] = {w1, w2};
     for (int i = 0; i < 2; i++) {
         c->stats.matmul_flops += 2.0 * (double)ws[i]->ne[0] * (double)ws[i]->ne[1] * T;
@@ -265,10 +269,12 @@ static void chunk_part(void *arg, int ith, int nth) {
 }
 
 static void chunk_products(gk_context *c, chunk_job *j) {
+    double t0 = gk_time_s();
     if (j->k % c->nt == 0)
         gk_pool_run(c->pool, chunk_part, j);
     else
         for (int ch = 0; ch < j->k; ch++) chunk_one(j, ch, c->pool, 0);
+    c->stats.matmul_s += gk_time_s() - t0;
     const gk_weight *w = j->w;
     c->stats.matmul_flops += 2.0 * (double)w->ne[0] * (double)w->ne[1] * j->T;
     c->stats.weight_bytes += (double)w->nb_row * (double)w->ne[1];
@@ -335,7 +341,9 @@ static int attention(gk_context *c, int layer, int T, gk_err *err) {
             qt->from_float(c->q + i * hd, c->qconv + (size_t)i * c->qconv_head, hd);
     }
     attn_job j = {.c = c, .layer = layer, .T = T};
+    double t0 = gk_time_s();
     gk_pool_run(c->pool, attn_part, &j);
+    c->stats.attn_s += gk_time_s() - t0;
     sum_products(c, c->tmp, &L->wo, c->att, T);
     /* each rank's heads give a partial sum of the output projection */
     if (allreduce(c, c->tmp, (size_t)T * d, c->wire, err) < 0) return -1;
@@ -408,7 +416,9 @@ static void moe(gk_context *c, const gk_layer *L, float *const *sums, int k, int
         for (int i = 0; i < n; i++)
             memcpy(c->xe + (size_t)i * d, c->xn + (size_t)toks[i] * d, (size_t)d * sizeof(float));
         matmul_pair(c, c->h1, &L->gate_exps, c->h3, &L->up_exps, e, c->xe, n);
+        double t0 = gk_time_s();
         gk_geglu(c->pool, c->h1, c->h3, (int64_t)n * F, c->m->cfg.gelu);
+        c->stats.geglu_s += gk_time_s() - t0;
         chunk_job j = {.c = c,
                        .w = &L->down_exps,
                        .woff = (size_t)e * L->down_exps.nb_mat,
@@ -438,7 +448,9 @@ static int ffn(gk_context *c, int layer, int T, gk_err *err) {
         float *dense[GK_TP_MAX_CHUNKS];
         chunk_sums(c, c->tmp, 1, dense);
         matmul_pair(c, c->g, &L->ffn_gate, c->u, &L->ffn_up, -1, c->xn, T);
+        double t0 = gk_time_s();
         gk_geglu(c->pool, c->g, c->u, (int64_t)T * c->m->tp.n_ff, c->m->cfg.gelu);
+        c->stats.geglu_s += gk_time_s() - t0;
         chunk_job j = {.c = c,
                        .w = &L->ffn_down,
                        .x = c->g,
@@ -502,7 +514,9 @@ static int output_logits(gk_context *c, int n, gk_err *err) {
     /* the softcap of every logit, split over the threads */
     softcap_job sj = {
         .v = out, .n = (int64_t)n * tp->v_n, .scale = hp->logit_scale, .cap = hp->final_softcap};
+    double t0 = gk_time_s();
     gk_pool_run(c->pool, softcap_part, &sj);
+    c->stats.softcap_s += gk_time_s() - t0;
     if (tp->size == 1) return 0;
     /* rank r's block [n][v_n(r)] lands at n * v_lo(r) in the receive buffer */
     size_t bytes[256], offs[256];
@@ -565,6 +579,7 @@ static int forward(gk_context *c, const int32_t *tokens, int T, int n_keep, gk_e
                        hp->norm_eps);
         if (output_logits(c, n_keep, err) < 0) return -1;
     }
+    c->stats.forward_s += gk_time_s() - t_start;
     if (tp->size > 1) {
         c->dist->st.tokens += (uint64_t)T;
         c->dist->st.forward_s += gk_time_s() - t_start;

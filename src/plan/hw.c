@@ -13,6 +13,7 @@
 
 #include "base/base.h"
 #include "kernels/gemm.h"
+#include "kernels/ops.h"
 #include "plan/plan.h"
 #include "tensor/dtype.h"
 
@@ -223,10 +224,11 @@ typedef struct {
 #define NF(f)                                                                                      \
     { #f, offsetof(gk_plan_hw, f) }
 static const num_field num_fields[] = {
-    NF(bf16_flops),  NF(fp8_flops), NF(mem_bytes),  NF(mem_bw),   NF(link_bw),
-    NF(link_lat),    NF(net_bw),    NF(net_lat),    NF(tdp_w),    NF(attn_flops),
-    NF(tgemm_flops), NF(call_s),    NF(exp_rate),   NF(erf_rate), NF(tanh_rate),
-    NF(rss_base),    NF(geglu_erf), NF(geglu_tanh), NF(step_s)};
+    NF(bf16_flops),   NF(fp8_flops), NF(mem_bytes),  NF(mem_bw),   NF(link_bw),
+    NF(link_lat),     NF(net_bw),    NF(net_lat),    NF(tdp_w),    NF(attn_flops),
+    NF(tgemm_flops),  NF(call_s),    NF(exp_rate),   NF(erf_rate), NF(tanh_rate),
+    NF(rss_base),     NF(geglu_erf), NF(geglu_tanh), NF(step_s),   NF(geglu_erf_4k),
+    NF(geglu_tanh_4k)};
 #undef NF
 
 /* The batch-1 grid: matrix sizes in KiB (256 KiB .. 96 MiB). */
@@ -253,13 +255,27 @@ int gk_plan_hw_save(const gk_plan_hw *hw, const char *path, gk_err *err) {
     for (int k = 0; k < 4; k++)
         if (hw->ew_bw_at[k] > 0)
             fprintf(f, "ew_bw_at.%d = %.17g\n", 256 << (3 * k), hw->ew_bw_at[k]);
+    for (int h = 0; h < 3; h++)
+        for (int q = 0; q < 3; q++)
+            for (int k = 0; k < 3; k++)
+                for (int c = 0; c < 2; c++)
+                    if ((c ? hw->attn_cold : hw->attn_item)[h][q][k] > 0)
+                        fprintf(f, "attn_%s.%d.%d.%d = %.17g\n", c ? "cold" : "item", 32 << h,
+                                1 << q, 64 << (3 * k),
+                                (c ? hw->attn_cold : hw->attn_item)[h][q][k]);
     for (int t = 0; t < GK_PLAN_N_TYPES; t++) {
         if (hw->mm_bw1[t] > 0) fprintf(f, "mm_bw1.%s = %.17g\n", gk_type_name(t), hw->mm_bw1[t]);
         for (int k = 0; k < 4; k++)
             for (int c = 0; c < 2; c++)
-                if (hw->mm_bw1_at[t][k][c] > 0)
-                    fprintf(f, "mm_bw1_at.%s.%d.%d = %.17g\n", gk_type_name(t), bw1_kib[k],
-                            1024 << (2 * c), hw->mm_bw1_at[t][k][c]);
+                for (int g = 0; g < 4; g++) {
+                    double v = g < 2    ? (g ? hw->mm_tree1_at : hw->mm_bw1_at)[t][k][c]
+                               : k >= 2 ? 0
+                                        : (g == 3 ? hw->mm_tree1_warm : hw->mm_bw1_warm)[t][k][c];
+                    if (v > 0)
+                        fprintf(f, "mm_%s1_%s.%s.%d.%d = %.17g\n", g & 1 ? "tree" : "bw",
+                                g < 2 ? "at" : "warm", gk_type_name(t), bw1_kib[k], 1024 << (2 * c),
+                                v);
+                }
         if (hw->mm_flops512[t] > 0)
             fprintf(f, "mm_flops512.%s = %.17g\n", gk_type_name(t), hw->mm_flops512[t]);
         for (int k = 0; k < 4; k++)
@@ -347,6 +363,20 @@ int gk_plan_hw_load(const char *path, gk_plan_hw *hw, gk_err *err) {
             hw->attn_at[idx] = x;
             found = true;
         }
+        if (!found && (!strncmp(k, "attn_item.", 10) || !strncmp(k, "attn_cold.", 10))) {
+            /* HEAD.HEADS.KEYS */
+            int hd = 0, nq = 0, nk = 0, hi = -1, qi = -1, ki = -1;
+            char tail;
+            if (sscanf(k + 10, "%d.%d.%d%c", &hd, &nq, &nk, &tail) != 3) goto bad;
+            for (int i = 0; i < 3; i++) {
+                if (hd == 32 << i) hi = i;
+                if (nq == 1 << i) qi = i;
+                if (nk == 64 << (3 * i)) ki = i;
+            }
+            if (hi < 0 || qi < 0 || ki < 0) goto bad;
+            (k[5] == 'c' ? hw->attn_cold : hw->attn_item)[hi][qi][ki] = x;
+            found = true;
+        }
         if (!found && !strncmp(k, "ew_bw_at.", 9)) {
             int kib = atoi(k + 9), idx = kib == 256      ? 0
                                          : kib == 2048   ? 1
@@ -365,18 +395,24 @@ int gk_plan_hw_load(const char *path, gk_plan_hw *hw, gk_err *err) {
                 hw->threads = (int)x;
             found = true;
         }
-        if (!found && !strncmp(k, "mm_bw1_at.", 10)) {
+        if (!found && (!strncmp(k, "mm_bw1_at.", 10) || !strncmp(k, "mm_tree1_at.", 12) ||
+                       !strncmp(k, "mm_bw1_warm.", 12) || !strncmp(k, "mm_tree1_warm.", 14))) {
+            bool tree = k[3] == 't', warm = strstr(k, "_warm.") != NULL;
             /* TYPE.KIB.COLS; files of grok before the 4096-wide column: TYPE.KIB (1024) */
             char tn[16];
             int kib = 0, cols = 1024, idx = -1;
-            int nf = sscanf(k + 10, "%15[^.].%d.%d", tn, &kib, &cols);
+            int nf = sscanf(strchr(k, '.') + 1, "%15[^.].%d.%d", tn, &kib, &cols);
             if (nf < 2) goto bad;
             int t = gk_type_from_name(tn);
             for (int i = 0; i < 4; i++)
                 if (kib == bw1_kib[i]) idx = i;
             int ci = cols == 1024 ? 0 : cols == 4096 ? 1 : -1;
             if (t < 0 || t >= GK_PLAN_N_TYPES || idx < 0 || ci < 0) goto bad;
-            hw->mm_bw1_at[t][idx][ci] = x;
+            if (warm && idx >= 2) goto bad;
+            if (warm)
+                (tree ? hw->mm_tree1_warm : hw->mm_bw1_warm)[t][idx][ci] = x;
+            else
+                (tree ? hw->mm_tree1_at : hw->mm_bw1_at)[t][idx][ci] = x;
             found = true;
         }
         if (!found && (!strncmp(k, "mm_flops_at.", 12) || !strncmp(k, "mm_flops_at4k.", 14))) {
@@ -505,6 +541,41 @@ static double batch1_rate(const gk_plan_hw *hw, uint32_t t, double bytes, double
     return v > 0 ? v : hw->mem_bw;
 }
 
+/* Weight bytes/s of a matrix of `bytes` at batch 1 run as the summation tree's job
+ * (each thread alone on its chunks of the columns; calibrate timed one chunk a thread),
+ * whose chunks are `piece` columns wide: between the timed sizes and pieces (1024 and
+ * 4096 over the threads) as batch1_rate. 0 when calibrate did not time it. */
+static double tree1_rate(const gk_plan_hw *hw, uint32_t t, double bytes, double piece) {
+    int nt = hw->threads > 0 ? hw->threads : 1;
+    double xs[4], r[2];
+    for (int k = 0; k < 4; k++) xs[k] = bw1_kib[k] * 1024.0;
+    for (int c = 0; c < 2; c++) {
+        double ys[4];
+        for (int k = 0; k < 4; k++) ys[k] = hw->mm_tree1_at[t][k][c];
+        r[c] = interp_rate(xs, ys, 4, bytes, 0);
+    }
+    return interp_cols(1024.0 / nt, r[0], 4096.0 / nt, r[1], piece);
+}
+
+/* Weight bytes/s at batch 1 from a warm table (256 KiB and 2 MiB matrices of rows c0
+ * and c1 wide, read in turn from a 4 MiB arena), as batch1_rate; 0 when not timed. */
+static double warm_rate(const double (*tab)[2], double bytes, double c0, double c1, double cols) {
+    static const double xs[2] = {256.0 * 1024, 2048.0 * 1024};
+    double r[2];
+    for (int c = 0; c < 2; c++) {
+        double ys[2] = {tab[0][c], tab[1][c]};
+        r[c] = interp_rate(xs, ys, 2, bytes, 0);
+    }
+    return interp_cols(c0, r[0], c1, r[1], cols);
+}
+
+/* Seconds per weight byte at batch 1 between the warm and the cold rate: `cold` is the
+ * share of the reads that miss the caches (walk_forward's cold_share). */
+static double blend_s(double warm, double cold_rate, double cold) {
+    if (!(warm > 0) || cold >= 1) return 1.0 / cold_rate;
+    return (1.0 - cold) / warm + cold / cold_rate;
+}
+
 /* FLOP/s of gk_matmul of type t over T tokens on rows of `cols`, net of its
  * dispatches: between the calibrated points (T = 8 .. 512, a 1024-row matrix of rows
  * 512 and 4096 wide) log-linear in T and in the row length, clamped at the ends.
@@ -584,15 +655,19 @@ typedef struct {
     double runs;       /* every job handed to the pool (as gk_decode_stats.pool_runs) */
     double runs_other; /* those not inside a timed gk_matmul call: charged a dispatch each */
     double mm_s;
-    double geglu; /* GeGLU elements (gk_geglu, on the pool) */
+    double cold;       /* share of batch-1 weight reads that miss the caches (forward_time) */
+    double geglu;      /* GeGLU elements (gk_geglu, on the pool) */
+    double geglu_jobs; /* and its calls */
     gk_plan_ew par, ser;
 } fwd_walk;
 
 /* Seconds of one gk_matmul call's work (its dispatches apart): rows x cols of type t
  * over T tokens, weight-bound or FLOP-bound. */
-static double mm_seconds(const gk_plan_hw *hw, uint32_t t, double rows, double cols, double T) {
+static double mm_seconds(const gk_plan_hw *hw, uint32_t t, double rows, double cols, double T,
+                         double cold) {
     double bytes = (double)gk_row_size(t, (int64_t)cols) * rows, flops = 2.0 * rows * cols * T;
-    double tb = bytes / batch1_rate(hw, t, bytes, cols);
+    double tb = bytes * blend_s(warm_rate(hw->mm_bw1_warm[t], bytes, 1024, 4096, cols),
+                                batch1_rate(hw, t, bytes, cols), cold);
     double tf =
         T > 1 ? matmul_grid_seconds(hw, t, rows, cols, T) : flops / matmul_rate(hw, t, 8, cols);
     return tb > tf ? tb : tf;
@@ -602,7 +677,7 @@ static double mm_seconds(const gk_plan_hw *hw, uint32_t t, double rows, double c
  * call of 2 rows: the same dispatches as one). */
 static void walk_mm(fwd_walk *w, uint32_t t, double rows, double cols, double T, double n) {
     if (w->nt > 1) w->runs += n * gk_plan_matmul_runs(t);
-    if (w->hw) w->mm_s += n * mm_seconds(w->hw, t, rows, cols, T);
+    if (w->hw) w->mm_s += n * mm_seconds(w->hw, t, rows, cols, T, w->cold);
 }
 
 /* n products summed by the summation tree (forward.c chunk_products) in k column
@@ -615,11 +690,20 @@ static void walk_chunks(fwd_walk *w, uint32_t t, double rows, double cols, doubl
         walk_mm(w, t, rows, cols, T, n);
     } else if (k % w->nt == 0) {
         if (w->nt > 1) w->runs += n, w->runs_other += n;
-        if (w->hw) w->mm_s += n * k * mm_seconds(w->hw, t, rows, cols / k, T);
+        /* at batch 1 as calibrate timed the tree's job; else each chunk as a call */
+        double bytes = (double)gk_row_size(t, (int64_t)cols) * rows;
+        double tr = w->hw && T <= 1 ? tree1_rate(w->hw, t, bytes, cols / k) : 0;
+        if (tr > 0) {
+            int nt = w->hw->threads > 0 ? w->hw->threads : 1;
+            double wr =
+                warm_rate(w->hw->mm_tree1_warm[t], bytes, 1024.0 / nt, 4096.0 / nt, cols / k);
+            w->mm_s += n * bytes * blend_s(wr, tr, w->cold);
+        } else if (w->hw)
+            w->mm_s += n * k * mm_seconds(w->hw, t, rows, cols / k, T, w->cold);
         if (T > 1) ew_pass(&w->par, n * T * cols, 8, 0);
     } else {
         if (w->nt > 1) w->runs += n * k * gk_plan_matmul_runs(t);
-        if (w->hw) w->mm_s += n * k * mm_seconds(w->hw, t, rows, cols / k, T);
+        if (w->hw) w->mm_s += n * k * mm_seconds(w->hw, t, rows, cols / k, T, w->cold);
         if (T > 1) ew_pass(&w->ser, n * T * cols, 8, 0);
     }
     if (expert) ew_pass(k % w->nt == 0 ? &w->par : &w->ser, n * k * T * rows, 12, 2);
@@ -704,6 +788,7 @@ static void walk_forward(fwd_walk *w, const gk_plan_model *pm, double T, double 
     }
     /* GeGLU: GELU (erff or tanhf) and the product per element, on the pool */
     w->geglu = T * (moe * K * (double)s->n_ff_exp + nl * s->n_ff);
+    w->geglu_jobs = moe * touched + (s->n_ff ? nl : 0);
     /* on the calling thread, per layer and token: four RMSNorms (20 bytes, 6 FLOPs an
      * element), two residual adds; RoPE of q and k; K and V stored in the cache's type;
      * two tree sums of k chunks; the MoE's chunk sums zeroed, its expert rows gathered
@@ -754,6 +839,92 @@ static double attn_imbalance(double T, double pos0, double n_head, int nt) {
     return total > 0 ? most * nt / total : 1.0;
 }
 
+/* Seconds of one item of the attention job (a run of nq query heads of size hd over nk
+ * keys of an f32 cache) as calibrate timed it: piecewise linear in the keys through the
+ * timed 64, 512 and 4096 (below 64 along the first piece, down to its share of the
+ * 64-key time; past 4096 along the last piece, or at the memory's bandwidth shared by
+ * the threads when K and V stream slower than that), linear in the heads between 1, 2
+ * and 4 and in the head size between 32, 64 and 128 (past 128 in proportion). 0 when
+ * calibrate did not time it. */
+static double attn_item_s(const gk_plan_hw *hw, const double (*tab)[3][3], double hd, double nq,
+                          double nk, int nt) {
+    double y[3]; /* at hd 32, 64, 128 */
+    for (int h = 0; h < 3; h++) {
+        double yq[3];
+        for (int q = 0; q < 3; q++) {
+            const double *v = tab[h][q];
+            if (!(v[0] > 0 && v[1] > 0 && v[2] > 0)) return 0;
+            double t;
+            if (nk <= 512) {
+                double sl = (v[1] - v[0]) / 448.0;
+                t = v[0] + (nk - 64) * sl;
+                if (nk < 64 && t < v[0] * nk / 64) t = v[0] * nk / 64;
+            } else {
+                double sl = (v[2] - v[1]) / 3584.0;
+                if (nk > 4096) {
+                    double mem = 2.0 * hd * 4.0 * nt / hw->mem_bw;
+                    t = v[2] + (nk - 4096) * (sl > mem ? sl : mem);
+                } else
+                    t = v[1] + (nk - 512) * sl;
+            }
+            yq[q] = t;
+        }
+        y[h] = nq <= 1   ? yq[0]
+               : nq <= 2 ? yq[0] + (nq - 1) * (yq[1] - yq[0])
+               : nq <= 4 ? yq[1] + (nq - 2) / 2 * (yq[2] - yq[1])
+                         : yq[2] * nq / 4;
+    }
+    return hd <= 32    ? y[0]
+           : hd <= 64  ? y[0] + (hd - 32) / 32 * (y[1] - y[0])
+           : hd <= 128 ? y[1] + (hd - 64) / 64 * (y[2] - y[1])
+                       : y[2] * hd / 128;
+}
+
+/* Seconds of one layer's attention job (forward.c attn_part) over T tokens of one
+ * sequence from position pos0, nh query heads in ng KV groups on this rank, as calibrate
+ * timed its items: the items (token, run of up to GK_ATTN_QMAX heads of a group; more
+ * runs while threads would idle) in contiguous runs per thread (gk_split), token t
+ * reading pos0 + t + 1 keys; a thread's first item of a group finds its K and V cold
+ * (the layer's cache was last read a whole forward ago; cold_share of it when the
+ * forward's bytes may stay in the caches, as forward_time judges), its later ones warm; the job
+ * lasts as long as its busiest thread. Its dispatch is charged apart. 0 when calibrate
+ * did not time the items. */
+static double attn_job_s(const gk_plan_hw *hw, double T, double pos0, int nh, int ng, double hd,
+                         int nt, double cold_share) {
+    const double(*warm)[3][3] = hw->attn_item, (*cold)[3][3] = hw->attn_cold;
+    if (ng < 1 || nh < ng || attn_item_s(hw, warm, hd, 1, 64, nt) <= 0) return 0;
+    if (attn_item_s(hw, cold, hd, 1, 64, nt) <= 0) cold = warm;
+    const int group = nh / ng;
+    int runs = (group + GK_ATTN_QMAX - 1) / GK_ATTN_QMAX;
+    while (runs < group && T * ng * runs < nt) runs++;
+    const int qc = (group + runs - 1) / runs;
+    const int64_t per_tok = (int64_t)ng * runs, n = (int64_t)T * per_tok;
+    if (n > 4000000 || ng > 1024) { /* too many to walk: an even share of warm items */
+        double keys = T * (pos0 + (T + 1) / 2);
+        return (double)per_tok * attn_item_s(hw, warm, hd, qc, keys / T, nt) * T / nt;
+    }
+    double most = 0;
+    bool seen[1024];
+    for (int i = 0; i < nt; i++) {
+        int64_t lo, hi;
+        gk_split(n, i, nt, &lo, &hi);
+        memset(seen, 0, (size_t)ng * sizeof seen[0]);
+        double s = 0;
+        for (int64_t item = lo; item < hi; item++) {
+            const int t = (int)(item / per_tok), rem = (int)(item % per_tok);
+            const int g = rem / runs, h0 = g * group + rem % runs * qc;
+            const int nq = h0 + qc <= (g + 1) * group ? qc : (g + 1) * group - h0;
+            if (nq <= 0) continue;
+            double wi = attn_item_s(hw, warm, hd, nq, pos0 + t + 1, nt);
+            s += seen[g] ? wi
+                         : wi + cold_share * (attn_item_s(hw, cold, hd, nq, pos0 + t + 1, nt) - wi);
+            seen[g] = true;
+        }
+        most = s > most ? s : most;
+    }
+    return most;
+}
+
 /* Seconds of a job handed to the pool: the cheaper of calibrate's two timings of one
  * (no work in it, and a 64 x 64 matmul in it); on shared cores either can catch a
  * descheduled thread, which a forward's jobs meet no more often than calibrate's. */
@@ -770,7 +941,12 @@ static double forward_time(const gk_plan_model *pm, const gk_plan_hw *hw, double
     double touched = gk_plan_experts_touched(&pm->s, n_tok);
     if (measured) {
         int nt = hw->threads > 0 ? hw->threads : 1;
-        fwd_walk w = {.hw = hw, .nt = nt};
+        /* the bytes a forward reads (weights and cache, this device's share): up to a 4
+         * MiB arena's they stay in the caches from one forward to the next, past a 96 MiB
+         * one they stream from memory; between, log-linear (calibrate timed both) */
+        double fb = (c.weight_bytes + c.kv_bytes_read) / share, mib = 1048576.0;
+        double cold = fb <= 4 * mib ? 0 : fb >= 96 * mib ? 1 : log(fb / (4 * mib)) / log(24.0);
+        fwd_walk w = {.hw = hw, .nt = nt, .cold = cold};
         walk_forward(&w, pm, n_tok, n_logits, touched, kv_elt, tp);
         const gk_plan_shape *s = &pm->s;
         gk_plan_parts p = {
@@ -778,9 +954,13 @@ static double forward_time(const gk_plan_model *pm, const gk_plan_hw *hw, double
         /* GeGLU at the rate calibrate measured for gk_geglu; else its libm calls and
          * its pass (12 bytes, 4 FLOPs an element) */
         double gr = s->gelu_erf ? hw->geglu_erf : hw->geglu_tanh;
-        if (gr > 0)
-            p.geglu = w.geglu / gr;
-        else {
+        if (gr > 0) {
+            /* each call's fixed part: a 4096-element call's time beyond its elements at
+             * that rate and its dispatch (charged with the other jobs) */
+            double t4 = s->gelu_erf ? hw->geglu_erf_4k : hw->geglu_tanh_4k;
+            double fixed = t4 - 4096.0 / gr - job_s(hw);
+            p.geglu = w.geglu / gr + (t4 > 0 && fixed > 0 ? w.geglu_jobs * fixed : 0);
+        } else {
             *(s->gelu_erf ? &w.par.erf : &w.par.tanh) += w.geglu;
             ew_pass(&w.par, w.geglu, 12, 4);
         }
@@ -793,9 +973,18 @@ static double forward_time(const gk_plan_model *pm, const gk_plan_hw *hw, double
          * the softcap's tanhf per (head, key), as long as its busiest thread */
         double pairs = s->attn == GK_PLAN_ATTN_GQA ? c.attn_flops / (4.0 * s->head_dim) : 0;
         gk_plan_ew aw = {.exp = pairs, .tanh = s->attn_softcap > 0 ? pairs : 0};
-        p.attention = (c.attn_flops / af + (c.kv_bytes_read + c.kv_bytes_written) / hw->mem_bw +
-                       ew_time(hw, &aw, 0, nt)) *
-                      attn_imbalance(n_tok, pos0, (double)s->n_head / tp, nt);
+        /* the engine's attention job as calibrate timed its items (an f32 cache); else
+         * its dots, bytes and vector math at the rates of their own */
+        double job = s->attn == GK_PLAN_ATTN_GQA && kv_elt == 4
+                         ? attn_job_s(hw, n_tok, pos0, (int)(s->n_head / (uint32_t)tp),
+                                      (int)(s->n_head_kv / (uint32_t)tp), s->head_dim, nt, cold)
+                         : 0;
+        if (job > 0)
+            p.attention = job * s->n_layer;
+        else
+            p.attention = (c.attn_flops / af + (c.kv_bytes_read + c.kv_bytes_written) / hw->mem_bw +
+                           ew_time(hw, &aw, 0, nt)) *
+                          attn_imbalance(n_tok, pos0, (double)s->n_head / tp, nt);
         double gelu_row = n_tok * ((double)s->n_expert_used * s->n_ff_exp + s->n_ff);
         p.ew_pool = ew_time(
             hw, &w.par, 12.0 * (gelu_row > n_tok * s->n_embd ? gelu_row : n_tok * s->n_embd), nt);

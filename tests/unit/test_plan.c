@@ -276,6 +276,11 @@ static void test_preset_file(void) {
     hw.exp_rate = 1.25e8;
     hw.ew_bw_at[3] = 6.5e9;
     hw.threads = 2;
+    hw.attn_item[2][1][0] = 2.5e-6;
+    hw.attn_cold[0][2][2] = 7.5e-5;
+    hw.mm_tree1_at[8][2][1] = 2.25e10;
+    hw.mm_bw1_warm[8][1][0] = 3.5e10;
+    hw.mm_tree1_warm[8][0][1] = 1.5e10;
     char path[512];
     snprintf(path, sizeof path, "%s/dev.preset", gk_test_tmp_dir());
     CHECK(gk_plan_hw_save(&hw, path, &err) == 0);
@@ -285,7 +290,25 @@ static void test_preset_file(void) {
           back.mm_flops512[2] == 3e11 && back.mm_bw1_at[8][1][1] == 7e9 &&
           back.tgemm_at[2] == 3e10 && back.call_s == 1.5e-5 && back.attn_at[0] == 4e9 &&
           back.exp_rate == 1.25e8 && back.ew_bw_at[3] == 6.5e9 && back.ew_bw_at[0] == 0);
-    FILE *f = fopen(path, "w");
+    CHECK(back.attn_item[2][1][0] == 2.5e-6 && back.attn_item[2][1][1] == 0 &&
+          back.attn_cold[0][2][2] == 7.5e-5 && back.attn_cold[2][1][0] == 0 &&
+          back.mm_tree1_at[8][2][1] == 2.25e10 && back.mm_tree1_at[8][1][1] == 0 &&
+          back.mm_bw1_warm[8][1][0] == 3.5e10 && back.mm_tree1_warm[8][0][1] == 1.5e10 &&
+          back.mm_bw1_warm[8][0][0] == 0);
+    /* an attention item at a shape calibrate does not time; a warm rate of a matrix
+     * larger than the warm arena */
+    static const char *bad_keys[] = {"attn_item.48.2.64 = 1e-6\n",
+                                     "mm_bw1_warm.q8_0.16384.1024 = 1e9\n"};
+    for (int i = 0; i < 2; i++) {
+        CHECK(gk_plan_hw_save(&hw, path, &err) == 0);
+        FILE *f = fopen(path, "a");
+        fputs(bad_keys[i], f);
+        fclose(f);
+        CHECK(gk_plan_hw_load(path, &back, &err) < 0);
+        CHECK_ERR_HAS(err.msg, "expected");
+    }
+    FILE *f;
+    f = fopen(path, "w");
     fputs("name = x\nbf16_flops = lots\n", f);
     fclose(f);
     CHECK(gk_plan_hw_load(path, &back, &err) < 0);
@@ -420,6 +443,12 @@ static void test_engine_counters(void) {
                  st.weight_bytes);
         /* one thread hands the pool nothing */
         CHECK_EQ(st.pool_runs, 0);
+        /* the wall time by part: each part measured, inside the forwards' time */
+        CHECK(st.matmul_s > 0 && st.attn_s > 0 && st.geglu_s > 0 && st.softcap_s > 0);
+        CHECK(st.matmul_s + st.attn_s + st.geglu_s + st.softcap_s <= st.forward_s);
+        gk_context_stats_reset(c);
+        st = gk_context_stats(c);
+        CHECK(st.forward_s == 0 && st.matmul_s == 0 && st.attn_s == 0);
         gk_context_free(c);
         /* the jobs the engine hands its pool, which grok plan charges a dispatch each:
          * with 2 threads the summation tree's chunks run one per thread in one job, with
@@ -637,6 +666,166 @@ static void test_infer_libm(void) {
      * softcap's 64 tanh; on the calling thread: the router's 2 tanh and 2 exp */
     double libm = (96 / 2e7 + 20 / 4e7 + 20 / 1e8 + 64 / 4e7) / 2 + 2 / 4e7 + 2 / 1e8;
     CHECK_EQ(1 / r1.gen_expect - 1 / r2.gen_expect, libm / 2);
+    /* gk_geglu at its calibrated rate, and each call's fixed part: a 4096-element call's
+     * time beyond its elements and a dispatch (1 us here); a generated token makes 2
+     * calls (its one expert, the dense MLP) of 96 elements in all */
+    hw.geglu_erf = 1e9;
+    CHECK(gk_plan_infer_eval(&pm, &hw, 1, 1, &o, &r1, &err) == 0);
+    CHECK_EQ(r1.gen_parts.geglu, 96 / 1e9);
+    hw.geglu_erf_4k = 4096 / 1e9 + hw.call_s + 1e-6;
+    CHECK(gk_plan_infer_eval(&pm, &hw, 1, 1, &o, &r1, &err) == 0);
+    CHECK_EQ(r1.gen_parts.geglu, 96 / 1e9 + 2e-6);
+}
+
+/* The attention job as calibrate times its items (forward.c attn_part), by hand for 1
+ * layer of 2 query heads of 16 over 1 KV group on 2 threads: a generated token at
+ * position 63 splits its group into 2 runs of 1 head (2 items, one per thread) over 64
+ * keys; a 4-token prompt has 4 items of both heads over 1, 2, 3, 4 keys, tokens 2 and 3
+ * on the busiest thread. */
+static void test_attn_job(void) {
+    gk_plan_shape s = {.variant = GK_VARIANT_GROK2,
+                       .n_vocab = 64,
+                       .n_embd = 32,
+                       .n_layer = 1,
+                       .n_head = 2,
+                       .n_head_kv = 1,
+                       .head_dim = 16,
+                       .n_ctx = 64,
+                       .n_ff = 64,
+                       .n_ff_exp = 32,
+                       .n_expert = 2,
+                       .n_expert_used = 1,
+                       .gated = true,
+                       .attn_softcap = 30};
+    gk_plan_model pm;
+    gk_err err;
+    CHECK(gk_plan_model_build(&s, "f32", &pm, &err) == 0);
+    gk_plan_hw hw = {.name = "t",
+                     .bf16_flops = 1e11,
+                     .mem_bytes = 1e9,
+                     .mem_bw = 1e10,
+                     .domain = 1,
+                     .attn_flops = 1e9,
+                     .call_s = 1e-6,
+                     .threads = 2};
+    hw.mm_bw1[0] = 5e9;
+    for (int h = 0; h < 3; h++)
+        for (int q = 0; q < 3; q++)
+            for (int k = 0; k < 3; k++) hw.attn_item[h][q][k] = (h + 1) * (q + 1) * (k + 1) * 1e-6;
+    gk_plan_infer_opts o = {.n_ctx = 64, .gen_pos = 63, .n_prompt = 4, .n_batch = 4};
+    gk_plan_infer r;
+    CHECK(gk_plan_infer_eval(&pm, &hw, 1, 1, &o, &r, &err) == 0);
+    /* heads of 16 take the 32-head figures; one head over 64 keys: 1 us */
+    CHECK_EQ(r.gen_parts.attention, 1e-6);
+    /* runs of 2 heads: 2 us at 64 keys, 4 us at 512; below 64 along that line */
+    CHECK_EQ(r.prompt_parts.attention, 2 * 2e-6 + (3 - 64 + 4 - 64) * 2e-6 / 448);
+    /* the item over 3 times as many keys as timed: K and V (2 x 16 x 4 bytes a key)
+     * at the memory's bandwidth shared by the 2 threads; with a faster memory the last
+     * piece's slope */
+    o.gen_pos = 3 * 4096 - 1;
+    CHECK(gk_plan_infer_eval(&pm, &hw, 1, 1, &o, &r, &err) == 0);
+    CHECK_EQ(r.gen_parts.attention, 3e-6 + 8192 * 128 * 2 / 1e10);
+    hw.mem_bw = 1e14;
+    CHECK(gk_plan_infer_eval(&pm, &hw, 1, 1, &o, &r, &err) == 0);
+    CHECK_EQ(r.gen_parts.attention, 3e-6 + 8192 * (3e-6 - 2e-6) / 3584);
+    hw.mem_bw = 1e10;
+    /* cold items (10 times the warm): none while a forward's bytes stay within a 4 MiB
+     * arena's; past 96 MiB (an f32 output of 2^20 x 32, 128 MiB, read by each forward) a
+     * generated token's, and each thread's first of its group in a prompt (tokens 0 and
+     * 2), the others warm; at 32 MiB (2^18 x 32, and the rest) log(32 / 4) / log(24) of
+     * the cold item's extra time */
+    for (int h = 0; h < 3; h++)
+        for (int q = 0; q < 3; q++)
+            for (int k = 0; k < 3; k++) hw.attn_cold[h][q][k] = 10 * hw.attn_item[h][q][k];
+    o.gen_pos = 63;
+    CHECK(gk_plan_infer_eval(&pm, &hw, 1, 1, &o, &r, &err) == 0);
+    CHECK_EQ(r.gen_parts.attention, 1e-6);
+    gk_plan_model big;
+    s.n_vocab = 1 << 20;
+    CHECK(gk_plan_model_build(&s, "f32", &big, &err) == 0);
+    CHECK(gk_plan_infer_eval(&big, &hw, 1, 1, &o, &r, &err) == 0);
+    CHECK_EQ(r.gen_parts.attention, 10e-6);
+    CHECK_EQ(r.prompt_parts.attention,
+             20e-6 + (3 - 64) * 20e-6 / 448 + 2e-6 + (4 - 64) * 2e-6 / 448);
+    s.n_vocab = 1 << 18;
+    CHECK(gk_plan_model_build(&s, "f32", &big, &err) == 0);
+    CHECK(gk_plan_infer_eval(&big, &hw, 1, 1, &o, &r, &err) == 0);
+    double fb = gk_plan_forward(&big, 1, 63, 1, -1.0, 4).weight_bytes +
+                gk_plan_forward(&big, 1, 63, 1, -1.0, 4).kv_bytes_read;
+    CHECK(fb > 32 * 1048576.0 && fb < 33 * 1048576.0);
+    CHECK_EQ(r.gen_parts.attention, 1e-6 + log(fb / (4 * 1048576.0)) / log(24.0) * 9e-6);
+    s.n_vocab = 64;
+    memset(hw.attn_cold, 0, sizeof hw.attn_cold);
+    /* an f16 cache (not timed) and a preset without the items: the rates of the parts */
+    o.gen_pos = 63;
+    o.kv_elt_bytes = 2;
+    CHECK(gk_plan_infer_eval(&pm, &hw, 1, 1, &o, &r, &err) == 0);
+    CHECK(r.gen_parts.attention > 0 && r.gen_parts.attention != 1e-6);
+    double f16 = r.gen_parts.attention;
+    o.kv_elt_bytes = 4;
+    hw.attn_item[2][1][0] = 0;
+    CHECK(gk_plan_infer_eval(&pm, &hw, 1, 1, &o, &r, &err) == 0);
+    CHECK(r.gen_parts.attention > 0 && r.gen_parts.attention != 1e-6 &&
+          r.gen_parts.attention != f16);
+}
+
+/* The summation tree's chunk job at batch 1 at the rate calibrate timed for it: 1 layer
+ * of 4 heads of 16 over 2 KV heads (2 chunks), f32, 2 threads (a chunk each): a
+ * generated token's attn_output (32 x 64), its one expert's down (32 x 32) and the dense
+ * down (32 x 64), 20480 bytes, at the tree's rate; with 3 threads chunk after chunk
+ * (the tree's rate unused). */
+static void test_tree_rate(void) {
+    gk_plan_shape s = {.variant = GK_VARIANT_GROK2,
+                       .n_vocab = 64,
+                       .n_embd = 32,
+                       .n_layer = 1,
+                       .n_head = 4,
+                       .n_head_kv = 2,
+                       .head_dim = 16,
+                       .n_ctx = 64,
+                       .n_ff = 64,
+                       .n_ff_exp = 32,
+                       .n_expert = 2,
+                       .n_expert_used = 1,
+                       .gated = true};
+    gk_plan_model pm;
+    gk_err err;
+    CHECK(gk_plan_model_build(&s, "f32", &pm, &err) == 0);
+    CHECK(pm.sum_g == 2);
+    for (int nt = 2; nt <= 3; nt++) {
+        gk_plan_hw a = {.name = "t",
+                        .bf16_flops = 1e11,
+                        .mem_bytes = 1e9,
+                        .mem_bw = 1e10,
+                        .domain = 1,
+                        .attn_flops = 1e9,
+                        .call_s = 1e-6,
+                        .threads = nt};
+        a.mm_bw1[0] = 5e9;
+        gk_plan_hw b = a;
+        for (int k = 0; k < 4; k++)
+            for (int c = 0; c < 2; c++) a.mm_tree1_at[0][k][c] = 1e9, b.mm_tree1_at[0][k][c] = 2e9;
+        gk_plan_infer_opts o = {.n_ctx = 64, .gen_pos = 9, .n_prompt = 4, .n_batch = 4};
+        gk_plan_infer ra, rb;
+        CHECK(gk_plan_infer_eval(&pm, &a, 1, 1, &o, &ra, &err) == 0);
+        CHECK(gk_plan_infer_eval(&pm, &b, 1, 1, &o, &rb, &err) == 0);
+        CHECK_EQ(ra.gen_parts.matmul - rb.gen_parts.matmul, nt == 2 ? 20480 / 2e9 : 0);
+        /* a prompt's chunks are calls at the T grid's rates */
+        CHECK_EQ(ra.prompt_parts.matmul, rb.prompt_parts.matmul);
+        /* this model's forward reads far less than 4 MiB: every batch-1 read at the warm
+         * rates (calls and tree); twice those rates, half the time */
+        gk_plan_hw c = a, d = a;
+        for (int k = 0; k < 2; k++)
+            for (int w = 0; w < 2; w++) {
+                c.mm_bw1_warm[0][k][w] = c.mm_tree1_warm[0][k][w] = 1e9;
+                d.mm_bw1_warm[0][k][w] = d.mm_tree1_warm[0][k][w] = 2e9;
+            }
+        gk_plan_infer rc, rd;
+        CHECK(gk_plan_infer_eval(&pm, &c, 1, 1, &o, &rc, &err) == 0);
+        CHECK(gk_plan_infer_eval(&pm, &d, 1, 1, &o, &rd, &err) == 0);
+        CHECK_EQ(rc.gen_parts.matmul, 2 * rd.gen_parts.matmul);
+        CHECK(rc.gen_parts.matmul != ra.gen_parts.matmul);
+    }
 }
 
 /* Peak memory of a tensor-parallel rank, by hand for the tiny Grok-1 shape over 2
@@ -812,6 +1001,8 @@ int main(void) {
     test_tiny_grok2();
     test_train_step();
     test_infer_libm();
+    test_attn_job();
+    test_tree_rate();
     test_grok_presets();
     test_published();
     test_fleet_and_bad_inputs();
