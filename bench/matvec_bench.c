@@ -44,7 +44,8 @@ static void rd_part(void *arg, int ith, int nth) {
     int64_t lo, hi;
     gk_split((int64_t)(j->n / 256), ith, nth, &lo, &hi);
     if (j->simd == 4) {
-        j->sum[ith] = gk_stream_sum((const float *)(j->p + (size_t)lo * 256), (size_t)(hi - lo) * 64);
+        j->sum[ith] =
+            gk_stream_sum((const float *)(j->p + (size_t)lo * 256), (size_t)(hi - lo) * 64);
         return;
     }
     if (j->simd == 2 || j->simd == 3) { /* strips of 16 rows of 576 bytes, read row-interleaved */

@@ -126,6 +126,11 @@ static void gemm_part(void *arg, int ith, int nth) {
         if (rb >= o->n_rb) rb -= o->n_rb, o = &j->out[1];
         int64_t r0 = rb * ROW_BLOCK, r1 = r0 + ROW_BLOCK < o->n_out ? r0 + ROW_BLOCK : o->n_out;
         int64_t t0 = tc * j->tc, t1 = t0 + j->tc < j->T ? t0 + j->tc : j->T;
+        if (j->T == 1 && k->one) {
+            k->one(j->n_in, o->w + (size_t)r0 * o->nb_row, o->nb_row, (int)(r1 - r0), j->xq,
+                   o->y + r0);
+            continue;
+        }
         if (k->strip) {
             k->strip(j->n_in, o->w + (size_t)r0 * o->nb_row, o->nb_row, (int)(r1 - r0),
                      j->xq + (size_t)t0 * j->xs, j->xs, (int)(t1 - t0),

@@ -107,9 +107,51 @@ DEF_KIND(ftile16, Z32)
 DEF_KIND(ftile16, Z16)
 DEF_KIND(ftile16, ZB16)
 
-static const gk_gemm_kernels z_f32 = {4, 6, NULL, NULL, TABLE(Z32), NULL};
-static const gk_gemm_kernels z_f16 = {4, 6, NULL, NULL, TABLE(Z16), NULL};
-static const gk_gemm_kernels z_bf16 = {4, 6, NULL, NULL, TABLE(ZB16), NULL};
+/* Decode: the rows one after the other, each from start to end, so that the
+ * strip is read as one sequential stream (side by side, the rows are R
+ * streams, which this machine's prefetchers follow at two thirds of the
+ * bandwidth). A row's one chain of fmas runs the tile's arithmetic (ftile16 with
+ * N = 1), so its result is bit-identical; the chain's latency backs up the
+ * loads, so they are fetched FROW_AHEAD bytes ahead in the stream. */
+#define FROW_AHEAD 8192
+
+AI void frow1(const int kind, int64_t n, const uint8_t *w, size_t nb_row, int R, const uint8_t *xb,
+              float *y) {
+    const float *x = (const float *)xb;
+    const int esz = kind == K_F32 ? 4 : 2;
+    for (int r = 0; r < R; r++) {
+        const uint8_t *row = w + (size_t)r * nb_row;
+        __m512 acc = _mm512_setzero_ps();
+        int64_t k = 0;
+        for (; k + 16 <= n; k += 16) {
+            if (esz == 4 || (k & 31) == 0)
+                _mm_prefetch((const char *)row + (size_t)k * esz + FROW_AHEAD, _MM_HINT_T0);
+            acc = _mm512_fmadd_ps(load_w16(kind, row, k, 0xffff), _mm512_loadu_ps(x + k), acc);
+        }
+        if (k < n) {
+            const __mmask16 m = (__mmask16)((1u << (n - k)) - 1);
+            acc = _mm512_fmadd_ps(load_w16(kind, row, k, m), _mm512_maskz_loadu_ps(m, x + k), acc);
+        }
+        y[r] = hsum16(acc);
+    }
+}
+
+static void frow1_f32(int64_t n, const uint8_t *w, size_t nb_row, int R, const uint8_t *x,
+                      float *y) {
+    frow1(K_F32, n, w, nb_row, R, x, y);
+}
+static void frow1_f16(int64_t n, const uint8_t *w, size_t nb_row, int R, const uint8_t *x,
+                      float *y) {
+    frow1(K_F16, n, w, nb_row, R, x, y);
+}
+static void frow1_bf16(int64_t n, const uint8_t *w, size_t nb_row, int R, const uint8_t *x,
+                       float *y) {
+    frow1(K_BF16, n, w, nb_row, R, x, y);
+}
+
+static const gk_gemm_kernels z_f32 = {4, 6, NULL, NULL, TABLE(Z32), NULL, frow1_f32};
+static const gk_gemm_kernels z_f16 = {4, 6, NULL, NULL, TABLE(Z16), NULL, frow1_f16};
+static const gk_gemm_kernels z_bf16 = {4, 6, NULL, NULL, TABLE(ZB16), NULL, frow1_bf16};
 
 /* ------------------------------------------------------- strip kernels --- */
 

@@ -81,7 +81,8 @@ int gk_read_bandwidth(gk_pool *pool, size_t bytes, int reps, gk_bandwidth *out, 
     if (!pool || !out) return gk_fail(err, "read bandwidth: no pool or no result to fill");
     if (reps < 1) return gk_fail(err, "read bandwidth: %d passes (need at least 1)", reps);
     if (!bytes) bytes = default_bytes();
-    if (bytes < 4096) return gk_fail(err, "read bandwidth: buffer of %zu bytes is too small", bytes);
+    if (bytes < 4096)
+        return gk_fail(err, "read bandwidth: buffer of %zu bytes is too small", bytes);
     bw_job j = {.n = bytes / sizeof(float), .fill = 1};
     if (!(j.buf = gk_malloc_aligned(j.n * sizeof(float), err))) {
         gk_err_prefix(err, "read bandwidth: buffer of %zu MiB", bytes >> 20);

@@ -52,8 +52,8 @@ int main(void) {
                       "n %zu: scalar %g, double %g", n, ref, approx);
             if (n == 0) CHECK(ref == 0);
             if (has2)
-                CHECK_MSG(bits(gk_stream_sum_avx2(p, n)) == bits(ref), "avx2 n %zu off %d: %a vs %a",
-                          n, off, gk_stream_sum_avx2(p, n), ref);
+                CHECK_MSG(bits(gk_stream_sum_avx2(p, n)) == bits(ref),
+                          "avx2 n %zu off %d: %a vs %a", n, off, gk_stream_sum_avx2(p, n), ref);
             if (has512)
                 CHECK_MSG(bits(gk_stream_sum_avx512(p, n)) == bits(ref),
                           "avx512 n %zu off %d: %a vs %a", n, off, gk_stream_sum_avx512(p, n), ref);
