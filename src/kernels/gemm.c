@@ -273,6 +273,77 @@ void gk_matmul(gk_pool *pool, float *y, const void *w, gk_dtype type, size_t nb_
     }
 }
 
+/* ------------------------------------------------ decode's column chunks --- */
+
+typedef struct {
+    const gk_gemm_kernels *k;
+    float *const *y;
+    const uint8_t *w;
+    size_t nb_row, coff; /* bytes from one chunk's first column to the next's */
+    int64_t n_out, cw;
+    int nk;
+    const float *x;
+    uint8_t *xq; /* the chunks' packed activations, xs bytes apart, or x itself */
+    size_t xs;
+} chunks_job;
+
+static void chunks_pack(void *arg, int ith, int nth) {
+    chunks_job *j = arg;
+    for (int ch = ith; ch < j->nk; ch += nth)
+        j->k->pack(j->x + ch * j->cw, j->cw, j->xq + (size_t)ch * j->xs);
+}
+
+/* Row blocks split over the threads; each row (float weights) or strip of 16
+ * rows (packed activations: the strips' sums of 16 rows at once) runs chunk
+ * after chunk, so a thread reads its rows each from start to end. */
+static void chunks_part(void *arg, int ith, int nth) {
+    chunks_job *j = arg;
+    int64_t lo, hi;
+    gk_split((j->n_out + ROW_BLOCK - 1) / ROW_BLOCK, ith, nth, &lo, &hi);
+    for (int64_t rb = lo; rb < hi; rb++) {
+        int64_t r0 = rb * ROW_BLOCK, r1 = r0 + ROW_BLOCK < j->n_out ? r0 + ROW_BLOCK : j->n_out;
+        if (!j->k->pack) {
+            for (int64_t r = r0; r < r1; r++)
+                for (int ch = 0; ch < j->nk; ch++)
+                    j->k->one(j->cw, j->w + (size_t)r * j->nb_row + ch * j->coff, j->nb_row, 1,
+                              j->xq + (size_t)ch * j->xs, j->y[ch] + r);
+            continue;
+        }
+        for (int ch = 0; ch < j->nk; ch++)
+            j->k->one(j->cw, j->w + (size_t)r0 * j->nb_row + ch * j->coff, j->nb_row,
+                      (int)(r1 - r0), j->xq + (size_t)ch * j->xs, j->y[ch] + r0);
+    }
+}
+
+bool gk_matmul_chunks(gk_pool *pool, float *const *y, const void *w, gk_dtype type, size_t nb_row,
+                      int64_t n_out, const float *x, int64_t n_in, int k, void *qbuf,
+                      size_t qbuf_size) {
+    const gk_gemm_kernels *kk = gk_gemm_kernels_of(type);
+    if (!kk || !kk->one || k < 1 || n_in % k || n_out <= 0) return false;
+    const int64_t cw = n_in / k, bs = gk_type_traits_of(type)->blck_size;
+    if (cw % bs) return false;
+    chunks_job j = {.k = kk,
+                    .y = y,
+                    .w = w,
+                    .nb_row = nb_row,
+                    .coff = gk_row_size(type, cw),
+                    .n_out = n_out,
+                    .cw = cw,
+                    .nk = k,
+                    .x = x};
+    if (kk->pack) {
+        j.xs = (kk->xrow(cw) + 63) & ~(size_t)63;
+        if (j.xs * (size_t)k > qbuf_size || ((uintptr_t)qbuf & 63)) return false;
+        j.xq = qbuf;
+        gk_pool_run(pool, chunks_pack, &j);
+    } else {
+        j.xq = (uint8_t *)x;
+        j.xs = (size_t)cw * sizeof(float);
+    }
+    gk_pool_run(pool, chunks_part, &j);
+    return true;
+}
+
 void gk_matmul2(gk_pool *pool, float *y1, const void *w1, gk_dtype type1, size_t nb_row1, float *y2,
                 const void *w2, gk_dtype type2, size_t nb_row2, int64_t n_out, const float *x,
                 int64_t n_in, int T, void *qbuf) {

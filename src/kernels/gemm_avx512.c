@@ -946,14 +946,38 @@ static void strip_q6k(int64_t n, const uint8_t *w, size_t nb_row, int R, const u
     strip_run(K_Q6K, n, w, nb_row, R, x, xs, T, y, ldy);
 }
 
+/* Decode through gemm.h's one: strip1 for rows of up to R1_CHUNK inputs, also
+ * when they lie apart (a column chunk of the summation tree, whose rows
+ * gk_matmul_chunks reads one after the other), else the strips' own T = 1 path. */
+AI void one_run(const int kind, int64_t n, const uint8_t *w, size_t nb_row, int R, const uint8_t *x,
+                float *y) {
+    if (n <= R1_CHUNK) {
+        strip1(kind, n, w, nb_row, R, x, y, (__mmask16)((1u << R) - 1));
+        return;
+    }
+    strip_run(kind, n, w, nb_row, R, x, 0, 1, y, 0);
+}
+static void one_q8(int64_t n, const uint8_t *w, size_t nb_row, int R, const uint8_t *x, float *y) {
+    one_run(K_Q8, n, w, nb_row, R, x, y);
+}
+static void one_q4k(int64_t n, const uint8_t *w, size_t nb_row, int R, const uint8_t *x, float *y) {
+    one_run(K_Q4K, n, w, nb_row, R, x, y);
+}
+static void one_q5k(int64_t n, const uint8_t *w, size_t nb_row, int R, const uint8_t *x, float *y) {
+    one_run(K_Q5K, n, w, nb_row, R, x, y);
+}
+static void one_q6k(int64_t n, const uint8_t *w, size_t nb_row, int R, const uint8_t *x, float *y) {
+    one_run(K_Q6K, n, w, nb_row, R, x, y);
+}
+
 static const gk_gemm_kernels s_q4k = {
-    .rmax = SR, .nmax = NT, .xrow = xrow_s, .pack = pack_s_q4k, .strip = strip_q4k};
+    .rmax = SR, .nmax = NT, .xrow = xrow_s, .pack = pack_s_q4k, .strip = strip_q4k, .one = one_q4k};
 static const gk_gemm_kernels s_q5k = {
-    .rmax = SR, .nmax = NT, .xrow = xrow_s, .pack = pack_s_q4k, .strip = strip_q5k};
+    .rmax = SR, .nmax = NT, .xrow = xrow_s, .pack = pack_s_q4k, .strip = strip_q5k, .one = one_q5k};
 static const gk_gemm_kernels s_q6k = {
-    .rmax = SR, .nmax = NT, .xrow = xrow_s, .pack = pack_s_q6k, .strip = strip_q6k};
+    .rmax = SR, .nmax = NT, .xrow = xrow_s, .pack = pack_s_q6k, .strip = strip_q6k, .one = one_q6k};
 static const gk_gemm_kernels s_q8 = {
-    .rmax = SR, .nmax = NT, .xrow = xrow_s, .pack = pack_s_q8, .strip = strip_q8};
+    .rmax = SR, .nmax = NT, .xrow = xrow_s, .pack = pack_s_q8, .strip = strip_q8, .one = one_q8};
 static const gk_gemm_kernels s_q4 = {
     .rmax = SR, .nmax = NT, .xrow = xrow_s, .pack = pack_s_q4, .strip = strip_q4};
 
