@@ -588,6 +588,9 @@ AI void strip_one(const int kind, int64_t n, const uint8_t *w, size_t nb_row, in
 
 #define R1_CHUNK 2048 /* the most inputs per row (the buffers: 16 rows x 128 groups) */
 #define R1_GMAX (R1_CHUNK / 16)
+#ifndef R1_AHEAD
+#define R1_AHEAD 1 /* bytes of the stream fetched ahead */
+#endif
 
 /* v[r] (row r, 16 columns) -> v[c] (column c, 16 rows), int32 lanes. */
 AI void transpose16x16(__m512i v[16]) {
@@ -865,12 +868,13 @@ AI void strip1(const int kind, int64_t n, const uint8_t *w, size_t nb_row, int R
                                _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256(q + 1)),
                                                   _mm256_loadu_si256(q + 3), 1));
         }
-    /* the hardware prefetcher does not run ahead far enough at each row's
-     * start: fetch the next row (after the last, the next strip's first) in
-     * step with this one */
+    /* the hardware prefetcher does not run ahead far enough: fetch the row
+     * R1_AHEAD bytes ahead (rows of 600 bytes to 2 KiB; the next row alone is
+     * too close to cover the memory's latency) in step with this one */
+    const size_t ahead = (R1_AHEAD + nb_row - 1) / nb_row;
     for (int r = 0; r < R; r++)
         row1(kind, w + (size_t)r * nb_row, x, n, xa, sbuf[r], dbuf[r],
-             (const char *)w + (size_t)(r + 1 < R ? r + 1 : SR) * nb_row);
+             (const char *)w + (size_t)(r + ahead) * nb_row);
     for (int r = R; r < SR; r++) {
         memset(sbuf[r], 0, sizeof sbuf[r]);
         memset(dbuf[r], 0, sizeof dbuf[r]);
