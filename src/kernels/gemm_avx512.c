@@ -692,50 +692,6 @@ AI void row1(const int kind, const uint8_t *row, const uint8_t *x, int64_t n, co
         }
         return;
     }
-    if (kind == K_Q4) { /* as Q8_0, with 18-byte blocks of nibbles (low: values 0..15) */
-        const int bsz = 18;
-        const __m256i m4y = _mm256_set1_epi8(0x0f);
-        int64_t b = 0;
-        for (; b + 16 <= nb; b += 16) {
-            const uint8_t *p = row + (size_t)b * bsz;
-            for (int o = 0; o < 16 * bsz; o += 64)
-                _mm_prefetch(pf + (size_t)b * bsz + o, _MM_HINT_T0);
-            __m512i P[8];
-#pragma GCC unroll 8
-            for (int k = 0; k < 8; k++) { /* blocks b + 2k and b + 2k + 1 */
-                const uint8_t *q = p + 36 * k + 2;
-                const __m256i z = _mm256_inserti128_si256(
-                    _mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)q)),
-                    _mm_loadu_si128((const __m128i *)(q + 18)), 1);
-                const __m256i lo = _mm256_and_si256(z, m4y),
-                              hi = _mm256_and_si256(_mm256_srli_epi16(z, 4), m4y);
-                __m512i v = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
-                v = _mm512_shuffle_i64x2(v, v, _MM_SHUFFLE(3, 1, 2, 0)); /* lo0 hi0 lo1 hi1 */
-                P[k] = _mm512_dpbusd_epi32(_mm512_setzero_si512(), v,
-                                           _mm512_loadu_si512(x + (b + 2 * k) * 32));
-            }
-            __m512i S = reduce8x8(P);
-            const __m512i vi = _mm512_setr_epi32(0, 18, 36, 54, 72, 90, 108, 126, 144, 162, 180,
-                                                 198, 216, 234, 252, 270);
-            const __m512 D =
-                _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_i32gather_epi32(vi, p, 1)));
-            S = _mm512_add_epi32(S, _mm512_loadu_si512(ca + b));
-            _mm512_storeu_si512(s + b, S);
-            _mm512_storeu_ps(d + b, D);
-        }
-        for (; b < nb; b++) { /* the last blocks of a row that is not a multiple of 512 */
-            const uint8_t *p = row + (size_t)b * bsz;
-            const int8_t *xq = (const int8_t *)x + b * 32;
-            int32_t sum = ca[b];
-            for (int i = 0; i < 16; i++)
-                sum += (p[2 + i] & 15) * xq[i] + (p[2 + i] >> 4) * xq[16 + i];
-            s[b] = sum;
-            uint16_t h;
-            memcpy(&h, p, 2);
-            d[b] = gk_fp16_to_fp32(h);
-        }
-        return;
-    }
     if (AFFINE(kind)) {
         const size_t bsz = kind == K_Q4K ? sizeof(gk_block_q4_K) : sizeof(gk_block_q5_K);
         const size_t oq = kind == K_Q4K ? offsetof(gk_block_q4_K, qs) : offsetof(gk_block_q5_K, qs),
@@ -1008,8 +964,11 @@ AI void one_run(const int kind, int64_t n, const uint8_t *w, size_t nb_row, int 
 static void one_q8(int64_t n, const uint8_t *w, size_t nb_row, int R, const uint8_t *x, float *y) {
     one_run(K_Q8, n, w, nb_row, R, x, y);
 }
+/* Q4_0: strip_one, its 16 rows side by side, also for a chunk's rows (a
+ * row-by-row strip1 for Q4_0, tried, ran decode at three quarters of its speed:
+ * the per-row block sums and transposes cost more than Q4_0's reads save) */
 static void one_q4(int64_t n, const uint8_t *w, size_t nb_row, int R, const uint8_t *x, float *y) {
-    one_run(K_Q4, n, w, nb_row, R, x, y);
+    strip_one(K_Q4, n, w, nb_row, R, x, y, (__mmask16)((1u << R) - 1));
 }
 static void one_q4k(int64_t n, const uint8_t *w, size_t nb_row, int R, const uint8_t *x, float *y) {
     one_run(K_Q4K, n, w, nb_row, R, x, y);
