@@ -13,10 +13,10 @@
  * lanes); then every token of the batch runs against the buffer, 8 tokens per
  * register tile. One vpdpbusd multiplies 16 rows by 4 of the token's values
  * (broadcast), and the block scales are applied once per block for 16 rows.
- * Decode (one token) skips the unpacking: Q8_0 and the k-quants read the
- * strip's rows one after the other when they lie back to back (strip1), Q4_0
- * and the summation tree's column chunks read the 16 rows side by side
- * (strip_one, or the unpacked tiles for the k-quants).
+ * Decode (one token, gemm.h's one) skips the unpacking: Q8_0 and the k-quants
+ * read the strip's rows one after the other (strip1), also a column chunk's
+ * rows, which lie apart (gk_matmul_chunks); Q4_0 reads the 16 rows side by
+ * side (strip_one).
  *
  * Per output element (row r, token t) the arithmetic is fixed:
  *   acc = 0; for every 32-value block b, in order:
@@ -797,8 +797,8 @@ AI void row1(const int kind, const uint8_t *row, const uint8_t *x, int64_t n, co
     }
 }
 
-/* One token against R <= 16 rows of n <= R1_CHUNK inputs that lie back to back
- * (strip_run checks both). */
+/* One token against R <= 16 rows of n <= R1_CHUNK inputs, nb_row bytes apart
+ * (back to back, or a column chunk's rows). */
 AI void strip1(const int kind, int64_t n, const uint8_t *w, size_t nb_row, int R, const uint8_t *x,
                float *y, __mmask16 m) {
     const int64_t nb = n / 32;
