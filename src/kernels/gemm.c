@@ -287,12 +287,6 @@ typedef struct {
     size_t xs;
 } chunks_job;
 
-static void chunks_pack(void *arg, int ith, int nth) {
-    chunks_job *j = arg;
-    for (int ch = ith; ch < j->nk; ch += nth)
-        j->k->pack(j->x + ch * j->cw, j->cw, j->xq + (size_t)ch * j->xs);
-}
-
 /* Row blocks split over the threads; each row (float weights) or strip of 16
  * rows (packed activations: the strips' sums of 16 rows at once) runs chunk
  * after chunk, so a thread reads its rows each from start to end. */
@@ -335,7 +329,9 @@ bool gk_matmul_chunks(gk_pool *pool, float *const *y, const void *w, gk_dtype ty
         j.xs = (kk->xrow(cw) + 63) & ~(size_t)63;
         if (j.xs * (size_t)k > qbuf_size || ((uintptr_t)qbuf & 63)) return false;
         j.xq = qbuf;
-        gk_pool_run(pool, chunks_pack, &j);
+        /* one token: packed here (microseconds), so that the call is one pass
+         * of the pool, as many as grok plan counts for it */
+        for (int ch = 0; ch < k; ch++) kk->pack(x + ch * cw, cw, j.xq + (size_t)ch * j.xs);
     } else {
         j.xq = (uint8_t *)x;
         j.xs = (size_t)cw * sizeof(float);

@@ -31,9 +31,9 @@ void gk_matmul2(gk_pool *pool, float *y1, const void *w1, gk_dtype type1, size_t
  * for ch < k, cw = n_in / k, one token. Each y[ch] is bit-identical to what
  * gk_matmul gives for the chunk alone (so to the chunk's row in any batch); the
  * threads split the rows and read each row from start to end, all its chunks,
- * rather than a chunk each (rows read in pieces, with gaps). qbuf (aligned to 64
- * bytes) takes the k chunks' packed activations. Returns false, having done
- * nothing, when the type has no such kernels or qbuf_size is too small. */
+ * rather than a chunk each (rows read in pieces, with gaps), in one pass of the
+ * pool. qbuf (aligned to 64 bytes) takes the k chunks' packed activations. Returns false, having
+ * done nothing, when the type has no such kernels or qbuf_size is too small. */
 bool gk_matmul_chunks(gk_pool *pool, float *const *y, const void *w, gk_dtype type, size_t nb_row,
                       int64_t n_out, const float *x, int64_t n_in, int k, void *qbuf,
                       size_t qbuf_size);

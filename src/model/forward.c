@@ -266,10 +266,13 @@ static void chunk_part(void *arg, int ith, int nth) {
 
 /* Decode: every chunk's product in one pass of the threads over the rows
  * (gk_matmul_chunks; the same bits as chunk by chunk), an expert's into cy
- * first; false when the kernels or the buffers do not allow it. */
+ * first; false when the kernels or the buffers do not allow it. Only where the
+ * threads divide the chunks: the one pass then stands for chunk_part's one pass,
+ * which grok plan counts (gk_plan_forward_pool_runs). */
 static bool chunk_decode(gk_context *c, chunk_job *j) {
     const int64_t d = c->m->hp.n_embd;
-    if (j->T != 1 || j->k < 2 || (j->toks && (size_t)j->k > (size_t)c->nt * c->n_batch))
+    if (j->T != 1 || j->k < 2 || j->k % c->nt ||
+        (j->toks && (size_t)j->k > (size_t)c->nt * c->n_batch))
         return false;
     float *ys[GK_TP_MAX_CHUNKS];
     for (int ch = 0; ch < j->k; ch++) ys[ch] = j->toks ? c->cy + (size_t)ch * d : j->sums[ch];
