@@ -3,8 +3,10 @@
  * that gk_matmul streams with one token (T = 1), per weight type, over a set of
  * matrices much larger than the caches and shaped like a layer of the bench
  * models (1024 inputs and 4096 rows, 4096 inputs and 1024 rows), against the
- * plain streaming reads of the same bytes, with 1 and 2 threads: readsc is the
- * scalar sum that `grok bench` takes as its bandwidth limit, read256 AVX2 loads
+ * plain streaming reads of the same bytes, with 1 and 2 threads: stream is
+ * gk_stream_sum (kernels/stream.h), the kernel whose rate `grok bench` takes as
+ * its bandwidth limit, readsc the 4-chain scalar float sum it took before
+ * (add-latency bound), read256 AVX2 loads
  * in order, read16 (read16pf) strips of 16 rows of 576 bytes read side by side
  * (with the next strip fetched in step), the order of the 16-row GEMM strips.
  *
@@ -14,6 +16,7 @@
  */
 #include "base/base.h"
 #include "kernels/ops.h"
+#include "kernels/stream.h"
 #include "tensor/dtype.h"
 #include "tensor/kquants.h"
 
@@ -40,6 +43,11 @@ static void rd_part(void *arg, int ith, int nth) {
     rd_job *j = arg;
     int64_t lo, hi;
     gk_split((int64_t)(j->n / 256), ith, nth, &lo, &hi);
+    if (j->simd == 4) {
+        j->sum[ith] =
+            gk_stream_sum((const float *)(j->p + (size_t)lo * 256), (size_t)(hi - lo) * 64);
+        return;
+    }
     if (j->simd == 2 || j->simd == 3) { /* strips of 16 rows of 576 bytes, read row-interleaved */
         const size_t row = 576, span = 16 * row;
         int64_t ns = (int64_t)(j->n / span), slo, shi;
@@ -133,7 +141,7 @@ int main(int argc, char **argv) {
     memset(buf, 1, bytes);
     gk_pool *pools[2] = {gk_pool_new(1, &err), gk_pool_new(2, &err)};
     printf("kernels: %s; %zu MiB of weights, T = 1, best of %d\n", gk_kernels_name(), mib, reps);
-    for (int simd = 0; simd < 4; simd++)
+    for (int simd = 0; simd < 5; simd++)
         for (int p = 0; p < 2; p++) {
             double best = 1e9;
             for (int r = 0; r < reps; r++) {
@@ -144,7 +152,8 @@ int main(int argc, char **argv) {
                 best = dt < best ? dt : best;
             }
             printf("%-8s %d thr: %6.2f GB/s\n",
-                   simd == 3   ? "read16pf"
+                   simd == 4   ? "stream"
+                   : simd == 3 ? "read16pf"
                    : simd == 2 ? "read16"
                    : simd      ? "read256"
                                : "readsc",

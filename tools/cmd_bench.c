@@ -5,64 +5,18 @@
  * Generating one token reads every active weight once (attention, router, the
  * chosen experts, the dense MLP, the output matrix), so bytes-per-token divided
  * by the machine's read bandwidth is the fastest a CPU can go; the bench
- * measures that bandwidth itself (a multi-threaded sum over a buffer much larger
- * than the caches) and reports the achieved fraction.
+ * measures that bandwidth itself (gk_read_bandwidth: SIMD streaming reads by the
+ * same number of threads over a buffer four times the last-level cache) and
+ * reports the achieved fraction.
  */
 #include "cli.h"
+#include "kernels/stream.h"
 #include "model/model.h"
 
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-typedef struct {
-    const float *p;
-    size_t n;
-    double sum;
-} bw_job;
-
-static void *bw_worker(void *v) {
-    bw_job *j = v;
-    float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-    for (size_t i = 0; i + 4 <= j->n; i += 4) {
-        s0 += j->p[i];
-        s1 += j->p[i + 1];
-        s2 += j->p[i + 2];
-        s3 += j->p[i + 3];
-    }
-    j->sum = s0 + s1 + s2 + s3;
-    return NULL;
-}
-
-/* Read bandwidth in bytes/s with nt threads over a 512 MiB buffer (best of 3). */
-static double read_bandwidth(int nt) {
-    size_t n = (512u << 20) / sizeof(float);
-    float *buf = malloc(n * sizeof(float));
-    if (!buf) return 0;
-    for (size_t i = 0; i < n; i++) buf[i] = (float)(i & 7);
-    double best = 0;
-    for (int rep = 0; rep < 3; rep++) {
-        pthread_t th[64];
-        bw_job jobs[64];
-        if (nt > 64) nt = 64;
-        double t0 = gk_time_s();
-        for (int t = 0; t < nt; t++) {
-            jobs[t] = (bw_job){buf + n / nt * t, n / nt, 0};
-            pthread_create(&th[t], NULL, bw_worker, &jobs[t]);
-        }
-        double sink = 0;
-        for (int t = 0; t < nt; t++) {
-            pthread_join(th[t], NULL);
-            sink += jobs[t].sum;
-        }
-        double bw = n * sizeof(float) / (gk_time_s() - t0);
-        if (bw > best && sink >= 0) best = bw;
-    }
-    free(buf);
-    return best;
-}
 
 static uint64_t wbytes(const gk_weight *w) {
     return (uint64_t)w->nb_mat;
@@ -208,14 +162,25 @@ int gk_cmd_bench(int argc, char **argv) {
             ds_tg = gk_context_stats(c);
         }
     }
-    double bw = read_bandwidth(nt);
+    /* the limit: streaming reads by as many threads, over a buffer much larger
+     * than the last-level cache, the best of 5 passes */
+    gk_bandwidth bwm = {0};
+    gk_pool *bw_pool = gk_pool_new(nt, &err);
+    if (!bw_pool || gk_read_bandwidth(bw_pool, 0, 5, &bwm, &err) < 0) {
+        gk_pool_free(bw_pool);
+        goto fail;
+    }
+    gk_pool_free(bw_pool);
+    double bw = bwm.bytes_per_s;
     uint64_t ab = active_bytes(m);
     printf("prompt:     %8.2f tokens/s  (%ld tokens, best of %ld)\n", best_pp, n_prompt, reps);
     printf("generation: %8.2f tokens/s  (%ld tokens after the prompt, best of %ld)\n", best_tg,
            n_gen, reps);
     printf("memory:     %.1f MiB of weights per generated token; read bandwidth %.2f GB/s "
-           "measured now\n",
-           ab / 1048576.0, bw / 1e9);
+           "measured now (%s streaming reads of %zu MiB, %d threads, best of %d passes, worst "
+           "%.2f)\n",
+           ab / 1048576.0, bw / 1e9, bwm.isa, bwm.bytes >> 20, bwm.threads, bwm.reps,
+           bwm.worst_bytes_per_s / 1e9);
     printf("            generation reaches %.1f%% of the bandwidth limit (%.2f tokens/s)\n",
            100.0 * best_tg * (double)ab / bw, bw / (double)ab);
     /* where the best repetitions' time went (the engine's clocks around its calls) */

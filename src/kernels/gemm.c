@@ -128,6 +128,11 @@ static void gemm_part(void *arg, int ith, int nth) {
         if (rb >= o->n_rb) rb -= o->n_rb, o = &j->out[1];
         int64_t r0 = rb * ROW_BLOCK, r1 = r0 + ROW_BLOCK < o->n_out ? r0 + ROW_BLOCK : o->n_out;
         int64_t t0 = tc * j->tc, t1 = t0 + j->tc < j->T ? t0 + j->tc : j->T;
+        if (j->T == 1 && k->one) {
+            k->one(j->n_in, o->w + (size_t)r0 * o->nb_row, o->nb_row, (int)(r1 - r0), j->xq,
+                   o->y + r0);
+            continue;
+        }
         if (k->strip) {
             k->strip(j->n_in, o->w + (size_t)r0 * o->nb_row, o->nb_row, (int)(r1 - r0),
                      j->xq + (size_t)t0 * j->xs, j->xs, (int)(t1 - t0),
@@ -450,6 +455,73 @@ void gk_matmul(gk_pool *pool, float *y, const void *w, gk_dtype type, size_t nb_
     } else {
         matmul_vec_dot(pool, y, w, type, nb_row, n_out, x, n_in, T, qbuf);
     }
+}
+
+/* ------------------------------------------------ decode's column chunks --- */
+
+typedef struct {
+    const gk_gemm_kernels *k;
+    float *const *y;
+    const uint8_t *w;
+    size_t nb_row, coff; /* bytes from one chunk's first column to the next's */
+    int64_t n_out, cw;
+    int nk;
+    const float *x;
+    uint8_t *xq; /* the chunks' packed activations, xs bytes apart, or x itself */
+    size_t xs;
+} chunks_job;
+
+/* Row blocks split over the threads; each row (float weights) or strip of 16
+ * rows (packed activations: the strips' sums of 16 rows at once) runs chunk
+ * after chunk, so a thread reads its rows each from start to end. */
+static void chunks_part(void *arg, int ith, int nth) {
+    chunks_job *j = arg;
+    int64_t lo, hi;
+    gk_split((j->n_out + ROW_BLOCK - 1) / ROW_BLOCK, ith, nth, &lo, &hi);
+    for (int64_t rb = lo; rb < hi; rb++) {
+        int64_t r0 = rb * ROW_BLOCK, r1 = r0 + ROW_BLOCK < j->n_out ? r0 + ROW_BLOCK : j->n_out;
+        if (!j->k->pack) {
+            for (int64_t r = r0; r < r1; r++)
+                for (int ch = 0; ch < j->nk; ch++)
+                    j->k->one(j->cw, j->w + (size_t)r * j->nb_row + ch * j->coff, j->nb_row, 1,
+                              j->xq + (size_t)ch * j->xs, j->y[ch] + r);
+            continue;
+        }
+        for (int ch = 0; ch < j->nk; ch++)
+            j->k->one(j->cw, j->w + (size_t)r0 * j->nb_row + ch * j->coff, j->nb_row,
+                      (int)(r1 - r0), j->xq + (size_t)ch * j->xs, j->y[ch] + r0);
+    }
+}
+
+bool gk_matmul_chunks(gk_pool *pool, float *const *y, const void *w, gk_dtype type, size_t nb_row,
+                      int64_t n_out, const float *x, int64_t n_in, int k, void *qbuf,
+                      size_t qbuf_size) {
+    const gk_gemm_kernels *kk = gk_gemm_kernels_of(type);
+    if (!kk || !kk->one || k < 1 || n_in % k || n_out <= 0) return false;
+    const int64_t cw = n_in / k, bs = gk_type_traits_of(type)->blck_size;
+    if (cw % bs) return false;
+    chunks_job j = {.k = kk,
+                    .y = y,
+                    .w = w,
+                    .nb_row = nb_row,
+                    .coff = gk_row_size(type, cw),
+                    .n_out = n_out,
+                    .cw = cw,
+                    .nk = k,
+                    .x = x};
+    if (kk->pack) {
+        j.xs = (kk->xrow(cw) + 63) & ~(size_t)63;
+        if (j.xs * (size_t)k > qbuf_size || ((uintptr_t)qbuf & 63)) return false;
+        j.xq = qbuf;
+        /* one token: packed here (microseconds), so that the call is one pass
+         * of the pool, as many as grok plan counts for it */
+        for (int ch = 0; ch < k; ch++) kk->pack(x + ch * cw, cw, j.xq + (size_t)ch * j.xs);
+    } else {
+        j.xq = (uint8_t *)x;
+        j.xs = (size_t)cw * sizeof(float);
+    }
+    gk_pool_run(pool, chunks_part, &j);
+    return true;
 }
 
 void gk_matmul2(gk_pool *pool, float *y1, const void *w1, gk_dtype type1, size_t nb_row1, float *y2,

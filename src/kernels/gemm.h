@@ -44,6 +44,9 @@ typedef struct gk_gemm_kernels {
      * GK_GEMM_STRIP) against T tokens of packed activations, as the tiles do. */
     void (*strip)(int64_t n, const uint8_t *w, size_t nb_row, int R, const uint8_t *x, size_t xs,
                   int T, float *y, int64_t ldy);
+    /* Decode (when not NULL): one token against R <= GK_GEMM_STRIP rows, the
+     * same arithmetic per element as the tiles (or strip) give it in a batch. */
+    void (*one)(int64_t n, const uint8_t *w, size_t nb_row, int R, const uint8_t *x, float *y);
 } gk_gemm_kernels;
 
 /* Rows of a strip kernel's call (the work items' row blocks). */

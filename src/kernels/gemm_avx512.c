@@ -13,10 +13,10 @@
  * lanes); then every token of the batch runs against the buffer, 8 tokens per
  * register tile. One vpdpbusd multiplies 16 rows by 4 of the token's values
  * (broadcast), and the block scales are applied once per block for 16 rows.
- * Decode (one token) skips the unpacking: Q8_0 and the k-quants read the
- * strip's rows one after the other when they lie back to back (strip1), Q4_0
- * and the summation tree's column chunks read the 16 rows side by side
- * (strip_one, or the unpacked tiles for the k-quants).
+ * Decode (one token, gemm.h's one) skips the unpacking: Q8_0 and the k-quants
+ * read the strip's rows one after the other (strip1), also a column chunk's
+ * rows, which lie apart (gk_matmul_chunks); Q4_0 reads the 16 rows side by
+ * side (strip_one).
  *
  * Per output element (row r, token t) the arithmetic is fixed:
  *   acc = 0; for every 32-value block b, in order:
@@ -107,9 +107,51 @@ DEF_KIND(ftile16, Z32)
 DEF_KIND(ftile16, Z16)
 DEF_KIND(ftile16, ZB16)
 
-static const gk_gemm_kernels z_f32 = {4, 6, NULL, NULL, TABLE(Z32), NULL};
-static const gk_gemm_kernels z_f16 = {4, 6, NULL, NULL, TABLE(Z16), NULL};
-static const gk_gemm_kernels z_bf16 = {4, 6, NULL, NULL, TABLE(ZB16), NULL};
+/* Decode: the rows one after the other, each from start to end, so that the
+ * strip is read as one sequential stream (side by side, the rows are R
+ * streams, which this machine's prefetchers follow at two thirds of the
+ * bandwidth). A row's one chain of fmas runs the tile's arithmetic (ftile16 with
+ * N = 1), so its result is bit-identical; the chain's latency backs up the
+ * loads, so they are fetched FROW_AHEAD bytes ahead in the stream. */
+#define FROW_AHEAD 8192
+
+AI void frow1(const int kind, int64_t n, const uint8_t *w, size_t nb_row, int R, const uint8_t *xb,
+              float *y) {
+    const float *x = (const float *)xb;
+    const int esz = kind == K_F32 ? 4 : 2;
+    for (int r = 0; r < R; r++) {
+        const uint8_t *row = w + (size_t)r * nb_row;
+        __m512 acc = _mm512_setzero_ps();
+        int64_t k = 0;
+        for (; k + 16 <= n; k += 16) {
+            if (esz == 4 || (k & 31) == 0)
+                _mm_prefetch((const char *)row + (size_t)k * esz + FROW_AHEAD, _MM_HINT_T0);
+            acc = _mm512_fmadd_ps(load_w16(kind, row, k, 0xffff), _mm512_loadu_ps(x + k), acc);
+        }
+        if (k < n) {
+            const __mmask16 m = (__mmask16)((1u << (n - k)) - 1);
+            acc = _mm512_fmadd_ps(load_w16(kind, row, k, m), _mm512_maskz_loadu_ps(m, x + k), acc);
+        }
+        y[r] = hsum16(acc);
+    }
+}
+
+static void frow1_f32(int64_t n, const uint8_t *w, size_t nb_row, int R, const uint8_t *x,
+                      float *y) {
+    frow1(K_F32, n, w, nb_row, R, x, y);
+}
+static void frow1_f16(int64_t n, const uint8_t *w, size_t nb_row, int R, const uint8_t *x,
+                      float *y) {
+    frow1(K_F16, n, w, nb_row, R, x, y);
+}
+static void frow1_bf16(int64_t n, const uint8_t *w, size_t nb_row, int R, const uint8_t *x,
+                       float *y) {
+    frow1(K_BF16, n, w, nb_row, R, x, y);
+}
+
+static const gk_gemm_kernels z_f32 = {4, 6, NULL, NULL, TABLE(Z32), NULL, frow1_f32};
+static const gk_gemm_kernels z_f16 = {4, 6, NULL, NULL, TABLE(Z16), NULL, frow1_f16};
+static const gk_gemm_kernels z_bf16 = {4, 6, NULL, NULL, TABLE(ZB16), NULL, frow1_bf16};
 
 /* ------------------------------------------------------- strip kernels --- */
 
@@ -546,6 +588,9 @@ AI void strip_one(const int kind, int64_t n, const uint8_t *w, size_t nb_row, in
 
 #define R1_CHUNK 2048 /* the most inputs per row (the buffers: 16 rows x 128 groups) */
 #define R1_GMAX (R1_CHUNK / 16)
+#ifndef R1_AHEAD
+#define R1_AHEAD 1 /* bytes of the stream fetched ahead */
+#endif
 
 /* v[r] (row r, 16 columns) -> v[c] (column c, 16 rows), int32 lanes. */
 AI void transpose16x16(__m512i v[16]) {
@@ -752,8 +797,8 @@ AI void row1(const int kind, const uint8_t *row, const uint8_t *x, int64_t n, co
     }
 }
 
-/* One token against R <= 16 rows of n <= R1_CHUNK inputs that lie back to back
- * (strip_run checks both). */
+/* One token against R <= 16 rows of n <= R1_CHUNK inputs, nb_row bytes apart
+ * (back to back, or a column chunk's rows). */
 AI void strip1(const int kind, int64_t n, const uint8_t *w, size_t nb_row, int R, const uint8_t *x,
                float *y, __mmask16 m) {
     const int64_t nb = n / 32;
@@ -779,12 +824,13 @@ AI void strip1(const int kind, int64_t n, const uint8_t *w, size_t nb_row, int R
                                _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256(q + 1)),
                                                   _mm256_loadu_si256(q + 3), 1));
         }
-    /* the hardware prefetcher does not run ahead far enough at each row's
-     * start: fetch the next row (after the last, the next strip's first) in
-     * step with this one */
+    /* the hardware prefetcher does not run ahead far enough: fetch the row
+     * R1_AHEAD bytes ahead (rows of 600 bytes to 2 KiB; the next row alone is
+     * too close to cover the memory's latency) in step with this one */
+    const size_t ahead = (R1_AHEAD + nb_row - 1) / nb_row;
     for (int r = 0; r < R; r++)
         row1(kind, w + (size_t)r * nb_row, x, n, xa, sbuf[r], dbuf[r],
-             (const char *)w + (size_t)(r + 1 < R ? r + 1 : SR) * nb_row);
+             (const char *)w + (size_t)(r + ahead) * nb_row);
     for (int r = R; r < SR; r++) {
         memset(sbuf[r], 0, sizeof sbuf[r]);
         memset(dbuf[r], 0, sizeof dbuf[r]);
@@ -904,16 +950,46 @@ static void strip_q6k(int64_t n, const uint8_t *w, size_t nb_row, int R, const u
     strip_run(K_Q6K, n, w, nb_row, R, x, xs, T, y, ldy);
 }
 
+/* Decode through gemm.h's one: strip1 for rows of up to R1_CHUNK inputs, also
+ * when they lie apart (a column chunk of the summation tree, whose rows
+ * gk_matmul_chunks reads one after the other), else the strips' own T = 1 path. */
+AI void one_run(const int kind, int64_t n, const uint8_t *w, size_t nb_row, int R, const uint8_t *x,
+                float *y) {
+    if (n <= R1_CHUNK) {
+        strip1(kind, n, w, nb_row, R, x, y, (__mmask16)((1u << R) - 1));
+        return;
+    }
+    strip_run(kind, n, w, nb_row, R, x, 0, 1, y, 0);
+}
+static void one_q8(int64_t n, const uint8_t *w, size_t nb_row, int R, const uint8_t *x, float *y) {
+    one_run(K_Q8, n, w, nb_row, R, x, y);
+}
+/* Q4_0: strip_one, its 16 rows side by side, also for a chunk's rows (a
+ * row-by-row strip1 for Q4_0, tried, ran decode at three quarters of its speed:
+ * the per-row block sums and transposes cost more than Q4_0's reads save) */
+static void one_q4(int64_t n, const uint8_t *w, size_t nb_row, int R, const uint8_t *x, float *y) {
+    strip_one(K_Q4, n, w, nb_row, R, x, y, (__mmask16)((1u << R) - 1));
+}
+static void one_q4k(int64_t n, const uint8_t *w, size_t nb_row, int R, const uint8_t *x, float *y) {
+    one_run(K_Q4K, n, w, nb_row, R, x, y);
+}
+static void one_q5k(int64_t n, const uint8_t *w, size_t nb_row, int R, const uint8_t *x, float *y) {
+    one_run(K_Q5K, n, w, nb_row, R, x, y);
+}
+static void one_q6k(int64_t n, const uint8_t *w, size_t nb_row, int R, const uint8_t *x, float *y) {
+    one_run(K_Q6K, n, w, nb_row, R, x, y);
+}
+
 static const gk_gemm_kernels s_q4k = {
-    .rmax = SR, .nmax = NT, .xrow = xrow_s, .pack = pack_s_q4k, .strip = strip_q4k};
+    .rmax = SR, .nmax = NT, .xrow = xrow_s, .pack = pack_s_q4k, .strip = strip_q4k, .one = one_q4k};
 static const gk_gemm_kernels s_q5k = {
-    .rmax = SR, .nmax = NT, .xrow = xrow_s, .pack = pack_s_q4k, .strip = strip_q5k};
+    .rmax = SR, .nmax = NT, .xrow = xrow_s, .pack = pack_s_q4k, .strip = strip_q5k, .one = one_q5k};
 static const gk_gemm_kernels s_q6k = {
-    .rmax = SR, .nmax = NT, .xrow = xrow_s, .pack = pack_s_q6k, .strip = strip_q6k};
+    .rmax = SR, .nmax = NT, .xrow = xrow_s, .pack = pack_s_q6k, .strip = strip_q6k, .one = one_q6k};
 static const gk_gemm_kernels s_q8 = {
-    .rmax = SR, .nmax = NT, .xrow = xrow_s, .pack = pack_s_q8, .strip = strip_q8};
+    .rmax = SR, .nmax = NT, .xrow = xrow_s, .pack = pack_s_q8, .strip = strip_q8, .one = one_q8};
 static const gk_gemm_kernels s_q4 = {
-    .rmax = SR, .nmax = NT, .xrow = xrow_s, .pack = pack_s_q4, .strip = strip_q4};
+    .rmax = SR, .nmax = NT, .xrow = xrow_s, .pack = pack_s_q4, .strip = strip_q4, .one = one_q4};
 
 const gk_gemm_kernels *gk_gemm_kernels_avx512(gk_dtype type) {
     switch (type) {

@@ -172,11 +172,48 @@ DEF_KIND(ftile, BF16)
 DEF_KIND(qtile, Q8)
 DEF_KIND(qtile, Q4)
 
-static const gk_gemm_kernels k_f32 = {GEMM_FR, GEMM_FN, NULL, NULL, TABLE(F32), NULL};
-static const gk_gemm_kernels k_f16 = {GEMM_FR, GEMM_FN, NULL, NULL, TABLE(F16), NULL};
-static const gk_gemm_kernels k_bf16 = {GEMM_FR, GEMM_FN, NULL, NULL, TABLE(BF16), NULL};
-static const gk_gemm_kernels k_q8 = {GEMM_QR, GEMM_QN, xrow_q, pack_q, TABLE(Q8), NULL};
-static const gk_gemm_kernels k_q4 = {GEMM_QR, GEMM_QN, xrow_q, pack_q, TABLE(Q4), NULL};
+/* Decode with float weights: the rows one after the other (one sequential
+ * stream, fetched FROW_AHEAD bytes ahead, as gemm_avx512.c's frow1), each row's
+ * one chain of fmas and its tail exactly as ftile runs them with N = 1. */
+#define FROW_AHEAD 8192
+
+AI void frow8(const int kind, int64_t n, const uint8_t *w, size_t nb_row, int R, const uint8_t *xb,
+              float *y) {
+    const float *x = (const float *)xb;
+    const int esz = kind == K_F32 ? 4 : 2;
+    for (int r = 0; r < R; r++) {
+        const uint8_t *row = w + (size_t)r * nb_row;
+        __m256 acc = _mm256_setzero_ps();
+        int64_t k = 0;
+        for (; k + 8 <= n; k += 8) {
+            if (esz == 4 ? (k & 15) == 0 : (k & 31) == 0)
+                _mm_prefetch((const char *)row + (size_t)k * esz + FROW_AHEAD, _MM_HINT_T0);
+            acc = _mm256_fmadd_ps(load_w8(kind, row, k), _mm256_loadu_ps(x + k), acc);
+        }
+        float s = hsum8(acc);
+        if (k < n) s = tail_dot(kind, row, x, k, n, s);
+        y[r] = s;
+    }
+}
+
+static void frow8_f32(int64_t n, const uint8_t *w, size_t nb_row, int R, const uint8_t *x,
+                      float *y) {
+    frow8(K_F32, n, w, nb_row, R, x, y);
+}
+static void frow8_f16(int64_t n, const uint8_t *w, size_t nb_row, int R, const uint8_t *x,
+                      float *y) {
+    frow8(K_F16, n, w, nb_row, R, x, y);
+}
+static void frow8_bf16(int64_t n, const uint8_t *w, size_t nb_row, int R, const uint8_t *x,
+                       float *y) {
+    frow8(K_BF16, n, w, nb_row, R, x, y);
+}
+
+static const gk_gemm_kernels k_f32 = {GEMM_FR, GEMM_FN, NULL, NULL, TABLE(F32), NULL, frow8_f32};
+static const gk_gemm_kernels k_f16 = {GEMM_FR, GEMM_FN, NULL, NULL, TABLE(F16), NULL, frow8_f16};
+static const gk_gemm_kernels k_bf16 = {GEMM_FR, GEMM_FN, NULL, NULL, TABLE(BF16), NULL, frow8_bf16};
+static const gk_gemm_kernels k_q8 = {GEMM_QR, GEMM_QN, xrow_q, pack_q, TABLE(Q8), NULL, NULL};
+static const gk_gemm_kernels k_q4 = {GEMM_QR, GEMM_QN, xrow_q, pack_q, TABLE(Q4), NULL, NULL};
 
 const gk_gemm_kernels *GEMM_TABLE_FN(gk_dtype type) {
     switch (type) {

@@ -26,6 +26,17 @@ void gk_matmul(gk_pool *pool, float *y, const void *w, gk_dtype type, size_t nb_
 void gk_matmul2(gk_pool *pool, float *y1, const void *w1, gk_dtype type1, size_t nb_row1, float *y2,
                 const void *w2, gk_dtype type2, size_t nb_row2, int64_t n_out, const float *x,
                 int64_t n_in, int T, void *qbuf);
+/* Decode's products over k column chunks of one matrix (the summation tree's,
+ * model/forward.c): y[ch] = x[ch cw .. (ch + 1) cw) W[:, ch cw .. (ch + 1) cw)^T
+ * for ch < k, cw = n_in / k, one token. Each y[ch] is bit-identical to what
+ * gk_matmul gives for the chunk alone (so to the chunk's row in any batch); the
+ * threads split the rows and read each row from start to end, all its chunks,
+ * rather than a chunk each (rows read in pieces, with gaps), in one pass of the
+ * pool. qbuf (aligned to 64 bytes) takes the k chunks' packed activations. Returns false, having
+ * done nothing, when the type has no such kernels or qbuf_size is too small. */
+bool gk_matmul_chunks(gk_pool *pool, float *const *y, const void *w, gk_dtype type, size_t nb_row,
+                      int64_t n_out, const float *x, int64_t n_in, int k, void *qbuf,
+                      size_t qbuf_size);
 /* Bytes of qbuf that gk_matmul needs for T rows of n_in inputs (any supported type). */
 size_t gk_matmul_qbuf_size(int64_t n_in, int T);
 

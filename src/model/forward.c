@@ -268,9 +268,36 @@ static void chunk_part(void *arg, int ith, int nth) {
     for (int ch = ith; ch < j->k; ch += nth) chunk_one(j, ch, NULL, ith);
 }
 
+/* Decode: every chunk's product in one pass of the threads over the rows
+ * (gk_matmul_chunks; the same bits as chunk by chunk), an expert's into cy
+ * first; false when the kernels or the buffers do not allow it. Only where the
+ * threads divide the chunks: the one pass then stands for chunk_part's one pass,
+ * which grok plan counts (gk_plan_forward_pool_runs). */
+static bool chunk_decode(gk_context *c, chunk_job *j) {
+    const int64_t d = c->m->hp.n_embd;
+    if (j->T != 1 || j->k < 2 || j->k % c->nt ||
+        (j->toks && (size_t)j->k > (size_t)c->nt * c->n_batch))
+        return false;
+    float *ys[GK_TP_MAX_CHUNKS];
+    for (int ch = 0; ch < j->k; ch++) ys[ch] = j->toks ? c->cy + (size_t)ch * d : j->sums[ch];
+    const gk_weight *w = j->w;
+    if (!gk_matmul_chunks(c->pool, ys, w->data + j->woff, w->type, w->nb_row, w->ne[1], j->x,
+                          j->width, j->k, c->cq, (size_t)c->nt * c->cq_size))
+        return false;
+    if (j->toks)
+        for (int ch = 0; ch < j->k; ch++) {
+            float *o = j->sums[ch] + (size_t)j->toks[0] * d;
+            const float g = j->gates[0];
+            for (int64_t e = 0; e < d; e++) o[e] += g * ys[ch][e];
+        }
+    return true;
+}
+
 static void chunk_products(gk_context *c, chunk_job *j) {
     double t0 = gk_time_s();
-    if (j->k % c->nt == 0)
+    if (chunk_decode(c, j))
+        ;
+    else if (j->k % c->nt == 0)
         gk_pool_run(c->pool, chunk_part, j);
     else
         for (int ch = 0; ch < j->k; ch++) chunk_one(j, ch, c->pool, 0);

@@ -361,6 +361,54 @@ static void check_attn_softmax(void) {
     free(b);
 }
 
+/* gk_matmul_chunks: each chunk's outputs equal, bit for bit, gk_matmul's on the
+ * chunk alone (its columns, the row stride kept) with one token and in a batch
+ * (token 2 of 5), with 1, 2 and 3 threads; types without the decode kernels,
+ * and a qbuf too small, are refused with nothing written. */
+static void check_chunks(gk_pool **pools, gk_dtype type, int64_t cw, int k) {
+    setup s;
+    const int64_t n = cw * k;
+    make(&s, type, n);
+    const size_t qsize = (size_t)k * gk_matmul_qbuf_size(cw, 1) + 64 * (size_t)k;
+    uint8_t *qb = gk_malloc_aligned(qsize, NULL);
+    void *qref = malloc(gk_matmul_qbuf_size(cw, 5));
+    float *y[4], ref[N_OUT], batch[5 * N_OUT], xc[5 * 4096];
+    for (int ch = 0; ch < k; ch++) y[ch] = malloc(sizeof(float) * N_OUT);
+    const float *x = s.x + 2 * n; /* token 2 */
+    const bool ok = gk_gemm_kernels_of(type) && gk_gemm_kernels_of(type)->one;
+    for (int p = 0; p < 3; p++) {
+        for (int ch = 0; ch < k; ch++)
+            for (int r = 0; r < N_OUT; r++) y[ch][r] = -1234.5f;
+        bool ran = gk_matmul_chunks(pools[p], y, s.w, type, s.nb_row, N_OUT, x, n, k, qb, qsize);
+        CHECK_MSG(ran == ok, "%s: chunks ran %d, expected %d", gk_type_name(type), ran, ok);
+        if (!ran) {
+            CHECK(y[0][0] == -1234.5f);
+            break;
+        }
+        for (int ch = 0; ch < k; ch++) {
+            const uint8_t *wc = s.w + gk_row_size(type, ch * cw);
+            gk_matmul(pools[p], ref, wc, type, s.nb_row, N_OUT, x + ch * cw, cw, 1, qref);
+            for (int t = 0; t < 5; t++)
+                memcpy(xc + t * cw, s.x + t * n + ch * cw, sizeof(float) * (size_t)cw);
+            gk_matmul(pools[p], batch, wc, type, s.nb_row, N_OUT, xc, cw, 5, qref);
+            CHECK_MSG(!memcmp(y[ch], ref, sizeof ref), "%s cw %lld k %d chunk %d: not gk_matmul's",
+                      gk_type_name(type), (long long)cw, k, ch);
+            CHECK_MSG(!memcmp(y[ch], batch + 2 * N_OUT, sizeof ref),
+                      "%s cw %lld k %d chunk %d: not the batch's", gk_type_name(type),
+                      (long long)cw, k, ch);
+        }
+    }
+    if (ok) {
+        y[0][0] = -1234.5f;
+        CHECK(!gk_matmul_chunks(pools[1], y, s.w, type, s.nb_row, N_OUT, x, n, k, qb, 64) ||
+              !gk_gemm_kernels_of(type)->pack);
+    }
+    for (int ch = 0; ch < k; ch++) free(y[ch]);
+    free(qref);
+    gk_free_aligned(qb);
+    unmake(&s);
+}
+
 int main(void) {
     gk_dtype_init();
     gk_err err;
@@ -403,6 +451,11 @@ int main(void) {
 #endif
         }
         check_matmul2(pools[1], types[i], quant ? 128 : kq ? 256 : 72);
+    }
+    for (size_t i = 0; i < sizeof types / sizeof types[0]; i++) {
+        bool kq = types[i] == GK_TYPE_Q4_K || types[i] == GK_TYPE_Q5_K || types[i] == GK_TYPE_Q6_K;
+        check_chunks(pools, types[i], kq ? 512 : 160, 2);
+        check_chunks(pools, types[i], kq ? 256 : 96, 4);
     }
     check_attn_rows();
     check_attn_softmax();
