@@ -908,9 +908,10 @@ static void attn_cal_part(void *arg, int ith, int nth) {
     }
 }
 
-/* The summation tree's job at batch 1 (forward.c chunk_part with one chunk a thread):
- * thread i multiplies its chunk of the columns (cw of them, the row stride the whole
- * row's) on its own, no pool under it, into a result of its own. */
+/* The summation tree's job at batch 1 where gk_matmul_chunks cannot run it
+ * (forward.c chunk_part with one chunk a thread): thread i multiplies its chunk of
+ * the columns (cw of them, the row stride the whole row's) on its own, no pool under
+ * it, into a result of its own. */
 typedef struct {
     const uint8_t *w;
     gk_dtype t;
@@ -926,6 +927,17 @@ static void tree_cal_part(void *arg, int ith, int nth) {
     tree_cal_job *j = arg;
     gk_matmul(NULL, j->y + (size_t)ith * j->rows, j->w + gk_row_size(j->t, ith * j->cw), j->t,
               j->nb_row, j->rows, j->x + ith * j->cw, j->cw, 1, j->q + (size_t)ith * j->qsize);
+}
+
+/* One product of the tree's job as forward.c's chunk_products runs it at batch 1:
+ * every chunk in one pass of the threads over whole rows (gk_matmul_chunks) where
+ * the kernels allow, else each thread on its own chunk (chunk_part). */
+static void tree_cal_run(gk_pool *pool, tree_cal_job *j, int nt) {
+    float *ys[64];
+    for (int ch = 0; ch < nt && ch < 64; ch++) ys[ch] = j->y + (size_t)ch * j->rows;
+    if (nt > 64 || !gk_matmul_chunks(pool, ys, j->w, j->t, j->nb_row, j->rows, j->x, j->cw * nt, nt,
+                                     j->q, (size_t)nt * j->qsize))
+        gk_pool_run(pool, tree_cal_part, j);
 }
 
 static int cmd_calibrate(int argc, char **argv, const plan_opts *o) {
@@ -1134,7 +1146,7 @@ static int cmd_calibrate(int argc, char **argv, const plan_opts *o) {
                 do
                     for (int64_t mi = 0; mi < n_mat; mi++) {
                         tj.w = w + mi * rows * nbc;
-                        gk_pool_run(pool, tree_cal_part, &tj);
+                        tree_cal_run(pool, &tj, nt);
                     }
                 while (cal_more(&ct));
                 hw.mm_tree1_at[t][k][c] = (double)n_mat * rows * nbc / ct.best;
@@ -1143,7 +1155,7 @@ static int cmd_calibrate(int argc, char **argv, const plan_opts *o) {
                     do
                         for (int64_t mi = 0; mi < n_warm; mi++) {
                             tj.w = w + mi * rows * nbc;
-                            gk_pool_run(pool, tree_cal_part, &tj);
+                            tree_cal_run(pool, &tj, nt);
                         }
                     while (cal_more(&ct));
                     hw.mm_tree1_warm[t][k][c] = (double)n_warm * rows * nbc / ct.best;

@@ -681,9 +681,11 @@ static void walk_mm(fwd_walk *w, uint32_t t, double rows, double cols, double T,
 }
 
 /* n products summed by the summation tree (forward.c chunk_products) in k column
- * chunks: when the threads divide k, one job of whole chunks, each chunk's matmul on
- * its thread (no dispatch; the columns of T > 1 tokens packed first); else chunk
- * after chunk over the pool. An expert's chunk adds gate x product into its sum. */
+ * chunks: when the threads divide k, one job: at batch 1 gk_matmul_chunks (every
+ * chunk in one pass over whole rows, at the rate calibrate timed it), else each
+ * chunk's matmul on its thread (no dispatch; the columns of T > 1 tokens packed
+ * first); when they do not, chunk after chunk over the pool. An expert's chunk adds
+ * gate x product into its sum. */
 static void walk_chunks(fwd_walk *w, uint32_t t, double rows, double cols, double T, double n,
                         int k, bool expert) {
     if (k <= 1) {
