@@ -9,6 +9,7 @@
 #include "serve/serve.h"
 
 #include <cjson/cJSON.h>
+#include <float.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -332,7 +333,9 @@ static int parse_fields(gk_serve_request *r, const cJSON *root, int max_ids, gk_
             if (cJSON_IsNull(f)) continue;
             if (number(f, k, 0, 1, &d, e) < 0) return -1;
             if (d == 0) return gk_serve_fail(e, 400, k, "invalid_value", "'top_p' must be > 0");
-            r->top_p = (float)d;
+            /* a positive top_p below float's range (1e-50) still means "the top token", not
+             * the 0 that the sampler refuses (found by fuzz_serve_request) */
+            r->top_p = d < FLT_MIN ? FLT_MIN : (float)d;
         } else if (!strcmp(k, "top_k")) {
             if (cJSON_IsNull(f)) continue;
             if (integer(f, k, 0, 1e9, &i, e) < 0) return -1;

@@ -36,6 +36,10 @@ static void test_parse(void) {
     CHECK(r.n_prompt_ids == 3 && r.prompt_ids[2] == 7 && r.logprobs && r.top_logprobs == 2);
     CHECK(r.max_tokens == -1 && r.temperature == 1.0f && r.top_p == 1.0f);
     gk_serve_request_free(&r);
+    /* a top_p too small for a float is still > 0 (fuzz_serve_request found it stored as 0) */
+    CHECK(parse(GK_SERVE_COMPLETION, "{\"prompt\":\"x\",\"top_p\":1e-50}", &r, &e) == 0);
+    CHECK(r.top_p > 0.0f && r.top_p < 1e-30f);
+    gk_serve_request_free(&r);
 
     static const struct {
         gk_serve_kind k;
