@@ -14,7 +14,7 @@ let srv, browser, chromium;
 before(async () => {
   if (skip) return;
   ({ chromium } = await import('playwright-core'));
-  srv = await startServer(['-np', '2', '-c', '1024']);
+  srv = await startServer(['-np', '2', '-c', '8192']);
   // flags that work on a closed network as root (see the machine notes)
   browser = await chromium.launch({
     executablePath: CHROMIUM, headless: true,
@@ -81,15 +81,16 @@ test('the page loads from the server alone and streams a reply', { skip }, async
 });
 
 test('Stop ends the stream and frees the slot within 1 s', { skip }, async () => {
-  // The shipped model writes thousands of tokens a second, so a reply can end
-  // before the test sees it streaming: then it tries again in a fresh page, up to
-  // five times. Stop is clicked through the DOM at once (the page hides it when the
+  // The shipped model writes thousands of tokens a second (900 in 0.36 s), so the
+  // reply asks for 8000 tokens of the 8192-token context, seconds of streaming; if
+  // it still ends before the test sees it streaming, the test tries again in a
+  // fresh page, up to five times. Stop is clicked through the DOM at once (the page hides it when the
   // stream ends), and must free the slot within 1 s.
   let caught = false;
   for (let attempt = 0; attempt < 5 && !caught; attempt++) {
     const ctx = await browser.newContext();
     const { page } = await openPage(ctx);
-    await setSetting(page, 'max-tokens', 900);
+    await setSetting(page, 'max-tokens', 8000);
     await page.fill('#input', 'Go on for a long time.');
     await page.click('#send');
     await page.waitForFunction(() => {
