@@ -112,23 +112,38 @@ print('%-12s   | median of predicted / measured:   %+6.1f%%            |        
         "$(grep '^parts,' "$W/$m.$ROUNDS.bench" | sed 's/^/  /')")
 done
 
-tr_row=""
+tr_rows=()
+tr_parts=()
 if [ "${SKIP_TRAIN:-0}" != 1 ]; then
-    echo "== train (fine-tune of models/default.gguf, batch 4 x 128 tokens)"
-    rm -rf "$W/tr"
+    echo "== train ($ROUNDS rounds: calibrate, then a 40-step fine-tune of models/default.gguf, batch 4 x 128 tokens)"
     train_round() {
-        "$GROK" plan calibrate -t "$T" --types f32 -o "$W/train.preset" >"$W/train.preset.log" 2>&1
+        rm -rf "$W/tr"
+        "$GROK" plan calibrate -t "$T" --types f32 -o "$W/train.$1.preset" >"$W/train.$1.preset.log" 2>&1
         "$GROK" train --init "$SRC/models/default.gguf" --data "$SRC/../shared/spec/grok-models.md" \
-            "$SRC/../shared/DESIGN.md" "$SRC/README.md" -o "$W/tr" --steps 20 --batch 4 --ctx 128 \
-            --log-every 2 --eval-every 100000 --save-every 100000 --val-frac 0.01 -t "$T" >"$W/train.log" 2>&1
+            "$SRC/../shared/DESIGN.md" "$SRC/README.md" -o "$W/tr" --steps 40 --batch 4 --ctx 128 \
+            --log-every 10 --eval-every 100000 --save-every 100000 --val-frac 0.01 -t "$T" >"$W/train.$1.log" 2>&1
     }
-    locked train_round
-    "$GROK" plan train --model "$SRC/models/default.gguf" --fleet "1x$W/train.preset" --tokens 1e6 \
-        --seq 128 --step-tokens 512 --pue 1 --json >"$W/train.json"
-    tr_pred=$($PY -c "import json,sys; print(json.load(open(sys.argv[1]))['measured_tokens_per_s'])" "$W/train.json")
-    # mean of the logged rates after the first two (warm-up)
-    tr=$(awk '/tok\/s/ {for (i=1;i<=NF;i++) if ($i=="tok/s") {n++; if (n>2) {s+=$(i-1); k++}}} END {print s/k}' "$W/train.log")
-    tr_row=$(printf '%-14s %10.0f %10.0f %7s' "grok train" "$tr_pred" "$tr" "$(pct "$tr_pred" "$tr")")
+    trp=() trm=()
+    for r in $(seq 1 "$ROUNDS"); do
+        locked train_round "$r"
+        "$GROK" plan train --model "$SRC/models/default.gguf" --fleet "1x$W/train.$r.preset" --tokens 1e6 \
+            --seq 128 --step-tokens 512 --pue 1 --json >"$W/train.$r.json"
+        pred=$($PY -c "import json,sys; print(json.load(open(sys.argv[1]))['measured_tokens_per_s'])" "$W/train.$r.json")
+        # grok train's own time per step, over the steps after the first (its warm-up)
+        ms=$(sed -nE 's/^grok train: time per step \(steps [0-9-]+, ms\): ([0-9.]+) =.*/\1/p' "$W/train.$r.log")
+        meas=$($PY -c "import sys; print(512 / (float(sys.argv[1]) / 1e3))" "$ms")
+        trp+=("$pred") trm+=("$meas")
+        tr_rows+=("$(printf '%-12s %d | %10.0f %10.0f %7s' "grok train" "$r" "$pred" "$meas" "$(pct "$pred" "$meas")")")
+    done
+    tr_rows+=("$($PY -c "
+import statistics as s, sys
+a = sys.argv[1:]; n = len(a) // 2
+p, m = list(map(float, a[:n])), list(map(float, a[n:]))
+print('grok train     | median of predicted / measured: %+6.1f%%' % (100 * (s.median(x / y for x, y in zip(p, m)) - 1)))
+" "${trp[@]}" "${trm[@]}")")
+    tr_parts+=("predicted: $("$GROK" plan train --model "$SRC/models/default.gguf" --fleet "1x$W/train.$ROUNDS.preset" \
+        --tokens 1e6 --seq 128 --step-tokens 512 --pue 1 | sed -nE 's/^ +(per step \(ms\).*)/\1/p')")
+    tr_parts+=("measured:  $(sed -nE 's/^grok train: (time per step.*)/\1/p' "$W/train.$ROUNDS.log")")
 fi
 
 memrows=()
@@ -166,10 +181,13 @@ printf '%s\n' "${meds[@]}"
 echo
 echo "time by part of the last round, predicted and measured (ms):"
 printf '%s\n' "${parts[@]}"
-if [ -n "$tr_row" ]; then
+if [ ${#tr_rows[@]} -gt 0 ]; then
     echo
-    printf '%-14s %10s %10s %7s\n' "" predicted measured diff
-    echo "$tr_row"
+    echo "grok train tokens/s (512 per step) against grok plan train --fleet 1x$W/train.R.preset --seq 128 --step-tokens 512"
+    printf '%-12s %s | %10s %10s %7s\n' "" r predicted measured diff
+    printf '%s\n' "${tr_rows[@]}"
+    echo "time per step of the last round:"
+    printf '  %s\n' "${tr_parts[@]}"
 fi
 if [ ${#memrows[@]} -gt 0 ]; then
     echo

@@ -662,6 +662,13 @@ typedef struct gk_plan_hw {
      * a parallel step with no work costs after serial work of 5, 10, 20, ... 640 us on
      * the calling thread (median), the workers' wake-up included */
     double wake_at[8];
+    /* A short grok train step on calibrate's own small model (src/train as it runs):
+     * each part's measured time over the time the parts above give it, for the
+     * products, the attention, the other jobs on the pool, the calling thread's own
+     * work and the optimizer (gk_plan_train_step_time multiplies by them). They carry
+     * what separate timings miss: caches holding the other parts' data, the engine's
+     * own loops, the dispatches inside each part. 0: not measured. */
+    double train_k_gemm, train_k_attn, train_k_pool, train_k_ser, train_k_opt;
     double exp_rate, erf_rate,
         tanh_rate; /* the engine's vector exp/erf/tanh: values per second on one thread */
     /* elements per second of the engine's GeGLU (gk_geglu, GELU by erf / by tanh) over
@@ -776,6 +783,8 @@ int gk_plan_train_eval(const gk_plan_model *pm, const gk_plan_hw *hw, double n_d
  * the pass rate for their size (over the threads, or on one), one pool step per
  * parallel operation. 0 when the device has no measured rates. */
 /* Seconds of one such step, by kind (0 when the device has no measured rates). */
+/* A training step's time by part (seconds). With the preset's train_k_* factors the
+ * parts are scaled by them and their dispatches are inside them (pool = 0). */
 typedef struct gk_plan_train_times {
     double gemm, attn, ew_par, ew_ser, opt, pool, total;
 } gk_plan_train_times;

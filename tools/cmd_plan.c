@@ -15,6 +15,7 @@
 #include "tensor/dtype.h"
 #include "dist/dist.h"
 #include "kernels/gemm.h"
+#include "train/train.h"
 
 #include <errno.h>
 #include <math.h>
@@ -648,11 +649,12 @@ static int cmd_train(const plan_opts *o) {
             printf("  measured rates     %.4g tokens/s per process (grok train on this machine, "
                    "steps of %.0f tokens: %.3g s each)\n",
                    mt, stok, tt.total);
-            printf("                     GEMM %.0f%%, attention %.0f%%, elementwise on the pool "
-                   "%.0f%% / on one thread %.0f%%, optimizer %.0f%%, pool "
-                   "steps %.0f%%\n",
-                   100 * tt.gemm / tt.total, 100 * tt.attn / tt.total, 100 * tt.ew_par / tt.total,
-                   100 * tt.ew_ser / tt.total, 100 * tt.opt / tt.total, 100 * tt.pool / tt.total);
+            /* in the order of grok train's "time per step" line */
+            printf("                     per step (ms): %.2f = products %.2f + attention %.2f + "
+                   "elementwise on the pool %.2f + on one thread %.2f + optimizer %.2f + pool "
+                   "steps %.2f\n",
+                   1e3 * tt.total, 1e3 * tt.gemm, 1e3 * tt.attn, 1e3 * tt.ew_par, 1e3 * tt.ew_ser,
+                   1e3 * tt.opt, 1e3 * tt.pool);
         }
         double dp = gk_plan_dp_bytes_per_step(&pm, (int)(n < 1e9 ? n : 1e9), 2);
         printf("  DP all-reduce      %s sent per replica per step (bf16 gradients, ring)\n",
@@ -938,6 +940,118 @@ static void tree_cal_run(gk_pool *pool, tree_cal_job *j, int nt) {
     if (nt > 64 || !gk_matmul_chunks(pool, ys, j->w, j->t, j->nb_row, j->rows, j->x, j->cw * nt, nt,
                                      j->q, (size_t)nt * j->qsize))
         gk_pool_run(pool, tree_cal_part, j);
+}
+
+/* A short grok train step on a small model of calibrate's own (Grok-2 shape, d 256,
+ * 2 layers, 4 experts of 256 with 2 used, a dense MLP of 512, vocabulary 1024; 2
+ * sequences of 128 tokens), timed by part as src/train counts them (gk_tstate_stats,
+ * the optimizer around gk_adamw_step with the gradients' zeroing): each part's mean
+ * over the steps after two warm-up steps, over the time hw's separate figures give it
+ * (gk_plan_train_step_time without factors), into hw->train_k_*. Its shape is unlike
+ * the shipped model's (d 128, 4 layers, 8 experts, vocabulary 4096, 512-token steps),
+ * so that grok plan's prediction of that model's training stays a check. */
+static int cal_train_step(gk_pool *pool, gk_plan_hw *hw, bool quiet, gk_err *err) {
+    gk_hparams hp = {.variant = GK_VARIANT_GROK2,
+                     .n_vocab = 1024,
+                     .n_ctx_train = 128,
+                     .n_embd = 256,
+                     .n_layer = 2,
+                     .n_head = 8,
+                     .n_head_kv = 2,
+                     .head_dim = 32,
+                     .n_rot = 32,
+                     .n_ff = 512,
+                     .n_ff_exp = 256,
+                     .n_expert = 4,
+                     .n_expert_used = 2,
+                     .norm_eps = 1e-5f,
+                     .rope_freq_base = 10000,
+                     .embedding_scale = 16.0f,
+                     .attn_out_scale = 0.18f,
+                     .logit_scale = 0.5f,
+                     .attn_softcap = 30,
+                     .router_softcap = 30,
+                     .final_softcap = 50,
+                     .attn_temp_len = 128};
+    enum { B = 2, T = 128, N = B * T };
+    int rc = -1;
+    float *m = NULL, *v = NULL;
+    gk_tstate *st = NULL;
+    gk_tmodel *tm = gk_tmodel_new(&hp, GK_NUMERICS_REFERENCE, err);
+    if (!tm) return -1;
+    gk_tmodel_init(tm, 7, 0.02f);
+    st = gk_tstate_new(tm, B, T, pool, err);
+    m = calloc(tm->n_params, sizeof(float));
+    v = calloc(tm->n_params, sizeof(float));
+    if (!st) goto done;
+    if (!m || !v) {
+        gk_fail(err, "out of memory for calibrate's training step");
+        goto done;
+    }
+    int32_t in[N], tg[N];
+    uint32_t r = 12345;
+    for (int i = 0; i < N; i++) {
+        r = r * 1664525u + 1013904223u, in[i] = (int32_t)(r >> 8) % 1024;
+        r = r * 1664525u + 1013904223u, tg[i] = (int32_t)(r >> 8) % 1024;
+    }
+    gk_adamw_cfg ac = {.lr_max = 1e-3f,
+                       .lr_min = 1e-4f,
+                       .total_steps = 1000,
+                       .beta1 = 0.9f,
+                       .beta2 = 0.95f,
+                       .eps = 1e-8f,
+                       .weight_decay = 0.1f,
+                       .clip = 1.0f};
+    gk_tstats s0 = {0};
+    double opt = 0, t_begin = 0;
+    int timed = 0;
+    for (int i = 0;; i++) {
+        if (i == 2) s0 = gk_tstate_stats(st), t_begin = gk_time_s();
+        double t0 = gk_time_s();
+        memset(tm->g, 0, tm->n_params * sizeof(float));
+        double t1 = gk_time_s();
+        gk_tloss l;
+        if (gk_tforward(st, in, tg, &l, err) < 0) goto done;
+        gk_tbackward(st, 1.0f / N, 0.01f);
+        double t2 = gk_time_s();
+        gk_adamw_step(tm, m, v, i + 1, &ac, pool);
+        double t3 = gk_time_s();
+        if (i >= 2) opt += (t1 - t0) + (t3 - t2), timed++;
+        if (timed >= 3 && gk_time_s() - t_begin >= CAL_MIN_S) break;
+    }
+    gk_tstats s1 = gk_tstate_stats(st);
+    double gemm = (s1.gemm_s - s0.gemm_s) / timed, attn = (s1.attn_s - s0.attn_s) / timed,
+           pool_ew = (s1.pool_ew_s - s0.pool_ew_s) / timed,
+           fb = (s1.forward_s - s0.forward_s + s1.backward_s - s0.backward_s) / timed;
+    opt /= timed;
+    gk_plan_shape shape;
+    gk_plan_shape_from_hparams(&hp, "calibrate's training model", &shape);
+    gk_plan_model pm;
+    if (gk_plan_model_build(&shape, "f32", &pm, err) < 0) goto done;
+    gk_plan_hw h0 = *hw;
+    h0.train_k_gemm = h0.train_k_attn = h0.train_k_pool = h0.train_k_ser = h0.train_k_opt = 0;
+    gk_plan_train_times tt;
+    if (gk_plan_train_step_time(&pm, &h0, T, N, &tt) <= 0) {
+        gk_fail(err, "calibrate's training step: the plan has no rates to model it with");
+        goto done;
+    }
+    double ser = fb - gemm - attn - pool_ew;
+    hw->train_k_gemm = gemm / tt.gemm;
+    hw->train_k_attn = attn / tt.attn;
+    hw->train_k_pool = pool_ew / tt.ew_par;
+    hw->train_k_ser = (ser > 0 ? ser : 0.1 * tt.ew_ser) / tt.ew_ser;
+    hw->train_k_opt = opt / tt.opt;
+    if (!quiet)
+        printf("training step (d 256, 256 tokens) %.2f ms, measured / modelled by part: products "
+               "%.2f, attention %.2f, pool jobs %.2f, one thread %.2f, optimizer %.2f\n",
+               1e3 * (fb + opt), hw->train_k_gemm, hw->train_k_attn, hw->train_k_pool,
+               hw->train_k_ser, hw->train_k_opt);
+    rc = 0;
+done:
+    free(m), free(v);
+    gk_tstate_free(st);
+    gk_tmodel_free(tm);
+    return rc;
 }
 
 static int cmd_calibrate(int argc, char **argv, const plan_opts *o) {
@@ -1432,6 +1546,11 @@ static int cmd_calibrate(int argc, char **argv, const plan_opts *o) {
             for (int g = 0; g < 8; g++) printf(" %.1f", hw.wake_at[g] * 1e6);
             printf(" us\n");
         }
+    }
+    if (cal_train_step(pool, &hw, quiet, &err) < 0) {
+        fprintf(stderr, "grok plan calibrate: %s\n", err.msg);
+        rc = 1;
+        goto done;
     }
     if (dist.size < 2) {
         /* not measured: ranks on this machine, through its memory */

@@ -777,8 +777,16 @@ int gk_cmd_train(int argc, char **argv) {
     double t_interval = gk_time_s(), tok_interval = 0;
     const double elapsed0 = pos.elapsed_s;
     bool stop = false;
+    /* the time by part of this run's steps after its first (whose page faults and cold
+     * caches are not the steady state): the passes' parts from gk_tstate_stats, the
+     * optimizer (the gradients zeroed, AdamW) and the whole step timed here */
+    gk_tstats ts0 = {0};
+    double step_s = 0, opt_s = 0;
+    uint64_t n_timed = 0, first_step = pos.step;
     while (pos.step < (uint64_t)o.steps && !stop) {
+        double t_step = gk_time_s();
         memset(tm->g, 0, tm->n_params * sizeof(float));
+        double t_zeroed = gk_time_s();
         double sums[2] = {0, 0}; /* ce sum, aux */
         for (int m = 0; m < o.accum; m++) {
             uint64_t seq0 = ((uint64_t)dist.rank * (uint64_t)o.accum + (uint64_t)m) * (uint64_t)B;
@@ -793,7 +801,16 @@ int gk_cmd_train(int argc, char **argv) {
             goto fail;
         double loss = sums[0] / global_tokens, aux = sums[1] / (double)(dist.size * o.accum);
         float lr = gk_lr_at(&ac, (int64_t)pos.step);
+        double t_opt = gk_time_s();
         double gnorm = gk_adamw_step(tm, adam_m, adam_v, (int64_t)pos.step + 1, &ac, pool);
+        double t_end = gk_time_s();
+        if (pos.step == first_step) {
+            ts0 = gk_tstate_stats(st);
+        } else {
+            step_s += t_end - t_step;
+            opt_s += (t_end - t_opt) + (t_zeroed - t_step);
+            n_timed++;
+        }
         pos.step++;
         pos.tokens += global_tokens;
         pos.elapsed_s = elapsed0 + (gk_time_s() - t_start);
@@ -858,6 +875,20 @@ int gk_cmd_train(int argc, char **argv) {
                 goto fail;
             }
         }
+    }
+    if (n_timed > 0 && dist.rank == 0 && !o.quiet) {
+        gk_tstats ts = gk_tstate_stats(st);
+        double k = 1e3 / (double)n_timed,
+               fb = (ts.forward_s - ts0.forward_s) + (ts.backward_s - ts0.backward_s);
+        double gm = ts.gemm_s - ts0.gemm_s, at = ts.attn_s - ts0.attn_s,
+               pe = ts.pool_ew_s - ts0.pool_ew_s;
+        fprintf(stderr,
+                "grok train: time per step (steps %llu-%llu, ms): %.2f = products %.2f + "
+                "attention %.2f + GeGLU and cross-entropy jobs %.2f + the calling thread's own "
+                "work %.2f + optimizer %.2f + other %.2f\n",
+                (unsigned long long)first_step + 2, (unsigned long long)pos.step, step_s * k,
+                gm * k, at * k, pe * k, (fb - gm - at - pe) * k, opt_s * k,
+                (step_s - fb - opt_s) * k);
     }
     if (pos.step >= (uint64_t)o.steps && dist.rank == 0) {
         gk_dtype ty = GK_TYPE_F32;

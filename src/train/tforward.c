@@ -54,24 +54,36 @@ struct gk_tstate {
     int64_t scr_row;
     float *tbuf; /* [N][max(V, nq, F, Fd, E)]: gk_sgemm's copy of dY transposed (mm_dw) */
     void *arena;
+    gk_tstats stats;
 };
 
 /* ------------------------------------------------------------- helpers --- */
+
+/* Runs a pool job, its wall time added to *acc (gk_tstats). */
+static void run(gk_tstate *s, double *acc, gk_pool_fn fn, void *arg) {
+    double t0 = gk_time_s();
+    gk_pool_run(s->pool, fn, arg);
+    *acc += gk_time_s() - t0;
+}
 
 /* y[T][n_out] = x[T][n_in] W^T: the GEMM inference runs (kernels/gemm.h), on
  * the fp32 weights. */
 static void mm(gk_tstate *s, float *y, const float *w, int64_t n_out, const float *x, int64_t n_in,
                int64_t T) {
+    double t0 = gk_time_s();
     gk_matmul(s->pool, y, w, GK_TYPE_F32, (size_t)n_in * sizeof(float), n_out, x, n_in, (int)T,
               NULL);
+    s->stats.gemm_s += gk_time_s() - t0;
 }
 
 /* y1 = x W1^T and y2 = x W2^T (gate and up, both [n_out][n_in]) in one pass. */
 static void mm2(gk_tstate *s, float *y1, const float *w1, float *y2, const float *w2, int64_t n_out,
                 const float *x, int64_t n_in, int64_t T) {
     size_t nb = (size_t)n_in * sizeof(float);
+    double t0 = gk_time_s();
     gk_matmul2(s->pool, y1, w1, GK_TYPE_F32, nb, y2, w2, GK_TYPE_F32, nb, n_out, x, n_in, (int)T,
                NULL);
+    s->stats.gemm_s += gk_time_s() - t0;
 }
 
 /* dX[T][n_in] (+)= dY[T][n_out] W[n_out][n_in]: the input gradient of Y = X W^T. */
@@ -87,7 +99,9 @@ static void mm_dx(gk_tstate *s, float *dx, const float *dy, const float *w, int6
                   .N = n_in,
                   .K = n_out,
                   .acc = acc};
+    double t0 = gk_time_s();
     gk_sgemm_run(s->pool, &g, NULL);
+    s->stats.gemm_s += gk_time_s() - t0;
 }
 
 /* dW[n_out][n_in] += dY^T X over T tokens: the weight gradient of Y = X W^T. */
@@ -104,7 +118,9 @@ static void mm_dw(gk_tstate *s, float *dw, const float *dy, const float *x, int6
                   .N = n_in,
                   .K = T,
                   .acc = true};
+    double t0 = gk_time_s();
     gk_sgemm_run(s->pool, &g, s->tbuf);
+    s->stats.gemm_s += gk_time_s() - t0;
 }
 
 /* out = x * r * w with r = 1/sqrt(mean(x^2) + eps), the rstd kept for the backward. */
@@ -189,8 +205,10 @@ static void geglu_bwd_part(void *arg, int ith, int nth) {
 
 /* act = GELU(h1) * h3, through the shared kernel. */
 static void geglu_fwd(gk_tstate *s, float *act, const float *h1, const float *h3, int64_t n) {
+    double t0 = gk_time_s();
     memcpy(act, h1, (size_t)n * sizeof(float));
     gk_geglu(s->pool, act, h3, n, s->tm->cfg.gelu);
+    s->stats.pool_ew_s += gk_time_s() - t0;
 }
 
 /* ------------------------------------------------------------- attention --- */
@@ -501,7 +519,7 @@ static void moe_bwd(gk_tstate *s, const gk_tlayer *W, gk_tlayer *G, const tact *
                             .h3 = h3,
                             .n = n * F,
                             .erf = cfg->gelu == GK_GELU_ERF};
-        gk_pool_run(s->pool, geglu_bwd_part, &gj);
+        run(s, &s->stats.pool_ew_s, geglu_bwd_part, &gj);
         mm_dw(s, G->gate_exps + e * F * d, s->buf2, s->xe, n, F, d);
         mm_dw(s, G->up_exps + e * F * d, s->buf3, s->xe, n, F, d);
         mm_dx(s, s->buf1, s->buf2, W->gate_exps + e * F * d, n, F, d, false);
@@ -559,6 +577,7 @@ int gk_tforward(gk_tstate *s, const int32_t *inputs, const int32_t *targets, gk_
             return gk_fail(err, "token id at index %lld is outside the vocabulary of %u",
                            (long long)t, hp->n_vocab);
     }
+    double t0 = gk_time_s();
     memcpy(s->inp, inputs, (size_t)N * sizeof(int32_t));
     memcpy(s->tgt, targets, (size_t)N * sizeof(int32_t));
     float *x = s->act[0].x;
@@ -581,7 +600,7 @@ int gk_tforward(gk_tstate *s, const int32_t *inputs, const int32_t *targets, gk_
                           (int)hp->n_rot, s->rope_cos, s->rope_sin);
         }
         attn_job aj = {.s = s, .A = A};
-        gk_pool_run(s->pool, attn_fwd_part, &aj);
+        run(s, &s->stats.attn_s, attn_fwd_part, &aj);
         mm(s, A->a, W->wo, d, A->att, nq, N);
         rmsnorm_fwd(s->dt1, A->r2, A->a, W->attn_out_norm, N, d, eps);
         for (int64_t i = 0; i < N * d; i++) A->xm[i] = A->x[i] + s->dt1[i];
@@ -601,12 +620,13 @@ int gk_tforward(gk_tstate *s, const int32_t *inputs, const int32_t *targets, gk_
     mm(s, s->z, Wv->output, V, s->yf, d, N);
     double part[256] = {0};
     ce_job cj = {.s = s, .ce_part = part};
-    gk_pool_run(s->pool, ce_fwd_part, &cj);
+    run(s, &s->stats.pool_ew_s, ce_fwd_part, &cj);
     double ce = 0.0;
     for (int i = 0; i < s->nth; i++) ce += part[i];
     out->ce_sum = ce;
     out->aux = aux;
     out->n_tokens = N;
+    s->stats.forward_s += gk_time_s() - t0;
     return 0;
 }
 
@@ -618,8 +638,9 @@ void gk_tbackward(gk_tstate *s, float ce_scale, float aux_scale) {
     const gk_tview *Wv = &tm->W, *Gv = &tm->G;
     const int64_t N = s->N, d = hp->n_embd, hd = hp->head_dim, nq = (int64_t)hp->n_head * hd,
                   nkv = (int64_t)hp->n_head_kv * hd, Fd = hp->n_ff, V = hp->n_vocab;
+    double t0 = gk_time_s();
     ce_job cj = {.s = s, .ce_scale = ce_scale};
-    gk_pool_run(s->pool, ce_bwd_part, &cj); /* s->z now holds dLoss/dlogits */
+    run(s, &s->stats.pool_ew_s, ce_bwd_part, &cj); /* s->z now holds dLoss/dlogits */
     mm_dx(s, s->dt1, s->z, Wv->output, N, V, d, false);
     mm_dw(s, Gv->output, s->z, s->yf, N, V, d);
     rmsnorm_bwd(s->dx, false, Gv->output_norm, s->dt1, s->xf, Wv->output_norm, s->rf, N, d);
@@ -641,7 +662,7 @@ void gk_tbackward(gk_tstate *s, float ce_scale, float aux_scale) {
                                 .h3 = A->u,
                                 .n = N * Fd,
                                 .erf = tm->cfg.gelu == GK_GELU_ERF};
-            gk_pool_run(s->pool, geglu_bwd_part, &gj);
+            run(s, &s->stats.pool_ew_s, geglu_bwd_part, &gj);
             mm_dw(s, G->ffn_gate, s->buf2, A->xn2, N, Fd, d);
             mm_dw(s, G->ffn_up, s->buf3, A->xn2, N, Fd, d);
             mm_dx(s, s->dxn, s->buf2, W->ffn_gate, N, Fd, d, false);
@@ -659,7 +680,7 @@ void gk_tbackward(gk_tstate *s, float ce_scale, float aux_scale) {
         memset(s->dk, 0, (size_t)(N * nkv) * sizeof(float));
         memset(s->dv, 0, (size_t)(N * nkv) * sizeof(float));
         attn_job aj = {.s = s, .A = A};
-        gk_pool_run(s->pool, attn_bwd_part, &aj);
+        run(s, &s->stats.attn_s, attn_bwd_part, &aj);
         rope_bwd(s->dq, s->B, s->T, (int)hp->n_head, (int)hd, (int)hp->n_rot, s->rope_cos,
                  s->rope_sin);
         rope_bwd(s->dk, s->B, s->T, (int)hp->n_head_kv, (int)hd, (int)hp->n_rot, s->rope_cos,
@@ -677,6 +698,12 @@ void gk_tbackward(gk_tstate *s, float ce_scale, float aux_scale) {
         const float *dxr = s->dx + t * d;
         for (int64_t i = 0; i < d; i++) ge[i] += dxr[i] * hp->embedding_scale;
     }
+    s->stats.backward_s += gk_time_s() - t0;
+    s->stats.passes++;
+}
+
+gk_tstats gk_tstate_stats(const gk_tstate *s) {
+    return s->stats;
 }
 
 /* --------------------------------------------------------------- state --- */

@@ -54,7 +54,7 @@ typedef struct gk_tmodel {
     int n_tensors;
     gk_ttensor *tensors;
     size_t n_params;
-    float *w, *g;  /* parameters and gradients, n_params floats each */
+    float *w, *g; /* parameters and gradients, n_params floats each */
     gk_tview W, G;
     gk_tlayer *layer_store; /* 2 * n_layer views */
 } gk_tmodel;
@@ -110,6 +110,19 @@ int gk_tforward(gk_tstate *s, const int32_t *inputs, const int32_t *targets, gk_
  * for the last forward. For a global batch of N tokens in micro-batches:
  * ce_scale = 1/N, aux_scale = aux_weight * (tokens of this micro-batch)/N. */
 void gk_tbackward(gk_tstate *s, float ce_scale, float aux_scale);
+
+/* Wall seconds of the passes since the state was made, by part (the calling
+ * thread's clock around each call), for grok train's time by part and grok plan's
+ * check of its training model: the forwards and backwards in all; of them the
+ * products (gk_matmul, gk_matmul2, and gk_sgemm's dX and dW with dY's transpose),
+ * the attention jobs, and the other jobs on the pool (GeGLU forward, recomputed and
+ * backward; cross-entropy forward and backward); the rest is the calling thread's
+ * own work (norms, RoPE, residuals, routing, gathers and scatters, zeroing). */
+typedef struct gk_tstats {
+    uint64_t passes; /* forward and backward pairs */
+    double forward_s, backward_s, gemm_s, attn_s, pool_ew_s;
+} gk_tstats;
+gk_tstats gk_tstate_stats(const gk_tstate *s);
 
 /* ----------------------------------------------------------------- AdamW --- */
 

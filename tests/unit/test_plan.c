@@ -281,6 +281,7 @@ static void test_preset_file(void) {
     hw.mm_tree1_at[8][2][1] = 2.25e10;
     hw.mm_bw1_warm[8][1][0] = 3.5e10;
     hw.mm_tree1_warm[8][0][1] = 1.5e10;
+    hw.train_k_attn = 1.25;
     char path[512];
     snprintf(path, sizeof path, "%s/dev.preset", gk_test_tmp_dir());
     CHECK(gk_plan_hw_save(&hw, path, &err) == 0);
@@ -289,7 +290,8 @@ static void test_preset_file(void) {
     CHECK(fabs(back.bf16_flops / hw.bf16_flops - 1) < 1e-5 && back.mm_bw1[8] == 12.5e9 &&
           back.mm_flops512[2] == 3e11 && back.mm_bw1_at[8][1][1] == 7e9 &&
           back.tgemm_at[2] == 3e10 && back.call_s == 1.5e-5 && back.attn_at[0] == 4e9 &&
-          back.exp_rate == 1.25e8 && back.ew_bw_at[3] == 6.5e9 && back.ew_bw_at[0] == 0);
+          back.exp_rate == 1.25e8 && back.ew_bw_at[3] == 6.5e9 && back.ew_bw_at[0] == 0 &&
+          back.train_k_attn == 1.25 && back.train_k_gemm == 0);
     CHECK(back.attn_item[2][1][0] == 2.5e-6 && back.attn_item[2][1][1] == 0 &&
           back.attn_cold[0][2][2] == 7.5e-5 && back.attn_cold[2][1][0] == 0 &&
           back.mm_tree1_at[8][2][1] == 2.25e10 && back.mm_tree1_at[8][1][1] == 0 &&
@@ -611,6 +613,20 @@ static void test_train_step(void) {
     gk_plan_train_step_time(&pm, &hw, 4, 4, &tt);
     CHECK_EQ(tt.attn, 2.0 * 16 * 20 / 2e9 + 12.0 * 16 * 20 / 2.4e9 +
                           2 * (4.0 * 16 * 20 / 2e9 + 36.0 * 16 * 20 / 2.4e9));
+    /* calibrate's measured training step: each part times its factor, the dispatches
+     * inside the parts (all five factors, else none apply) */
+    gk_plan_train_times t0 = tt;
+    hw.train_k_gemm = 2, hw.train_k_attn = 3, hw.train_k_pool = 4, hw.train_k_ser = 5;
+    gk_plan_train_step_time(&pm, &hw, 4, 4, &tt);
+    CHECK(tt.gemm == t0.gemm && tt.pool == t0.pool); /* no train_k_opt: unscaled */
+    hw.train_k_opt = 6;
+    double tk = gk_plan_train_step_time(&pm, &hw, 4, 4, &tt);
+    CHECK_EQ(tt.gemm, 2 * t0.gemm);
+    CHECK_EQ(tt.attn, 3 * t0.attn);
+    CHECK_EQ(tt.ew_par, 4 * t0.ew_par);
+    CHECK_EQ(tt.ew_ser, 5 * t0.ew_ser);
+    CHECK_EQ(tt.opt, 6 * t0.opt);
+    CHECK(tt.pool == 0 && tk == tt.gemm + tt.attn + tt.ew_par + tt.ew_ser + tt.opt);
     /* uncalibrated devices have no measured rates */
     gk_plan_hw h100;
     CHECK(gk_plan_hw_find("H100", &h100, &err) == 0);
