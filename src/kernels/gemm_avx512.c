@@ -586,10 +586,12 @@ AI void strip_one(const int kind, int64_t n, const uint8_t *w, size_t nb_row, in
  * unpacked tiles run it (the same scale product, the same fma or fnmadd), so
  * the result is bit-identical to strip_tile's with any batch. */
 
-#define R1_CHUNK 2048 /* the most inputs per row (the buffers: 16 rows x 128 groups) */
+/* the most inputs per row: Grok-2's d = 8192, Grok-1's 6144 (the buffers: 16 rows of
+ * up to 512 groups, 66 KiB of the stack) */
+#define R1_CHUNK 8192
 #define R1_GMAX (R1_CHUNK / 16)
 #ifndef R1_AHEAD
-#define R1_AHEAD 1 /* bytes of the stream fetched ahead */
+#define R1_AHEAD 8192 /* bytes of the stream fetched ahead */
 #endif
 
 /* v[r] (row r, 16 columns) -> v[c] (column c, 16 rows), int32 lanes. */
@@ -807,8 +809,13 @@ AI void strip1(const int kind, int64_t n, const uint8_t *w, size_t nb_row, int R
     const int gsz = kind == K_Q6K ? 16 : 32; /* values per group */
     const int64_t ng = n / gsz;
     const size_t bsz = kind == K_Q4K ? sizeof(gk_block_q4_K) : sizeof(gk_block_q5_K);
-    int32_t sbuf[SR][R1_GMAX] __attribute__((aligned(64)));
-    float dbuf[SR][R1_GMAX] __attribute__((aligned(64)));
+    /* row r's sums at sbuf + r * gs: the stride is the row's groups rounded up to 16,
+     * plus 16 (64 bytes), so that a column of the 16 rows does not fall into the same
+     * few cache sets (a power-of-two stride would: Q4_K's matvec ran at 35 GB/s with
+     * it, 47 without, in matvec_bench) */
+    const int64_t gs = ((ng + 15) & ~(int64_t)15) + 16;
+    int32_t sbuf[SR * (R1_GMAX + 16)] __attribute__((aligned(64)));
+    float dbuf[SR * (R1_GMAX + 16)] __attribute__((aligned(64)));
     uint8_t xa[R1_CHUNK] __attribute__((aligned(64)));
     int32_t ri[SR];
 #pragma GCC unroll 16
@@ -825,23 +832,23 @@ AI void strip1(const int kind, int64_t n, const uint8_t *w, size_t nb_row, int R
                                                   _mm256_loadu_si256(q + 3), 1));
         }
     /* the hardware prefetcher does not run ahead far enough: fetch the row
-     * R1_AHEAD bytes ahead (rows of 600 bytes to 2 KiB; the next row alone is
+     * R1_AHEAD bytes ahead (rows of 600 bytes to 9 KiB; the next row alone is
      * too close to cover the memory's latency) in step with this one */
     const size_t ahead = (R1_AHEAD + nb_row - 1) / nb_row;
     for (int r = 0; r < R; r++)
-        row1(kind, w + (size_t)r * nb_row, x, n, xa, sbuf[r], dbuf[r],
+        row1(kind, w + (size_t)r * nb_row, x, n, xa, sbuf + r * gs, dbuf + r * gs,
              (const char *)w + (size_t)(r + ahead) * nb_row);
     for (int r = R; r < SR; r++) {
-        memset(sbuf[r], 0, sizeof sbuf[r]);
-        memset(dbuf[r], 0, sizeof dbuf[r]);
+        memset(sbuf + r * gs, 0, (size_t)gs * sizeof sbuf[0]);
+        memset(dbuf + r * gs, 0, (size_t)gs * sizeof dbuf[0]);
     }
     __m512 acc = _mm512_setzero_ps();
     for (int64_t g0 = 0; g0 < ng; g0 += 16) {
         __m512i S[16], D[16];
 #pragma GCC unroll 16
         for (int r = 0; r < SR; r++) {
-            S[r] = _mm512_load_si512(&sbuf[r][g0]);
-            if (!AFFINE(kind)) D[r] = _mm512_load_si512(&dbuf[r][g0]);
+            S[r] = _mm512_load_si512(sbuf + r * gs + g0);
+            if (!AFFINE(kind)) D[r] = _mm512_load_si512(dbuf + r * gs + g0);
         }
         transpose16x16(S);
         if (!AFFINE(kind)) transpose16x16(D);

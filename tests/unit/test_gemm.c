@@ -431,14 +431,15 @@ int main(void) {
         if (kq && !gk_gemm_kernels_of(types[i])) continue;
         /* float weights: a tail past the vectors, whole vectors, and fewer inputs
          * than one vector (the AVX-512 tiles' masked last step alone); quantized:
-         * decode's row-by-row strips (gemm_avx512.c strip1) at their widest rows,
-         * with a tail of 15 blocks for q8_0 (and 96: a tail alone) */
+         * decode's row-by-row strips (gemm_avx512.c strip1) at their widest rows
+         * (R1_CHUNK, the rows of Grok-2's d = 8192), with a tail of 15 blocks for q8_0
+         * (and 96: a tail alone) */
         int64_t sizes[3] = {quant ? 96
                             : kq  ? 256
                                   : 203,
                             quant || kq ? 512 : 256,
-                            quant ? 2016
-                            : kq  ? 2048
+                            quant ? 8160
+                            : kq  ? 8192
                                   : 13};
         for (int si = 0; si < 3; si++) {
             int64_t n = sizes[si];
