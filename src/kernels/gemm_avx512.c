@@ -791,7 +791,7 @@ AI void row1(const int kind, const uint8_t *row, const uint8_t *x, int64_t n, co
         uint16_t dh;
         memcpy(&dh, p + offsetof(gk_block_q6_K, d), 2);
         const __m512 D =
-            _mm512_mul_ps(_mm512_set1_ps(gk_fp16_to_fp32(dh)),
+            _mm512_mul_ps(_mm512_set1_ps(_cvtsh_ss(dh)),
                           _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(
                               (const __m128i *)(p + offsetof(gk_block_q6_K, scales))))));
         _mm512_storeu_si512(s + sb * 16, S);
