@@ -39,12 +39,16 @@ MPIRUN=$(command -v mpirun || true)
 MPI=()
 [ -n "$MPIRUN" ] && MPI=("$MPIRUN" --allow-run-as-root --oversubscribe)
 LOCK=/tmp/bench.lock
-# the shared lock, and the fuzz campaign paused while we time (as /work/notes/quiet.sh)
+# the shared lock, and the fuzz campaign paused while we time: the processes stopped
+# are resumed by their ids (a fuzzer's child between fork and exec carries the
+# fuzzer's command line, and once it is llvm-symbolizer no pattern finds it again:
+# stopped so, it hung its fuzzer's report of a timeout for 40 minutes)
 locked() {
     (
         flock 9
-        pkill -STOP -f '/fuzz_[a-z_]+ ' 2>/dev/null || true
-        trap 'pkill -CONT -f "/fuzz_[a-z_]+ " 2>/dev/null || true' EXIT
+        stopped=$(pgrep -f '/fuzz_[a-z_]+ ' || true)
+        [ -n "$stopped" ] && kill -STOP $stopped 2>/dev/null
+        trap '[ -n "$stopped" ] && kill -CONT $stopped 2>/dev/null; true' EXIT
         "$@"
     ) 9>"$LOCK"
 }

@@ -220,9 +220,13 @@ for t in "${TARGETS[@]}"; do
         [[ -d $seeds ]] && seed_dirs=("$seeds")
         # `time` gives the CPU seconds the run had (wall time is shared with the machine's load).
         TIMEFORMAT='%3U %3S'
-        { time nice -n "$NICE" "$bin" -max_total_time="$left" -timeout="$TMO" -rss_limit_mb="$RSS" \
-            -malloc_limit_mb="$RSS" -print_final_stats=1 -artifact_prefix="$OUT/findings/$t-" \
-            "${opts[@]}" ${FUZZ_FLAGS:-} "$grown" "${seed_dirs[@]}" >"$one" 2>&1; } 2>"$one.time"
+        # A fuzzer that outlives its time by 10 minutes is killed: one stuck in its own
+        # report (its llvm-symbolizer child stopped by a pause of the campaign) held a
+        # lane for 40 minutes.
+        { time nice -n "$NICE" timeout -k 30 $((left + 600)) "$bin" -max_total_time="$left" \
+            -timeout="$TMO" -rss_limit_mb="$RSS" -malloc_limit_mb="$RSS" -print_final_stats=1 \
+            -artifact_prefix="$OUT/findings/$t-" "${opts[@]}" ${FUZZ_FLAGS:-} "$grown" \
+            "${seed_dirs[@]}" >"$one" 2>&1; } 2>"$one.time"
         rc=$?
         cpu=$(awk -v c="$cpu" '{printf "%.0f", c + $1 + $2}' "$one.time")
         cat "$one" >>"$log"
@@ -231,6 +235,11 @@ for t in "${TARGETS[@]}"; do
         read -r c f < <(log_cov "$one")
         [[ -n ${c:-} ]] && cov=$c ft=$f
         ((rc == 0)) && continue
+        if ((rc == 124 || rc == 137)); then
+            echo "UNCONFIRMED $t: the fuzzer ran 10 minutes past its time and was killed" \
+                "(its log: $log)" >>"$findings.unconfirmed"
+            continue
+        fi
         # A finding: the artifact line names the input libFuzzer kept.
         art=$(sed -nE 's/.*Test unit written to (.*)$/\1/p' "$one" | tail -1)
         # What was found: the sanitizer's own line (file:line and what), else libFuzzer's
