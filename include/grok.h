@@ -782,9 +782,9 @@ int gk_plan_train_eval(const gk_plan_model *pm, const gk_plan_hw *hw, double n_d
  * the dot rate for its head size, libm calls at their rates, elementwise bytes at
  * the pass rate for their size (over the threads, or on one), one pool step per
  * parallel operation. 0 when the device has no measured rates. */
-/* Seconds of one such step, by kind (0 when the device has no measured rates). */
-/* A training step's time by part (seconds). With the preset's train_k_* factors the
- * parts are scaled by them and their dispatches are inside them (pool = 0). */
+/* Seconds of one such step, by kind (0 when the device has no measured rates). With
+ * the preset's train_k_* factors the parts are scaled by them and their dispatches
+ * are inside them (pool = 0). */
 typedef struct gk_plan_train_times {
     double gemm, attn, ew_par, ew_ser, opt, pool, total;
 } gk_plan_train_times;

@@ -1019,10 +1019,9 @@ static int cal_train_step(gk_pool *pool, gk_plan_hw *hw, bool quiet, gk_err *err
         if (i >= 2) opt += (t1 - t0) + (t3 - t2), timed++;
         if (timed >= 3 && gk_time_s() - t_begin >= CAL_MIN_S) break;
     }
-    gk_tstats s1 = gk_tstate_stats(st);
-    double gemm = (s1.gemm_s - s0.gemm_s) / timed, attn = (s1.attn_s - s0.attn_s) / timed,
-           pool_ew = (s1.pool_ew_s - s0.pool_ew_s) / timed,
-           fb = (s1.forward_s - s0.forward_s + s1.backward_s - s0.backward_s) / timed;
+    double ser;
+    gk_tstats d = gk_tstats_since(st, &s0, timed, &ser);
+    double fb = d.forward_s + d.backward_s;
     opt /= timed;
     gk_plan_shape shape;
     gk_plan_shape_from_hparams(&hp, "calibrate's training model", &shape);
@@ -1035,10 +1034,9 @@ static int cal_train_step(gk_pool *pool, gk_plan_hw *hw, bool quiet, gk_err *err
         gk_fail(err, "calibrate's training step: the plan has no rates to model it with");
         goto done;
     }
-    double ser = fb - gemm - attn - pool_ew;
-    hw->train_k_gemm = gemm / tt.gemm;
-    hw->train_k_attn = attn / tt.attn;
-    hw->train_k_pool = pool_ew / tt.ew_par;
+    hw->train_k_gemm = d.gemm_s / tt.gemm;
+    hw->train_k_attn = d.attn_s / tt.attn;
+    hw->train_k_pool = d.pool_ew_s / tt.ew_par;
     hw->train_k_ser = (ser > 0 ? ser : 0.1 * tt.ew_ser) / tt.ew_ser;
     hw->train_k_opt = opt / tt.opt;
     if (!quiet)

@@ -877,18 +877,16 @@ int gk_cmd_train(int argc, char **argv) {
         }
     }
     if (n_timed > 0 && dist.rank == 0 && !o.quiet) {
-        gk_tstats ts = gk_tstate_stats(st);
-        double k = 1e3 / (double)n_timed,
-               fb = (ts.forward_s - ts0.forward_s) + (ts.backward_s - ts0.backward_s);
-        double gm = ts.gemm_s - ts0.gemm_s, at = ts.attn_s - ts0.attn_s,
-               pe = ts.pool_ew_s - ts0.pool_ew_s;
+        double own, n = (double)n_timed, k = 1e3;
+        gk_tstats d = gk_tstats_since(st, &ts0, n, &own);
+        double step = step_s / n, opt = opt_s / n, fb = d.forward_s + d.backward_s;
         fprintf(stderr,
                 "grok train: time per step (steps %llu-%llu, ms): %.2f = products %.2f + "
                 "attention %.2f + GeGLU and cross-entropy jobs %.2f + the calling thread's own "
                 "work %.2f + optimizer %.2f + other %.2f\n",
-                (unsigned long long)first_step + 2, (unsigned long long)pos.step, step_s * k,
-                gm * k, at * k, pe * k, (fb - gm - at - pe) * k, opt_s * k,
-                (step_s - fb - opt_s) * k);
+                (unsigned long long)first_step + 2, (unsigned long long)pos.step, step * k,
+                d.gemm_s * k, d.attn_s * k, d.pool_ew_s * k, own * k, opt * k,
+                (step - fb - opt) * k);
     }
     if (pos.step >= (uint64_t)o.steps && dist.rank == 0) {
         gk_dtype ty = GK_TYPE_F32;

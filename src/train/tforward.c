@@ -699,11 +699,21 @@ void gk_tbackward(gk_tstate *s, float ce_scale, float aux_scale) {
         for (int64_t i = 0; i < d; i++) ge[i] += dxr[i] * hp->embedding_scale;
     }
     s->stats.backward_s += gk_time_s() - t0;
-    s->stats.passes++;
 }
 
 gk_tstats gk_tstate_stats(const gk_tstate *s) {
     return s->stats;
+}
+
+gk_tstats gk_tstats_since(const gk_tstate *s, const gk_tstats *since, double n, double *own) {
+    const gk_tstats *a = &s->stats;
+    gk_tstats d = {.forward_s = (a->forward_s - since->forward_s) / n,
+                   .backward_s = (a->backward_s - since->backward_s) / n,
+                   .gemm_s = (a->gemm_s - since->gemm_s) / n,
+                   .attn_s = (a->attn_s - since->attn_s) / n,
+                   .pool_ew_s = (a->pool_ew_s - since->pool_ew_s) / n};
+    *own = d.forward_s + d.backward_s - d.gemm_s - d.attn_s - d.pool_ew_s;
+    return d;
 }
 
 /* --------------------------------------------------------------- state --- */

@@ -119,10 +119,12 @@ void gk_tbackward(gk_tstate *s, float ce_scale, float aux_scale);
  * backward; cross-entropy forward and backward); the rest is the calling thread's
  * own work (norms, RoPE, residuals, routing, gathers and scatters, zeroing). */
 typedef struct gk_tstats {
-    uint64_t passes; /* forward and backward pairs */
     double forward_s, backward_s, gemm_s, attn_s, pool_ew_s;
 } gk_tstats;
 gk_tstats gk_tstate_stats(const gk_tstate *s);
+/* The parts of the passes since `since` (an earlier gk_tstate_stats), each divided by
+ * n (the steps between); *own gets the calling thread's own work of them. */
+gk_tstats gk_tstats_since(const gk_tstate *s, const gk_tstats *since, double n, double *own);
 
 /* ----------------------------------------------------------------- AdamW --- */
 
