@@ -648,6 +648,11 @@ typedef struct gk_plan_hw {
      * its activations packed, its dispatches; and a part per row), so the two grids
      * give both parts for any matrix */
     double mm_flops_at4k[GK_PLAN_N_TYPES][4][2];
+    /* the same on 128-row matrices of 64- and 128-wide rows: the narrow rows of a small
+     * model (and its summation tree's column chunks), which have few rows; there a
+     * register tile's sums cost as much as its few steps (0 for the k-quants, whose
+     * blocks are 256 wide) */
+    double mm_flops_narrow[GK_PLAN_N_TYPES][4][2];
     double attn_flops; /* FLOP/s of the f32 dot (attention) */
     /* FLOP/s of training's three products of a matrix as src/train calls them: the
      * forward (gk_matmul, f32), dX and dW (gk_sgemm, dY transposed first), over 1024

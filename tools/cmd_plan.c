@@ -1197,6 +1197,33 @@ static int cmd_calibrate(int argc, char **argv, const plan_opts *o) {
                 }
             }
         }
+        /* narrow rows (64 and 128 wide) on 128-row matrices, as small models have them,
+         * from 16 MiB of the arena (compute-bound: no need to pass the caches) */
+        for (int c = 0; c < 2; c++) {
+            int64_t wc = 64 << c, rows = 128;
+            size_t nbc = gk_row_size((uint32_t)t, wc);
+            if (!nbc || wc % tt->blck_size) continue;
+            int64_t n_mat = (int64_t)((big / 6) / ((size_t)rows * nbc));
+            for (int64_t r = 0; r < n_mat * rows; r++)
+                tt->from_float(x + (r % T) * wc, w + r * nbc, wc);
+            for (int k = 0; k < 4; k++) {
+                int Tk = 8 << (2 * k);
+                int64_t mi = 0;
+                cal_timer ct = cal_start(CAL_MIN_S / 4);
+                do
+                    gk_matmul(pool, y, w + (mi++ % n_mat) * rows * nbc, (gk_dtype)t, nbc, rows, x,
+                              wc, Tk, qbuf);
+                while (cal_more(&ct));
+                hw.mm_flops_narrow[t][k][c] = 2.0 * rows * wc * Tk / ct.best;
+            }
+        }
+        if (!quiet && dist.rank == 0 && hw.mm_flops_narrow[t][3][0] > 0)
+            printf("          %-5s         128 rows:    rows of 64: %.1f / %.1f / %.1f / %.1f "
+                   "GFLOP/s; of 128: %.1f / %.1f / %.1f / %.1f\n",
+                   tt->name, hw.mm_flops_narrow[t][0][0] / 1e9, hw.mm_flops_narrow[t][1][0] / 1e9,
+                   hw.mm_flops_narrow[t][2][0] / 1e9, hw.mm_flops_narrow[t][3][0] / 1e9,
+                   hw.mm_flops_narrow[t][0][1] / 1e9, hw.mm_flops_narrow[t][1][1] / 1e9,
+                   hw.mm_flops_narrow[t][2][1] / 1e9, hw.mm_flops_narrow[t][3][1] / 1e9);
         if (!quiet && dist.rank == 0)
             printf(
                 "          %-5s         T = 8 / 32 / 128 / 512, rows of 512: %.1f / %.1f / %.1f / "

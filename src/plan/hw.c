@@ -286,6 +286,9 @@ int gk_plan_hw_save(const gk_plan_hw *hw, const char *path, gk_err *err) {
                     if (v > 0)
                         fprintf(f, "mm_flops_at%s.%s.%d.%d = %.17g\n", g ? "4k" : "",
                                 gk_type_name(t), 8 << (2 * k), 512 << (3 * c), v);
+                    if (g && hw->mm_flops_narrow[t][k][c] > 0)
+                        fprintf(f, "mm_flops_narrow.%s.%d.%d = %.17g\n", gk_type_name(t),
+                                8 << (2 * k), 64 << c, hw->mm_flops_narrow[t][k][c]);
                 }
     }
     bool ok = !ferror(f);
@@ -426,6 +429,17 @@ int gk_plan_hw_load(const char *path, gk_plan_hw *hw, gk_err *err) {
             int ci = cols == 512 ? 0 : cols == 4096 ? 1 : -1;
             if (t < 0 || t >= GK_PLAN_N_TYPES || ti < 0 || ci < 0) goto bad;
             (g4 ? hw->mm_flops_at4k : hw->mm_flops_at)[t][ti][ci] = x;
+            found = true;
+        }
+        if (!found && !strncmp(k, "mm_flops_narrow.", 16)) {
+            char tn[16];
+            int tok = 0, cols = 0;
+            if (sscanf(k + 16, "%15[^.].%d.%d", tn, &tok, &cols) != 3) goto bad;
+            int t = gk_type_from_name(tn);
+            int ti = tok == 8 ? 0 : tok == 32 ? 1 : tok == 128 ? 2 : tok == 512 ? 3 : -1;
+            int ci = cols == 64 ? 0 : cols == 128 ? 1 : -1;
+            if (t < 0 || t >= GK_PLAN_N_TYPES || ti < 0 || ci < 0) goto bad;
+            hw->mm_flops_narrow[t][ti][ci] = x;
             found = true;
         }
         if (!found && (!strncmp(k, "mm_bw1.", 7) || !strncmp(k, "mm_flops512.", 12))) {
@@ -616,6 +630,28 @@ static double matmul_grid_seconds(const gk_plan_hw *hw, uint32_t t, double rows,
     return 2.0 * rows * cols * T / matmul_rate(hw, t, T8, cols);
 }
 
+/* Seconds of the work of a call at T > 1 tokens on rows under 512 wide, from the
+ * narrow grid (128-row matrices of 64- and 128-wide rows): the FLOP rate log-linear
+ * in the row length between 64 and 128 and from 128 to the T grid's rate on rows 512
+ * wide, clamped below 64; 0 where the narrow grid was not measured. */
+static double narrow_seconds(const gk_plan_hw *hw, uint32_t t, double rows, double cols,
+                             double T) {
+    static const double Ts[4] = {8, 32, 128, 512};
+    double T8 = T < 8 ? 8 : T, r[2];
+    for (int c = 0; c < 2; c++) {
+        double ys[4];
+        for (int k = 0; k < 4; k++) ys[k] = hw->mm_flops_narrow[t][k][c];
+        r[c] = interp_rate(Ts, ys, 4, T8, 0);
+    }
+    if (!(r[0] > 0 && r[1] > 0)) return 0;
+    double rate = cols <= 128 ? interp_cols(64, r[0], 128, r[1], cols)
+                              : interp_cols(128, r[1], 512,
+                                            2.0 * rows * 512 * T8 /
+                                                matmul_grid_seconds(hw, t, rows, 512, T8),
+                                            cols);
+    return 2.0 * rows * cols * T / rate;
+}
+
 /* Bytes/s of an elementwise pass whose arrays total `size` bytes, on one thread or
  * split over nt (each thread's share in its own caches; past 16 MiB no more than the
  * memory's bandwidth). */
@@ -669,8 +705,10 @@ static double mm_seconds(const gk_plan_hw *hw, uint32_t t, double rows, double c
     double bytes = (double)gk_row_size(t, (int64_t)cols) * rows, flops = 2.0 * rows * cols * T;
     double tb = bytes * blend_s(warm_rate(hw->mm_bw1_warm[t], bytes, 1024, 4096, cols),
                                 batch1_rate(hw, t, bytes, cols), cold);
-    double tf =
-        T > 1 ? matmul_grid_seconds(hw, t, rows, cols, T) : flops / matmul_rate(hw, t, 8, cols);
+    double tn = T > 1 && cols < 512 ? narrow_seconds(hw, t, rows, cols, T) : 0;
+    double tf = tn > 0  ? tn
+                : T > 1 ? matmul_grid_seconds(hw, t, rows, cols, T)
+                        : flops / matmul_rate(hw, t, 8, cols);
     return tb > tf ? tb : tf;
 }
 

@@ -282,6 +282,7 @@ static void test_preset_file(void) {
     hw.mm_bw1_warm[8][1][0] = 3.5e10;
     hw.mm_tree1_warm[8][0][1] = 1.5e10;
     hw.train_k_attn = 1.25;
+    hw.mm_flops_narrow[8][3][1] = 1.75e11;
     char path[512];
     snprintf(path, sizeof path, "%s/dev.preset", gk_test_tmp_dir());
     CHECK(gk_plan_hw_save(&hw, path, &err) == 0);
@@ -296,7 +297,8 @@ static void test_preset_file(void) {
           back.attn_cold[0][2][2] == 7.5e-5 && back.attn_cold[2][1][0] == 0 &&
           back.mm_tree1_at[8][2][1] == 2.25e10 && back.mm_tree1_at[8][1][1] == 0 &&
           back.mm_bw1_warm[8][1][0] == 3.5e10 && back.mm_tree1_warm[8][0][1] == 1.5e10 &&
-          back.mm_bw1_warm[8][0][0] == 0);
+          back.mm_bw1_warm[8][0][0] == 0 && back.mm_flops_narrow[8][3][1] == 1.75e11 &&
+          back.mm_flops_narrow[8][3][0] == 0);
     /* an attention item at a shape calibrate does not time; a warm rate of a matrix
      * larger than the warm arena */
     static const char *bad_keys[] = {"attn_item.48.2.64 = 1e-6\n",
@@ -1010,6 +1012,22 @@ static void test_prompt_rates(void) {
     CHECK(gk_plan_infer_eval(&pm, &e, 1, 1, &o, &re, &err) == 0);
     CHECK(fabs(rd.prompt_parts.matmul / rb.prompt_parts.matmul - 1) < 1e-12);
     CHECK(re.prompt_parts.matmul > 10 * rb.prompt_parts.matmul);
+    /* rows under 512 wide at the narrow grid's rates (128-row matrices, rows of 64 and
+     * 128): this model's rows are 8 and 16 wide, so at half the flat rate on both widths
+     * its batched calls (196608 + 212992 FLOPs, above) take twice as long, the logits'
+     * batch-1 call as long; with the 64-wide rate half and the 128-wide one full, the
+     * same (under 64 wide the 64-wide rate) */
+    gk_plan_hw f = b, g = b;
+    for (int k = 0; k < 4; k++)
+        for (int w = 0; w < 2; w++) f.mm_flops_narrow[0][k][w] = R / 2;
+    gk_plan_infer rf, rg;
+    CHECK(gk_plan_infer_eval(&pm, &f, 1, 1, &o, &rf, &err) == 0);
+    CHECK(fabs((rf.prompt_parts.matmul - rb.prompt_parts.matmul) / (409600 / R) - 1) < 1e-9);
+    for (int k = 0; k < 4; k++) g.mm_flops_narrow[0][k][0] = R / 2, g.mm_flops_narrow[0][k][1] = R;
+    CHECK(gk_plan_infer_eval(&pm, &g, 1, 1, &o, &rg, &err) == 0);
+    CHECK(fabs(rg.prompt_parts.matmul / rf.prompt_parts.matmul - 1) < 1e-12);
+    /* generation (batch 1) does not use it */
+    CHECK_EQ(rf.gen_expect, rb.gen_expect);
 }
 
 int main(void) {
