@@ -853,6 +853,14 @@ uint64_t gk_gguf_file_size(const gk_gguf *g) {
 uint64_t gk_gguf_data_offset(const gk_gguf *g) {
     return g->data_offset;
 }
+bool gk_gguf_holds(const gk_gguf *g, const void *p) {
+    const uint8_t *q = p;
+    for (uint32_t i = 0; i < g->n_shards; i++) {
+        const gk_gguf *s = i ? g->shards[i] : g;
+        if (s && q >= s->base && q < s->base + s->size) return true;
+    }
+    return false;
+}
 int64_t gk_gguf_n_kv(const gk_gguf *g) {
     return g->n_kv;
 }

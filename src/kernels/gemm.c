@@ -70,6 +70,8 @@ const char *gk_kernels_name(void) {
 
 const gk_gemm_kernels *gk_gemm_kernels_of(gk_dtype type) {
 #if defined(__x86_64__) || defined(_M_X64)
+    if (type & GK_GEMM_PACKED)
+        return isa() == ISA_AVX512 ? gk_gemm_kernels_avx512_packed(type & ~GK_GEMM_PACKED) : NULL;
     switch (isa()) {
     case ISA_AVX512:
         return gk_gemm_kernels_avx512(type);
@@ -78,6 +80,34 @@ const gk_gemm_kernels *gk_gemm_kernels_of(gk_dtype type) {
     }
 #endif
     return NULL;
+}
+
+/* -------------------------------------------------------------- packing --- */
+
+bool gk_gemm_packable(gk_dtype type, int64_t n_out, int64_t n_in) {
+    static int off = -1;
+    if (off < 0) off = getenv("GK_NO_PACK") != NULL;
+    return !off && n_out > 0 && n_out % GK_GEMM_STRIP == 0 && n_in > 0 && n_in % 32 == 0 &&
+           gk_gemm_kernels_of(type | GK_GEMM_PACKED) != NULL;
+}
+
+void gk_gemm_pack(gk_dtype type, const void *src, size_t nb_row, int64_t n_out, int64_t n_in,
+                  void *dst) {
+    (void)type; /* Q8_0, the one packed layout (gk_gemm_packable) */
+    const int64_t nb = n_in / 32;
+    for (int64_t s = 0; s < n_out / GK_GEMM_STRIP; s++)
+        for (int64_t b = 0; b < nb; b++) {
+            uint8_t *o = (uint8_t *)dst + (size_t)s * GK_GEMM_STRIP * nb_row +
+                         (size_t)b * GK_GEMM_STRIP * 34;
+            for (int r = 0; r < GK_GEMM_STRIP; r++) {
+                const uint8_t *blk =
+                    (const uint8_t *)src + (size_t)(s * GK_GEMM_STRIP + r) * nb_row + b * 34;
+                memcpy(o + 2 * r, blk, 2);
+                for (int k = 0; k < 8; k++)
+                    for (int i = 0; i < 4; i++)
+                        o[32 + 64 * k + 4 * r + i] = (uint8_t)(blk[2 + 4 * k + i] ^ 0x80);
+            }
+        }
 }
 
 /* --------------------------------------------------------------- driver --- */
@@ -498,13 +528,14 @@ bool gk_matmul_chunks(gk_pool *pool, float *const *y, const void *w, gk_dtype ty
                       size_t qbuf_size) {
     const gk_gemm_kernels *kk = gk_gemm_kernels_of(type);
     if (!kk || !kk->one || k < 1 || n_in % k || n_out <= 0) return false;
-    const int64_t cw = n_in / k, bs = gk_type_traits_of(type)->blck_size;
+    const gk_dtype base = type & ~GK_GEMM_PACKED;
+    const int64_t cw = n_in / k, bs = gk_type_traits_of(base)->blck_size;
     if (cw % bs) return false;
     chunks_job j = {.k = kk,
                     .y = y,
                     .w = w,
                     .nb_row = nb_row,
-                    .coff = gk_row_size(type, cw),
+                    .coff = gk_row_size(base, cw) * (type & GK_GEMM_PACKED ? GK_GEMM_STRIP : 1),
                     .n_out = n_out,
                     .cw = cw,
                     .nk = k,

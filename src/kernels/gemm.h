@@ -53,8 +53,29 @@ typedef struct gk_gemm_kernels {
 #define GK_GEMM_STRIP 16
 
 /* Kernels for a weight type on the fastest instruction set this CPU has, or NULL
- * when the type has none (then gk_matmul uses the type's vec_dot per row). */
+ * when the type has none (then gk_matmul uses the type's vec_dot per row). With
+ * GK_GEMM_PACKED or'ed into the type: the kernels of its packed layout. */
 const gk_gemm_kernels *gk_gemm_kernels_of(gk_dtype type);
+
+/* Packed weights (gk_gemm_pack): the rows rearranged, once at load, as the strip
+ * kernels read them, so that decode reads each strip as one stream of whole
+ * vectors. Only Q8_0 with AVX-512 VNNI has a packed layout: per strip of 16 rows,
+ * per block of 32 inputs, 544 bytes (the 16 rows' fp16 scales; then for k = 0..7
+ * the bytes 4k..4k+3 of the 16 rows, row after row, each plus 128). A matrix keeps
+ * its size, and its strip s starts at s * 16 * nb_row; a column chunk of every
+ * row (gk_matmul_chunks; forward.c's chunks at T > 1) starts 16 times further
+ * into the strip than into a row. Calls on packed weights or GK_GEMM_PACKED into
+ * their type (gk_matmul, gk_matmul2, gk_matmul_chunks); the products are the same
+ * bits as on the rows they were packed from. */
+#define GK_GEMM_PACKED 0x1000
+/* Whether gk_gemm_pack can pack an n_out x n_in matrix of type (the CPU's kernels
+ * have a packed layout for it, n_out is a multiple of 16, and GK_NO_PACK is not
+ * set). */
+bool gk_gemm_packable(gk_dtype type, int64_t n_out, int64_t n_in);
+/* Packs n_out rows of n_in inputs (nb_row bytes apart) into dst (n_out * nb_row
+ * bytes; not overlapping src). */
+void gk_gemm_pack(gk_dtype type, const void *src, size_t nb_row, int64_t n_out, int64_t n_in,
+                  void *dst);
 /* "avx512-vnni", "avx2" or "none". */
 const char *gk_gemm_isa(void);
 
@@ -124,5 +145,6 @@ void gk_gemm_nn_avx512(const gk_gemm_nn_job *j, int64_t lo, int64_t hi);
 /* Kernel sets per instruction set (NULL entries: no GEMM for that type). */
 const gk_gemm_kernels *gk_gemm_kernels_avx2(gk_dtype type);
 const gk_gemm_kernels *gk_gemm_kernels_avx512(gk_dtype type);
+const gk_gemm_kernels *gk_gemm_kernels_avx512_packed(gk_dtype type);
 
 #endif

@@ -879,10 +879,59 @@ AI void strip1(const int kind, int64_t n, const uint8_t *w, size_t nb_row, int R
     _mm512_mask_storeu_ps(y, m, acc);
 }
 
-AI void strip_run(const int kind, int64_t n, const uint8_t *w, size_t nb_row, int R,
-                  const uint8_t *x, size_t xs, int T, float *y, int64_t ldy) {
+/* ------------------------------------------- packed Q8_0 (gk_gemm_pack) --- */
+
+/* A strip of 16 rows as gk_gemm_pack stores it (Q8_0), block after block of 544
+ * bytes: the 16 rows' fp16 scales, then 8 vectors of 16 rows x 4 bytes (values
+ * 4k..4k+3 of each row, offset by 128: unsigned), which is what unpack_chunk
+ * makes of the raw rows, so the same tiles run on it; and decode reads it as one
+ * stream, in full vectors, with nothing to rearrange. */
+#define P8_BLOCK (SR * 34)
+
+AI void unpack_p8(const uint8_t *w, int64_t b0, int nbk, strip_buf *buf) {
+    for (int b = 0; b < nbk; b++) {
+        const uint8_t *P = w + (size_t)(b0 + b) * P8_BLOCK;
+#pragma GCC unroll 8
+        for (int k = 0; k < 8; k++) buf->q[b][k] = _mm512_loadu_si512(P + 32 + 64 * k);
+        buf->d[b][0] = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)P));
+    }
+}
+
+/* One token against a packed strip: strip_tile's arithmetic with N = 1 (the int32
+ * sums in two chains, which add exactly), straight from the weights. The hardware
+ * prefetchers follow the one stream (a software prefetch ahead cost 10 %). */
+AI void one_p8(int64_t n, const uint8_t *w, const uint8_t *x, float *y) {
+    const int64_t nb = n / 32;
+    const float *dx = (const float *)(x + n);
+    const int32_t *ca = (const int32_t *)(x + n + nb * 4);
+    __m512 acc = _mm512_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        const uint8_t *P = w + (size_t)b * P8_BLOCK;
+        int32_t xv[8];
+        memcpy(xv, x + b * 32, 32);
+        __m512i s0 = _mm512_set1_epi32(ca[b]), s1 = _mm512_setzero_si512();
+#pragma GCC unroll 4
+        for (int k = 0; k < 8; k += 2) {
+            s0 = _mm512_dpbusd_epi32(s0, _mm512_loadu_si512(P + 32 + 64 * k),
+                                     _mm512_set1_epi32(xv[k]));
+            s1 = _mm512_dpbusd_epi32(s1, _mm512_loadu_si512(P + 96 + 64 * k),
+                                     _mm512_set1_epi32(xv[k + 1]));
+        }
+        const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)P));
+        acc = _mm512_fmadd_ps(_mm512_mul_ps(dw, _mm512_set1_ps(dx[b])),
+                              _mm512_cvtepi32_ps(_mm512_add_epi32(s0, s1)), acc);
+    }
+    _mm512_storeu_ps(y, acc);
+}
+
+AI void strip_run(const int kind, const bool packed, int64_t n, const uint8_t *w, size_t nb_row,
+                  int R, const uint8_t *x, size_t xs, int T, float *y, int64_t ldy) {
     const int64_t nb = n / 32;
     const __mmask16 m = (__mmask16)((1u << R) - 1);
+    if (packed && T == 1) {
+        one_p8(n, w, x, y);
+        return;
+    }
     /* decode: the strip's rows one after the other (strip1) when they lie back
      * to back and fit one column chunk, so that the strip is one sequential
      * stream; Q4_0 (whose rows strip_one reads as fast) and the column chunks
@@ -891,11 +940,11 @@ AI void strip_run(const int kind, int64_t n, const uint8_t *w, size_t nb_row, in
                              : kind == K_Q4K ? (size_t)(n / 256) * sizeof(gk_block_q4_K)
                              : kind == K_Q5K ? (size_t)(n / 256) * sizeof(gk_block_q5_K)
                                              : (size_t)(n / 256) * sizeof(gk_block_q6_K);
-    if (T == 1 && kind != K_Q4 && nb_row == row_bytes && n <= R1_CHUNK) {
+    if (!packed && T == 1 && kind != K_Q4 && nb_row == row_bytes && n <= R1_CHUNK) {
         strip1(kind, n, w, nb_row, R, x, y, m);
         return;
     }
-    if (T == 1 && (kind == K_Q8 || kind == K_Q4)) {
+    if (!packed && T == 1 && (kind == K_Q8 || kind == K_Q4)) {
         strip_one(kind, n, w, nb_row, R, x, y, m);
         return;
     }
@@ -910,7 +959,10 @@ AI void strip_run(const int kind, int64_t n, const uint8_t *w, size_t nb_row, in
             for (size_t p = lo & ~(size_t)63; p < hi; p += 64)
                 _mm_prefetch((const char *)w + span + p, _MM_HINT_T0);
         }
-        unpack_chunk(kind, w, nb_row, R, b0, nbk, &buf);
+        if (packed)
+            unpack_p8(w, b0, nbk, &buf);
+        else
+            unpack_chunk(kind, w, nb_row, R, b0, nbk, &buf);
         int t = 0;
         for (; t + NT <= T; t += NT)
             strip_tile(kind, NT, nbk, &buf, b0, n, x + (size_t)t * xs, xs, y + (size_t)t * ldy, ldy,
@@ -937,24 +989,24 @@ AI void strip_run(const int kind, int64_t n, const uint8_t *w, size_t nb_row, in
 
 static void strip_q8(int64_t n, const uint8_t *w, size_t nb_row, int R, const uint8_t *x, size_t xs,
                      int T, float *y, int64_t ldy) {
-    strip_run(K_Q8, n, w, nb_row, R, x, xs, T, y, ldy);
+    strip_run(K_Q8, false, n, w, nb_row, R, x, xs, T, y, ldy);
 }
 static void strip_q4(int64_t n, const uint8_t *w, size_t nb_row, int R, const uint8_t *x, size_t xs,
                      int T, float *y, int64_t ldy) {
-    strip_run(K_Q4, n, w, nb_row, R, x, xs, T, y, ldy);
+    strip_run(K_Q4, false, n, w, nb_row, R, x, xs, T, y, ldy);
 }
 
 static void strip_q4k(int64_t n, const uint8_t *w, size_t nb_row, int R, const uint8_t *x,
                       size_t xs, int T, float *y, int64_t ldy) {
-    strip_run(K_Q4K, n, w, nb_row, R, x, xs, T, y, ldy);
+    strip_run(K_Q4K, false, n, w, nb_row, R, x, xs, T, y, ldy);
 }
 static void strip_q5k(int64_t n, const uint8_t *w, size_t nb_row, int R, const uint8_t *x,
                       size_t xs, int T, float *y, int64_t ldy) {
-    strip_run(K_Q5K, n, w, nb_row, R, x, xs, T, y, ldy);
+    strip_run(K_Q5K, false, n, w, nb_row, R, x, xs, T, y, ldy);
 }
 static void strip_q6k(int64_t n, const uint8_t *w, size_t nb_row, int R, const uint8_t *x,
                       size_t xs, int T, float *y, int64_t ldy) {
-    strip_run(K_Q6K, n, w, nb_row, R, x, xs, T, y, ldy);
+    strip_run(K_Q6K, false, n, w, nb_row, R, x, xs, T, y, ldy);
 }
 
 /* Decode through gemm.h's one: strip1 for rows of up to R1_CHUNK inputs, also
@@ -966,7 +1018,7 @@ AI void one_run(const int kind, int64_t n, const uint8_t *w, size_t nb_row, int 
         strip1(kind, n, w, nb_row, R, x, y, (__mmask16)((1u << R) - 1));
         return;
     }
-    strip_run(kind, n, w, nb_row, R, x, 0, 1, y, 0);
+    strip_run(kind, false, n, w, nb_row, R, x, 0, 1, y, 0);
 }
 static void one_q8(int64_t n, const uint8_t *w, size_t nb_row, int R, const uint8_t *x, float *y) {
     one_run(K_Q8, n, w, nb_row, R, x, y);
@@ -987,6 +1039,15 @@ static void one_q6k(int64_t n, const uint8_t *w, size_t nb_row, int R, const uin
     one_run(K_Q6K, n, w, nb_row, R, x, y);
 }
 
+static void strip_q8p(int64_t n, const uint8_t *w, size_t nb_row, int R, const uint8_t *x,
+                      size_t xs, int T, float *y, int64_t ldy) {
+    strip_run(K_Q8, true, n, w, nb_row, R, x, xs, T, y, ldy);
+}
+static void one_q8p(int64_t n, const uint8_t *w, size_t nb_row, int R, const uint8_t *x, float *y) {
+    (void)nb_row, (void)R; /* a packed strip is whole */
+    one_p8(n, w, x, y);
+}
+
 static const gk_gemm_kernels s_q4k = {
     .rmax = SR, .nmax = NT, .xrow = xrow_s, .pack = pack_s_q4k, .strip = strip_q4k, .one = one_q4k};
 static const gk_gemm_kernels s_q5k = {
@@ -997,6 +1058,13 @@ static const gk_gemm_kernels s_q8 = {
     .rmax = SR, .nmax = NT, .xrow = xrow_s, .pack = pack_s_q8, .strip = strip_q8, .one = one_q8};
 static const gk_gemm_kernels s_q4 = {
     .rmax = SR, .nmax = NT, .xrow = xrow_s, .pack = pack_s_q4, .strip = strip_q4, .one = one_q4};
+
+static const gk_gemm_kernels s_q8p = {
+    .rmax = SR, .nmax = NT, .xrow = xrow_s, .pack = pack_s_q8, .strip = strip_q8p, .one = one_q8p};
+
+const gk_gemm_kernels *gk_gemm_kernels_avx512_packed(gk_dtype type) {
+    return type == GK_TYPE_Q8_0 ? &s_q8p : NULL;
+}
 
 const gk_gemm_kernels *gk_gemm_kernels_avx512(gk_dtype type) {
     switch (type) {

@@ -101,7 +101,8 @@ gk_context_params gk_context_default_params(void) {
 
 static void matmul_w(gk_context *c, float *y, const gk_weight *w, const float *x, int T) {
     double t0 = gk_time_s();
-    gk_matmul(c->pool, y, w->data, w->type, w->nb_row, w->ne[1], x, w->ne[0], T, c->qbuf);
+    gk_matmul(c->pool, y, w->data, gk_weight_mm_type(w), w->nb_row, w->ne[1], x, w->ne[0], T,
+              c->qbuf);
     c->stats.matmul_s += gk_time_s() - t0;
     c->stats.matmul_flops += 2.0 * (double)w->ne[0] * (double)w->ne[1] * T;
     c->stats.weight_bytes += (double)w->nb_row * (double)w->ne[1];
@@ -115,8 +116,8 @@ static void matmul_pair(gk_context *c, float *y1, const gk_weight *w1, float *y2
                         const gk_weight *w2, int e, const float *x, int T) {
     size_t o1 = e < 0 ? 0 : (size_t)e * w1->nb_mat, o2 = e < 0 ? 0 : (size_t)e * w2->nb_mat;
     double t0 = gk_time_s();
-    gk_matmul2(c->pool, y1, w1->data + o1, w1->type, w1->nb_row, y2, w2->data + o2, w2->type,
-               w2->nb_row, w1->ne[1], x, w1->ne[0], T, c->qbuf);
+    gk_matmul2(c->pool, y1, w1->data + o1, gk_weight_mm_type(w1), w1->nb_row, y2, w2->data + o2,
+               gk_weight_mm_type(w2), w2->nb_row, w1->ne[1], x, w1->ne[0], T, c->qbuf);
     c->stats.matmul_s += gk_time_s() - t0;
     const gk_weight *ws[2] = {w1, w2};
     for (int i = 0; i < 2; i++) {
@@ -252,8 +253,10 @@ static void chunk_one(chunk_job *j, int ch, gk_pool *pool, int slot) {
         x = xc;
     }
     float *y = j->toks ? c->cy + (size_t)slot * c->n_batch * d : j->sums[ch];
-    gk_matmul(pool, y, w->data + j->woff + gk_row_size(w->type, ch * cw), w->type, w->nb_row,
-              w->ne[1], x, cw, j->T, c->cq + (size_t)slot * c->cq_size);
+    /* the chunk's first column: in a packed strip 16 times further in than in a row */
+    size_t coff = gk_row_size(w->type, ch * cw) * (w->packed ? GK_GEMM_STRIP : 1);
+    gk_matmul(pool, y, w->data + j->woff + coff, gk_weight_mm_type(w), w->nb_row, w->ne[1], x, cw,
+              j->T, c->cq + (size_t)slot * c->cq_size);
     if (j->toks)
         for (int i = 0; i < j->T; i++) {
             float *o = j->sums[ch] + (size_t)j->toks[i] * d;
@@ -281,8 +284,8 @@ static bool chunk_decode(gk_context *c, chunk_job *j) {
     float *ys[GK_TP_MAX_CHUNKS];
     for (int ch = 0; ch < j->k; ch++) ys[ch] = j->toks ? c->cy + (size_t)ch * d : j->sums[ch];
     const gk_weight *w = j->w;
-    if (!gk_matmul_chunks(c->pool, ys, w->data + j->woff, w->type, w->nb_row, w->ne[1], j->x,
-                          j->width, j->k, c->cq, (size_t)c->nt * c->cq_size))
+    if (!gk_matmul_chunks(c->pool, ys, w->data + j->woff, gk_weight_mm_type(w), w->nb_row, w->ne[1],
+                          j->x, j->width, j->k, c->cq, (size_t)c->nt * c->cq_size))
         return false;
     if (j->toks)
         for (int ch = 0; ch < j->k; ch++) {
@@ -1041,6 +1044,7 @@ size_t gk_context_chunk_bytes(const gk_ctx_dims *x, size_t k, size_t *n_parts, s
 }
 
 static gk_context *context_new(gk_model *m, const gk_context_params *params, gk_err *err) {
+    if (gk_model_pack(m, err) < 0) return NULL;
     gk_context_params p = params ? *params : gk_context_default_params();
     const gk_hparams *hp = &m->hp;
     const gk_tp *tp = &m->tp;

@@ -12,7 +12,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 gk_model_params gk_model_default_params(void) {
     return (gk_model_params){.numerics = GK_NUMERICS_REFERENCE};
@@ -438,8 +440,76 @@ static int load_tensors(gk_model *m, gk_err *err) {
     return 0;
 }
 
+/* Packs w's matrices for the GEMM (kernels/gemm.h gk_gemm_pack) where its kernels
+ * have a packed layout. Weights in the file's mapping go to a new allocation, and
+ * their pages leave this process (they would be read again only if touched);
+ * those the model already holds (a rank's slices, copied experts) are packed in
+ * place through one matrix of scratch. */
+static int pack_weight(gk_model *m, gk_weight *w, uint8_t **scratch, size_t *scratch_size,
+                       gk_err *err) {
+    if (!w->data || w->packed || !gk_gemm_packable(w->type, w->ne[1], w->ne[0])) return 0;
+    const int64_t n_mat = w->ne[2] > 1 ? w->ne[2] : 1;
+    const size_t bytes = w->nb_mat * (size_t)n_mat;
+    const bool mapped = gk_gguf_holds(m->gguf, w->data);
+    uint8_t *dst = NULL;
+    if (mapped) {
+        void **owned = realloc(m->owned, (size_t)(m->n_owned + 1) * sizeof *owned);
+        if (!owned) return gk_fail(err, "out of memory packing %s", w->name ? w->name : "weights");
+        m->owned = owned;
+        if (!(dst = gk_malloc_aligned(bytes, err))) return -1;
+        m->owned[m->n_owned++] = dst;
+    } else if (*scratch_size < w->nb_mat) {
+        gk_free_aligned(*scratch);
+        *scratch_size = 0;
+        if (!(*scratch = gk_malloc_aligned(w->nb_mat, err))) return -1;
+        *scratch_size = w->nb_mat;
+    }
+    for (int64_t e = 0; e < n_mat; e++) {
+        const uint8_t *src = w->data + (size_t)e * w->nb_mat;
+        if (mapped) {
+            gk_gemm_pack(w->type, src, w->nb_row, w->ne[1], w->ne[0], dst + (size_t)e * w->nb_mat);
+        } else {
+            gk_gemm_pack(w->type, src, w->nb_row, w->ne[1], w->ne[0], *scratch);
+            memcpy((uint8_t *)src, *scratch, w->nb_mat);
+        }
+    }
+    if (mapped) {
+        /* the whole pages inside the tensor: no longer needed here */
+        const uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE), a = (uintptr_t)w->data,
+                        lo = (a + pg - 1) / pg * pg, hi = (a + bytes) / pg * pg;
+        if (hi > lo) madvise((void *)lo, hi - lo, MADV_DONTNEED);
+        w->data = dst;
+    }
+    w->packed = true;
+    m->n_packed += (int)n_mat;
+    m->packed_bytes += bytes;
+    return 0;
+}
+
+/* Every weight the forward runs through the GEMM (the output when it is not the
+ * embedding, whose rows the forward reads as they are), once, when the first
+ * context is made: describing a model (grok info, grok plan) or training from it
+ * reads none of its weights. */
+int gk_model_pack(gk_model *m, gk_err *err) {
+    if (!m->pack_wanted || m->pack_done) return 0;
+    m->pack_done = true;
+    uint8_t *scratch = NULL;
+    size_t scratch_size = 0;
+    int rc = 0;
+    if (!m->hp.tied_output) rc = pack_weight(m, &m->output, &scratch, &scratch_size, err);
+    for (uint32_t l = 0; rc == 0 && l < m->hp.n_layer; l++) {
+        gk_layer *L = &m->layers[l];
+        gk_weight *ws[] = {&L->wq,      &L->wk,        &L->wv,       &L->wo,     &L->gate_exps,
+                           &L->up_exps, &L->down_exps, &L->ffn_gate, &L->ffn_up, &L->ffn_down};
+        for (size_t i = 0; rc == 0 && i < sizeof ws / sizeof *ws; i++)
+            rc = pack_weight(m, ws[i], &scratch, &scratch_size, err);
+    }
+    gk_free_aligned(scratch);
+    return rc;
+}
+
 static gk_model *load_one(const char *path, const gk_model_params *params, bool want_shard,
-                          int rank, int size, gk_err *err) {
+                          int rank, int size, bool pack, gk_err *err) {
     gk_dtype_init();
     gk_model *m = gk_calloc(1, sizeof *m, err);
     if (!m) return NULL;
@@ -460,6 +530,7 @@ static gk_model *load_one(const char *path, const gk_model_params *params, bool 
         goto fail;
     }
     gk_tp_identity(m);
+    m->pack_wanted = pack;
     set_numerics(m);
     if (err) err->msg[0] = 0;
     m->tok = gk_tokenizer_from_gguf(m->gguf, err);
@@ -492,7 +563,7 @@ gk_model *gk_model_load(const char *path, const gk_model_params *params, gk_err 
                             "%s is a directory: a set of per-rank files written by grok "
                             "shard runs under mpirun -np N, one rank per file",
                             path);
-        return load_one(path, params, false, 0, 1, err);
+        return load_one(path, params, false, 0, 1, true, err);
     }
     if (dir)
         snprintf(file, sizeof file, "%s/" GK_SHARD_NAME_FMT, path, gk_dist_rank(d),
@@ -507,7 +578,7 @@ gk_model *gk_model_load(const char *path, const gk_model_params *params, gk_err 
                 "grok shard --ranks %d",
                 path, gk_dist_rank(d), gk_dist_size(d), file, gk_dist_size(d));
     else
-        m = load_one(file, params, dir, gk_dist_rank(d), gk_dist_size(d), &mine);
+        m = load_one(file, params, dir, gk_dist_rank(d), gk_dist_size(d), true, &mine);
     if (gk_dist_agree(d, m != NULL, mine.msg, m ? m->tp.ident : NULL, "loading the model", err) <
         0) {
         gk_model_free(m);
@@ -520,7 +591,7 @@ gk_model *gk_model_load_rank(const char *path, const gk_model_params *params, in
                              gk_err *err) {
     gk_model_params p = params ? *params : gk_model_default_params();
     p.dist = NULL;
-    return load_one(path, &p, false, rank, size, err);
+    return load_one(path, &p, false, rank, size, false, err);
 }
 
 gk_model *gk_model_load_shard(const char *path, const gk_model_params *params, int rank, int size,
@@ -529,7 +600,7 @@ gk_model *gk_model_load_shard(const char *path, const gk_model_params *params, i
         return gk_failp(err, "rank %d of %d processes is not a rank", rank, size);
     gk_model_params p = params ? *params : gk_model_default_params();
     p.dist = NULL;
-    return load_one(path, &p, true, rank, size, err);
+    return load_one(path, &p, true, rank, size, false, err);
 }
 
 void gk_model_free(gk_model *m) {

@@ -7,6 +7,7 @@
 
 #include "base/base.h"
 #include "format/gguf.h"
+#include "kernels/gemm.h"
 #include "kernels/ops.h"
 #include "tensor/dtype.h"
 
@@ -19,7 +20,13 @@ typedef struct gk_weight {
     int64_t ne[3];
     size_t nb_row; /* bytes per row */
     size_t nb_mat; /* bytes per matrix (ne[1] rows) */
+    bool packed;   /* every matrix packed for the GEMM (kernels/gemm.h gk_gemm_pack) */
 } gk_weight;
+
+/* The type to hand gk_matmul for w: its own, flagged when packed. */
+static inline gk_dtype gk_weight_mm_type(const gk_weight *w) {
+    return w->packed ? (gk_dtype)(w->type | GK_GEMM_PACKED) : w->type;
+}
 
 typedef struct gk_layer {
     float *attn_norm, *attn_out_norm, *ffn_norm, *post_ffn_norm; /* [n_embd], fp32 copies */
@@ -98,11 +105,21 @@ struct gk_model {
      * place, or copied into owned allocations. */
     int n_expert_views, n_expert_copies;
     uint64_t expert_copy_bytes;
+    /* Matrices packed for the GEMM (gk_gemm_pack) by the first context, and their
+     * bytes; not for a model loaded to write or check per-rank files. */
+    bool pack_wanted, pack_done;
+    int n_packed;
+    uint64_t packed_bytes;
     void **owned;
     int n_owned;
     void **owned_names;
     int n_owned_names;
 };
+
+/* Packs the weights that have a packed layout on this CPU (kernels/gemm.h
+ * gk_gemm_pack), once; gk_context_new calls it. Not thread-safe: make a model's
+ * first context before sharing it. */
+int gk_model_pack(gk_model *m, gk_err *err);
 
 /* A whole file narrowed to rank's slices of a size-way split, without a process
  * group (grok shard writes each rank's file from it). */

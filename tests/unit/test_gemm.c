@@ -10,6 +10,7 @@
  *    summations of at most that many additions, with exact int8 block sums
  *    (the 16-lane float tiles of AVX-512 add n/16 + 5 terms per element);
  *  - gk_matmul2 gives what two gk_matmul calls give;
+ *  - packed Q8_0 weights (gk_gemm_pack) give the bits of the rows they came from;
  *  - attention's weighted sum of value rows (gk_attn_wsum), scores (gk_attn_dots)
  *    and softmax (gk_attn_softmax) equal their scalar references bit for bit on
  *    every instruction set, f32 and f16 rows, head sizes with and without a tail,
@@ -409,6 +410,89 @@ static void check_chunks(gk_pool **pools, gk_dtype type, int64_t cw, int k) {
     unmake(&s);
 }
 
+/* Packed Q8_0 weights (gk_gemm_pack): the layout's bytes as gemm.h states it, and
+ * gk_matmul, gk_matmul2 and gk_matmul_chunks on the packed matrix equal, bit for
+ * bit, the same calls on the rows it was packed from, at T = 1 .. 67 with 1, 2
+ * and 3 threads. Where this CPU has no packed layout: packable is false. */
+static void check_packed(gk_pool **pools, int64_t n) {
+    enum { ROWS = 48 };
+    const gk_dtype q8 = GK_TYPE_Q8_0, pq8 = (gk_dtype)(GK_TYPE_Q8_0 | GK_GEMM_PACKED);
+    CHECK(!gk_gemm_packable(q8, 37, n) && !gk_gemm_packable(GK_TYPE_F32, ROWS, n) &&
+          !gk_gemm_packable(q8, ROWS, n + 16));
+    if (!gk_gemm_packable(q8, ROWS, n)) {
+        printf("skip: packed Q8_0 needs the AVX-512 VNNI kernels (gemm %s)\n", gk_gemm_isa());
+        return;
+    }
+    const size_t nb_row = gk_row_size(q8, n), bytes = nb_row * ROWS;
+    uint8_t *w = malloc(bytes), *pw = gk_malloc_aligned(bytes, NULL);
+    float *tmp = malloc(sizeof(float) * (size_t)n), *x = malloc(sizeof(float) * (size_t)n * T_MAX);
+    for (int r = 0; r < ROWS; r++) {
+        for (int64_t i = 0; i < n; i++) tmp[i] = frand() * (0.01f + (float)r / ROWS);
+        gk_type_traits_of(q8)->from_float(tmp, w + r * nb_row, n);
+    }
+    for (int64_t i = 0; i < n * T_MAX; i++) x[i] = frand() * 3.0f;
+    gk_gemm_pack(q8, w, nb_row, ROWS, n, pw);
+    /* strip 1, block 2: the 16 scales, then byte 4k + i of row r at 32 + 64 k + 4 r + i */
+    const uint8_t *o = pw + 16 * nb_row + 2 * 16 * 34;
+    bool layout = true;
+    for (int r = 0; r < 16; r++) {
+        const uint8_t *blk = w + (16 + r) * nb_row + 2 * 34;
+        layout = layout && !memcmp(o + 2 * r, blk, 2);
+        for (int j = 0; j < 32; j++)
+            layout = layout && o[32 + 64 * (j / 4) + 4 * r + j % 4] == (uint8_t)(blk[2 + j] ^ 0x80);
+    }
+    CHECK_MSG(layout, "packed q8_0 n %lld: the layout is not gemm.h's", (long long)n);
+    void *qb = malloc(gk_matmul_qbuf_size(n, T_MAX));
+    float *ya = malloc(sizeof(float) * ROWS * T_MAX), *yb = malloc(sizeof(float) * ROWS * T_MAX),
+          *ya2 = malloc(sizeof(float) * ROWS * T_MAX), *yb2 = malloc(sizeof(float) * ROWS * T_MAX);
+    static const int Ts[] = {1, 2, 7, 8, 9, 67};
+    for (int p = 0; p < 3; p++)
+        for (size_t ti = 0; ti < sizeof Ts / sizeof *Ts; ti++) {
+            const int T = Ts[ti];
+            const size_t sz = sizeof(float) * ROWS * (size_t)T;
+            gk_matmul(pools[p], ya, w, q8, nb_row, ROWS, x, n, T, qb);
+            gk_matmul(pools[p], yb, pw, pq8, nb_row, ROWS, x, n, T, qb);
+            CHECK_MSG(!memcmp(ya, yb, sz), "packed q8_0 n %lld T %d, %d threads: not the rows'",
+                      (long long)n, T, p + 1);
+            /* two matrices in one call: the packed one's two halves */
+            gk_matmul2(pools[p], ya, w, q8, nb_row, ya2, w + 16 * nb_row, q8, nb_row, 16, x, n, T,
+                       qb);
+            gk_matmul2(pools[p], yb, pw, pq8, nb_row, yb2, pw + 16 * nb_row, pq8, nb_row, 16, x, n,
+                       T, qb);
+            CHECK_MSG(!memcmp(ya, yb, sz / 3) && !memcmp(ya2, yb2, sz / 3),
+                      "packed q8_0 n %lld T %d: gk_matmul2 not the rows'", (long long)n, T);
+        }
+    /* decode's column chunks: chunk ch starts 16 x its row offset into a strip */
+    for (int k = 2; k <= 4; k += 2) {
+        if (n % (32 * k)) continue;
+        const size_t qsize = (size_t)k * gk_matmul_qbuf_size(n / k, 1) + 64 * (size_t)k;
+        uint8_t *qc = gk_malloc_aligned(qsize, NULL);
+        float *ys[4], *zs[4];
+        for (int ch = 0; ch < k; ch++) ys[ch] = ya + ch * ROWS, zs[ch] = yb + ch * ROWS;
+        for (int p = 0; p < 3; p++) {
+            bool r1 = gk_matmul_chunks(pools[p], ys, w, q8, nb_row, ROWS, x, n, k, qc, qsize);
+            bool r2 = gk_matmul_chunks(pools[p], zs, pw, pq8, nb_row, ROWS, x, n, k, qc, qsize);
+            CHECK(r1 && r2);
+            CHECK_MSG(!memcmp(ya, yb, sizeof(float) * ROWS * (size_t)k),
+                      "packed q8_0 n %lld, %d chunks: not the rows'", (long long)n, k);
+            /* and a chunk's batch (T = 3) through gk_matmul from its packed offset */
+            const int64_t cw = n / k;
+            float xc[3 * 4096];
+            for (int t = 0; t < 3; t++)
+                memcpy(xc + t * cw, x + t * n + cw, sizeof(float) * (size_t)cw);
+            gk_matmul(pools[p], ya2, w + gk_row_size(q8, cw), q8, nb_row, ROWS, xc, cw, 3, qb);
+            gk_matmul(pools[p], yb2, pw + 16 * gk_row_size(q8, cw), pq8, nb_row, ROWS, xc, cw, 3,
+                      qb);
+            CHECK_MSG(!memcmp(ya2, yb2, sizeof(float) * ROWS * 3),
+                      "packed q8_0 n %lld: chunk 1 of %d in a batch not the rows'", (long long)n,
+                      k);
+        }
+        gk_free_aligned(qc);
+    }
+    free(w), gk_free_aligned(pw), free(tmp), free(x), free(qb);
+    free(ya), free(yb), free(ya2), free(yb2);
+}
+
 int main(void) {
     gk_dtype_init();
     gk_err err;
@@ -458,6 +542,9 @@ int main(void) {
         check_chunks(pools, types[i], kq ? 512 : 160, 2);
         check_chunks(pools, types[i], kq ? 256 : 96, 4);
     }
+    check_packed(pools, 96);
+    check_packed(pools, 512);
+    check_packed(pools, 8160);
     check_attn_rows();
     check_attn_softmax();
     for (int i = 0; i < 3; i++) gk_pool_free(pools[i]);
