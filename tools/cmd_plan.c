@@ -927,8 +927,27 @@ typedef struct {
 static void tree_cal_part(void *arg, int ith, int nth) {
     (void)nth;
     tree_cal_job *j = arg;
-    gk_matmul(NULL, j->y + (size_t)ith * j->rows, j->w + gk_row_size(j->t, ith * j->cw), j->t,
-              j->nb_row, j->rows, j->x + ith * j->cw, j->cw, 1, j->q + (size_t)ith * j->qsize);
+    size_t off = gk_row_size(j->t & ~GK_GEMM_PACKED, ith * j->cw) *
+                 (j->t & GK_GEMM_PACKED ? GK_GEMM_STRIP : 1);
+    gk_matmul(NULL, j->y + (size_t)ith * j->rows, j->w + off, j->t, j->nb_row, j->rows,
+              j->x + ith * j->cw, j->cw, 1, j->q + (size_t)ith * j->qsize);
+}
+
+/* The arena's rows (rows x cols of type t) as the engine holds them: packed for the
+ * GEMM (gk_gemm_pack, strip by strip) where this CPU has a packed layout for t (the
+ * first context packs them). Returns the type to time them as; matrices cut from a
+ * packed arena must have whole strips (rows a multiple of 16). */
+static gk_dtype cal_layout(gk_dtype t, uint8_t *w, size_t nb_row, int64_t rows, int64_t cols) {
+    if (!gk_gemm_packable(t, GK_GEMM_STRIP, cols)) return t;
+    size_t strip = GK_GEMM_STRIP * nb_row;
+    uint8_t *tmp = malloc(strip);
+    if (!tmp) return t; /* timed as rows: what an engine short of memory would run */
+    for (int64_t s = 0; s < rows / GK_GEMM_STRIP; s++) {
+        gk_gemm_pack(t, w + (size_t)s * strip, nb_row, GK_GEMM_STRIP, cols, tmp);
+        memcpy(w + (size_t)s * strip, tmp, strip);
+    }
+    free(tmp);
+    return (gk_dtype)(t | GK_GEMM_PACKED);
 }
 
 /* One product of the tree's job as forward.c's chunk_products runs it at batch 1:
@@ -1181,6 +1200,7 @@ static int cmd_calibrate(int argc, char **argv, const plan_opts *o) {
             if (!nbc) continue;
             for (int64_t r = 0; r < (int64_t)(big / nbc); r++)
                 tt->from_float(x + (r % T) * wc, w + r * nbc, wc);
+            const gk_dtype lt = cal_layout((gk_dtype)t, w, nbc, (int64_t)(big / nbc), wc);
             /* 1024 rows, and 4096 (a call's fixed part and its part per row) */
             for (int g = 0; g < 2; g++) {
                 int64_t rows = 1024 << (2 * g), n_mat = (int64_t)(big / ((size_t)rows * nbc));
@@ -1189,8 +1209,8 @@ static int cmd_calibrate(int argc, char **argv, const plan_opts *o) {
                     int64_t mi = 0;
                     cal_timer ct = cal_start(CAL_MIN_S / 2);
                     do
-                        gk_matmul(pool, y, w + (mi++ % n_mat) * rows * nbc, (gk_dtype)t, nbc, rows,
-                                  x, wc, Tk, qbuf);
+                        gk_matmul(pool, y, w + (mi++ % n_mat) * rows * nbc, lt, nbc, rows, x, wc,
+                                  Tk, qbuf);
                     while (cal_more(&ct));
                     (g ? hw.mm_flops_at4k : hw.mm_flops_at)[t][k][c] =
                         2.0 * rows * wc * Tk / ct.best;
@@ -1206,13 +1226,14 @@ static int cmd_calibrate(int argc, char **argv, const plan_opts *o) {
             int64_t n_mat = (int64_t)((big / 6) / ((size_t)rows * nbc));
             for (int64_t r = 0; r < n_mat * rows; r++)
                 tt->from_float(x + (r % T) * wc, w + r * nbc, wc);
+            const gk_dtype lt = cal_layout((gk_dtype)t, w, nbc, n_mat * rows, wc);
             for (int k = 0; k < 4; k++) {
                 int Tk = 8 << (2 * k);
                 int64_t mi = 0;
                 cal_timer ct = cal_start(CAL_MIN_S / 4);
                 do
-                    gk_matmul(pool, y, w + (mi++ % n_mat) * rows * nbc, (gk_dtype)t, nbc, rows, x,
-                              wc, Tk, qbuf);
+                    gk_matmul(pool, y, w + (mi++ % n_mat) * rows * nbc, lt, nbc, rows, x, wc, Tk,
+                              qbuf);
                 while (cal_more(&ct));
                 hw.mm_flops_narrow[t][k][c] = 2.0 * rows * wc * Tk / ct.best;
             }
@@ -1248,14 +1269,16 @@ static int cmd_calibrate(int argc, char **argv, const plan_opts *o) {
             if (!nbc) continue;
             for (int64_t r = 0; r < (int64_t)(big / nbc); r++)
                 tt->from_float(x + (r % T) * wc, w + r * nbc, wc);
+            const gk_dtype lt = cal_layout((gk_dtype)t, w, nbc, (int64_t)(big / nbc), wc);
             for (int k = 0; k < 4; k++) {
                 size_t msz = k < 3 ? (size_t)256 << (10 + 3 * k) : big;
-                int64_t rows = (int64_t)(msz / nbc), n_mat = (int64_t)(big / (rows * nbc));
+                int64_t rows = (int64_t)(msz / nbc);
+                if (lt != (gk_dtype)t) rows &= ~(int64_t)(GK_GEMM_STRIP - 1); /* whole strips */
+                int64_t n_mat = (int64_t)(big / (rows * nbc));
                 cal_timer ct = cal_start(CAL_MIN_S / 2);
                 do
                     for (int64_t mi = 0; mi < n_mat; mi++)
-                        gk_matmul(pool, y, w + mi * rows * nbc, (gk_dtype)t, nbc, rows, x, wc, 1,
-                                  qbuf);
+                        gk_matmul(pool, y, w + mi * rows * nbc, lt, nbc, rows, x, wc, 1, qbuf);
                 while (cal_more(&ct));
                 hw.mm_bw1_at[t][k][c] = (double)n_mat * rows * nbc / ct.best;
                 /* 256 KiB and 2 MiB matrices in turn from a 4 MiB arena (warm) */
@@ -1264,8 +1287,7 @@ static int cmd_calibrate(int argc, char **argv, const plan_opts *o) {
                     ct = cal_start(CAL_MIN_S / 2);
                     do
                         for (int64_t mi = 0; mi < n_warm; mi++)
-                            gk_matmul(pool, y, w + mi * rows * nbc, (gk_dtype)t, nbc, rows, x, wc,
-                                      1, qbuf);
+                            gk_matmul(pool, y, w + mi * rows * nbc, lt, nbc, rows, x, wc, 1, qbuf);
                     while (cal_more(&ct));
                     hw.mm_bw1_warm[t][k][c] = (double)n_warm * rows * nbc / ct.best;
                 }
@@ -1273,7 +1295,7 @@ static int cmd_calibrate(int argc, char **argv, const plan_opts *o) {
                  * a chunk of the columns on each thread (when whole blocks split so) */
                 int64_t cw = wc / nt;
                 if (nt < 2 || wc % nt || !gk_row_size((uint32_t)t, cw)) continue;
-                tree_cal_job tj = {.t = (gk_dtype)t,
+                tree_cal_job tj = {.t = lt,
                                    .nb_row = nbc,
                                    .qsize = gk_matmul_qbuf_size(cw, 1),
                                    .rows = rows,
