@@ -93,19 +93,21 @@ bool gk_gemm_packable(gk_dtype type, int64_t n_out, int64_t n_in) {
 
 void gk_gemm_pack(gk_dtype type, const void *src, size_t nb_row, int64_t n_out, int64_t n_in,
                   void *dst) {
-    (void)type; /* Q8_0, the one packed layout (gk_gemm_packable) */
+    /* Q8_0 or Q4_0 (gk_gemm_packable): blocks of 34 or 18 bytes, 32 or 16 quant bytes */
+    const bool q8 = type == GK_TYPE_Q8_0;
+    const int bsz = q8 ? 34 : 18, nq = bsz - 2;
     const int64_t nb = n_in / 32;
     for (int64_t s = 0; s < n_out / GK_GEMM_STRIP; s++)
         for (int64_t b = 0; b < nb; b++) {
             uint8_t *o = (uint8_t *)dst + (size_t)s * GK_GEMM_STRIP * nb_row +
-                         (size_t)b * GK_GEMM_STRIP * 34;
+                         (size_t)b * GK_GEMM_STRIP * (size_t)bsz;
             for (int r = 0; r < GK_GEMM_STRIP; r++) {
                 const uint8_t *blk =
-                    (const uint8_t *)src + (size_t)(s * GK_GEMM_STRIP + r) * nb_row + b * 34;
+                    (const uint8_t *)src + (size_t)(s * GK_GEMM_STRIP + r) * nb_row + b * bsz;
                 memcpy(o + 2 * r, blk, 2);
-                for (int k = 0; k < 8; k++)
-                    for (int i = 0; i < 4; i++)
-                        o[32 + 64 * k + 4 * r + i] = (uint8_t)(blk[2 + 4 * k + i] ^ 0x80);
+                for (int j = 0; j < nq; j++)
+                    o[32 + 64 * (j / 4) + 4 * r + j % 4] =
+                        (uint8_t)(q8 ? blk[2 + j] ^ 0x80 : blk[2 + j]);
             }
         }
 }

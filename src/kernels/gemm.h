@@ -59,9 +59,10 @@ const gk_gemm_kernels *gk_gemm_kernels_of(gk_dtype type);
 
 /* Packed weights (gk_gemm_pack): the rows rearranged, once at load, as the strip
  * kernels read them, so that decode reads each strip as one stream of whole
- * vectors. Only Q8_0 with AVX-512 VNNI has a packed layout: per strip of 16 rows,
- * per block of 32 inputs, 544 bytes (the 16 rows' fp16 scales; then for k = 0..7
- * the bytes 4k..4k+3 of the 16 rows, row after row, each plus 128). A matrix keeps
+ * vectors. Q8_0 and Q4_0 with AVX-512 VNNI have a packed layout: per strip of 16
+ * rows, per block of 32 inputs, 16 blocks' bytes (544, 288): the 16 rows' fp16
+ * scales; then for k = 0, 1, ... the quant bytes 4k..4k+3 of the 16 rows, row after
+ * row (Q8_0's each plus 128; Q4_0's as they are, two values a byte). A matrix keeps
  * its size, and its strip s starts at s * 16 * nb_row; a column chunk of every
  * row (gk_matmul_chunks; forward.c's chunks at T > 1) starts 16 times further
  * into the strip than into a row. Calls on packed weights or GK_GEMM_PACKED into

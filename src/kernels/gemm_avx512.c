@@ -879,20 +879,32 @@ AI void strip1(const int kind, int64_t n, const uint8_t *w, size_t nb_row, int R
     _mm512_mask_storeu_ps(y, m, acc);
 }
 
-/* ------------------------------------------- packed Q8_0 (gk_gemm_pack) --- */
+/* ------------------------------------- packed Q8_0 and Q4_0 (gk_gemm_pack) --- */
 
-/* A strip of 16 rows as gk_gemm_pack stores it (Q8_0), block after block of 544
- * bytes: the 16 rows' fp16 scales, then 8 vectors of 16 rows x 4 bytes (values
- * 4k..4k+3 of each row, offset by 128: unsigned), which is what unpack_chunk
- * makes of the raw rows, so the same tiles run on it; and decode reads it as one
- * stream, in full vectors, with nothing to rearrange. */
-#define P8_BLOCK (SR * 34)
+/* A strip of 16 rows as gk_gemm_pack stores it, block after block (16 x the row's
+ * block bytes): the 16 rows' fp16 scales, then vectors of 16 rows x 4 bytes: Q8_0's
+ * 8 (values 4k..4k+3 of each row, offset by 128: unsigned), Q4_0's 4 (its quant
+ * bytes 4k..4k+3: values 4k..4k+3 in the low nibbles, 16 + 4k.. in the high). That
+ * is what unpack_chunk makes of the raw rows (Q4_0's nibbles split), so the same
+ * tiles run on it; and decode reads it as one stream, in whole vectors, with nothing
+ * to rearrange. */
+#define PK_BLOCK(kind) (SR * ((kind) == K_Q8 ? 34 : 18))
 
-AI void unpack_p8(const uint8_t *w, int64_t b0, int nbk, strip_buf *buf) {
+AI void unpack_packed(const int kind, const uint8_t *w, int64_t b0, int nbk, strip_buf *buf) {
+    const __m512i m4 = _mm512_set1_epi8(0x0f);
     for (int b = 0; b < nbk; b++) {
-        const uint8_t *P = w + (size_t)(b0 + b) * P8_BLOCK;
+        const uint8_t *P = w + (size_t)(b0 + b) * PK_BLOCK(kind);
+        if (kind == K_Q8) {
 #pragma GCC unroll 8
-        for (int k = 0; k < 8; k++) buf->q[b][k] = _mm512_loadu_si512(P + 32 + 64 * k);
+            for (int k = 0; k < 8; k++) buf->q[b][k] = _mm512_loadu_si512(P + 32 + 64 * k);
+        } else {
+#pragma GCC unroll 4
+            for (int k = 0; k < 4; k++) {
+                const __m512i v = _mm512_loadu_si512(P + 32 + 64 * k);
+                buf->q[b][k] = _mm512_and_si512(v, m4);
+                buf->q[b][k + 4] = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+            }
+        }
         buf->d[b][0] = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)P));
     }
 }
@@ -900,22 +912,33 @@ AI void unpack_p8(const uint8_t *w, int64_t b0, int nbk, strip_buf *buf) {
 /* One token against a packed strip: strip_tile's arithmetic with N = 1 (the int32
  * sums in two chains, which add exactly), straight from the weights. The hardware
  * prefetchers follow the one stream (a software prefetch ahead cost 10 %). */
-AI void one_p8(int64_t n, const uint8_t *w, const uint8_t *x, float *y) {
+AI void one_packed(const int kind, int64_t n, const uint8_t *w, const uint8_t *x, float *y) {
     const int64_t nb = n / 32;
     const float *dx = (const float *)(x + n);
     const int32_t *ca = (const int32_t *)(x + n + nb * 4);
+    const __m512i m4 = _mm512_set1_epi8(0x0f);
     __m512 acc = _mm512_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
-        const uint8_t *P = w + (size_t)b * P8_BLOCK;
+        const uint8_t *P = w + (size_t)b * PK_BLOCK(kind);
         int32_t xv[8];
         memcpy(xv, x + b * 32, 32);
         __m512i s0 = _mm512_set1_epi32(ca[b]), s1 = _mm512_setzero_si512();
+        if (kind == K_Q8) {
 #pragma GCC unroll 4
-        for (int k = 0; k < 8; k += 2) {
-            s0 = _mm512_dpbusd_epi32(s0, _mm512_loadu_si512(P + 32 + 64 * k),
-                                     _mm512_set1_epi32(xv[k]));
-            s1 = _mm512_dpbusd_epi32(s1, _mm512_loadu_si512(P + 96 + 64 * k),
-                                     _mm512_set1_epi32(xv[k + 1]));
+            for (int k = 0; k < 8; k += 2) {
+                s0 = _mm512_dpbusd_epi32(s0, _mm512_loadu_si512(P + 32 + 64 * k),
+                                         _mm512_set1_epi32(xv[k]));
+                s1 = _mm512_dpbusd_epi32(s1, _mm512_loadu_si512(P + 96 + 64 * k),
+                                         _mm512_set1_epi32(xv[k + 1]));
+            }
+        } else {
+#pragma GCC unroll 4
+            for (int k = 0; k < 4; k++) {
+                const __m512i v = _mm512_loadu_si512(P + 32 + 64 * k);
+                s0 = _mm512_dpbusd_epi32(s0, _mm512_and_si512(v, m4), _mm512_set1_epi32(xv[k]));
+                s1 = _mm512_dpbusd_epi32(s1, _mm512_and_si512(_mm512_srli_epi16(v, 4), m4),
+                                         _mm512_set1_epi32(xv[k + 4]));
+            }
         }
         const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)P));
         acc = _mm512_fmadd_ps(_mm512_mul_ps(dw, _mm512_set1_ps(dx[b])),
@@ -929,7 +952,7 @@ AI void strip_run(const int kind, const bool packed, int64_t n, const uint8_t *w
     const int64_t nb = n / 32;
     const __mmask16 m = (__mmask16)((1u << R) - 1);
     if (packed && T == 1) {
-        one_p8(n, w, x, y);
+        one_packed(kind, n, w, x, y);
         return;
     }
     /* decode: the strip's rows one after the other (strip1) when they lie back
@@ -960,7 +983,7 @@ AI void strip_run(const int kind, const bool packed, int64_t n, const uint8_t *w
                 _mm_prefetch((const char *)w + span + p, _MM_HINT_T0);
         }
         if (packed)
-            unpack_p8(w, b0, nbk, &buf);
+            unpack_packed(kind, w, b0, nbk, &buf);
         else
             unpack_chunk(kind, w, nb_row, R, b0, nbk, &buf);
         int t = 0;
@@ -1043,9 +1066,18 @@ static void strip_q8p(int64_t n, const uint8_t *w, size_t nb_row, int R, const u
                       size_t xs, int T, float *y, int64_t ldy) {
     strip_run(K_Q8, true, n, w, nb_row, R, x, xs, T, y, ldy);
 }
+static void strip_q4p(int64_t n, const uint8_t *w, size_t nb_row, int R, const uint8_t *x,
+                      size_t xs, int T, float *y, int64_t ldy) {
+    strip_run(K_Q4, true, n, w, nb_row, R, x, xs, T, y, ldy);
+}
+/* (a packed strip is whole: nb_row and R are its 16 rows') */
 static void one_q8p(int64_t n, const uint8_t *w, size_t nb_row, int R, const uint8_t *x, float *y) {
-    (void)nb_row, (void)R; /* a packed strip is whole */
-    one_p8(n, w, x, y);
+    (void)nb_row, (void)R;
+    one_packed(K_Q8, n, w, x, y);
+}
+static void one_q4p(int64_t n, const uint8_t *w, size_t nb_row, int R, const uint8_t *x, float *y) {
+    (void)nb_row, (void)R;
+    one_packed(K_Q4, n, w, x, y);
 }
 
 static const gk_gemm_kernels s_q4k = {
@@ -1062,8 +1094,11 @@ static const gk_gemm_kernels s_q4 = {
 static const gk_gemm_kernels s_q8p = {
     .rmax = SR, .nmax = NT, .xrow = xrow_s, .pack = pack_s_q8, .strip = strip_q8p, .one = one_q8p};
 
+static const gk_gemm_kernels s_q4p = {
+    .rmax = SR, .nmax = NT, .xrow = xrow_s, .pack = pack_s_q4, .strip = strip_q4p, .one = one_q4p};
+
 const gk_gemm_kernels *gk_gemm_kernels_avx512_packed(gk_dtype type) {
-    return type == GK_TYPE_Q8_0 ? &s_q8p : NULL;
+    return type == GK_TYPE_Q8_0 ? &s_q8p : type == GK_TYPE_Q4_0 ? &s_q4p : NULL;
 }
 
 const gk_gemm_kernels *gk_gemm_kernels_avx512(gk_dtype type) {

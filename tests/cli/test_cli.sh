@@ -66,22 +66,24 @@ grep -q "Grok-2" "$W/info" && grep -q "grok.attention.temperature_length" "$W/in
 "$GROK" bench -m "$W/m.gguf" -p 16 -n 4 -r 1 >"$W/bench" 2>&1 && grep -q "tokens/s" "$W/bench" ||
     { echo "FAIL: bench"; cat "$W/bench"; fails=$((fails + 1)); }
 
-# Q8_0 weights packed for the GEMM at load (AVX-512 VNNI; kernels/gemm.h): the
-# logits of a prompt and of the tokens generated after it are the bits of the
-# unpacked rows (GK_NO_PACK=1), and a prompt run one token at a time (decode's
-# kernels) gives the bits of the whole batch's
-"$GROK" quantize "$W/m.gguf" "$W/q8.gguf" q8_0 -q >/dev/null 2>&1 || { echo "FAIL: quantize q8_0"; fails=$((fails + 1)); }
-for v in packed raw ub1; do
-    case $v in raw) env=GK_NO_PACK=1 ;; *) env=GK_UNUSED=1 ;; esac
-    ub=(); [ $v = ub1 ] && ub=(--ubatch 1)
-    env $env "$GROK" run -m "$W/q8.gguf" --tokens 5,6,7,8,9,10,11,12,13 -n 4 --temp 0 -t 2 "${ub[@]}" \
-        --dump-logits "$W/l_$v.bin" >/dev/null 2>"$W/err" || { echo "FAIL: q8_0 run ($v)"; cat "$W/err"; fails=$((fails + 1)); }
+# Q8_0 and Q4_0 weights packed for the GEMM by the first context (AVX-512 VNNI;
+# kernels/gemm.h): the logits of a prompt and of the tokens generated after it are
+# the bits of the unpacked rows (GK_NO_PACK=1), and a prompt run one token at a
+# time (decode's kernels) gives the bits of the whole batch's
+for q in q8_0 q4_0; do
+    "$GROK" quantize "$W/m.gguf" "$W/$q.gguf" $q -q >/dev/null 2>&1 || { echo "FAIL: quantize $q"; fails=$((fails + 1)); }
+    for v in packed raw ub1; do
+        case $v in raw) env=GK_NO_PACK=1 ;; *) env=GK_UNUSED=1 ;; esac
+        ub=(); [ $v = ub1 ] && ub=(--ubatch 1)
+        env $env "$GROK" run -m "$W/$q.gguf" --tokens 5,6,7,8,9,10,11,12,13 -n 4 --temp 0 -t 2 "${ub[@]}" \
+            --dump-logits "$W/l_$v.bin" >/dev/null 2>"$W/err" || { echo "FAIL: $q run ($v)"; cat "$W/err"; fails=$((fails + 1)); }
+    done
+    cmp -s "$W/l_packed.bin" "$W/l_raw.bin" || { echo "FAIL: packed $q logits differ from the rows'"; fails=$((fails + 1)); }
+    cmp -s "$W/l_packed.bin" "$W/l_ub1.bin" || { echo "FAIL: packed $q logits differ one token at a time"; fails=$((fails + 1)); }
+    "$GROK" bench -m "$W/$q.gguf" -p 16 -n 4 -r 1 >"$W/bench" 2>&1 || { echo "FAIL: bench $q"; fails=$((fails + 1)); }
+    grep -q "avx512-vnni" "$W/bench" && ! grep -q "packed for the GEMM" "$W/bench" &&
+        { echo "FAIL: AVX-512 VNNI but no $q matrix packed:"; cat "$W/bench"; fails=$((fails + 1)); }
 done
-cmp -s "$W/l_packed.bin" "$W/l_raw.bin" || { echo "FAIL: packed q8_0 logits differ from the rows'"; fails=$((fails + 1)); }
-cmp -s "$W/l_packed.bin" "$W/l_ub1.bin" || { echo "FAIL: packed q8_0 logits differ one token at a time"; fails=$((fails + 1)); }
-"$GROK" bench -m "$W/q8.gguf" -p 16 -n 4 -r 1 >"$W/bench" 2>&1 || { echo "FAIL: bench q8_0"; fails=$((fails + 1)); }
-grep -q "avx512-vnni" "$W/bench" && ! grep -q "packed for the GEMM" "$W/bench" &&
-    { echo "FAIL: AVX-512 VNNI but nothing packed:"; cat "$W/bench"; fails=$((fails + 1)); }
 
 [ $fails -eq 0 ] && echo "ok" || echo "$fails failure(s)"
 exit $((fails > 0))

@@ -10,7 +10,7 @@
  *    summations of at most that many additions, with exact int8 block sums
  *    (the 16-lane float tiles of AVX-512 add n/16 + 5 terms per element);
  *  - gk_matmul2 gives what two gk_matmul calls give;
- *  - packed Q8_0 weights (gk_gemm_pack) give the bits of the rows they came from;
+ *  - packed Q8_0 and Q4_0 weights (gk_gemm_pack) give the bits of their rows;
  *  - attention's weighted sum of value rows (gk_attn_wsum), scores (gk_attn_dots)
  *    and softmax (gk_attn_softmax) equal their scalar references bit for bit on
  *    every instruction set, f32 and f16 rows, head sizes with and without a tail,
@@ -410,17 +410,19 @@ static void check_chunks(gk_pool **pools, gk_dtype type, int64_t cw, int k) {
     unmake(&s);
 }
 
-/* Packed Q8_0 weights (gk_gemm_pack): the layout's bytes as gemm.h states it, and
+/* Packed Q8_0 and Q4_0 weights (gk_gemm_pack): the layout's bytes as gemm.h states it, and
  * gk_matmul, gk_matmul2 and gk_matmul_chunks on the packed matrix equal, bit for
  * bit, the same calls on the rows it was packed from, at T = 1 .. 67 with 1, 2
  * and 3 threads. Where this CPU has no packed layout: packable is false. */
-static void check_packed(gk_pool **pools, int64_t n) {
+static void check_packed(gk_pool **pools, gk_dtype q8, int64_t n) {
     enum { ROWS = 48 };
-    const gk_dtype q8 = GK_TYPE_Q8_0, pq8 = (gk_dtype)(GK_TYPE_Q8_0 | GK_GEMM_PACKED);
+    const gk_dtype pq8 = (gk_dtype)(q8 | GK_GEMM_PACKED);
+    const int bsz = q8 == GK_TYPE_Q8_0 ? 34 : 18;
+    const char *tn = gk_type_name(q8);
     CHECK(!gk_gemm_packable(q8, 37, n) && !gk_gemm_packable(GK_TYPE_F32, ROWS, n) &&
           !gk_gemm_packable(q8, ROWS, n + 16));
     if (!gk_gemm_packable(q8, ROWS, n)) {
-        printf("skip: packed Q8_0 needs the AVX-512 VNNI kernels (gemm %s)\n", gk_gemm_isa());
+        printf("skip: packed %s needs the AVX-512 VNNI kernels (gemm %s)\n", tn, gk_gemm_isa());
         return;
     }
     const size_t nb_row = gk_row_size(q8, n), bytes = nb_row * ROWS;
@@ -432,16 +434,18 @@ static void check_packed(gk_pool **pools, int64_t n) {
     }
     for (int64_t i = 0; i < n * T_MAX; i++) x[i] = frand() * 3.0f;
     gk_gemm_pack(q8, w, nb_row, ROWS, n, pw);
-    /* strip 1, block 2: the 16 scales, then byte 4k + i of row r at 32 + 64 k + 4 r + i */
-    const uint8_t *o = pw + 16 * nb_row + 2 * 16 * 34;
+    /* strip 1, block 2: the 16 scales, then quant byte 4k + i of row r at 32 + 64 k + 4 r + i
+     * (Q8_0's plus 128) */
+    const uint8_t *o = pw + 16 * nb_row + 2 * 16 * bsz;
     bool layout = true;
     for (int r = 0; r < 16; r++) {
-        const uint8_t *blk = w + (16 + r) * nb_row + 2 * 34;
+        const uint8_t *blk = w + (16 + r) * nb_row + 2 * bsz;
         layout = layout && !memcmp(o + 2 * r, blk, 2);
-        for (int j = 0; j < 32; j++)
-            layout = layout && o[32 + 64 * (j / 4) + 4 * r + j % 4] == (uint8_t)(blk[2 + j] ^ 0x80);
+        for (int j = 0; j < bsz - 2; j++)
+            layout = layout && o[32 + 64 * (j / 4) + 4 * r + j % 4] ==
+                                   (uint8_t)(bsz == 34 ? blk[2 + j] ^ 0x80 : blk[2 + j]);
     }
-    CHECK_MSG(layout, "packed q8_0 n %lld: the layout is not gemm.h's", (long long)n);
+    CHECK_MSG(layout, "packed %s n %lld: the layout is not gemm.h's", tn, (long long)n);
     void *qb = malloc(gk_matmul_qbuf_size(n, T_MAX));
     float *ya = malloc(sizeof(float) * ROWS * T_MAX), *yb = malloc(sizeof(float) * ROWS * T_MAX),
           *ya2 = malloc(sizeof(float) * ROWS * T_MAX), *yb2 = malloc(sizeof(float) * ROWS * T_MAX);
@@ -452,7 +456,7 @@ static void check_packed(gk_pool **pools, int64_t n) {
             const size_t sz = sizeof(float) * ROWS * (size_t)T;
             gk_matmul(pools[p], ya, w, q8, nb_row, ROWS, x, n, T, qb);
             gk_matmul(pools[p], yb, pw, pq8, nb_row, ROWS, x, n, T, qb);
-            CHECK_MSG(!memcmp(ya, yb, sz), "packed q8_0 n %lld T %d, %d threads: not the rows'",
+            CHECK_MSG(!memcmp(ya, yb, sz), "packed %s n %lld T %d, %d threads: not the rows'", tn,
                       (long long)n, T, p + 1);
             /* two matrices in one call: the packed one's two halves */
             gk_matmul2(pools[p], ya, w, q8, nb_row, ya2, w + 16 * nb_row, q8, nb_row, 16, x, n, T,
@@ -460,7 +464,7 @@ static void check_packed(gk_pool **pools, int64_t n) {
             gk_matmul2(pools[p], yb, pw, pq8, nb_row, yb2, pw + 16 * nb_row, pq8, nb_row, 16, x, n,
                        T, qb);
             CHECK_MSG(!memcmp(ya, yb, sz / 3) && !memcmp(ya2, yb2, sz / 3),
-                      "packed q8_0 n %lld T %d: gk_matmul2 not the rows'", (long long)n, T);
+                      "packed %s n %lld T %d: gk_matmul2 not the rows'", tn, (long long)n, T);
         }
     /* decode's column chunks: chunk ch starts 16 x its row offset into a strip */
     for (int k = 2; k <= 4; k += 2) {
@@ -474,7 +478,7 @@ static void check_packed(gk_pool **pools, int64_t n) {
             bool r2 = gk_matmul_chunks(pools[p], zs, pw, pq8, nb_row, ROWS, x, n, k, qc, qsize);
             CHECK(r1 && r2);
             CHECK_MSG(!memcmp(ya, yb, sizeof(float) * ROWS * (size_t)k),
-                      "packed q8_0 n %lld, %d chunks: not the rows'", (long long)n, k);
+                      "packed %s n %lld, %d chunks: not the rows'", tn, (long long)n, k);
             /* and a chunk's batch (T = 3) through gk_matmul from its packed offset */
             const int64_t cw = n / k;
             float xc[3 * 4096];
@@ -484,7 +488,7 @@ static void check_packed(gk_pool **pools, int64_t n) {
             gk_matmul(pools[p], yb2, pw + 16 * gk_row_size(q8, cw), pq8, nb_row, ROWS, xc, cw, 3,
                       qb);
             CHECK_MSG(!memcmp(ya2, yb2, sizeof(float) * ROWS * 3),
-                      "packed q8_0 n %lld: chunk 1 of %d in a batch not the rows'", (long long)n,
+                      "packed %s n %lld: chunk 1 of %d in a batch not the rows'", tn, (long long)n,
                       k);
         }
         gk_free_aligned(qc);
@@ -542,9 +546,12 @@ int main(void) {
         check_chunks(pools, types[i], kq ? 512 : 160, 2);
         check_chunks(pools, types[i], kq ? 256 : 96, 4);
     }
-    check_packed(pools, 96);
-    check_packed(pools, 512);
-    check_packed(pools, 8160);
+    for (int q = 0; q < 2; q++) {
+        const gk_dtype pt = q ? GK_TYPE_Q4_0 : GK_TYPE_Q8_0;
+        check_packed(pools, pt, 96);
+        check_packed(pools, pt, 512);
+        check_packed(pools, pt, 8160);
+    }
     check_attn_rows();
     check_attn_softmax();
     for (int i = 0; i < 3; i++) gk_pool_free(pools[i]);
