@@ -84,30 +84,57 @@ const gk_gemm_kernels *gk_gemm_kernels_of(gk_dtype type) {
 
 /* -------------------------------------------------------------- packing --- */
 
+/* A packed block's parts: the block's bytes (a k-quant's super-block), the 2-byte
+ * field moved to the front (its fp16 scale; -1: none), the quant bytes (from
+ * `data`, `ndata` of them, a multiple of 4) and the values a block holds. */
+typedef struct {
+    int bsz, lead, data, ndata, values;
+} pack_shape;
+
+static bool pack_shape_of(gk_dtype type, pack_shape *ps) {
+    switch (type) {
+    case GK_TYPE_Q8_0:
+        return *ps = (pack_shape){34, 0, 2, 32, 32}, true;
+    case GK_TYPE_Q4_0:
+        return *ps = (pack_shape){18, 0, 2, 16, 32}, true;
+    case GK_TYPE_Q4_K:
+        return *ps = (pack_shape){144, -1, 0, 144, 256}, true;
+    case GK_TYPE_Q5_K:
+        return *ps = (pack_shape){176, -1, 0, 176, 256}, true;
+    case GK_TYPE_Q6_K:
+        return *ps = (pack_shape){210, 208, 0, 208, 256}, true;
+    default:
+        return false;
+    }
+}
+
 bool gk_gemm_packable(gk_dtype type, int64_t n_out, int64_t n_in) {
     static int off = -1;
     if (off < 0) off = getenv("GK_NO_PACK") != NULL;
-    return !off && n_out > 0 && n_out % GK_GEMM_STRIP == 0 && n_in > 0 && n_in % 32 == 0 &&
-           gk_gemm_kernels_of(type | GK_GEMM_PACKED) != NULL;
+    pack_shape ps;
+    return !off && pack_shape_of(type, &ps) && n_out > 0 && n_out % GK_GEMM_STRIP == 0 &&
+           n_in > 0 && n_in % ps.values == 0 && gk_gemm_kernels_of(type | GK_GEMM_PACKED) != NULL;
 }
 
 void gk_gemm_pack(gk_dtype type, const void *src, size_t nb_row, int64_t n_out, int64_t n_in,
                   void *dst) {
-    /* Q8_0 or Q4_0 (gk_gemm_packable): blocks of 34 or 18 bytes, 32 or 16 quant bytes */
-    const bool q8 = type == GK_TYPE_Q8_0;
-    const int bsz = q8 ? 34 : 18, nq = bsz - 2;
-    const int64_t nb = n_in / 32;
+    pack_shape ps;
+    if (!pack_shape_of(type, &ps)) return; /* gk_gemm_packable said no */
+    const int64_t nb = n_in / ps.values;
     for (int64_t s = 0; s < n_out / GK_GEMM_STRIP; s++)
         for (int64_t b = 0; b < nb; b++) {
             uint8_t *o = (uint8_t *)dst + (size_t)s * GK_GEMM_STRIP * nb_row +
-                         (size_t)b * GK_GEMM_STRIP * (size_t)bsz;
+                         (size_t)b * GK_GEMM_STRIP * (size_t)ps.bsz;
             for (int r = 0; r < GK_GEMM_STRIP; r++) {
-                const uint8_t *blk =
-                    (const uint8_t *)src + (size_t)(s * GK_GEMM_STRIP + r) * nb_row + b * bsz;
-                memcpy(o + 2 * r, blk, 2);
-                for (int j = 0; j < nq; j++)
-                    o[32 + 64 * (j / 4) + 4 * r + j % 4] =
-                        (uint8_t)(q8 ? blk[2 + j] ^ 0x80 : blk[2 + j]);
+                const uint8_t *blk = (const uint8_t *)src +
+                                     (size_t)(s * GK_GEMM_STRIP + r) * nb_row + (size_t)b * ps.bsz;
+                uint8_t *q = o;
+                if (ps.lead >= 0) memcpy(o + 2 * r, blk + ps.lead, 2), q += 2 * GK_GEMM_STRIP;
+                for (int j = 0; j < ps.ndata; j++) {
+                    uint8_t v = blk[ps.data + j];
+                    q[64 * (j / 4) + 4 * r + j % 4] =
+                        type == GK_TYPE_Q8_0 ? (uint8_t)(v ^ 0x80) : v;
+                }
             }
         }
 }

@@ -57,17 +57,19 @@ typedef struct gk_gemm_kernels {
  * GK_GEMM_PACKED or'ed into the type: the kernels of its packed layout. */
 const gk_gemm_kernels *gk_gemm_kernels_of(gk_dtype type);
 
-/* Packed weights (gk_gemm_pack): the rows rearranged, once at load, as the strip
- * kernels read them, so that decode reads each strip as one stream of whole
- * vectors. Q8_0 and Q4_0 with AVX-512 VNNI have a packed layout: per strip of 16
- * rows, per block of 32 inputs, 16 blocks' bytes (544, 288): the 16 rows' fp16
- * scales; then for k = 0, 1, ... the quant bytes 4k..4k+3 of the 16 rows, row after
- * row (Q8_0's each plus 128; Q4_0's as they are, two values a byte). A matrix keeps
- * its size, and its strip s starts at s * 16 * nb_row; a column chunk of every
- * row (gk_matmul_chunks; forward.c's chunks at T > 1) starts 16 times further
- * into the strip than into a row. Calls on packed weights or GK_GEMM_PACKED into
- * their type (gk_matmul, gk_matmul2, gk_matmul_chunks); the products are the same
- * bits as on the rows they were packed from. */
+/* Packed weights (gk_gemm_pack): the rows rearranged, once, as the strip kernels
+ * read them, so that decode reads each strip as one stream of whole vectors with
+ * nothing to gather or transpose. Q8_0, Q4_0, Q4_K, Q5_K and Q6_K with AVX-512
+ * VNNI have the layout: per strip of 16 rows, per block (a k-quant's super-block),
+ * 16 blocks' bytes: first the 16 rows' fp16 scale d where the block has one 2-byte
+ * field the kernels read alone (Q8_0, Q4_0: its first; Q6_K: its last), then the
+ * rest of the block's bytes four at a time, the 16 rows' bytes 4k..4k+3 in one
+ * 64-byte vector (row r at 4 r), for k = 0, 1, ... (Q8_0's quant bytes plus 128). A
+ * matrix keeps its size, and its strip s starts at s * 16 * nb_row; a column chunk
+ * of every row (gk_matmul_chunks; forward.c's chunks at T > 1) starts 16 times
+ * further into the strip than into a row. Calls on packed weights or GK_GEMM_PACKED
+ * into their type (gk_matmul, gk_matmul2, gk_matmul_chunks); the products are the
+ * same bits as on the rows they were packed from. */
 #define GK_GEMM_PACKED 0x1000
 /* Whether gk_gemm_pack can pack an n_out x n_in matrix of type (the CPU's kernels
  * have a packed layout for it, n_out is a multiple of 16, and GK_NO_PACK is not

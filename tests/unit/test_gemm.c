@@ -10,7 +10,8 @@
  *    summations of at most that many additions, with exact int8 block sums
  *    (the 16-lane float tiles of AVX-512 add n/16 + 5 terms per element);
  *  - gk_matmul2 gives what two gk_matmul calls give;
- *  - packed Q8_0 and Q4_0 weights (gk_gemm_pack) give the bits of their rows;
+ *  - packed weights (gk_gemm_pack: Q8_0, Q4_0, Q4_K, Q5_K, Q6_K) give the bits of
+ *    their rows;
  *  - attention's weighted sum of value rows (gk_attn_wsum), scores (gk_attn_dots)
  *    and softmax (gk_attn_softmax) equal their scalar references bit for bit on
  *    every instruction set, f32 and f16 rows, head sizes with and without a tail,
@@ -410,15 +411,19 @@ static void check_chunks(gk_pool **pools, gk_dtype type, int64_t cw, int k) {
     unmake(&s);
 }
 
-/* Packed Q8_0 and Q4_0 weights (gk_gemm_pack): the layout's bytes as gemm.h states it, and
+/* Packed weights (gk_gemm_pack): the layout's bytes as gemm.h states it, and
  * gk_matmul, gk_matmul2 and gk_matmul_chunks on the packed matrix equal, bit for
  * bit, the same calls on the rows it was packed from, at T = 1 .. 67 with 1, 2
  * and 3 threads. Where this CPU has no packed layout: packable is false. */
 static void check_packed(gk_pool **pools, gk_dtype q8, int64_t n) {
     enum { ROWS = 48 };
     const gk_dtype pq8 = (gk_dtype)(q8 | GK_GEMM_PACKED);
-    const int bsz = q8 == GK_TYPE_Q8_0 ? 34 : 18;
     const char *tn = gk_type_name(q8);
+    /* gemm.h's layout: the block's bytes, the 2-byte field put in front (-1: none),
+     * the first of the bytes that follow four at a time, and their count */
+    const int bsz = (int)gk_row_size(q8, q8 == GK_TYPE_Q8_0 || q8 == GK_TYPE_Q4_0 ? 32 : 256);
+    const int lead = q8 == GK_TYPE_Q6_K ? 208 : q8 == GK_TYPE_Q8_0 || q8 == GK_TYPE_Q4_0 ? 0 : -1;
+    const int data = lead == 0 ? 2 : 0, ndata = bsz - (lead >= 0 ? 2 : 0);
     CHECK(!gk_gemm_packable(q8, 37, n) && !gk_gemm_packable(GK_TYPE_F32, ROWS, n) &&
           !gk_gemm_packable(q8, ROWS, n + 16));
     if (!gk_gemm_packable(q8, ROWS, n)) {
@@ -434,16 +439,19 @@ static void check_packed(gk_pool **pools, gk_dtype q8, int64_t n) {
     }
     for (int64_t i = 0; i < n * T_MAX; i++) x[i] = frand() * 3.0f;
     gk_gemm_pack(q8, w, nb_row, ROWS, n, pw);
-    /* strip 1, block 2: the 16 scales, then quant byte 4k + i of row r at 32 + 64 k + 4 r + i
-     * (Q8_0's plus 128) */
-    const uint8_t *o = pw + 16 * nb_row + 2 * 16 * bsz;
+    /* strip 1, its last block: the 16 leading fields, then byte data + 4k + i of row r at
+     * 64 k + 4 r + i (Q8_0's plus 128) */
+    const int64_t lastb = (int64_t)(nb_row / (size_t)bsz) - 1;
+    const uint8_t *o = pw + 16 * nb_row + (size_t)lastb * 16 * bsz;
     bool layout = true;
     for (int r = 0; r < 16; r++) {
-        const uint8_t *blk = w + (16 + r) * nb_row + 2 * bsz;
-        layout = layout && !memcmp(o + 2 * r, blk, 2);
-        for (int j = 0; j < bsz - 2; j++)
-            layout = layout && o[32 + 64 * (j / 4) + 4 * r + j % 4] ==
-                                   (uint8_t)(bsz == 34 ? blk[2 + j] ^ 0x80 : blk[2 + j]);
+        const uint8_t *blk = w + (16 + r) * nb_row + (size_t)lastb * bsz;
+        if (lead >= 0) layout = layout && !memcmp(o + 2 * r, blk + lead, 2);
+        const uint8_t *q = o + (lead >= 0 ? 32 : 0);
+        for (int j = 0; j < ndata; j++)
+            layout =
+                layout && q[64 * (j / 4) + 4 * r + j % 4] ==
+                              (uint8_t)(q8 == GK_TYPE_Q8_0 ? blk[data + j] ^ 0x80 : blk[data + j]);
     }
     CHECK_MSG(layout, "packed %s n %lld: the layout is not gemm.h's", tn, (long long)n);
     void *qb = malloc(gk_matmul_qbuf_size(n, T_MAX));
@@ -468,7 +476,7 @@ static void check_packed(gk_pool **pools, gk_dtype q8, int64_t n) {
         }
     /* decode's column chunks: chunk ch starts 16 x its row offset into a strip */
     for (int k = 2; k <= 4; k += 2) {
-        if (n % (32 * k)) continue;
+        if (n % ((lead == 0 ? 32 : 256) * k)) continue;
         const size_t qsize = (size_t)k * gk_matmul_qbuf_size(n / k, 1) + 64 * (size_t)k;
         uint8_t *qc = gk_malloc_aligned(qsize, NULL);
         float *ys[4], *zs[4];
@@ -546,11 +554,13 @@ int main(void) {
         check_chunks(pools, types[i], kq ? 512 : 160, 2);
         check_chunks(pools, types[i], kq ? 256 : 96, 4);
     }
-    for (int q = 0; q < 2; q++) {
-        const gk_dtype pt = q ? GK_TYPE_Q4_0 : GK_TYPE_Q8_0;
-        check_packed(pools, pt, 96);
-        check_packed(pools, pt, 512);
-        check_packed(pools, pt, 8160);
+    const gk_dtype ptypes[] = {GK_TYPE_Q8_0, GK_TYPE_Q4_0, GK_TYPE_Q4_K, GK_TYPE_Q5_K,
+                               GK_TYPE_Q6_K};
+    for (size_t q = 0; q < sizeof ptypes / sizeof *ptypes; q++) {
+        const bool kq = q >= 2;
+        check_packed(pools, ptypes[q], kq ? 256 : 96);
+        check_packed(pools, ptypes[q], 512);
+        check_packed(pools, ptypes[q], kq ? 8192 : 8160);
     }
     check_attn_rows();
     check_attn_softmax();
