@@ -853,11 +853,14 @@ uint64_t gk_gguf_file_size(const gk_gguf *g) {
 uint64_t gk_gguf_data_offset(const gk_gguf *g) {
     return g->data_offset;
 }
-bool gk_gguf_holds(const gk_gguf *g, const void *p) {
+bool gk_gguf_holds(const gk_gguf *g, const void *p, bool *file_mapped) {
     const uint8_t *q = p;
     for (uint32_t i = 0; i < g->n_shards; i++) {
         const gk_gguf *s = i ? g->shards[i] : g;
-        if (s && q >= s->base && q < s->base + s->size) return true;
+        if (s && q >= s->base && q < s->base + s->size) {
+            if (file_mapped) *file_mapped = s->map.data != NULL;
+            return true;
+        }
     }
     return false;
 }

@@ -128,9 +128,10 @@ uint32_t gk_gguf_version(const gk_gguf *g);
 uint64_t gk_gguf_alignment(const gk_gguf *g);
 uint64_t gk_gguf_file_size(const gk_gguf *g);
 uint64_t gk_gguf_data_offset(const gk_gguf *g); /* start of the data section */
-/* Whether p points into the bytes of the file or of one of its shards (the
- * mapping, read-only, or the caller's memory of gk_gguf_open_memory). */
-bool gk_gguf_holds(const gk_gguf *g, const void *p);
+/* Whether p points into the bytes of the file or of one of its shards: their
+ * read-only mapping (*file_mapped true), or the caller's memory given to
+ * gk_gguf_open_memory (false). */
+bool gk_gguf_holds(const gk_gguf *g, const void *p, bool *file_mapped);
 
 int64_t gk_gguf_n_kv(const gk_gguf *g);
 const gk_gguf_kv *gk_gguf_kv_at(const gk_gguf *g, int64_t i);

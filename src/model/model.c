@@ -441,8 +441,8 @@ static int load_tensors(gk_model *m, gk_err *err) {
 }
 
 /* Packs w's matrices for the GEMM (kernels/gemm.h gk_gemm_pack) where its kernels
- * have a packed layout. Weights in the file's mapping go to a new allocation, and
- * their pages leave this process (they would be read again only if touched);
+ * have a packed layout. Weights in the file's bytes go to a new allocation, and the
+ * pages of its mapping leave this process (they would be read again only if touched);
  * those the model already holds (a rank's slices, copied experts) are packed in
  * place through one matrix of scratch. */
 static int pack_weight(gk_model *m, gk_weight *w, uint8_t **scratch, size_t *scratch_size,
@@ -450,7 +450,8 @@ static int pack_weight(gk_model *m, gk_weight *w, uint8_t **scratch, size_t *scr
     if (!w->data || w->packed || !gk_gemm_packable(w->type, w->ne[1], w->ne[0])) return 0;
     const int64_t n_mat = w->ne[2] > 1 ? w->ne[2] : 1;
     const size_t bytes = w->nb_mat * (size_t)n_mat;
-    const bool mapped = gk_gguf_holds(m->gguf, w->data);
+    bool file_mapped = false;
+    const bool mapped = gk_gguf_holds(m->gguf, w->data, &file_mapped);
     uint8_t *dst = NULL;
     if (mapped) {
         void **owned = realloc(m->owned, (size_t)(m->n_owned + 1) * sizeof *owned);
@@ -473,13 +474,13 @@ static int pack_weight(gk_model *m, gk_weight *w, uint8_t **scratch, size_t *scr
             memcpy((uint8_t *)src, *scratch, w->nb_mat);
         }
     }
-    if (mapped) {
-        /* the whole pages inside the tensor: no longer needed here */
+    if (file_mapped) {
+        /* the whole pages inside the tensor: no longer needed here (the file keeps them) */
         const uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE), a = (uintptr_t)w->data,
                         lo = (a + pg - 1) / pg * pg, hi = (a + bytes) / pg * pg;
         if (hi > lo) madvise((void *)lo, hi - lo, MADV_DONTNEED);
-        w->data = dst;
     }
+    if (mapped) w->data = dst;
     w->packed = true;
     m->n_packed += (int)n_mat;
     m->packed_bytes += bytes;
