@@ -121,22 +121,28 @@ void gk_gemm_pack(gk_dtype type, const void *src, size_t nb_row, int64_t n_out, 
     pack_shape ps;
     if (!pack_shape_of(type, &ps)) return; /* gk_gemm_packable said no */
     const int64_t nb = n_in / ps.values;
-    for (int64_t s = 0; s < n_out / GK_GEMM_STRIP; s++)
+    const uint32_t flip = type == GK_TYPE_Q8_0 ? 0x80808080u : 0;
+    for (int64_t s = 0; s < n_out / GK_GEMM_STRIP; s++) {
+        const uint8_t *rows = (const uint8_t *)src + (size_t)s * GK_GEMM_STRIP * nb_row;
         for (int64_t b = 0; b < nb; b++) {
             uint8_t *o = (uint8_t *)dst + (size_t)s * GK_GEMM_STRIP * nb_row +
                          (size_t)b * GK_GEMM_STRIP * (size_t)ps.bsz;
-            for (int r = 0; r < GK_GEMM_STRIP; r++) {
-                const uint8_t *blk = (const uint8_t *)src +
-                                     (size_t)(s * GK_GEMM_STRIP + r) * nb_row + (size_t)b * ps.bsz;
-                uint8_t *q = o;
-                if (ps.lead >= 0) memcpy(o + 2 * r, blk + ps.lead, 2), q += 2 * GK_GEMM_STRIP;
-                for (int j = 0; j < ps.ndata; j++) {
-                    uint8_t v = blk[ps.data + j];
-                    q[64 * (j / 4) + 4 * r + j % 4] =
-                        type == GK_TYPE_Q8_0 ? (uint8_t)(v ^ 0x80) : v;
-                }
+            const uint8_t *blk = rows + (size_t)b * ps.bsz;
+            if (ps.lead >= 0) {
+                for (int r = 0; r < GK_GEMM_STRIP; r++)
+                    memcpy(o + 2 * r, blk + (size_t)r * nb_row + ps.lead, 2);
+                o += 2 * GK_GEMM_STRIP;
             }
+            /* a dword of the 16 rows at a time: the output is written in order */
+            for (int i = 0; i < ps.ndata / 4; i++, o += 4 * GK_GEMM_STRIP)
+                for (int r = 0; r < GK_GEMM_STRIP; r++) {
+                    uint32_t v;
+                    memcpy(&v, blk + (size_t)r * nb_row + ps.data + 4 * i, 4);
+                    v ^= flip;
+                    memcpy(o + 4 * r, &v, 4);
+                }
         }
+    }
 }
 
 /* --------------------------------------------------------------- driver --- */

@@ -457,7 +457,16 @@ static int pack_weight(gk_model *m, gk_weight *w, uint8_t **scratch, size_t *scr
         void **owned = realloc(m->owned, (size_t)(m->n_owned + 1) * sizeof *owned);
         if (!owned) return gk_fail(err, "out of memory packing %s", w->name ? w->name : "weights");
         m->owned = owned;
-        if (!(dst = gk_malloc_aligned(bytes, err))) return -1;
+        /* in 2 MiB pages where the kernel gives them: a fault per 2 MiB rather than
+         * per 4 KiB (packing Q8_0's 565 MiB took 3x as long in small pages here) */
+        void *p = NULL;
+        if (posix_memalign(&p, (size_t)2 << 20, bytes) != 0)
+            return gk_fail(err, "out of memory packing %s (%zu bytes)",
+                           w->name ? w->name : "weights", bytes);
+#ifdef MADV_HUGEPAGE
+        madvise(p, bytes & ~((size_t)sysconf(_SC_PAGESIZE) - 1), MADV_HUGEPAGE);
+#endif
+        dst = p;
         m->owned[m->n_owned++] = dst;
     } else if (*scratch_size < w->nb_mat) {
         gk_free_aligned(*scratch);
@@ -465,6 +474,12 @@ static int pack_weight(gk_model *m, gk_weight *w, uint8_t **scratch, size_t *scr
         if (!(*scratch = gk_malloc_aligned(w->nb_mat, err))) return -1;
         *scratch_size = w->nb_mat;
     }
+    const uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE), a = (uintptr_t)w->data,
+                    lo = (a + pg - 1) / pg * pg, hi = (a + bytes) / pg * pg;
+#ifdef MADV_POPULATE_READ
+    /* the file's pages mapped in one call, not one fault at a time (3x faster here) */
+    if (file_mapped && hi > lo) madvise((void *)lo, hi - lo, MADV_POPULATE_READ);
+#endif
     for (int64_t e = 0; e < n_mat; e++) {
         const uint8_t *src = w->data + (size_t)e * w->nb_mat;
         if (mapped) {
@@ -474,12 +489,8 @@ static int pack_weight(gk_model *m, gk_weight *w, uint8_t **scratch, size_t *scr
             memcpy((uint8_t *)src, *scratch, w->nb_mat);
         }
     }
-    if (file_mapped) {
-        /* the whole pages inside the tensor: no longer needed here (the file keeps them) */
-        const uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE), a = (uintptr_t)w->data,
-                        lo = (a + pg - 1) / pg * pg, hi = (a + bytes) / pg * pg;
-        if (hi > lo) madvise((void *)lo, hi - lo, MADV_DONTNEED);
-    }
+    /* the whole pages inside the tensor: no longer needed here (the file keeps them) */
+    if (file_mapped && hi > lo) madvise((void *)lo, hi - lo, MADV_DONTNEED);
     if (mapped) w->data = dst;
     w->packed = true;
     m->n_packed += (int)n_mat;
