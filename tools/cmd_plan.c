@@ -855,6 +855,14 @@ static void noop_job(void *arg, int ith, int nth) {
     (void)arg, (void)ith, (void)nth;
 }
 
+/* One of calibrate's T grids (T = 8, 32, 128, 512 by two row lengths), in GFLOP/s. */
+static void print_grid(const char *type, const char *what, int c0, int c1, const double (*g)[2]) {
+    printf("          %-5s         %s rows of %d: %.1f / %.1f / %.1f / %.1f GFLOP/s; of %d: %.1f "
+           "/ %.1f / %.1f / %.1f\n",
+           type, what, c0, g[0][0] / 1e9, g[1][0] / 1e9, g[2][0] / 1e9, g[3][0] / 1e9, c1,
+           g[0][1] / 1e9, g[1][1] / 1e9, g[2][1] / 1e9, g[3][1] / 1e9);
+}
+
 /* Whether type name t is in the comma-separated list (NULL: every type). */
 static bool type_listed(const char *list, const char *t) {
     if (!list) return true;
@@ -1238,28 +1246,12 @@ static int cmd_calibrate(int argc, char **argv, const plan_opts *o) {
                 hw.mm_flops_narrow[t][k][c] = 2.0 * rows * wc * Tk / ct.best;
             }
         }
-        if (!quiet && dist.rank == 0 && hw.mm_flops_narrow[t][3][0] > 0)
-            printf("          %-5s         128 rows:    rows of 64: %.1f / %.1f / %.1f / %.1f "
-                   "GFLOP/s; of 128: %.1f / %.1f / %.1f / %.1f\n",
-                   tt->name, hw.mm_flops_narrow[t][0][0] / 1e9, hw.mm_flops_narrow[t][1][0] / 1e9,
-                   hw.mm_flops_narrow[t][2][0] / 1e9, hw.mm_flops_narrow[t][3][0] / 1e9,
-                   hw.mm_flops_narrow[t][0][1] / 1e9, hw.mm_flops_narrow[t][1][1] / 1e9,
-                   hw.mm_flops_narrow[t][2][1] / 1e9, hw.mm_flops_narrow[t][3][1] / 1e9);
-        if (!quiet && dist.rank == 0)
-            printf(
-                "          %-5s         T = 8 / 32 / 128 / 512, rows of 512: %.1f / %.1f / %.1f / "
-                "%.1f GFLOP/s; of 4096: %.1f / %.1f / %.1f / %.1f\n",
-                tt->name, hw.mm_flops_at[t][0][0] / 1e9, hw.mm_flops_at[t][1][0] / 1e9,
-                hw.mm_flops_at[t][2][0] / 1e9, hw.mm_flops_at[t][3][0] / 1e9,
-                hw.mm_flops_at[t][0][1] / 1e9, hw.mm_flops_at[t][1][1] / 1e9,
-                hw.mm_flops_at[t][2][1] / 1e9, hw.mm_flops_at[t][3][1] / 1e9);
-        if (!quiet && dist.rank == 0)
-            printf("          %-5s         4096 rows:   rows of 512: %.1f / %.1f / %.1f / %.1f "
-                   "GFLOP/s; of 4096: %.1f / %.1f / %.1f / %.1f\n",
-                   tt->name, hw.mm_flops_at4k[t][0][0] / 1e9, hw.mm_flops_at4k[t][1][0] / 1e9,
-                   hw.mm_flops_at4k[t][2][0] / 1e9, hw.mm_flops_at4k[t][3][0] / 1e9,
-                   hw.mm_flops_at4k[t][0][1] / 1e9, hw.mm_flops_at4k[t][1][1] / 1e9,
-                   hw.mm_flops_at4k[t][2][1] / 1e9, hw.mm_flops_at4k[t][3][1] / 1e9);
+        if (!quiet && dist.rank == 0) {
+            if (hw.mm_flops_narrow[t][3][0] > 0)
+                print_grid(tt->name, "128 rows:   ", 64, 128, hw.mm_flops_narrow[t]);
+            print_grid(tt->name, "T = 8 / 32 / 128 / 512,", 512, 4096, hw.mm_flops_at[t]);
+            print_grid(tt->name, "4096 rows:  ", 512, 4096, hw.mm_flops_at4k[t]);
+        }
         /* batch 1 (generation): matrices of 256 KiB .. 96 MiB with rows 1024 and 4096
          * wide, each read once in turn from the 96 MiB arena as a model's are (past the
          * caches; the smaller ones pay their dispatches as a model's small matrices do) */

@@ -1286,8 +1286,8 @@ static const gk_gemm_kernels s_q8p = {
 static const gk_gemm_kernels s_q4p = {
     .rmax = SR, .nmax = NT, .xrow = xrow_s, .pack = pack_s_q4, .strip = strip_q4p, .one = one_q4p};
 
-/* the k-quants packed: decode as the batch, a super-block unpacked at a time */
-#define PACKED_KQ(name, KIND)                                                                      \
+/* the k-quants packed: their kernels and table */
+#define PACKED_KQ(name, KIND, PACK)                                                                \
     static void strip_##name##p(int64_t n, const uint8_t *w, size_t nb_row, int R,                 \
                                 const uint8_t *x, size_t xs, int T, float *y, int64_t ldy) {       \
         strip_run(KIND, true, n, w, nb_row, R, x, xs, T, y, ldy);                                  \
@@ -1295,29 +1295,17 @@ static const gk_gemm_kernels s_q4p = {
     static void one_##name##p(int64_t n, const uint8_t *w, size_t nb_row, int R, const uint8_t *x, \
                               float *y) {                                                          \
         strip_run(KIND, true, n, w, nb_row, R, x, 0, 1, y, 0);                                     \
-    }
-PACKED_KQ(q4k, K_Q4K)
-PACKED_KQ(q5k, K_Q5K)
-PACKED_KQ(q6k, K_Q6K)
+    }                                                                                              \
+    static const gk_gemm_kernels s_##name##p = {.rmax = SR,                                        \
+                                                .nmax = NT,                                        \
+                                                .xrow = xrow_s,                                    \
+                                                .pack = PACK,                                      \
+                                                .strip = strip_##name##p,                          \
+                                                .one = one_##name##p};
+PACKED_KQ(q4k, K_Q4K, pack_s_q4k)
+PACKED_KQ(q5k, K_Q5K, pack_s_q4k)
+PACKED_KQ(q6k, K_Q6K, pack_s_q6k)
 #undef PACKED_KQ
-static const gk_gemm_kernels s_q4kp = {.rmax = SR,
-                                       .nmax = NT,
-                                       .xrow = xrow_s,
-                                       .pack = pack_s_q4k,
-                                       .strip = strip_q4kp,
-                                       .one = one_q4kp};
-static const gk_gemm_kernels s_q5kp = {.rmax = SR,
-                                       .nmax = NT,
-                                       .xrow = xrow_s,
-                                       .pack = pack_s_q4k,
-                                       .strip = strip_q5kp,
-                                       .one = one_q5kp};
-static const gk_gemm_kernels s_q6kp = {.rmax = SR,
-                                       .nmax = NT,
-                                       .xrow = xrow_s,
-                                       .pack = pack_s_q6k,
-                                       .strip = strip_q6kp,
-                                       .one = one_q6kp};
 
 const gk_gemm_kernels *gk_gemm_kernels_avx512_packed(gk_dtype type) {
     switch (type) {
