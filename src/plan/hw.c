@@ -580,6 +580,14 @@ static double warm_rate(const double (*tab)[2], double bytes, double c0, double 
     for (int c = 0; c < 2; c++) {
         double ys[2] = {tab[0][c], tab[1][c]};
         r[c] = interp_rate(xs, ys, 2, bytes, 0);
+        /* under 256 KiB a call's fixed part (its dispatch, its activations packed) weighs
+         * more: the time linear in the bytes through the two sizes, a fixed part and a
+         * part per byte, where both come out positive */
+        if (bytes < xs[0] && ys[0] > 0 && ys[1] > 0) {
+            double t0 = xs[0] / ys[0], t1 = xs[1] / ys[1], per = (t1 - t0) / (xs[1] - xs[0]),
+                   fixed = t0 - xs[0] * per;
+            if (per > 0 && fixed > 0) r[c] = bytes / (fixed + bytes * per);
+        }
     }
     return interp_cols(c0, r[0], c1, r[1], cols);
 }

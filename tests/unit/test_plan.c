@@ -843,6 +843,15 @@ static void test_tree_rate(void) {
         CHECK(gk_plan_infer_eval(&pm, &d, 1, 1, &o, &rd, &err) == 0);
         CHECK_EQ(rc.gen_parts.matmul, 2 * rd.gen_parts.matmul);
         CHECK(rc.gen_parts.matmul != ra.gen_parts.matmul);
+        /* under 256 KiB (all of this model's matrices) the time is linear in the bytes
+         * through the two sizes: with 256 KiB at 1e9 B/s and 2 MiB at 1.8e9, a call has a
+         * fixed part of about 0.12 ms, so the small calls cost far more than at the flat
+         * 1e9 (which a clamp at 256 KiB would have charged them) */
+        gk_plan_hw g = c;
+        for (int w = 0; w < 2; w++) g.mm_bw1_warm[0][1][w] = g.mm_tree1_warm[0][1][w] = 1.8e9;
+        gk_plan_infer rg;
+        CHECK(gk_plan_infer_eval(&pm, &g, 1, 1, &o, &rg, &err) == 0);
+        CHECK(rg.gen_parts.matmul > 5 * rc.gen_parts.matmul);
     }
 }
 
