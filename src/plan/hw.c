@@ -642,8 +642,7 @@ static double matmul_grid_seconds(const gk_plan_hw *hw, uint32_t t, double rows,
  * narrow grid (128-row matrices of 64- and 128-wide rows): the FLOP rate log-linear
  * in the row length between 64 and 128 and from 128 to the T grid's rate on rows 512
  * wide, clamped below 64; 0 where the narrow grid was not measured. */
-static double narrow_seconds(const gk_plan_hw *hw, uint32_t t, double rows, double cols,
-                             double T) {
+static double narrow_seconds(const gk_plan_hw *hw, uint32_t t, double rows, double cols, double T) {
     static const double Ts[4] = {8, 32, 128, 512};
     double T8 = T < 8 ? 8 : T, r[2];
     for (int c = 0; c < 2; c++) {
@@ -652,11 +651,11 @@ static double narrow_seconds(const gk_plan_hw *hw, uint32_t t, double rows, doub
         r[c] = interp_rate(Ts, ys, 4, T8, 0);
     }
     if (!(r[0] > 0 && r[1] > 0)) return 0;
-    double rate = cols <= 128 ? interp_cols(64, r[0], 128, r[1], cols)
-                              : interp_cols(128, r[1], 512,
-                                            2.0 * rows * 512 * T8 /
-                                                matmul_grid_seconds(hw, t, rows, 512, T8),
-                                            cols);
+    double rate =
+        cols <= 128
+            ? interp_cols(64, r[0], 128, r[1], cols)
+            : interp_cols(128, r[1], 512,
+                          2.0 * rows * 512 * T8 / matmul_grid_seconds(hw, t, rows, 512, T8), cols);
     return 2.0 * rows * cols * T / rate;
 }
 
