@@ -935,8 +935,7 @@ typedef struct {
 static void tree_cal_part(void *arg, int ith, int nth) {
     (void)nth;
     tree_cal_job *j = arg;
-    size_t off = gk_row_size(j->t & ~GK_GEMM_PACKED, ith * j->cw) *
-                 (j->t & GK_GEMM_PACKED ? GK_GEMM_STRIP : 1);
+    size_t off = gk_gemm_col_offset(j->t, ith * j->cw);
     gk_matmul(NULL, j->y + (size_t)ith * j->rows, j->w + off, j->t, j->nb_row, j->rows,
               j->x + ith * j->cw, j->cw, 1, j->q + (size_t)ith * j->qsize);
 }

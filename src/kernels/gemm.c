@@ -570,7 +570,7 @@ bool gk_matmul_chunks(gk_pool *pool, float *const *y, const void *w, gk_dtype ty
                     .y = y,
                     .w = w,
                     .nb_row = nb_row,
-                    .coff = gk_row_size(base, cw) * (type & GK_GEMM_PACKED ? GK_GEMM_STRIP : 1),
+                    .coff = gk_gemm_col_offset(type, cw),
                     .n_out = n_out,
                     .cw = cw,
                     .nk = k,

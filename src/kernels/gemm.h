@@ -71,6 +71,12 @@ const gk_gemm_kernels *gk_gemm_kernels_of(gk_dtype type);
  * into their type (gk_matmul, gk_matmul2, gk_matmul_chunks); the products are the
  * same bits as on the rows they were packed from. */
 #define GK_GEMM_PACKED 0x1000
+/* Bytes from a row's (or a packed strip's) start to its column `col` (a block
+ * boundary) for weights of `type` (GK_GEMM_PACKED allowed): a column chunk's
+ * offset. */
+static inline size_t gk_gemm_col_offset(gk_dtype type, int64_t col) {
+    return gk_row_size(type & ~GK_GEMM_PACKED, col) * (type & GK_GEMM_PACKED ? GK_GEMM_STRIP : 1);
+}
 /* Whether gk_gemm_pack can pack an n_out x n_in matrix of type (the CPU's kernels
  * have a packed layout for it, n_out is a multiple of 16, and GK_NO_PACK is not
  * set). */

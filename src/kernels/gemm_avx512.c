@@ -1251,24 +1251,6 @@ static void one_q6k(int64_t n, const uint8_t *w, size_t nb_row, int R, const uin
     one_run(K_Q6K, n, w, nb_row, R, x, y);
 }
 
-static void strip_q8p(int64_t n, const uint8_t *w, size_t nb_row, int R, const uint8_t *x,
-                      size_t xs, int T, float *y, int64_t ldy) {
-    strip_run(K_Q8, true, n, w, nb_row, R, x, xs, T, y, ldy);
-}
-static void strip_q4p(int64_t n, const uint8_t *w, size_t nb_row, int R, const uint8_t *x,
-                      size_t xs, int T, float *y, int64_t ldy) {
-    strip_run(K_Q4, true, n, w, nb_row, R, x, xs, T, y, ldy);
-}
-/* (a packed strip is whole: nb_row and R are its 16 rows') */
-static void one_q8p(int64_t n, const uint8_t *w, size_t nb_row, int R, const uint8_t *x, float *y) {
-    (void)nb_row, (void)R;
-    one_packed(K_Q8, n, w, x, y);
-}
-static void one_q4p(int64_t n, const uint8_t *w, size_t nb_row, int R, const uint8_t *x, float *y) {
-    (void)nb_row, (void)R;
-    one_packed(K_Q4, n, w, x, y);
-}
-
 static const gk_gemm_kernels s_q4k = {
     .rmax = SR, .nmax = NT, .xrow = xrow_s, .pack = pack_s_q4k, .strip = strip_q4k, .one = one_q4k};
 static const gk_gemm_kernels s_q5k = {
@@ -1280,14 +1262,9 @@ static const gk_gemm_kernels s_q8 = {
 static const gk_gemm_kernels s_q4 = {
     .rmax = SR, .nmax = NT, .xrow = xrow_s, .pack = pack_s_q4, .strip = strip_q4, .one = one_q4};
 
-static const gk_gemm_kernels s_q8p = {
-    .rmax = SR, .nmax = NT, .xrow = xrow_s, .pack = pack_s_q8, .strip = strip_q8p, .one = one_q8p};
-
-static const gk_gemm_kernels s_q4p = {
-    .rmax = SR, .nmax = NT, .xrow = xrow_s, .pack = pack_s_q4, .strip = strip_q4p, .one = one_q4p};
-
-/* the k-quants packed: their kernels and table */
-#define PACKED_KQ(name, KIND, PACK)                                                                \
+/* the packed types' kernels and tables: strip_run with packed weights (decode's T = 1
+ * included; a packed strip is whole, its R always 16) */
+#define PACKED(name, KIND, PACK)                                                                   \
     static void strip_##name##p(int64_t n, const uint8_t *w, size_t nb_row, int R,                 \
                                 const uint8_t *x, size_t xs, int T, float *y, int64_t ldy) {       \
         strip_run(KIND, true, n, w, nb_row, R, x, xs, T, y, ldy);                                  \
@@ -1302,10 +1279,12 @@ static const gk_gemm_kernels s_q4p = {
                                                 .pack = PACK,                                      \
                                                 .strip = strip_##name##p,                          \
                                                 .one = one_##name##p};
-PACKED_KQ(q4k, K_Q4K, pack_s_q4k)
-PACKED_KQ(q5k, K_Q5K, pack_s_q4k)
-PACKED_KQ(q6k, K_Q6K, pack_s_q6k)
-#undef PACKED_KQ
+PACKED(q8, K_Q8, pack_s_q8)
+PACKED(q4, K_Q4, pack_s_q4)
+PACKED(q4k, K_Q4K, pack_s_q4k)
+PACKED(q5k, K_Q5K, pack_s_q4k)
+PACKED(q6k, K_Q6K, pack_s_q6k)
+#undef PACKED
 
 const gk_gemm_kernels *gk_gemm_kernels_avx512_packed(gk_dtype type) {
     switch (type) {

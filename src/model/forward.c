@@ -253,10 +253,9 @@ static void chunk_one(chunk_job *j, int ch, gk_pool *pool, int slot) {
         x = xc;
     }
     float *y = j->toks ? c->cy + (size_t)slot * c->n_batch * d : j->sums[ch];
-    /* the chunk's first column: in a packed strip 16 times further in than in a row */
-    size_t coff = gk_row_size(w->type, ch * cw) * (w->packed ? GK_GEMM_STRIP : 1);
-    gk_matmul(pool, y, w->data + j->woff + coff, gk_weight_mm_type(w), w->nb_row, w->ne[1], x, cw,
-              j->T, c->cq + (size_t)slot * c->cq_size);
+    gk_matmul(pool, y, w->data + j->woff + gk_gemm_col_offset(gk_weight_mm_type(w), ch * cw),
+              gk_weight_mm_type(w), w->nb_row, w->ne[1], x, cw, j->T,
+              c->cq + (size_t)slot * c->cq_size);
     if (j->toks)
         for (int i = 0; i < j->T; i++) {
             float *o = j->sums[ch] + (size_t)j->toks[i] * d;
