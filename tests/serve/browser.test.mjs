@@ -57,7 +57,7 @@ test('the page loads from the server alone and streams a reply', { skip }, async
   const { page, foreign, errors } = await openPage(ctx);
   assert.equal(await page.title(), 'grok.c chat');
   await setSetting(page, 'temperature', 0);
-  await setSetting(page, 'max-tokens', 500);
+  await setSetting(page, 'max-tokens', 4000); // long enough to stream over many frames: 500 tokens took 0.1 s, 2 frames
   await page.fill('#input', 'Tell me about the history of the nation.');
   // record the reply's text at every DOM change while it streams
   await page.evaluate(() => {
