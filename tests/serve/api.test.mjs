@@ -55,7 +55,11 @@ test('chat stream: chunk format, and the same text as non-streamed at temperatur
   const params = { model: 'm', messages: chatMsgs, max_tokens: 24, temperature: 0 };
   const whole = await client.chat.completions.create(params);
   const chunks = await chatStream({ ...params, stream_options: { include_usage: true } });
-  assert.ok(chunks.length >= 3);
+  // The server sends what the job produced since the client last read, so
+  // a fast model may finish all 24 tokens before the first read: one chunk
+  // with choices and the usage chunk is the least a correct stream holds.
+  assert.ok(chunks.length >= 2);
+  assert.ok(chunks.filter((c) => c.choices.length).length >= 1);
   const withChoices = chunks.filter((c) => c.choices.length);
   for (const c of chunks) {
     assert.equal(c.id, chunks[0].id);
