@@ -110,28 +110,41 @@ test('a prompt longer than the context: 400 before queueing, streamed or not', a
 });
 
 test('a full queue is 503 with Retry-After; the server recovers', async () => {
-  // one slot and a queue of one: a long generation, one waiting, then refusal
-  const ac1 = new AbortController(), ac2 = new AbortController();
-  const long = { model: 'm', prompt: 'The', max_tokens: 500, temperature: 0 };
-  const a = client.completions.create(long, { signal: ac1.signal }).catch((e) => e);
-  while ((await slots(srv.base))[0].state !== 'generating') await sleep(5);
-  const b = client.completions.create(long, { signal: ac2.signal }).catch((e) => e);
-  for (;;) {
-    const m = await (await fetch(srv.base + '/metrics')).text();
-    if (/^grok_queue_length 1$/m.test(m)) break;
-    await sleep(5);
+  // one slot and a queue of one: a long generation, one waiting, then refusal.
+  // The long one must outlast the checks below: the shipped model writes about
+  // 3000 tokens a second, so it asks for 8000 of an 8192-token context on a
+  // server of its own (the one above has 512), seconds of work; it is
+  // cancelled, never awaited to its end.
+  const s = await startServer(['-np', '1', '-c', '8192', '--max-queue', '1']);
+  try {
+    const c = new OpenAI({ baseURL: s.base + '/v1', apiKey: 'unused', maxRetries: 0 });
+    const until = async (what, pred) => {
+      for (const t0 = Date.now(); !(await pred()); await sleep(5))
+        if (Date.now() - t0 > 10000) throw new Error(what + ' not seen in 10 s: ' + JSON.stringify(await slots(s.base)));
+    };
+    const queued = async () => /^grok_queue_length 1$/m.test(await (await fetch(s.base + '/metrics')).text());
+    const ac1 = new AbortController(), ac2 = new AbortController();
+    const long = { model: 'm', prompt: 'The', max_tokens: 8000, temperature: 0 };
+    const a = c.completions.create(long, { signal: ac1.signal }).catch((e) => e);
+    await until('the first request generating', async () => (await slots(s.base))[0].state === 'generating');
+    const b = c.completions.create(long, { signal: ac2.signal }).catch((e) => e);
+    await until('the second request queued', queued);
+    const raw = await fetch(s.base + '/v1/completions', { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(long) });
+    assert.equal(raw.status, 503);
+    assert.ok(Number(raw.headers.get('retry-after')) >= 1);
+    isError(await raw.json(), 503);
+    await assert.rejects(c.completions.create(long), (e) => e.status === 503);
+    assert.ok(await queued(), 'the first request still ran, the second still waited');
+    ac1.abort();
+    ac2.abort();
+    await a;
+    await b;
+    await waitIdle(s.base, 2000);
+    const r = await c.completions.create({ model: 'm', prompt: 'The', max_tokens: 2, temperature: 0 });
+    assert.equal(r.usage.completion_tokens, 2);
+  } finally {
+    assert.equal(await s.stop(), 0);
   }
-  const raw = await post('/v1/completions', JSON.stringify(long));
-  assert.equal(raw.status, 503);
-  assert.ok(Number(raw.headers.get('retry-after')) >= 1);
-  isError(raw.body, 503);
-  await assert.rejects(client.completions.create(long), (e) => e.status === 503);
-  ac1.abort();
-  ac2.abort();
-  await a;
-  await b;
-  await waitIdle(srv.base, 2000);
-  await stillServes();
 });
 
 test('SIGTERM mid-stream: an error event, [DONE], and a clean exit', async () => {
