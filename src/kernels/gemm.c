@@ -85,27 +85,39 @@ const gk_gemm_kernels *gk_gemm_kernels_of(gk_dtype type) {
 /* -------------------------------------------------------------- packing --- */
 
 /* A packed block's parts: the block's bytes (a k-quant's super-block), the 2-byte
- * field moved to the front (its fp16 scale; -1: none), the quant bytes (from
- * `data`, `ndata` of them, a multiple of 4) and the values a block holds. */
+ * field moved to the front (its fp16 scale; -1: none), the bytes that follow a
+ * unit of each row at a time (from `data`, `ndata` of them, a multiple of unit),
+ * and the values a block holds. The quantized types' unit is 4 bytes (a vector of
+ * 16 rows' dwords); the float types' a whole block of 16 values. */
 typedef struct {
-    int bsz, lead, data, ndata, values;
+    int bsz, lead, data, ndata, unit, values;
 } pack_shape;
 
 static bool pack_shape_of(gk_dtype type, pack_shape *ps) {
     switch (type) {
     case GK_TYPE_Q8_0:
-        return *ps = (pack_shape){34, 0, 2, 32, 32}, true;
+        return *ps = (pack_shape){34, 0, 2, 32, 4, 32}, true;
     case GK_TYPE_Q4_0:
-        return *ps = (pack_shape){18, 0, 2, 16, 32}, true;
+        return *ps = (pack_shape){18, 0, 2, 16, 4, 32}, true;
     case GK_TYPE_Q4_K:
-        return *ps = (pack_shape){144, -1, 0, 144, 256}, true;
+        return *ps = (pack_shape){144, -1, 0, 144, 4, 256}, true;
     case GK_TYPE_Q5_K:
-        return *ps = (pack_shape){176, -1, 0, 176, 256}, true;
+        return *ps = (pack_shape){176, -1, 0, 176, 4, 256}, true;
     case GK_TYPE_Q6_K:
-        return *ps = (pack_shape){210, 208, 0, 208, 256}, true;
+        return *ps = (pack_shape){210, 208, 0, 208, 4, 256}, true;
+    case GK_TYPE_F32:
+        return *ps = (pack_shape){64, -1, 0, 64, 64, 16}, true;
+    case GK_TYPE_F16:
+    case GK_TYPE_BF16:
+        return *ps = (pack_shape){32, -1, 0, 32, 32, 16}, true;
     default:
         return false;
     }
+}
+
+int64_t gk_gemm_pack_values(gk_dtype type) {
+    pack_shape ps;
+    return pack_shape_of(type & ~GK_GEMM_PACKED, &ps) ? ps.values : 0;
 }
 
 bool gk_gemm_packable(gk_dtype type, int64_t n_out, int64_t n_in) {
@@ -132,6 +144,11 @@ void gk_gemm_pack(gk_dtype type, const void *src, size_t nb_row, int64_t n_out, 
                 for (int r = 0; r < GK_GEMM_STRIP; r++)
                     memcpy(o + 2 * r, blk + (size_t)r * nb_row + ps.lead, 2);
                 o += 2 * GK_GEMM_STRIP;
+            }
+            if (ps.unit != 4) { /* whole blocks, row after row */
+                for (int r = 0; r < GK_GEMM_STRIP; r++, o += ps.unit)
+                    memcpy(o, blk + (size_t)r * nb_row + ps.data, (size_t)ps.unit);
+                continue;
             }
             /* a dword of the 16 rows at a time: the output is written in order */
             for (int i = 0; i < ps.ndata / 4; i++, o += 4 * GK_GEMM_STRIP)
@@ -534,18 +551,20 @@ typedef struct {
     const float *x;
     uint8_t *xq; /* the chunks' packed activations, xs bytes apart, or x itself */
     size_t xs;
+    bool packed; /* packed weights: strips of 16 rows */
 } chunks_job;
 
 /* Row blocks split over the threads; each row (float weights) or strip of 16
- * rows (packed activations: the strips' sums of 16 rows at once) runs chunk
- * after chunk, so a thread reads its rows each from start to end. */
+ * rows (packed activations or packed weights: the strips' sums of 16 rows at
+ * once) runs chunk after chunk, so a thread reads its rows each from start to
+ * end. */
 static void chunks_part(void *arg, int ith, int nth) {
     chunks_job *j = arg;
     int64_t lo, hi;
     gk_split((j->n_out + ROW_BLOCK - 1) / ROW_BLOCK, ith, nth, &lo, &hi);
     for (int64_t rb = lo; rb < hi; rb++) {
         int64_t r0 = rb * ROW_BLOCK, r1 = r0 + ROW_BLOCK < j->n_out ? r0 + ROW_BLOCK : j->n_out;
-        if (!j->k->pack) {
+        if (!j->k->pack && !j->packed) {
             for (int64_t r = r0; r < r1; r++)
                 for (int ch = 0; ch < j->nk; ch++)
                     j->k->one(j->cw, j->w + (size_t)r * j->nb_row + ch * j->coff, j->nb_row, 1,
@@ -565,8 +584,9 @@ bool gk_matmul_chunks(gk_pool *pool, float *const *y, const void *w, gk_dtype ty
     if (!kk || !kk->one || k < 1 || n_in % k || n_out <= 0) return false;
     const gk_dtype base = type & ~GK_GEMM_PACKED;
     const int64_t cw = n_in / k, bs = gk_type_traits_of(base)->blck_size;
-    if (cw % bs) return false;
+    if (cw % bs || ((type & GK_GEMM_PACKED) && cw % gk_gemm_pack_values(type))) return false;
     chunks_job j = {.k = kk,
+                    .packed = (type & GK_GEMM_PACKED) != 0,
                     .y = y,
                     .w = w,
                     .nb_row = nb_row,

@@ -59,17 +59,21 @@ const gk_gemm_kernels *gk_gemm_kernels_of(gk_dtype type);
 
 /* Packed weights (gk_gemm_pack): the rows rearranged, once, as the strip kernels
  * read them, so that decode reads each strip as one stream of whole vectors with
- * nothing to gather or transpose. Q8_0, Q4_0, Q4_K, Q5_K and Q6_K with AVX-512
- * VNNI have the layout: per strip of 16 rows, per block (a k-quant's super-block),
- * 16 blocks' bytes: first the 16 rows' fp16 scale d where the block has one 2-byte
- * field the kernels read alone (Q8_0, Q4_0: its first; Q6_K: its last), then the
- * rest of the block's bytes four at a time, the 16 rows' bytes 4k..4k+3 in one
- * 64-byte vector (row r at 4 r), for k = 0, 1, ... (Q8_0's quant bytes plus 128). A
- * matrix keeps its size, and its strip s starts at s * 16 * nb_row; a column chunk
- * of every row (gk_matmul_chunks; forward.c's chunks at T > 1) starts 16 times
- * further into the strip than into a row. Calls on packed weights or GK_GEMM_PACKED
- * into their type (gk_matmul, gk_matmul2, gk_matmul_chunks); the products are the
- * same bits as on the rows they were packed from. */
+ * nothing to gather or transpose. With AVX-512 VNNI these types have the layout,
+ * per strip of 16 rows, per block, 16 blocks' bytes:
+ *   - Q8_0, Q4_0, Q4_K, Q5_K, Q6_K (a block: a k-quant's super-block): first the 16
+ *     rows' fp16 scale d where the block has one 2-byte field the kernels read
+ *     alone (Q8_0, Q4_0: its first; Q6_K: its last), then the rest of the block's
+ *     bytes four at a time, the 16 rows' bytes 4k..4k+3 in one 64-byte vector (row
+ *     r at 4 r), for k = 0, 1, ... (Q8_0's quant bytes plus 128);
+ *   - F32, F16, BF16 (a block: 16 values): the 16 rows' blocks one after the other,
+ *     so that decode runs a chain of fmas for each of the 16 rows at once.
+ * A matrix keeps its size, and its strip s starts at s * 16 * nb_row; a column
+ * chunk of every row (gk_matmul_chunks; forward.c's chunks at T > 1), which must
+ * start on a block (gk_gemm_pack_values), starts 16 times further into the strip
+ * than into a row. Calls on packed weights or GK_GEMM_PACKED into their type
+ * (gk_matmul, gk_matmul2, gk_matmul_chunks); the products are the same bits as on
+ * the rows they were packed from. */
 #define GK_GEMM_PACKED 0x1000
 /* Bytes from a row's (or a packed strip's) start to its column `col` (a block
  * boundary) for weights of `type` (GK_GEMM_PACKED allowed): a column chunk's
@@ -81,6 +85,9 @@ static inline size_t gk_gemm_col_offset(gk_dtype type, int64_t col) {
  * have a packed layout for it, n_out is a multiple of 16, and GK_NO_PACK is not
  * set). */
 bool gk_gemm_packable(gk_dtype type, int64_t n_out, int64_t n_in);
+/* The values of a packed block of type (GK_GEMM_PACKED allowed): packed columns
+ * and column chunks are multiples of it; 0 for a type without the layout. */
+int64_t gk_gemm_pack_values(gk_dtype type);
 /* Packs n_out rows of n_in inputs (nb_row bytes apart) into dst (n_out * nb_row
  * bytes; not overlapping src). */
 void gk_gemm_pack(gk_dtype type, const void *src, size_t nb_row, int64_t n_out, int64_t n_in,

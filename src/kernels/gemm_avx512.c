@@ -68,12 +68,14 @@ AI __m512 load_w16(const int kind, const uint8_t *w, int64_t k, __mmask16 m) {
     return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
 }
 
-AI void ftile16_step(const int kind, const int R, const int N, const uint8_t *w, size_t nb_row,
-                     const uint8_t *xb, size_t xs, int64_t k, __mmask16 m,
+/* P: packed weights (gk_gemm_pack), where input k of a strip's row r lies at
+ * element 16 k + r * 16 of the strip (nb_row then is 16 elements' bytes). */
+AI void ftile16_step(const int kind, const int P, const int R, const int N, const uint8_t *w,
+                     size_t nb_row, const uint8_t *xb, size_t xs, int64_t k, __mmask16 m,
                      __m512 acc[GK_GEMM_RMAX][GK_GEMM_NMAX]) {
     __m512 wv[GK_GEMM_RMAX];
 #pragma GCC unroll 8
-    for (int r = 0; r < R; r++) wv[r] = load_w16(kind, w + (size_t)r * nb_row, k, m);
+    for (int r = 0; r < R; r++) wv[r] = load_w16(kind, w + (size_t)r * nb_row, P ? 16 * k : k, m);
 #pragma GCC unroll 8
     for (int t = 0; t < N; t++) {
         __m512 xv = _mm512_maskz_loadu_ps(m, (const float *)(xb + (size_t)t * xs) + k);
@@ -82,8 +84,9 @@ AI void ftile16_step(const int kind, const int R, const int N, const uint8_t *w,
     }
 }
 
-AI void ftile16(const int kind, const int R, const int N, int64_t n, const uint8_t *w,
-                size_t nb_row, const uint8_t *xb, size_t xs, float *y, int64_t ldy) {
+AI void ftile16_any(const int kind, const int P, const int R, const int N, int64_t n,
+                    const uint8_t *w, size_t nb_row, const uint8_t *xb, size_t xs, float *y,
+                    int64_t ldy) {
     const int esz = kind == K_F32 ? 4 : 2;
     __m512 acc[GK_GEMM_RMAX][GK_GEMM_NMAX];
 #pragma GCC unroll 8
@@ -92,15 +95,24 @@ AI void ftile16(const int kind, const int R, const int N, int64_t n, const uint8
         for (int t = 0; t < N; t++) acc[r][t] = _mm512_setzero_ps();
     int64_t k = 0;
     for (; k + 16 <= n; k += 16) {
-        if (N <= 2) prefetch_next(R, w, nb_row, (size_t)k * esz, 16 * esz);
-        ftile16_step(kind, R, N, w, nb_row, xb, xs, k, 0xffff, acc);
+        if (!P && N <= 2) prefetch_next(R, w, nb_row, (size_t)k * esz, 16 * esz);
+        ftile16_step(kind, P, R, N, w, nb_row, xb, xs, k, 0xffff, acc);
     }
-    if (k < n)
-        ftile16_step(kind, R, N, w, nb_row, xb, xs, k, (__mmask16)((1u << (n - k)) - 1), acc);
+    if (k < n) /* never when packed: its rows are whole blocks of 16 */
+        ftile16_step(kind, P, R, N, w, nb_row, xb, xs, k, (__mmask16)((1u << (n - k)) - 1), acc);
 #pragma GCC unroll 8
     for (int r = 0; r < R; r++)
 #pragma GCC unroll 8
         for (int t = 0; t < N; t++) y[(size_t)t * ldy + r] = hsum16(acc[r][t]);
+}
+
+AI void ftile16(const int kind, const int R, const int N, int64_t n, const uint8_t *w,
+                size_t nb_row, const uint8_t *xb, size_t xs, float *y, int64_t ldy) {
+    ftile16_any(kind, 0, R, N, n, w, nb_row, xb, xs, y, ldy);
+}
+AI void ftile16p(const int kind, const int R, const int N, int64_t n, const uint8_t *w,
+                 size_t nb_row, const uint8_t *xb, size_t xs, float *y, int64_t ldy) {
+    ftile16_any(kind, 1, R, N, n, w, nb_row, xb, xs, y, ldy);
 }
 
 DEF_KIND(ftile16, Z32)
@@ -152,6 +164,73 @@ static void frow1_bf16(int64_t n, const uint8_t *w, size_t nb_row, int R, const 
 static const gk_gemm_kernels z_f32 = {4, 6, NULL, NULL, TABLE(Z32), NULL, frow1_f32};
 static const gk_gemm_kernels z_f16 = {4, 6, NULL, NULL, TABLE(Z16), NULL, frow1_f16};
 static const gk_gemm_kernels z_bf16 = {4, 6, NULL, NULL, TABLE(ZB16), NULL, frow1_bf16};
+
+/* Packed float weights (gk_gemm_pack): per strip of 16 rows, per 16 inputs, the
+ * 16 rows' 16 values one row after the other (row r at r x 16 elements). The
+ * arithmetic per output element is the rows' (ftile16's and frow1's, the same
+ * fmas in the same order), read from there: decode as one sequential stream with
+ * a chain of fmas per row, 16 chains at once, which frow1's single chain (its
+ * latency) held to about half the bandwidth of a core. */
+enum { K_PZ32 = K_F32, K_PZ16 = K_F16, K_PZB16 = K_BF16 };
+DEF_KIND(ftile16p, PZ32)
+DEF_KIND(ftile16p, PZ16)
+DEF_KIND(ftile16p, PZB16)
+
+/* One token against a packed strip (R = 16). */
+AI void fone_packed(const int kind, int64_t n, const uint8_t *w, const uint8_t *xb, float *y) {
+    const float *x = (const float *)xb;
+    const size_t blk = (size_t)GK_GEMM_STRIP * 16 * (kind == K_F32 ? 4 : 2); /* a block's bytes */
+    __m512 acc[GK_GEMM_STRIP];
+#pragma GCC unroll 16
+    for (int r = 0; r < GK_GEMM_STRIP; r++) acc[r] = _mm512_setzero_ps();
+    for (int64_t k = 0; k < n; k += 16) {
+        const uint8_t *P = w + (size_t)(k / 16) * blk;
+        for (size_t o = 0; o < blk; o += 64)
+            _mm_prefetch((const char *)P + FROW_AHEAD + o, _MM_HINT_T0);
+        const __m512 xv = _mm512_loadu_ps(x + k);
+#pragma GCC unroll 16
+        for (int r = 0; r < GK_GEMM_STRIP; r++)
+            acc[r] = _mm512_fmadd_ps(
+                load_w16(kind, P + (size_t)r * (blk / GK_GEMM_STRIP), 0, 0xffff), xv, acc[r]);
+    }
+#pragma GCC unroll 16
+    for (int r = 0; r < GK_GEMM_STRIP; r++) y[r] = hsum16(acc[r]);
+}
+
+/* T tokens against a packed strip: its 4-row tiles, each over the tokens. */
+AI void fstrip_packed(const int kind, const gk_gemm_kernels *kk, int64_t n, const uint8_t *w, int R,
+                      const uint8_t *x, size_t xs, int T, float *y, int64_t ldy) {
+    const size_t rs = (size_t)16 * (kind == K_F32 ? 4 : 2); /* a row's 16 values */
+    if (T == 1) {
+        fone_packed(kind, n, w, x, y);
+        return;
+    }
+    for (int r = 0; r < R; r += 4)
+        for (int t = 0; t < T; t += 6) {
+            const int N = T - t < 6 ? T - t : 6;
+            kk->tile[3][N - 1](n, w + (size_t)r * rs, rs, x + (size_t)t * xs, xs,
+                               y + (size_t)t * ldy + r, ldy);
+        }
+}
+
+#define FPACKED(name, KIND)                                                                        \
+    static const gk_gemm_kernels z_##name##p;                                                      \
+    static void fstrip_##name##p(int64_t n, const uint8_t *w, size_t nb_row, int R,                \
+                                 const uint8_t *x, size_t xs, int T, float *y, int64_t ldy) {      \
+        (void)nb_row;                                                                              \
+        fstrip_packed(K_##KIND, &z_##name##p, n, w, R, x, xs, T, y, ldy);                          \
+    }                                                                                              \
+    static void fone_##name##p(int64_t n, const uint8_t *w, size_t nb_row, int R,                  \
+                               const uint8_t *x, float *y) {                                       \
+        (void)nb_row, (void)R;                                                                     \
+        fone_packed(K_##KIND, n, w, x, y);                                                         \
+    }                                                                                              \
+    static const gk_gemm_kernels z_##name##p = {                                                   \
+        4, 6, NULL, NULL, TABLE(P##KIND), fstrip_##name##p, fone_##name##p};
+FPACKED(f32, Z32)
+FPACKED(f16, Z16)
+FPACKED(bf16, ZB16)
+#undef FPACKED
 
 /* ------------------------------------------------------- strip kernels --- */
 
@@ -1288,6 +1367,12 @@ PACKED(q6k, K_Q6K, pack_s_q6k)
 
 const gk_gemm_kernels *gk_gemm_kernels_avx512_packed(gk_dtype type) {
     switch (type) {
+    case GK_TYPE_F32:
+        return &z_f32p;
+    case GK_TYPE_F16:
+        return &z_f16p;
+    case GK_TYPE_BF16:
+        return &z_bf16p;
     case GK_TYPE_Q8_0:
         return &s_q8p;
     case GK_TYPE_Q4_0:

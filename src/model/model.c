@@ -445,9 +445,13 @@ static int load_tensors(gk_model *m, gk_err *err) {
  * pages of its mapping leave this process (they would be read again only if touched);
  * those the model already holds (a rank's slices, copied experts) are packed in
  * place through one matrix of scratch. */
-static int pack_weight(gk_model *m, gk_weight *w, uint8_t **scratch, size_t *scratch_size,
-                       gk_err *err) {
-    if (!w->data || w->packed || !gk_gemm_packable(w->type, w->ne[1], w->ne[0])) return 0;
+static int pack_weight(gk_model *m, gk_weight *w, int chunks, uint8_t **scratch,
+                       size_t *scratch_size, gk_err *err) {
+    /* a matrix whose product runs in column chunks (the summation tree's) is packed
+     * only when each chunk starts on a packed block */
+    if (!w->data || w->packed || w->ne[0] % chunks ||
+        !gk_gemm_packable(w->type, w->ne[1], w->ne[0] / chunks))
+        return 0;
     const int64_t n_mat = w->ne[2] > 1 ? w->ne[2] : 1;
     const size_t bytes = w->nb_mat * (size_t)n_mat;
     bool file_mapped = false;
@@ -508,13 +512,17 @@ int gk_model_pack(gk_model *m, gk_err *err) {
     uint8_t *scratch = NULL;
     size_t scratch_size = 0;
     int rc = 0;
-    if (!m->hp.tied_output) rc = pack_weight(m, &m->output, &scratch, &scratch_size, err);
+    int k = 1; /* forward.c's column chunks of wo and the down matrices */
+    gk_model_sum_chunks(m, &k);
+    if (!m->hp.tied_output) rc = pack_weight(m, &m->output, 1, &scratch, &scratch_size, err);
     for (uint32_t l = 0; rc == 0 && l < m->hp.n_layer; l++) {
         gk_layer *L = &m->layers[l];
         gk_weight *ws[] = {&L->wq,      &L->wk,        &L->wv,       &L->wo,     &L->gate_exps,
                            &L->up_exps, &L->down_exps, &L->ffn_gate, &L->ffn_up, &L->ffn_down};
-        for (size_t i = 0; rc == 0 && i < sizeof ws / sizeof *ws; i++)
-            rc = pack_weight(m, ws[i], &scratch, &scratch_size, err);
+        for (size_t i = 0; rc == 0 && i < sizeof ws / sizeof *ws; i++) {
+            const bool chunked = ws[i] == &L->wo || ws[i] == &L->down_exps || ws[i] == &L->ffn_down;
+            rc = pack_weight(m, ws[i], chunked ? k : 1, &scratch, &scratch_size, err);
+        }
     }
     gk_free_aligned(scratch);
     return rc;

@@ -66,11 +66,11 @@ grep -q "Grok-2" "$W/info" && grep -q "grok.attention.temperature_length" "$W/in
 "$GROK" bench -m "$W/m.gguf" -p 16 -n 4 -r 1 >"$W/bench" 2>&1 && grep -q "tokens/s" "$W/bench" ||
     { echo "FAIL: bench"; cat "$W/bench"; fails=$((fails + 1)); }
 
-# Q8_0 and Q4_0 weights packed for the GEMM by the first context (AVX-512 VNNI;
-# kernels/gemm.h): the logits of a prompt and of the tokens generated after it are
+# Q8_0, Q4_0, F16, BF16 and F32 weights packed for the GEMM by the first context
+# (AVX-512 VNNI; kernels/gemm.h): the logits of a prompt and of the tokens generated after it are
 # the bits of the unpacked rows (GK_NO_PACK=1), and a prompt run one token at a
 # time (decode's kernels) gives the bits of the whole batch's
-for q in q8_0 q4_0; do
+for q in q8_0 q4_0 f16 bf16 f32; do
     "$GROK" quantize "$W/m.gguf" "$W/$q.gguf" $q -q >/dev/null 2>&1 || { echo "FAIL: quantize $q"; fails=$((fails + 1)); }
     for v in packed raw ub1; do
         case $v in raw) env=GK_NO_PACK=1 ;; *) env=GK_UNUSED=1 ;; esac

@@ -419,13 +419,17 @@ static void check_packed(gk_pool **pools, gk_dtype q8, int64_t n) {
     enum { ROWS = 48 };
     const gk_dtype pq8 = (gk_dtype)(q8 | GK_GEMM_PACKED);
     const char *tn = gk_type_name(q8);
-    /* gemm.h's layout: the block's bytes, the 2-byte field put in front (-1: none),
-     * the first of the bytes that follow four at a time, and their count */
-    const int bsz = (int)gk_row_size(q8, q8 == GK_TYPE_Q8_0 || q8 == GK_TYPE_Q4_0 ? 32 : 256);
+    /* gemm.h's layout: the block's bytes and values, the 2-byte field put in front
+     * (-1: none), the first of the bytes that follow a unit of each row at a time
+     * (4 bytes; the float types' whole block), and their count */
+    const bool flt = q8 == GK_TYPE_F32 || q8 == GK_TYPE_F16 || q8 == GK_TYPE_BF16;
+    const int values = flt ? 16 : q8 == GK_TYPE_Q8_0 || q8 == GK_TYPE_Q4_0 ? 32 : 256;
+    const int bsz = (int)gk_row_size(q8, values);
     const int lead = q8 == GK_TYPE_Q6_K ? 208 : q8 == GK_TYPE_Q8_0 || q8 == GK_TYPE_Q4_0 ? 0 : -1;
-    const int data = lead == 0 ? 2 : 0, ndata = bsz - (lead >= 0 ? 2 : 0);
-    CHECK(!gk_gemm_packable(q8, 37, n) && !gk_gemm_packable(GK_TYPE_F32, ROWS, n) &&
-          !gk_gemm_packable(q8, ROWS, n + 16));
+    const int data = lead == 0 ? 2 : 0, ndata = bsz - (lead >= 0 ? 2 : 0), unit = flt ? bsz : 4;
+    CHECK(!gk_gemm_packable(q8, 37, n) && !gk_gemm_packable(GK_TYPE_Q5_0, ROWS, n) &&
+          !gk_gemm_packable(q8, ROWS, n + values / 2));
+    CHECK(gk_gemm_pack_values(q8) == values);
     if (!gk_gemm_packable(q8, ROWS, n)) {
         printf("skip: packed %s needs the AVX-512 VNNI kernels (gemm %s)\n", tn, gk_gemm_isa());
         return;
@@ -439,8 +443,8 @@ static void check_packed(gk_pool **pools, gk_dtype q8, int64_t n) {
     }
     for (int64_t i = 0; i < n * T_MAX; i++) x[i] = frand() * 3.0f;
     gk_gemm_pack(q8, w, nb_row, ROWS, n, pw);
-    /* strip 1, its last block: the 16 leading fields, then byte data + 4k + i of row r at
-     * 64 k + 4 r + i (Q8_0's plus 128) */
+    /* strip 1, its last block: the 16 leading fields, then byte data + unit k + i of row
+     * r at 16 unit k + unit r + i (Q8_0's plus 128) */
     const int64_t lastb = (int64_t)(nb_row / (size_t)bsz) - 1;
     const uint8_t *o = pw + 16 * nb_row + (size_t)lastb * 16 * bsz;
     bool layout = true;
@@ -450,7 +454,7 @@ static void check_packed(gk_pool **pools, gk_dtype q8, int64_t n) {
         const uint8_t *q = o + (lead >= 0 ? 32 : 0);
         for (int j = 0; j < ndata; j++)
             layout =
-                layout && q[64 * (j / 4) + 4 * r + j % 4] ==
+                layout && q[16 * unit * (j / unit) + unit * r + j % unit] ==
                               (uint8_t)(q8 == GK_TYPE_Q8_0 ? blk[data + j] ^ 0x80 : blk[data + j]);
     }
     CHECK_MSG(layout, "packed %s n %lld: the layout is not gemm.h's", tn, (long long)n);
@@ -476,7 +480,7 @@ static void check_packed(gk_pool **pools, gk_dtype q8, int64_t n) {
         }
     /* decode's column chunks: chunk ch starts 16 x its row offset into a strip */
     for (int k = 2; k <= 4; k += 2) {
-        if (n % ((lead == 0 ? 32 : 256) * k)) continue;
+        if (n % (values * k)) continue;
         const size_t qsize = (size_t)k * gk_matmul_qbuf_size(n / k, 1) + 64 * (size_t)k;
         uint8_t *qc = gk_malloc_aligned(qsize, NULL);
         float *ys[4], *zs[4];
@@ -555,12 +559,12 @@ int main(void) {
         check_chunks(pools, types[i], kq ? 256 : 96, 4);
     }
     const gk_dtype ptypes[] = {GK_TYPE_Q8_0, GK_TYPE_Q4_0, GK_TYPE_Q4_K, GK_TYPE_Q5_K,
-                               GK_TYPE_Q6_K};
+                               GK_TYPE_Q6_K, GK_TYPE_F32,  GK_TYPE_F16,  GK_TYPE_BF16};
     for (size_t q = 0; q < sizeof ptypes / sizeof *ptypes; q++) {
-        const bool kq = q >= 2;
+        const bool kq = q >= 2 && q < 5, flt = q >= 5;
         check_packed(pools, ptypes[q], kq ? 256 : 96);
         check_packed(pools, ptypes[q], 512);
-        check_packed(pools, ptypes[q], kq ? 8192 : 8160);
+        check_packed(pools, ptypes[q], kq ? 8192 : flt ? 4128 : 8160);
     }
     check_attn_rows();
     check_attn_softmax();
