@@ -1043,7 +1043,6 @@ size_t gk_context_chunk_bytes(const gk_ctx_dims *x, size_t k, size_t *n_parts, s
 }
 
 static gk_context *context_new(gk_model *m, const gk_context_params *params, gk_err *err) {
-    if (gk_model_pack(m, err) < 0) return NULL;
     gk_context_params p = params ? *params : gk_context_default_params();
     const gk_hparams *hp = &m->hp;
     const gk_tp *tp = &m->tp;
@@ -1176,6 +1175,7 @@ static gk_context *context_new(gk_model *m, const gk_context_params *params, gk_
     c->pool = gk_pool_new(nt, err);
     if (!c->pool) goto fail;
     c->nt = gk_pool_size(c->pool);
+    if (gk_model_pack(m, c->pool, err) < 0) goto fail;
     /* the summation tree's chunks: the other chunk sums of two products, and per
      * thread a chunk's packed columns and its converted activations */
     const size_t k = tp->sum_k > 1 ? tp->sum_k : 1;

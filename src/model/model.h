@@ -119,7 +119,7 @@ struct gk_model {
 /* Packs the weights that have a packed layout on this CPU (kernels/gemm.h
  * gk_gemm_pack), once; gk_context_new calls it. Not thread-safe: make a model's
  * first context before sharing it. */
-int gk_model_pack(gk_model *m, gk_err *err);
+int gk_model_pack(gk_model *m, gk_pool *pool, gk_err *err);
 
 /* A whole file narrowed to rank's slices of a size-way split, without a process
  * group (grok shard writes each rank's file from it). */
