@@ -685,6 +685,11 @@ typedef struct gk_plan_hw {
     /* bytes/s of one thread's elementwise pass (y = a x + b, f32) over arrays of
      * 256 KiB, 2 MiB, 16 MiB and 128 MiB in all */
     double ew_bw_at[4];
+    /* bytes/s of the threads' streaming reads of a buffer of 4, 8, 16, ..., 512 MiB
+     * read again and again (the best pass): where the caches end. A forward's share of
+     * reads that miss them comes from it (0: not measured; then from a fixed rule, all
+     * past 96 MiB) */
+    double read_bw_at[8];
     /* seconds of one item of the engine's attention job (forward.c attn_part over an f32
      * cache: gk_attn_dots, gk_attn_softmax of each head with the softcap, gk_attn_wsum), on
      * every thread at once, for runs of 1, 2 and 4 query heads (GK_ATTN_QMAX) of head size

@@ -15,6 +15,7 @@
 #include "tensor/dtype.h"
 #include "dist/dist.h"
 #include "kernels/gemm.h"
+#include "kernels/stream.h"
 #include "train/train.h"
 
 #include <errno.h>
@@ -1167,16 +1168,35 @@ static int cmd_calibrate(int argc, char **argv, const plan_opts *o) {
     while (cal_more(&ct));
     hw.mem_bw = nbw * sizeof(float) / ct.best;
     if (!quiet && dist.rank == 0) printf("memory read bandwidth   %.2f GB/s\n", hw.mem_bw / 1e9);
-    /* matmuls: at batch 1 a matrix of 4096-wide rows and about 96 MiB, past the caches,
-     * so it streams from memory as generation does on a model of real size; at batch 512
-     * a 1024 x 4096 one (compute-bound, as in a prompt) */
+    /* streaming reads of buffers of 4 .. 512 MiB, each read again and again: where the
+     * caches end (some machines hold 96 MiB and more) */
+    for (int k = 0; k < 8; k++) {
+        gk_bandwidth rb;
+        const size_t sz = (size_t)4 << k << 20;
+        if (gk_read_bandwidth(pool, sz, (int)(((size_t)1 << 30) / sz) + 4, &rb, &err) < 0) {
+            fprintf(stderr, "grok plan calibrate: %s\n", err.msg);
+            gk_free_aligned(buf);
+            gk_pool_free(pool);
+            gk_dist_finalize(&dist);
+            return 1;
+        }
+        hw.read_bw_at[k] = rb.bytes_per_s;
+    }
+    if (!quiet)
+        printf("streaming reads again and again, 4 / 16 / 64 / 128 / 256 / 512 MiB: %.1f / %.1f / "
+               "%.1f / %.1f / %.1f / %.1f GB/s\n",
+               hw.read_bw_at[0] / 1e9, hw.read_bw_at[2] / 1e9, hw.read_bw_at[4] / 1e9,
+               hw.read_bw_at[5] / 1e9, hw.read_bw_at[6] / 1e9, hw.read_bw_at[7] / 1e9);
+    /* matmuls: at batch 1 matrices of up to 96 MiB read in turn from a 512 MiB arena,
+     * past the caches, so they stream from memory as generation does on a model of real
+     * size; at batch 512 a 1024 x 4096 one (compute-bound, as in a prompt) */
     const int64_t cols = 4096, rows512 = 1024;
-    const size_t big = (size_t)96 << 20;
+    const size_t big = (size_t)96 << 20, arena = (size_t)512 << 20;
     const int T = 512;
     float *x = gk_malloc_aligned((size_t)T * cols * sizeof(float), &err);
     float *y = gk_malloc_aligned((size_t)T * 32768 * sizeof(float), &err);
     void *qbuf = gk_malloc_aligned(gk_matmul_qbuf_size(cols, T), &err);
-    uint8_t *w = gk_malloc_aligned(big, &err);
+    uint8_t *w = gk_malloc_aligned(arena, &err);
     int rc = 0;
     if (!x || !y || !qbuf || !w) {
         fprintf(stderr, "grok plan calibrate: %s\n", err.msg);
@@ -1252,7 +1272,7 @@ static int cmd_calibrate(int argc, char **argv, const plan_opts *o) {
             print_grid(tt->name, "4096 rows:  ", 512, 4096, hw.mm_flops_at4k[t]);
         }
         /* batch 1 (generation): matrices of 256 KiB .. 96 MiB with rows 1024 and 4096
-         * wide, each read once in turn from the 96 MiB arena as a model's are (past the
+         * wide, each read once in turn from the 512 MiB arena as a model's are (past the
          * caches; the smaller ones pay their dispatches as a model's small matrices do) */
         for (int c = 0; c < 2; c++) {
             int64_t wc = 1024 << (2 * c);
@@ -1261,11 +1281,15 @@ static int cmd_calibrate(int argc, char **argv, const plan_opts *o) {
             for (int64_t r = 0; r < (int64_t)(big / nbc); r++)
                 tt->from_float(x + (r % T) * wc, w + r * nbc, wc);
             const gk_dtype lt = cal_layout((gk_dtype)t, w, nbc, (int64_t)(big / nbc), wc);
+            /* the arena: the first 96 MiB again and again, in whole strips of rows */
+            const size_t unit = big / (GK_GEMM_STRIP * nbc) * GK_GEMM_STRIP * nbc;
+            for (size_t o = unit; o + unit <= arena; o += unit) memcpy(w + o, w, unit);
+            const size_t cold = arena / unit * unit;
             for (int k = 0; k < 4; k++) {
                 size_t msz = k < 3 ? (size_t)256 << (10 + 3 * k) : big;
                 int64_t rows = (int64_t)(msz / nbc);
                 if (lt != (gk_dtype)t) rows &= ~(int64_t)(GK_GEMM_STRIP - 1); /* whole strips */
-                int64_t n_mat = (int64_t)(big / (rows * nbc));
+                int64_t n_mat = (int64_t)(cold / (rows * nbc));
                 cal_timer ct = cal_start(CAL_MIN_S / 2);
                 do
                     for (int64_t mi = 0; mi < n_mat; mi++)

@@ -256,6 +256,8 @@ int gk_plan_hw_save(const gk_plan_hw *hw, const char *path, gk_err *err) {
     for (int k = 0; k < 4; k++)
         if (hw->ew_bw_at[k] > 0)
             fprintf(f, "ew_bw_at.%d = %.17g\n", 256 << (3 * k), hw->ew_bw_at[k]);
+    for (int k = 0; k < 8; k++)
+        if (hw->read_bw_at[k] > 0) fprintf(f, "read_bw_at.%d = %.17g\n", 4 << k, hw->read_bw_at[k]);
     for (int h = 0; h < 3; h++)
         for (int q = 0; q < 3; q++)
             for (int k = 0; k < 3; k++)
@@ -379,6 +381,14 @@ int gk_plan_hw_load(const char *path, gk_plan_hw *hw, gk_err *err) {
             }
             if (hi < 0 || qi < 0 || ki < 0) goto bad;
             (k[5] == 'c' ? hw->attn_cold : hw->attn_item)[hi][qi][ki] = x;
+            found = true;
+        }
+        if (!found && !strncmp(k, "read_bw_at.", 11)) {
+            int mib = atoi(k + 11), idx = -1;
+            for (int i = 0; i < 8; i++)
+                if (mib == 4 << i) idx = i;
+            if (idx < 0) goto bad;
+            hw->read_bw_at[idx] = x;
             found = true;
         }
         if (!found && !strncmp(k, "ew_bw_at.", 9)) {
@@ -982,6 +992,27 @@ static double job_s(const gk_plan_hw *hw) {
 
 /* Seconds of one forward on a device that holds 1/share of every op, from the
  * measured per-type matmul rates (calibrated CPUs) or the peaks. */
+/* The share of the reads of fb bytes, read again and again, that miss the caches: from
+ * calibrate's streaming reads of a buffer of that size (log-linear between the sizes),
+ * where their time per byte lies between the fastest size's (the caches: 0, as the warm
+ * rates, timed from a 4 MiB arena) and the 512 MiB buffer's (1: as the batch-1 rates,
+ * timed from a 512 MiB arena); without them, log-linear from 4 to 96 MiB (a cache of
+ * some tens of MiB). */
+static double cold_share(const gk_plan_hw *hw, double fb) {
+    const double mib = 1048576.0;
+    double xs[8], fast = 0;
+    for (int k = 0; k < 8; k++) {
+        xs[k] = (4 << k) * mib;
+        if (!(hw->read_bw_at[k] > 0))
+            return fb <= 4 * mib ? 0 : fb >= 96 * mib ? 1 : log(fb / (4 * mib)) / log(24.0);
+        fast = fmax(fast, hw->read_bw_at[k]);
+    }
+    const double s_warm = 1.0 / fast, s_cold = 1.0 / hw->read_bw_at[7];
+    if (s_cold <= s_warm) return fb <= 4 * mib ? 0 : 1; /* no cache seen */
+    const double c = (1.0 / interp_rate(xs, hw->read_bw_at, 8, fb, 0) - s_warm) / (s_cold - s_warm);
+    return c < 0 ? 0 : c > 1 ? 1 : c;
+}
+
 static double forward_time(const gk_plan_model *pm, const gk_plan_hw *hw, double n_tok, double pos0,
                            double n_logits, double kv_elt, double share, double eff_f, double eff_b,
                            bool measured, int tp, gk_plan_parts *parts) {
@@ -989,11 +1020,9 @@ static double forward_time(const gk_plan_model *pm, const gk_plan_hw *hw, double
     double touched = gk_plan_experts_touched(&pm->s, n_tok);
     if (measured) {
         int nt = hw->threads > 0 ? hw->threads : 1;
-        /* the bytes a forward reads (weights and cache, this device's share): up to a 4
-         * MiB arena's they stay in the caches from one forward to the next, past a 96 MiB
-         * one they stream from memory; between, log-linear (calibrate timed both) */
-        double fb = (c.weight_bytes + c.kv_bytes_read) / share, mib = 1048576.0;
-        double cold = fb <= 4 * mib ? 0 : fb >= 96 * mib ? 1 : log(fb / (4 * mib)) / log(24.0);
+        /* the bytes a forward reads (weights and cache, this device's share), read again
+         * by the next forward: the share of them that misses the caches */
+        double cold = cold_share(hw, (c.weight_bytes + c.kv_bytes_read) / share);
         fwd_walk w = {.hw = hw, .nt = nt, .cold = cold};
         walk_forward(&w, pm, n_tok, n_logits, touched, kv_elt, tp);
         const gk_plan_shape *s = &pm->s;

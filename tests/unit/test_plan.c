@@ -283,6 +283,7 @@ static void test_preset_file(void) {
     hw.mm_tree1_warm[8][0][1] = 1.5e10;
     hw.train_k_attn = 1.25;
     hw.mm_flops_narrow[8][3][1] = 1.75e11;
+    hw.read_bw_at[5] = 6.25e10;
     char path[512];
     snprintf(path, sizeof path, "%s/dev.preset", gk_test_tmp_dir());
     CHECK(gk_plan_hw_save(&hw, path, &err) == 0);
@@ -298,12 +299,14 @@ static void test_preset_file(void) {
           back.mm_tree1_at[8][2][1] == 2.25e10 && back.mm_tree1_at[8][1][1] == 0 &&
           back.mm_bw1_warm[8][1][0] == 3.5e10 && back.mm_tree1_warm[8][0][1] == 1.5e10 &&
           back.mm_bw1_warm[8][0][0] == 0 && back.mm_flops_narrow[8][3][1] == 1.75e11 &&
-          back.mm_flops_narrow[8][3][0] == 0);
+          back.mm_flops_narrow[8][3][0] == 0 && back.read_bw_at[5] == 6.25e10 &&
+          back.read_bw_at[4] == 0);
     /* an attention item at a shape calibrate does not time; a warm rate of a matrix
-     * larger than the warm arena */
+     * larger than the warm arena; a read bandwidth at a size calibrate does not time */
     static const char *bad_keys[] = {"attn_item.48.2.64 = 1e-6\n",
-                                     "mm_bw1_warm.q8_0.16384.1024 = 1e9\n"};
-    for (int i = 0; i < 2; i++) {
+                                     "mm_bw1_warm.q8_0.16384.1024 = 1e9\n",
+                                     "read_bw_at.48 = 1e10\n"};
+    for (int i = 0; i < 3; i++) {
         CHECK(gk_plan_hw_save(&hw, path, &err) == 0);
         FILE *f = fopen(path, "a");
         fputs(bad_keys[i], f);
@@ -772,6 +775,25 @@ static void test_attn_job(void) {
                 gk_plan_forward(&big, 1, 63, 1, -1.0, 4).kv_bytes_read;
     CHECK(fb > 32 * 1048576.0 && fb < 33 * 1048576.0);
     CHECK_EQ(r.gen_parts.attention, 1e-6 + log(fb / (4 * 1048576.0)) / log(24.0) * 9e-6);
+    /* with calibrate's read bandwidth of buffers by size, the share from it: 1e11 up to
+     * 64 MiB (the fastest: all warm; 9e10 at 4 MiB), 2e10 at 128 MiB, 1e10 from 256 MiB
+     * (as at 512 MiB: all cold); the 32 MiB forward all warm, a forward of a little over
+     * 128 MiB between, by the time per byte log-linear in the size */
+    for (int k = 0; k < 8; k++)
+        hw.read_bw_at[k] = k == 0 ? 9e10 : k < 5 ? 1e11 : k == 5 ? 2e10 : 1e10;
+    CHECK(gk_plan_infer_eval(&big, &hw, 1, 1, &o, &r, &err) == 0);
+    CHECK_EQ(r.gen_parts.attention, 1e-6);
+    s.n_vocab = 1 << 20;
+    CHECK(gk_plan_model_build(&s, "f32", &big, &err) == 0);
+    CHECK(gk_plan_infer_eval(&big, &hw, 1, 1, &o, &r, &err) == 0);
+    fb = gk_plan_forward(&big, 1, 63, 1, -1.0, 4).weight_bytes +
+         gk_plan_forward(&big, 1, 63, 1, -1.0, 4).kv_bytes_read;
+    CHECK(fb > 128 * 1048576.0 && fb < 130 * 1048576.0);
+    const double bw = 2e10 + log(fb / (128 * 1048576.0)) / log(2.0) * (1e10 - 2e10),
+                 share = (1 / bw - 1 / 1e11) / (1 / 1e10 - 1 / 1e11);
+    CHECK(share > 0.4 && share < 0.5);
+    CHECK_EQ(r.gen_parts.attention, 1e-6 + share * 9e-6);
+    memset(hw.read_bw_at, 0, sizeof hw.read_bw_at);
     s.n_vocab = 64;
     memset(hw.attn_cold, 0, sizeof hw.attn_cold);
     /* an f16 cache (not timed) and a preset without the items: the rates of the parts */
