@@ -1168,25 +1168,6 @@ static int cmd_calibrate(int argc, char **argv, const plan_opts *o) {
     while (cal_more(&ct));
     hw.mem_bw = nbw * sizeof(float) / ct.best;
     if (!quiet && dist.rank == 0) printf("memory read bandwidth   %.2f GB/s\n", hw.mem_bw / 1e9);
-    /* streaming reads of buffers of 4 .. 512 MiB, each read again and again: where the
-     * caches end (some machines hold 96 MiB and more) */
-    for (int k = 0; k < 8; k++) {
-        gk_bandwidth rb;
-        const size_t sz = (size_t)4 << k << 20;
-        if (gk_read_bandwidth(pool, sz, (int)(((size_t)1 << 30) / sz) + 4, &rb, &err) < 0) {
-            fprintf(stderr, "grok plan calibrate: %s\n", err.msg);
-            gk_free_aligned(buf);
-            gk_pool_free(pool);
-            gk_dist_finalize(&dist);
-            return 1;
-        }
-        hw.read_bw_at[k] = rb.bytes_per_s;
-    }
-    if (!quiet)
-        printf("streaming reads again and again, 4 / 16 / 64 / 128 / 256 / 512 MiB: %.1f / %.1f / "
-               "%.1f / %.1f / %.1f / %.1f GB/s\n",
-               hw.read_bw_at[0] / 1e9, hw.read_bw_at[2] / 1e9, hw.read_bw_at[4] / 1e9,
-               hw.read_bw_at[5] / 1e9, hw.read_bw_at[6] / 1e9, hw.read_bw_at[7] / 1e9);
     /* matmuls: at batch 1 matrices of up to 96 MiB read in turn from a 512 MiB arena,
      * past the caches, so they stream from memory as generation does on a model of real
      * size; at batch 512 a 1024 x 4096 one (compute-bound, as in a prompt) */
@@ -1203,6 +1184,23 @@ static int cmd_calibrate(int argc, char **argv, const plan_opts *o) {
         rc = 1;
         goto done;
     }
+    /* streaming reads of buffers of 4 .. 512 MiB, each read again and again: where the
+     * caches end (some machines hold 96 MiB and more) */
+    for (int k = 0; k < 8; k++) {
+        gk_bandwidth rb;
+        const size_t sz = (size_t)4 << k << 20;
+        if (gk_read_bandwidth(pool, sz, (int)(((size_t)1 << 30) / sz) + 4, &rb, &err) < 0) {
+            fprintf(stderr, "grok plan calibrate: %s\n", err.msg);
+            rc = 1;
+            goto done;
+        }
+        hw.read_bw_at[k] = rb.bytes_per_s;
+    }
+    if (!quiet)
+        printf("streaming reads again and again, 4 / 16 / 64 / 128 / 256 / 512 MiB: %.1f / %.1f / "
+               "%.1f / %.1f / %.1f / %.1f GB/s\n",
+               hw.read_bw_at[0] / 1e9, hw.read_bw_at[2] / 1e9, hw.read_bw_at[4] / 1e9,
+               hw.read_bw_at[5] / 1e9, hw.read_bw_at[6] / 1e9, hw.read_bw_at[7] / 1e9);
     for (int64_t i = 0; i < (int64_t)T * cols; i++)
         x[i] = (float)((i * 2654435761u) % 1000) / 1000.0f - 0.5f;
     for (int t = 0; t < GK_PLAN_N_TYPES; t++) {

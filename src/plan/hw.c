@@ -232,6 +232,23 @@ static const num_field num_fields[] = {
     NF(train_k_opt)};
 #undef NF
 
+/* Arrays measured at sizes: key PREFIX.V for a[i], V = base << (shift * i), i < n. */
+typedef struct {
+    const char *prefix;
+    size_t off;
+    int base, shift, n;
+} size_field;
+
+#define SF(f, base, shift)                                                                         \
+    {                                                                                              \
+#f ".", offsetof(gk_plan_hw, f), base, shift,                                              \
+            (int)(sizeof((gk_plan_hw *)0)->f / sizeof(double))                                     \
+    }
+static const size_field size_fields[] = {SF(tgemm_at, 128, 1), SF(attn_at, 32, 1),
+                                         SF(wake_at, 5, 1), SF(ew_bw_at, 256, 3),
+                                         SF(read_bw_at, 4, 1)};
+#undef SF
+
 /* The batch-1 grid: matrix sizes in KiB (256 KiB .. 96 MiB). */
 static const int bw1_kib[4] = {256, 2048, 16384, 98304};
 
@@ -247,17 +264,13 @@ int gk_plan_hw_save(const gk_plan_hw *hw, const char *path, gk_err *err) {
         fprintf(f, "%s = %.17g\n", num_fields[i].key,
                 *(const double *)((const char *)hw + num_fields[i].off));
     fprintf(f, "domain = %u\nthreads = %d\n", hw->domain, hw->threads);
-    for (int k = 0; k < 4; k++)
-        if (hw->tgemm_at[k] > 0) fprintf(f, "tgemm_at.%d = %.17g\n", 128 << k, hw->tgemm_at[k]);
-    for (int k = 0; k < 3; k++)
-        if (hw->attn_at[k] > 0) fprintf(f, "attn_at.%d = %.17g\n", 32 << k, hw->attn_at[k]);
-    for (int k = 0; k < 8; k++)
-        if (hw->wake_at[k] > 0) fprintf(f, "wake_at.%d = %.17g\n", 5 << k, hw->wake_at[k]);
-    for (int k = 0; k < 4; k++)
-        if (hw->ew_bw_at[k] > 0)
-            fprintf(f, "ew_bw_at.%d = %.17g\n", 256 << (3 * k), hw->ew_bw_at[k]);
-    for (int k = 0; k < 8; k++)
-        if (hw->read_bw_at[k] > 0) fprintf(f, "read_bw_at.%d = %.17g\n", 4 << k, hw->read_bw_at[k]);
+    for (size_t i = 0; i < sizeof size_fields / sizeof size_fields[0]; i++) {
+        const size_field *sf = &size_fields[i];
+        const double *a = (const double *)((const char *)hw + sf->off);
+        for (int k = 0; k < sf->n; k++)
+            if (a[k] > 0)
+                fprintf(f, "%s%d = %.17g\n", sf->prefix, sf->base << (sf->shift * k), a[k]);
+    }
     for (int h = 0; h < 3; h++)
         for (int q = 0; q < 3; q++)
             for (int k = 0; k < 3; k++)
@@ -345,28 +358,15 @@ int gk_plan_hw_load(const char *path, gk_plan_hw *hw, gk_err *err) {
                 *(double *)((char *)hw + num_fields[i].off) = x;
                 found = true;
             }
-        if (!found && !strncmp(k, "tgemm_at.", 9)) {
-            int sz = atoi(k + 9), idx = sz == 128    ? 0
-                                        : sz == 256  ? 1
-                                        : sz == 512  ? 2
-                                        : sz == 1024 ? 3
-                                                     : -1;
+        for (size_t i = 0; i < sizeof size_fields / sizeof size_fields[0] && !found; i++) {
+            const size_field *sf = &size_fields[i];
+            const size_t len = strlen(sf->prefix);
+            if (strncmp(k, sf->prefix, len)) continue;
+            int v = atoi(k + len), idx = -1;
+            for (int j = 0; j < sf->n; j++)
+                if (v == sf->base << (sf->shift * j)) idx = j;
             if (idx < 0) goto bad;
-            hw->tgemm_at[idx] = x;
-            found = true;
-        }
-        if (!found && !strncmp(k, "wake_at.", 8)) {
-            int us = atoi(k + 8), idx = -1;
-            for (int j = 0; j < 8; j++)
-                if (us == 5 << j) idx = j;
-            if (idx < 0) goto bad;
-            hw->wake_at[idx] = x;
-            found = true;
-        }
-        if (!found && !strncmp(k, "attn_at.", 8)) {
-            int sz = atoi(k + 8), idx = sz == 32 ? 0 : sz == 64 ? 1 : sz == 128 ? 2 : -1;
-            if (idx < 0) goto bad;
-            hw->attn_at[idx] = x;
+            ((double *)((char *)hw + sf->off))[idx] = x;
             found = true;
         }
         if (!found && (!strncmp(k, "attn_item.", 10) || !strncmp(k, "attn_cold.", 10))) {
@@ -381,24 +381,6 @@ int gk_plan_hw_load(const char *path, gk_plan_hw *hw, gk_err *err) {
             }
             if (hi < 0 || qi < 0 || ki < 0) goto bad;
             (k[5] == 'c' ? hw->attn_cold : hw->attn_item)[hi][qi][ki] = x;
-            found = true;
-        }
-        if (!found && !strncmp(k, "read_bw_at.", 11)) {
-            int mib = atoi(k + 11), idx = -1;
-            for (int i = 0; i < 8; i++)
-                if (mib == 4 << i) idx = i;
-            if (idx < 0) goto bad;
-            hw->read_bw_at[idx] = x;
-            found = true;
-        }
-        if (!found && !strncmp(k, "ew_bw_at.", 9)) {
-            int kib = atoi(k + 9), idx = kib == 256      ? 0
-                                         : kib == 2048   ? 1
-                                         : kib == 16384  ? 2
-                                         : kib == 131072 ? 3
-                                                         : -1;
-            if (idx < 0) goto bad;
-            hw->ew_bw_at[idx] = x;
             found = true;
         }
         if (!found && (!strcmp(k, "domain") || !strcmp(k, "threads"))) {
@@ -990,8 +972,6 @@ static double job_s(const gk_plan_hw *hw) {
     return hw->step_s > 0 && hw->step_s < hw->call_s ? hw->step_s : hw->call_s;
 }
 
-/* Seconds of one forward on a device that holds 1/share of every op, from the
- * measured per-type matmul rates (calibrated CPUs) or the peaks. */
 /* The share of the reads of fb bytes, read again and again, that miss the caches: from
  * calibrate's streaming reads of a buffer of that size (log-linear between the sizes),
  * where their time per byte lies between the fastest size's (the caches: 0, as the warm
@@ -1013,6 +993,8 @@ static double cold_share(const gk_plan_hw *hw, double fb) {
     return c < 0 ? 0 : c > 1 ? 1 : c;
 }
 
+/* Seconds of one forward on a device that holds 1/share of every op, from the
+ * measured per-type matmul rates (calibrated CPUs) or the peaks. */
 static double forward_time(const gk_plan_model *pm, const gk_plan_hw *hw, double n_tok, double pos0,
                            double n_logits, double kv_elt, double share, double eff_f, double eff_b,
                            bool measured, int tp, gk_plan_parts *parts) {
