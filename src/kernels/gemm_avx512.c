@@ -314,6 +314,12 @@ static void pack_s_q6k(const float *x, int64_t n, uint8_t *dst) {
     pack_s(K_Q6K, x, n, dst);
 }
 
+/* Four activation bytes at p in every dword: a broadcast straight from memory (a
+ * load), where set1 of a value in a register costs a move to the vector unit each */
+AI __m512i bcast4(const uint8_t *p) {
+    return _mm512_broadcastd_epi32(_mm_loadu_si32(p));
+}
+
 /* The partial sums of a and b folded by half, per 128-bit lane: dwords
  * (a0 + a2, b0 + b2, a1 + a3, b1 + b3) (fold32) or, as 64-bit pairs,
  * (a0 + a2, a1 + a3, b0 + b2, b1 + b3) (fold64). The reductions below are made of them. */
@@ -620,15 +626,14 @@ AI void strip_tile(const int kind, const int N, int nbk, const strip_buf *buf, i
         const __m512 mw = AFFINE(kind) ? _mm512_load_ps((const float *)&buf->m[b]) : dw;
 #pragma GCC unroll 8
         for (int t = 0; t < N; t++) {
-            int32_t xv[8];
-            memcpy(xv, xq[t] + b * 32, 32);
+            const uint8_t *xv = (const uint8_t *)xq[t] + b * 32;
             const __m512 dxv = _mm512_set1_ps(dx[t][b]);
             if (SUB16(kind)) {
                 __m512i s0 = _mm512_set1_epi32(ca[t][b]), s1 = _mm512_set1_epi32(cb[t][b]);
 #pragma GCC unroll 4
                 for (int k = 0; k < 4; k++) {
-                    s0 = _mm512_dpbusd_epi32(s0, wq[k], _mm512_set1_epi32(xv[k]));
-                    s1 = _mm512_dpbusd_epi32(s1, wq[k + 4], _mm512_set1_epi32(xv[k + 4]));
+                    s0 = _mm512_dpbusd_epi32(s0, wq[k], bcast4(xv + 4 * k));
+                    s1 = _mm512_dpbusd_epi32(s1, wq[k + 4], bcast4(xv + 4 * k + 16));
                 }
                 acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(dw, dxv), _mm512_cvtepi32_ps(s0), acc[t]);
                 acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(dw2, dxv), _mm512_cvtepi32_ps(s1), acc[t]);
@@ -636,7 +641,7 @@ AI void strip_tile(const int kind, const int N, int nbk, const strip_buf *buf, i
             }
             __m512i s = AFFINE(kind) ? _mm512_setzero_si512() : _mm512_set1_epi32(ca[t][b]);
 #pragma GCC unroll 8
-            for (int k = 0; k < 8; k++) s = _mm512_dpbusd_epi32(s, wq[k], _mm512_set1_epi32(xv[k]));
+            for (int k = 0; k < 8; k++) s = _mm512_dpbusd_epi32(s, wq[k], bcast4(xv + 4 * k));
             acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(dw, dxv), _mm512_cvtepi32_ps(s), acc[t]);
             if (AFFINE(kind)) {
                 float xs_f;
@@ -1076,24 +1081,23 @@ AI void one_packed(const int kind, int64_t n, const uint8_t *w, const uint8_t *x
     __m512 acc = _mm512_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
         const uint8_t *P = w + (size_t)b * PK_BLOCK(kind);
-        int32_t xv[8];
-        memcpy(xv, x + b * 32, 32);
+        const uint8_t *xb = x + b * 32;
         __m512i s0 = _mm512_set1_epi32(ca[b]), s1 = _mm512_setzero_si512();
         if (kind == K_Q8) {
 #pragma GCC unroll 4
             for (int k = 0; k < 8; k += 2) {
                 s0 = _mm512_dpbusd_epi32(s0, _mm512_loadu_si512(P + 32 + 64 * k),
-                                         _mm512_set1_epi32(xv[k]));
+                                         bcast4(xb + 4 * k));
                 s1 = _mm512_dpbusd_epi32(s1, _mm512_loadu_si512(P + 96 + 64 * k),
-                                         _mm512_set1_epi32(xv[k + 1]));
+                                         bcast4(xb + 4 * k + 4));
             }
         } else {
 #pragma GCC unroll 4
             for (int k = 0; k < 4; k++) {
                 const __m512i v = _mm512_loadu_si512(P + 32 + 64 * k);
-                s0 = _mm512_dpbusd_epi32(s0, _mm512_and_si512(v, m4), _mm512_set1_epi32(xv[k]));
+                s0 = _mm512_dpbusd_epi32(s0, _mm512_and_si512(v, m4), bcast4(xb + 4 * k));
                 s1 = _mm512_dpbusd_epi32(s1, _mm512_and_si512(_mm512_srli_epi16(v, 4), m4),
-                                         _mm512_set1_epi32(xv[k + 4]));
+                                         bcast4(xb + 4 * k + 16));
             }
         }
         const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)P));
@@ -1133,9 +1137,7 @@ AI void one_packed_kq(const int kind, int64_t n, const uint8_t *w, const uint8_t
                       oh = offsetof(gk_block_q5_K, qh) / 4;
             for (int g = 0; g < 4; g++) {
                 const int64_t b = sb * 8 + 2 * g;
-                int32_t xl[8], xh[8];
-                memcpy(xl, x + b * 32, 32);
-                memcpy(xh, x + (b + 1) * 32, 32);
+                const uint8_t *xl = x + b * 32, *xh = xl + 32;
                 __m512i sl = _mm512_setzero_si512(), sh = _mm512_setzero_si512();
 #pragma GCC unroll 8
                 for (int k = 0; k < 8; k++) {
@@ -1151,8 +1153,8 @@ AI void one_packed_kq(const int kind, int64_t n, const uint8_t *w, const uint8_t
                             hi, _mm512_slli_epi16(
                                     _mm512_and_si512(_mm512_srli_epi16(h, 2 * g + 1), one), 4));
                     }
-                    sl = _mm512_dpbusd_epi32(sl, lo, _mm512_set1_epi32(xl[k]));
-                    sh = _mm512_dpbusd_epi32(sh, hi, _mm512_set1_epi32(xh[k]));
+                    sl = _mm512_dpbusd_epi32(sl, lo, bcast4(xl + 4 * k));
+                    sh = _mm512_dpbusd_epi32(sh, hi, bcast4(xh + 4 * k));
                 }
                 float fl, fh;
                 memcpy(&fl, &ca[b], 4);
@@ -1182,8 +1184,7 @@ AI void one_packed_kq(const int kind, int64_t n, const uint8_t *w, const uint8_t
 #pragma GCC unroll 4
             for (int g = 0; g < 4; g++) { /* block 4h + g: values 128h + 32g .. */
                 const int64_t b = sb * 8 + 4 * h + g;
-                int32_t xv[8];
-                memcpy(xv, x + b * 32, 32);
+                const uint8_t *xv = x + b * 32;
                 __m512i s0 = _mm512_set1_epi32(ca[b]), s1 = _mm512_set1_epi32(cb[b]);
 #pragma GCC unroll 8
                 for (int k = 0; k < 8; k++) {
@@ -1197,9 +1198,9 @@ AI void one_packed_kq(const int kind, int64_t n, const uint8_t *w, const uint8_t
                                                 : _mm512_srli_epi16(hb, 2);
                     const __m512i q = _mm512_or_si512(lo, _mm512_and_si512(hv, m30));
                     if (k < 4)
-                        s0 = _mm512_dpbusd_epi32(s0, q, _mm512_set1_epi32(xv[k]));
+                        s0 = _mm512_dpbusd_epi32(s0, q, bcast4(xv + 4 * k));
                     else
-                        s1 = _mm512_dpbusd_epi32(s1, q, _mm512_set1_epi32(xv[k]));
+                        s1 = _mm512_dpbusd_epi32(s1, q, bcast4(xv + 4 * k));
                 }
                 const __m512 dxv = _mm512_set1_ps(dx[b]);
                 acc = _mm512_fmadd_ps(_mm512_mul_ps(dsub[2 * (4 * h + g)], dxv),
