@@ -289,16 +289,32 @@ AI void pack_s(const int kind, const float *x, int64_t n, uint8_t *dst) {
         }
         return;
     }
-    gk_from_float_fn quant = gk_type_traits_of(GK_TYPE_Q8_0)->from_float;
+    /* ggml's Q8_0 quantization (dtype.c gk_quantize_q8_0_ref) in registers, 32
+     * values at a time: d = amax / 127 (kept as its fp16), q = roundf(x / d) with
+     * 1 / d, ties away from zero (the vector rounding sends them to even: fixed
+     * up); the block's sum of q is exact */
+    const __m512 half = _mm512_set1_ps(0.5f), one = _mm512_set1_ps(1.0f);
     for (int64_t ib = 0; ib < nb; ib++) {
-        gk_block_q8_0 b;
-        quant(x + ib * 32, &b, 32);
-        d[ib] = gk_fp16_to_fp32(b.d);
-        int32_t s = 0;
-        for (int j = 0; j < 32; j++) s += b.qs[j];
-        sa[ib] = -(kind == K_Q8 ? 128 : 8) * s;
+        const __m512 v0 = _mm512_loadu_ps(x + ib * 32), v1 = _mm512_loadu_ps(x + ib * 32 + 16);
+        const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v0), _mm512_abs_ps(v1)));
+        const float dd = amax / 127.0f, id = dd != 0.0f ? 1.0f / dd : 0.0f;
+        d[ib] = gk_fp16_to_fp32(gk_fp32_to_fp16(dd));
+        __m512i q[2];
+        for (int h = 0; h < 2; h++) {
+            const __m512 v = _mm512_mul_ps(h ? v1 : v0, _mm512_set1_ps(id));
+            const __m512 t = _mm512_roundscale_ps(v, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+            const __m512 r = _mm512_roundscale_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+            const __mmask16 tie = _mm512_cmp_ps_mask(_mm512_abs_ps(_mm512_sub_ps(v, t)), half,
+                                                     _CMP_EQ_OQ);
+            const __m512 away = _mm512_add_ps(
+                t, _mm512_castsi512_ps(_mm512_or_si512(
+                       _mm512_and_si512(_mm512_castps_si512(v), _mm512_set1_epi32(INT32_MIN)),
+                       _mm512_castps_si512(one))));
+            q[h] = _mm512_cvtps_epi32(_mm512_mask_blend_ps(tie, r, away));
+            _mm_storeu_si128((__m128i *)(dst + ib * 32 + 16 * h), _mm512_cvtepi32_epi8(q[h]));
+        }
+        sa[ib] = -(kind == K_Q8 ? 128 : 8) * _mm512_reduce_add_epi32(_mm512_add_epi32(q[0], q[1]));
         sb[ib] = 0;
-        memcpy(dst + ib * 32, b.qs, 32);
     }
 }
 static void pack_s_q8(const float *x, int64_t n, uint8_t *dst) {

@@ -9,6 +9,8 @@
  *    (n/8 + n/32 + 8) * 2^-23 * sum_i |w_i x_i|: the float rounding of two
  *    summations of at most that many additions, with exact int8 block sums
  *    (the 16-lane float tiles of AVX-512 add n/16 + 5 terms per element);
+ *  - the int8 kernels' activation rows hold ggml's Q8_0 quantization exactly
+ *    (dtype.c's reference quantizer), ties included;
  *  - gk_matmul2 gives what two gk_matmul calls give;
  *  - packed weights (gk_gemm_pack: Q8_0, Q4_0, Q4_K, Q5_K, Q6_K) give the bits of
  *    their rows;
@@ -509,6 +511,32 @@ static void check_packed(gk_pool **pools, gk_dtype q8, int64_t n) {
     free(ya), free(yb), free(ya2), free(yb2);
 }
 
+/* The packed activation row of Q8_0 and Q4_0 weights' kernels starts with the n
+ * int8 values and the n/32 fp32 block scales of the reference Q8_0 quantization
+ * (gemm_impl.h xrow_q, gemm_avx512.c xrow_s), ties (x / d exactly k + 0.5) rounded
+ * away from zero as roundf does. */
+static void check_xpack(const char *isa, const gk_gemm_kernels *k, int64_t n) {
+    if (!k || !k->pack) return;
+    float *x = malloc(sizeof(float) * n);
+    gk_block_q8_0 *ref = malloc(sizeof *ref * (size_t)(n / 32));
+    uint8_t *xq = malloc(k->xrow(n));
+    for (int64_t i = 0; i < n; i++) x[i] = frand() * 3.0f;
+    /* blocks 0 and 1: amax 127, so d = 1 and x / d = x: halves are ties */
+    for (int64_t i = 0; i < 64 && i < n; i++) x[i] = (float)(irand(254) - 127) + 0.5f;
+    x[0] = 127.0f, x[33] = -127.0f, x[5] = 2.5f, x[6] = -2.5f, x[40] = -0.5f, x[41] = 0.5f;
+    for (int64_t i = 64 * 2; i < 64 * 2 + 32 && i < n; i++) x[i] = 0.0f; /* block 4: d = 0 */
+    gk_quantize_q8_0_ref(x, ref, n);
+    k->pack(x, n, xq);
+    const float *d = (const float *)(xq + n);
+    int bad = 0;
+    for (int64_t b = 0; b < n / 32; b++) {
+        if (memcmp(xq + b * 32, ref[b].qs, 32) != 0 || d[b] != gk_fp16_to_fp32(ref[b].d)) bad++;
+    }
+    CHECK_MSG(bad == 0, "%s activation pack, n %lld: %d of %lld blocks differ from Q8_0's", isa,
+              (long long)n, bad, (long long)(n / 32));
+    free(x), free(ref), free(xq);
+}
+
 int main(void) {
     gk_dtype_init();
     gk_err err;
@@ -552,6 +580,15 @@ int main(void) {
 #endif
         }
         check_matmul2(pools[1], types[i], quant ? 128 : kq ? 256 : 72);
+        if (quant)
+            for (int64_t n = 96; n <= 8192; n *= 4) {
+                check_xpack("matmul", gk_gemm_kernels_of(types[i]), n);
+                check_xpack("packed", gk_gemm_kernels_of(types[i] | GK_GEMM_PACKED), n);
+#if defined(__x86_64__)
+                if (strcmp(gk_gemm_isa(), "none") != 0)
+                    check_xpack("avx2", gk_gemm_kernels_avx2(types[i]), n);
+#endif
+            }
     }
     for (size_t i = 0; i < sizeof types / sizeof types[0]; i++) {
         bool kq = types[i] == GK_TYPE_Q4_K || types[i] == GK_TYPE_Q5_K || types[i] == GK_TYPE_Q6_K;
