@@ -206,8 +206,10 @@ typedef struct gk_decode_stats {
     /* wall seconds by part (the calling thread's clock around each call): the forwards in
      * all; of them the gk_matmul calls (gk_matmul2 and the summation tree's chunk products
      * included), the attention's job (the dots, softmax and weighted sums over the cache),
-     * the GeGLU jobs and the logits' softcap job; the rest is the calling thread's own work
-     * (norms, RoPE, the cache's stores, routing, gathers, the tree's sums) */
+     * the GeGLU jobs of gate and up products that do not run fused (in a fused pair, its
+     * GeGLU is in the matmul's time) and the logits' softcap job; the rest is the calling
+     * thread's own work (norms, RoPE, the cache's stores, routing, gathers, the tree's
+     * sums) */
     double forward_s, matmul_s, attn_s, geglu_s, softcap_s;
 } gk_decode_stats;
 gk_decode_stats gk_context_stats(const gk_context *c);

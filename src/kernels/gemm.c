@@ -185,6 +185,8 @@ typedef struct {
     uint8_t *xq; /* packed activations, or x itself */
     size_t xs;   /* bytes between packed rows */
     int64_t tc;  /* tokens per chunk */
+    int geglu;   /* -1, or the gk_gelu of out[0] = GELU(out[0]) * out[1] (both outputs'
+                    strip per item, then the GeGLU of what the item made) */
 } gemm_job;
 
 static void gemm_pack(void *arg, int ith, int nth) {
@@ -197,45 +199,66 @@ static void gemm_pack(void *arg, int ith, int nth) {
 /* Items are (token chunk, row block) pairs, token-chunk major: a thread takes a
  * run of row strips and sweeps each 4-row tile over the chunk's tokens while
  * the tile sits in L1 and the chunk in L2. */
-static void gemm_part(void *arg, int ith, int nth) {
-    gemm_job *j = arg;
+/* Strip rb of one output for tokens t0..t1 (rows r0..r1). */
+static void gemm_item(const gemm_job *j, const gemm_out *o, int64_t rb, int64_t t0, int64_t t1) {
     const gk_gemm_kernels *k = j->k;
-    int64_t n_rb = 0;
-    for (int i = 0; i < j->n_outs; i++) n_rb += j->out[i].n_rb;
-    int64_t n_tc = (j->T + j->tc - 1) / j->tc, lo, hi;
-    gk_split(n_rb * n_tc, ith, nth, &lo, &hi);
-    for (int64_t item = lo; item < hi; item++) {
-        int64_t tc = item / n_rb, rb = item % n_rb;
-        const gemm_out *o = &j->out[0];
-        if (rb >= o->n_rb) rb -= o->n_rb, o = &j->out[1];
-        int64_t r0 = rb * ROW_BLOCK, r1 = r0 + ROW_BLOCK < o->n_out ? r0 + ROW_BLOCK : o->n_out;
-        int64_t t0 = tc * j->tc, t1 = t0 + j->tc < j->T ? t0 + j->tc : j->T;
-        if (j->T == 1 && k->one) {
-            k->one(j->n_in, o->w + (size_t)r0 * o->nb_row, o->nb_row, (int)(r1 - r0), j->xq,
-                   o->y + r0);
-            continue;
-        }
-        if (k->strip) {
-            k->strip(j->n_in, o->w + (size_t)r0 * o->nb_row, o->nb_row, (int)(r1 - r0),
-                     j->xq + (size_t)t0 * j->xs, j->xs, (int)(t1 - t0),
-                     o->y + (size_t)t0 * o->n_out + r0, o->n_out);
-            continue;
-        }
-        for (int64_t r = r0; r < r1; r += k->rmax) {
-            int R = r1 - r < k->rmax ? (int)(r1 - r) : k->rmax;
-            const uint8_t *w = o->w + (size_t)r * o->nb_row;
-            for (int64_t t = t0; t < t1; t += k->nmax) {
-                int N = t1 - t < k->nmax ? (int)(t1 - t) : k->nmax;
-                k->tile[R - 1][N - 1](j->n_in, w, o->nb_row, j->xq + (size_t)t * j->xs, j->xs,
-                                      o->y + (size_t)t * o->n_out + r, o->n_out);
-            }
+    int64_t r0 = rb * ROW_BLOCK, r1 = r0 + ROW_BLOCK < o->n_out ? r0 + ROW_BLOCK : o->n_out;
+    if (j->T == 1 && k->one) {
+        k->one(j->n_in, o->w + (size_t)r0 * o->nb_row, o->nb_row, (int)(r1 - r0), j->xq,
+               o->y + r0);
+        return;
+    }
+    if (k->strip) {
+        k->strip(j->n_in, o->w + (size_t)r0 * o->nb_row, o->nb_row, (int)(r1 - r0),
+                 j->xq + (size_t)t0 * j->xs, j->xs, (int)(t1 - t0), o->y + (size_t)t0 * o->n_out + r0,
+                 o->n_out);
+        return;
+    }
+    for (int64_t r = r0; r < r1; r += k->rmax) {
+        int R = r1 - r < k->rmax ? (int)(r1 - r) : k->rmax;
+        const uint8_t *w = o->w + (size_t)r * o->nb_row;
+        for (int64_t t = t0; t < t1; t += k->nmax) {
+            int N = t1 - t < k->nmax ? (int)(t1 - t) : k->nmax;
+            k->tile[R - 1][N - 1](j->n_in, w, o->nb_row, j->xq + (size_t)t * j->xs, j->xs,
+                                  o->y + (size_t)t * o->n_out + r, o->n_out);
         }
     }
 }
 
+/* Items are (token chunk, row block) pairs, token-chunk major: a thread takes a
+ * run of row strips and sweeps each 4-row tile over the chunk's tokens while
+ * the tile sits in L1 and the chunk in L2. With GeGLU an item is a strip of both
+ * outputs (their row counts are equal), and its GeGLU follows while both are in
+ * L1. */
+static void gemm_part(void *arg, int ith, int nth) {
+    gemm_job *j = arg;
+    int64_t n_rb = j->geglu >= 0 ? j->out[0].n_rb : 0;
+    if (j->geglu < 0)
+        for (int i = 0; i < j->n_outs; i++) n_rb += j->out[i].n_rb;
+    int64_t n_tc = (j->T + j->tc - 1) / j->tc, lo, hi;
+    gk_split(n_rb * n_tc, ith, nth, &lo, &hi);
+    for (int64_t item = lo; item < hi; item++) {
+        int64_t tc = item / n_rb, rb = item % n_rb;
+        int64_t t0 = tc * j->tc, t1 = t0 + j->tc < j->T ? t0 + j->tc : j->T;
+        if (j->geglu < 0) {
+            const gemm_out *o = &j->out[0];
+            if (rb >= o->n_rb) rb -= o->n_rb, o = &j->out[1];
+            gemm_item(j, o, rb, t0, t1);
+            continue;
+        }
+        const gemm_out *a = &j->out[0], *b = &j->out[1];
+        gemm_item(j, a, rb, t0, t1);
+        gemm_item(j, b, rb, t0, t1);
+        int64_t r0 = rb * ROW_BLOCK, r1 = r0 + ROW_BLOCK < a->n_out ? r0 + ROW_BLOCK : a->n_out;
+        for (int64_t t = t0; t < t1; t++)
+            gk_geglu_rows(a->y + (size_t)t * a->n_out + r0, b->y + (size_t)t * b->n_out + r0,
+                          r1 - r0, (gk_gelu)j->geglu);
+    }
+}
+
 static void gemm_run(gk_pool *pool, const gk_gemm_kernels *k, const gemm_out *outs, int n_outs,
-                     const float *x, int64_t n_in, int T, void *qbuf) {
-    gemm_job j = {.k = k, .n_outs = n_outs, .n_in = n_in, .T = T, .x = x};
+                     const float *x, int64_t n_in, int T, void *qbuf, int geglu) {
+    gemm_job j = {.k = k, .n_outs = n_outs, .n_in = n_in, .T = T, .x = x, .geglu = geglu};
     for (int i = 0; i < n_outs; i++) {
         j.out[i] = outs[i];
         j.out[i].n_rb = (outs[i].n_out + ROW_BLOCK - 1) / ROW_BLOCK;
@@ -259,7 +282,7 @@ void gk_gemm_with(gk_pool *pool, const gk_gemm_kernels *k, float *y, const void 
                   int64_t n_out, const float *x, int64_t n_in, int T, void *qbuf) {
     if (n_out <= 0 || T <= 0) return;
     gemm_out o = {.y = y, .w = w, .nb_row = nb_row, .n_out = n_out};
-    gemm_run(pool, k, &o, 1, x, n_in, T, qbuf);
+    gemm_run(pool, k, &o, 1, x, n_in, T, qbuf, -1);
 }
 
 /* --------------------------------------------- f32 products, any layout --- */
@@ -533,7 +556,7 @@ void gk_matmul(gk_pool *pool, float *y, const void *w, gk_dtype type, size_t nb_
     const gk_gemm_kernels *k = gk_gemm_kernels_of(type);
     if (k) {
         gemm_out o = {.y = y, .w = w, .nb_row = nb_row, .n_out = n_out};
-        gemm_run(pool, k, &o, 1, x, n_in, T, qbuf);
+        gemm_run(pool, k, &o, 1, x, n_in, T, qbuf, -1);
     } else {
         matmul_vec_dot(pool, y, w, type, nb_row, n_out, x, n_in, T, qbuf);
     }
@@ -610,17 +633,31 @@ bool gk_matmul_chunks(gk_pool *pool, float *const *y, const void *w, gk_dtype ty
     return true;
 }
 
-void gk_matmul2(gk_pool *pool, float *y1, const void *w1, gk_dtype type1, size_t nb_row1, float *y2,
-                const void *w2, gk_dtype type2, size_t nb_row2, int64_t n_out, const float *x,
-                int64_t n_in, int T, void *qbuf) {
+static void matmul2(gk_pool *pool, float *y1, const void *w1, gk_dtype type1, size_t nb_row1,
+                    float *y2, const void *w2, gk_dtype type2, size_t nb_row2, int64_t n_out,
+                    const float *x, int64_t n_in, int T, void *qbuf, int geglu) {
     if (n_out <= 0 || T <= 0) return;
     const gk_gemm_kernels *k = gk_gemm_kernels_of(type1);
     if (!k || type2 != type1) {
         gk_matmul(pool, y1, w1, type1, nb_row1, n_out, x, n_in, T, qbuf);
         gk_matmul(pool, y2, w2, type2, nb_row2, n_out, x, n_in, T, qbuf);
+        if (geglu >= 0) gk_geglu(pool, y1, y2, n_out * T, (gk_gelu)geglu);
         return;
     }
     gemm_out o[2] = {{.y = y1, .w = w1, .nb_row = nb_row1, .n_out = n_out},
                      {.y = y2, .w = w2, .nb_row = nb_row2, .n_out = n_out}};
-    gemm_run(pool, k, o, 2, x, n_in, T, qbuf);
+    gemm_run(pool, k, o, 2, x, n_in, T, qbuf, geglu);
+}
+
+void gk_matmul2(gk_pool *pool, float *y1, const void *w1, gk_dtype type1, size_t nb_row1, float *y2,
+                const void *w2, gk_dtype type2, size_t nb_row2, int64_t n_out, const float *x,
+                int64_t n_in, int T, void *qbuf) {
+    matmul2(pool, y1, w1, type1, nb_row1, y2, w2, type2, nb_row2, n_out, x, n_in, T, qbuf, -1);
+}
+
+void gk_matmul2_geglu(gk_pool *pool, float *y1, const void *w1, gk_dtype type1, size_t nb_row1,
+                      float *y2, const void *w2, gk_dtype type2, size_t nb_row2, int64_t n_out,
+                      const float *x, int64_t n_in, int T, void *qbuf, gk_gelu kind) {
+    matmul2(pool, y1, w1, type1, nb_row1, y2, w2, type2, nb_row2, n_out, x, n_in, T, qbuf,
+            (int)kind);
 }

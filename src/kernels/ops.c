@@ -115,24 +115,29 @@ typedef struct {
     gk_gelu kind;
 } geglu_job;
 
+void gk_geglu_rows(float *a, const float *b, int64_t n, gk_gelu kind) {
+    if (kind != GK_GELU_TANH_F16 && avx2()) {
+        gk_geglu_avx2(a, b, n, kind);
+        return;
+    }
+    switch (kind) {
+    case GK_GELU_ERF:
+        for (int64_t i = 0; i < n; i++) a[i] = gk_vgelu_erf(a[i]) * b[i];
+        break;
+    case GK_GELU_TANH_F16:
+        pthread_once(&gelu_f16_once, gelu_f16_init);
+        for (int64_t i = 0; i < n; i++) a[i] = gelu_tanh_f16(a[i]) * b[i];
+        break;
+    default:
+        for (int64_t i = 0; i < n; i++) a[i] = gk_vgelu_tanh(a[i]) * b[i];
+    }
+}
+
 static void geglu_part(void *arg, int ith, int nth) {
     geglu_job *j = arg;
     int64_t lo, hi;
     gk_split(j->n, ith, nth, &lo, &hi);
-    if (j->kind != GK_GELU_TANH_F16 && avx2()) {
-        gk_geglu_avx2(j->a + lo, j->b + lo, hi - lo, j->kind);
-        return;
-    }
-    switch (j->kind) {
-    case GK_GELU_ERF:
-        for (int64_t i = lo; i < hi; i++) j->a[i] = gk_vgelu_erf(j->a[i]) * j->b[i];
-        break;
-    case GK_GELU_TANH_F16:
-        for (int64_t i = lo; i < hi; i++) j->a[i] = gelu_tanh_f16(j->a[i]) * j->b[i];
-        break;
-    default:
-        for (int64_t i = lo; i < hi; i++) j->a[i] = gk_vgelu_tanh(j->a[i]) * j->b[i];
-    }
+    gk_geglu_rows(j->a + lo, j->b + lo, hi - lo, j->kind);
 }
 
 void gk_geglu(gk_pool *pool, float *a, const float *b, int64_t n, gk_gelu kind) {

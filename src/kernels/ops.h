@@ -114,6 +114,17 @@ float gk_gelu_tanh_f16(float x);
 
 /* a[i] = GELU(a[i]) * b[i] for i < n, split over the pool. */
 void gk_geglu(gk_pool *pool, float *a, const float *b, int64_t n, gk_gelu kind);
+/* The same on the calling thread: element i's value does not depend on n or on
+ * where the range starts (gk_geglu's split is made of such calls). */
+void gk_geglu_rows(float *a, const float *b, int64_t n, gk_gelu kind);
+
+/* gk_matmul2 followed by gk_geglu(y1, y2, T n_out): y1 = GELU(x W1^T) * (x W2^T),
+ * y2 = x W2^T (an MLP's gated hidden layer), the same bits; with GEMM kernels for
+ * the type, in one pass of the threads, each applying GeGLU to the rows it has
+ * just computed of both (decode then runs no separate GeGLU job). */
+void gk_matmul2_geglu(gk_pool *pool, float *y1, const void *w1, gk_dtype type1, size_t nb_row1,
+                      float *y2, const void *w2, gk_dtype type2, size_t nb_row2, int64_t n_out,
+                      const float *x, int64_t n_in, int T, void *qbuf, gk_gelu kind);
 
 /* RoPE as a model's numerics use it (spec 3.3). */
 typedef struct gk_rope_cfg {

@@ -110,15 +110,28 @@ static void matmul_w(gk_context *c, float *y, const gk_weight *w, const float *x
 
 /* Two products of one input in one fused pass (kernels/ops.h gk_matmul2): an
  * MLP's gate and up, or attention's K and V; plain matrices for e < 0, else
- * matrix e of the expert stacks.
+ * matrix e of the expert stacks. With geglu (an MLP), y1 = GELU(y1) * y2 after:
+ * inside the pass where the two share GEMM kernels (gk_matmul2_geglu, timed with
+ * the matmuls), else as its own job (timed as GeGLU).
  * Counted as the two matmuls they are. */
 static void matmul_pair(gk_context *c, float *y1, const gk_weight *w1, float *y2,
-                        const gk_weight *w2, int e, const float *x, int T) {
+                        const gk_weight *w2, int e, const float *x, int T, bool geglu) {
     size_t o1 = e < 0 ? 0 : (size_t)e * w1->nb_mat, o2 = e < 0 ? 0 : (size_t)e * w2->nb_mat;
+    const gk_dtype t1 = gk_weight_mm_type(w1), t2 = gk_weight_mm_type(w2);
+    const bool fused = geglu && t1 == t2 && gk_gemm_kernels_of(t1);
     double t0 = gk_time_s();
-    gk_matmul2(c->pool, y1, w1->data + o1, gk_weight_mm_type(w1), w1->nb_row, y2, w2->data + o2,
-               gk_weight_mm_type(w2), w2->nb_row, w1->ne[1], x, w1->ne[0], T, c->qbuf);
+    if (fused)
+        gk_matmul2_geglu(c->pool, y1, w1->data + o1, t1, w1->nb_row, y2, w2->data + o2, t2,
+                         w2->nb_row, w1->ne[1], x, w1->ne[0], T, c->qbuf, c->m->cfg.gelu);
+    else
+        gk_matmul2(c->pool, y1, w1->data + o1, t1, w1->nb_row, y2, w2->data + o2, t2, w2->nb_row,
+                   w1->ne[1], x, w1->ne[0], T, c->qbuf);
     c->stats.matmul_s += gk_time_s() - t0;
+    if (geglu && !fused) {
+        t0 = gk_time_s();
+        gk_geglu(c->pool, y1, y2, (int64_t)T * w1->ne[1], c->m->cfg.gelu);
+        c->stats.geglu_s += gk_time_s() - t0;
+    }
     const gk_weight *ws[2] = {w1, w2};
     for (int i = 0; i < 2; i++) {
         c->stats.matmul_flops += 2.0 * (double)ws[i]->ne[0] * (double)ws[i]->ne[1] * T;
@@ -340,7 +353,7 @@ static int attention(gk_context *c, int layer, int T, gk_err *err) {
     matmul_w(c, c->q, &L->wq, c->xn, T);
     /* K and V in one pass of the threads (one conversion of xn) when they can */
     if (L->wk.type == L->wv.type && L->wk.ne[1] == L->wv.ne[1] && L->wk.ne[0] == L->wv.ne[0])
-        matmul_pair(c, c->k, &L->wk, c->v, &L->wv, -1, c->xn, T);
+        matmul_pair(c, c->k, &L->wk, c->v, &L->wv, -1, c->xn, T, false);
     else {
         matmul_w(c, c->k, &L->wk, c->xn, T);
         matmul_w(c, c->v, &L->wv, c->xn, T);
@@ -444,10 +457,7 @@ static void moe(gk_context *c, const gk_layer *L, float *const *sums, int k, int
         const float *gates = c->exp_gate + (size_t)e * c->n_batch;
         for (int i = 0; i < n; i++)
             memcpy(c->xe + (size_t)i * d, c->xn + (size_t)toks[i] * d, (size_t)d * sizeof(float));
-        matmul_pair(c, c->h1, &L->gate_exps, c->h3, &L->up_exps, e, c->xe, n);
-        double t0 = gk_time_s();
-        gk_geglu(c->pool, c->h1, c->h3, (int64_t)n * F, c->m->cfg.gelu);
-        c->stats.geglu_s += gk_time_s() - t0;
+        matmul_pair(c, c->h1, &L->gate_exps, c->h3, &L->up_exps, e, c->xe, n, true);
         chunk_job j = {.c = c,
                        .w = &L->down_exps,
                        .woff = (size_t)e * L->down_exps.nb_mat,
@@ -476,10 +486,7 @@ static int ffn(gk_context *c, int layer, int T, gk_err *err) {
          * chunk by chunk (the dense width's chunk c with the experts' chunk c) */
         float *dense[GK_TP_MAX_CHUNKS];
         chunk_sums(c, c->tmp, 1, dense);
-        matmul_pair(c, c->g, &L->ffn_gate, c->u, &L->ffn_up, -1, c->xn, T);
-        double t0 = gk_time_s();
-        gk_geglu(c->pool, c->g, c->u, (int64_t)T * c->m->tp.n_ff, c->m->cfg.gelu);
-        c->stats.geglu_s += gk_time_s() - t0;
+        matmul_pair(c, c->g, &L->ffn_gate, c->u, &L->ffn_up, -1, c->xn, T, true);
         chunk_job j = {.c = c,
                        .w = &L->ffn_down,
                        .x = c->g,

@@ -692,8 +692,9 @@ typedef struct {
     double runs_other; /* those not inside a timed gk_matmul call: charged a dispatch each */
     double mm_s;
     double cold;       /* share of batch-1 weight reads that miss the caches (forward_time) */
-    double geglu;      /* GeGLU elements (gk_geglu, on the pool) */
-    double geglu_jobs; /* and its calls */
+    double geglu;      /* GeGLU elements (on the pool: in the gate and up products' job, or
+                          gk_geglu's) */
+    double geglu_jobs; /* gk_geglu's calls (those not in the products' job) */
     gk_plan_ew par, ser;
 } fwd_walk;
 
@@ -755,6 +756,13 @@ static const gk_plan_op *find_op(const gk_plan_model *pm, const char *name) {
     return NULL;
 }
 
+/* Whether an MLP's gate and up products run as one gk_matmul2 call (the same type,
+ * with GEMM kernels), their GeGLU in it (forward.c matmul_pair). */
+static bool pair_fused(const gk_plan_model *pm, const char *gate, const char *up) {
+    const gk_plan_op *g = find_op(pm, gate), *u = find_op(pm, up);
+    return g && u && g->type == u->type && gk_gemm_kernels_of((gk_dtype)g->type);
+}
+
 /* Layers of op o (attn_k or attn_v) whose K and V products run as one fused call
  * (forward.c: the same type and shape, and GEMM kernels for it, as gk_matmul2
  * needs): as many as the partner op of the same type has, at most. */
@@ -797,7 +805,7 @@ static void walk_forward(fwd_walk *w, const gk_plan_model *pm, double T, double 
                 ; /* fused with the gate (gk_matmul2) */
             else {
                 const gk_plan_op *up = find_op(pm, "ffn_up_exps");
-                bool fused = up && up->type == o->type && gk_gemm_kernels_of((gk_dtype)o->type);
+                bool fused = pair_fused(pm, "ffn_gate_exps", "ffn_up_exps");
                 walk_mm(w, o->type, fused ? 2 * r : r, c, Te, L * touched);
                 if (!fused && up) walk_mm(w, up->type, r, c, Te, L * touched);
             }
@@ -813,7 +821,7 @@ static void walk_forward(fwd_walk *w, const gk_plan_model *pm, double T, double 
                 if (L > Lf) walk_mm(w, o->type, r, c, T, L - Lf);
             } else if (!strcmp(o->name, "ffn_gate")) {
                 const gk_plan_op *up = find_op(pm, "ffn_up");
-                bool fused = up && up->type == o->type && gk_gemm_kernels_of((gk_dtype)o->type);
+                bool fused = pair_fused(pm, "ffn_gate", "ffn_up");
                 walk_mm(w, o->type, fused ? 2 * r : r, c, T, L);
                 if (!fused && up) walk_mm(w, up->type, r, c, T, L);
             } else
@@ -821,14 +829,13 @@ static void walk_forward(fwd_walk *w, const gk_plan_model *pm, double T, double 
         }
     }
     const double nl = s->n_layer, moe = E > 0 ? nl - s->n_layer_dense : 0;
-    /* per layer: the attention's job, a GeGLU job per touched expert and dense MLP */
-    if (w->nt > 1) {
-        double jobs = nl + moe * touched + (s->n_ff ? nl : 0);
-        w->runs += jobs, w->runs_other += jobs;
-    }
+    /* per layer: the attention's job, and a GeGLU job per touched expert and dense MLP
+     * whose gate and up products do not run fused (forward.c matmul_pair) */
+    w->geglu_jobs = (pair_fused(pm, "ffn_gate_exps", "ffn_up_exps") ? 0 : moe * touched) +
+                    (s->n_ff && !pair_fused(pm, "ffn_gate", "ffn_up") ? nl : 0);
+    if (w->nt > 1) w->runs += nl + w->geglu_jobs, w->runs_other += nl + w->geglu_jobs;
     /* GeGLU: GELU (erff or tanhf) and the product per element, on the pool */
     w->geglu = T * (moe * K * (double)s->n_ff_exp + nl * s->n_ff);
-    w->geglu_jobs = moe * touched + (s->n_ff ? nl : 0);
     /* on the calling thread, per layer and token: four RMSNorms (20 bytes, 6 FLOPs an
      * element), two residual adds; RoPE of q and k; K and V stored in the cache's type;
      * two tree sums of k chunks; the MoE's chunk sums zeroed, its expert rows gathered

@@ -11,7 +11,8 @@
  *    (the 16-lane float tiles of AVX-512 add n/16 + 5 terms per element);
  *  - the int8 kernels' activation rows hold ggml's Q8_0 quantization exactly
  *    (dtype.c's reference quantizer), ties included;
- *  - gk_matmul2 gives what two gk_matmul calls give;
+ *  - gk_matmul2 gives what two gk_matmul calls give, gk_matmul2_geglu what
+ *    gk_matmul2 and gk_geglu give (every GELU form, packed weights too);
  *  - packed weights (gk_gemm_pack: Q8_0, Q4_0, Q4_K, Q5_K, Q6_K) give the bits of
  *    their rows;
  *  - attention's weighted sum of value rows (gk_attn_wsum), scores (gk_attn_dots)
@@ -189,6 +190,16 @@ static void check_matmul2(gk_pool *pool, gk_dtype type, int64_t n) {
         CHECK_MSG(!memcmp(y1, z1, sizeof(float) * N_OUT * T) &&
                       !memcmp(y2, z2, sizeof(float) * N_OUT * T),
                   "gk_matmul2 %s T=%d", gk_type_name(type), T);
+        for (int g = 0; g < 3; g++) {
+            const gk_gelu kind = g == 0 ? GK_GELU_TANH : g == 1 ? GK_GELU_ERF : GK_GELU_TANH_F16;
+            gk_matmul2_geglu(pool, z1, a.w, type, a.nb_row, z2, b.w, type, b.nb_row, N_OUT, a.x,
+                             n, T, a.qbuf, kind);
+            gk_geglu(pool, y1, y2, (int64_t)N_OUT * T, kind);
+            CHECK_MSG(!memcmp(y1, z1, sizeof(float) * N_OUT * T) &&
+                          !memcmp(y2, z2, sizeof(float) * N_OUT * T),
+                      "gk_matmul2_geglu %s T=%d gelu %d", gk_type_name(type), T, g);
+            gk_matmul(pool, y1, a.w, type, a.nb_row, N_OUT, a.x, n, T, a.qbuf);
+        }
     }
     /* different types: falls back to two products */
     if (type != GK_TYPE_F32) {
@@ -479,6 +490,14 @@ static void check_packed(gk_pool **pools, gk_dtype q8, int64_t n) {
                        T, qb);
             CHECK_MSG(!memcmp(ya, yb, sz / 3) && !memcmp(ya2, yb2, sz / 3),
                       "packed %s n %lld T %d: gk_matmul2 not the rows'", tn, (long long)n, T);
+            /* and with GeGLU, strip by strip */
+            const gk_gelu kind = T % 2 ? GK_GELU_TANH : GK_GELU_ERF;
+            gk_geglu(pools[p], ya, ya2, 16 * (int64_t)T, kind);
+            gk_matmul2_geglu(pools[p], yb, pw, pq8, nb_row, yb2, pw + 16 * nb_row, pq8, nb_row, 16,
+                             x, n, T, qb, kind);
+            CHECK_MSG(!memcmp(ya, yb, sz / 3) && !memcmp(ya2, yb2, sz / 3),
+                      "packed %s n %lld T %d: gk_matmul2_geglu not gk_matmul2's GeGLU", tn,
+                      (long long)n, T);
         }
     /* decode's column chunks: chunk ch starts 16 x its row offset into a strip */
     for (int k = 2; k <= 4; k += 2) {
