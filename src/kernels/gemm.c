@@ -177,7 +177,7 @@ typedef struct {
 
 typedef struct {
     const gk_gemm_kernels *k;
-    gemm_out out[2];
+    gemm_out out[GK_MATMUL_MAX];
     int n_outs;
     int64_t n_in;
     int T;
@@ -185,8 +185,8 @@ typedef struct {
     uint8_t *xq; /* packed activations, or x itself */
     size_t xs;   /* bytes between packed rows */
     int64_t tc;  /* tokens per chunk */
-    int geglu;   /* -1, or the gk_gelu of out[0] = GELU(out[0]) * out[1] (both outputs'
-                    strip per item, then the GeGLU of what the item made) */
+    int geglu;   /* -1, or the gk_gelu of out[2i] = GELU(out[2i]) * out[2i + 1] (both
+                    outputs' strip per item, then the GeGLU of what the item made) */
 } gemm_job;
 
 static void gemm_pack(void *arg, int ith, int nth) {
@@ -226,28 +226,26 @@ static void gemm_item(const gemm_job *j, const gemm_out *o, int64_t rb, int64_t 
 }
 
 /* Items are (token chunk, row block) pairs, token-chunk major: a thread takes a
- * run of row strips and sweeps each 4-row tile over the chunk's tokens while
- * the tile sits in L1 and the chunk in L2. With GeGLU an item is a strip of both
- * outputs (their row counts are equal), and its GeGLU follows while both are in
- * L1. */
+ * run of row strips (the outputs' one after the other) and sweeps each 4-row tile
+ * over the chunk's tokens while the tile sits in L1 and the chunk in L2. With
+ * GeGLU an item is a strip of a pair of outputs (their row counts are equal), and
+ * its GeGLU follows while both are in L1. */
 static void gemm_part(void *arg, int ith, int nth) {
     gemm_job *j = arg;
-    int64_t n_rb = j->geglu >= 0 ? j->out[0].n_rb : 0;
-    if (j->geglu < 0)
-        for (int i = 0; i < j->n_outs; i++) n_rb += j->out[i].n_rb;
+    const int step = j->geglu >= 0 ? 2 : 1;
+    int64_t n_rb = 0;
+    for (int i = 0; i < j->n_outs; i += step) n_rb += j->out[i].n_rb;
     int64_t n_tc = (j->T + j->tc - 1) / j->tc, lo, hi;
     gk_split(n_rb * n_tc, ith, nth, &lo, &hi);
     for (int64_t item = lo; item < hi; item++) {
         int64_t tc = item / n_rb, rb = item % n_rb;
         int64_t t0 = tc * j->tc, t1 = t0 + j->tc < j->T ? t0 + j->tc : j->T;
-        if (j->geglu < 0) {
-            const gemm_out *o = &j->out[0];
-            if (rb >= o->n_rb) rb -= o->n_rb, o = &j->out[1];
-            gemm_item(j, o, rb, t0, t1);
-            continue;
-        }
-        const gemm_out *a = &j->out[0], *b = &j->out[1];
+        int i = 0;
+        while (rb >= j->out[i].n_rb) rb -= j->out[i].n_rb, i += step;
+        const gemm_out *a = &j->out[i];
         gemm_item(j, a, rb, t0, t1);
+        if (step == 1) continue;
+        const gemm_out *b = &j->out[i + 1];
         gemm_item(j, b, rb, t0, t1);
         int64_t r0 = rb * ROW_BLOCK, r1 = r0 + ROW_BLOCK < a->n_out ? r0 + ROW_BLOCK : a->n_out;
         for (int64_t t = t0; t < t1; t++)
@@ -633,20 +631,30 @@ bool gk_matmul_chunks(gk_pool *pool, float *const *y, const void *w, gk_dtype ty
     return true;
 }
 
+bool gk_matmul_many(gk_pool *pool, const gk_matmul_out *outs, int n, gk_dtype type,
+                    const float *x, int64_t n_in, int T, void *qbuf, int geglu) {
+    const gk_gemm_kernels *k = gk_gemm_kernels_of(type);
+    if (!k || n < 1 || n > GK_MATMUL_MAX || (geglu >= 0 && n % 2)) return false;
+    gemm_out o[GK_MATMUL_MAX];
+    for (int i = 0; i < n; i++) {
+        if (geglu >= 0 && i % 2 && outs[i].n_out != outs[i - 1].n_out) return false;
+        o[i] = (gemm_out){.y = outs[i].y, .w = outs[i].w, .nb_row = outs[i].nb_row,
+                          .n_out = outs[i].n_out};
+    }
+    if (T > 0) gemm_run(pool, k, o, n, x, n_in, T, qbuf, geglu);
+    return true;
+}
+
 static void matmul2(gk_pool *pool, float *y1, const void *w1, gk_dtype type1, size_t nb_row1,
                     float *y2, const void *w2, gk_dtype type2, size_t nb_row2, int64_t n_out,
                     const float *x, int64_t n_in, int T, void *qbuf, int geglu) {
     if (n_out <= 0 || T <= 0) return;
-    const gk_gemm_kernels *k = gk_gemm_kernels_of(type1);
-    if (!k || type2 != type1) {
-        gk_matmul(pool, y1, w1, type1, nb_row1, n_out, x, n_in, T, qbuf);
-        gk_matmul(pool, y2, w2, type2, nb_row2, n_out, x, n_in, T, qbuf);
-        if (geglu >= 0) gk_geglu(pool, y1, y2, n_out * T, (gk_gelu)geglu);
-        return;
-    }
-    gemm_out o[2] = {{.y = y1, .w = w1, .nb_row = nb_row1, .n_out = n_out},
-                     {.y = y2, .w = w2, .nb_row = nb_row2, .n_out = n_out}};
-    gemm_run(pool, k, o, 2, x, n_in, T, qbuf, geglu);
+    const gk_matmul_out o[2] = {{.y = y1, .w = w1, .nb_row = nb_row1, .n_out = n_out},
+                                {.y = y2, .w = w2, .nb_row = nb_row2, .n_out = n_out}};
+    if (type2 == type1 && gk_matmul_many(pool, o, 2, type1, x, n_in, T, qbuf, geglu)) return;
+    gk_matmul(pool, y1, w1, type1, nb_row1, n_out, x, n_in, T, qbuf);
+    gk_matmul(pool, y2, w2, type2, nb_row2, n_out, x, n_in, T, qbuf);
+    if (geglu >= 0) gk_geglu(pool, y1, y2, n_out * T, (gk_gelu)geglu);
 }
 
 void gk_matmul2(gk_pool *pool, float *y1, const void *w1, gk_dtype type1, size_t nb_row1, float *y2,

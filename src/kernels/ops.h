@@ -118,6 +118,22 @@ void gk_geglu(gk_pool *pool, float *a, const float *b, int64_t n, gk_gelu kind);
  * where the range starts (gk_geglu's split is made of such calls). */
 void gk_geglu_rows(float *a, const float *b, int64_t n, gk_gelu kind);
 
+/* Up to GK_MATMUL_MAX products of one input, of one weight type, in one pass of
+ * the threads with one conversion of x: y_i = x W_i^T (n_out_i rows of n_in). With
+ * geglu >= 0 (a gk_gelu) outputs 2i and 2i + 1 are an MLP's gate and up (as many
+ * rows): y_2i = GELU(y_2i) * y_2i+1 after, in the same pass. Each y_i is what
+ * gk_matmul (and gk_geglu) give. Returns false, having done nothing, when the type
+ * has no GEMM kernels or the outputs do not fit those rules. */
+#define GK_MATMUL_MAX 8
+typedef struct gk_matmul_out {
+    float *y;
+    const void *w;
+    size_t nb_row;
+    int64_t n_out;
+} gk_matmul_out;
+bool gk_matmul_many(gk_pool *pool, const gk_matmul_out *outs, int n, gk_dtype type,
+                    const float *x, int64_t n_in, int T, void *qbuf, int geglu);
+
 /* gk_matmul2 followed by gk_geglu(y1, y2, T n_out): y1 = GELU(x W1^T) * (x W2^T),
  * y2 = x W2^T (an MLP's gated hidden layer), the same bits; with GEMM kernels for
  * the type, in one pass of the threads, each applying GeGLU to the rows it has

@@ -152,6 +152,27 @@ static uint8_t *kv_at(const gk_context *c, uint8_t *cache, int l, int seq, int h
                c->kv_head;
 }
 
+/* Products of one input over several weights in one call (gk_matmul_many), with
+ * GeGLU over pairs for geglu (weights 2i and 2i + 1 an MLP's gate and up); false,
+ * having done nothing, where their types or widths differ or the type has no GEMM
+ * kernels. Counted as the matmuls they are. */
+static bool matmul_many(gk_context *c, const gk_matmul_out *o, const gk_weight *const *ws, int n,
+                        const float *x, int T, bool geglu) {
+    const gk_dtype t = gk_weight_mm_type(ws[0]);
+    for (int i = 1; i < n; i++)
+        if (gk_weight_mm_type(ws[i]) != t || ws[i]->ne[0] != ws[0]->ne[0]) return false;
+    double t0 = gk_time_s();
+    if (!gk_matmul_many(c->pool, o, n, t, x, ws[0]->ne[0], T, c->qbuf,
+                        geglu ? (int)c->m->cfg.gelu : -1))
+        return false;
+    c->stats.matmul_s += gk_time_s() - t0;
+    for (int i = 0; i < n; i++) {
+        c->stats.matmul_flops += 2.0 * (double)ws[i]->ne[0] * (double)ws[i]->ne[1] * T;
+        c->stats.weight_bytes += (double)ws[i]->nb_row * (double)ws[i]->ne[1];
+    }
+    return true;
+}
+
 /* ------------------------------------------------------------- attention --- */
 
 typedef struct {
@@ -350,13 +371,20 @@ static int attention(gk_context *c, int layer, int T, gk_err *err) {
     const int hd = (int)hp->head_dim, nh = (int)tp->n_head;
     for (int t = 0; t < T; t++)
         gk_rmsnorm(c->xn + t * d, c->x + t * d, L->attn_norm, d, hp->norm_eps);
-    matmul_w(c, c->q, &L->wq, c->xn, T);
-    /* K and V in one pass of the threads (one conversion of xn) when they can */
-    if (L->wk.type == L->wv.type && L->wk.ne[1] == L->wv.ne[1] && L->wk.ne[0] == L->wv.ne[0])
-        matmul_pair(c, c->k, &L->wk, c->v, &L->wv, -1, c->xn, T, false);
-    else {
-        matmul_w(c, c->k, &L->wk, c->xn, T);
-        matmul_w(c, c->v, &L->wv, c->xn, T);
+    /* Q, K and V in one pass of the threads (one conversion of xn) when they can;
+     * else K and V in one */
+    const gk_weight *qkv[3] = {&L->wq, &L->wk, &L->wv};
+    const gk_matmul_out o[3] = {{c->q, L->wq.data, L->wq.nb_row, L->wq.ne[1]},
+                                {c->k, L->wk.data, L->wk.nb_row, L->wk.ne[1]},
+                                {c->v, L->wv.data, L->wv.nb_row, L->wv.ne[1]}};
+    if (!matmul_many(c, o, qkv, 3, c->xn, T, false)) {
+        matmul_w(c, c->q, &L->wq, c->xn, T);
+        if (L->wk.type == L->wv.type && L->wk.ne[1] == L->wv.ne[1] && L->wk.ne[0] == L->wv.ne[0])
+            matmul_pair(c, c->k, &L->wk, c->v, &L->wv, -1, c->xn, T, false);
+        else {
+            matmul_w(c, c->k, &L->wk, c->xn, T);
+            matmul_w(c, c->v, &L->wv, c->xn, T);
+        }
     }
     rope_apply(c, c->q, T, nh);
     rope_apply(c, c->k, T, (int)tp->n_head_kv);
@@ -440,28 +468,63 @@ static void route(gk_context *c, int T) {
     }
 }
 
+/* Decode (one token): the chosen experts' gate and up products, and the dense MLP's
+ * (dense), all in one pass of the threads with their GeGLU (matmul_many); expert
+ * i's (in expert order) hidden row at h1 + i F. False, having done nothing, where
+ * the types, the kernels or the buffers do not allow it. */
+static bool mlp_decode(gk_context *c, const gk_layer *L, bool dense) {
+    const int64_t F = c->m->tp.n_ff_exp;
+    const int K = (int)c->m->hp.n_expert_used;
+    if ((size_t)K > c->n_batch || 2 * K + 2 * dense > GK_MATMUL_MAX) return false;
+    gk_matmul_out o[GK_MATMUL_MAX];
+    const gk_weight *ws[GK_MATMUL_MAX];
+    int n = 0;
+    for (int e = 0, i = 0; e < (int)c->m->hp.n_expert; e++) {
+        if (!c->exp_n[e]) continue;
+        const size_t off = (size_t)e * L->gate_exps.nb_mat, offu = (size_t)e * L->up_exps.nb_mat;
+        ws[n] = &L->gate_exps;
+        o[n++] = (gk_matmul_out){c->h1 + i * F, L->gate_exps.data + off, L->gate_exps.nb_row, F};
+        ws[n] = &L->up_exps;
+        o[n++] = (gk_matmul_out){c->h3 + i * F, L->up_exps.data + offu, L->up_exps.nb_row, F};
+        i++;
+    }
+    if (dense) {
+        ws[n] = &L->ffn_gate;
+        o[n++] = (gk_matmul_out){c->g, L->ffn_gate.data, L->ffn_gate.nb_row, L->ffn_gate.ne[1]};
+        ws[n] = &L->ffn_up;
+        o[n++] = (gk_matmul_out){c->u, L->ffn_up.data, L->ffn_up.nb_row, L->ffn_up.ne[1]};
+    }
+    return matmul_many(c, o, ws, n, c->xn, 1, true);
+}
+
 /* out[t] = sum over chosen experts e of gate * W2_e (GELU(W1_e h) * W3_e h).
  * The tokens of every sequence in the batch are grouped by expert; each token's
  * sum runs in expert order, so it does not depend on its neighbours. Per chunk
- * of the summation tree: sums[0..k) (sum_products) get each chunk's part. */
-static void moe(gk_context *c, const gk_layer *L, float *const *sums, int k, int T) {
+ * of the summation tree: sums[0..k) (sum_products) get each chunk's part. With
+ * dense (Grok-2), the dense MLP's GELU(W1 h) * W3 h into g as well (its gate and
+ * up products with the experts' at decode). */
+static void moe(gk_context *c, const gk_layer *L, float *const *sums, int k, int T, bool dense) {
     const gk_hparams *hp = &c->m->hp;
     const int64_t d = hp->n_embd, F = c->m->tp.n_ff_exp; /* this rank's share of the width */
     matmul_w(c, c->rl, &L->router, c->xn, T);
     route(c, T);
     for (int i = 0; i < k; i++) memset(sums[i], 0, (size_t)T * d * sizeof(float));
-    for (int e = 0; e < (int)hp->n_expert; e++) {
+    const bool fused = T == 1 && mlp_decode(c, L, dense);
+    for (int e = 0, i = 0; e < (int)hp->n_expert; e++) {
         int n = c->exp_n[e];
         if (n == 0) continue;
         const int32_t *toks = c->exp_tok + (size_t)e * c->n_batch;
         const float *gates = c->exp_gate + (size_t)e * c->n_batch;
-        for (int i = 0; i < n; i++)
-            memcpy(c->xe + (size_t)i * d, c->xn + (size_t)toks[i] * d, (size_t)d * sizeof(float));
-        matmul_pair(c, c->h1, &L->gate_exps, c->h3, &L->up_exps, e, c->xe, n, true);
+        if (!fused) {
+            for (int t = 0; t < n; t++)
+                memcpy(c->xe + (size_t)t * d, c->xn + (size_t)toks[t] * d,
+                       (size_t)d * sizeof(float));
+            matmul_pair(c, c->h1, &L->gate_exps, c->h3, &L->up_exps, e, c->xe, n, true);
+        }
         chunk_job j = {.c = c,
                        .w = &L->down_exps,
                        .woff = (size_t)e * L->down_exps.nb_mat,
-                       .x = c->h1,
+                       .x = fused ? c->h1 + i++ * F : c->h1,
                        .width = F,
                        .k = k,
                        .T = n,
@@ -470,6 +533,8 @@ static void moe(gk_context *c, const gk_layer *L, float *const *sums, int k, int
                        .gates = gates};
         chunk_products(c, &j);
     }
+    if (dense && !fused)
+        matmul_pair(c, c->g, &L->ffn_gate, c->u, &L->ffn_up, -1, c->xn, T, true);
 }
 
 static int ffn(gk_context *c, int layer, int T, gk_err *err) {
@@ -480,13 +545,14 @@ static int ffn(gk_context *c, int layer, int T, gk_err *err) {
         gk_rmsnorm(c->xn + t * d, c->x + t * d, L->ffn_norm, d, hp->norm_eps);
     float *sums[GK_TP_MAX_CHUNKS];
     const int k = chunk_sums(c, c->moe, 0, sums);
-    moe(c, L, sums, k, T);
-    if (hp->variant == GK_VARIANT_GROK2) {
-        /* dense residual MLP on the same input, then (MLP + MoE)/sqrt(2) (spec 4.3),
-         * chunk by chunk (the dense width's chunk c with the experts' chunk c) */
+    const bool grok2 = hp->variant == GK_VARIANT_GROK2;
+    moe(c, L, sums, k, T, grok2);
+    if (grok2) {
+        /* dense residual MLP on the same input (its GeGLU made in moe), then
+         * (MLP + MoE)/sqrt(2) (spec 4.3), chunk by chunk (the dense width's chunk c
+         * with the experts' chunk c) */
         float *dense[GK_TP_MAX_CHUNKS];
         chunk_sums(c, c->tmp, 1, dense);
-        matmul_pair(c, c->g, &L->ffn_gate, c->u, &L->ffn_up, -1, c->xn, T, true);
         chunk_job j = {.c = c,
                        .w = &L->ffn_down,
                        .x = c->g,

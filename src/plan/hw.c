@@ -763,6 +763,56 @@ static bool pair_fused(const gk_plan_model *pm, const char *gate, const char *up
     return g && u && g->type == u->type && gk_gemm_kernels_of((gk_dtype)g->type);
 }
 
+/* The op of that name when the model has exactly one (its matrices of one type). */
+static const gk_plan_op *single_op(const gk_plan_model *pm, const char *name) {
+    const gk_plan_op *f = NULL;
+    for (int i = 0; i < pm->n_ops; i++)
+        if (!strcmp(pm->ops[i].name, name)) {
+            if (f) return NULL;
+            f = &pm->ops[i];
+        }
+    return f;
+}
+
+/* Whether a one-token forward runs each MoE layer's chosen experts' gate and up
+ * products, and the dense MLP's beside them, as one gk_matmul_many call with their
+ * GeGLU (forward.c mlp_decode): each op of one type, the same for all, with GEMM
+ * kernels, every layer with experts, and the 2k (+ 2) products within the call. */
+static bool mlp_decode_fused(const gk_plan_model *pm, double T) {
+    const gk_plan_shape *s = &pm->s;
+    if (T != 1 || !s->n_expert || s->n_layer_dense ||
+        2 * s->n_expert_used + (s->n_ff ? 2 : 0) > GK_MATMUL_MAX)
+        return false;
+    const char *names[4] = {"ffn_gate_exps", "ffn_up_exps", "ffn_gate", "ffn_up"};
+    const gk_plan_op *g = single_op(pm, names[0]);
+    if (!g || !gk_gemm_kernels_of((gk_dtype)g->type)) return false;
+    for (int i = 1; i < (s->n_ff ? 4 : 2); i++) {
+        const gk_plan_op *o = single_op(pm, names[i]);
+        if (!o || o->type != g->type || o->cols != g->cols) return false;
+    }
+    return true;
+}
+
+/* Layers whose Q, K and V products run as one gk_matmul_many call (forward.c
+ * attention: one type with GEMM kernels, one width), for the ops of type t: as many
+ * as the one of the three with the fewest layers of that type has. */
+static double qkv_fused_layers(const gk_plan_model *pm, uint32_t t) {
+    if (!gk_gemm_kernels_of((gk_dtype)t)) return 0;
+    const char *names[3] = {"attn_q", "attn_k", "attn_v"};
+    double L = -1, cols = -1;
+    for (int n = 0; n < 3; n++) {
+        double l = 0;
+        for (int i = 0; i < pm->n_ops; i++) {
+            const gk_plan_op *p = &pm->ops[i];
+            if (strcmp(p->name, names[n]) || p->type != t) continue;
+            if (cols >= 0 && (double)p->cols != cols) return 0;
+            cols = (double)p->cols, l = p->n_layers;
+        }
+        L = L < 0 || l < L ? l : L;
+    }
+    return L > 0 ? L : 0;
+}
+
 /* Layers of op o (attn_k or attn_v) whose K and V products run as one fused call
  * (forward.c: the same type and shape, and GEMM kernels for it, as gk_matmul2
  * needs): as many as the partner op of the same type has, at most. */
@@ -790,6 +840,13 @@ static void walk_forward(fwd_walk *w, const gk_plan_model *pm, double T, double 
     const int k = g % (uint32_t)tp == 0 ? (int)(g / (uint32_t)tp) : 1;
     /* the embedding rows, scaled */
     ew_pass(&w->ser, T * d, 8, 1);
+    /* one token: the MoE layers' gate and up products in one call each */
+    const bool mlp_fused = mlp_decode_fused(pm, T);
+    if (mlp_fused) {
+        const gk_plan_op *g = find_op(pm, "ffn_gate_exps");
+        double rows = 2.0 * K * (double)g->rows + (s->n_ff ? 2.0 * find_op(pm, "ffn_gate")->rows : 0);
+        walk_mm(w, g->type, rows, (double)g->cols, 1, g->n_layers);
+    }
     for (int i = 0; i < pm->n_ops; i++) {
         const gk_plan_op *o = &pm->ops[i];
         double L = o->n_layers, r = (double)o->rows, c = (double)o->cols;
@@ -801,8 +858,8 @@ static void walk_forward(fwd_walk *w, const gk_plan_model *pm, double T, double 
             double Te = touched > 0 ? T * K / touched : 0;
             if (summed)
                 walk_chunks(w, o->type, r, c, Te, L * touched, k, true);
-            else if (!strcmp(o->name, "ffn_up_exps"))
-                ; /* fused with the gate (gk_matmul2) */
+            else if (!strcmp(o->name, "ffn_up_exps") || mlp_fused)
+                ; /* fused with the gate (gk_matmul2), or all in one call (below) */
             else {
                 const gk_plan_op *up = find_op(pm, "ffn_up_exps");
                 bool fused = pair_fused(pm, "ffn_gate_exps", "ffn_up_exps");
@@ -812,13 +869,23 @@ static void walk_forward(fwd_walk *w, const gk_plan_model *pm, double T, double 
         } else if (o->kind == GK_PLAN_OP_LAYER) {
             if (summed)
                 walk_chunks(w, o->type, r, c, T, L, k, false);
-            else if (!strcmp(o->name, "ffn_up"))
+            else if (!strcmp(o->name, "ffn_up") || (mlp_fused && !strcmp(o->name, "ffn_gate")))
                 ;
-            else if (!strcmp(o->name, "attn_k") || !strcmp(o->name, "attn_v")) {
-                /* K and V fused where they can be (one call of both, counted at K) */
-                double Lf = kv_fused_layers(pm, o);
+            else if (!strcmp(o->name, "attn_q")) {
+                /* Q, K and V in one call where they can be (counted at Q) */
+                double L3 = qkv_fused_layers(pm, o->type);
+                if (L3 > 0) {
+                    const gk_plan_op *kk = find_op(pm, "attn_k"), *vv = find_op(pm, "attn_v");
+                    walk_mm(w, o->type, r + (double)kk->rows + (double)vv->rows, c, T, L3);
+                }
+                if (L > L3) walk_mm(w, o->type, r, c, T, L - L3);
+            } else if (!strcmp(o->name, "attn_k") || !strcmp(o->name, "attn_v")) {
+                /* K and V fused where they can be (one call of both, counted at K), of
+                 * the layers whose Q, K and V do not run as one call */
+                double L3 = qkv_fused_layers(pm, o->type), Lf = kv_fused_layers(pm, o) - L3;
                 if (Lf > 0 && !strcmp(o->name, "attn_k")) walk_mm(w, o->type, 2 * r, c, T, Lf);
-                if (L > Lf) walk_mm(w, o->type, r, c, T, L - Lf);
+                if (L - L3 > (Lf > 0 ? Lf : 0))
+                    walk_mm(w, o->type, r, c, T, L - L3 - (Lf > 0 ? Lf : 0));
             } else if (!strcmp(o->name, "ffn_gate")) {
                 const gk_plan_op *up = find_op(pm, "ffn_up");
                 bool fused = pair_fused(pm, "ffn_gate", "ffn_up");

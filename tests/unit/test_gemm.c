@@ -12,7 +12,9 @@
  *  - the int8 kernels' activation rows hold ggml's Q8_0 quantization exactly
  *    (dtype.c's reference quantizer), ties included;
  *  - gk_matmul2 gives what two gk_matmul calls give, gk_matmul2_geglu what
- *    gk_matmul2 and gk_geglu give (every GELU form, packed weights too);
+ *    gk_matmul2 and gk_geglu give (every GELU form, packed weights too), and
+ *    gk_matmul_many what its products one by one give (outputs of different row
+ *    counts, with and without GeGLU pairs); it refuses what it cannot run;
  *  - packed weights (gk_gemm_pack: Q8_0, Q4_0, Q4_K, Q5_K, Q6_K) give the bits of
  *    their rows;
  *  - attention's weighted sum of value rows (gk_attn_wsum), scores (gk_attn_dots)
@@ -200,6 +202,44 @@ static void check_matmul2(gk_pool *pool, gk_dtype type, int64_t n) {
                       "gk_matmul2_geglu %s T=%d gelu %d", gk_type_name(type), T, g);
             gk_matmul(pool, y1, a.w, type, a.nb_row, N_OUT, a.x, n, T, a.qbuf);
         }
+    }
+    /* several outputs of one input, different row counts (prefixes of a's and b's
+     * rows): what gk_matmul (and gk_geglu over the pairs) give one by one */
+    {
+        const int64_t rows3[3] = {N_OUT, 16, 5}, rows6[6] = {16, 16, 5, 5, 33, 33};
+        float *ys[6], *zs[6];
+        for (int i = 0; i < 6; i++) {
+            ys[i] = malloc(sizeof(float) * N_OUT * T_MAX);
+            zs[i] = malloc(sizeof(float) * N_OUT * T_MAX);
+        }
+        for (int T = 1; T <= T_MAX; T += 33)
+            for (int g = -1; g <= (int)GK_GELU_ERF; g++) {
+                const int no = g < 0 ? 3 : 6;
+                gk_matmul_out o[6];
+                for (int i = 0; i < no; i++) {
+                    const int64_t r = g < 0 ? rows3[i] : rows6[i];
+                    const uint8_t *w = i % 2 ? b.w : a.w;
+                    o[i] = (gk_matmul_out){zs[i], w, a.nb_row, r};
+                    gk_matmul(pool, ys[i], w, type, a.nb_row, r, a.x, n, T, a.qbuf);
+                }
+                for (int i = 0; g >= 0 && i < no; i += 2)
+                    gk_geglu(pool, ys[i], ys[i + 1], rows6[i] * T, (gk_gelu)g);
+                bool ran = gk_matmul_many(pool, o, no, type, a.x, n, T, a.qbuf, g);
+                CHECK_MSG(ran == (gk_gemm_kernels_of(type) != NULL), "gk_matmul_many %s ran %d",
+                          gk_type_name(type), ran);
+                for (int i = 0; ran && i < no; i++)
+                    CHECK_MSG(!memcmp(ys[i], zs[i], sizeof(float) * (size_t)o[i].n_out * T),
+                              "gk_matmul_many %s T=%d gelu %d output %d", gk_type_name(type), T,
+                              g, i);
+            }
+        /* refused: an odd count with GeGLU, a pair of unequal rows, too many outputs */
+        gk_matmul_out o[GK_MATMUL_MAX + 1];
+        for (int i = 0; i <= GK_MATMUL_MAX; i++) o[i] = (gk_matmul_out){zs[0], a.w, a.nb_row, 4};
+        CHECK(!gk_matmul_many(pool, o, 3, type, a.x, n, 1, a.qbuf, GK_GELU_TANH));
+        CHECK(!gk_matmul_many(pool, o, GK_MATMUL_MAX + 1, type, a.x, n, 1, a.qbuf, -1));
+        o[1].n_out = 5;
+        CHECK(!gk_matmul_many(pool, o, 2, type, a.x, n, 1, a.qbuf, GK_GELU_TANH));
+        for (int i = 0; i < 6; i++) free(ys[i]), free(zs[i]);
     }
     /* different types: falls back to two products */
     if (type != GK_TYPE_F32) {
