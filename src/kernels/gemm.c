@@ -563,72 +563,92 @@ void gk_matmul(gk_pool *pool, float *y, const void *w, gk_dtype type, size_t nb_
 /* ------------------------------------------------ decode's column chunks --- */
 
 typedef struct {
-    const gk_gemm_kernels *k;
     float *const *y;
     const uint8_t *w;
     size_t nb_row, coff; /* bytes from one chunk's first column to the next's */
     int64_t n_out, cw;
-    int nk;
-    const float *x;
     uint8_t *xq; /* the chunks' packed activations, xs bytes apart, or x itself */
     size_t xs;
+} chunks_task;
+
+typedef struct {
+    const gk_gemm_kernels *k;
+    chunks_task t[GK_MATMUL_MAX];
+    int n, nk;
     bool packed; /* packed weights: strips of 16 rows */
 } chunks_job;
 
-/* Row blocks split over the threads; each row (float weights) or strip of 16
- * rows (packed activations or packed weights: the strips' sums of 16 rows at
- * once) runs chunk after chunk, so a thread reads its rows each from start to
- * end. */
+/* Per product, its row blocks split over the threads; each row (float weights) or
+ * strip of 16 rows (packed activations or packed weights: the strips' sums of 16
+ * rows at once) runs chunk after chunk, so a thread reads its rows each from start
+ * to end. */
 static void chunks_part(void *arg, int ith, int nth) {
     chunks_job *j = arg;
-    int64_t lo, hi;
-    gk_split((j->n_out + ROW_BLOCK - 1) / ROW_BLOCK, ith, nth, &lo, &hi);
-    for (int64_t rb = lo; rb < hi; rb++) {
-        int64_t r0 = rb * ROW_BLOCK, r1 = r0 + ROW_BLOCK < j->n_out ? r0 + ROW_BLOCK : j->n_out;
-        if (!j->k->pack && !j->packed) {
-            for (int64_t r = r0; r < r1; r++)
-                for (int ch = 0; ch < j->nk; ch++)
-                    j->k->one(j->cw, j->w + (size_t)r * j->nb_row + ch * j->coff, j->nb_row, 1,
-                              j->xq + (size_t)ch * j->xs, j->y[ch] + r);
-            continue;
+    for (int i = 0; i < j->n; i++) {
+        const chunks_task *t = &j->t[i];
+        int64_t lo, hi;
+        gk_split((t->n_out + ROW_BLOCK - 1) / ROW_BLOCK, ith, nth, &lo, &hi);
+        for (int64_t rb = lo; rb < hi; rb++) {
+            int64_t r0 = rb * ROW_BLOCK, r1 = r0 + ROW_BLOCK < t->n_out ? r0 + ROW_BLOCK : t->n_out;
+            if (!j->k->pack && !j->packed) {
+                for (int64_t r = r0; r < r1; r++)
+                    for (int ch = 0; ch < j->nk; ch++)
+                        j->k->one(t->cw, t->w + (size_t)r * t->nb_row + ch * t->coff, t->nb_row,
+                                  1, t->xq + (size_t)ch * t->xs, t->y[ch] + r);
+                continue;
+            }
+            for (int ch = 0; ch < j->nk; ch++)
+                j->k->one(t->cw, t->w + (size_t)r0 * t->nb_row + ch * t->coff, t->nb_row,
+                          (int)(r1 - r0), t->xq + (size_t)ch * t->xs, t->y[ch] + r0);
         }
-        for (int ch = 0; ch < j->nk; ch++)
-            j->k->one(j->cw, j->w + (size_t)r0 * j->nb_row + ch * j->coff, j->nb_row,
-                      (int)(r1 - r0), j->xq + (size_t)ch * j->xs, j->y[ch] + r0);
     }
+}
+
+bool gk_matmul_chunks_many(gk_pool *pool, const gk_chunks_out *outs, int n, gk_dtype type, int k,
+                           void *qbuf, size_t qbuf_size) {
+    const gk_gemm_kernels *kk = gk_gemm_kernels_of(type);
+    if (!kk || !kk->one || k < 1 || n < 1 || n > GK_MATMUL_MAX) return false;
+    if (kk->pack && ((uintptr_t)qbuf & 63)) return false;
+    const gk_dtype base = type & ~GK_GEMM_PACKED;
+    const int64_t bs = gk_type_traits_of(base)->blck_size;
+    chunks_job j = {.k = kk, .n = n, .nk = k, .packed = (type & GK_GEMM_PACKED) != 0};
+    size_t used = 0;
+    for (int i = 0; i < n; i++) {
+        const gk_chunks_out *o = &outs[i];
+        if (o->n_in % k || o->n_out <= 0) return false;
+        const int64_t cw = o->n_in / k;
+        if (cw % bs || (j.packed && cw % gk_gemm_pack_values(type))) return false;
+        chunks_task *t = &j.t[i];
+        *t = (chunks_task){.y = o->y,
+                           .w = o->w,
+                           .nb_row = o->nb_row,
+                           .coff = gk_gemm_col_offset(type, cw),
+                           .n_out = o->n_out,
+                           .cw = cw};
+        if (kk->pack) {
+            t->xs = (kk->xrow(cw) + 63) & ~(size_t)63;
+            if (used + t->xs * (size_t)k > qbuf_size) return false;
+            t->xq = (uint8_t *)qbuf + used;
+            used += t->xs * (size_t)k;
+        } else {
+            t->xq = (uint8_t *)o->x;
+            t->xs = (size_t)cw * sizeof(float);
+        }
+    }
+    /* one token: packed here (microseconds), so that the call is one pass of the
+     * pool, as many as grok plan counts for it */
+    for (int i = 0; kk->pack && i < n; i++)
+        for (int ch = 0; ch < k; ch++)
+            kk->pack(outs[i].x + ch * j.t[i].cw, j.t[i].cw, j.t[i].xq + (size_t)ch * j.t[i].xs);
+    gk_pool_run(pool, chunks_part, &j);
+    return true;
 }
 
 bool gk_matmul_chunks(gk_pool *pool, float *const *y, const void *w, gk_dtype type, size_t nb_row,
                       int64_t n_out, const float *x, int64_t n_in, int k, void *qbuf,
                       size_t qbuf_size) {
-    const gk_gemm_kernels *kk = gk_gemm_kernels_of(type);
-    if (!kk || !kk->one || k < 1 || n_in % k || n_out <= 0) return false;
-    const gk_dtype base = type & ~GK_GEMM_PACKED;
-    const int64_t cw = n_in / k, bs = gk_type_traits_of(base)->blck_size;
-    if (cw % bs || ((type & GK_GEMM_PACKED) && cw % gk_gemm_pack_values(type))) return false;
-    chunks_job j = {.k = kk,
-                    .packed = (type & GK_GEMM_PACKED) != 0,
-                    .y = y,
-                    .w = w,
-                    .nb_row = nb_row,
-                    .coff = gk_gemm_col_offset(type, cw),
-                    .n_out = n_out,
-                    .cw = cw,
-                    .nk = k,
-                    .x = x};
-    if (kk->pack) {
-        j.xs = (kk->xrow(cw) + 63) & ~(size_t)63;
-        if (j.xs * (size_t)k > qbuf_size || ((uintptr_t)qbuf & 63)) return false;
-        j.xq = qbuf;
-        /* one token: packed here (microseconds), so that the call is one pass
-         * of the pool, as many as grok plan counts for it */
-        for (int ch = 0; ch < k; ch++) kk->pack(x + ch * cw, cw, j.xq + (size_t)ch * j.xs);
-    } else {
-        j.xq = (uint8_t *)x;
-        j.xs = (size_t)cw * sizeof(float);
-    }
-    gk_pool_run(pool, chunks_part, &j);
-    return true;
+    const gk_chunks_out o = {.y = y, .w = w, .nb_row = nb_row, .n_out = n_out, .x = x, .n_in = n_in};
+    return gk_matmul_chunks_many(pool, &o, 1, type, k, qbuf, qbuf_size);
 }
 
 bool gk_matmul_many(gk_pool *pool, const gk_matmul_out *outs, int n, gk_dtype type,

@@ -37,6 +37,19 @@ void gk_matmul2(gk_pool *pool, float *y1, const void *w1, gk_dtype type1, size_t
 bool gk_matmul_chunks(gk_pool *pool, float *const *y, const void *w, gk_dtype type, size_t nb_row,
                       int64_t n_out, const float *x, int64_t n_in, int k, void *qbuf,
                       size_t qbuf_size);
+/* gk_matmul_chunks for up to GK_MATMUL_MAX products of one weight type, each with
+ * its own input (n_in inputs, all split in the same k chunks) and k outputs, in one
+ * pass of the pool; qbuf holds all their chunks' packed activations. */
+typedef struct gk_chunks_out {
+    float *const *y; /* [k] */
+    const void *w;
+    size_t nb_row;
+    int64_t n_out;
+    const float *x;
+    int64_t n_in;
+} gk_chunks_out;
+bool gk_matmul_chunks_many(gk_pool *pool, const gk_chunks_out *outs, int n, gk_dtype type, int k,
+                           void *qbuf, size_t qbuf_size);
 /* Bytes of qbuf that gk_matmul needs for T rows of n_in inputs (any supported type). */
 size_t gk_matmul_qbuf_size(int64_t n_in, int T);
 

@@ -497,19 +497,73 @@ static bool mlp_decode(gk_context *c, const gk_layer *L, bool dense) {
     return matmul_many(c, o, ws, n, c->xn, 1, true);
 }
 
+/* Decode, after mlp_decode: the chosen experts' down products (expert i's chunks
+ * into cy, then gate * product added into each chunk's sum, in expert order, as
+ * chunk_decode adds them) and the dense MLP's (dsums, Grok-2) in one pass of the
+ * pool (gk_matmul_chunks_many); the bits of chunk_products one by one. False,
+ * having done nothing, where the chunks, the types or the buffers do not allow it. */
+static bool downs_decode(gk_context *c, const gk_layer *L, float *const *sums, int k,
+                         float *const *dsums) {
+    const int64_t d = c->m->hp.n_embd, F = c->m->tp.n_ff_exp;
+    const int K = (int)c->m->hp.n_expert_used;
+    const gk_dtype t = gk_weight_mm_type(&L->down_exps);
+    if (k < 2 || k % c->nt || (size_t)K * k > (size_t)c->nt * c->n_batch ||
+        K + (dsums != NULL) > GK_MATMUL_MAX || (dsums && gk_weight_mm_type(&L->ffn_down) != t))
+        return false;
+    float *ys[GK_MATMUL_MAX][GK_TP_MAX_CHUNKS];
+    gk_chunks_out o[GK_MATMUL_MAX];
+    const gk_weight *ws[GK_MATMUL_MAX];
+    int n = 0, es[GK_MATMUL_MAX];
+    for (int e = 0; e < (int)c->m->hp.n_expert; e++) {
+        if (!c->exp_n[e]) continue;
+        for (int ch = 0; ch < k; ch++) ys[n][ch] = c->cy + ((size_t)n * k + ch) * d;
+        const gk_weight *w = &L->down_exps;
+        o[n] = (gk_chunks_out){ys[n], w->data + (size_t)e * w->nb_mat, w->nb_row, w->ne[1],
+                               c->h1 + n * F, F};
+        ws[n] = w, es[n++] = e;
+    }
+    const int n_exp = n;
+    if (dsums) {
+        const gk_weight *w = &L->ffn_down;
+        o[n] = (gk_chunks_out){dsums, w->data, w->nb_row, w->ne[1], c->g, w->ne[0]};
+        ws[n++] = w;
+    }
+    double t0 = gk_time_s();
+    if (!gk_matmul_chunks_many(c->pool, o, n, t, k, c->cq, (size_t)c->nt * c->cq_size))
+        return false;
+    c->stats.matmul_s += gk_time_s() - t0;
+    for (int i = 0; i < n; i++) {
+        c->stats.matmul_flops += 2.0 * (double)ws[i]->ne[0] * (double)ws[i]->ne[1];
+        c->stats.weight_bytes += (double)ws[i]->nb_row * (double)ws[i]->ne[1];
+    }
+    for (int i = 0; i < n_exp; i++) {
+        const int32_t tok = c->exp_tok[(size_t)es[i] * c->n_batch];
+        const float g = c->exp_gate[(size_t)es[i] * c->n_batch];
+        for (int ch = 0; ch < k; ch++) {
+            float *s = sums[ch] + (size_t)tok * d;
+            for (int64_t x = 0; x < d; x++) s[x] += g * ys[i][ch][x];
+        }
+    }
+    return true;
+}
+
 /* out[t] = sum over chosen experts e of gate * W2_e (GELU(W1_e h) * W3_e h).
  * The tokens of every sequence in the batch are grouped by expert; each token's
  * sum runs in expert order, so it does not depend on its neighbours. Per chunk
  * of the summation tree: sums[0..k) (sum_products) get each chunk's part. With
- * dense (Grok-2), the dense MLP's GELU(W1 h) * W3 h into g as well (its gate and
- * up products with the experts' at decode). */
-static void moe(gk_context *c, const gk_layer *L, float *const *sums, int k, int T, bool dense) {
+ * dsums (Grok-2), the dense MLP's GELU(W1 h) * W3 h into g as well (its gate and
+ * up products with the experts' at decode), and at decode, where downs_decode
+ * runs, its down product into dsums (returns true then). */
+static bool moe(gk_context *c, const gk_layer *L, float *const *sums, int k, int T,
+                float *const *dsums) {
+    const bool dense = dsums != NULL;
     const gk_hparams *hp = &c->m->hp;
     const int64_t d = hp->n_embd, F = c->m->tp.n_ff_exp; /* this rank's share of the width */
     matmul_w(c, c->rl, &L->router, c->xn, T);
     route(c, T);
     for (int i = 0; i < k; i++) memset(sums[i], 0, (size_t)T * d * sizeof(float));
     const bool fused = T == 1 && mlp_decode(c, L, dense);
+    if (fused && downs_decode(c, L, sums, k, dsums)) return true;
     for (int e = 0, i = 0; e < (int)hp->n_expert; e++) {
         int n = c->exp_n[e];
         if (n == 0) continue;
@@ -535,6 +589,7 @@ static void moe(gk_context *c, const gk_layer *L, float *const *sums, int k, int
     }
     if (dense && !fused)
         matmul_pair(c, c->g, &L->ffn_gate, c->u, &L->ffn_up, -1, c->xn, T, true);
+    return false;
 }
 
 static int ffn(gk_context *c, int layer, int T, gk_err *err) {
@@ -546,13 +601,13 @@ static int ffn(gk_context *c, int layer, int T, gk_err *err) {
     float *sums[GK_TP_MAX_CHUNKS];
     const int k = chunk_sums(c, c->moe, 0, sums);
     const bool grok2 = hp->variant == GK_VARIANT_GROK2;
-    moe(c, L, sums, k, T, grok2);
+    float *dense[GK_TP_MAX_CHUNKS];
+    if (grok2) chunk_sums(c, c->tmp, 1, dense);
+    const bool dense_done = moe(c, L, sums, k, T, grok2 ? dense : NULL);
     if (grok2) {
         /* dense residual MLP on the same input (its GeGLU made in moe), then
          * (MLP + MoE)/sqrt(2) (spec 4.3), chunk by chunk (the dense width's chunk c
          * with the experts' chunk c) */
-        float *dense[GK_TP_MAX_CHUNKS];
-        chunk_sums(c, c->tmp, 1, dense);
         chunk_job j = {.c = c,
                        .w = &L->ffn_down,
                        .x = c->g,
@@ -560,7 +615,7 @@ static int ffn(gk_context *c, int layer, int T, gk_err *err) {
                        .k = k,
                        .T = T,
                        .sums = dense};
-        chunk_products(c, &j);
+        if (!dense_done) chunk_products(c, &j);
         for (int ch = 0; ch < k; ch++)
             for (int64_t i = 0; i < T * d; i++)
                 sums[ch][i] = (dense[ch][i] + sums[ch][i]) / 1.4142135623730951f;

@@ -793,6 +793,19 @@ static bool mlp_decode_fused(const gk_plan_model *pm, double T) {
     return true;
 }
 
+/* Whether, after mlp_decode_fused's call, each MoE layer's down products (the chosen
+ * experts' and the dense MLP's) run as one gk_matmul_chunks_many job (forward.c
+ * downs_decode): k chunks of the tree that the threads divide, each op of one type,
+ * the same for both, and the k (+ 1) products within the call. */
+static bool downs_decode_fused(const gk_plan_model *pm, double T, int k, int nt) {
+    const gk_plan_shape *s = &pm->s;
+    if (!mlp_decode_fused(pm, T) || k < 2 || k % nt ||
+        s->n_expert_used + (s->n_ff ? 1 : 0) > GK_MATMUL_MAX)
+        return false;
+    const gk_plan_op *e = single_op(pm, "ffn_down_exps"), *dd = single_op(pm, "ffn_down");
+    return e && (!s->n_ff || (dd && dd->type == e->type));
+}
+
 /* Layers whose Q, K and V products run as one gk_matmul_many call (forward.c
  * attention: one type with GEMM kernels, one width), for the ops of type t: as many
  * as the one of the three with the fewest layers of that type has. */
@@ -847,6 +860,32 @@ static void walk_forward(fwd_walk *w, const gk_plan_model *pm, double T, double 
         double rows = 2.0 * K * (double)g->rows + (s->n_ff ? 2.0 * find_op(pm, "ffn_gate")->rows : 0);
         walk_mm(w, g->type, rows, (double)g->cols, 1, g->n_layers);
     }
+    /* and their down products in one job: each at the tree's batch-1 rate for its
+     * chunk's width and the job's bytes; the experts' gated adds on this thread */
+    const bool downs_fused = downs_decode_fused(pm, T, k, w->nt);
+    if (downs_fused) {
+        const gk_plan_op *de = find_op(pm, "ffn_down_exps"), *dd = find_op(pm, "ffn_down");
+        const double Lm = de->n_layers;
+        if (w->nt > 1) w->runs += Lm, w->runs_other += Lm;
+        const double be = (double)gk_row_size(de->type, (int64_t)de->cols) * de->rows,
+                     bd = s->n_ff ? (double)gk_row_size(dd->type, (int64_t)dd->cols) * dd->rows : 0,
+                     total = K * be + bd;
+        for (int p = 0; w->hw && p < (s->n_ff ? 2 : 1); p++) {
+            const double cols = p ? (double)dd->cols : (double)de->cols, b = p ? bd : K * be;
+            double tr = tree1_rate(w->hw, de->type, total, cols / k);
+            if (!(tr > 0)) { /* as walk_chunks: each chunk as a call */
+                const double rows = p ? (double)dd->rows : (double)de->rows;
+                w->mm_s += Lm * (p ? 1 : K) * k *
+                           mm_seconds(w->hw, de->type, rows, cols / k, 1, w->cold);
+                continue;
+            }
+            int nt = w->hw->threads > 0 ? w->hw->threads : 1;
+            double wr = warm_rate(w->hw->mm_tree1_warm[de->type], total, 1024.0 / nt,
+                                  4096.0 / nt, cols / k);
+            w->mm_s += Lm * b * blend_s(wr, tr, w->cold);
+        }
+        ew_pass(&w->ser, Lm * k * K * (double)de->rows, 12, 2);
+    }
     for (int i = 0; i < pm->n_ops; i++) {
         const gk_plan_op *o = &pm->ops[i];
         double L = o->n_layers, r = (double)o->rows, c = (double)o->cols;
@@ -856,8 +895,10 @@ static void walk_forward(fwd_walk *w, const gk_plan_model *pm, double T, double 
         } else if (o->kind == GK_PLAN_OP_EXPERT) {
             /* each touched expert runs on its share of the tokens (T k / touched) */
             double Te = touched > 0 ? T * K / touched : 0;
-            if (summed)
+            if (summed && !downs_fused)
                 walk_chunks(w, o->type, r, c, Te, L * touched, k, true);
+            else if (summed)
+                ; /* in the one job above */
             else if (!strcmp(o->name, "ffn_up_exps") || mlp_fused)
                 ; /* fused with the gate (gk_matmul2), or all in one call (below) */
             else {
@@ -867,8 +908,10 @@ static void walk_forward(fwd_walk *w, const gk_plan_model *pm, double T, double 
                 if (!fused && up) walk_mm(w, up->type, r, c, Te, L * touched);
             }
         } else if (o->kind == GK_PLAN_OP_LAYER) {
-            if (summed)
+            if (summed && !(downs_fused && !strcmp(o->name, "ffn_down")))
                 walk_chunks(w, o->type, r, c, T, L, k, false);
+            else if (summed)
+                ;
             else if (!strcmp(o->name, "ffn_up") || (mlp_fused && !strcmp(o->name, "ffn_gate")))
                 ;
             else if (!strcmp(o->name, "attn_q")) {

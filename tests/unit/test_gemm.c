@@ -15,6 +15,7 @@
  *    gk_matmul2 and gk_geglu give (every GELU form, packed weights too), and
  *    gk_matmul_many what its products one by one give (outputs of different row
  *    counts, with and without GeGLU pairs); it refuses what it cannot run;
+ *  - gk_matmul_chunks_many gives each product what gk_matmul_chunks gives it;
  *  - packed weights (gk_gemm_pack: Q8_0, Q4_0, Q4_K, Q5_K, Q6_K) give the bits of
  *    their rows;
  *  - attention's weighted sum of value rows (gk_attn_wsum), scores (gk_attn_dots)
@@ -464,6 +465,48 @@ static void check_chunks(gk_pool **pools, gk_dtype type, int64_t cw, int k) {
     unmake(&s);
 }
 
+/* gk_matmul_chunks_many: three products of widths k cw, 2 k cw and k cw (each its
+ * own matrix rows and input token) in one call give each what gk_matmul_chunks gives
+ * it alone, with 1, 2 and 3 threads; too small a qbuf is refused. */
+static void check_chunks_many(gk_pool **pools, gk_dtype type, int64_t cw, int k) {
+    setup a, b;
+    make(&a, type, cw * k);
+    make(&b, type, 2 * cw * k);
+    const size_t qsize = 4 * (size_t)k * (gk_matmul_qbuf_size(2 * cw, 1) + 64);
+    uint8_t *qb = gk_malloc_aligned(qsize, NULL);
+    float *y[3][4], *z[3][4];
+    for (int i = 0; i < 3; i++)
+        for (int ch = 0; ch < k; ch++) {
+            y[i][ch] = malloc(sizeof(float) * N_OUT);
+            z[i][ch] = malloc(sizeof(float) * N_OUT);
+        }
+    const setup *ss[3] = {&a, &b, &a};
+    const bool ok = gk_gemm_kernels_of(type) && gk_gemm_kernels_of(type)->one;
+    for (int p = 0; p < 3 && ok; p++) {
+        gk_chunks_out o[3];
+        for (int i = 0; i < 3; i++) {
+            const setup *s = ss[i];
+            const float *x = s->x + (i + 1) * s->n; /* tokens 1, 2, 3 */
+            o[i] = (gk_chunks_out){z[i], s->w, s->nb_row, N_OUT - 8 * i, x, s->n};
+            CHECK(gk_matmul_chunks(pools[p], y[i], s->w, type, s->nb_row, N_OUT - 8 * i, x, s->n,
+                                   k, qb, qsize));
+        }
+        CHECK(gk_matmul_chunks_many(pools[p], o, 3, type, k, qb, qsize));
+        for (int i = 0; i < 3; i++)
+            for (int ch = 0; ch < k; ch++)
+                CHECK_MSG(!memcmp(y[i][ch], z[i][ch], sizeof(float) * (size_t)(N_OUT - 8 * i)),
+                          "%s chunks_many product %d chunk %d, %d threads", gk_type_name(type),
+                          i, ch, p + 1);
+        CHECK(!gk_matmul_chunks_many(pools[p], o, 3, type, k, qb, 64) ||
+              !gk_gemm_kernels_of(type)->pack);
+    }
+    for (int i = 0; i < 3; i++)
+        for (int ch = 0; ch < k; ch++) free(y[i][ch]), free(z[i][ch]);
+    gk_free_aligned(qb);
+    unmake(&a);
+    unmake(&b);
+}
+
 /* Packed weights (gk_gemm_pack): the layout's bytes as gemm.h states it, and
  * gk_matmul, gk_matmul2 and gk_matmul_chunks on the packed matrix equal, bit for
  * bit, the same calls on the rows it was packed from, at T = 1 .. 67 with 1, 2
@@ -653,6 +696,7 @@ int main(void) {
         bool kq = types[i] == GK_TYPE_Q4_K || types[i] == GK_TYPE_Q5_K || types[i] == GK_TYPE_Q6_K;
         check_chunks(pools, types[i], kq ? 512 : 160, 2);
         check_chunks(pools, types[i], kq ? 256 : 96, 4);
+        check_chunks_many(pools, types[i], kq ? 256 : 96, 2);
     }
     const gk_dtype ptypes[] = {GK_TYPE_Q8_0, GK_TYPE_Q4_0, GK_TYPE_Q4_K, GK_TYPE_Q5_K,
                                GK_TYPE_Q6_K, GK_TYPE_F32,  GK_TYPE_F16,  GK_TYPE_BF16};
