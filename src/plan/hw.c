@@ -793,17 +793,24 @@ static bool mlp_decode_fused(const gk_plan_model *pm, double T) {
     return true;
 }
 
-/* Whether, after mlp_decode_fused's call, each MoE layer's down products (the chosen
- * experts' and the dense MLP's) run as one gk_matmul_chunks_many job (forward.c
- * downs_decode): k chunks of the tree that the threads divide, each op of one type,
- * the same for both, and the k (+ 1) products within the call. */
-static bool downs_decode_fused(const gk_plan_model *pm, double T, int k, int nt) {
+/* Layers of type t (their ffn_down_exps) whose down products, after mlp_decode_fused's
+ * call, run as one gk_matmul_chunks_many job (forward.c downs_decode: the chosen
+ * experts' and the dense MLP's, of one type): k chunks of the tree that the threads
+ * divide, the k (+ 1) products within the call; with a dense MLP, as many layers as
+ * both ops have of type t (llama-quantize's mixes give both the same type by layer). */
+static double downs_fused_layers(const gk_plan_model *pm, double T, int k, int nt, uint32_t t) {
     const gk_plan_shape *s = &pm->s;
     if (!mlp_decode_fused(pm, T) || k < 2 || k % nt ||
         s->n_expert_used + (s->n_ff ? 1 : 0) > GK_MATMUL_MAX)
-        return false;
-    const gk_plan_op *e = single_op(pm, "ffn_down_exps"), *dd = single_op(pm, "ffn_down");
-    return e && (!s->n_ff || (dd && dd->type == e->type));
+        return 0;
+    double le = 0, ld = 0;
+    for (int i = 0; i < pm->n_ops; i++) {
+        const gk_plan_op *o = &pm->ops[i];
+        if (o->type != t) continue;
+        if (!strcmp(o->name, "ffn_down_exps")) le += o->n_layers;
+        if (!strcmp(o->name, "ffn_down")) ld += o->n_layers;
+    }
+    return !s->n_ff ? le : le < ld ? le : ld;
 }
 
 /* Layers whose Q, K and V products run as one gk_matmul_many call (forward.c
@@ -862,15 +869,18 @@ static void walk_forward(fwd_walk *w, const gk_plan_model *pm, double T, double 
     }
     /* and their down products in one job: each at the tree's batch-1 rate for its
      * chunk's width and the job's bytes; the experts' gated adds on this thread */
-    const bool downs_fused = downs_decode_fused(pm, T, k, w->nt);
-    if (downs_fused) {
-        const gk_plan_op *de = find_op(pm, "ffn_down_exps"), *dd = find_op(pm, "ffn_down");
-        const double Lm = de->n_layers;
+    for (int i = 0; i < pm->n_ops; i++) {
+        const gk_plan_op *de = &pm->ops[i], *dd = NULL;
+        if (strcmp(de->name, "ffn_down_exps")) continue;
+        const double Lm = downs_fused_layers(pm, T, k, w->nt, de->type);
+        if (!(Lm > 0)) continue;
+        for (int j = 0; j < pm->n_ops; j++)
+            if (!strcmp(pm->ops[j].name, "ffn_down") && pm->ops[j].type == de->type) dd = &pm->ops[j];
         if (w->nt > 1) w->runs += Lm, w->runs_other += Lm;
         const double be = (double)gk_row_size(de->type, (int64_t)de->cols) * de->rows,
-                     bd = s->n_ff ? (double)gk_row_size(dd->type, (int64_t)dd->cols) * dd->rows : 0,
+                     bd = dd ? (double)gk_row_size(dd->type, (int64_t)dd->cols) * dd->rows : 0,
                      total = K * be + bd;
-        for (int p = 0; w->hw && p < (s->n_ff ? 2 : 1); p++) {
+        for (int p = 0; w->hw && p < (dd ? 2 : 1); p++) {
             const double cols = p ? (double)dd->cols : (double)de->cols, b = p ? bd : K * be;
             double tr = tree1_rate(w->hw, de->type, total, cols / k);
             if (!(tr > 0)) { /* as walk_chunks: each chunk as a call */
@@ -895,10 +905,10 @@ static void walk_forward(fwd_walk *w, const gk_plan_model *pm, double T, double 
         } else if (o->kind == GK_PLAN_OP_EXPERT) {
             /* each touched expert runs on its share of the tokens (T k / touched) */
             double Te = touched > 0 ? T * K / touched : 0;
-            if (summed && !downs_fused)
-                walk_chunks(w, o->type, r, c, Te, L * touched, k, true);
-            else if (summed)
-                ; /* in the one job above */
+            if (summed) { /* the layers not in the one job above */
+                double Lr = L - downs_fused_layers(pm, T, k, w->nt, o->type);
+                if (Lr > 0) walk_chunks(w, o->type, r, c, Te, Lr * touched, k, true);
+            }
             else if (!strcmp(o->name, "ffn_up_exps") || mlp_fused)
                 ; /* fused with the gate (gk_matmul2), or all in one call (below) */
             else {
@@ -908,10 +918,12 @@ static void walk_forward(fwd_walk *w, const gk_plan_model *pm, double T, double 
                 if (!fused && up) walk_mm(w, up->type, r, c, Te, L * touched);
             }
         } else if (o->kind == GK_PLAN_OP_LAYER) {
-            if (summed && !(downs_fused && !strcmp(o->name, "ffn_down")))
-                walk_chunks(w, o->type, r, c, T, L, k, false);
-            else if (summed)
-                ;
+            if (summed) {
+                double Lr = strcmp(o->name, "ffn_down")
+                                ? L
+                                : L - downs_fused_layers(pm, T, k, w->nt, o->type);
+                if (Lr > 0) walk_chunks(w, o->type, r, c, T, Lr, k, false);
+            }
             else if (!strcmp(o->name, "ffn_up") || (mlp_fused && !strcmp(o->name, "ffn_gate")))
                 ;
             else if (!strcmp(o->name, "attn_q")) {
