@@ -310,8 +310,12 @@ AI void pack_s(const int kind, const float *x, int64_t n, uint8_t *dst) {
                 t, _mm512_castsi512_ps(_mm512_or_si512(
                        _mm512_and_si512(_mm512_castps_si512(v), _mm512_set1_epi32(INT32_MIN)),
                        _mm512_castps_si512(one))));
-            q[h] = _mm512_cvtps_epi32(_mm512_mask_blend_ps(tie, r, away));
-            _mm_storeu_si128((__m128i *)(dst + ib * 32 + 16 * h), _mm512_cvtepi32_epi8(q[h]));
+            /* saturated to int8 as the AVX2 quantizer's packs do (a NaN's INT_MIN to
+             * -128; in range for any finite x), then summed as stored */
+            const __m128i q8 = _mm512_cvtsepi32_epi8(
+                _mm512_cvtps_epi32(_mm512_mask_blend_ps(tie, r, away)));
+            _mm_storeu_si128((__m128i *)(dst + ib * 32 + 16 * h), q8);
+            q[h] = _mm512_cvtepi8_epi32(q8);
         }
         sa[ib] = -(kind == K_Q8 ? 128 : 8) * _mm512_reduce_add_epi32(_mm512_add_epi32(q[0], q[1]));
         sb[ib] = 0;
