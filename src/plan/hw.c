@@ -719,6 +719,27 @@ static void walk_mm(fwd_walk *w, uint32_t t, double rows, double cols, double T,
     if (w->hw) w->mm_s += n * mm_seconds(w->hw, t, rows, cols, T, w->cold);
 }
 
+/* Seconds of a job handed to the pool: the cheaper of calibrate's two timings of one
+ * (no work in it, and a 64 x 64 matmul in it); on shared cores either can catch a
+ * descheduled thread, which a forward's jobs meet no more often than calibrate's. */
+static double job_s(const gk_plan_hw *hw) {
+    return hw->step_s > 0 && hw->step_s < hw->call_s ? hw->step_s : hw->call_s;
+}
+
+/* n calls of gk_matmul_many over np products of one type (rows[i] x cols each) on T
+ * tokens: the pool's jobs of one call; the seconds of the products as separate calls
+ * less the dispatches the one call saves (each thread still starts a stream per
+ * product: the fixed cost a call pays beyond its dispatch stays per product). */
+static void walk_many(fwd_walk *w, uint32_t t, const double *rows, int np, double cols, double T,
+                      double n) {
+    if (w->nt > 1) w->runs += n * gk_plan_matmul_runs(t);
+    if (!w->hw) return;
+    double sum = 0;
+    for (int i = 0; i < np; i++) sum += mm_seconds(w->hw, t, rows[i], cols, T, w->cold);
+    const double saved = (np - 1) * gk_plan_matmul_runs(t) * job_s(w->hw);
+    w->mm_s += n * (sum - saved > sum / 2 ? sum - saved : sum / 2);
+}
+
 /* n products summed by the summation tree (forward.c chunk_products) in k column
  * chunks: when the threads divide k, one job: at batch 1 gk_matmul_chunks (every
  * chunk in one pass over whole rows, at the rate calibrate timed it), else each
@@ -864,11 +885,15 @@ static void walk_forward(fwd_walk *w, const gk_plan_model *pm, double T, double 
     const bool mlp_fused = mlp_decode_fused(pm, T);
     if (mlp_fused) {
         const gk_plan_op *g = find_op(pm, "ffn_gate_exps");
-        double rows = 2.0 * K * (double)g->rows + (s->n_ff ? 2.0 * find_op(pm, "ffn_gate")->rows : 0);
-        walk_mm(w, g->type, rows, (double)g->cols, 1, g->n_layers);
+        double rows[GK_MATMUL_MAX];
+        int np = 0;
+        for (uint32_t e = 0; e < 2 * s->n_expert_used; e++) rows[np++] = (double)g->rows;
+        for (int i = 0; s->n_ff && i < 2; i++) rows[np++] = (double)find_op(pm, "ffn_gate")->rows;
+        walk_many(w, g->type, rows, np, (double)g->cols, 1, g->n_layers);
     }
     /* and their down products in one job: each at the tree's batch-1 rate for its
-     * chunk's width and the job's bytes; the experts' gated adds on this thread */
+     * chunk's width and its bytes, less the dispatches saved; the experts' gated adds
+     * on this thread */
     for (int i = 0; i < pm->n_ops; i++) {
         const gk_plan_op *de = &pm->ops[i], *dd = NULL;
         if (strcmp(de->name, "ffn_down_exps")) continue;
@@ -878,21 +903,25 @@ static void walk_forward(fwd_walk *w, const gk_plan_model *pm, double T, double 
             if (!strcmp(pm->ops[j].name, "ffn_down") && pm->ops[j].type == de->type) dd = &pm->ops[j];
         if (w->nt > 1) w->runs += Lm, w->runs_other += Lm;
         const double be = (double)gk_row_size(de->type, (int64_t)de->cols) * de->rows,
-                     bd = dd ? (double)gk_row_size(dd->type, (int64_t)dd->cols) * dd->rows : 0,
-                     total = K * be + bd;
+                     bd = dd ? (double)gk_row_size(dd->type, (int64_t)dd->cols) * dd->rows : 0;
+        /* each product as its own tree job would take, less the dispatches saved */
+        double sum = 0;
         for (int p = 0; w->hw && p < (dd ? 2 : 1); p++) {
-            const double cols = p ? (double)dd->cols : (double)de->cols, b = p ? bd : K * be;
-            double tr = tree1_rate(w->hw, de->type, total, cols / k);
+            const double cols = p ? (double)dd->cols : (double)de->cols, b = p ? bd : be,
+                         np = p ? 1 : K, rows = p ? (double)dd->rows : (double)de->rows;
+            double tr = tree1_rate(w->hw, de->type, b, cols / k);
             if (!(tr > 0)) { /* as walk_chunks: each chunk as a call */
-                const double rows = p ? (double)dd->rows : (double)de->rows;
-                w->mm_s += Lm * (p ? 1 : K) * k *
-                           mm_seconds(w->hw, de->type, rows, cols / k, 1, w->cold);
+                sum += np * k * mm_seconds(w->hw, de->type, rows, cols / k, 1, w->cold);
                 continue;
             }
             int nt = w->hw->threads > 0 ? w->hw->threads : 1;
-            double wr = warm_rate(w->hw->mm_tree1_warm[de->type], total, 1024.0 / nt,
-                                  4096.0 / nt, cols / k);
-            w->mm_s += Lm * b * blend_s(wr, tr, w->cold);
+            double wr =
+                warm_rate(w->hw->mm_tree1_warm[de->type], b, 1024.0 / nt, 4096.0 / nt, cols / k);
+            sum += np * b * blend_s(wr, tr, w->cold);
+        }
+        if (w->hw) {
+            const double saved = (K + (dd ? 1 : 0) - 1) * job_s(w->hw);
+            w->mm_s += Lm * (sum - saved > sum / 2 ? sum - saved : sum / 2);
         }
         ew_pass(&w->ser, Lm * k * K * (double)de->rows, 12, 2);
     }
@@ -930,8 +959,9 @@ static void walk_forward(fwd_walk *w, const gk_plan_model *pm, double T, double 
                 /* Q, K and V in one call where they can be (counted at Q) */
                 double L3 = qkv_fused_layers(pm, o->type);
                 if (L3 > 0) {
-                    const gk_plan_op *kk = find_op(pm, "attn_k"), *vv = find_op(pm, "attn_v");
-                    walk_mm(w, o->type, r + (double)kk->rows + (double)vv->rows, c, T, L3);
+                    const double rows[3] = {r, (double)find_op(pm, "attn_k")->rows,
+                                            (double)find_op(pm, "attn_v")->rows};
+                    walk_many(w, o->type, rows, 3, c, T, L3);
                 }
                 if (L > L3) walk_mm(w, o->type, r, c, T, L - L3);
             } else if (!strcmp(o->name, "attn_k") || !strcmp(o->name, "attn_v")) {
@@ -1094,12 +1124,6 @@ static double attn_job_s(const gk_plan_hw *hw, double T, double pos0, int nh, in
     return most;
 }
 
-/* Seconds of a job handed to the pool: the cheaper of calibrate's two timings of one
- * (no work in it, and a 64 x 64 matmul in it); on shared cores either can catch a
- * descheduled thread, which a forward's jobs meet no more often than calibrate's. */
-static double job_s(const gk_plan_hw *hw) {
-    return hw->step_s > 0 && hw->step_s < hw->call_s ? hw->step_s : hw->call_s;
-}
 
 /* The share of the reads of fb bytes, read again and again, that miss the caches: from
  * calibrate's streaming reads of a buffer of that size (log-linear between the sizes),
