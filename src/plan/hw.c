@@ -726,6 +726,13 @@ static double job_s(const gk_plan_hw *hw) {
     return hw->step_s > 0 && hw->step_s < hw->call_s ? hw->step_s : hw->call_s;
 }
 
+/* Seconds of one fused call or job whose products take `sum` as separate ones: less
+ * the dispatches it saves, at most half of it. */
+static double fused_s(const gk_plan_hw *hw, double sum, double saved_jobs) {
+    const double saved = saved_jobs * job_s(hw);
+    return sum - saved > sum / 2 ? sum - saved : sum / 2;
+}
+
 /* n calls of gk_matmul_many over np products of one type (rows[i] x cols each) on T
  * tokens: the pool's jobs of one call; the seconds of the products as separate calls
  * less the dispatches the one call saves (each thread still starts a stream per
@@ -736,8 +743,20 @@ static void walk_many(fwd_walk *w, uint32_t t, const double *rows, int np, doubl
     if (!w->hw) return;
     double sum = 0;
     for (int i = 0; i < np; i++) sum += mm_seconds(w->hw, t, rows[i], cols, T, w->cold);
-    const double saved = (np - 1) * gk_plan_matmul_runs(t) * job_s(w->hw);
-    w->mm_s += n * (sum - saved > sum / 2 ? sum - saved : sum / 2);
+    w->mm_s += n * fused_s(w->hw, sum, (np - 1) * gk_plan_matmul_runs(t));
+}
+
+/* Seconds of one product of the summation tree's job (k chunks that the threads
+ * divide): at batch 1 as calibrate timed the tree's job (for its bytes and a chunk's
+ * width); else each chunk as a call. */
+static double tree_job_s(const gk_plan_hw *hw, uint32_t t, double rows, double cols, double T,
+                         int k, double cold) {
+    const double bytes = (double)gk_row_size(t, (int64_t)cols) * rows;
+    const double tr = T <= 1 ? tree1_rate(hw, t, bytes, cols / k) : 0;
+    if (!(tr > 0)) return k * mm_seconds(hw, t, rows, cols / k, T, cold);
+    const int nt = hw->threads > 0 ? hw->threads : 1;
+    const double wr = warm_rate(hw->mm_tree1_warm[t], bytes, 1024.0 / nt, 4096.0 / nt, cols / k);
+    return bytes * blend_s(wr, tr, cold);
 }
 
 /* n products summed by the summation tree (forward.c chunk_products) in k column
@@ -752,16 +771,7 @@ static void walk_chunks(fwd_walk *w, uint32_t t, double rows, double cols, doubl
         walk_mm(w, t, rows, cols, T, n);
     } else if (k % w->nt == 0) {
         if (w->nt > 1) w->runs += n, w->runs_other += n;
-        /* at batch 1 as calibrate timed the tree's job; else each chunk as a call */
-        double bytes = (double)gk_row_size(t, (int64_t)cols) * rows;
-        double tr = w->hw && T <= 1 ? tree1_rate(w->hw, t, bytes, cols / k) : 0;
-        if (tr > 0) {
-            int nt = w->hw->threads > 0 ? w->hw->threads : 1;
-            double wr =
-                warm_rate(w->hw->mm_tree1_warm[t], bytes, 1024.0 / nt, 4096.0 / nt, cols / k);
-            w->mm_s += n * bytes * blend_s(wr, tr, w->cold);
-        } else if (w->hw)
-            w->mm_s += n * k * mm_seconds(w->hw, t, rows, cols / k, T, w->cold);
+        if (w->hw) w->mm_s += n * tree_job_s(w->hw, t, rows, cols, T, k, w->cold);
         if (T > 1) ew_pass(&w->par, n * T * cols, 8, 0);
     } else {
         if (w->nt > 1) w->runs += n * k * gk_plan_matmul_runs(t);
@@ -902,26 +912,11 @@ static void walk_forward(fwd_walk *w, const gk_plan_model *pm, double T, double 
         for (int j = 0; j < pm->n_ops; j++)
             if (!strcmp(pm->ops[j].name, "ffn_down") && pm->ops[j].type == de->type) dd = &pm->ops[j];
         if (w->nt > 1) w->runs += Lm, w->runs_other += Lm;
-        const double be = (double)gk_row_size(de->type, (int64_t)de->cols) * de->rows,
-                     bd = dd ? (double)gk_row_size(dd->type, (int64_t)dd->cols) * dd->rows : 0;
         /* each product as its own tree job would take, less the dispatches saved */
-        double sum = 0;
-        for (int p = 0; w->hw && p < (dd ? 2 : 1); p++) {
-            const double cols = p ? (double)dd->cols : (double)de->cols, b = p ? bd : be,
-                         np = p ? 1 : K, rows = p ? (double)dd->rows : (double)de->rows;
-            double tr = tree1_rate(w->hw, de->type, b, cols / k);
-            if (!(tr > 0)) { /* as walk_chunks: each chunk as a call */
-                sum += np * k * mm_seconds(w->hw, de->type, rows, cols / k, 1, w->cold);
-                continue;
-            }
-            int nt = w->hw->threads > 0 ? w->hw->threads : 1;
-            double wr =
-                warm_rate(w->hw->mm_tree1_warm[de->type], b, 1024.0 / nt, 4096.0 / nt, cols / k);
-            sum += np * b * blend_s(wr, tr, w->cold);
-        }
         if (w->hw) {
-            const double saved = (K + (dd ? 1 : 0) - 1) * job_s(w->hw);
-            w->mm_s += Lm * (sum - saved > sum / 2 ? sum - saved : sum / 2);
+            double sum = K * tree_job_s(w->hw, de->type, de->rows, de->cols, 1, k, w->cold);
+            if (dd) sum += tree_job_s(w->hw, dd->type, dd->rows, dd->cols, 1, k, w->cold);
+            w->mm_s += Lm * fused_s(w->hw, sum, K + (dd ? 1 : 0) - 1);
         }
         ew_pass(&w->ser, Lm * k * K * (double)de->rows, 12, 2);
     }
