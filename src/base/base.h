@@ -85,4 +85,27 @@ static inline void gk_split(int64_t n, int ith, int nth, int64_t *lo, int64_t *h
     *hi = *lo + per + (ith < rem ? 1 : 0);
 }
 
+/*
+ * Items [0, n) of one pool job, shared out as they are done: each thread starts
+ * on its gk_split share and takes it in order, a sixteenth at a time; when that
+ * runs out it helps with the next thread's share, and so on round the pool. A
+ * thread that runs slower (a busier core, a later start) hands the end of its
+ * share to the others instead of holding the whole job up. Which thread runs an
+ * item must not change what the item computes. Call from inside a job that pool
+ * p runs (fn's ith and nth), once per job: the pool zeroes its counters at each
+ * gk_pool_run. With nth == 1 (or no pool) the one thread gets [0, n) at once.
+ *
+ *     gk_share s;
+ *     gk_share_start(&s, pool, n, ith, nth);
+ *     for (int64_t lo, hi; gk_share_next(&s, &lo, &hi);)
+ *         for (int64_t i = lo; i < hi; i++) work(i);
+ */
+typedef struct {
+    gk_pool *p;
+    int64_t n;
+    int share, nth, visited;
+} gk_share;
+void gk_share_start(gk_share *s, gk_pool *p, int64_t n, int ith, int nth);
+bool gk_share_next(gk_share *s, int64_t *lo, int64_t *hi);
+
 #endif

@@ -16,7 +16,19 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 
-#define SPIN_ITERS 20000
+/* How long an idle worker spins before it sleeps. A decode step leaves a
+ * worker idle for tens of microseconds at a time (the caller's serial work
+ * between jobs, the other thread's longer share), and a futex wake-up costs
+ * about 14 us in a VM: a 20000-iteration spin (~20 us) fell asleep between
+ * most of a layer's jobs and delayed the worker's start of the next one. */
+#define SPIN_S 2e-3
+#define SPIN_ITERS 20000 /* the caller's join wait, before it yields */
+
+/* One thread's share of a job's items (gk_share_next): how many of them have
+ * been handed out, on a cache line of its own. */
+typedef struct {
+    _Alignas(64) atomic_llong taken;
+} share_slot;
 
 struct gk_pool {
     int n;
@@ -29,7 +41,8 @@ struct gk_pool {
     atomic_int done;     /* workers finished with the current job */
     atomic_int sleepers; /* workers in (or entering) the condition wait */
     atomic_bool quit;
-    uint64_t runs; /* jobs handed to the workers (gk_pool_runs); the caller's thread only */
+    uint64_t runs;      /* jobs handed to the workers (gk_pool_runs); the caller's thread only */
+    share_slot *shares; /* n of them, zeroed at each job */
 };
 
 typedef struct {
@@ -45,10 +58,14 @@ static void *worker(void *v) {
     unsigned seen = 0;
     for (;;) {
         unsigned g;
-        int spins = 0;
+        unsigned spins = 0;
+        double sleep_at = 0;
         while ((g = atomic_load_explicit(&p->gen, memory_order_acquire)) == seen &&
                !atomic_load(&p->quit)) {
-            if (++spins < SPIN_ITERS) continue;
+            if (++spins % 1024) continue;
+            double now = gk_time_s();
+            if (sleep_at == 0) sleep_at = now + SPIN_S;
+            if (now < sleep_at) continue;
             pthread_mutex_lock(&p->mu);
             atomic_fetch_add(&p->sleepers, 1);
             while (atomic_load(&p->gen) == seen && !atomic_load(&p->quit))
@@ -76,6 +93,9 @@ gk_pool *gk_pool_new(int n_threads, gk_err *err) {
     atomic_init(&p->quit, false);
     p->threads = gk_calloc((size_t)n_threads, sizeof(pthread_t), err);
     if (!p->threads) goto fail;
+    p->shares = gk_malloc_aligned((size_t)n_threads * sizeof(share_slot), err);
+    if (!p->shares) goto fail;
+    for (int i = 0; i < n_threads; i++) atomic_init(&p->shares[i].taken, 0);
     for (int i = 1; i < n_threads; i++) {
         worker_arg *wa = gk_malloc(sizeof *wa, err);
         if (!wa) goto fail;
@@ -103,6 +123,7 @@ void gk_pool_free(gk_pool *p) {
     if (p->threads)
         for (int i = 1; i < p->n; i++) pthread_join(p->threads[i], NULL);
     free(p->threads);
+    gk_free_aligned(p->shares);
     pthread_mutex_destroy(&p->mu);
     pthread_cond_destroy(&p->cv);
     free(p);
@@ -124,6 +145,8 @@ void gk_pool_run(gk_pool *p, gk_pool_fn fn, void *arg) {
     p->runs++;
     p->fn = fn;
     p->arg = arg;
+    for (int i = 0; i < p->n; i++)
+        atomic_store_explicit(&p->shares[i].taken, 0, memory_order_relaxed);
     atomic_store_explicit(&p->done, 0, memory_order_relaxed);
     atomic_fetch_add(&p->gen, 1);
     if (atomic_load(&p->sleepers) > 0) {
@@ -135,4 +158,29 @@ void gk_pool_run(gk_pool *p, gk_pool_fn fn, void *arg) {
     int spins = 0;
     while (atomic_load_explicit(&p->done, memory_order_acquire) < p->n - 1)
         if (++spins > SPIN_ITERS) sched_yield();
+}
+
+void gk_share_start(gk_share *s, gk_pool *p, int64_t n, int ith, int nth) {
+    *s = (gk_share){.p = nth > 1 ? p : NULL, .n = n, .share = ith, .nth = nth};
+}
+
+bool gk_share_next(gk_share *s, int64_t *lo, int64_t *hi) {
+    if (!s->p) { /* one thread: everything at once */
+        if (s->visited++ || s->n <= 0) return false;
+        *lo = 0, *hi = s->n;
+        return true;
+    }
+    for (; s->visited < s->nth; s->visited++, s->share = (s->share + 1) % s->nth) {
+        int64_t a, b;
+        gk_split(s->n, s->share, s->nth, &a, &b);
+        const int64_t g = (b - a) / 16 > 1 ? (b - a) / 16 : 1;
+        /* relaxed: the items are disjoint, and the pool's join publishes their results */
+        const int64_t k =
+            atomic_fetch_add_explicit(&s->p->shares[s->share].taken, g, memory_order_relaxed);
+        if (a + k < b) {
+            *lo = a + k, *hi = a + k + g < b ? a + k + g : b;
+            return true;
+        }
+    }
+    return false;
 }

@@ -176,6 +176,7 @@ typedef struct {
 } gemm_out;
 
 typedef struct {
+    gk_pool *pool;
     const gk_gemm_kernels *k;
     gemm_out out[GK_MATMUL_MAX];
     int n_outs;
@@ -204,14 +205,13 @@ static void gemm_item(const gemm_job *j, const gemm_out *o, int64_t rb, int64_t 
     const gk_gemm_kernels *k = j->k;
     int64_t r0 = rb * ROW_BLOCK, r1 = r0 + ROW_BLOCK < o->n_out ? r0 + ROW_BLOCK : o->n_out;
     if (j->T == 1 && k->one) {
-        k->one(j->n_in, o->w + (size_t)r0 * o->nb_row, o->nb_row, (int)(r1 - r0), j->xq,
-               o->y + r0);
+        k->one(j->n_in, o->w + (size_t)r0 * o->nb_row, o->nb_row, (int)(r1 - r0), j->xq, o->y + r0);
         return;
     }
     if (k->strip) {
         k->strip(j->n_in, o->w + (size_t)r0 * o->nb_row, o->nb_row, (int)(r1 - r0),
-                 j->xq + (size_t)t0 * j->xs, j->xs, (int)(t1 - t0), o->y + (size_t)t0 * o->n_out + r0,
-                 o->n_out);
+                 j->xq + (size_t)t0 * j->xs, j->xs, (int)(t1 - t0),
+                 o->y + (size_t)t0 * o->n_out + r0, o->n_out);
         return;
     }
     for (int64_t r = r0; r < r1; r += k->rmax) {
@@ -235,28 +235,31 @@ static void gemm_part(void *arg, int ith, int nth) {
     const int step = j->geglu >= 0 ? 2 : 1;
     int64_t n_rb = 0;
     for (int i = 0; i < j->n_outs; i += step) n_rb += j->out[i].n_rb;
-    int64_t n_tc = (j->T + j->tc - 1) / j->tc, lo, hi;
-    gk_split(n_rb * n_tc, ith, nth, &lo, &hi);
-    for (int64_t item = lo; item < hi; item++) {
-        int64_t tc = item / n_rb, rb = item % n_rb;
-        int64_t t0 = tc * j->tc, t1 = t0 + j->tc < j->T ? t0 + j->tc : j->T;
-        int i = 0;
-        while (rb >= j->out[i].n_rb) rb -= j->out[i].n_rb, i += step;
-        const gemm_out *a = &j->out[i];
-        gemm_item(j, a, rb, t0, t1);
-        if (step == 1) continue;
-        const gemm_out *b = &j->out[i + 1];
-        gemm_item(j, b, rb, t0, t1);
-        int64_t r0 = rb * ROW_BLOCK, r1 = r0 + ROW_BLOCK < a->n_out ? r0 + ROW_BLOCK : a->n_out;
-        for (int64_t t = t0; t < t1; t++)
-            gk_geglu_rows(a->y + (size_t)t * a->n_out + r0, b->y + (size_t)t * b->n_out + r0,
-                          r1 - r0, (gk_gelu)j->geglu);
-    }
+    int64_t n_tc = (j->T + j->tc - 1) / j->tc;
+    gk_share s;
+    gk_share_start(&s, j->pool, n_rb * n_tc, ith, nth);
+    for (int64_t lo, hi; gk_share_next(&s, &lo, &hi);)
+        for (int64_t item = lo; item < hi; item++) {
+            int64_t tc = item / n_rb, rb = item % n_rb;
+            int64_t t0 = tc * j->tc, t1 = t0 + j->tc < j->T ? t0 + j->tc : j->T;
+            int i = 0;
+            while (rb >= j->out[i].n_rb) rb -= j->out[i].n_rb, i += step;
+            const gemm_out *a = &j->out[i];
+            gemm_item(j, a, rb, t0, t1);
+            if (step == 1) continue;
+            const gemm_out *b = &j->out[i + 1];
+            gemm_item(j, b, rb, t0, t1);
+            int64_t r0 = rb * ROW_BLOCK, r1 = r0 + ROW_BLOCK < a->n_out ? r0 + ROW_BLOCK : a->n_out;
+            for (int64_t t = t0; t < t1; t++)
+                gk_geglu_rows(a->y + (size_t)t * a->n_out + r0, b->y + (size_t)t * b->n_out + r0,
+                              r1 - r0, (gk_gelu)j->geglu);
+        }
 }
 
 static void gemm_run(gk_pool *pool, const gk_gemm_kernels *k, const gemm_out *outs, int n_outs,
                      const float *x, int64_t n_in, int T, void *qbuf, int geglu) {
-    gemm_job j = {.k = k, .n_outs = n_outs, .n_in = n_in, .T = T, .x = x, .geglu = geglu};
+    gemm_job j = {
+        .pool = pool, .k = k, .n_outs = n_outs, .n_in = n_in, .T = T, .x = x, .geglu = geglu};
     for (int i = 0; i < n_outs; i++) {
         j.out[i] = outs[i];
         j.out[i].n_rb = (outs[i].n_out + ROW_BLOCK - 1) / ROW_BLOCK;
@@ -572,29 +575,37 @@ typedef struct {
 } chunks_task;
 
 typedef struct {
+    gk_pool *pool;
     const gk_gemm_kernels *k;
     chunks_task t[GK_MATMUL_MAX];
     int n, nk;
     bool packed; /* packed weights: strips of 16 rows */
 } chunks_job;
 
-/* Per product, its row blocks split over the threads; each row (float weights) or
- * strip of 16 rows (packed activations or packed weights: the strips' sums of 16
- * rows at once) runs chunk after chunk, so a thread reads its rows each from start
- * to end. */
+/* The products' row blocks, one after the other, shared over the threads; each
+ * row (float weights) or strip of 16 rows (packed activations or packed weights:
+ * the strips' sums of 16 rows at once) runs chunk after chunk, so a thread reads
+ * its rows each from start to end. */
 static void chunks_part(void *arg, int ith, int nth) {
     chunks_job *j = arg;
-    for (int i = 0; i < j->n; i++) {
-        const chunks_task *t = &j->t[i];
-        int64_t lo, hi;
-        gk_split((t->n_out + ROW_BLOCK - 1) / ROW_BLOCK, ith, nth, &lo, &hi);
-        for (int64_t rb = lo; rb < hi; rb++) {
+    int64_t n_rb = 0;
+    for (int i = 0; i < j->n; i++) n_rb += (j->t[i].n_out + ROW_BLOCK - 1) / ROW_BLOCK;
+    gk_share s;
+    gk_share_start(&s, j->pool, n_rb, ith, nth);
+    for (int64_t lo, hi; gk_share_next(&s, &lo, &hi);) {
+        int i = 0;
+        int64_t first = 0; /* the first item of product i */
+        for (int64_t item = lo; item < hi; item++) {
+            while (item - first >= (j->t[i].n_out + ROW_BLOCK - 1) / ROW_BLOCK)
+                first += (j->t[i].n_out + ROW_BLOCK - 1) / ROW_BLOCK, i++;
+            const chunks_task *t = &j->t[i];
+            const int64_t rb = item - first;
             int64_t r0 = rb * ROW_BLOCK, r1 = r0 + ROW_BLOCK < t->n_out ? r0 + ROW_BLOCK : t->n_out;
             if (!j->k->pack && !j->packed) {
                 for (int64_t r = r0; r < r1; r++)
                     for (int ch = 0; ch < j->nk; ch++)
-                        j->k->one(t->cw, t->w + (size_t)r * t->nb_row + ch * t->coff, t->nb_row,
-                                  1, t->xq + (size_t)ch * t->xs, t->y[ch] + r);
+                        j->k->one(t->cw, t->w + (size_t)r * t->nb_row + ch * t->coff, t->nb_row, 1,
+                                  t->xq + (size_t)ch * t->xs, t->y[ch] + r);
                 continue;
             }
             for (int ch = 0; ch < j->nk; ch++)
@@ -611,7 +622,7 @@ bool gk_matmul_chunks_many(gk_pool *pool, const gk_chunks_out *outs, int n, gk_d
     if (kk->pack && ((uintptr_t)qbuf & 63)) return false;
     const gk_dtype base = type & ~GK_GEMM_PACKED;
     const int64_t bs = gk_type_traits_of(base)->blck_size;
-    chunks_job j = {.k = kk, .n = n, .nk = k, .packed = (type & GK_GEMM_PACKED) != 0};
+    chunks_job j = {.pool = pool, .k = kk, .n = n, .nk = k, .packed = (type & GK_GEMM_PACKED) != 0};
     size_t used = 0;
     for (int i = 0; i < n; i++) {
         const gk_chunks_out *o = &outs[i];
@@ -647,19 +658,20 @@ bool gk_matmul_chunks_many(gk_pool *pool, const gk_chunks_out *outs, int n, gk_d
 bool gk_matmul_chunks(gk_pool *pool, float *const *y, const void *w, gk_dtype type, size_t nb_row,
                       int64_t n_out, const float *x, int64_t n_in, int k, void *qbuf,
                       size_t qbuf_size) {
-    const gk_chunks_out o = {.y = y, .w = w, .nb_row = nb_row, .n_out = n_out, .x = x, .n_in = n_in};
+    const gk_chunks_out o = {
+        .y = y, .w = w, .nb_row = nb_row, .n_out = n_out, .x = x, .n_in = n_in};
     return gk_matmul_chunks_many(pool, &o, 1, type, k, qbuf, qbuf_size);
 }
 
-bool gk_matmul_many(gk_pool *pool, const gk_matmul_out *outs, int n, gk_dtype type,
-                    const float *x, int64_t n_in, int T, void *qbuf, int geglu) {
+bool gk_matmul_many(gk_pool *pool, const gk_matmul_out *outs, int n, gk_dtype type, const float *x,
+                    int64_t n_in, int T, void *qbuf, int geglu) {
     const gk_gemm_kernels *k = gk_gemm_kernels_of(type);
     if (!k || n < 1 || n > GK_MATMUL_MAX || (geglu >= 0 && n % 2)) return false;
     gemm_out o[GK_MATMUL_MAX];
     for (int i = 0; i < n; i++) {
         if (geglu >= 0 && i % 2 && outs[i].n_out != outs[i - 1].n_out) return false;
-        o[i] = (gemm_out){.y = outs[i].y, .w = outs[i].w, .nb_row = outs[i].nb_row,
-                          .n_out = outs[i].n_out};
+        o[i] = (gemm_out){
+            .y = outs[i].y, .w = outs[i].w, .nb_row = outs[i].nb_row, .n_out = outs[i].n_out};
     }
     if (T > 0) gemm_run(pool, k, o, n, x, n_in, T, qbuf, geglu);
     return true;
