@@ -75,7 +75,22 @@ void *gk_malloc_aligned(size_t n, gk_err *err) {
     return p;
 }
 
-void gk_free_aligned(void *p) { free(p); }
+void *gk_malloc_huge(size_t n, gk_err *err) {
+    void *p = NULL;
+    if (posix_memalign(&p, (size_t)2 << 20, n ? n : 64) != 0) {
+        gk_fail(err, "out of memory (allocating %zu bytes)", n);
+        return NULL;
+    }
+#ifdef MADV_HUGEPAGE
+    const size_t pg = (size_t)sysconf(_SC_PAGESIZE);
+    if (n >= pg) madvise(p, n & ~(pg - 1), MADV_HUGEPAGE); /* advice: failure is harmless */
+#endif
+    return p;
+}
+
+void gk_free_aligned(void *p) {
+    free(p);
+}
 
 int gk_mmap_open(gk_mmap *m, const char *path, gk_err *err) {
     m->data = NULL;

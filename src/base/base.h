@@ -38,6 +38,10 @@ void *gk_calloc(size_t n, size_t size, gk_err *err);
 /* 64-byte aligned allocation, freed with gk_free_aligned. */
 void *gk_malloc_aligned(size_t n, gk_err *err);
 void gk_free_aligned(void *p);
+/* 2 MiB aligned, in 2 MiB pages where the kernel gives them (transparent huge
+ * pages on request): one page fault per 2 MiB touched rather than per 4 KiB, and
+ * fewer TLB misses. Freed with gk_free_aligned. */
+void *gk_malloc_huge(size_t n, gk_err *err);
 
 /* A read-only memory map of a whole file. */
 typedef struct gk_mmap {

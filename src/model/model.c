@@ -492,16 +492,11 @@ static int pack_weight(gk_model *m, gk_weight *w, int chunks, gk_pool *pool, uin
         void **owned = realloc(m->owned, (size_t)(m->n_owned + 1) * sizeof *owned);
         if (!owned) return gk_fail(err, "out of memory packing %s", w->name ? w->name : "weights");
         m->owned = owned;
-        /* in 2 MiB pages where the kernel gives them: a fault per 2 MiB rather than
-         * per 4 KiB (packing Q8_0's 565 MiB took 3x as long in small pages here) */
-        void *p = NULL;
-        if (posix_memalign(&p, (size_t)2 << 20, bytes) != 0)
-            return gk_fail(err, "out of memory packing %s (%zu bytes)",
-                           w->name ? w->name : "weights", bytes);
-#ifdef MADV_HUGEPAGE
-        madvise(p, bytes & ~((size_t)sysconf(_SC_PAGESIZE) - 1), MADV_HUGEPAGE);
-#endif
-        dst = p;
+        /* in 2 MiB pages (packing Q8_0's 565 MiB took 3x as long in small pages here) */
+        if (!(dst = gk_malloc_huge(bytes, err))) {
+            gk_err_prefix(err, "packing %s", w->name ? w->name : "weights");
+            return -1;
+        }
         m->owned[m->n_owned++] = dst;
     } else if (*scratch_size < w->nb_mat) {
         gk_free_aligned(*scratch);
