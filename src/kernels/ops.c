@@ -9,10 +9,19 @@
 #include <stdlib.h>
 #include <string.h>
 
+float gk_rms_scale(const float *x, int64_t n, float eps) {
+    double s[8] = {0};
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int l = 0; l < 8; l++) s[l] += (double)x[i + l] * x[i + l];
+    for (int l = 0; i < n; i++, l++) s[l] += (double)x[i] * x[i];
+    for (int l = 0; l < 4; l++) s[l] += s[l + 4];
+    const double ss = (s[0] + s[2]) + (s[1] + s[3]);
+    return (float)(1.0 / sqrt(ss / (double)n + eps));
+}
+
 void gk_rmsnorm(float *out, const float *x, const float *w, int64_t n, float eps) {
-    double ss = 0.0;
-    for (int64_t i = 0; i < n; i++) ss += (double)x[i] * x[i];
-    float r = (float)(1.0 / sqrt(ss / (double)n + eps));
+    const float r = gk_rms_scale(x, n, eps);
     for (int64_t i = 0; i < n; i++) out[i] = x[i] * r * w[i];
 }
 

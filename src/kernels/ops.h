@@ -53,8 +53,15 @@ bool gk_matmul_chunks_many(gk_pool *pool, const gk_chunks_out *outs, int n, gk_d
 /* Bytes of qbuf that gk_matmul needs for T rows of n_in inputs (any supported type). */
 size_t gk_matmul_qbuf_size(int64_t n_in, int T);
 
-/* out = x / sqrt(mean(x^2) + eps) * w   (no 1+w offset: spec section 2); out may be x. */
+/* out = x / sqrt(mean(x^2) + eps) * w   (no 1+w offset: spec section 2); out may be x.
+ * Each out[i] is (x[i] * r) * w[i] in float with r = gk_rms_scale(x, n, eps). */
 void gk_rmsnorm(float *out, const float *x, const float *w, int64_t n, float eps);
+/* r = 1 / sqrt(mean(x^2) + eps), rounded once to float: the squares (exact in double)
+ * summed in double into 8 partial sums (x[i] into sum i % 8), then those pairwise
+ * (s0+s4, s1+s5, ... then the halves again). A fixed order, so a row always gets the
+ * same r; 8 chains rather than one, since a decode step's norms ran at the latency of
+ * one double add per value (1 us per 1024). */
+float gk_rms_scale(const float *x, int64_t n, float eps);
 
 static inline float gk_gelu_tanh(float x) {
     return 0.5f * x * (1.0f + tanhf(0.7978845608028654f * (x + 0.044715f * x * x * x)));

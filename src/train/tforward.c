@@ -128,10 +128,8 @@ static void rmsnorm_fwd(float *out, float *r, const float *x, const float *w, in
                         float eps) {
     for (int64_t t = 0; t < N; t++) {
         const float *xr = x + t * d;
-        double ss = 0.0;
-        for (int64_t i = 0; i < d; i++) ss += (double)xr[i] * xr[i];
-        r[t] = (float)(1.0 / sqrt(ss / (double)d + eps));
-        gk_rmsnorm(out + t * d, xr, w, d, eps);
+        r[t] = gk_rms_scale(xr, d, eps);
+        for (int64_t i = 0; i < d; i++) out[t * d + i] = xr[i] * r[t] * w[i]; /* as gk_rmsnorm */
     }
 }
 

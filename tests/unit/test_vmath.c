@@ -9,7 +9,10 @@
  *    exp relative <= 2 ulp (subnormal results within one subnormal ulp), tanh
  *    and erf absolute <= 2^-23 + 2 ulp of the result, the GELU forms within
  *    2^-23 |x| + 2 ulp of the result (the error of 1 + erf or 1 + tanh, times x / 2);
- *  - gk_softcap_array and gk_geglu equal their scalar definitions.
+ *  - gk_softcap_array and gk_geglu equal their scalar definitions;
+ *  - gk_rms_scale sums in the order ops.h states (bit for bit, every length to 40
+ *    and 1024), within 1 ulp of a long double sum, and gk_rmsnorm applies it as
+ *    (x * r) * w.
  */
 #include "gk_test.h"
 #include "base/base.h"
@@ -177,6 +180,38 @@ static void check_arrays(float *x, float *y) {
     free(b);
 }
 
+/* ops.h's order, written out: x[i]^2 into sum i % 8, then (s0+s4)..(s3+s7), then
+ * ((0+2) + (1+3)). */
+static float rms_scale_spec(const float *x, int64_t n, float eps) {
+    double s[8] = {0};
+    for (int64_t i = 0; i < n; i++) s[i % 8] += (double)x[i] * (double)x[i];
+    double h[4];
+    for (int l = 0; l < 4; l++) h[l] = s[l] + s[l + 4];
+    return (float)(1.0 / sqrt(((h[0] + h[2]) + (h[1] + h[3])) / (double)n + eps));
+}
+
+static void check_rms(float *x, float *y) {
+    uint64_t rng = 0x9e3779b97f4a7c15ull;
+    for (int64_t n = 1; n <= 1024; n = n < 40 ? n + 1 : n + 984) {
+        for (int64_t i = 0; i < n; i++) { /* magnitudes over 2^-10 .. 2^10, both signs */
+            rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+            x[i] = ldexpf((float)((rng >> 40) & 0xffffff) / 16777216.0f + 0.5f,
+                          (int)((rng >> 20) % 21) - 10) *
+                   ((rng >> 19) & 1 ? -1.0f : 1.0f);
+        }
+        const float eps = 1e-5f, r = gk_rms_scale(x, n, eps);
+        CHECK_MSG(r == rms_scale_spec(x, n, eps), "n %lld: %.9g vs %.9g", (long long)n, r,
+                  rms_scale_spec(x, n, eps));
+        long double ss = 0;
+        for (int64_t i = 0; i < n; i++) ss += (long double)x[i] * x[i];
+        const float ref = (float)(1.0L / sqrtl(ss / n + eps));
+        CHECK_MSG(fabsf(r - ref) <= nextafterf(fabsf(ref), INFINITY) - fabsf(ref), "n %lld: %.9g vs long double %.9g", (long long)n, r,
+                  ref);
+        gk_rmsnorm(y, x, x, n, eps); /* x as its own weights */
+        for (int64_t i = 0; i < n; i++) CHECK(y[i] == x[i] * r * x[i]);
+    }
+}
+
 int main(void) {
     float *x = malloc(sizeof(float) * (N_IN + 64)), *y = malloc(sizeof(float) * (N_IN + 64));
     check_fn(GK_VM_EXP, -110.0f, 90.0f, x, y);
@@ -185,6 +220,7 @@ int main(void) {
     check_fn(GK_VM_GELU_ERF, -12.0f, 12.0f, x, y);
     check_fn(GK_VM_GELU_TANH, -12.0f, 12.0f, x, y);
     check_arrays(x, y);
+    check_rms(x, y);
     free(x);
     free(y);
     return gk_test_done();
