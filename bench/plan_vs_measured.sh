@@ -10,7 +10,7 @@
 #    Grok-2 shape) and, when present, the 591M-parameter Grok-2-shaped bench models
 #    /tmp/gemm-bench/v-q8_0.gguf and v-q4_k_m.gguf (bench/make_bench_model.py, then
 #    grok quantize / llama-quantize); made here (Q8_0, Q4_0) when absent.
-# 2. For each model, ROUNDS times (default 3), in one hold of the lock /tmp/bench.lock
+# 2. For each model, ROUNDS times (default 5), in one hold of the lock /tmp/bench.lock
 #    per round: `grok plan calibrate --types f32,<the model's types>` measures this
 #    machine into a preset file (memory bandwidth; a pool job's dispatch; gk_matmul per
 #    weight type at batch 1 by matrix size and row length and at T = 8..512 tokens by
@@ -34,7 +34,7 @@ shift $(($# > 2 ? 2 : $#))
 GROK=$B/grok
 PY=/usr/bin/python3
 mkdir -p "$W"
-P=${P:-512}; N=${N:-32}; BATCH=${BATCH:-512}; T=${GK_THREADS:-$(nproc)}; ROUNDS=${ROUNDS:-3}
+P=${P:-512}; N=${N:-32}; BATCH=${BATCH:-512}; T=${GK_THREADS:-$(nproc)}; ROUNDS=${ROUNDS:-5}
 MPIRUN=$(command -v mpirun || true)
 MPI=()
 [ -n "$MPIRUN" ] && MPI=("$MPIRUN" --allow-run-as-root --oversubscribe)
