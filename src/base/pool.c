@@ -20,8 +20,12 @@
  * worker idle for tens of microseconds at a time (the caller's serial work
  * between jobs, the other thread's longer share), and a futex wake-up costs
  * about 14 us in a VM: a 20000-iteration spin (~20 us) fell asleep between
- * most of a layer's jobs and delayed the worker's start of the next one. */
+ * most of a layer's jobs and delayed the worker's start of the next one.
+ * Past YIELD_S the spin yields the core at each look at the clock, so that
+ * where threads outnumber cores (ranks sharing a machine, a caller waiting on
+ * the network) the spinning worker gives way to whoever has work. */
 #define SPIN_S 2e-3
+#define YIELD_S 100e-6
 #define SPIN_ITERS 20000 /* the caller's join wait, before it yields */
 
 /* One thread's share of a job's items (gk_share_next): how many of them have
@@ -65,7 +69,10 @@ static void *worker(void *v) {
             if (++spins % 1024) continue;
             double now = gk_time_s();
             if (sleep_at == 0) sleep_at = now + SPIN_S;
-            if (now < sleep_at) continue;
+            if (now < sleep_at) {
+                if (sleep_at - now < SPIN_S - YIELD_S) sched_yield();
+                continue;
+            }
             pthread_mutex_lock(&p->mu);
             atomic_fetch_add(&p->sleepers, 1);
             while (atomic_load(&p->gen) == seen && !atomic_load(&p->quit))
