@@ -568,9 +568,9 @@ void gk_matmul(gk_pool *pool, float *y, const void *w, gk_dtype type, size_t nb_
 typedef struct {
     float *const *y;
     const uint8_t *w;
-    size_t nb_row, coff; /* bytes from one chunk's first column to the next's */
-    int64_t n_out, cw;
-    uint8_t *xq; /* the chunks' packed activations, xs bytes apart, or x itself */
+    size_t nb_row, coff;     /* bytes from one chunk's first column to the next's */
+    int64_t n_out, n_rb, cw; /* rows, row blocks, a chunk's columns */
+    uint8_t *xq;             /* the chunks' packed activations, xs bytes apart, or x itself */
     size_t xs;
 } chunks_task;
 
@@ -589,17 +589,15 @@ typedef struct {
 static void chunks_part(void *arg, int ith, int nth) {
     chunks_job *j = arg;
     int64_t n_rb = 0;
-    for (int i = 0; i < j->n; i++) n_rb += (j->t[i].n_out + ROW_BLOCK - 1) / ROW_BLOCK;
+    for (int i = 0; i < j->n; i++) n_rb += j->t[i].n_rb;
     gk_share s;
     gk_share_start(&s, j->pool, n_rb, ith, nth);
-    for (int64_t lo, hi; gk_share_next(&s, &lo, &hi);) {
-        int i = 0;
-        int64_t first = 0; /* the first item of product i */
+    for (int64_t lo, hi; gk_share_next(&s, &lo, &hi);)
         for (int64_t item = lo; item < hi; item++) {
-            while (item - first >= (j->t[i].n_out + ROW_BLOCK - 1) / ROW_BLOCK)
-                first += (j->t[i].n_out + ROW_BLOCK - 1) / ROW_BLOCK, i++;
+            int i = 0;
+            int64_t rb = item;
+            while (rb >= j->t[i].n_rb) rb -= j->t[i].n_rb, i++;
             const chunks_task *t = &j->t[i];
-            const int64_t rb = item - first;
             int64_t r0 = rb * ROW_BLOCK, r1 = r0 + ROW_BLOCK < t->n_out ? r0 + ROW_BLOCK : t->n_out;
             if (!j->k->pack && !j->packed) {
                 for (int64_t r = r0; r < r1; r++)
@@ -612,7 +610,6 @@ static void chunks_part(void *arg, int ith, int nth) {
                 j->k->one(t->cw, t->w + (size_t)r0 * t->nb_row + ch * t->coff, t->nb_row,
                           (int)(r1 - r0), t->xq + (size_t)ch * t->xs, t->y[ch] + r0);
         }
-    }
 }
 
 bool gk_matmul_chunks_many(gk_pool *pool, const gk_chunks_out *outs, int n, gk_dtype type, int k,
@@ -635,6 +632,7 @@ bool gk_matmul_chunks_many(gk_pool *pool, const gk_chunks_out *outs, int n, gk_d
                            .nb_row = o->nb_row,
                            .coff = gk_gemm_col_offset(type, cw),
                            .n_out = o->n_out,
+                           .n_rb = (o->n_out + ROW_BLOCK - 1) / ROW_BLOCK,
                            .cw = cw};
         if (kk->pack) {
             t->xs = (kk->xrow(cw) + 63) & ~(size_t)63;

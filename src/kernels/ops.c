@@ -20,9 +20,10 @@ float gk_rms_scale(const float *x, int64_t n, float eps) {
     return (float)(1.0 / sqrt(ss / (double)n + eps));
 }
 
-void gk_rmsnorm(float *out, const float *x, const float *w, int64_t n, float eps) {
+float gk_rmsnorm(float *out, const float *x, const float *w, int64_t n, float eps) {
     const float r = gk_rms_scale(x, n, eps);
     for (int64_t i = 0; i < n; i++) out[i] = x[i] * r * w[i];
+    return r;
 }
 
 /* The fp16 nearest to a finite v (ties to even), from a double: rounding to float

@@ -54,8 +54,9 @@ bool gk_matmul_chunks_many(gk_pool *pool, const gk_chunks_out *outs, int n, gk_d
 size_t gk_matmul_qbuf_size(int64_t n_in, int T);
 
 /* out = x / sqrt(mean(x^2) + eps) * w   (no 1+w offset: spec section 2); out may be x.
- * Each out[i] is (x[i] * r) * w[i] in float with r = gk_rms_scale(x, n, eps). */
-void gk_rmsnorm(float *out, const float *x, const float *w, int64_t n, float eps);
+ * Each out[i] is (x[i] * r) * w[i] in float with r = gk_rms_scale(x, n, eps); returns r
+ * (training keeps it for the backward). */
+float gk_rmsnorm(float *out, const float *x, const float *w, int64_t n, float eps);
 /* r = 1 / sqrt(mean(x^2) + eps), rounded once to float: the squares (exact in double)
  * summed in double into 8 partial sums (x[i] into sum i % 8), then those pairwise
  * (s0+s4, s1+s5, ... then the halves again). A fixed order, so a row always gets the

@@ -99,13 +99,23 @@ gk_context_params gk_context_default_params(void) {
 
 /* ------------------------------------------------------------- helpers --- */
 
+/* The stats of one product of w over T tokens (one matrix of a stack). */
+static void count_matmul(gk_context *c, const gk_weight *w, int T) {
+    c->stats.matmul_flops += 2.0 * (double)w->ne[0] * (double)w->ne[1] * T;
+    c->stats.weight_bytes += (double)w->nb_row * (double)w->ne[1];
+}
+
+/* s += g y over n values: an expert's gated product into its token's sum. */
+static void add_gated(float *s, float g, const float *y, int64_t n) {
+    for (int64_t i = 0; i < n; i++) s[i] += g * y[i];
+}
+
 static void matmul_w(gk_context *c, float *y, const gk_weight *w, const float *x, int T) {
     double t0 = gk_time_s();
     gk_matmul(c->pool, y, w->data, gk_weight_mm_type(w), w->nb_row, w->ne[1], x, w->ne[0], T,
               c->qbuf);
     c->stats.matmul_s += gk_time_s() - t0;
-    c->stats.matmul_flops += 2.0 * (double)w->ne[0] * (double)w->ne[1] * T;
-    c->stats.weight_bytes += (double)w->nb_row * (double)w->ne[1];
+    count_matmul(c, w, T);
 }
 
 /* Two products of one input in one fused pass (kernels/ops.h gk_matmul2): an
@@ -132,11 +142,8 @@ static void matmul_pair(gk_context *c, float *y1, const gk_weight *w1, float *y2
         gk_geglu(c->pool, y1, y2, (int64_t)T * w1->ne[1], c->m->cfg.gelu);
         c->stats.geglu_s += gk_time_s() - t0;
     }
-    const gk_weight *ws[2] = {w1, w2};
-    for (int i = 0; i < 2; i++) {
-        c->stats.matmul_flops += 2.0 * (double)ws[i]->ne[0] * (double)ws[i]->ne[1] * T;
-        c->stats.weight_bytes += (double)ws[i]->nb_row * (double)ws[i]->ne[1];
-    }
+    count_matmul(c, w1, T);
+    count_matmul(c, w2, T);
 }
 
 static void rope_apply(gk_context *c, float *v, int T, int n_heads) {
@@ -166,10 +173,7 @@ static bool matmul_many(gk_context *c, const gk_matmul_out *o, const gk_weight *
                         geglu ? (int)c->m->cfg.gelu : -1))
         return false;
     c->stats.matmul_s += gk_time_s() - t0;
-    for (int i = 0; i < n; i++) {
-        c->stats.matmul_flops += 2.0 * (double)ws[i]->ne[0] * (double)ws[i]->ne[1] * T;
-        c->stats.weight_bytes += (double)ws[i]->nb_row * (double)ws[i]->ne[1];
-    }
+    for (int i = 0; i < n; i++) count_matmul(c, ws[i], T);
     return true;
 }
 
@@ -321,11 +325,8 @@ static bool chunk_decode(gk_context *c, chunk_job *j) {
                           j->x, j->width, j->k, c->cq, (size_t)c->nt * c->cq_size))
         return false;
     if (j->toks)
-        for (int ch = 0; ch < j->k; ch++) {
-            float *o = j->sums[ch] + (size_t)j->toks[0] * d;
-            const float g = j->gates[0];
-            for (int64_t e = 0; e < d; e++) o[e] += g * ys[ch][e];
-        }
+        for (int ch = 0; ch < j->k; ch++)
+            add_gated(j->sums[ch] + (size_t)j->toks[0] * d, j->gates[0], ys[ch], d);
     return true;
 }
 
@@ -338,9 +339,7 @@ static void chunk_products(gk_context *c, chunk_job *j) {
     else
         for (int ch = 0; ch < j->k; ch++) chunk_one(j, ch, c->pool, 0);
     c->stats.matmul_s += gk_time_s() - t0;
-    const gk_weight *w = j->w;
-    c->stats.matmul_flops += 2.0 * (double)w->ne[0] * (double)w->ne[1] * j->T;
-    c->stats.weight_bytes += (double)w->nb_row * (double)w->ne[1];
+    count_matmul(c, j->w, j->T);
 }
 
 /* This rank's chunks: its k sums, the first in first (the tree's result lands
@@ -532,17 +531,11 @@ static bool downs_decode(gk_context *c, const gk_layer *L, float *const *sums, i
     if (!gk_matmul_chunks_many(c->pool, o, n, t, k, c->cq, (size_t)c->nt * c->cq_size))
         return false;
     c->stats.matmul_s += gk_time_s() - t0;
-    for (int i = 0; i < n; i++) {
-        c->stats.matmul_flops += 2.0 * (double)ws[i]->ne[0] * (double)ws[i]->ne[1];
-        c->stats.weight_bytes += (double)ws[i]->nb_row * (double)ws[i]->ne[1];
-    }
+    for (int i = 0; i < n; i++) count_matmul(c, ws[i], 1);
     for (int i = 0; i < n_exp; i++) {
         const int32_t tok = c->exp_tok[(size_t)es[i] * c->n_batch];
         const float g = c->exp_gate[(size_t)es[i] * c->n_batch];
-        for (int ch = 0; ch < k; ch++) {
-            float *s = sums[ch] + (size_t)tok * d;
-            for (int64_t x = 0; x < d; x++) s[x] += g * ys[i][ch][x];
-        }
+        for (int ch = 0; ch < k; ch++) add_gated(sums[ch] + (size_t)tok * d, g, ys[i][ch], d);
     }
     return true;
 }

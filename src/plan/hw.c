@@ -910,7 +910,8 @@ static void walk_forward(fwd_walk *w, const gk_plan_model *pm, double T, double 
         const double Lm = downs_fused_layers(pm, T, k, w->nt, de->type);
         if (!(Lm > 0)) continue;
         for (int j = 0; j < pm->n_ops; j++)
-            if (!strcmp(pm->ops[j].name, "ffn_down") && pm->ops[j].type == de->type) dd = &pm->ops[j];
+            if (!strcmp(pm->ops[j].name, "ffn_down") && pm->ops[j].type == de->type)
+                dd = &pm->ops[j];
         if (w->nt > 1) w->runs += Lm, w->runs_other += Lm;
         /* each product as its own tree job would take, less the dispatches saved */
         if (w->hw) {
@@ -932,8 +933,7 @@ static void walk_forward(fwd_walk *w, const gk_plan_model *pm, double T, double 
             if (summed) { /* the layers not in the one job above */
                 double Lr = L - downs_fused_layers(pm, T, k, w->nt, o->type);
                 if (Lr > 0) walk_chunks(w, o->type, r, c, Te, Lr * touched, k, true);
-            }
-            else if (!strcmp(o->name, "ffn_up_exps") || mlp_fused)
+            } else if (!strcmp(o->name, "ffn_up_exps") || mlp_fused)
                 ; /* fused with the gate (gk_matmul2), or all in one call (below) */
             else {
                 const gk_plan_op *up = find_op(pm, "ffn_up_exps");
@@ -947,8 +947,7 @@ static void walk_forward(fwd_walk *w, const gk_plan_model *pm, double T, double 
                                 ? L
                                 : L - downs_fused_layers(pm, T, k, w->nt, o->type);
                 if (Lr > 0) walk_chunks(w, o->type, r, c, T, Lr, k, false);
-            }
-            else if (!strcmp(o->name, "ffn_up") || (mlp_fused && !strcmp(o->name, "ffn_gate")))
+            } else if (!strcmp(o->name, "ffn_up") || (mlp_fused && !strcmp(o->name, "ffn_gate")))
                 ;
             else if (!strcmp(o->name, "attn_q")) {
                 /* Q, K and V in one call where they can be (counted at Q) */
@@ -1118,7 +1117,6 @@ static double attn_job_s(const gk_plan_hw *hw, double T, double pos0, int nh, in
     }
     return most;
 }
-
 
 /* The share of the reads of fb bytes, read again and again, that miss the caches: from
  * calibrate's streaming reads of a buffer of that size (log-linear between the sizes),

@@ -127,9 +127,7 @@ static void mm_dw(gk_tstate *s, float *dw, const float *dy, const float *x, int6
 static void rmsnorm_fwd(float *out, float *r, const float *x, const float *w, int64_t N, int64_t d,
                         float eps) {
     for (int64_t t = 0; t < N; t++) {
-        const float *xr = x + t * d;
-        r[t] = gk_rms_scale(xr, d, eps);
-        for (int64_t i = 0; i < d; i++) out[t * d + i] = xr[i] * r[t] * w[i]; /* as gk_rmsnorm */
+        r[t] = gk_rmsnorm(out + t * d, x + t * d, w, d, eps);
     }
 }
 
