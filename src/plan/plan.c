@@ -593,8 +593,10 @@ static void ew_geglu(gk_plan_train_step *w, const gk_plan_shape *s, double n) {
 /* RMSNorm over n elements (tforward.c rmsnorm_fwd: the sum of squares for the kept
  * rstd, then gk_rmsnorm, which sums again and writes), and its backward (a dot pass,
  * then dx (+)= ...). */
+/* a norm's forward (gk_rmsnorm: a pass summing squares, 4 bytes and 2 FLOPs a value; a
+ * pass writing x r w, 12 bytes and 2 FLOPs) and its backward */
 static void ew_norm(gk_plan_train_step *w, double n, bool acc) {
-    ew_pass(&w->ser, n, 20, 6);
+    ew_pass(&w->ser, n, 16, 4);
     ew_pass(&w->ser, n, acc ? 32 : 28, 10);
 }
 
@@ -699,7 +701,7 @@ gk_plan_train_step gk_plan_train_step_work(const gk_plan_model *pm, double seq, 
     /* a norm's forward and backward (ew_norm) as the serial work before a wide step;
      * the previous expert's scatter (12 bytes and 2 FLOPs per value of its rows) and
      * the gather of the next one's (8 bytes) */
-    ew_pass(&w.wide_ser, N * d, 48, 16);
+    ew_pass(&w.wide_ser, N * d, 44, 14);
     if (E > 0) ew_pass(&w.expert_ser, N * K / E * d, 20, 2);
     /* per step: gradients zeroed and their norm (calling thread), AdamW (pool: w g m v
      * read, w m v written); the forward products read the weights as they are
