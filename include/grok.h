@@ -181,6 +181,8 @@ uint32_t gk_context_n_seq(const gk_context *c);
 void gk_context_truncate(gk_context *c, uint32_t n_keep);
 /* Bytes of the KV cache (all sequences). */
 uint64_t gk_context_kv_bytes(const gk_context *c);
+/* The KV cache's element type, GK_CACHE_DEFAULT resolved. */
+gk_cache_type gk_context_cache_type(const gk_context *c);
 
 /* Per-sequence KV bookkeeping: the length of a sequence (0 for a bad id); forget
  * its positions >= n_keep; make dst hold the first n positions of src (a shared

@@ -176,15 +176,21 @@ int gk_cmd_bench(int argc, char **argv) {
     gk_pool_free(bw_pool);
     double bw = bwm.bytes_per_s;
     uint64_t ab = active_bytes(m);
+    /* a generated token reads the weights it uses and the KV cache of every earlier
+     * position: the limit is their bytes over the bandwidth (the cache's as this
+     * rank's engine counted them, mean over the best repetition's tokens) */
+    const double kvb = n_gen > 0 ? ds_tg.kv_bytes_read / (double)n_gen : 0.0;
     printf("prompt:     %8.2f tokens/s  (%ld tokens, best of %ld)\n", best_pp, n_prompt, reps);
     printf("generation: %8.2f tokens/s  (%ld tokens after the prompt, best of %ld)\n", best_tg,
            n_gen, reps);
-    printf("memory:     %.1f MiB of weights per generated token; read bandwidth %.2f GB/s "
-           "measured now (%s streaming reads of %zu MiB, %d threads, best of %d passes, worst "
-           "%.2f)\n",
-           ab / 1048576.0, bw / 1e9, bwm.isa, bwm.bytes >> 20, bwm.threads, bwm.reps,
-           bwm.worst_bytes_per_s / 1e9);
-    printf("            generation reaches %.1f%% of the bandwidth limit (%.2f tokens/s)\n",
+    printf("memory:     %.1f MiB of weights and %.2f MiB of KV cache (%s, mean) read per "
+           "generated token; read bandwidth %.2f GB/s measured now (%s streaming reads of %zu "
+           "MiB, %d threads, best of %d passes, worst %.2f)\n",
+           ab / 1048576.0, kvb / 1048576.0, gk_cache_type_name(gk_context_cache_type(c)), bw / 1e9,
+           bwm.isa, bwm.bytes >> 20, bwm.threads, bwm.reps, bwm.worst_bytes_per_s / 1e9);
+    printf("            generation reaches %.1f%% of the bandwidth limit (%.2f tokens/s; of the "
+           "weights' alone %.1f%%, %.2f tokens/s)\n",
+           100.0 * best_tg * ((double)ab + kvb) / bw, bw / ((double)ab + kvb),
            100.0 * best_tg * (double)ab / bw, bw / (double)ab);
     /* where the best repetitions' time went (the engine's clocks around its calls) */
     const gk_decode_stats *dss[2] = {&ds_pp, &ds_tg};

@@ -1045,6 +1045,12 @@ uint64_t gk_context_kv_bytes(const gk_context *c) {
     return 2ull * c->m->hp.n_layer * c->n_seq * c->n_ctx * c->kv_row;
 }
 
+gk_cache_type gk_context_cache_type(const gk_context *c) {
+    return c->cache_type == GK_TYPE_F16    ? GK_CACHE_F16
+           : c->cache_type == GK_TYPE_Q8_0 ? GK_CACHE_Q8_0
+                                           : GK_CACHE_F32;
+}
+
 gk_decode_stats gk_context_stats(const gk_context *c) {
     gk_decode_stats s = c->stats;
     s.pool_runs = (double)(gk_pool_runs(c->pool) - c->pool_runs0);

@@ -418,6 +418,7 @@ static void test_cache_types(void) {
         CHECK_MSG(c != NULL, "%s", err.msg);
         if (!c) continue;
         kv_bytes[k] = gk_context_kv_bytes(c);
+        CHECK(gk_context_cache_type(c) == (k == 3 ? GK_CACHE_F32 : types[k]));
         for (int at = 0; at < P; at += 8) {
             CHECK(gk_decode(c, toks + at, 8, &err) == 0);
             for (int i = 0; i < 8; i++) memcpy(lg[k][at + i], gk_get_logits(c, i), sizeof lg[0][0]);
@@ -444,6 +445,7 @@ static void test_cache_types(void) {
     m = gk_model_load(path, &mp, &err);
     gk_context *c = m ? gk_context_new(m, NULL, &err) : NULL;
     CHECK(c && gk_context_kv_bytes(c) == 2ull * L * 64 * NKV * 32 * 2);
+    CHECK(c && gk_context_cache_type(c) == GK_CACHE_F16);
     gk_context_free(c);
     gk_model_free(m);
     CHECK(write_model(path, &(spec){.grok2 = false}) == 0);
