@@ -402,8 +402,12 @@ static int attention(gk_context *c, int layer, int T, gk_err *err) {
     }
     const bool f32_or_f16 = c->cache_type == GK_TYPE_F32 || c->cache_type == GK_TYPE_F16;
     if (c->cache_type == GK_TYPE_F16) /* q.k with an f16 cache: q in f16 too (attn_part) */
-        for (int64_t i = 0; i < (int64_t)T * nh * hd; i++)
-            c->q[i] = gk_fp16_to_fp32(gk_fp32_to_fp16(c->q[i]));
+        for (int64_t i0 = 0, n = (int64_t)T * nh * hd; i0 < n; i0 += 512) {
+            uint16_t h[512];
+            const int64_t m = n - i0 < 512 ? n - i0 : 512;
+            ct->from_float(c->q + i0, h, m);
+            ct->to_float(h, c->q + i0, m);
+        }
     if (c->qconv && !f32_or_f16) { /* query heads in a quantized cache's vec_dot_type */
         const gk_type_traits *qt = gk_type_traits_of(ct->vec_dot_type);
         for (int64_t i = 0; i < (int64_t)T * nh; i++)
