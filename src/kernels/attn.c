@@ -121,6 +121,7 @@ static void attn_init(void) {
     if (gk_cpu_has_avx512_vnni() && !getenv("GK_NO_AVX512")) {
         wsum_impl = gk_attn_wsum_avx512;
         dots_impl = gk_attn_dots_avx512;
+        softmax_impl = gk_attn_softmax_avx512;
     }
 #endif
 }

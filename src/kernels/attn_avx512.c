@@ -1,20 +1,28 @@
 /*
  * attn_avx512.c - attention's kernels with AVX-512 (see attn.c), the same
  * steps per element as the scalar references:
- *   dots: 16 keys at a time, one 16-lane accumulator each (lane j takes the
- *         inputs i = j mod 16; the last partial step loads zeros past the head),
- *         then the 16 accumulators reduced together by shuffles that add the
- *         reference's tree (j + j+8, j + j+4, j + j+2, 0 + 1) for every key.
- *         With several query heads (a KV group), an f16 block of 16 keys is
- *         widened to f32 once and serves every head;
+ *   dots: 16 keys at a time, one 16-lane accumulator per key and query head
+ *         (lane j takes the inputs i = j mod 16; the last partial step loads
+ *         zeros past the head), then each head's 16 reduced together by
+ *         shuffles that add the reference's tree (j + j+8, j + j+4, j + j+2,
+ *         0 + 1) for every key. The keys go 4 at a time through up to 4 query
+ *         heads (a KV group), so that each load of a key row (and its widening
+ *         from f16) serves every head; the tree's first two levels run on each
+ *         4 keys' accumulators, the last two on the block's;
  *   wsum: 64 outputs of up to 4 query heads at a time in 16 accumulators, one
  *         fused multiply-add per key, head and lane (each value row is read
- *         once for the 4 heads).
+ *         once for the 4 heads);
+ *   softmax: attn_avx2.c's steps on 16 keys a vector (vmath_avx512.h), the
+ *         sums of key k still in lane k mod 8 (the two halves of a vector added
+ *         in key order); the lanes' maxima merged pairwise at the end, which can
+ *         only pick a different zero, and gives the same weights.
  * Called only after attn.c checked the CPU.
  */
 #include "kernels/attn_impl.h"
+#include "kernels/vmath_avx512.h"
 
 #include <immintrin.h>
+#include <math.h>
 
 #define AI static inline __attribute__((always_inline))
 #define PF_KEYS 16 /* keys ahead that wsum fetches */
@@ -31,17 +39,22 @@ AI __m512 load16_full(gk_dtype type, const uint8_t *r, int i) {
     return _mm512_loadu_ps((const float *)r + i);
 }
 
-/* a[0..15], one key's 16 lanes each, to one vector of the 16 keys' sums. */
-AI __m512 reduce16(__m512 a[16]) {
-    __m512 b[8], c[4], d[2];
-#pragma GCC unroll 8
-    for (int p = 0; p < 8; p++) /* lanes 0-7: key 2p's j + j+8; lanes 8-15: key 2p+1's */
-        b[p] = _mm512_add_ps(_mm512_shuffle_f32x4(a[2 * p], a[2 * p + 1], _MM_SHUFFLE(1, 0, 1, 0)),
-                             _mm512_shuffle_f32x4(a[2 * p], a[2 * p + 1], _MM_SHUFFLE(3, 2, 3, 2)));
-#pragma GCC unroll 4
-    for (int p = 0; p < 4; p++) /* 128-bit lane L: key 4p + L's j + j+4 */
-        c[p] = _mm512_add_ps(_mm512_shuffle_f32x4(b[2 * p], b[2 * p + 1], _MM_SHUFFLE(2, 0, 2, 0)),
-                             _mm512_shuffle_f32x4(b[2 * p], b[2 * p + 1], _MM_SHUFFLE(3, 1, 3, 1)));
+/* The reference's tree on 16-lane accumulators, level by level: two keys'
+ * accumulators to one vector (lanes 0-7: the first key's j + j+8; lanes 8-15: the
+ * second's) */
+AI __m512 tree1(__m512 a0, __m512 a1) {
+    return _mm512_add_ps(_mm512_shuffle_f32x4(a0, a1, _MM_SHUFFLE(1, 0, 1, 0)),
+                         _mm512_shuffle_f32x4(a0, a1, _MM_SHUFFLE(3, 2, 3, 2)));
+}
+/* two tree1 results (keys 4p..4p+3) to one: 128-bit lane L, key 4p + L's j + j+4 */
+AI __m512 tree2(__m512 b0, __m512 b1) {
+    return _mm512_add_ps(_mm512_shuffle_f32x4(b0, b1, _MM_SHUFFLE(2, 0, 2, 0)),
+                         _mm512_shuffle_f32x4(b0, b1, _MM_SHUFFLE(3, 1, 3, 1)));
+}
+/* four tree2 results (16 keys) to the 16 keys' sums in key order: j + j+2, then
+ * 0 + 1 */
+AI __m512 tree34(const __m512 c[4]) {
+    __m512 d[2];
 #pragma GCC unroll 2
     for (int p = 0; p < 2; p++) /* lane L: keys 8p + L, 8p + 4 + L: their j + j+2 */
         d[p] = _mm512_add_ps(_mm512_shuffle_ps(c[2 * p], c[2 * p + 1], _MM_SHUFFLE(1, 0, 1, 0)),
@@ -54,30 +67,48 @@ AI __m512 reduce16(__m512 a[16]) {
     return _mm512_permutexvar_ps(idx, e);
 }
 
-/* 16 keys' scores for one query head: acc[j] over the row at r[j] (the cache's
- * row, or its f32 widening), stored under the mask ms. */
-AI void dots16(gk_dtype type, const uint8_t *const r[16], const float *q, int hv, __mmask16 mt,
-               float *dst, __mmask16 ms) {
-    __m512 acc[16];
-#pragma GCC unroll 16
-    for (int j = 0; j < 16; j++) acc[j] = _mm512_setzero_ps();
-    for (int i = 0; i < hv; i += 16) {
-        const __m512 qv = _mm512_loadu_ps(q + i);
-#pragma GCC unroll 16
-        for (int j = 0; j < 16; j++)
-            acc[j] = _mm512_fmadd_ps(load16_full(type, r[j], i), qv, acc[j]);
+/* 16 keys' scores (rows r[0..15]) for NQ query heads: per 4 keys, every head's
+ * accumulators over the head's 16-lane steps (then the masked tail mt at hv),
+ * each row's step loaded once for the heads; scores stored under ms. */
+AI void dots_block(const int NQ, gk_dtype type, const uint8_t *const r[16], const float *q,
+                   int hd, int hv, __mmask16 mt, float *s, size_t ss, __mmask16 ms) {
+    __m512 c[4][4]; /* [head][4-key group]: the tree's second level */
+#pragma GCC unroll 4
+    for (int g = 0; g < 4; g++) {
+        __m512 acc[4][4];
+#pragma GCC unroll 4
+        for (int h = 0; h < NQ; h++)
+#pragma GCC unroll 4
+            for (int j = 0; j < 4; j++) acc[h][j] = _mm512_setzero_ps();
+        for (int i = 0; i < hv; i += 16) {
+            __m512 qv[4];
+#pragma GCC unroll 4
+            for (int h = 0; h < NQ; h++) qv[h] = _mm512_loadu_ps(q + (size_t)h * hd + i);
+#pragma GCC unroll 4
+            for (int j = 0; j < 4; j++) {
+                const __m512 kv = load16_full(type, r[4 * g + j], i);
+#pragma GCC unroll 4
+                for (int h = 0; h < NQ; h++) acc[h][j] = _mm512_fmadd_ps(kv, qv[h], acc[h][j]);
+            }
+        }
+        if (mt) {
+            __m512 qv[4];
+#pragma GCC unroll 4
+            for (int h = 0; h < NQ; h++) qv[h] = _mm512_maskz_loadu_ps(mt, q + (size_t)h * hd + hv);
+#pragma GCC unroll 4
+            for (int j = 0; j < 4; j++) {
+                const __m512 kv = load16(type, r[4 * g + j], hv, mt);
+#pragma GCC unroll 4
+                for (int h = 0; h < NQ; h++) acc[h][j] = _mm512_fmadd_ps(kv, qv[h], acc[h][j]);
+            }
+        }
+#pragma GCC unroll 4
+        for (int h = 0; h < NQ; h++)
+            c[h][g] = tree2(tree1(acc[h][0], acc[h][1]), tree1(acc[h][2], acc[h][3]));
     }
-    if (mt) {
-        const __m512 qv = _mm512_maskz_loadu_ps(mt, q + hv);
-#pragma GCC unroll 16
-        for (int j = 0; j < 16; j++)
-            acc[j] = _mm512_fmadd_ps(load16(type, r[j], hv, mt), qv, acc[j]);
-    }
-    _mm512_mask_storeu_ps(dst, ms, reduce16(acc));
+#pragma GCC unroll 4
+    for (int h = 0; h < NQ; h++) _mm512_mask_storeu_ps(s + (size_t)h * ss, ms, tree34(c[h]));
 }
-
-/* Head sizes up to this have an f16 key block widened once for all query heads. */
-#define UNPACK_MAX 256
 
 void gk_attn_dots_avx512(float *s, size_t ss, const void *K, size_t row, gk_dtype type,
                          const float *q, int nq, int64_t nk, int hd) {
@@ -85,9 +116,6 @@ void gk_attn_dots_avx512(float *s, size_t ss, const void *K, size_t row, gk_dtyp
     const int hv = hd / 16 * 16;
     const __mmask16 mt = (__mmask16)((1u << (hd - hv)) - 1);
     const size_t hbytes = (size_t)hd * (type == GK_TYPE_F16 ? 2 : 4);
-    const bool unpack = type == GK_TYPE_F16 && nq > 1 && hd <= UNPACK_MAX;
-    const int hp = (hd + 15) / 16 * 16;
-    float kf[16][UNPACK_MAX] __attribute__((aligned(64)));
     for (int64_t k0 = 0; k0 < nk; k0 += 16) {
         const int nr = nk - k0 < 16 ? (int)(nk - k0) : 16;
         const __mmask16 ms = (__mmask16)((1u << nr) - 1);
@@ -99,22 +127,23 @@ void gk_attn_dots_avx512(float *s, size_t ss, const void *K, size_t row, gk_dtyp
             for (int j = 0; j < 16; j++)
                 for (size_t o = 0; o < hbytes; o += 64)
                     _mm_prefetch((const char *)r[j] + 32 * row + o, _MM_HINT_T0);
-        if (!unpack) {
-            for (int qi = 0; qi < nq; qi++)
-                dots16(type, r, q + (size_t)qi * hd, hv, mt, s + qi * ss + k0, ms);
-            continue;
-        }
-        /* widen the 16 rows once (exactly; zeros past the head), then every query */
-        const uint8_t *rf[16];
-        for (int j = 0; j < 16; j++) {
-            for (int i = 0; i < hp; i += 16) {
-                const __mmask16 m = i < hv ? 0xffff : mt;
-                _mm512_store_ps(&kf[j][i], load16(type, r[j], i, m));
+        for (int q0 = 0; q0 < nq; q0 += 4) { /* up to 4 heads at a time */
+            const float *qh = q + (size_t)q0 * hd;
+            float *sh = s + (size_t)q0 * ss + k0;
+            switch (nq - q0 < 4 ? nq - q0 : 4) {
+            case 1:
+                dots_block(1, type, r, qh, hd, hv, mt, sh, ss, ms);
+                break;
+            case 2:
+                dots_block(2, type, r, qh, hd, hv, mt, sh, ss, ms);
+                break;
+            case 3:
+                dots_block(3, type, r, qh, hd, hv, mt, sh, ss, ms);
+                break;
+            default:
+                dots_block(4, type, r, qh, hd, hv, mt, sh, ss, ms);
             }
-            rf[j] = (const uint8_t *)kf[j];
         }
-        for (int qi = 0; qi < nq; qi++)
-            dots16(GK_TYPE_F32, rf, q + (size_t)qi * hd, hv, mt, s + qi * ss + k0, ms);
     }
 }
 
@@ -183,4 +212,42 @@ void gk_attn_wsum_avx512(float *out, const void *V, size_t row, gk_dtype type, c
             }
         }
     }
+}
+
+/* ----------------------------------------------------------- softmax --- */
+
+void gk_attn_softmax_avx512(float *s, int64_t n, float scale, float cap, float temp, bool f16w) {
+    const int64_t nv = n / 16 * 16;
+    const __m512 vs = _mm512_set1_ps(scale), vc = _mm512_set1_ps(cap), vt = _mm512_set1_ps(temp);
+    __m512 mx = _mm512_set1_ps(-INFINITY);
+    for (int64_t k = 0; k < nv; k += 16) {
+        __m512 v = _mm512_mul_ps(_mm512_loadu_ps(s + k), vs);
+        if (cap > 0.0f) v = _mm512_mul_ps(vc, gk_vtanh16(_mm512_div_ps(v, vc)));
+        v = _mm512_mul_ps(v, vt);
+        _mm512_storeu_ps(s + k, v);
+        mx = _mm512_max_ps(v, mx);
+    }
+    float m[8];
+    _mm256_storeu_ps(m, _mm256_max_ps(_mm512_extractf32x8_ps(mx, 1), _mm512_castps512_ps256(mx)));
+    gk_attn_softmax_tail(s, nv, n, scale, cap, temp, m);
+    const float mxs = gk_attn_max8(m);
+    const __m512 vm = _mm512_set1_ps(mxs);
+    __m512d d = _mm512_setzero_pd();
+    for (int64_t k = 0; k < nv; k += 16) {
+        __m512 e = gk_vexp16(_mm512_sub_ps(_mm512_loadu_ps(s + k), vm));
+        _mm512_storeu_ps(s + k, e);
+        d = _mm512_add_pd(d, _mm512_cvtps_pd(_mm512_castps512_ps256(e)));
+        d = _mm512_add_pd(d, _mm512_cvtps_pd(_mm512_extractf32x8_ps(e, 1)));
+    }
+    double ds[8];
+    _mm512_storeu_pd(ds, d);
+    gk_attn_softmax_tail2(s, nv, n, mxs, ds);
+    const float inv = (float)(1.0 / gk_attn_sum8(ds));
+    const __m512 vi = _mm512_set1_ps(inv);
+    for (int64_t k = 0; k < nv; k += 16) {
+        __m512 w = _mm512_mul_ps(_mm512_loadu_ps(s + k), vi);
+        if (f16w) w = _mm512_cvtph_ps(_mm512_cvtps_ph(w, _MM_FROUND_TO_NEAREST_INT));
+        _mm512_storeu_ps(s + k, w);
+    }
+    gk_attn_softmax_tail3(s, nv, n, inv, f16w);
 }

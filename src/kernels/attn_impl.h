@@ -18,6 +18,7 @@ void gk_attn_dots_avx2(float *s, size_t ss, const void *K, size_t row, gk_dtype 
 void gk_attn_dots_avx512(float *s, size_t ss, const void *K, size_t row, gk_dtype type,
                          const float *q, int nq, int64_t nk, int hd);
 void gk_attn_softmax_avx2(float *s, int64_t n, float scale, float cap, float temp, bool f16w);
+void gk_attn_softmax_avx512(float *s, int64_t n, float scale, float cap, float temp, bool f16w);
 
 float gk_attn_max8(const float m[8]);
 double gk_attn_sum8(const double d[8]);

@@ -271,6 +271,8 @@ size_t gk_row_size(uint32_t type, int64_t n) {
 
 #if defined(__x86_64__) || defined(_M_X64)
 float gk_vec_dot_f32_avx2(int64_t n, const void *x, const void *y);
+void gk_f16_from_float_avx2(const float *src, void *dst, int64_t n);
+void gk_f16_to_float_avx2(const void *src, float *dst, int64_t n);
 float gk_vec_dot_f16_avx2(int64_t n, const void *x, const void *y);
 float gk_vec_dot_bf16_avx2(int64_t n, const void *x, const void *y);
 float gk_vec_dot_q8_0_q8_0_avx2(int64_t n, const void *x, const void *y);
@@ -318,6 +320,8 @@ static void dtype_init(void) {
     if (gk_cpu_has_avx2_fma_f16c()) {
         traits[GK_TYPE_F32].vec_dot = gk_vec_dot_f32_avx2;
         traits[GK_TYPE_F16].vec_dot = gk_vec_dot_f16_avx2;
+        traits[GK_TYPE_F16].from_float = gk_f16_from_float_avx2;
+        traits[GK_TYPE_F16].to_float = gk_f16_to_float_avx2;
         traits[GK_TYPE_BF16].vec_dot = gk_vec_dot_bf16_avx2;
         traits[GK_TYPE_Q8_0].vec_dot = gk_vec_dot_q8_0_q8_0_avx2;
         traits[GK_TYPE_Q4_0].vec_dot = gk_vec_dot_q4_0_q8_0_avx2;

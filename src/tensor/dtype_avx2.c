@@ -249,3 +249,42 @@ void gk_vec_dot4_f32_avx2(int64_t n, const void *x, size_t bx, const void *y, fl
         for (int64_t k = i; k < n; k++) s[r] += a[r][k] * b[k];
     }
 }
+
+/* f32 to f16 rows with F16C, rounded to nearest even as gk_fp32_to_fp16 rounds
+ * (subnormals and overflow to inf included); 8 values holding a NaN go through
+ * gk_fp32_to_fp16, which gives every NaN one quiet code where the instruction
+ * keeps its payload. */
+void gk_f16_from_float_avx2(const float *src, void *dst, int64_t n) {
+    uint16_t *d = dst;
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256 x = _mm256_loadu_ps(src + i);
+        if (_mm256_movemask_ps(_mm256_cmp_ps(x, x, _CMP_UNORD_Q))) {
+            for (int j = 0; j < 8; j++) d[i + j] = gk_fp32_to_fp16(src[i + j]);
+            continue;
+        }
+        _mm_storeu_si128((__m128i *)(d + i),
+                         _mm256_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    }
+    for (; i < n; i++) d[i] = gk_fp32_to_fp16(src[i]);
+}
+
+/* f16 to f32 rows with F16C (exact); 8 values holding a NaN go through
+ * gk_fp16_to_fp32, which keeps a signalling NaN's bits where the instruction
+ * quiets it. */
+void gk_f16_to_float_avx2(const void *src, float *dst, int64_t n) {
+    const uint16_t *s = src;
+    const __m128i em = _mm_set1_epi16(0x7c00), mm = _mm_set1_epi16(0x03ff), z = _mm_setzero_si128();
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m128i h = _mm_loadu_si128((const __m128i *)(s + i));
+        const __m128i nan = _mm_andnot_si128(_mm_cmpeq_epi16(_mm_and_si128(h, mm), z),
+                                             _mm_cmpeq_epi16(_mm_and_si128(h, em), em));
+        if (_mm_movemask_epi8(nan)) {
+            for (int j = 0; j < 8; j++) dst[i + j] = gk_fp16_to_fp32(s[i + j]);
+            continue;
+        }
+        _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(h));
+    }
+    for (; i < n; i++) dst[i] = gk_fp16_to_fp32(s[i]);
+}

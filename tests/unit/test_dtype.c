@@ -37,6 +37,36 @@ static void test_half(void) {
     CHECK(gk_fp32_to_fp16(1.0f + 1.0f / 2048) == 0x3c00); /* tie -> even */
     CHECK(gk_fp32_to_fp16(1.0f + 3.0f / 2048) == 0x3c02); /* tie -> even (up) */
     CHECK(gk_fp32_to_fp16(5.9604644775390625e-8f) == 0x0001);
+    /* the f16 rows (F16C where the CPU has it) give gk_fp32_to_fp16's and
+     * gk_fp16_to_fp32's bits: every f16 code, and f32 values around every f16
+     * step (ties, subnormals, overflow, infinities and NaNs, quiet and signalling) */
+    const gk_type_traits *ht = gk_type_traits_of(GK_TYPE_F16);
+    enum { NH = 65536 + 3 };
+    static uint16_t codes[NH], back[NH];
+    static float vals[NH], got[NH];
+    for (int i = 0; i < NH; i++) codes[i] = (uint16_t)(i * 40503u);
+    ht->to_float(codes, got, NH);
+    int bad = 0;
+    for (int i = 0; i < NH; i++) {
+        float e = gk_fp16_to_fp32(codes[i]);
+        bad += memcmp(&e, &got[i], 4) != 0;
+    }
+    CHECK_MSG(bad == 0, "f16 to_float: %d codes differ from gk_fp16_to_fp32", bad);
+    uint32_t x = 12345;
+    for (int i = 0; i < NH; i++) {
+        x = x * 1664525u + 1013904223u;
+        /* an f16 value's f32 bits, moved by up to +-2^13 ulps of f32 (half an f16 step
+         * either way), or any f32 bits */
+        float f = gk_fp16_to_fp32((uint16_t)(x >> 16));
+        uint32_t b;
+        memcpy(&b, &f, 4);
+        b = i % 4 == 3 ? x : b + (int32_t)((x & 0x3fff) - 0x2000);
+        memcpy(&vals[i], &b, 4);
+    }
+    ht->from_float(vals, back, NH);
+    bad = 0;
+    for (int i = 0; i < NH; i++) bad += back[i] != gk_fp32_to_fp16(vals[i]);
+    CHECK_MSG(bad == 0, "f16 from_float: %d values differ from gk_fp32_to_fp16", bad);
     CHECK(gk_bf16_to_fp32(0x3f80) == 1.0f);
     CHECK(gk_fp32_to_bf16(1.0f) == 0x3f80);
     CHECK(gk_fp32_to_bf16(1.00390625f) == 0x3f80); /* 1 + 2^-8: tie -> even */

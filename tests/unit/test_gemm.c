@@ -272,6 +272,7 @@ void gk_attn_wsum_avx2(float *out, const void *V, size_t row, gk_dtype type, con
 void gk_attn_wsum_avx512(float *out, const void *V, size_t row, gk_dtype type, const float *w,
                          size_t ws, int nq, int64_t nk, int hd);
 void gk_attn_softmax_avx2(float *s, int64_t n, float scale, float cap, float temp, bool f16w);
+void gk_attn_softmax_avx512(float *s, int64_t n, float scale, float cap, float temp, bool f16w);
 #endif
 
 typedef void (*dots_fn)(float *, size_t, const void *, size_t, gk_dtype, const float *, int,
@@ -363,14 +364,15 @@ static void check_attn_rows(void) {
 /* Attention's softmax: every version equals the scalar reference bit for bit,
  * and the weights are within a stated bound of the softmax in double. */
 static void check_attn_softmax(void) {
-    const bool avx2 = strcmp(gk_gemm_isa(), "none") != 0;
-    (void)avx2;
+    const bool avx2 = strcmp(gk_gemm_isa(), "none") != 0,
+               avx512 = strcmp(gk_gemm_isa(), "avx512-vnni") == 0;
+    (void)avx2, (void)avx512;
     /* scores of a realistic spread, with and without the cap, f16 rounding */
-    const int64_t ns[6] = {1, 7, 8, 9, 300, 4097};
+    const int64_t ns[9] = {1, 7, 8, 9, 16, 17, 31, 300, 4097};
     float *x = malloc(sizeof(float) * 4097), *a = malloc(sizeof(float) * 4097),
           *b = malloc(sizeof(float) * 4097);
     for (int64_t k = 0; k < 4097; k++) x[k] = frand() * 60.0f * (irand(20) == 0 ? 10.0f : 1.0f);
-    for (int ni = 0; ni < 6; ni++)
+    for (int ni = 0; ni < 9; ni++)
         for (int v = 0; v < 4; v++) {
             const float cap = v & 1 ? 30.0f : 0.0f, temp = v & 2 ? 1.17f : 1.0f;
             const bool f16w = v >= 2;
@@ -386,6 +388,12 @@ static void check_attn_softmax(void) {
                 memcpy(a, x, sizeof(float) * n);
                 gk_attn_softmax_avx2(a, n, 0.0883883f, cap, temp, f16w);
                 CHECK_MSG(!memcmp(a, b, sizeof(float) * n), "avx2 softmax n=%lld", (long long)n);
+            }
+            if (avx512) {
+                memcpy(a, x, sizeof(float) * n);
+                gk_attn_softmax_avx512(a, n, 0.0883883f, cap, temp, f16w);
+                CHECK_MSG(!memcmp(a, b, sizeof(float) * n), "avx512 softmax n=%lld",
+                          (long long)n);
             }
 #endif
             /* against the softmax in double of the capped scores */
