@@ -25,7 +25,7 @@
 #include <math.h>
 
 #define AI static inline __attribute__((always_inline))
-#define PF_KEYS 16 /* keys ahead that wsum fetches */
+#define PF_KEYS 64 /* keys ahead that wsum fetches: a block on */
 
 AI __m512 load16(gk_dtype type, const uint8_t *r, int i, __mmask16 m) {
     if (type == GK_TYPE_F16)
@@ -147,22 +147,25 @@ void gk_attn_dots_avx512(float *s, size_t ss, const void *K, size_t row, gk_dtyp
     }
 }
 
-/* Up to 4 query heads' sums of 64 outputs (from i0) over all keys. */
+/* Up to 4 query heads' sums of 64 outputs (from i0) over keys k0..k1, added to
+ * the sums so far in out (from zero for k0 = 0): each output's fused
+ * multiply-adds stay in key order. */
 AI void wsum64(const int NQ, float *out, const uint8_t *v, size_t row, gk_dtype type,
-               const float *w, size_t ws, int64_t nk, int hd, int i0) {
+               const float *w, size_t ws, int64_t k0, int64_t k1, int64_t nk, int hd, int i0) {
     const size_t esz = type == GK_TYPE_F16 ? 2 : 4;
     __m512 acc[4][4];
 #pragma GCC unroll 4
     for (int qi = 0; qi < NQ; qi++)
 #pragma GCC unroll 4
-        for (int j = 0; j < 4; j++) acc[qi][j] = _mm512_setzero_ps();
-    for (int64_t k = 0; k < nk; k++) {
+        for (int j = 0; j < 4; j++)
+            acc[qi][j] = k0 ? _mm512_loadu_ps(out + (size_t)qi * hd + i0 + 16 * j)
+                            : _mm512_setzero_ps();
+    for (int64_t k = k0; k < k1; k++) {
         const uint8_t *r = v + (size_t)k * row;
-        /* the rows are far apart (all the heads' rows of a position between them)
-         * and come from L3 or memory: fetch ahead */
-        if (k + PF_KEYS < nk)
-            for (size_t o = 0; o < 64 * esz; o += 64)
-                _mm_prefetch((const char *)r + PF_KEYS * row + esz * (size_t)i0 + o, _MM_HINT_T0);
+        /* the next block's rows, from the first slice of this one (see below) */
+        if (i0 == 0 && k + PF_KEYS < nk)
+            for (size_t o = 0; o < (size_t)hd * esz; o += 64)
+                _mm_prefetch((const char *)r + PF_KEYS * row + o, _MM_HINT_T0);
         __m512 x[4];
 #pragma GCC unroll 4
         for (int j = 0; j < 4; j++) x[j] = load16_full(type, r, i0 + 16 * j);
@@ -180,36 +183,44 @@ AI void wsum64(const int NQ, float *out, const uint8_t *v, size_t row, gk_dtype 
             _mm512_storeu_ps(out + (size_t)qi * hd + i0 + 16 * j, acc[qi][j]);
 }
 
+/* Keys a block: the block's value rows (16 KiB of f16 heads of 128) stay in L1
+ * while every 64-output slice and group of 4 heads reads them, so that each row
+ * comes from memory once. */
+#define WSUM_KEYS 64
+
 void gk_attn_wsum_avx512(float *out, const void *V, size_t row, gk_dtype type, const float *w,
                          size_t ws, int nq, int64_t nk, int hd) {
     const uint8_t *v = V;
-    for (int q0 = 0; q0 < nq; q0 += 4) {
-        const int n = nq - q0 < 4 ? nq - q0 : 4;
-        float *o = out + (size_t)q0 * hd;
-        const float *wq = w + q0 * ws;
-        int i0 = 0;
-        for (; i0 + 64 <= hd; i0 += 64) switch (n) {
-            case 1:
-                wsum64(1, o, v, row, type, wq, ws, nk, hd, i0);
-                break;
-            case 2:
-                wsum64(2, o, v, row, type, wq, ws, nk, hd, i0);
-                break;
-            case 3:
-                wsum64(3, o, v, row, type, wq, ws, nk, hd, i0);
-                break;
-            default:
-                wsum64(4, o, v, row, type, wq, ws, nk, hd, i0);
+    const int h64 = hd / 64 * 64;
+    for (int64_t k0 = 0; k0 < nk; k0 += WSUM_KEYS) {
+        const int64_t k1 = nk - k0 < WSUM_KEYS ? nk : k0 + WSUM_KEYS;
+        for (int i0 = 0; i0 < h64; i0 += 64)
+            for (int q0 = 0; q0 < nq; q0 += 4) {
+                float *o = out + (size_t)q0 * hd;
+                const float *wq = w + q0 * ws;
+                switch (nq - q0 < 4 ? nq - q0 : 4) {
+                case 1:
+                    wsum64(1, o, v, row, type, wq, ws, k0, k1, nk, hd, i0);
+                    break;
+                case 2:
+                    wsum64(2, o, v, row, type, wq, ws, k0, k1, nk, hd, i0);
+                    break;
+                case 3:
+                    wsum64(3, o, v, row, type, wq, ws, k0, k1, nk, hd, i0);
+                    break;
+                default:
+                    wsum64(4, o, v, row, type, wq, ws, k0, k1, nk, hd, i0);
+                }
             }
-        for (; i0 < hd; i0 += 16) { /* the rest, 16 (or fewer, masked) outputs at a time */
-            const __mmask16 m = hd - i0 >= 16 ? 0xffff : (__mmask16)((1u << (hd - i0)) - 1);
-            for (int qi = 0; qi < n; qi++) {
-                __m512 acc = _mm512_setzero_ps();
-                for (int64_t k = 0; k < nk; k++)
-                    acc = _mm512_fmadd_ps(_mm512_set1_ps(wq[qi * ws + k]),
-                                          load16(type, v + (size_t)k * row, i0, m), acc);
-                _mm512_mask_storeu_ps(o + (size_t)qi * hd + i0, m, acc);
-            }
+    }
+    for (int i0 = h64; i0 < hd; i0 += 16) { /* the rest, 16 (or fewer, masked) outputs at a time */
+        const __mmask16 m = hd - i0 >= 16 ? 0xffff : (__mmask16)((1u << (hd - i0)) - 1);
+        for (int qi = 0; qi < nq; qi++) {
+            __m512 acc = _mm512_setzero_ps();
+            for (int64_t k = 0; k < nk; k++)
+                acc = _mm512_fmadd_ps(_mm512_set1_ps(w[qi * ws + k]),
+                                      load16(type, v + (size_t)k * row, i0, m), acc);
+            _mm512_mask_storeu_ps(out + (size_t)qi * hd + i0, m, acc);
         }
     }
 }
