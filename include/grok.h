@@ -205,6 +205,7 @@ typedef struct gk_decode_stats {
     double kv_bytes_read;    /* K and V rows read by attention, once per token and layer */
     double kv_bytes_written; /* K and V rows stored */
     double pool_runs;        /* jobs handed to the thread pool's workers (each a dispatch) */
+    double expert_single;    /* layers' experts that ran on one token of their forward */
     /* wall seconds by part (the calling thread's clock around each call): the forwards in
      * all; of them the gk_matmul calls (gk_matmul2 and the summation tree's chunk products
      * included), the attention's job (the dots, softmax and weighted sums over the cache),
@@ -508,6 +509,9 @@ double gk_plan_weight_bytes(const gk_plan_model *pm);
 /* Expected number of distinct experts a batch of n tokens touches per layer when
  * routing is uniform: E (1 - (1 - k/E)^n). */
 double gk_plan_experts_touched(const gk_plan_shape *s, double n_tokens);
+/* Of those, the expected number that get exactly one of the tokens: E n p (1 - p)^(n-1),
+ * p = k/E (k at n = 1). */
+double gk_plan_experts_single(const gk_plan_shape *s, double n_tokens);
 
 /* Work of one forward pass, as the engine counts it (gk_context_stats). */
 typedef struct gk_plan_cost {
@@ -590,15 +594,17 @@ typedef struct gk_plan_split {
     int tp, ep, pp, dp;
 } gk_plan_split;
 
-/* Jobs one gk_matmul call on a weight of this type hands to the thread pool: a pass
- * that converts the activations when its kernels read them converted, then one over
- * the rows (src/kernels/gemm.c). */
-int gk_plan_matmul_runs(uint32_t type);
+/* Jobs one gk_matmul call over T tokens on a weight of this type hands to the thread
+ * pool: a pass that converts the activations when its kernels read them converted
+ * (one token's are converted on the calling thread), then one over the rows
+ * (src/kernels/gemm.c). */
+int gk_plan_matmul_runs(uint32_t type, double T);
 /* Jobs the engine hands to its pool (gk_decode_stats.pool_runs) in one forward over
  * n_tok tokens of one sequence keeping n_logits logits, with `touched` experts per MoE
- * layer, n_threads threads and tp ranks (0 with one thread). */
+ * layer of which `single` got one token (gk_decode_stats.expert_single per layer),
+ * n_threads threads and tp ranks (0 with one thread). */
 double gk_plan_forward_pool_runs(const gk_plan_model *pm, double n_tok, double n_logits,
-                                 double touched, int n_threads, int tp);
+                                 double touched, double single, int n_threads, int tp);
 
 /* Bytes each device sends per token (inference forward), and how many messages. */
 typedef struct gk_plan_comm {

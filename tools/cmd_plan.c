@@ -1214,7 +1214,7 @@ static int cmd_calibrate(int argc, char **argv, const plan_opts *o) {
         hw.mm_flops512[t] = 2.0 * rows512 * cols * T / t5;
         if (!quiet && dist.rank == 0)
             printf("gk_matmul %-5s         batch 512: %7.2f GFLOP/s (%d pool jobs a call)\n",
-                   tt->name, hw.mm_flops512[t] / 1e9, gk_plan_matmul_runs((uint32_t)t));
+                   tt->name, hw.mm_flops512[t] / 1e9, gk_plan_matmul_runs((uint32_t)t, T));
         hw.bf16_flops = fmax(hw.bf16_flops, hw.mm_flops512[t]);
         /* prompt chunks and an expert's share of one: T = 8 .. 512 tokens on 1024-row
          * matrices of 512- and 4096-wide rows, a different one of the arena each call as

@@ -267,7 +267,8 @@ static void gemm_run(gk_pool *pool, const gk_gemm_kernels *k, const gemm_out *ou
     if (k->pack) {
         j.xq = qbuf;
         j.xs = k->xrow(n_in);
-        gk_pool_run(pool, gemm_pack, &j);
+        /* one token's row: packed here (a microsecond or so), not in a pass of the pool */
+        gk_pool_run(T > 1 ? pool : NULL, gemm_pack, &j);
     } else {
         j.xq = (uint8_t *)x;
         j.xs = (size_t)n_in * sizeof(float);
@@ -534,7 +535,7 @@ static void matmul_vec_dot(gk_pool *pool, float *y, const void *w, gk_dtype type
     } else {
         j.xq = qbuf;
         j.xq_row = gk_row_size(j.tt->vec_dot_type, n_in);
-        gk_pool_run(pool, matmul_convert, &j);
+        gk_pool_run(T > 1 ? pool : NULL, matmul_convert, &j); /* one token's: here */
     }
     gk_pool_run(pool, matmul_rows, &j);
 }

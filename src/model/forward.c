@@ -558,6 +558,7 @@ static bool moe(gk_context *c, const gk_layer *L, float *const *sums, int k, int
     const int64_t d = hp->n_embd, F = c->m->tp.n_ff_exp; /* this rank's share of the width */
     matmul_w(c, c->rl, &L->router, c->xn, T);
     route(c, T);
+    for (int e = 0; e < (int)hp->n_expert; e++) c->stats.expert_single += c->exp_n[e] == 1;
     for (int i = 0; i < k; i++) memset(sums[i], 0, (size_t)T * d * sizeof(float));
     const bool fused = T == 1 && mlp_decode(c, L, dense);
     if (fused && downs_decode(c, L, sums, k, dsums)) return true;

@@ -489,7 +489,8 @@ static bool calibrated(const gk_plan_hw *hw) {
     return false;
 }
 
-int gk_plan_matmul_runs(uint32_t type) {
+int gk_plan_matmul_runs(uint32_t type, double T) {
+    if (T <= 1) return 1;
     const gk_gemm_kernels *k = gk_gemm_kernels_of((gk_dtype)type);
     if (k) return k->pack ? 2 : 1;
     const gk_type_traits *tt = gk_type_traits_of(type);
@@ -715,7 +716,7 @@ static double mm_seconds(const gk_plan_hw *hw, uint32_t t, double rows, double c
 /* n gk_matmul calls over the pool (gk_matmul2 fuses two matrices of one type into a
  * call of 2 rows: the same dispatches as one). */
 static void walk_mm(fwd_walk *w, uint32_t t, double rows, double cols, double T, double n) {
-    if (w->nt > 1) w->runs += n * gk_plan_matmul_runs(t);
+    if (w->nt > 1) w->runs += n * gk_plan_matmul_runs(t, T);
     if (w->hw) w->mm_s += n * mm_seconds(w->hw, t, rows, cols, T, w->cold);
 }
 
@@ -739,11 +740,11 @@ static double fused_s(const gk_plan_hw *hw, double sum, double saved_jobs) {
  * product: the fixed cost a call pays beyond its dispatch stays per product). */
 static void walk_many(fwd_walk *w, uint32_t t, const double *rows, int np, double cols, double T,
                       double n) {
-    if (w->nt > 1) w->runs += n * gk_plan_matmul_runs(t);
+    if (w->nt > 1) w->runs += n * gk_plan_matmul_runs(t, T);
     if (!w->hw) return;
     double sum = 0;
     for (int i = 0; i < np; i++) sum += mm_seconds(w->hw, t, rows[i], cols, T, w->cold);
-    w->mm_s += n * fused_s(w->hw, sum, (np - 1) * gk_plan_matmul_runs(t));
+    w->mm_s += n * fused_s(w->hw, sum, (np - 1) * gk_plan_matmul_runs(t, T));
 }
 
 /* Seconds of one product of the summation tree's job (k chunks that the threads
@@ -774,7 +775,7 @@ static void walk_chunks(fwd_walk *w, uint32_t t, double rows, double cols, doubl
         if (w->hw) w->mm_s += n * tree_job_s(w->hw, t, rows, cols, T, k, w->cold);
         if (T > 1) ew_pass(&w->par, n * T * cols, 8, 0);
     } else {
-        if (w->nt > 1) w->runs += n * k * gk_plan_matmul_runs(t);
+        if (w->nt > 1) w->runs += n * k * gk_plan_matmul_runs(t, T);
         if (w->hw) w->mm_s += n * k * mm_seconds(w->hw, t, rows, cols / k, T, w->cold);
         if (T > 1) ew_pass(&w->ser, n * T * cols, 8, 0);
     }
@@ -880,10 +881,10 @@ static double kv_fused_layers(const gk_plan_model *pm, const gk_plan_op *o) {
 }
 
 /* One forward of n_tok tokens (of one sequence from position pos0) keeping n_logits
- * logits, touched experts per MoE layer, tp ranks (each with its slice; the walk is of
- * the whole model, its time divided by the caller). */
+ * logits, touched experts per MoE layer (single of them on one token), tp ranks (each
+ * with its slice; the walk is of the whole model, its time divided by the caller). */
 static void walk_forward(fwd_walk *w, const gk_plan_model *pm, double T, double n_logits,
-                         double touched, double kv_elt, int tp) {
+                         double touched, double single, double kv_elt, int tp) {
     const gk_plan_shape *s = &pm->s;
     const double d = s->n_embd, nq = (double)s->n_head * s->head_dim,
                  nkv = (double)s->n_head_kv * s->head_dim, E = s->n_expert, K = s->n_expert_used;
@@ -928,18 +929,23 @@ static void walk_forward(fwd_walk *w, const gk_plan_model *pm, double T, double 
         if (o->kind == GK_PLAN_OP_OUTPUT) {
             if (n_logits > 0) walk_mm(w, o->type, r, c, n_logits, 1);
         } else if (o->kind == GK_PLAN_OP_EXPERT) {
-            /* each touched expert runs on its share of the tokens (T k / touched) */
-            double Te = touched > 0 ? T * K / touched : 0;
-            if (summed) { /* the layers not in the one job above */
-                double Lr = L - downs_fused_layers(pm, T, k, w->nt, o->type);
-                if (Lr > 0) walk_chunks(w, o->type, r, c, Te, Lr * touched, k, true);
-            } else if (!strcmp(o->name, "ffn_up_exps") || mlp_fused)
-                ; /* fused with the gate (gk_matmul2), or all in one call (below) */
-            else {
-                const gk_plan_op *up = find_op(pm, "ffn_up_exps");
-                bool fused = pair_fused(pm, "ffn_gate_exps", "ffn_up_exps");
-                walk_mm(w, o->type, fused ? 2 * r : r, c, Te, L * touched);
-                if (!fused && up) walk_mm(w, up->type, r, c, Te, L * touched);
+            /* each touched expert runs on its share of the tokens: `single` of them on
+             * one, the others on the rest, (T k - single) / (touched - single) each */
+            const double ns = single < touched ? single : touched, nm = touched - ns;
+            for (int part = 0; part < 2; part++) {
+                const double ne = part ? nm : ns, Te = part ? (T * K - ns) / nm : 1;
+                if (!(ne > 0)) continue;
+                if (summed) { /* the layers not in the one job above */
+                    double Lr = L - downs_fused_layers(pm, T, k, w->nt, o->type);
+                    if (Lr > 0) walk_chunks(w, o->type, r, c, Te, Lr * ne, k, true);
+                } else if (!strcmp(o->name, "ffn_up_exps") || mlp_fused)
+                    ; /* fused with the gate (gk_matmul2), or all in one call (below) */
+                else {
+                    const gk_plan_op *up = find_op(pm, "ffn_up_exps");
+                    bool fused = pair_fused(pm, "ffn_gate_exps", "ffn_up_exps");
+                    walk_mm(w, o->type, fused ? 2 * r : r, c, Te, L * ne);
+                    if (!fused && up) walk_mm(w, up->type, r, c, Te, L * ne);
+                }
             }
         } else if (o->kind == GK_PLAN_OP_LAYER) {
             if (summed) {
@@ -1007,9 +1013,9 @@ static void walk_forward(fwd_walk *w, const gk_plan_model *pm, double T, double 
 }
 
 double gk_plan_forward_pool_runs(const gk_plan_model *pm, double n_tok, double n_logits,
-                                 double touched, int n_threads, int tp) {
+                                 double touched, double single, int n_threads, int tp) {
     fwd_walk w = {.nt = n_threads > 0 ? n_threads : 1};
-    walk_forward(&w, pm, n_tok, n_logits, touched, 4, tp > 0 ? tp : 1);
+    walk_forward(&w, pm, n_tok, n_logits, touched, single, 4, tp > 0 ? tp : 1);
     return w.runs;
 }
 
@@ -1145,14 +1151,15 @@ static double forward_time(const gk_plan_model *pm, const gk_plan_hw *hw, double
                            double n_logits, double kv_elt, double share, double eff_f, double eff_b,
                            bool measured, int tp, gk_plan_parts *parts) {
     gk_plan_cost c = gk_plan_forward(pm, n_tok, pos0, n_logits, -1.0, kv_elt);
-    double touched = gk_plan_experts_touched(&pm->s, n_tok);
+    double touched = gk_plan_experts_touched(&pm->s, n_tok),
+           single = gk_plan_experts_single(&pm->s, n_tok);
     if (measured) {
         int nt = hw->threads > 0 ? hw->threads : 1;
         /* the bytes a forward reads (weights and cache, this device's share), read again
          * by the next forward: the share of them that misses the caches */
         double cold = cold_share(hw, (c.weight_bytes + c.kv_bytes_read) / share);
         fwd_walk w = {.hw = hw, .nt = nt, .cold = cold};
-        walk_forward(&w, pm, n_tok, n_logits, touched, kv_elt, tp);
+        walk_forward(&w, pm, n_tok, n_logits, touched, single, kv_elt, tp);
         const gk_plan_shape *s = &pm->s;
         gk_plan_parts p = {
             .matmul = w.mm_s, .pool_runs = w.runs, .dispatch = w.runs_other * job_s(hw)};

@@ -487,6 +487,12 @@ double gk_plan_experts_touched(const gk_plan_shape *s, double n) {
     return t < k ? k : t;
 }
 
+double gk_plan_experts_single(const gk_plan_shape *s, double n) {
+    if (!s->n_expert) return 0.0;
+    double E = s->n_expert, k = s->n_expert_used, p = k / E;
+    return n <= 1 ? k : E * n * p * pow(1.0 - p, n - 1);
+}
+
 /* FLOPs of attention per key, per layer, per query token. */
 static double attn_flops_per_key(const gk_plan_shape *s) {
     if (s->attn == GK_PLAN_ATTN_MLA)

@@ -61,6 +61,10 @@ static void test_tiny_grok1(void) {
     /* expected touched experts: E (1 - (1 - k/E)^n) */
     CHECK_EQ(gk_plan_experts_touched(&s, 1), 2);
     CHECK_EQ(gk_plan_experts_touched(&s, 2), 4 * (1 - 0.25));
+    /* of them on one token: E n p (1 - p)^(n - 1), p = k/E */
+    CHECK_EQ(gk_plan_experts_single(&s, 1), 2);
+    CHECK_EQ(gk_plan_experts_single(&s, 2), 4 * 2 * 0.5 * 0.5);
+    CHECK_EQ(gk_plan_experts_single(&s, 3), 4 * 3 * 0.5 * 0.25);
     CHECK_EQ(gk_plan_kv_bytes_per_token(&s, 2), 2.0 * 2 * 8 * 2);
     /* tp 2: two ring all-reduces of 16 values per layer, each rank sends (2-1)/2 * 2 x 16 */
     gk_plan_split sp = {.tp = 2, .ep = 1, .pp = 1, .dp = 1};
@@ -474,14 +478,17 @@ static void test_engine_counters(void) {
                 CHECK(gk_decode(c, &tok, 1, &err) == 0);
             }
             st = gk_context_stats(c);
-            CHECK_EQ(st.pool_runs,
-                     3 * gk_plan_forward_pool_runs(&pm, 1, 1, hp->n_expert_used, nt, 1));
+            CHECK_EQ(st.expert_single, 3.0 * hp->n_expert_used * hp->n_layer);
+            CHECK_EQ(st.pool_runs, 3 * gk_plan_forward_pool_runs(&pm, 1, 1, hp->n_expert_used,
+                                                                 hp->n_expert_used, nt, 1));
             gk_context_truncate(c, 0);
             gk_context_stats_reset(c);
             CHECK(gk_decode(c, toks, 12, &err) == 0);
             st = gk_context_stats(c);
+            /* the experts that got one token of the 12 convert it on the calling thread */
             CHECK_EQ(st.pool_runs,
-                     gk_plan_forward_pool_runs(&pm, 12, 1, n_touched / hp->n_layer, nt, 1));
+                     gk_plan_forward_pool_runs(&pm, 12, 1, n_touched / hp->n_layer,
+                                               st.expert_single / hp->n_layer, nt, 1));
             gk_context_free(c);
         }
         gk_model_free(m);
@@ -855,8 +862,10 @@ static void test_tree_rate(void) {
         CHECK(gk_plan_infer_eval(&pm, &a, 1, 1, &o, &ra, &err) == 0);
         CHECK(gk_plan_infer_eval(&pm, &b, 1, 1, &o, &rb, &err) == 0);
         CHECK_EQ(ra.gen_parts.matmul - rb.gen_parts.matmul, nt == 2 ? 20480 / 2e9 : 0);
-        /* a prompt's chunks are calls at the T grid's rates */
-        CHECK_EQ(ra.prompt_parts.matmul, rb.prompt_parts.matmul);
+        /* a prompt's chunks are calls at the T grid's rates, but for the experts that get
+         * one of the 4 tokens (2 x 4 x 1/2 x 1/8 = 0.5 expected a layer): their down
+         * products (32 x 32) run as a generated token's, at the tree's rate with 2 threads */
+        CHECK_EQ(ra.prompt_parts.matmul - rb.prompt_parts.matmul, nt == 2 ? 0.5 * 4096 / 2e9 : 0);
         /* this model's forward reads far less than 4 MiB: every batch-1 read at the warm
          * rates (calls and tree); twice those rates, half the time (no dispatch cost,
          * so none that a fused call saves) */
