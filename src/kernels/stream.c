@@ -77,35 +77,64 @@ static size_t default_bytes(void) {
     return b;
 }
 
-int gk_read_bandwidth(gk_pool *pool, size_t bytes, int reps, gk_bandwidth *out, gk_err *err) {
-    if (!pool || !out) return gk_fail(err, "read bandwidth: no pool or no result to fill");
-    if (reps < 1) return gk_fail(err, "read bandwidth: %d passes (need at least 1)", reps);
+struct gk_bw_meter {
+    gk_pool *pool;
+    bw_job j;
+};
+
+gk_bw_meter *gk_bw_meter_new(gk_pool *pool, size_t bytes, gk_err *err) {
+    if (!pool) return gk_fail(err, "read bandwidth: no pool"), NULL;
     if (!bytes) bytes = default_bytes();
     if (bytes < 4096)
-        return gk_fail(err, "read bandwidth: buffer of %zu bytes is too small", bytes);
-    bw_job j = {.n = bytes / sizeof(float), .fill = 1};
-    if (!(j.buf = gk_malloc_aligned(j.n * sizeof(float), err))) {
+        return gk_fail(err, "read bandwidth: buffer of %zu bytes is too small", bytes), NULL;
+    gk_bw_meter *m = calloc(1, sizeof *m);
+    if (!m) return gk_fail(err, "read bandwidth: out of memory"), NULL;
+    m->pool = pool;
+    m->j = (bw_job){.n = bytes / sizeof(float), .fill = 1};
+    if (!(m->j.buf = gk_malloc_aligned(m->j.n * sizeof(float), err))) {
         gk_err_prefix(err, "read bandwidth: buffer of %zu MiB", bytes >> 20);
-        return -1;
+        free(m);
+        return NULL;
     }
-    gk_pool_run(pool, bw_part, &j);
-    j.fill = 0;
-    gk_pool_run(pool, bw_part, &j); /* untimed: faults and TLB warmed */
+    gk_pool_run(pool, bw_part, &m->j);
+    m->j.fill = 0;
+    gk_pool_run(pool, bw_part, &m->j); /* untimed: faults and TLB warmed */
+    return m;
+}
+
+int gk_bw_meter_run(gk_bw_meter *m, int reps, gk_bandwidth *out, gk_err *err) {
+    if (!m || !out) return gk_fail(err, "read bandwidth: no meter or no result to fill");
+    if (reps < 1) return gk_fail(err, "read bandwidth: %d passes (need at least 1)", reps);
     double best = 0, worst = 0;
     for (int r = 0; r < reps; r++) {
         double t0 = gk_time_s();
-        gk_pool_run(pool, bw_part, &j);
+        gk_pool_run(m->pool, bw_part, &m->j);
         double dt = gk_time_s() - t0;
-        double bw = dt > 0 ? (double)(j.n * sizeof(float)) / dt : 0;
+        double bw = dt > 0 ? (double)(m->j.n * sizeof(float)) / dt : 0;
         if (bw > best) best = bw;
         if (r == 0 || bw < worst) worst = bw;
     }
-    gk_free_aligned(j.buf);
     *out = (gk_bandwidth){.bytes_per_s = best,
                           .worst_bytes_per_s = worst,
-                          .bytes = j.n * sizeof(float),
+                          .bytes = m->j.n * sizeof(float),
                           .reps = reps,
-                          .threads = gk_pool_size(pool),
+                          .threads = gk_pool_size(m->pool),
                           .isa = gk_stream_isa()};
     return 0;
+}
+
+void gk_bw_meter_free(gk_bw_meter *m) {
+    if (!m) return;
+    gk_free_aligned(m->j.buf);
+    free(m);
+}
+
+int gk_read_bandwidth(gk_pool *pool, size_t bytes, int reps, gk_bandwidth *out, gk_err *err) {
+    if (!pool || !out) return gk_fail(err, "read bandwidth: no pool or no result to fill");
+    if (reps < 1) return gk_fail(err, "read bandwidth: %d passes (need at least 1)", reps);
+    gk_bw_meter *m = gk_bw_meter_new(pool, bytes, err);
+    if (!m) return -1;
+    int rc = gk_bw_meter_run(m, reps, out, err);
+    gk_bw_meter_free(m);
+    return rc;
 }

@@ -50,5 +50,11 @@ typedef struct gk_bandwidth {
     const char *isa;
 } gk_bandwidth;
 int gk_read_bandwidth(gk_pool *pool, size_t bytes, int reps, gk_bandwidth *out, gk_err *err);
+/* The same, measured again and again on one buffer (written once, by the threads that
+ * read it, when the meter is made): for a limit taken next to what it limits. */
+typedef struct gk_bw_meter gk_bw_meter;
+gk_bw_meter *gk_bw_meter_new(gk_pool *pool, size_t bytes, gk_err *err);
+int gk_bw_meter_run(gk_bw_meter *m, int reps, gk_bandwidth *out, gk_err *err);
+void gk_bw_meter_free(gk_bw_meter *m);
 
 #endif
