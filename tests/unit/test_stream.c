@@ -78,6 +78,23 @@ int main(void) {
         CHECK(gk_read_bandwidth(pool, 100, 1, &bw, &err) == -1);
         CHECK_ERR_HAS(err.msg, "too small");
         CHECK(gk_read_bandwidth(NULL, 4096, 1, &bw, &err) == -1);
+        /* a meter measures again and again on its one buffer */
+        gk_bw_meter *mt = gk_bw_meter_new(pool, (size_t)4 << 20, &err);
+        CHECK(mt != NULL);
+        for (int k = 0; mt && k < 3; k++) {
+            memset(&bw, 0, sizeof bw);
+            CHECK(gk_bw_meter_run(mt, k + 1, &bw, &err) == 0);
+            CHECK(bw.bytes_per_s > 0 && bw.worst_bytes_per_s <= bw.bytes_per_s);
+            CHECK(bw.bytes == (size_t)4 << 20 && bw.reps == k + 1 && bw.threads == 2);
+        }
+        CHECK(gk_bw_meter_run(mt, 0, &bw, &err) == -1);
+        CHECK_ERR_HAS(err.msg, "passes");
+        gk_bw_meter_free(mt);
+        gk_bw_meter_free(NULL);
+        CHECK(gk_bw_meter_new(pool, 100, &err) == NULL);
+        CHECK_ERR_HAS(err.msg, "too small");
+        CHECK(gk_bw_meter_new(NULL, 4096, &err) == NULL);
+        CHECK(gk_bw_meter_run(NULL, 1, &bw, &err) == -1);
         gk_pool_free(pool);
     }
     free(x);
