@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 static uint64_t wbytes(const gk_weight *w) {
@@ -168,6 +169,9 @@ int gk_cmd_bench(int argc, char **argv) {
         gk_decode_stats d1 = gk_context_stats(c);
         gk_bandwidth before, after;
         if (gk_bw_meter_run(meter, 3, &before, &err) < 0) goto fail;
+        /* the meter's idle worker spins for up to 2 ms before it sleeps: let it, so that
+         * the generation does not share the cores with it */
+        nanosleep(&(struct timespec){.tv_nsec = 3000000}, NULL);
         gk_dist_reset_stats(dist);
         gk_context_stats_reset(c);
         int32_t tok = toks[0];
