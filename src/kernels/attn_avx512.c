@@ -25,7 +25,10 @@
 #include <math.h>
 
 #define AI static inline __attribute__((always_inline))
-#define PF_KEYS 64 /* keys ahead that wsum fetches: a block on */
+/* Keys a block of the weighted sum: the block's value rows (16 KiB of f16 heads of
+ * 128) stay in L1 while every 64-output slice and group of 4 heads reads them, so
+ * that each row comes from memory once; the first slice fetches the next block's. */
+#define WSUM_KEYS 64
 
 AI __m512 load16(gk_dtype type, const uint8_t *r, int i, __mmask16 m) {
     if (type == GK_TYPE_F16)
@@ -162,10 +165,10 @@ AI void wsum64(const int NQ, float *out, const uint8_t *v, size_t row, gk_dtype 
                             : _mm512_setzero_ps();
     for (int64_t k = k0; k < k1; k++) {
         const uint8_t *r = v + (size_t)k * row;
-        /* the next block's rows, from the first slice of this one (see below) */
-        if (i0 == 0 && k + PF_KEYS < nk)
+        /* the next block's rows, from the first slice of this one (WSUM_KEYS) */
+        if (i0 == 0 && k + WSUM_KEYS < nk)
             for (size_t o = 0; o < (size_t)hd * esz; o += 64)
-                _mm_prefetch((const char *)r + PF_KEYS * row + o, _MM_HINT_T0);
+                _mm_prefetch((const char *)r + WSUM_KEYS * row + o, _MM_HINT_T0);
         __m512 x[4];
 #pragma GCC unroll 4
         for (int j = 0; j < 4; j++) x[j] = load16_full(type, r, i0 + 16 * j);
@@ -182,11 +185,6 @@ AI void wsum64(const int NQ, float *out, const uint8_t *v, size_t row, gk_dtype 
         for (int j = 0; j < 4; j++)
             _mm512_storeu_ps(out + (size_t)qi * hd + i0 + 16 * j, acc[qi][j]);
 }
-
-/* Keys a block: the block's value rows (16 KiB of f16 heads of 128) stay in L1
- * while every 64-output slice and group of 4 heads reads them, so that each row
- * comes from memory once. */
-#define WSUM_KEYS 64
 
 void gk_attn_wsum_avx512(float *out, const void *V, size_t row, gk_dtype type, const float *w,
                          size_t ws, int nq, int64_t nk, int hd) {

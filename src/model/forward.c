@@ -295,12 +295,8 @@ static void chunk_one(chunk_job *j, int ch, gk_pool *pool, int slot) {
               gk_weight_mm_type(w), w->nb_row, w->ne[1], x, cw, j->T,
               c->cq + (size_t)slot * c->cq_size);
     if (j->toks)
-        for (int i = 0; i < j->T; i++) {
-            float *o = j->sums[ch] + (size_t)j->toks[i] * d;
-            const float *yi = y + (size_t)i * d;
-            const float g = j->gates[i];
-            for (int64_t e = 0; e < d; e++) o[e] += g * yi[e];
-        }
+        for (int i = 0; i < j->T; i++)
+            add_gated(j->sums[ch] + (size_t)j->toks[i] * d, j->gates[i], y + (size_t)i * d, d);
 }
 
 static void chunk_part(void *arg, int ith, int nth) {

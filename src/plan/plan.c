@@ -596,11 +596,9 @@ static void ew_geglu(gk_plan_train_step *w, const gk_plan_shape *s, double n) {
     if (s->gelu_erf) w->par.exp += n;
 }
 
-/* RMSNorm over n elements (tforward.c rmsnorm_fwd: the sum of squares for the kept
- * rstd, then gk_rmsnorm, which sums again and writes), and its backward (a dot pass,
- * then dx (+)= ...). */
-/* a norm's forward (gk_rmsnorm: a pass summing squares, 4 bytes and 2 FLOPs a value; a
- * pass writing x r w, 12 bytes and 2 FLOPs) and its backward */
+/* RMSNorm over n elements: its forward (tforward.c rmsnorm_fwd, gk_rmsnorm: a pass
+ * summing squares, 4 bytes and 2 FLOPs a value; a pass writing x r w, 12 bytes and 2
+ * FLOPs) and its backward (a dot pass, then dx (+)= ...). */
 static void ew_norm(gk_plan_train_step *w, double n, bool acc) {
     ew_pass(&w->ser, n, 16, 4);
     ew_pass(&w->ser, n, acc ? 32 : 28, 10);

@@ -1,8 +1,9 @@
 /*
- * dtype_avx2.c - AVX2/FMA/F16C dot products. Compiled with -mavx2 -mfma -mf16c
- * and only called after dtype.c checked the CPU. Each kernel computes the same
- * sum as its scalar reference in dtype.c (in a different order, so results agree
- * to rounding, not bit for bit); test_dtype compares them.
+ * dtype_avx2.c - AVX2/FMA/F16C dot products and f16 row conversions. Compiled
+ * with -mavx2 -mfma -mf16c and only called after dtype.c checked the CPU. Each dot
+ * product computes the same sum as its scalar reference in dtype.c (in a different
+ * order, so results agree to rounding, not bit for bit); the conversions give the
+ * scalar functions' bits. test_dtype compares them.
  */
 #include "tensor/dtype.h"
 #include "base/base.h"
