@@ -136,8 +136,8 @@ int gk_cmd_bench(int argc, char **argv) {
         printf(" per rank, %d ranks (tensor parallel, wire %s)", n_ranks,
                gk_dist_wire_name((gk_dist_wire)wire));
     if (m->n_packed)
-        printf("; %d matrices (%.1f MiB) packed for the GEMM", m->n_packed,
-               m->packed_bytes / 1048576.0);
+        printf("; %d matrices (%.1f MiB) packed for the GEMM, %d of them in gate/up pairs",
+               m->n_packed, m->packed_bytes / 1048576.0, m->n_paired);
     int per_rank, chunks = gk_model_sum_chunks(m, &per_rank);
     printf("; sums over %d column chunks, %d here%s\n", chunks, per_rank,
            chunks % n_ranks ? " (the count does not divide them: equal to one process up to "

@@ -112,8 +112,8 @@ static void add_gated(float *s, float g, const float *y, int64_t n) {
 
 static void matmul_w(gk_context *c, float *y, const gk_weight *w, const float *x, int T) {
     double t0 = gk_time_s();
-    gk_matmul(c->pool, y, w->data, gk_weight_mm_type(w), w->nb_row, w->ne[1], x, w->ne[0], T,
-              c->qbuf);
+    gk_matmul(c->pool, y, w->data, gk_weight_mm_type(w), gk_weight_row_step(w), w->ne[1], x,
+              w->ne[0], T, c->qbuf);
     c->stats.matmul_s += gk_time_s() - t0;
     count_matmul(c, w, T);
 }
@@ -126,16 +126,18 @@ static void matmul_w(gk_context *c, float *y, const gk_weight *w, const float *x
  * Counted as the two matmuls they are. */
 static void matmul_pair(gk_context *c, float *y1, const gk_weight *w1, float *y2,
                         const gk_weight *w2, int e, const float *x, int T, bool geglu) {
-    size_t o1 = e < 0 ? 0 : (size_t)e * w1->nb_mat, o2 = e < 0 ? 0 : (size_t)e * w2->nb_mat;
+    size_t o1 = e < 0 ? 0 : (size_t)e * gk_weight_mat_step(w1),
+           o2 = e < 0 ? 0 : (size_t)e * gk_weight_mat_step(w2);
+    const size_t s1 = gk_weight_row_step(w1), s2 = gk_weight_row_step(w2);
     const gk_dtype t1 = gk_weight_mm_type(w1), t2 = gk_weight_mm_type(w2);
     const bool fused = geglu && t1 == t2 && gk_gemm_kernels_of(t1);
     double t0 = gk_time_s();
     if (fused)
-        gk_matmul2_geglu(c->pool, y1, w1->data + o1, t1, w1->nb_row, y2, w2->data + o2, t2,
-                         w2->nb_row, w1->ne[1], x, w1->ne[0], T, c->qbuf, c->m->cfg.gelu);
+        gk_matmul2_geglu(c->pool, y1, w1->data + o1, t1, s1, y2, w2->data + o2, t2, s2, w1->ne[1],
+                         x, w1->ne[0], T, c->qbuf, c->m->cfg.gelu);
     else
-        gk_matmul2(c->pool, y1, w1->data + o1, t1, w1->nb_row, y2, w2->data + o2, t2, w2->nb_row,
-                   w1->ne[1], x, w1->ne[0], T, c->qbuf);
+        gk_matmul2(c->pool, y1, w1->data + o1, t1, s1, y2, w2->data + o2, t2, s2, w1->ne[1], x,
+                   w1->ne[0], T, c->qbuf);
     c->stats.matmul_s += gk_time_s() - t0;
     if (geglu && !fused) {
         t0 = gk_time_s();
@@ -480,18 +482,23 @@ static bool mlp_decode(gk_context *c, const gk_layer *L, bool dense) {
     int n = 0;
     for (int e = 0, i = 0; e < (int)c->m->hp.n_expert; e++) {
         if (!c->exp_n[e]) continue;
-        const size_t off = (size_t)e * L->gate_exps.nb_mat, offu = (size_t)e * L->up_exps.nb_mat;
+        const size_t off = (size_t)e * gk_weight_mat_step(&L->gate_exps),
+                     offu = (size_t)e * gk_weight_mat_step(&L->up_exps);
         ws[n] = &L->gate_exps;
-        o[n++] = (gk_matmul_out){c->h1 + i * F, L->gate_exps.data + off, L->gate_exps.nb_row, F};
+        o[n++] = (gk_matmul_out){c->h1 + i * F, L->gate_exps.data + off,
+                                 gk_weight_row_step(&L->gate_exps), F};
         ws[n] = &L->up_exps;
-        o[n++] = (gk_matmul_out){c->h3 + i * F, L->up_exps.data + offu, L->up_exps.nb_row, F};
+        o[n++] = (gk_matmul_out){c->h3 + i * F, L->up_exps.data + offu,
+                                 gk_weight_row_step(&L->up_exps), F};
         i++;
     }
     if (dense) {
         ws[n] = &L->ffn_gate;
-        o[n++] = (gk_matmul_out){c->g, L->ffn_gate.data, L->ffn_gate.nb_row, L->ffn_gate.ne[1]};
+        o[n++] = (gk_matmul_out){c->g, L->ffn_gate.data, gk_weight_row_step(&L->ffn_gate),
+                                 L->ffn_gate.ne[1]};
         ws[n] = &L->ffn_up;
-        o[n++] = (gk_matmul_out){c->u, L->ffn_up.data, L->ffn_up.nb_row, L->ffn_up.ne[1]};
+        o[n++] =
+            (gk_matmul_out){c->u, L->ffn_up.data, gk_weight_row_step(&L->ffn_up), L->ffn_up.ne[1]};
     }
     return matmul_many(c, o, ws, n, c->xn, 1, true);
 }

@@ -21,11 +21,23 @@ typedef struct gk_weight {
     size_t nb_row; /* bytes per row */
     size_t nb_mat; /* bytes per matrix (ne[1] rows) */
     bool packed;   /* every matrix packed for the GEMM (kernels/gemm.h gk_gemm_pack) */
+    bool paired;   /* packed with its MLP partner (gate with up) in one allocation, strip
+                      by strip: gate strip s, up strip s, gate strip s + 1, ..., and
+                      matrix after matrix; so the strips and the matrices of each lie
+                      twice as far apart (gk_weight_row_step, gk_weight_mat_step) */
 } gk_weight;
 
 /* The type to hand gk_matmul for w: its own, flagged when packed. */
 static inline gk_dtype gk_weight_mm_type(const gk_weight *w) {
     return w->packed ? (gk_dtype)(w->type | GK_GEMM_PACKED) : w->type;
+}
+/* The row bytes to hand the GEMM for w (its strips lie 16 of them apart). */
+static inline size_t gk_weight_row_step(const gk_weight *w) {
+    return w->paired ? 2 * w->nb_row : w->nb_row;
+}
+/* Bytes from one of w's matrices (an expert's) to the next. */
+static inline size_t gk_weight_mat_step(const gk_weight *w) {
+    return w->paired ? 2 * w->nb_mat : w->nb_mat;
 }
 
 typedef struct gk_layer {
@@ -106,9 +118,10 @@ struct gk_model {
     int n_expert_views, n_expert_copies;
     uint64_t expert_copy_bytes;
     /* Matrices packed for the GEMM (gk_gemm_pack) by the first context, and their
-     * bytes; not for a model loaded to write or check per-rank files. */
+     * bytes; not for a model loaded to write or check per-rank files. n_paired of
+     * them packed with their gate/up partner (gk_weight.paired). */
     bool pack_wanted, pack_done;
-    int n_packed;
+    int n_packed, n_paired;
     uint64_t packed_bytes;
     void **owned;
     int n_owned;

@@ -83,6 +83,9 @@ for q in q8_0 q4_0 f16 bf16 f32; do
     "$GROK" bench -m "$W/$q.gguf" -p 16 -n 4 -r 1 >"$W/bench" 2>&1 || { echo "FAIL: bench $q"; fails=$((fails + 1)); }
     grep -q "avx512-vnni" "$W/bench" && ! grep -q "packed for the GEMM" "$W/bench" &&
         { echo "FAIL: AVX-512 VNNI but no $q matrix packed:"; cat "$W/bench"; fails=$((fails + 1)); }
+    # 3 layers of Grok-2: 8 experts' gate and up, and the dense MLP's, packed in pairs
+    grep -q "avx512-vnni" "$W/bench" && ! grep -q ", 54 of them in gate/up pairs" "$W/bench" &&
+        { echo "FAIL: $q gate/up not packed in pairs:"; cat "$W/bench"; fails=$((fails + 1)); }
 done
 
 [ $fails -eq 0 ] && echo "ok" || echo "$fails failure(s)"
