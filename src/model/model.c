@@ -467,15 +467,17 @@ static void pack_part(void *arg, int ith, int nth) {
         if (phi > plo) madvise((void *)plo, phi - plo, MADV_POPULATE_READ);
     }
 #endif
-    if (j->scratch) {
-        gk_gemm_pack(j->type, j->src + off, j->nb_row, (hi - lo) * GK_GEMM_STRIP, j->n_in,
-                     j->scratch + off);
-        memcpy(j->src + off, j->scratch + off, len);
-        return;
-    }
+    uint8_t *out = j->scratch ? j->scratch : j->dst;
+    const size_t step = j->scratch ? strip : j->dst_step;
     for (int64_t s = lo; s < hi; s++)
         gk_gemm_pack(j->type, j->src + (size_t)s * strip, j->nb_row, GK_GEMM_STRIP, j->n_in,
-                     j->dst + (size_t)s * j->dst_step);
+                     out + (size_t)s * step);
+    if (j->scratch) memcpy(j->src + off, j->scratch + off, len);
+}
+
+/* The matrices of w: an expert stack's ne[2], else 1. */
+static int64_t n_matrices(const gk_weight *w) {
+    return w->ne[2] > 1 ? w->ne[2] : 1;
 }
 
 /* Whether w can be packed for the GEMM: a matrix whose product runs in column
@@ -509,7 +511,7 @@ static uint8_t *pack_alloc(gk_model *m, size_t bytes, const gk_weight *w, gk_err
  * through scratch. */
 static void pack_matrices(gk_model *m, gk_weight *w, uint8_t *dst, size_t step, size_t mat_step,
                           gk_pool *pool, uint8_t *scratch, bool file_mapped) {
-    const int64_t n_mat = w->ne[2] > 1 ? w->ne[2] : 1;
+    const int64_t n_mat = n_matrices(w);
     for (int64_t e = 0; e < n_mat; e++) {
         pack_job j = {.type = w->type,
                       .src = (uint8_t *)w->data + (size_t)e * w->nb_mat,
@@ -540,11 +542,10 @@ static void pack_matrices(gk_model *m, gk_weight *w, uint8_t *dst, size_t step, 
 static int pack_weight(gk_model *m, gk_weight *w, int chunks, gk_pool *pool, uint8_t **scratch,
                        size_t *scratch_size, gk_err *err) {
     if (!pack_wanted(w, chunks)) return 0;
-    const int64_t n_mat = w->ne[2] > 1 ? w->ne[2] : 1;
     bool file_mapped = false;
     uint8_t *dst = NULL;
     if (gk_gguf_holds(m->gguf, w->data, &file_mapped)) {
-        if (!(dst = pack_alloc(m, w->nb_mat * (size_t)n_mat, w, err))) return -1;
+        if (!(dst = pack_alloc(m, w->nb_mat * (size_t)n_matrices(w), w, err))) return -1;
     } else if (*scratch_size < w->nb_mat) {
         gk_free_aligned(*scratch);
         *scratch_size = 0;
@@ -567,11 +568,10 @@ static int pack_weight(gk_model *m, gk_weight *w, int chunks, gk_pool *pool, uin
 static int pack_pair(gk_model *m, gk_weight *g, gk_weight *u, gk_pool *pool, gk_err *err) {
     bool gf = false, uf = false;
     if (!pack_wanted(g, 1) || !pack_wanted(u, 1) || g->type != u->type || g->ne[0] != u->ne[0] ||
-        g->ne[1] != u->ne[1] || g->ne[2] != u->ne[2] || g->nb_row != u->nb_row ||
-        g->nb_mat != u->nb_mat || !gk_gguf_holds(m->gguf, g->data, &gf) ||
-        !gk_gguf_holds(m->gguf, u->data, &uf))
+        g->ne[1] != u->ne[1] || g->ne[2] != u->ne[2] || g->nb_mat != u->nb_mat ||
+        !gk_gguf_holds(m->gguf, g->data, &gf) || !gk_gguf_holds(m->gguf, u->data, &uf))
         return 0;
-    const int64_t n_mat = g->ne[2] > 1 ? g->ne[2] : 1;
+    const int64_t n_mat = n_matrices(g);
     const size_t strip = (size_t)GK_GEMM_STRIP * g->nb_row;
     uint8_t *dst = pack_alloc(m, 2 * g->nb_mat * (size_t)n_mat, g, err);
     if (!dst) return -1;
