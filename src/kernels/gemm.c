@@ -88,7 +88,8 @@ const gk_gemm_kernels *gk_gemm_kernels_of(gk_dtype type) {
  * field moved to the front (its fp16 scale; -1: none), the bytes that follow a
  * unit of each row at a time (from `data`, `ndata` of them, a multiple of unit),
  * and the values a block holds. The quantized types' unit is 4 bytes (a vector of
- * 16 rows' dwords); the float types' a whole block of 16 values. */
+ * 16 rows' dwords); f32's a whole block of 16 values (f16's and bf16's layout,
+ * the rows as lanes, is gk_gemm_pack's own). */
 typedef struct {
     int bsz, lead, data, ndata, unit, values;
 } pack_shape;
@@ -124,7 +125,7 @@ bool gk_gemm_packable(gk_dtype type, int64_t n_out, int64_t n_in) {
     static int off = -1;
     if (off < 0) off = getenv("GK_NO_PACK") != NULL;
     pack_shape ps;
-    return !off && pack_shape_of(type, &ps) && n_out > 0 && n_out % GK_GEMM_STRIP == 0 &&
+    return !off && pack_shape_of(type, &ps) && n_out > 0 && n_out % gk_gemm_pack_rows(type) == 0 &&
            n_in > 0 && n_in % ps.values == 0 && gk_gemm_kernels_of(type | GK_GEMM_PACKED) != NULL;
 }
 
@@ -132,6 +133,19 @@ void gk_gemm_pack(gk_dtype type, const void *src, size_t nb_row, int64_t n_out, 
                   void *dst) {
     pack_shape ps;
     if (!pack_shape_of(type, &ps)) return; /* gk_gemm_packable said no */
+    if (gk_gemm_pack_rows(type) == GK_GEMM_LANES) { /* f16, bf16: value (r, k) at k * 64 + r */
+        for (int64_t s = 0; s < n_out / GK_GEMM_LANES; s++) {
+            const uint8_t *rows = (const uint8_t *)src + (size_t)s * GK_GEMM_LANES * nb_row;
+            uint16_t *o = (uint16_t *)((uint8_t *)dst + (size_t)s * GK_GEMM_LANES * nb_row);
+            for (int64_t k0 = 0; k0 < n_in; k0 += 64) /* 64 x 64 tiles, each in L1 */
+                for (int r = 0; r < GK_GEMM_LANES; r++) {
+                    const uint8_t *row = rows + (size_t)r * nb_row;
+                    for (int64_t k = k0; k < k0 + 64 && k < n_in; k++)
+                        memcpy(o + (size_t)k * GK_GEMM_LANES + r, row + 2 * k, 2);
+                }
+        }
+        return;
+    }
     const int64_t nb = n_in / ps.values;
     const uint32_t flip = type == GK_TYPE_Q8_0 ? 0x80808080u : 0;
     for (int64_t s = 0; s < n_out / GK_GEMM_STRIP; s++) {
@@ -165,8 +179,13 @@ void gk_gemm_pack(gk_dtype type, const void *src, size_t nb_row, int64_t n_out, 
 /* --------------------------------------------------------------- driver --- */
 
 /* Rows per work item: a strip of weights that one thread runs against a chunk
- * of tokens (for decode, 16 rows of every matrix per item). */
+ * of tokens (for decode, 16 rows of every matrix per item, or the kernels' block:
+ * 64 rows of packed f16 and bf16). gk_sgemm's items are strips of 16. */
 #define ROW_BLOCK GK_GEMM_STRIP
+
+static int64_t block_rows(const gk_gemm_kernels *k) {
+    return k->block ? k->block : ROW_BLOCK;
+}
 
 typedef struct {
     float *y;
@@ -203,7 +222,8 @@ static void gemm_pack(void *arg, int ith, int nth) {
 /* Strip rb of one output for tokens t0..t1 (rows r0..r1). */
 static void gemm_item(const gemm_job *j, const gemm_out *o, int64_t rb, int64_t t0, int64_t t1) {
     const gk_gemm_kernels *k = j->k;
-    int64_t r0 = rb * ROW_BLOCK, r1 = r0 + ROW_BLOCK < o->n_out ? r0 + ROW_BLOCK : o->n_out;
+    const int64_t rows = block_rows(k);
+    int64_t r0 = rb * rows, r1 = r0 + rows < o->n_out ? r0 + rows : o->n_out;
     if (j->T == 1 && k->one) {
         k->one(j->n_in, o->w + (size_t)r0 * o->nb_row, o->nb_row, (int)(r1 - r0), j->xq, o->y + r0);
         return;
@@ -249,7 +269,8 @@ static void gemm_part(void *arg, int ith, int nth) {
             if (step == 1) continue;
             const gemm_out *b = &j->out[i + 1];
             gemm_item(j, b, rb, t0, t1);
-            int64_t r0 = rb * ROW_BLOCK, r1 = r0 + ROW_BLOCK < a->n_out ? r0 + ROW_BLOCK : a->n_out;
+            const int64_t rows = block_rows(j->k);
+            int64_t r0 = rb * rows, r1 = r0 + rows < a->n_out ? r0 + rows : a->n_out;
             for (int64_t t = t0; t < t1; t++)
                 gk_geglu_rows(a->y + (size_t)t * a->n_out + r0, b->y + (size_t)t * b->n_out + r0,
                               r1 - r0, (gk_gelu)j->geglu);
@@ -262,7 +283,7 @@ static void gemm_run(gk_pool *pool, const gk_gemm_kernels *k, const gemm_out *ou
         .pool = pool, .k = k, .n_outs = n_outs, .n_in = n_in, .T = T, .x = x, .geglu = geglu};
     for (int i = 0; i < n_outs; i++) {
         j.out[i] = outs[i];
-        j.out[i].n_rb = (outs[i].n_out + ROW_BLOCK - 1) / ROW_BLOCK;
+        j.out[i].n_rb = (outs[i].n_out + block_rows(k) - 1) / block_rows(k);
     }
     if (k->pack) {
         j.xq = qbuf;
@@ -599,8 +620,9 @@ static void chunks_part(void *arg, int ith, int nth) {
             int64_t rb = item;
             while (rb >= j->t[i].n_rb) rb -= j->t[i].n_rb, i++;
             const chunks_task *t = &j->t[i];
-            int64_t r0 = rb * ROW_BLOCK, r1 = r0 + ROW_BLOCK < t->n_out ? r0 + ROW_BLOCK : t->n_out;
-            if (!j->k->pack && !j->packed) {
+            const int64_t rows = block_rows(j->k);
+            int64_t r0 = rb * rows, r1 = r0 + rows < t->n_out ? r0 + rows : t->n_out;
+            if (!j->k->pack && !j->packed && !j->k->lanes) {
                 for (int64_t r = r0; r < r1; r++)
                     for (int ch = 0; ch < j->nk; ch++)
                         j->k->one(t->cw, t->w + (size_t)r * t->nb_row + ch * t->coff, t->nb_row, 1,
@@ -633,7 +655,7 @@ bool gk_matmul_chunks_many(gk_pool *pool, const gk_chunks_out *outs, int n, gk_d
                            .nb_row = o->nb_row,
                            .coff = gk_gemm_col_offset(type, cw),
                            .n_out = o->n_out,
-                           .n_rb = (o->n_out + ROW_BLOCK - 1) / ROW_BLOCK,
+                           .n_rb = (o->n_out + block_rows(kk) - 1) / block_rows(kk),
                            .cw = cw};
         if (kk->pack) {
             t->xs = (kk->xrow(cw) + 63) & ~(size_t)63;

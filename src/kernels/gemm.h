@@ -44,13 +44,21 @@ typedef struct gk_gemm_kernels {
      * GK_GEMM_STRIP) against T tokens of packed activations, as the tiles do. */
     void (*strip)(int64_t n, const uint8_t *w, size_t nb_row, int R, const uint8_t *x, size_t xs,
                   int T, float *y, int64_t ldy);
-    /* Decode (when not NULL): one token against R <= GK_GEMM_STRIP rows, the
-     * same arithmetic per element as the tiles (or strip) give it in a batch. */
+    /* Decode (when not NULL): one token against R <= block rows, the same
+     * arithmetic per element as the tiles (or strip) give it in a batch. */
     void (*one)(int64_t n, const uint8_t *w, size_t nb_row, int R, const uint8_t *x, float *y);
+    /* Rows of a work item, a strip or one call (0: GK_GEMM_STRIP). */
+    int block;
+    /* The rows are the vector lanes (f16 and bf16 with AVX-512): a call takes a
+     * block of rows at once, also rows as they are (gk_matmul_chunks). */
+    bool lanes;
 } gk_gemm_kernels;
 
 /* Rows of a strip kernel's call (the work items' row blocks). */
 #define GK_GEMM_STRIP 16
+/* Rows of a packed block of f16 or bf16 weights (the rows as vector lanes). */
+#define GK_GEMM_LANES 64
+
 
 /* Kernels for a weight type on the fastest instruction set this CPU has, or NULL
  * when the type has none (then gk_matmul uses the type's vec_dot per row). With
@@ -66,24 +74,33 @@ const gk_gemm_kernels *gk_gemm_kernels_of(gk_dtype type);
  *     alone (Q8_0, Q4_0: its first; Q6_K: its last), then the rest of the block's
  *     bytes four at a time, the 16 rows' bytes 4k..4k+3 in one 64-byte vector (row
  *     r at 4 r), for k = 0, 1, ... (Q8_0's quant bytes plus 128);
- *   - F32, F16, BF16 (a block: 16 values): the 16 rows' blocks one after the other,
- *     so that decode runs a chain of fmas for each of the 16 rows at once.
- * A matrix keeps its size, and its strip s starts at s * 16 * nb_row; a column
- * chunk of every row (gk_matmul_chunks; forward.c's chunks at T > 1), which must
- * start on a block (gk_gemm_pack_values), starts 16 times further into the strip
- * than into a row. Calls on packed weights or GK_GEMM_PACKED into their type
+ *   - F32 (a block: 16 values): the 16 rows' blocks one after the other, so that
+ *     decode runs a chain of fmas for each of the 16 rows at once;
+ *   - F16, BF16: strips of GK_GEMM_LANES (64) rows, and in a strip the 64 rows'
+ *     value of input 0, then of input 1, ...: the rows are the vector lanes, one
+ *     input broadcast against 4 vectors of them (gemm_avx512.c).
+ * A matrix keeps its size, and its strip s starts at s * rows * nb_row (rows:
+ * gk_gemm_pack_rows); a column chunk of every row (gk_matmul_chunks; forward.c's
+ * chunks at T > 1), which must start on a block (gk_gemm_pack_values), starts
+ * `rows` times further into the strip than into a row. Calls on packed weights or GK_GEMM_PACKED into their type
  * (gk_matmul, gk_matmul2, gk_matmul_chunks); the products are the same bits as on
  * the rows they were packed from. */
 #define GK_GEMM_PACKED 0x1000
+/* Rows a packed strip of `type` holds (GK_GEMM_PACKED allowed). */
+static inline int gk_gemm_pack_rows(gk_dtype type) {
+    type &= ~GK_GEMM_PACKED;
+    return type == GK_TYPE_F16 || type == GK_TYPE_BF16 ? GK_GEMM_LANES : GK_GEMM_STRIP;
+}
 /* Bytes from a row's (or a packed strip's) start to its column `col` (a block
  * boundary) for weights of `type` (GK_GEMM_PACKED allowed): a column chunk's
  * offset. */
 static inline size_t gk_gemm_col_offset(gk_dtype type, int64_t col) {
-    return gk_row_size(type & ~GK_GEMM_PACKED, col) * (type & GK_GEMM_PACKED ? GK_GEMM_STRIP : 1);
+    return gk_row_size(type & ~GK_GEMM_PACKED, col) *
+           (type & GK_GEMM_PACKED ? (size_t)gk_gemm_pack_rows(type) : 1);
 }
 /* Whether gk_gemm_pack can pack an n_out x n_in matrix of type (the CPU's kernels
- * have a packed layout for it, n_out is a multiple of 16, and GK_NO_PACK is not
- * set). */
+ * have a packed layout for it, n_out is a multiple of gk_gemm_pack_rows, and
+ * GK_NO_PACK is not set). */
 bool gk_gemm_packable(gk_dtype type, int64_t n_out, int64_t n_in);
 /* The values of a packed block of type (GK_GEMM_PACKED allowed): packed columns
  * and column chunks are multiples of it; 0 for a type without the layout. */

@@ -42,17 +42,17 @@
 #define GEMM_NINST 6
 #include "kernels/gemm_simd.h"
 
-/* ---------------------------------------------- float weights, 16 lanes --- */
+/* ------------------------------------------------ f32 weights, 16 lanes --- */
 
-/* f32, f16 and bf16 weights against f32 activations, with 512-bit vectors (the
- * 8-lane tiles of gemm_impl.h run at half the FMA width). Per output element
+/* f32 weights against f32 activations, with 512-bit vectors (the 8-lane tiles of
+ * gemm_impl.h run at half the FMA width). Per output element
  * (row r, token t) the arithmetic is fixed:
  *   acc (16 lanes) = fma(w[k..k+16), x[k..k+16), acc) for k = 0, 16, ...; the
  *   last n % 16 inputs as one more step with the missing lanes zero in both w
  *   and x (0 * 0 adds nothing); y = hsum16(acc).
  * Every tile shape (R rows x N tokens, decode's N = 1 included) runs exactly
  * this, so a token's outputs do not depend on its batch. */
-enum { K_Z32 = K_F32, K_Z16 = K_F16, K_ZB16 = K_BF16 };
+enum { K_Z32 = K_F32 };
 
 /* The one horizontal sum: 256-bit halves added, then hsum8. */
 AI float hsum16(__m512 v) {
@@ -116,8 +116,6 @@ AI void ftile16p(const int kind, const int R, const int N, int64_t n, const uint
 }
 
 DEF_KIND(ftile16, Z32)
-DEF_KIND(ftile16, Z16)
-DEF_KIND(ftile16, ZB16)
 
 /* Decode: the rows one after the other, each from start to end, so that the
  * strip is read as one sequential stream (side by side, the rows are R
@@ -152,29 +150,17 @@ static void frow1_f32(int64_t n, const uint8_t *w, size_t nb_row, int R, const u
                       float *y) {
     frow1(K_F32, n, w, nb_row, R, x, y);
 }
-static void frow1_f16(int64_t n, const uint8_t *w, size_t nb_row, int R, const uint8_t *x,
-                      float *y) {
-    frow1(K_F16, n, w, nb_row, R, x, y);
-}
-static void frow1_bf16(int64_t n, const uint8_t *w, size_t nb_row, int R, const uint8_t *x,
-                       float *y) {
-    frow1(K_BF16, n, w, nb_row, R, x, y);
-}
 
-static const gk_gemm_kernels z_f32 = {4, 6, NULL, NULL, TABLE(Z32), NULL, frow1_f32};
-static const gk_gemm_kernels z_f16 = {4, 6, NULL, NULL, TABLE(Z16), NULL, frow1_f16};
-static const gk_gemm_kernels z_bf16 = {4, 6, NULL, NULL, TABLE(ZB16), NULL, frow1_bf16};
+static const gk_gemm_kernels z_f32 = {.rmax = 4, .nmax = 6, .tile = TABLE(Z32), .one = frow1_f32};
 
-/* Packed float weights (gk_gemm_pack): per strip of 16 rows, per 16 inputs, the
+/* Packed f32 weights (gk_gemm_pack): per strip of 16 rows, per 16 inputs, the
  * 16 rows' 16 values one row after the other (row r at r x 16 elements). The
  * arithmetic per output element is the rows' (ftile16's and frow1's, the same
  * fmas in the same order), read from there: decode as one sequential stream with
  * a chain of fmas per row, 16 chains at once, which frow1's single chain (its
  * latency) held to about half the bandwidth of a core. */
-enum { K_PZ32 = K_F32, K_PZ16 = K_F16, K_PZB16 = K_BF16 };
+enum { K_PZ32 = K_F32 };
 DEF_KIND(ftile16p, PZ32)
-DEF_KIND(ftile16p, PZ16)
-DEF_KIND(ftile16p, PZB16)
 
 /* One token against a packed strip (R = 16). No software prefetch: the hardware
  * prefetchers follow the one stream, and fetching FROW_AHEAD bytes ahead (as frow1
@@ -228,11 +214,157 @@ AI void fstrip_packed(const int kind, const gk_gemm_kernels *kk, int64_t n, cons
         fone_packed(K_##KIND, n, w, x, y);                                                         \
     }                                                                                              \
     static const gk_gemm_kernels z_##name##p = {                                                   \
-        4, 6, NULL, NULL, TABLE(P##KIND), fstrip_##name##p, fone_##name##p};
+        .rmax = 4, .nmax = 6, .tile = TABLE(P##KIND), .strip = fstrip_##name##p, .one = fone_##name##p};
 FPACKED(f32, Z32)
-FPACKED(f16, Z16)
-FPACKED(bf16, ZB16)
 #undef FPACKED
+
+/* ----------------------------------------- f16 and bf16 weights, as lanes --- */
+
+/* f16 and bf16 weights against f32 activations with the rows as the vector
+ * lanes: one input broadcast against 16 rows' values of it. Per output element
+ * (row r, token t) the arithmetic is fixed:
+ *   acc = 0; acc = fma(w[r][k], x[t][k], acc) for k = 0, 1, ..., n - 1; y = acc
+ * one chain of fmas in the inputs' order, no horizontal sum, whatever the batch,
+ * the tile, the layout (packed or rows) or the thread, so a token's outputs do
+ * not depend on its batch.
+ *
+ * Why lanes (16 lanes of one row, as f32's, read a 64-byte vector of activations
+ * per 16 rows' 512 bytes of f16: decode's activations, 4-16 KiB, fell out of L1
+ * between a strip's uses of them, and the kernels ran at 0.73-0.88 of a plain
+ * read of the same bytes where a 512-byte activation row ran at 0.92-0.95): a
+ * packed strip of 64 rows is 4 vectors per input, and one broadcast activation
+ * serves 128 bytes of f16, read as one stream (0.90-1.03 of the plain read, 2
+ * threads, rows of 1024-4096 inputs, medians of 100 alternations). */
+#define LV (GK_GEMM_LANES / 16) /* vectors per input of a packed strip */
+
+AI __m512 lane_cvt(const int kind, __m256i h) {
+    if (kind == K_F16) return _mm512_cvtph_ps(h);
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+}
+AI __m512 lane_load(const int kind, const uint8_t *p) {
+    return lane_cvt(kind, _mm256_loadu_si256((const __m256i *)p));
+}
+
+/* Packed (gk_gemm_pack): value (r, k) of a strip at element k * 64 + r. One token:
+ * LV chains over the strip's one stream. */
+AI void lane_one_packed(const int kind, int64_t n, const uint8_t *w, const float *x, float *y) {
+    __m512 acc[LV];
+#pragma GCC unroll 4
+    for (int i = 0; i < LV; i++) acc[i] = _mm512_setzero_ps();
+    for (int64_t k = 0; k < n; k++) {
+        const __m512 xb = _mm512_set1_ps(x[k]);
+        const uint8_t *p = w + (size_t)k * GK_GEMM_LANES * 2;
+#pragma GCC unroll 4
+        for (int i = 0; i < LV; i++) acc[i] = _mm512_fmadd_ps(lane_load(kind, p + 32 * i), xb, acc[i]);
+    }
+#pragma GCC unroll 4
+    for (int i = 0; i < LV; i++) _mm512_storeu_ps(y + 16 * i, acc[i]);
+}
+
+/* N <= 6 tokens (activation rows xs bytes apart) against a packed strip. */
+AI void lane_tile_packed(const int kind, const int N, int64_t n, const uint8_t *w,
+                         const uint8_t *xb, size_t xs, float *y, int64_t ldy) {
+    __m512 acc[LV][6];
+#pragma GCC unroll 4
+    for (int i = 0; i < LV; i++)
+#pragma GCC unroll 6
+        for (int t = 0; t < N; t++) acc[i][t] = _mm512_setzero_ps();
+    for (int64_t k = 0; k < n; k++) {
+        const uint8_t *p = w + (size_t)k * GK_GEMM_LANES * 2;
+        __m512 wv[LV];
+#pragma GCC unroll 4
+        for (int i = 0; i < LV; i++) wv[i] = lane_load(kind, p + 32 * i);
+#pragma GCC unroll 6
+        for (int t = 0; t < N; t++) {
+            const __m512 x = _mm512_set1_ps(((const float *)(xb + (size_t)t * xs))[k]);
+#pragma GCC unroll 4
+            for (int i = 0; i < LV; i++) acc[i][t] = _mm512_fmadd_ps(wv[i], x, acc[i][t]);
+        }
+    }
+#pragma GCC unroll 6
+    for (int t = 0; t < N; t++)
+#pragma GCC unroll 4
+        for (int i = 0; i < LV; i++) _mm512_storeu_ps(y + (size_t)t * ldy + 16 * i, acc[i][t]);
+}
+
+AI void lane_strip_packed(const int kind, int64_t n, const uint8_t *w, const uint8_t *x, size_t xs,
+                          int T, float *y, int64_t ldy) {
+    for (int t = 0; t < T; t += 6) {
+        const uint8_t *xt = x + (size_t)t * xs;
+        float *yt = y + (size_t)t * ldy;
+        switch (T - t < 6 ? T - t : 6) {
+        case 1: lane_one_packed(kind, n, w, (const float *)xt, yt); break;
+        case 2: lane_tile_packed(kind, 2, n, w, xt, xs, yt, ldy); break;
+        case 3: lane_tile_packed(kind, 3, n, w, xt, xs, yt, ldy); break;
+        case 4: lane_tile_packed(kind, 4, n, w, xt, xs, yt, ldy); break;
+        case 5: lane_tile_packed(kind, 5, n, w, xt, xs, yt, ldy); break;
+        default: lane_tile_packed(kind, 6, n, w, xt, xs, yt, ldy); break;
+        }
+    }
+}
+
+/* Rows as they are (R <= 16 rows, nb_row bytes apart): 16 inputs at a time turned
+ * into 16 vectors of the rows' values (row r in lane r, zero past R), then the
+ * packed layout's fmas. Slower than packed (the turning is scalar), for what
+ * cannot be packed: a row count not a multiple of 64, GK_NO_PACK. */
+AI void lane_turn(const int kind, int R, const uint8_t *w, size_t nb_row, int64_t k, int kc,
+                  uint16_t b[16][16], __m512 v[16]) {
+    for (int r = 0; r < R; r++)
+        for (int j = 0; j < kc; j++) memcpy(&b[j][r], w + (size_t)r * nb_row + 2 * (k + j), 2);
+    for (int j = 0; j < kc; j++) v[j] = lane_load(kind, (const uint8_t *)b[j]);
+}
+
+AI void lane_strip_rows(const int kind, int64_t n, const uint8_t *w, size_t nb_row, int R,
+                        const uint8_t *xb, size_t xs, int T, float *y, int64_t ldy) {
+    uint16_t b[16][16] __attribute__((aligned(64))) = {{0}};
+    const __mmask16 m = (__mmask16)((1u << R) - 1);
+    for (int64_t k = 0; k < n; k += 16) {
+        const int kc = n - k < 16 ? (int)(n - k) : 16;
+        __m512 v[16];
+        lane_turn(kind, R, w, nb_row, k, kc, b, v);
+        for (int t = 0; t < T; t++) {
+            const float *x = (const float *)(xb + (size_t)t * xs) + k;
+            float *yt = y + (size_t)t * ldy;
+            __m512 acc = k ? _mm512_maskz_loadu_ps(m, yt) : _mm512_setzero_ps();
+            for (int j = 0; j < kc; j++) acc = _mm512_fmadd_ps(v[j], _mm512_set1_ps(x[j]), acc);
+            _mm512_mask_storeu_ps(yt, m, acc);
+        }
+    }
+}
+
+#define LANES(name, KIND)                                                                          \
+    static void lstrip_##name##p(int64_t n, const uint8_t *w, size_t nb_row, int R,                \
+                                 const uint8_t *x, size_t xs, int T, float *y, int64_t ldy) {      \
+        (void)nb_row, (void)R; /* R = GK_GEMM_LANES: gk_gemm_packable */                           \
+        lane_strip_packed(KIND, n, w, x, xs, T, y, ldy);                                           \
+    }                                                                                              \
+    static void lone_##name##p(int64_t n, const uint8_t *w, size_t nb_row, int R,                  \
+                               const uint8_t *x, float *y) {                                       \
+        (void)nb_row, (void)R;                                                                     \
+        lane_one_packed(KIND, n, w, (const float *)x, y);                                          \
+    }                                                                                              \
+    static void lstrip_##name(int64_t n, const uint8_t *w, size_t nb_row, int R, const uint8_t *x, \
+                              size_t xs, int T, float *y, int64_t ldy) {                           \
+        lane_strip_rows(KIND, n, w, nb_row, R, x, xs, T, y, ldy);                                  \
+    }                                                                                              \
+    static void lone_##name(int64_t n, const uint8_t *w, size_t nb_row, int R, const uint8_t *x,   \
+                            float *y) {                                                            \
+        lane_strip_rows(KIND, n, w, nb_row, R, x, 0, 1, y, 0);                                     \
+    }                                                                                              \
+    static const gk_gemm_kernels z_##name##p = {.rmax = GK_GEMM_LANES,                             \
+                                                .nmax = 6,                                         \
+                                                .strip = lstrip_##name##p,                         \
+                                                .one = lone_##name##p,                             \
+                                                .block = GK_GEMM_LANES,                            \
+                                                .lanes = true};                                    \
+    static const gk_gemm_kernels z_##name = {.rmax = GK_GEMM_STRIP,                                \
+                                             .nmax = 6,                                            \
+                                             .strip = lstrip_##name,                               \
+                                             .one = lone_##name,                                   \
+                                             .lanes = true};
+LANES(f16, K_F16)
+LANES(bf16, K_BF16)
+#undef LANES
 
 /* ------------------------------------------------------- strip kernels --- */
 

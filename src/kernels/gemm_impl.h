@@ -209,11 +209,16 @@ static void frow8_bf16(int64_t n, const uint8_t *w, size_t nb_row, int R, const 
     frow8(K_BF16, n, w, nb_row, R, x, y);
 }
 
-static const gk_gemm_kernels k_f32 = {GEMM_FR, GEMM_FN, NULL, NULL, TABLE(F32), NULL, frow8_f32};
-static const gk_gemm_kernels k_f16 = {GEMM_FR, GEMM_FN, NULL, NULL, TABLE(F16), NULL, frow8_f16};
-static const gk_gemm_kernels k_bf16 = {GEMM_FR, GEMM_FN, NULL, NULL, TABLE(BF16), NULL, frow8_bf16};
-static const gk_gemm_kernels k_q8 = {GEMM_QR, GEMM_QN, xrow_q, pack_q, TABLE(Q8), NULL, NULL};
-static const gk_gemm_kernels k_q4 = {GEMM_QR, GEMM_QN, xrow_q, pack_q, TABLE(Q4), NULL, NULL};
+static const gk_gemm_kernels k_f32 = {
+    .rmax = GEMM_FR, .nmax = GEMM_FN, .tile = TABLE(F32), .one = frow8_f32};
+static const gk_gemm_kernels k_f16 = {
+    .rmax = GEMM_FR, .nmax = GEMM_FN, .tile = TABLE(F16), .one = frow8_f16};
+static const gk_gemm_kernels k_bf16 = {
+    .rmax = GEMM_FR, .nmax = GEMM_FN, .tile = TABLE(BF16), .one = frow8_bf16};
+static const gk_gemm_kernels k_q8 = {
+    .rmax = GEMM_QR, .nmax = GEMM_QN, .xrow = xrow_q, .pack = pack_q, .tile = TABLE(Q8)};
+static const gk_gemm_kernels k_q4 = {
+    .rmax = GEMM_QR, .nmax = GEMM_QN, .xrow = xrow_q, .pack = pack_q, .tile = TABLE(Q4)};
 
 const gk_gemm_kernels *GEMM_TABLE_FN(gk_dtype type) {
     switch (type) {

@@ -456,9 +456,10 @@ typedef struct {
 static void pack_part(void *arg, int ith, int nth) {
     const pack_job *j = arg;
     int64_t lo, hi;
-    gk_split(j->n_out / GK_GEMM_STRIP, ith, nth, &lo, &hi);
+    const int rows = gk_gemm_pack_rows(j->type);
+    gk_split(j->n_out / rows, ith, nth, &lo, &hi);
     if (hi <= lo) return;
-    const size_t strip = (size_t)GK_GEMM_STRIP * j->nb_row, off = (size_t)lo * strip,
+    const size_t strip = (size_t)rows * j->nb_row, off = (size_t)lo * strip,
                  len = (size_t)(hi - lo) * strip;
 #ifdef MADV_POPULATE_READ
     if (j->populate) {
@@ -470,7 +471,7 @@ static void pack_part(void *arg, int ith, int nth) {
     uint8_t *out = j->scratch ? j->scratch : j->dst;
     const size_t step = j->scratch ? strip : j->dst_step;
     for (int64_t s = lo; s < hi; s++)
-        gk_gemm_pack(j->type, j->src + (size_t)s * strip, j->nb_row, GK_GEMM_STRIP, j->n_in,
+        gk_gemm_pack(j->type, j->src + (size_t)s * strip, j->nb_row, rows, j->n_in,
                      out + (size_t)s * step);
     if (j->scratch) memcpy(j->src + off, j->scratch + off, len);
 }
@@ -552,7 +553,7 @@ static int pack_weight(gk_model *m, gk_weight *w, int chunks, gk_pool *pool, uin
         if (!(*scratch = gk_malloc_aligned(w->nb_mat, err))) return -1;
         *scratch_size = w->nb_mat;
     }
-    pack_matrices(m, w, dst, (size_t)GK_GEMM_STRIP * w->nb_row, w->nb_mat, pool, *scratch,
+    pack_matrices(m, w, dst, (size_t)gk_gemm_pack_rows(w->type) * w->nb_row, w->nb_mat, pool, *scratch,
                   file_mapped);
     return 0;
 }
@@ -572,7 +573,7 @@ static int pack_pair(gk_model *m, gk_weight *g, gk_weight *u, gk_pool *pool, gk_
         !gk_gguf_holds(m->gguf, g->data, &gf) || !gk_gguf_holds(m->gguf, u->data, &uf))
         return 0;
     const int64_t n_mat = n_matrices(g);
-    const size_t strip = (size_t)GK_GEMM_STRIP * g->nb_row;
+    const size_t strip = (size_t)gk_gemm_pack_rows(g->type) * g->nb_row;
     uint8_t *dst = pack_alloc(m, 2 * g->nb_mat * (size_t)n_mat, g, err);
     if (!dst) return -1;
     pack_matrices(m, g, dst, 2 * strip, 2 * g->nb_mat, pool, NULL, gf);

@@ -8,7 +8,9 @@
  *    activations quantized by the reference Q8_0 quantizer for q8_0/q4_0) within
  *    (n/8 + n/32 + 8) * 2^-23 * sum_i |w_i x_i|: the float rounding of two
  *    summations of at most that many additions, with exact int8 block sums
- *    (the 16-lane float tiles of AVX-512 add n/16 + 5 terms per element);
+ *    (the 16-lane f32 tiles of AVX-512 add n/16 + 5 terms per element; f16 and
+ *    bf16 with AVX-512, the rows as lanes, one chain of n: within (n/2 + 8) *
+ *    2^-23 * sum_i |w_i x_i|);
  *  - the int8 kernels' activation rows hold ggml's Q8_0 quantization exactly
  *    (dtype.c's reference quantizer), ties included;
  *  - gk_matmul2 gives what two gk_matmul calls give, gk_matmul2_geglu what
@@ -16,8 +18,8 @@
  *    gk_matmul_many what its products one by one give (outputs of different row
  *    counts, with and without GeGLU pairs); it refuses what it cannot run;
  *  - gk_matmul_chunks_many gives each product what gk_matmul_chunks gives it;
- *  - packed weights (gk_gemm_pack: Q8_0, Q4_0, Q4_K, Q5_K, Q6_K) give the bits of
- *    their rows;
+ *  - packed weights (gk_gemm_pack: Q8_0, Q4_0, Q4_K, Q5_K, Q6_K, F32, F16, BF16)
+ *    give the bits of their rows;
  *  - attention's weighted sum of value rows (gk_attn_wsum), scores (gk_attn_dots)
  *    and softmax (gk_attn_softmax) equal their scalar references bit for bit on
  *    every instruction set, f32 and f16 rows, head sizes with and without a tail,
@@ -121,7 +123,9 @@ static void reference(const setup *s, int r, int t, float *ref, double *bound) {
         amp = fmax(amp, 3.0 * fabs((double)s->wf[r * s->n + i]));
     for (int64_t i = 0; i < s->n; i++)
         sa += (fabs((double)s->wf[r * s->n + i]) + amp) * fabs((double)xd[i]);
-    *bound = (double)(s->n / 8 + s->n / 32 + 8) * ldexp(1.0, -23) * sa + 1e-30;
+    /* f16 and bf16 with AVX-512 sum one chain of n terms (the rows as lanes) */
+    const bool lanes = s->type == GK_TYPE_F16 || s->type == GK_TYPE_BF16;
+    *bound = (double)(lanes ? s->n / 2 + 8 : s->n / 8 + s->n / 32 + 8) * ldexp(1.0, -23) * sa + 1e-30;
     free(xd);
 }
 
@@ -520,7 +524,9 @@ static void check_chunks_many(gk_pool **pools, gk_dtype type, int64_t cw, int k)
  * bit, the same calls on the rows it was packed from, at T = 1 .. 67 with 1, 2
  * and 3 threads. Where this CPU has no packed layout: packable is false. */
 static void check_packed(gk_pool **pools, gk_dtype q8, int64_t n) {
-    enum { ROWS = 48 };
+    /* a strip's rows (16; f16's and bf16's 64, the rows as lanes), 3 strips */
+    const int SR = gk_gemm_pack_rows(q8), ROWS = 3 * SR;
+    const bool lanes = SR == GK_GEMM_LANES;
     const gk_dtype pq8 = (gk_dtype)(q8 | GK_GEMM_PACKED);
     const char *tn = gk_type_name(q8);
     /* gemm.h's layout: the block's bytes and values, the 2-byte field put in front
@@ -532,7 +538,7 @@ static void check_packed(gk_pool **pools, gk_dtype q8, int64_t n) {
     const int lead = q8 == GK_TYPE_Q6_K ? 208 : q8 == GK_TYPE_Q8_0 || q8 == GK_TYPE_Q4_0 ? 0 : -1;
     const int data = lead == 0 ? 2 : 0, ndata = bsz - (lead >= 0 ? 2 : 0), unit = flt ? bsz : 4;
     CHECK(!gk_gemm_packable(q8, 37, n) && !gk_gemm_packable(GK_TYPE_Q5_0, ROWS, n) &&
-          !gk_gemm_packable(q8, ROWS, n + values / 2));
+          !gk_gemm_packable(q8, ROWS, n + values / 2) && !(lanes && gk_gemm_packable(q8, 48, n)));
     CHECK(gk_gemm_pack_values(q8) == values);
     if (!gk_gemm_packable(q8, ROWS, n)) {
         printf("skip: packed %s needs the AVX-512 VNNI kernels (gemm %s)\n", tn, gk_gemm_isa());
@@ -548,11 +554,16 @@ static void check_packed(gk_pool **pools, gk_dtype q8, int64_t n) {
     for (int64_t i = 0; i < n * T_MAX; i++) x[i] = frand() * 3.0f;
     gk_gemm_pack(q8, w, nb_row, ROWS, n, pw);
     /* strip 1, its last block: the 16 leading fields, then byte data + unit k + i of row
-     * r at 16 unit k + unit r + i (Q8_0's plus 128) */
+     * r at 16 unit k + unit r + i (Q8_0's plus 128); f16's and bf16's value k of row r
+     * at element 64 k + r */
     const int64_t lastb = (int64_t)(nb_row / (size_t)bsz) - 1;
-    const uint8_t *o = pw + 16 * nb_row + (size_t)lastb * 16 * bsz;
+    const uint8_t *o = pw + SR * nb_row + (size_t)lastb * 16 * bsz;
     bool layout = true;
-    for (int r = 0; r < 16; r++) {
+    for (int r = 0; r < SR && lanes; r++)
+        for (int64_t k = 0; k < n; k++)
+            layout = layout && !memcmp(pw + SR * nb_row + 2 * (k * SR + r),
+                                       w + (SR + r) * nb_row + 2 * k, 2);
+    for (int r = 0; r < 16 && !lanes; r++) {
         const uint8_t *blk = w + (16 + r) * nb_row + (size_t)lastb * bsz;
         if (lead >= 0) layout = layout && !memcmp(o + 2 * r, blk + lead, 2);
         const uint8_t *q = o + (lead >= 0 ? 32 : 0);
@@ -575,22 +586,22 @@ static void check_packed(gk_pool **pools, gk_dtype q8, int64_t n) {
             CHECK_MSG(!memcmp(ya, yb, sz), "packed %s n %lld T %d, %d threads: not the rows'", tn,
                       (long long)n, T, p + 1);
             /* two matrices in one call: the packed one's two halves */
-            gk_matmul2(pools[p], ya, w, q8, nb_row, ya2, w + 16 * nb_row, q8, nb_row, 16, x, n, T,
+            gk_matmul2(pools[p], ya, w, q8, nb_row, ya2, w + SR * nb_row, q8, nb_row, SR, x, n, T,
                        qb);
-            gk_matmul2(pools[p], yb, pw, pq8, nb_row, yb2, pw + 16 * nb_row, pq8, nb_row, 16, x, n,
+            gk_matmul2(pools[p], yb, pw, pq8, nb_row, yb2, pw + SR * nb_row, pq8, nb_row, SR, x, n,
                        T, qb);
             CHECK_MSG(!memcmp(ya, yb, sz / 3) && !memcmp(ya2, yb2, sz / 3),
                       "packed %s n %lld T %d: gk_matmul2 not the rows'", tn, (long long)n, T);
             /* and with GeGLU, strip by strip */
             const gk_gelu kind = T % 2 ? GK_GELU_TANH : GK_GELU_ERF;
-            gk_geglu(pools[p], ya, ya2, 16 * (int64_t)T, kind);
-            gk_matmul2_geglu(pools[p], yb, pw, pq8, nb_row, yb2, pw + 16 * nb_row, pq8, nb_row, 16,
+            gk_geglu(pools[p], ya, ya2, SR * (int64_t)T, kind);
+            gk_matmul2_geglu(pools[p], yb, pw, pq8, nb_row, yb2, pw + SR * nb_row, pq8, nb_row, SR,
                              x, n, T, qb, kind);
             CHECK_MSG(!memcmp(ya, yb, sz / 3) && !memcmp(ya2, yb2, sz / 3),
                       "packed %s n %lld T %d: gk_matmul2_geglu not gk_matmul2's GeGLU", tn,
                       (long long)n, T);
         }
-    /* decode's column chunks: chunk ch starts 16 x its row offset into a strip */
+    /* decode's column chunks: chunk ch starts SR x its row offset into a strip */
     for (int k = 2; k <= 4; k += 2) {
         if (n % (values * k)) continue;
         const size_t qsize = (size_t)k * gk_matmul_qbuf_size(n / k, 1) + 64 * (size_t)k;
@@ -609,7 +620,7 @@ static void check_packed(gk_pool **pools, gk_dtype q8, int64_t n) {
             for (int t = 0; t < 3; t++)
                 memcpy(xc + t * cw, x + t * n + cw, sizeof(float) * (size_t)cw);
             gk_matmul(pools[p], ya2, w + gk_row_size(q8, cw), q8, nb_row, ROWS, xc, cw, 3, qb);
-            gk_matmul(pools[p], yb2, pw + 16 * gk_row_size(q8, cw), pq8, nb_row, ROWS, xc, cw, 3,
+            gk_matmul(pools[p], yb2, pw + gk_gemm_col_offset(pq8, cw), pq8, nb_row, ROWS, xc, cw, 3,
                       qb);
             CHECK_MSG(!memcmp(ya2, yb2, sizeof(float) * ROWS * 3),
                       "packed %s n %lld: chunk 1 of %d in a batch not the rows'", tn, (long long)n,
