@@ -303,30 +303,83 @@ AI void lane_strip_packed(const int kind, int64_t n, const uint8_t *w, const uin
     }
 }
 
-/* Rows as they are (R <= 16 rows, nb_row bytes apart): 16 inputs at a time turned
- * into 16 vectors of the rows' values (row r in lane r, zero past R), then the
- * packed layout's fmas. Slower than packed (the turning is scalar), for what
- * cannot be packed: a row count not a multiple of 64, GK_NO_PACK. */
+/* Rows as they are (R <= 16 rows, nb_row bytes apart), for what cannot be packed
+ * (a row count not a multiple of 64, GK_NO_PACK, a tied output): 16 inputs of
+ * the 16 rows at a time, converted and turned (16 x 16 in registers) into 16
+ * vectors of the rows' values of one input (row r in lane r, zero past R), then
+ * the packed layout's fmas. */
 AI void lane_turn(const int kind, int R, const uint8_t *w, size_t nb_row, int64_t k, int kc,
-                  uint16_t b[16][16], __m512 v[16]) {
-    for (int r = 0; r < R; r++)
-        for (int j = 0; j < kc; j++) memcpy(&b[j][r], w + (size_t)r * nb_row + 2 * (k + j), 2);
-    for (int j = 0; j < kc; j++) v[j] = lane_load(kind, (const uint8_t *)b[j]);
+                  __m512 v[16]) {
+    const __mmask16 km = (__mmask16)((1u << kc) - 1);
+    __m512 t[16], u[16];
+#pragma GCC unroll 16
+    for (int r = 0; r < 16; r++)
+        v[r] = r < R ? lane_cvt(kind, _mm256_maskz_loadu_epi16(
+                                          km, (const uint16_t *)(w + (size_t)r * nb_row) + k))
+                     : _mm512_setzero_ps();
+    /* pairs of rows: per 128-bit lane L, (r0, r1) of inputs 4L, 4L + 1 and 4L + 2, 4L + 3 */
+#pragma GCC unroll 8
+    for (int i = 0; i < 16; i += 2) {
+        t[i] = _mm512_unpacklo_ps(v[i], v[i + 1]);
+        t[i + 1] = _mm512_unpackhi_ps(v[i], v[i + 1]);
+    }
+    /* fours of rows: u[4 g + c] holds rows 4g..4g+3 of input 4L + c in lane L */
+#pragma GCC unroll 4
+    for (int g = 0; g < 16; g += 4) {
+        u[g] = _mm512_shuffle_ps(t[g], t[g + 2], _MM_SHUFFLE(1, 0, 1, 0));
+        u[g + 1] = _mm512_shuffle_ps(t[g], t[g + 2], _MM_SHUFFLE(3, 2, 3, 2));
+        u[g + 2] = _mm512_shuffle_ps(t[g + 1], t[g + 3], _MM_SHUFFLE(1, 0, 1, 0));
+        u[g + 3] = _mm512_shuffle_ps(t[g + 1], t[g + 3], _MM_SHUFFLE(3, 2, 3, 2));
+    }
+    /* the 4 x 4 lanes of u[c], u[4 + c], u[8 + c], u[12 + c]: input 4L + c's 16 rows */
+#pragma GCC unroll 4
+    for (int c = 0; c < 4; c++) {
+        const __m512 a = _mm512_shuffle_f32x4(u[c], u[4 + c], 0x88),
+                     b = _mm512_shuffle_f32x4(u[c], u[4 + c], 0xdd),
+                     e = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], 0x88),
+                     d = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], 0xdd);
+        v[c] = _mm512_shuffle_f32x4(a, e, 0x88);
+        v[4 + c] = _mm512_shuffle_f32x4(b, d, 0x88);
+        v[8 + c] = _mm512_shuffle_f32x4(a, e, 0xdd);
+        v[12 + c] = _mm512_shuffle_f32x4(b, d, 0xdd);
+    }
 }
 
 AI void lane_strip_rows(const int kind, int64_t n, const uint8_t *w, size_t nb_row, int R,
                         const uint8_t *xb, size_t xs, int T, float *y, int64_t ldy) {
-    uint16_t b[16][16] __attribute__((aligned(64))) = {{0}};
     const __mmask16 m = (__mmask16)((1u << R) - 1);
-    for (int64_t k = 0; k < n; k += 16) {
+    if (T == 1) { /* decode: the chain in a register */
+        const float *x = (const float *)xb;
+        __m512 acc = _mm512_setzero_ps();
+        int64_t k = 0;
+        for (; k + 16 <= n; k += 16) {
+            __m512 v[16];
+            lane_turn(kind, R, w, nb_row, k, 16, v);
+#pragma GCC unroll 16
+            for (int j = 0; j < 16; j++) acc = _mm512_fmadd_ps(v[j], _mm512_set1_ps(x[k + j]), acc);
+        }
+        if (k < n) {
+            __m512 v[16];
+            lane_turn(kind, R, w, nb_row, k, (int)(n - k), v);
+            for (int j = 0; j < n - k; j++) acc = _mm512_fmadd_ps(v[j], _mm512_set1_ps(x[k + j]), acc);
+        }
+        _mm512_mask_storeu_ps(y, m, acc);
+        return;
+    }
+    for (int64_t k = 0; k < n; k += 16) { /* the chains through y between blocks of inputs */
         const int kc = n - k < 16 ? (int)(n - k) : 16;
         __m512 v[16];
-        lane_turn(kind, R, w, nb_row, k, kc, b, v);
+        lane_turn(kind, R, w, nb_row, k, kc, v);
         for (int t = 0; t < T; t++) {
             const float *x = (const float *)(xb + (size_t)t * xs) + k;
             float *yt = y + (size_t)t * ldy;
             __m512 acc = k ? _mm512_maskz_loadu_ps(m, yt) : _mm512_setzero_ps();
-            for (int j = 0; j < kc; j++) acc = _mm512_fmadd_ps(v[j], _mm512_set1_ps(x[j]), acc);
+            if (kc == 16) {
+#pragma GCC unroll 16
+                for (int j = 0; j < 16; j++) acc = _mm512_fmadd_ps(v[j], _mm512_set1_ps(x[j]), acc);
+            } else {
+                for (int j = 0; j < kc; j++) acc = _mm512_fmadd_ps(v[j], _mm512_set1_ps(x[j]), acc);
+            }
             _mm512_mask_storeu_ps(yt, m, acc);
         }
     }
