@@ -7,16 +7,17 @@
  * the k-quants, which have GEMM kernels only with AVX-512: gemm_avx512.c).
  *
  * Work is cut into tiles of R weight rows x N tokens held in registers (or, with
- * AVX-512, strips of 16 rows unpacked with the rows as vector lanes), and
- * those into cache blocks (a strip of rows against a chunk of tokens), split
- * over the thread pool.
+ * AVX-512, strips of 16 rows unpacked with the rows as vector lanes, and f16 and
+ * bf16 rows as the lanes of their vectors: strips of 64), and those into cache
+ * blocks (a strip of rows against a chunk of tokens), split over the thread pool.
  *
- * Batch invariance: every output element has its own vector accumulator, fed
- * the same products in the same order and reduced by the same horizontal sum
- * whatever the tile shape (R, N) that computed it. So a token's outputs are
- * bit-identical whatever batch it sits in, at any position, with any thread
- * count; decode (T = 1) runs the same arithmetic through 1-token tiles. Results
- * differ from the scalar reference dots (dtype.c) only by summation order.
+ * Batch invariance: every output element has its own vector accumulator (or
+ * lane: f16 and bf16 with AVX-512, one chain of fmas per element), fed the same
+ * products in the same order and reduced by the same horizontal sum whatever
+ * the tile shape (R, N) that computed it. So a token's outputs are bit-identical
+ * whatever batch it sits in, at any position, with any thread count; decode
+ * (T = 1) runs the same arithmetic through 1-token tiles. Results differ from
+ * the scalar reference dots (dtype.c) only by summation order.
  */
 #ifndef GK_GEMM_H
 #define GK_GEMM_H

@@ -2,9 +2,11 @@
  * gemm_avx512.c - the GEMM kernels with AVX-512 (F, BW, VL) and VNNI. Called
  * only after gemm.c checked the CPU.
  *
- * Float weights (f32, f16, bf16): register tiles of 4 rows x 6 tokens as in
- * gemm_impl.h, but with 16-lane vectors (twice the FMA width of the 8-lane
- * tiles, which reached only half the machine's peak on a prompt).
+ * F32 weights: register tiles of 4 rows x 6 tokens as in gemm_impl.h, but with
+ * 16-lane vectors (twice the FMA width of the 8-lane tiles, which reached only
+ * half the machine's peak on a prompt). F16 and BF16 weights: the rows as the
+ * lanes, each input broadcast against 16 rows' values of it (strips of 64 rows
+ * packed input by input; rows as they are turned 16 x 16 in registers).
  *
  * Q8_0, Q4_0, Q4_K, Q5_K and Q6_K weights: strip kernels (gemm.h's strip),
  * used for every batch size, decode included. A strip of 16 weight rows is unpacked,
@@ -345,6 +347,26 @@ AI void lane_turn(const int kind, int R, const uint8_t *w, size_t nb_row, int64_
     }
 }
 
+/* N <= 8 tokens against kc turned inputs (buf[k]: the rows' values of input k),
+ * each token's chain from y (more) or from zero. */
+#define LKC 256
+AI void lane_tile_rows(const int N, int kc, const float (*buf)[16], const uint8_t *xb, size_t xs,
+                       bool more, __mmask16 m, float *y, int64_t ldy) {
+    __m512 acc[8];
+#pragma GCC unroll 8
+    for (int t = 0; t < N; t++)
+        acc[t] = more ? _mm512_maskz_loadu_ps(m, y + (size_t)t * ldy) : _mm512_setzero_ps();
+    for (int k = 0; k < kc; k++) {
+        const __m512 wv = _mm512_load_ps(buf[k]);
+#pragma GCC unroll 8
+        for (int t = 0; t < N; t++)
+            acc[t] = _mm512_fmadd_ps(
+                wv, _mm512_set1_ps(((const float *)(xb + (size_t)t * xs))[k]), acc[t]);
+    }
+#pragma GCC unroll 8
+    for (int t = 0; t < N; t++) _mm512_mask_storeu_ps(y + (size_t)t * ldy, m, acc[t]);
+}
+
 AI void lane_strip_rows(const int kind, int64_t n, const uint8_t *w, size_t nb_row, int R,
                         const uint8_t *xb, size_t xs, int T, float *y, int64_t ldy) {
     const __mmask16 m = (__mmask16)((1u << R) - 1);
@@ -366,21 +388,30 @@ AI void lane_strip_rows(const int kind, int64_t n, const uint8_t *w, size_t nb_r
         _mm512_mask_storeu_ps(y, m, acc);
         return;
     }
-    for (int64_t k = 0; k < n; k += 16) { /* the chains through y between blocks of inputs */
-        const int kc = n - k < 16 ? (int)(n - k) : 16;
-        __m512 v[16];
-        lane_turn(kind, R, w, nb_row, k, kc, v);
-        for (int t = 0; t < T; t++) {
-            const float *x = (const float *)(xb + (size_t)t * xs) + k;
+    /* a batch: LKC inputs of the rows turned into L1, then tiles of up to 8 tokens
+     * against them, the chains through y between chunks */
+    float buf[LKC][16] __attribute__((aligned(64)));
+    for (int64_t k0 = 0; k0 < n; k0 += LKC) {
+        const int kc = n - k0 < LKC ? (int)(n - k0) : LKC;
+        for (int k = 0; k < kc; k += 16) {
+            __m512 v[16];
+            const int c = kc - k < 16 ? kc - k : 16;
+            lane_turn(kind, R, w, nb_row, k0 + k, c, v);
+            for (int j = 0; j < c; j++) _mm512_store_ps(buf[k + j], v[j]);
+        }
+        for (int t = 0; t < T; t += 8) {
+            const uint8_t *xt = xb + (size_t)t * xs + (size_t)k0 * sizeof(float);
             float *yt = y + (size_t)t * ldy;
-            __m512 acc = k ? _mm512_maskz_loadu_ps(m, yt) : _mm512_setzero_ps();
-            if (kc == 16) {
-#pragma GCC unroll 16
-                for (int j = 0; j < 16; j++) acc = _mm512_fmadd_ps(v[j], _mm512_set1_ps(x[j]), acc);
-            } else {
-                for (int j = 0; j < kc; j++) acc = _mm512_fmadd_ps(v[j], _mm512_set1_ps(x[j]), acc);
+            switch (T - t < 8 ? T - t : 8) {
+            case 1: lane_tile_rows(1, kc, buf, xt, xs, k0 > 0, m, yt, ldy); break;
+            case 2: lane_tile_rows(2, kc, buf, xt, xs, k0 > 0, m, yt, ldy); break;
+            case 3: lane_tile_rows(3, kc, buf, xt, xs, k0 > 0, m, yt, ldy); break;
+            case 4: lane_tile_rows(4, kc, buf, xt, xs, k0 > 0, m, yt, ldy); break;
+            case 5: lane_tile_rows(5, kc, buf, xt, xs, k0 > 0, m, yt, ldy); break;
+            case 6: lane_tile_rows(6, kc, buf, xt, xs, k0 > 0, m, yt, ldy); break;
+            case 7: lane_tile_rows(7, kc, buf, xt, xs, k0 > 0, m, yt, ldy); break;
+            default: lane_tile_rows(8, kc, buf, xt, xs, k0 > 0, m, yt, ldy); break;
             }
-            _mm512_mask_storeu_ps(yt, m, acc);
         }
     }
 }
