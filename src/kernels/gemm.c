@@ -132,7 +132,7 @@ bool gk_gemm_packable(gk_dtype type, int64_t n_out, int64_t n_in) {
 void gk_gemm_pack(gk_dtype type, const void *src, size_t nb_row, int64_t n_out, int64_t n_in,
                   void *dst) {
     pack_shape ps;
-    if (!pack_shape_of(type, &ps)) return; /* gk_gemm_packable said no */
+    if (!pack_shape_of(type, &ps)) return;          /* gk_gemm_packable said no */
     if (gk_gemm_pack_rows(type) == GK_GEMM_LANES) { /* f16, bf16: value (r, k) at k * 64 + r */
         for (int64_t s = 0; s < n_out / GK_GEMM_LANES; s++) {
             const uint8_t *rows = (const uint8_t *)src + (size_t)s * GK_GEMM_LANES * nb_row;

@@ -60,7 +60,6 @@ typedef struct gk_gemm_kernels {
 /* Rows of a packed block of f16 or bf16 weights (the rows as vector lanes). */
 #define GK_GEMM_LANES 64
 
-
 /* Kernels for a weight type on the fastest instruction set this CPU has, or NULL
  * when the type has none (then gk_matmul uses the type's vec_dot per row). With
  * GK_GEMM_PACKED or'ed into the type: the kernels of its packed layout. */
@@ -83,9 +82,9 @@ const gk_gemm_kernels *gk_gemm_kernels_of(gk_dtype type);
  * A matrix keeps its size, and its strip s starts at s * rows * nb_row (rows:
  * gk_gemm_pack_rows); a column chunk of every row (gk_matmul_chunks; forward.c's
  * chunks at T > 1), which must start on a block (gk_gemm_pack_values), starts
- * `rows` times further into the strip than into a row. Calls on packed weights or GK_GEMM_PACKED into their type
- * (gk_matmul, gk_matmul2, gk_matmul_chunks); the products are the same bits as on
- * the rows they were packed from. */
+ * `rows` times further into the strip than into a row. Calls on packed weights
+ * or GK_GEMM_PACKED into their type (gk_matmul, gk_matmul2, gk_matmul_chunks);
+ * the products are the same bits as on the rows they were packed from. */
 #define GK_GEMM_PACKED 0x1000
 /* Rows a packed strip of `type` holds (GK_GEMM_PACKED allowed). */
 static inline int gk_gemm_pack_rows(gk_dtype type) {

@@ -64,10 +64,8 @@ AI float hsum16(__m512 v) {
 
 /* 16 weights from k (m: the lanes to load, the others zero). */
 AI __m512 load_w16(const int kind, const uint8_t *w, int64_t k, __mmask16 m) {
-    if (kind == K_F32) return _mm512_maskz_loadu_ps(m, (const float *)w + k);
-    __m256i h = _mm256_maskz_loadu_epi16(m, (const uint16_t *)w + k);
-    if (kind == K_F16) return _mm512_cvtph_ps(h);
-    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+    (void)kind; /* f32, the one kind on 16 lanes (f16 and bf16: the lanes below) */
+    return _mm512_maskz_loadu_ps(m, (const float *)w + k);
 }
 
 /* P: packed weights (gk_gemm_pack), where input k of a strip's row r lies at
@@ -89,7 +87,7 @@ AI void ftile16_step(const int kind, const int P, const int R, const int N, cons
 AI void ftile16_any(const int kind, const int P, const int R, const int N, int64_t n,
                     const uint8_t *w, size_t nb_row, const uint8_t *xb, size_t xs, float *y,
                     int64_t ldy) {
-    const int esz = kind == K_F32 ? 4 : 2;
+    const int esz = 4;
     __m512 acc[GK_GEMM_RMAX][GK_GEMM_NMAX];
 #pragma GCC unroll 8
     for (int r = 0; r < R; r++)
@@ -130,14 +128,12 @@ DEF_KIND(ftile16, Z32)
 AI void frow1(const int kind, int64_t n, const uint8_t *w, size_t nb_row, int R, const uint8_t *xb,
               float *y) {
     const float *x = (const float *)xb;
-    const int esz = kind == K_F32 ? 4 : 2;
     for (int r = 0; r < R; r++) {
         const uint8_t *row = w + (size_t)r * nb_row;
         __m512 acc = _mm512_setzero_ps();
         int64_t k = 0;
         for (; k + 16 <= n; k += 16) {
-            if (esz == 4 || (k & 31) == 0)
-                _mm_prefetch((const char *)row + (size_t)k * esz + FROW_AHEAD, _MM_HINT_T0);
+            _mm_prefetch((const char *)row + (size_t)k * 4 + FROW_AHEAD, _MM_HINT_T0);
             acc = _mm512_fmadd_ps(load_w16(kind, row, k, 0xffff), _mm512_loadu_ps(x + k), acc);
         }
         if (k < n) {
@@ -171,7 +167,7 @@ DEF_KIND(ftile16p, PZ32)
  * token of the F16 bench model: 87 tokens/s with, 93 without, medians of 7 pairs). */
 AI void fone_packed(const int kind, int64_t n, const uint8_t *w, const uint8_t *xb, float *y) {
     const float *x = (const float *)xb;
-    const size_t blk = (size_t)GK_GEMM_STRIP * 16 * (kind == K_F32 ? 4 : 2); /* a block's bytes */
+    const size_t blk = (size_t)GK_GEMM_STRIP * 16 * 4; /* a block's bytes */
     __m512 acc[GK_GEMM_STRIP];
 #pragma GCC unroll 16
     for (int r = 0; r < GK_GEMM_STRIP; r++) acc[r] = _mm512_setzero_ps();
@@ -190,7 +186,7 @@ AI void fone_packed(const int kind, int64_t n, const uint8_t *w, const uint8_t *
 /* T tokens against a packed strip: its 4-row tiles, each over the tokens. */
 AI void fstrip_packed(const int kind, const gk_gemm_kernels *kk, int64_t n, const uint8_t *w, int R,
                       const uint8_t *x, size_t xs, int T, float *y, int64_t ldy) {
-    const size_t rs = (size_t)16 * (kind == K_F32 ? 4 : 2); /* a row's 16 values */
+    const size_t rs = (size_t)16 * 4; /* a row's 16 values */
     if (T == 1) {
         fone_packed(kind, n, w, x, y);
         return;
@@ -215,8 +211,11 @@ AI void fstrip_packed(const int kind, const gk_gemm_kernels *kk, int64_t n, cons
         (void)nb_row, (void)R;                                                                     \
         fone_packed(K_##KIND, n, w, x, y);                                                         \
     }                                                                                              \
-    static const gk_gemm_kernels z_##name##p = {                                                   \
-        .rmax = 4, .nmax = 6, .tile = TABLE(P##KIND), .strip = fstrip_##name##p, .one = fone_##name##p};
+    static const gk_gemm_kernels z_##name##p = {.rmax = 4,                                         \
+                                                .nmax = 6,                                         \
+                                                .tile = TABLE(P##KIND),                            \
+                                                .strip = fstrip_##name##p,                         \
+                                                .one = fone_##name##p};
 FPACKED(f32, Z32)
 #undef FPACKED
 
@@ -257,7 +256,8 @@ AI void lane_one_packed(const int kind, int64_t n, const uint8_t *w, const float
         const __m512 xb = _mm512_set1_ps(x[k]);
         const uint8_t *p = w + (size_t)k * GK_GEMM_LANES * 2;
 #pragma GCC unroll 4
-        for (int i = 0; i < LV; i++) acc[i] = _mm512_fmadd_ps(lane_load(kind, p + 32 * i), xb, acc[i]);
+        for (int i = 0; i < LV; i++)
+            acc[i] = _mm512_fmadd_ps(lane_load(kind, p + 32 * i), xb, acc[i]);
     }
 #pragma GCC unroll 4
     for (int i = 0; i < LV; i++) _mm512_storeu_ps(y + 16 * i, acc[i]);
@@ -295,12 +295,24 @@ AI void lane_strip_packed(const int kind, int64_t n, const uint8_t *w, const uin
         const uint8_t *xt = x + (size_t)t * xs;
         float *yt = y + (size_t)t * ldy;
         switch (T - t < 6 ? T - t : 6) {
-        case 1: lane_one_packed(kind, n, w, (const float *)xt, yt); break;
-        case 2: lane_tile_packed(kind, 2, n, w, xt, xs, yt, ldy); break;
-        case 3: lane_tile_packed(kind, 3, n, w, xt, xs, yt, ldy); break;
-        case 4: lane_tile_packed(kind, 4, n, w, xt, xs, yt, ldy); break;
-        case 5: lane_tile_packed(kind, 5, n, w, xt, xs, yt, ldy); break;
-        default: lane_tile_packed(kind, 6, n, w, xt, xs, yt, ldy); break;
+        case 1:
+            lane_one_packed(kind, n, w, (const float *)xt, yt);
+            break;
+        case 2:
+            lane_tile_packed(kind, 2, n, w, xt, xs, yt, ldy);
+            break;
+        case 3:
+            lane_tile_packed(kind, 3, n, w, xt, xs, yt, ldy);
+            break;
+        case 4:
+            lane_tile_packed(kind, 4, n, w, xt, xs, yt, ldy);
+            break;
+        case 5:
+            lane_tile_packed(kind, 5, n, w, xt, xs, yt, ldy);
+            break;
+        default:
+            lane_tile_packed(kind, 6, n, w, xt, xs, yt, ldy);
+            break;
         }
     }
 }
@@ -319,7 +331,7 @@ AI void lane_turn(const int kind, int R, const uint8_t *w, size_t nb_row, int64_
         v[r] = r < R ? lane_cvt(kind, _mm256_maskz_loadu_epi16(
                                           km, (const uint16_t *)(w + (size_t)r * nb_row) + k))
                      : _mm512_setzero_ps();
-    /* pairs of rows: per 128-bit lane L, (r0, r1) of inputs 4L, 4L + 1 and 4L + 2, 4L + 3 */
+        /* pairs of rows: per 128-bit lane L, (r0, r1) of inputs 4L, 4L + 1 and 4L + 2, 4L + 3 */
 #pragma GCC unroll 8
     for (int i = 0; i < 16; i += 2) {
         t[i] = _mm512_unpacklo_ps(v[i], v[i + 1]);
@@ -360,8 +372,8 @@ AI void lane_tile_rows(const int N, int kc, const float (*buf)[16], const uint8_
         const __m512 wv = _mm512_load_ps(buf[k]);
 #pragma GCC unroll 8
         for (int t = 0; t < N; t++)
-            acc[t] = _mm512_fmadd_ps(
-                wv, _mm512_set1_ps(((const float *)(xb + (size_t)t * xs))[k]), acc[t]);
+            acc[t] = _mm512_fmadd_ps(wv, _mm512_set1_ps(((const float *)(xb + (size_t)t * xs))[k]),
+                                     acc[t]);
     }
 #pragma GCC unroll 8
     for (int t = 0; t < N; t++) _mm512_mask_storeu_ps(y + (size_t)t * ldy, m, acc[t]);
@@ -383,7 +395,8 @@ AI void lane_strip_rows(const int kind, int64_t n, const uint8_t *w, size_t nb_r
         if (k < n) {
             __m512 v[16];
             lane_turn(kind, R, w, nb_row, k, (int)(n - k), v);
-            for (int j = 0; j < n - k; j++) acc = _mm512_fmadd_ps(v[j], _mm512_set1_ps(x[k + j]), acc);
+            for (int j = 0; j < n - k; j++)
+                acc = _mm512_fmadd_ps(v[j], _mm512_set1_ps(x[k + j]), acc);
         }
         _mm512_mask_storeu_ps(y, m, acc);
         return;
@@ -403,14 +416,30 @@ AI void lane_strip_rows(const int kind, int64_t n, const uint8_t *w, size_t nb_r
             const uint8_t *xt = xb + (size_t)t * xs + (size_t)k0 * sizeof(float);
             float *yt = y + (size_t)t * ldy;
             switch (T - t < 8 ? T - t : 8) {
-            case 1: lane_tile_rows(1, kc, buf, xt, xs, k0 > 0, m, yt, ldy); break;
-            case 2: lane_tile_rows(2, kc, buf, xt, xs, k0 > 0, m, yt, ldy); break;
-            case 3: lane_tile_rows(3, kc, buf, xt, xs, k0 > 0, m, yt, ldy); break;
-            case 4: lane_tile_rows(4, kc, buf, xt, xs, k0 > 0, m, yt, ldy); break;
-            case 5: lane_tile_rows(5, kc, buf, xt, xs, k0 > 0, m, yt, ldy); break;
-            case 6: lane_tile_rows(6, kc, buf, xt, xs, k0 > 0, m, yt, ldy); break;
-            case 7: lane_tile_rows(7, kc, buf, xt, xs, k0 > 0, m, yt, ldy); break;
-            default: lane_tile_rows(8, kc, buf, xt, xs, k0 > 0, m, yt, ldy); break;
+            case 1:
+                lane_tile_rows(1, kc, buf, xt, xs, k0 > 0, m, yt, ldy);
+                break;
+            case 2:
+                lane_tile_rows(2, kc, buf, xt, xs, k0 > 0, m, yt, ldy);
+                break;
+            case 3:
+                lane_tile_rows(3, kc, buf, xt, xs, k0 > 0, m, yt, ldy);
+                break;
+            case 4:
+                lane_tile_rows(4, kc, buf, xt, xs, k0 > 0, m, yt, ldy);
+                break;
+            case 5:
+                lane_tile_rows(5, kc, buf, xt, xs, k0 > 0, m, yt, ldy);
+                break;
+            case 6:
+                lane_tile_rows(6, kc, buf, xt, xs, k0 > 0, m, yt, ldy);
+                break;
+            case 7:
+                lane_tile_rows(7, kc, buf, xt, xs, k0 > 0, m, yt, ldy);
+                break;
+            default:
+                lane_tile_rows(8, kc, buf, xt, xs, k0 > 0, m, yt, ldy);
+                break;
             }
         }
     }
@@ -514,7 +543,8 @@ AI void pack_s(const int kind, const float *x, int64_t n, uint8_t *dst) {
     const __m512 half = _mm512_set1_ps(0.5f), one = _mm512_set1_ps(1.0f);
     for (int64_t ib = 0; ib < nb; ib++) {
         const __m512 v0 = _mm512_loadu_ps(x + ib * 32), v1 = _mm512_loadu_ps(x + ib * 32 + 16);
-        const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v0), _mm512_abs_ps(v1)));
+        const float amax =
+            _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v0), _mm512_abs_ps(v1)));
         const float dd = amax / 127.0f, id = dd != 0.0f ? 1.0f / dd : 0.0f;
         d[ib] = gk_fp16_to_fp32(gk_fp32_to_fp16(dd));
         __m512i q[2];
@@ -522,16 +552,16 @@ AI void pack_s(const int kind, const float *x, int64_t n, uint8_t *dst) {
             const __m512 v = _mm512_mul_ps(h ? v1 : v0, _mm512_set1_ps(id));
             const __m512 t = _mm512_roundscale_ps(v, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
             const __m512 r = _mm512_roundscale_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-            const __mmask16 tie = _mm512_cmp_ps_mask(_mm512_abs_ps(_mm512_sub_ps(v, t)), half,
-                                                     _CMP_EQ_OQ);
+            const __mmask16 tie =
+                _mm512_cmp_ps_mask(_mm512_abs_ps(_mm512_sub_ps(v, t)), half, _CMP_EQ_OQ);
             const __m512 away = _mm512_add_ps(
                 t, _mm512_castsi512_ps(_mm512_or_si512(
                        _mm512_and_si512(_mm512_castps_si512(v), _mm512_set1_epi32(INT32_MIN)),
                        _mm512_castps_si512(one))));
             /* saturated to int8 as the AVX2 quantizer's packs do (a NaN's INT_MIN to
              * -128; in range for any finite x), then summed as stored */
-            const __m128i q8 = _mm512_cvtsepi32_epi8(
-                _mm512_cvtps_epi32(_mm512_mask_blend_ps(tie, r, away)));
+            const __m128i q8 =
+                _mm512_cvtsepi32_epi8(_mm512_cvtps_epi32(_mm512_mask_blend_ps(tie, r, away)));
             _mm_storeu_si128((__m128i *)(dst + ib * 32 + 16 * h), q8);
             q[h] = _mm512_cvtepi8_epi32(q8);
         }

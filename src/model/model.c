@@ -553,8 +553,8 @@ static int pack_weight(gk_model *m, gk_weight *w, int chunks, gk_pool *pool, uin
         if (!(*scratch = gk_malloc_aligned(w->nb_mat, err))) return -1;
         *scratch_size = w->nb_mat;
     }
-    pack_matrices(m, w, dst, (size_t)gk_gemm_pack_rows(w->type) * w->nb_row, w->nb_mat, pool, *scratch,
-                  file_mapped);
+    pack_matrices(m, w, dst, (size_t)gk_gemm_pack_rows(w->type) * w->nb_row, w->nb_mat, pool,
+                  *scratch, file_mapped);
     return 0;
 }
 

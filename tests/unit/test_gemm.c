@@ -125,7 +125,8 @@ static void reference(const setup *s, int r, int t, float *ref, double *bound) {
         sa += (fabs((double)s->wf[r * s->n + i]) + amp) * fabs((double)xd[i]);
     /* f16 and bf16 with AVX-512 sum one chain of n terms (the rows as lanes) */
     const bool lanes = s->type == GK_TYPE_F16 || s->type == GK_TYPE_BF16;
-    *bound = (double)(lanes ? s->n / 2 + 8 : s->n / 8 + s->n / 32 + 8) * ldexp(1.0, -23) * sa + 1e-30;
+    *bound =
+        (double)(lanes ? s->n / 2 + 8 : s->n / 8 + s->n / 32 + 8) * ldexp(1.0, -23) * sa + 1e-30;
     free(xd);
 }
 
@@ -199,8 +200,8 @@ static void check_matmul2(gk_pool *pool, gk_dtype type, int64_t n) {
                   "gk_matmul2 %s T=%d", gk_type_name(type), T);
         for (int g = 0; g < 3; g++) {
             const gk_gelu kind = g == 0 ? GK_GELU_TANH : g == 1 ? GK_GELU_ERF : GK_GELU_TANH_F16;
-            gk_matmul2_geglu(pool, z1, a.w, type, a.nb_row, z2, b.w, type, b.nb_row, N_OUT, a.x,
-                             n, T, a.qbuf, kind);
+            gk_matmul2_geglu(pool, z1, a.w, type, a.nb_row, z2, b.w, type, b.nb_row, N_OUT, a.x, n,
+                             T, a.qbuf, kind);
             gk_geglu(pool, y1, y2, (int64_t)N_OUT * T, kind);
             CHECK_MSG(!memcmp(y1, z1, sizeof(float) * N_OUT * T) &&
                           !memcmp(y2, z2, sizeof(float) * N_OUT * T),
@@ -234,8 +235,8 @@ static void check_matmul2(gk_pool *pool, gk_dtype type, int64_t n) {
                           gk_type_name(type), ran);
                 for (int i = 0; ran && i < no; i++)
                     CHECK_MSG(!memcmp(ys[i], zs[i], sizeof(float) * (size_t)o[i].n_out * T),
-                              "gk_matmul_many %s T=%d gelu %d output %d", gk_type_name(type), T,
-                              g, i);
+                              "gk_matmul_many %s T=%d gelu %d output %d", gk_type_name(type), T, g,
+                              i);
             }
         /* refused: an odd count with GeGLU, a pair of unequal rows, too many outputs */
         gk_matmul_out o[GK_MATMUL_MAX + 1];
@@ -396,8 +397,7 @@ static void check_attn_softmax(void) {
             if (avx512) {
                 memcpy(a, x, sizeof(float) * n);
                 gk_attn_softmax_avx512(a, n, 0.0883883f, cap, temp, f16w);
-                CHECK_MSG(!memcmp(a, b, sizeof(float) * n), "avx512 softmax n=%lld",
-                          (long long)n);
+                CHECK_MSG(!memcmp(a, b, sizeof(float) * n), "avx512 softmax n=%lld", (long long)n);
             }
 #endif
             /* against the softmax in double of the capped scores */
@@ -500,15 +500,15 @@ static void check_chunks_many(gk_pool **pools, gk_dtype type, int64_t cw, int k)
             const setup *s = ss[i];
             const float *x = s->x + (i + 1) * s->n; /* tokens 1, 2, 3 */
             o[i] = (gk_chunks_out){z[i], s->w, s->nb_row, N_OUT - 8 * i, x, s->n};
-            CHECK(gk_matmul_chunks(pools[p], y[i], s->w, type, s->nb_row, N_OUT - 8 * i, x, s->n,
-                                   k, qb, qsize));
+            CHECK(gk_matmul_chunks(pools[p], y[i], s->w, type, s->nb_row, N_OUT - 8 * i, x, s->n, k,
+                                   qb, qsize));
         }
         CHECK(gk_matmul_chunks_many(pools[p], o, 3, type, k, qb, qsize));
         for (int i = 0; i < 3; i++)
             for (int ch = 0; ch < k; ch++)
                 CHECK_MSG(!memcmp(y[i][ch], z[i][ch], sizeof(float) * (size_t)(N_OUT - 8 * i)),
-                          "%s chunks_many product %d chunk %d, %d threads", gk_type_name(type),
-                          i, ch, p + 1);
+                          "%s chunks_many product %d chunk %d, %d threads", gk_type_name(type), i,
+                          ch, p + 1);
         CHECK(!gk_matmul_chunks_many(pools[p], o, 3, type, k, qb, 64) ||
               !gk_gemm_kernels_of(type)->pack);
     }
@@ -561,8 +561,8 @@ static void check_packed(gk_pool **pools, gk_dtype q8, int64_t n) {
     bool layout = true;
     for (int r = 0; r < SR && lanes; r++)
         for (int64_t k = 0; k < n; k++)
-            layout = layout && !memcmp(pw + SR * nb_row + 2 * (k * SR + r),
-                                       w + (SR + r) * nb_row + 2 * k, 2);
+            layout = layout &&
+                     !memcmp(pw + SR * nb_row + 2 * (k * SR + r), w + (SR + r) * nb_row + 2 * k, 2);
     for (int r = 0; r < 16 && !lanes; r++) {
         const uint8_t *blk = w + (16 + r) * nb_row + (size_t)lastb * bsz;
         if (lead >= 0) layout = layout && !memcmp(o + 2 * r, blk + lead, 2);
