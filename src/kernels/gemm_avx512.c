@@ -294,26 +294,45 @@ AI void lane_strip_packed(const int kind, int64_t n, const uint8_t *w, const uin
     for (int t = 0; t < T; t += 6) {
         const uint8_t *xt = x + (size_t)t * xs;
         float *yt = y + (size_t)t * ldy;
+#define TILE_N(N)                                                                                  \
+    case N:                                                                                        \
+        lane_tile_packed(kind, N, n, w, xt, xs, yt, ldy);                                          \
+        break;
         switch (T - t < 6 ? T - t : 6) {
         case 1:
             lane_one_packed(kind, n, w, (const float *)xt, yt);
             break;
-        case 2:
-            lane_tile_packed(kind, 2, n, w, xt, xs, yt, ldy);
-            break;
-        case 3:
-            lane_tile_packed(kind, 3, n, w, xt, xs, yt, ldy);
-            break;
-        case 4:
-            lane_tile_packed(kind, 4, n, w, xt, xs, yt, ldy);
-            break;
-        case 5:
-            lane_tile_packed(kind, 5, n, w, xt, xs, yt, ldy);
-            break;
-        default:
-            lane_tile_packed(kind, 6, n, w, xt, xs, yt, ldy);
-            break;
+            TILE_N(2) TILE_N(3) TILE_N(4) TILE_N(5) TILE_N(6)
         }
+#undef TILE_N
+    }
+}
+
+/* v[r] (row r, 16 columns) -> v[c] (column c, 16 rows), int32 lanes. */
+AI void transpose16x16(__m512i v[16]) {
+    __m512i t[16], u[16];
+#pragma GCC unroll 8
+    for (int i = 0; i < 8; i++) {
+        t[2 * i] = _mm512_unpacklo_epi32(v[2 * i], v[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_epi32(v[2 * i], v[2 * i + 1]);
+    }
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; i++) { /* u[4i + k]: column 4l + k of rows 4i..4i+3 in lane l */
+        u[4 * i + 0] = _mm512_unpacklo_epi64(t[4 * i], t[4 * i + 2]);
+        u[4 * i + 1] = _mm512_unpackhi_epi64(t[4 * i], t[4 * i + 2]);
+        u[4 * i + 2] = _mm512_unpacklo_epi64(t[4 * i + 1], t[4 * i + 3]);
+        u[4 * i + 3] = _mm512_unpackhi_epi64(t[4 * i + 1], t[4 * i + 3]);
+    }
+#pragma GCC unroll 4
+    for (int k = 0; k < 4; k++) {
+        __m512i a = _mm512_shuffle_i32x4(u[k], u[4 + k], 0x88),
+                b = _mm512_shuffle_i32x4(u[k], u[4 + k], 0xdd),
+                c = _mm512_shuffle_i32x4(u[8 + k], u[12 + k], 0x88),
+                d = _mm512_shuffle_i32x4(u[8 + k], u[12 + k], 0xdd);
+        v[k] = _mm512_shuffle_i32x4(a, c, 0x88);
+        v[8 + k] = _mm512_shuffle_i32x4(a, c, 0xdd);
+        v[4 + k] = _mm512_shuffle_i32x4(b, d, 0x88);
+        v[12 + k] = _mm512_shuffle_i32x4(b, d, 0xdd);
     }
 }
 
@@ -325,38 +344,17 @@ AI void lane_strip_packed(const int kind, int64_t n, const uint8_t *w, const uin
 AI void lane_turn(const int kind, int R, const uint8_t *w, size_t nb_row, int64_t k, int kc,
                   __m512 v[16]) {
     const __mmask16 km = (__mmask16)((1u << kc) - 1);
-    __m512 t[16], u[16];
 #pragma GCC unroll 16
     for (int r = 0; r < 16; r++)
         v[r] = r < R ? lane_cvt(kind, _mm256_maskz_loadu_epi16(
                                           km, (const uint16_t *)(w + (size_t)r * nb_row) + k))
                      : _mm512_setzero_ps();
-        /* pairs of rows: per 128-bit lane L, (r0, r1) of inputs 4L, 4L + 1 and 4L + 2, 4L + 3 */
-#pragma GCC unroll 8
-    for (int i = 0; i < 16; i += 2) {
-        t[i] = _mm512_unpacklo_ps(v[i], v[i + 1]);
-        t[i + 1] = _mm512_unpackhi_ps(v[i], v[i + 1]);
-    }
-    /* fours of rows: u[4 g + c] holds rows 4g..4g+3 of input 4L + c in lane L */
-#pragma GCC unroll 4
-    for (int g = 0; g < 16; g += 4) {
-        u[g] = _mm512_shuffle_ps(t[g], t[g + 2], _MM_SHUFFLE(1, 0, 1, 0));
-        u[g + 1] = _mm512_shuffle_ps(t[g], t[g + 2], _MM_SHUFFLE(3, 2, 3, 2));
-        u[g + 2] = _mm512_shuffle_ps(t[g + 1], t[g + 3], _MM_SHUFFLE(1, 0, 1, 0));
-        u[g + 3] = _mm512_shuffle_ps(t[g + 1], t[g + 3], _MM_SHUFFLE(3, 2, 3, 2));
-    }
-    /* the 4 x 4 lanes of u[c], u[4 + c], u[8 + c], u[12 + c]: input 4L + c's 16 rows */
-#pragma GCC unroll 4
-    for (int c = 0; c < 4; c++) {
-        const __m512 a = _mm512_shuffle_f32x4(u[c], u[4 + c], 0x88),
-                     b = _mm512_shuffle_f32x4(u[c], u[4 + c], 0xdd),
-                     e = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], 0x88),
-                     d = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], 0xdd);
-        v[c] = _mm512_shuffle_f32x4(a, e, 0x88);
-        v[4 + c] = _mm512_shuffle_f32x4(b, d, 0x88);
-        v[8 + c] = _mm512_shuffle_f32x4(a, e, 0xdd);
-        v[12 + c] = _mm512_shuffle_f32x4(b, d, 0xdd);
-    }
+    __m512i q[16];
+#pragma GCC unroll 16
+    for (int r = 0; r < 16; r++) q[r] = _mm512_castps_si512(v[r]);
+    transpose16x16(q);
+#pragma GCC unroll 16
+    for (int j = 0; j < 16; j++) v[j] = _mm512_castsi512_ps(q[j]);
 }
 
 /* N <= 8 tokens against kc turned inputs (buf[k]: the rows' values of input k),
@@ -415,32 +413,15 @@ AI void lane_strip_rows(const int kind, int64_t n, const uint8_t *w, size_t nb_r
         for (int t = 0; t < T; t += 8) {
             const uint8_t *xt = xb + (size_t)t * xs + (size_t)k0 * sizeof(float);
             float *yt = y + (size_t)t * ldy;
+            /* N a constant in each call: the tile's registers unrolled */
+#define TILE_N(N)                                                                                  \
+    case N:                                                                                        \
+        lane_tile_rows(N, kc, buf, xt, xs, k0 > 0, m, yt, ldy);                                    \
+        break;
             switch (T - t < 8 ? T - t : 8) {
-            case 1:
-                lane_tile_rows(1, kc, buf, xt, xs, k0 > 0, m, yt, ldy);
-                break;
-            case 2:
-                lane_tile_rows(2, kc, buf, xt, xs, k0 > 0, m, yt, ldy);
-                break;
-            case 3:
-                lane_tile_rows(3, kc, buf, xt, xs, k0 > 0, m, yt, ldy);
-                break;
-            case 4:
-                lane_tile_rows(4, kc, buf, xt, xs, k0 > 0, m, yt, ldy);
-                break;
-            case 5:
-                lane_tile_rows(5, kc, buf, xt, xs, k0 > 0, m, yt, ldy);
-                break;
-            case 6:
-                lane_tile_rows(6, kc, buf, xt, xs, k0 > 0, m, yt, ldy);
-                break;
-            case 7:
-                lane_tile_rows(7, kc, buf, xt, xs, k0 > 0, m, yt, ldy);
-                break;
-            default:
-                lane_tile_rows(8, kc, buf, xt, xs, k0 > 0, m, yt, ldy);
-                break;
+                TILE_N(1) TILE_N(2) TILE_N(3) TILE_N(4) TILE_N(5) TILE_N(6) TILE_N(7) TILE_N(8)
             }
+#undef TILE_N
         }
     }
 }
@@ -1018,34 +999,6 @@ AI void strip_one(const int kind, int64_t n, const uint8_t *w, size_t nb_row, in
 #ifndef R1_AHEAD
 #define R1_AHEAD 8192 /* bytes of the stream fetched ahead */
 #endif
-
-/* v[r] (row r, 16 columns) -> v[c] (column c, 16 rows), int32 lanes. */
-AI void transpose16x16(__m512i v[16]) {
-    __m512i t[16], u[16];
-#pragma GCC unroll 8
-    for (int i = 0; i < 8; i++) {
-        t[2 * i] = _mm512_unpacklo_epi32(v[2 * i], v[2 * i + 1]);
-        t[2 * i + 1] = _mm512_unpackhi_epi32(v[2 * i], v[2 * i + 1]);
-    }
-#pragma GCC unroll 4
-    for (int i = 0; i < 4; i++) { /* u[4i + k]: column 4l + k of rows 4i..4i+3 in lane l */
-        u[4 * i + 0] = _mm512_unpacklo_epi64(t[4 * i], t[4 * i + 2]);
-        u[4 * i + 1] = _mm512_unpackhi_epi64(t[4 * i], t[4 * i + 2]);
-        u[4 * i + 2] = _mm512_unpacklo_epi64(t[4 * i + 1], t[4 * i + 3]);
-        u[4 * i + 3] = _mm512_unpackhi_epi64(t[4 * i + 1], t[4 * i + 3]);
-    }
-#pragma GCC unroll 4
-    for (int k = 0; k < 4; k++) {
-        __m512i a = _mm512_shuffle_i32x4(u[k], u[4 + k], 0x88),
-                b = _mm512_shuffle_i32x4(u[k], u[4 + k], 0xdd),
-                c = _mm512_shuffle_i32x4(u[8 + k], u[12 + k], 0x88),
-                d = _mm512_shuffle_i32x4(u[8 + k], u[12 + k], 0xdd);
-        v[k] = _mm512_shuffle_i32x4(a, c, 0x88);
-        v[8 + k] = _mm512_shuffle_i32x4(a, c, 0xdd);
-        v[4 + k] = _mm512_shuffle_i32x4(b, d, 0x88);
-        v[12 + k] = _mm512_shuffle_i32x4(b, d, 0xdd);
-    }
-}
 
 /* Four vectors of 4 groups x 4 partial sums (group g of P[i] in 128-bit lane
  * g) -> the 16 group sums in order 4 i + g (lane 4 g + i before the permute). */
