@@ -583,10 +583,12 @@ static int pack_pair(gk_model *m, gk_weight *g, gk_weight *u, gk_pool *pool, gk_
     return 1;
 }
 
-/* Every weight the forward runs through the GEMM (the output when it is not the
- * embedding, whose rows the forward reads as they are), once, when the first
- * context is made, by its pool's threads: describing a model (grok info, grok plan)
- * or training from it reads none of its weights. */
+/* Every weight the forward runs through the GEMM, once, when the first context is
+ * made, by its pool's threads: describing a model (grok info, grok plan) or training
+ * from it reads none of its weights. An output tied to the embedding is packed into
+ * a copy of its own where the file holds it (the embedding reads its rows from the
+ * file, as they are); a rank's slice of it, in memory, stays as it is. Unpacked,
+ * f16 and bf16 rows take the GEMM's slower turned path (a Grok-1 file's output). */
 int gk_model_pack(gk_model *m, gk_pool *pool, gk_err *err) {
     if (!m->pack_wanted || m->pack_done) return 0;
     m->pack_done = true;
@@ -595,7 +597,9 @@ int gk_model_pack(gk_model *m, gk_pool *pool, gk_err *err) {
     int rc = 0;
     int k = 1; /* forward.c's column chunks of wo and the down matrices */
     gk_model_sum_chunks(m, &k);
-    if (!m->hp.tied_output) rc = pack_weight(m, &m->output, 1, pool, &scratch, &scratch_size, err);
+    bool file_mapped;
+    if (!m->hp.tied_output || gk_gguf_holds(m->gguf, m->output.data, &file_mapped))
+        rc = pack_weight(m, &m->output, 1, pool, &scratch, &scratch_size, err);
     for (uint32_t l = 0; rc == 0 && l < m->hp.n_layer; l++) {
         gk_layer *L = &m->layers[l];
         if (pack_pair(m, &L->gate_exps, &L->up_exps, pool, err) < 0 ||
