@@ -562,7 +562,7 @@ static int pack_weight(gk_model *m, gk_weight *w, int chunks, gk_pool *pool, uin
  * (gk_weight.paired) where both lie in the file's bytes with the same type and
  * shape: a GeGLU pass, which runs gate strip s then up strip s, then reads one
  * sequential stream. Apart, each thread's reads alternated between two places a
- * strip (32 KiB of F16) at a time, and the gate/up pass of decode (3 GeGLU pairs,
+ * strip (then 16 rows, 32 KiB of F16) at a time, and the gate/up pass of decode (3 GeGLU pairs,
  * each of 8 cold copies in turn, 2 threads) ran at 64-69 GB/s where together it
  * runs at 74-75 (F16, Q8_0, Q4_0 and Q4_K alike, medians of 120). 0 where they are
  * not paired (then packed apart). */
@@ -587,8 +587,8 @@ static int pack_pair(gk_model *m, gk_weight *g, gk_weight *u, gk_pool *pool, gk_
  * made, by its pool's threads: describing a model (grok info, grok plan) or training
  * from it reads none of its weights. An output tied to the embedding is packed into
  * a copy of its own where the file holds it (the embedding reads its rows from the
- * file, as they are); a rank's slice of it, in memory, stays as it is. Unpacked,
- * f16 and bf16 rows take the GEMM's slower turned path (a Grok-1 file's output). */
+ * file, as they are); a rank's slice of it, in memory, stays as it is (unpacked,
+ * f16 and bf16 rows take the GEMM's slower turned path). */
 int gk_model_pack(gk_model *m, gk_pool *pool, gk_err *err) {
     if (!m->pack_wanted || m->pack_done) return 0;
     m->pack_done = true;
@@ -597,8 +597,7 @@ int gk_model_pack(gk_model *m, gk_pool *pool, gk_err *err) {
     int rc = 0;
     int k = 1; /* forward.c's column chunks of wo and the down matrices */
     gk_model_sum_chunks(m, &k);
-    bool file_mapped;
-    if (!m->hp.tied_output || gk_gguf_holds(m->gguf, m->output.data, &file_mapped))
+    if (!m->hp.tied_output || gk_gguf_holds(m->gguf, m->output.data, NULL))
         rc = pack_weight(m, &m->output, 1, pool, &scratch, &scratch_size, err);
     for (uint32_t l = 0; rc == 0 && l < m->hp.n_layer; l++) {
         gk_layer *L = &m->layers[l];

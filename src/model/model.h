@@ -31,7 +31,8 @@ typedef struct gk_weight {
 static inline gk_dtype gk_weight_mm_type(const gk_weight *w) {
     return w->packed ? (gk_dtype)(w->type | GK_GEMM_PACKED) : w->type;
 }
-/* The row bytes to hand the GEMM for w (its strips lie 16 of them apart). */
+/* The row bytes to hand the GEMM for w (its strips lie gk_gemm_pack_rows of them
+ * apart). */
 static inline size_t gk_weight_row_step(const gk_weight *w) {
     return w->paired ? 2 * w->nb_row : w->nb_row;
 }
